@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Counts test cases from Bazel's test results and prints `N passed, N failed[, N skipped]`.
+
+Usage: count-tests.py TESTLOGS_DIR TARGET...
+
+Each target's JUnit XML (written by GoogleTest, or by Bazel for other tests) is read from
+TESTLOGS_DIR/<package>/<name>/[shard_*/]test.xml. A target with no XML (it failed to build, or
+timed out before writing one) counts as one failed test, so a broken build never reads as green.
+"""
+import glob
+import os
+import sys
+import xml.etree.ElementTree as ET
+
+
+def count_target(testlogs, target):
+    package, name = target.lstrip("/").split(":", 1)
+    base = os.path.join(testlogs, package, name)
+    files = sorted(glob.glob(os.path.join(base, "test.xml")) +
+                   glob.glob(os.path.join(base, "shard_*", "test.xml")))
+    if not files:
+        return 0, 1, 0, ["%s: no test results (did not build or run)" % target]
+    passed = failed = skipped = 0
+    problems = []
+    for path in files:
+        try:
+            root = ET.parse(path).getroot()
+        except ET.ParseError as e:
+            failed += 1
+            problems.append("%s: unreadable %s (%s)" % (target, path, e))
+            continue
+        cases = root.iter("testcase")
+        seen = 0
+        for case in cases:
+            seen += 1
+            if case.find("failure") is not None or case.find("error") is not None:
+                failed += 1
+                problems.append("%s: %s.%s failed" % (target, case.get("classname"), case.get("name")))
+            elif case.find("skipped") is not None or case.get("status") == "notrun":
+                skipped += 1
+            else:
+                passed += 1
+        if seen == 0:
+            # A test with no cases at all is a failure: it ran nothing.
+            failed += 1
+            problems.append("%s: ran no test case" % target)
+    return passed, failed, skipped, problems
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    testlogs = sys.argv[1]
+    total = [0, 0, 0]
+    problems = []
+    for target in sys.argv[2:]:
+        p, f, s, probs = count_target(testlogs, target)
+        total[0] += p
+        total[1] += f
+        total[2] += s
+        problems += probs
+    for line in problems:
+        print(line)
+    line = "%d passed, %d failed" % (total[0], total[1])
+    if total[2]:
+        line += ", %d skipped" % total[2]
+    print(line)
+    return 1 if total[1] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

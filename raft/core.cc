@@ -1,0 +1,1035 @@
+#include "raft/core.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/check.h"
+
+namespace shoal::raft {
+namespace {
+
+using raftpb::Message;
+using raftpb::MessageType;
+
+constexpr char kCampaignTransfer[] = "CampaignTransfer";
+
+MessageType VoteResponseType(MessageType t) {
+  return t == raftpb::MSG_PRE_VOTE ? raftpb::MSG_PRE_VOTE_RESP : raftpb::MSG_VOTE_RESP;
+}
+
+bool IsVoteRequest(MessageType t) { return t == raftpb::MSG_VOTE || t == raftpb::MSG_PRE_VOTE; }
+
+bool IsResponseTermCarrying(MessageType t) {
+  return t == raftpb::MSG_VOTE || t == raftpb::MSG_VOTE_RESP || t == raftpb::MSG_PRE_VOTE ||
+         t == raftpb::MSG_PRE_VOTE_RESP;
+}
+
+bool HardStateEqual(const raftpb::HardState& a, const raftpb::HardState& b) {
+  return a.term() == b.term() && a.vote() == b.vote() && a.commit() == b.commit();
+}
+
+absl::Status NoLeader(absl::string_view what) {
+  return absl::UnavailableError(absl::StrCat(what, " dropped: no leader"));
+}
+
+}  // namespace
+
+const char* RoleName(Role role) {
+  switch (role) {
+    case Role::kFollower: return "follower";
+    case Role::kPreCandidate: return "pre-candidate";
+    case Role::kCandidate: return "candidate";
+    case Role::kLeader: return "leader";
+  }
+  return "?";
+}
+
+// ---- Construction ----
+
+Core::Core(const Config& c)
+    : id_(c.id),
+      log_(c.storage, c.max_committed_size_per_ready),
+      max_msg_size_(c.max_size_per_msg),
+      max_inflight_(c.max_inflight_msgs),
+      check_quorum_(c.check_quorum),
+      pre_vote_(c.pre_vote),
+      heartbeat_timeout_(c.heartbeat_tick),
+      election_timeout_(c.election_tick),
+      rng_(c.random_seed != 0 ? c.random_seed : c.id * 0x9E3779B97F4A7C15ull) {}
+
+absl::StatusOr<std::unique_ptr<Core>> Core::Create(const Config& config) {
+  if (config.id == 0) return absl::InvalidArgumentError("raft: id must not be 0");
+  if (config.storage == nullptr) return absl::InvalidArgumentError("raft: storage is required");
+  if (config.heartbeat_tick <= 0) {
+    return absl::InvalidArgumentError("raft: heartbeat_tick must be greater than 0");
+  }
+  if (config.election_tick <= config.heartbeat_tick) {
+    return absl::InvalidArgumentError("raft: election_tick must be greater than heartbeat_tick");
+  }
+  if (config.max_inflight_msgs == 0) {
+    return absl::InvalidArgumentError("raft: max_inflight_msgs must be greater than 0");
+  }
+  std::unique_ptr<Core> core(new Core(config));
+  absl::Status s = core->Init(config);
+  if (!s.ok()) return s;
+  return core;
+}
+
+absl::Status Core::Init(const Config& config) {
+  absl::StatusOr<InitialState> init = config.storage->GetInitialState();
+  if (!init.ok()) return init.status();
+  const raftpb::ConfState& cs = init->conf_state;
+  for (uint64_t v : cs.voters()) progress_.emplace(v, Progress(1, max_inflight_, false));
+  for (uint64_t l : cs.learners()) progress_.emplace(l, Progress(1, max_inflight_, true));
+  auto self = progress_.find(id_);
+  is_learner_ = self != progress_.end() && self->second.is_learner;
+
+  const raftpb::HardState& hs = init->hard_state;
+  if (hs.term() != 0 || hs.vote() != 0 || hs.commit() != 0) {
+    if (hs.commit() < log_.committed() || hs.commit() > log_.LastIndex()) {
+      return absl::DataLossError(absl::StrCat("raft: stored commit index ", hs.commit(),
+                                              " is outside the stored log [", log_.committed(),
+                                              ", ", log_.LastIndex(), "]"));
+    }
+    log_.set_committed(hs.commit());
+    term_ = hs.term();
+    vote_ = hs.vote();
+  }
+  if (config.applied > 0) {
+    if (config.applied > log_.committed()) {
+      return absl::InvalidArgumentError(absl::StrCat("raft: applied index ", config.applied,
+                                                     " is beyond the commit index ",
+                                                     log_.committed()));
+    }
+    log_.AppliedTo(config.applied);
+  }
+  BecomeFollower(term_, 0);
+  prev_soft_ = SoftState{lead_, role_};
+  prev_hard_ = hard_state();
+  return absl::OkStatus();
+}
+
+raftpb::HardState Core::hard_state() const {
+  raftpb::HardState hs;
+  hs.set_term(term_);
+  hs.set_vote(vote_);
+  hs.set_commit(log_.committed());
+  return hs;
+}
+
+raftpb::ConfState Core::conf_state() const {
+  raftpb::ConfState cs;
+  for (const auto& [id, pr] : progress_) {
+    if (pr.is_learner) {
+      cs.add_learners(id);
+    } else {
+      cs.add_voters(id);
+    }
+  }
+  return cs;
+}
+
+// ---- Role changes ----
+
+void Core::Reset(uint64_t term) {
+  if (term_ != term) {
+    term_ = term;
+    vote_ = 0;
+  }
+  lead_ = 0;
+  election_elapsed_ = 0;
+  heartbeat_elapsed_ = 0;
+  ResetRandomizedElectionTimeout();
+  AbortLeaderTransfer();
+  votes_.clear();
+  const uint64_t last = log_.LastIndex();
+  for (auto& [id, pr] : progress_) {
+    const bool learner = pr.is_learner;
+    pr = Progress(last + 1, max_inflight_, learner);
+  }
+  UpdateSelfProgress();
+  pending_conf_index_ = 0;
+  read_index_pending_.clear();
+  read_index_queue_.clear();
+}
+
+void Core::ResetRandomizedElectionTimeout() {
+  std::uniform_int_distribution<int> dist(0, election_timeout_ - 1);
+  randomized_election_timeout_ = election_timeout_ + dist(rng_);
+}
+
+void Core::BecomeFollower(uint64_t term, uint64_t lead) {
+  Reset(term);
+  lead_ = lead;
+  role_ = Role::kFollower;
+}
+
+void Core::BecomePreCandidate() {
+  SHOAL_CHECK(role_ != Role::kLeader, "invalid transition leader -> pre-candidate");
+  // A pre-candidate changes neither term nor vote.
+  votes_.clear();
+  lead_ = 0;
+  role_ = Role::kPreCandidate;
+}
+
+void Core::BecomeCandidate() {
+  SHOAL_CHECK(role_ != Role::kLeader, "invalid transition leader -> candidate");
+  Reset(term_ + 1);
+  vote_ = id_;
+  role_ = Role::kCandidate;
+}
+
+void Core::BecomeLeader() {
+  SHOAL_CHECK(role_ != Role::kFollower, "invalid transition follower -> leader");
+  Reset(term_);
+  lead_ = id_;
+  role_ = Role::kLeader;
+  auto self = progress_.find(id_);
+  if (self != progress_.end()) self->second.BecomeReplicate();
+  UpdateSelfProgress();
+  // Conf changes proposed before this term's first entry is applied could overlap an
+  // uncommitted one of an earlier leader: wait for the no-op below.
+  pending_conf_index_ = log_.LastIndex();
+  AppendEntries({raftpb::Entry()});
+}
+
+// ---- Time ----
+
+void Core::Tick() {
+  if (role_ == Role::kLeader) {
+    TickHeartbeat();
+  } else {
+    TickElection();
+  }
+}
+
+void Core::TickElection() {
+  ++election_elapsed_;
+  if (Promotable() && PastElectionTimeout()) {
+    election_elapsed_ = 0;
+    Message m;
+    m.set_type(raftpb::MSG_HUP);
+    m.set_from(id_);
+    (void)Step(m);
+  }
+}
+
+void Core::TickHeartbeat() {
+  ++heartbeat_elapsed_;
+  ++election_elapsed_;
+  if (election_elapsed_ >= election_timeout_) {
+    election_elapsed_ = 0;
+    if (check_quorum_) {
+      Message m;
+      m.set_type(raftpb::MSG_CHECK_QUORUM);
+      m.set_from(id_);
+      (void)Step(m);
+    }
+    // A transfer that did not finish within an election timeout is abandoned.
+    if (role_ == Role::kLeader && lead_transferee_ != 0) AbortLeaderTransfer();
+  }
+  if (role_ != Role::kLeader) return;
+  if (heartbeat_elapsed_ >= heartbeat_timeout_) {
+    heartbeat_elapsed_ = 0;
+    Message m;
+    m.set_type(raftpb::MSG_BEAT);
+    m.set_from(id_);
+    (void)Step(m);
+  }
+}
+
+// ---- Elections ----
+
+bool Core::Promotable() const {
+  auto it = progress_.find(id_);
+  return it != progress_.end() && !it->second.is_learner && !log_.HasPendingSnapshot();
+}
+
+bool Core::HasUnappliedConfChanges() const {
+  if (log_.committed() <= log_.applied()) return false;
+  absl::StatusOr<std::vector<raftpb::Entry>> ents =
+      log_.Slice(log_.applied() + 1, log_.committed() + 1, UINT64_MAX);
+  SHOAL_CHECK(ents.ok(), "reading unapplied entries: ", ents.status().ToString());
+  for (const raftpb::Entry& e : *ents) {
+    if (e.type() == raftpb::ENTRY_TYPE_CONF_CHANGE) return true;
+  }
+  return false;
+}
+
+void Core::Campaign() {
+  Message m;
+  m.set_type(raftpb::MSG_HUP);
+  m.set_from(id_);
+  (void)Step(m);
+}
+
+void Core::DoCampaign(CampaignType type) {
+  if (!Promotable()) return;
+  MessageType vote_msg;
+  uint64_t term;
+  if (type == CampaignType::kPreElection) {
+    BecomePreCandidate();
+    vote_msg = raftpb::MSG_PRE_VOTE;
+    // Pre-votes are asked for the term we would campaign in, without moving to it.
+    term = term_ + 1;
+  } else {
+    BecomeCandidate();
+    vote_msg = raftpb::MSG_VOTE;
+    term = term_;
+  }
+  if (Poll(id_, VoteResponseType(vote_msg), true) == VoteResult::kWon) {
+    // A single voter wins at once.
+    if (type == CampaignType::kPreElection) {
+      DoCampaign(CampaignType::kElection);
+    } else {
+      BecomeLeader();
+    }
+    return;
+  }
+  for (const auto& [id, pr] : progress_) {
+    if (id == id_ || pr.is_learner) continue;
+    Message m;
+    m.set_type(vote_msg);
+    m.set_to(id);
+    m.set_term(term);
+    m.set_index(log_.LastIndex());
+    m.set_log_term(log_.LastTerm());
+    if (type == CampaignType::kTransfer) m.set_context(kCampaignTransfer);
+    Send(std::move(m));
+  }
+}
+
+VoteResult Core::Poll(uint64_t id, MessageType /*type*/, bool granted) {
+  votes_.emplace(id, granted);  // the first answer from a member counts
+  return TallyVotes(progress_, votes_);
+}
+
+// ---- Step ----
+
+absl::Status Core::Step(const Message& m) {
+  // Term bookkeeping first (§5.1).
+  if (m.term() == 0) {
+    // Local message.
+  } else if (m.term() > term_) {
+    if (IsVoteRequest(m.type())) {
+      const bool force = m.context() == kCampaignTransfer;
+      const bool in_lease = check_quorum_ && lead_ != 0 && election_elapsed_ < election_timeout_;
+      // A member that heard from a live leader recently refuses to help depose it.
+      if (!force && in_lease) return absl::OkStatus();
+    }
+    if (m.type() == raftpb::MSG_PRE_VOTE) {
+      // Never change term on a pre-vote.
+    } else if (m.type() == raftpb::MSG_PRE_VOTE_RESP && !m.reject()) {
+      // The term moves when the pre-election is won.
+    } else if (m.type() == raftpb::MSG_APP || m.type() == raftpb::MSG_HEARTBEAT ||
+               m.type() == raftpb::MSG_SNAP) {
+      BecomeFollower(m.term(), m.from());
+    } else {
+      BecomeFollower(m.term(), 0);
+    }
+  } else if (m.term() < term_) {
+    if ((check_quorum_ || pre_vote_) &&
+        (m.type() == raftpb::MSG_HEARTBEAT || m.type() == raftpb::MSG_APP)) {
+      // A stale leader (e.g. cut off, then healed) learns the newer term from the reply and
+      // steps down; without it, pre-vote could keep the cluster from ever electing past it.
+      Message resp;
+      resp.set_type(raftpb::MSG_APP_RESP);
+      resp.set_to(m.from());
+      Send(std::move(resp));
+    } else if (m.type() == raftpb::MSG_PRE_VOTE) {
+      Message resp;
+      resp.set_type(raftpb::MSG_PRE_VOTE_RESP);
+      resp.set_to(m.from());
+      resp.set_term(term_);
+      resp.set_reject(true);
+      Send(std::move(resp));
+    }
+    return absl::OkStatus();
+  }
+
+  switch (m.type()) {
+    case raftpb::MSG_HUP:
+      if (role_ == Role::kLeader) return absl::OkStatus();
+      if (HasUnappliedConfChanges()) return absl::OkStatus();
+      DoCampaign(pre_vote_ ? CampaignType::kPreElection : CampaignType::kElection);
+      return absl::OkStatus();
+    case raftpb::MSG_VOTE:
+    case raftpb::MSG_PRE_VOTE:
+      return StepLocalVote(m);
+    default:
+      break;
+  }
+  switch (role_) {
+    case Role::kLeader: return StepLeader(m);
+    case Role::kCandidate:
+    case Role::kPreCandidate: return StepCandidate(m);
+    case Role::kFollower: return StepFollower(m);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Core::StepLocalVote(const Message& m) {
+  // We can vote for m.from if we already did in this term, or have not voted and know no
+  // leader, or it is a pre-vote for a later term.
+  const bool can_vote = vote_ == m.from() || (vote_ == 0 && lead_ == 0) ||
+                        (m.type() == raftpb::MSG_PRE_VOTE && m.term() > term_);
+  Message resp;
+  resp.set_to(m.from());
+  resp.set_type(VoteResponseType(m.type()));
+  if (can_vote && log_.IsUpToDate(m.index(), m.log_term())) {
+    // The response carries the request's term: for a pre-vote that is a future term.
+    resp.set_term(m.term());
+    Send(std::move(resp));
+    if (m.type() == raftpb::MSG_VOTE) {
+      election_elapsed_ = 0;
+      vote_ = m.from();
+    }
+  } else {
+    resp.set_term(term_);
+    resp.set_reject(true);
+    Send(std::move(resp));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Core::StepLeader(const Message& m) {
+  switch (m.type()) {
+    case raftpb::MSG_BEAT:
+      BcastHeartbeat();
+      return absl::OkStatus();
+    case raftpb::MSG_CHECK_QUORUM:
+      if (!QuorumActive()) BecomeFollower(term_, 0);
+      return absl::OkStatus();
+    case raftpb::MSG_PROP: {
+      SHOAL_CHECK(m.entries_size() > 0, "proposal without entries");
+      if (progress_.find(id_) == progress_.end()) {
+        return absl::FailedPreconditionError("proposal dropped: this member was removed");
+      }
+      if (lead_transferee_ != 0) {
+        return absl::UnavailableError("proposal dropped: leadership transfer in progress");
+      }
+      std::vector<raftpb::Entry> ents(m.entries().begin(), m.entries().end());
+      for (size_t i = 0; i < ents.size(); ++i) {
+        if (ents[i].type() != raftpb::ENTRY_TYPE_CONF_CHANGE) continue;
+        if (pending_conf_index_ > log_.applied()) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "membership change dropped: another one (index ", pending_conf_index_,
+              ") is not applied yet"));
+        }
+        pending_conf_index_ = log_.LastIndex() + i + 1;
+      }
+      AppendEntries(std::move(ents));
+      BcastAppend();
+      return absl::OkStatus();
+    }
+    case raftpb::MSG_READ_INDEX:
+      if (VoterCount(progress_) <= 1) {
+        RespondToReadIndex(m, log_.committed());
+        return absl::OkStatus();
+      }
+      // The commit index is only known to be current once an entry of this term commits.
+      if (!CommittedEntryInCurrentTerm()) {
+        pending_read_index_messages_.push_back(m);
+        return absl::OkStatus();
+      }
+      SendReadIndexResponse(m);
+      return absl::OkStatus();
+    case raftpb::MSG_TRANSFER_LEADER: {
+      auto it = progress_.find(m.from());
+      if (it == progress_.end() || it->second.is_learner) return absl::OkStatus();
+      const uint64_t transferee = m.from();
+      if (lead_transferee_ == transferee || transferee == id_) return absl::OkStatus();
+      AbortLeaderTransfer();
+      election_elapsed_ = 0;  // the transfer must finish within an election timeout
+      lead_transferee_ = transferee;
+      if (it->second.match == log_.LastIndex()) {
+        SendTimeoutNow(transferee);
+      } else {
+        SendAppend(transferee);
+      }
+      return absl::OkStatus();
+    }
+    default:
+      break;
+  }
+
+  auto it = progress_.find(m.from());
+  if (it == progress_.end()) return absl::OkStatus();
+  Progress& pr = it->second;
+  switch (m.type()) {
+    case raftpb::MSG_APP_RESP:
+      HandleAppendResponse(m, pr);
+      break;
+    case raftpb::MSG_HEARTBEAT_RESP:
+      HandleHeartbeatResponse(m, pr);
+      break;
+    case raftpb::MSG_SNAP_STATUS:
+      if (pr.state != Progress::State::kSnapshot) break;
+      if (!m.reject()) {
+        pr.BecomeProbe();
+      } else {
+        pr.pending_snapshot = 0;
+        pr.BecomeProbe();
+      }
+      // Wait for the follower's answer (or the next heartbeat) before probing again.
+      pr.probe_sent = true;
+      break;
+    case raftpb::MSG_UNREACHABLE:
+      if (pr.state == Progress::State::kReplicate) pr.BecomeProbe();
+      break;
+    default:
+      break;
+  }
+  return absl::OkStatus();
+}
+
+void Core::HandleAppendResponse(const Message& m, Progress& pr) {
+  pr.recent_active = true;
+  if (m.reject()) {
+    uint64_t next_probe = m.reject_hint();
+    if (m.log_term() > 0) {
+      // Skip every entry of terms the follower cannot match (§5.3, optimized).
+      next_probe = log_.FindConflictByTerm(m.reject_hint(), m.log_term()).first;
+    }
+    if (pr.MaybeDecrTo(m.index(), next_probe)) {
+      if (pr.state == Progress::State::kReplicate) pr.BecomeProbe();
+      SendAppend(m.from());
+    }
+    return;
+  }
+  const bool was_paused = pr.IsPaused();
+  if (!pr.MaybeUpdate(m.index())) return;
+  switch (pr.state) {
+    case Progress::State::kProbe:
+      pr.BecomeReplicate();
+      break;
+    case Progress::State::kSnapshot:
+      if (pr.match >= pr.pending_snapshot) {
+        pr.BecomeProbe();
+        pr.BecomeReplicate();
+      }
+      break;
+    case Progress::State::kReplicate:
+      pr.inflights.FreeLE(m.index());
+      break;
+  }
+  if (MaybeCommit()) {
+    ReleasePendingReadIndexMessages();
+    BcastAppend();
+  } else if (was_paused) {
+    SendAppend(m.from());
+  }
+  // Fill the window.
+  while (MaybeSendAppend(m.from(), false)) {
+  }
+  if (m.from() == lead_transferee_ && pr.match == log_.LastIndex()) SendTimeoutNow(m.from());
+}
+
+void Core::HandleHeartbeatResponse(const Message& m, Progress& pr) {
+  pr.recent_active = true;
+  pr.probe_sent = false;
+  // A full window may be full of lost messages: free one slot so the pipeline restarts.
+  if (pr.state == Progress::State::kReplicate && pr.inflights.Full()) pr.inflights.FreeFirstOne();
+  if (pr.match < log_.LastIndex()) SendAppend(m.from());
+
+  if (m.context().empty()) return;
+  auto req = read_index_pending_.find(m.context());
+  if (req == read_index_pending_.end()) return;
+  req->second.acks.insert(m.from());
+  size_t voter_acks = 0;
+  for (uint64_t id : req->second.acks) {
+    auto p = progress_.find(id);
+    if (p != progress_.end() && !p->second.is_learner) ++voter_acks;
+  }
+  if (voter_acks < Quorum(progress_)) return;
+  // This request and every earlier one are confirmed.
+  while (!read_index_queue_.empty()) {
+    const std::string ctx = read_index_queue_.front();
+    read_index_queue_.pop_front();
+    auto node = read_index_pending_.extract(ctx);
+    RespondToReadIndex(node.mapped().req, node.mapped().index);
+    if (ctx == m.context()) break;
+  }
+}
+
+absl::Status Core::StepCandidate(const Message& m) {
+  const MessageType my_vote_resp =
+      role_ == Role::kPreCandidate ? raftpb::MSG_PRE_VOTE_RESP : raftpb::MSG_VOTE_RESP;
+  switch (m.type()) {
+    case raftpb::MSG_PROP:
+      return NoLeader("proposal");
+    case raftpb::MSG_READ_INDEX:
+      return NoLeader("read");
+    case raftpb::MSG_APP:
+      BecomeFollower(m.term(), m.from());
+      HandleAppendEntries(m);
+      return absl::OkStatus();
+    case raftpb::MSG_HEARTBEAT:
+      BecomeFollower(m.term(), m.from());
+      HandleHeartbeat(m);
+      return absl::OkStatus();
+    case raftpb::MSG_SNAP:
+      BecomeFollower(m.term(), m.from());
+      HandleSnapshot(m);
+      return absl::OkStatus();
+    default:
+      break;
+  }
+  if (m.type() == my_vote_resp) {
+    switch (Poll(m.from(), m.type(), !m.reject())) {
+      case VoteResult::kWon:
+        if (role_ == Role::kPreCandidate) {
+          DoCampaign(CampaignType::kElection);
+        } else {
+          BecomeLeader();
+          BcastAppend();
+        }
+        break;
+      case VoteResult::kLost:
+        // A rejecting pre-vote answer carries the current term; a vote answer may be newer.
+        BecomeFollower(term_, 0);
+        break;
+      case VoteResult::kPending:
+        break;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Core::StepFollower(const Message& m) {
+  switch (m.type()) {
+    case raftpb::MSG_PROP: {
+      if (lead_ == 0) return NoLeader("proposal");
+      Message fwd = m;
+      fwd.set_to(lead_);
+      Send(std::move(fwd));
+      return absl::OkStatus();
+    }
+    case raftpb::MSG_APP:
+      election_elapsed_ = 0;
+      lead_ = m.from();
+      HandleAppendEntries(m);
+      return absl::OkStatus();
+    case raftpb::MSG_HEARTBEAT:
+      election_elapsed_ = 0;
+      lead_ = m.from();
+      HandleHeartbeat(m);
+      return absl::OkStatus();
+    case raftpb::MSG_SNAP:
+      election_elapsed_ = 0;
+      lead_ = m.from();
+      HandleSnapshot(m);
+      return absl::OkStatus();
+    case raftpb::MSG_TRANSFER_LEADER: {
+      if (lead_ == 0) return absl::OkStatus();
+      Message fwd = m;
+      fwd.set_to(lead_);
+      Send(std::move(fwd));
+      return absl::OkStatus();
+    }
+    case raftpb::MSG_TIMEOUT_NOW:
+      // The leader hands over: campaign at once, past any lease.
+      DoCampaign(CampaignType::kTransfer);
+      return absl::OkStatus();
+    case raftpb::MSG_READ_INDEX: {
+      if (lead_ == 0) return NoLeader("read");
+      Message fwd = m;
+      fwd.set_to(lead_);
+      Send(std::move(fwd));
+      return absl::OkStatus();
+    }
+    case raftpb::MSG_READ_INDEX_RESP:
+      if (m.entries_size() != 1) return absl::OkStatus();
+      read_states_.push_back(ReadState{m.index(), m.entries(0).data()});
+      return absl::OkStatus();
+    default:
+      return absl::OkStatus();
+  }
+}
+
+// ---- Follower handlers ----
+
+void Core::HandleAppendEntries(const Message& m) {
+  Message resp;
+  resp.set_to(m.from());
+  resp.set_type(raftpb::MSG_APP_RESP);
+  if (m.index() < log_.committed()) {
+    resp.set_index(log_.committed());
+    Send(std::move(resp));
+    return;
+  }
+  std::vector<raftpb::Entry> ents(m.entries().begin(), m.entries().end());
+  if (std::optional<uint64_t> last_new =
+          log_.MaybeAppend(m.index(), m.log_term(), m.commit(), ents)) {
+    resp.set_index(*last_new);
+    Send(std::move(resp));
+    return;
+  }
+  // Tell the leader where our log could match: the last index whose term is at most the
+  // leader's term at m.index, so it can skip a whole conflicting term in one round trip.
+  const uint64_t hint_index = std::min(m.index(), log_.LastIndex());
+  const auto [index, term] = log_.FindConflictByTerm(hint_index, m.log_term());
+  resp.set_index(m.index());
+  resp.set_reject(true);
+  resp.set_reject_hint(index);
+  resp.set_log_term(term);
+  Send(std::move(resp));
+}
+
+void Core::HandleHeartbeat(const Message& m) {
+  log_.CommitTo(m.commit());
+  Message resp;
+  resp.set_to(m.from());
+  resp.set_type(raftpb::MSG_HEARTBEAT_RESP);
+  resp.set_context(m.context());
+  Send(std::move(resp));
+}
+
+void Core::HandleSnapshot(const Message& m) {
+  Message resp;
+  resp.set_to(m.from());
+  resp.set_type(raftpb::MSG_APP_RESP);
+  if (Restore(m.snapshot())) {
+    resp.set_index(log_.LastIndex());
+  } else {
+    resp.set_index(log_.committed());
+  }
+  Send(std::move(resp));
+}
+
+bool Core::Restore(const raftpb::Snapshot& s) {
+  const uint64_t index = s.metadata().index();
+  if (index <= log_.committed()) return false;
+  SHOAL_CHECK(role_ == Role::kFollower, "snapshot restored by a ", RoleName(role_));
+  const raftpb::ConfState& cs = s.metadata().conf_state();
+  bool found = false;
+  for (uint64_t v : cs.voters()) found |= v == id_;
+  for (uint64_t l : cs.learners()) found |= l == id_;
+  // A snapshot whose membership lacks us would leave us unable to take part: ignore it.
+  if (!found) return false;
+  if (log_.MatchTerm(index, s.metadata().term())) {
+    // We already have the entries: just move commit forward.
+    log_.CommitTo(index);
+    return false;
+  }
+  log_.Restore(s);
+  progress_.clear();
+  const uint64_t next = log_.LastIndex() + 1;
+  for (uint64_t v : cs.voters()) progress_.emplace(v, Progress(next, max_inflight_, false));
+  for (uint64_t l : cs.learners()) progress_.emplace(l, Progress(next, max_inflight_, true));
+  is_learner_ = progress_.at(id_).is_learner;
+  UpdateSelfProgress();
+  return true;
+}
+
+// ---- Sending ----
+
+void Core::Send(Message m) {
+  m.set_from(id_);
+  if (IsResponseTermCarrying(m.type())) {
+    SHOAL_CHECK(m.term() != 0, "vote message without term: ", MessageType_Name(m.type()));
+  } else {
+    SHOAL_CHECK(m.term() == 0, "term set on ", MessageType_Name(m.type()));
+    // Forwarded proposals and reads stay term-less: they are local requests at the leader.
+    if (m.type() != raftpb::MSG_PROP && m.type() != raftpb::MSG_READ_INDEX) m.set_term(term_);
+  }
+  msgs_.push_back(std::move(m));
+}
+
+bool Core::MaybeSendAppend(uint64_t to, bool send_if_empty) {
+  auto it = progress_.find(to);
+  if (it == progress_.end()) return false;
+  Progress& pr = it->second;
+  if (pr.IsPaused()) return false;
+  Message m;
+  m.set_to(to);
+  absl::StatusOr<uint64_t> term = log_.Term(pr.next - 1);
+  absl::StatusOr<std::vector<raftpb::Entry>> ents = log_.EntriesFrom(pr.next, max_msg_size_);
+  if (ents.ok() && ents->empty() && !send_if_empty) return false;
+  if (!term.ok() || !ents.ok()) {
+    // The follower needs entries that were compacted: send a snapshot.
+    if (!pr.recent_active) return false;
+    absl::StatusOr<raftpb::Snapshot> snap = log_.Snapshot();
+    if (!snap.ok()) {
+      if (IsSnapshotTemporarilyUnavailable(snap.status())) return false;
+      SHOAL_FATAL("reading the snapshot: ", snap.status().ToString());
+    }
+    SHOAL_CHECK(snap->metadata().index() != 0, "need a snapshot but there is none");
+    m.set_type(raftpb::MSG_SNAP);
+    *m.mutable_snapshot() = *snap;
+    pr.BecomeSnapshot(snap->metadata().index());
+  } else {
+    m.set_type(raftpb::MSG_APP);
+    m.set_index(pr.next - 1);
+    m.set_log_term(*term);
+    m.set_commit(log_.committed());
+    for (raftpb::Entry& e : *ents) *m.add_entries() = std::move(e);
+    if (const int n = m.entries_size(); n != 0) {
+      switch (pr.state) {
+        case Progress::State::kReplicate: {
+          const uint64_t last = m.entries(n - 1).index();
+          pr.OptimisticUpdate(last);
+          pr.inflights.Add(last);
+          break;
+        }
+        case Progress::State::kProbe:
+          pr.probe_sent = true;
+          break;
+        case Progress::State::kSnapshot:
+          SHOAL_FATAL("sending entries to ", to, " in snapshot state");
+      }
+    }
+  }
+  Send(std::move(m));
+  return true;
+}
+
+void Core::SendHeartbeat(uint64_t to, const std::string& ctx) {
+  // Never tell a follower to commit beyond what it is known to hold.
+  const uint64_t commit = std::min(progress_.at(to).match, log_.committed());
+  Message m;
+  m.set_to(to);
+  m.set_type(raftpb::MSG_HEARTBEAT);
+  m.set_commit(commit);
+  m.set_context(ctx);
+  Send(std::move(m));
+}
+
+void Core::SendTimeoutNow(uint64_t to) {
+  Message m;
+  m.set_to(to);
+  m.set_type(raftpb::MSG_TIMEOUT_NOW);
+  Send(std::move(m));
+}
+
+void Core::BcastAppend() {
+  for (const auto& [id, pr] : progress_) {
+    if (id != id_) SendAppend(id);
+  }
+}
+
+void Core::BcastHeartbeat() {
+  const std::string ctx = read_index_queue_.empty() ? std::string() : read_index_queue_.back();
+  for (const auto& [id, pr] : progress_) {
+    if (id != id_) SendHeartbeat(id, ctx);
+  }
+}
+
+void Core::AppendEntries(std::vector<raftpb::Entry> entries) {
+  const uint64_t last = log_.LastIndex();
+  for (size_t i = 0; i < entries.size(); ++i) {
+    entries[i].set_term(term_);
+    entries[i].set_index(last + 1 + i);
+  }
+  log_.Append(entries);
+  // The leader's own copy counts towards commitment once persisted (see Advance).
+}
+
+bool Core::MaybeCommit() { return log_.MaybeCommit(CommittedIndex(progress_), term_); }
+
+void Core::UpdateSelfProgress() {
+  auto self = progress_.find(id_);
+  if (self == progress_.end()) return;
+  // What is durably ours: the log up to the first unstable entry (nothing of a pending
+  // snapshot).
+  if (log_.HasPendingSnapshot()) return;
+  const uint64_t stable_last = log_.LastIndex() - log_.UnstableEntries().size();
+  if (self->second.match < stable_last) {
+    self->second.match = stable_last;
+    self->second.next = std::max(self->second.next, stable_last + 1);
+  }
+}
+
+bool Core::QuorumActive() {
+  size_t active = 0;
+  for (auto& [id, pr] : progress_) {
+    if (id == id_) {
+      if (!pr.is_learner) ++active;
+      continue;
+    }
+    if (pr.recent_active && !pr.is_learner) ++active;
+    pr.recent_active = false;
+  }
+  return active >= Quorum(progress_);
+}
+
+bool Core::CommittedEntryInCurrentTerm() const {
+  absl::StatusOr<uint64_t> t = log_.Term(log_.committed());
+  return t.ok() && *t == term_;
+}
+
+void Core::SendReadIndexResponse(const Message& req) {
+  const std::string ctx = req.entries(0).data();
+  if (read_index_pending_.find(ctx) == read_index_pending_.end()) {
+    ReadIndexStatus status;
+    status.req = req;
+    status.index = log_.committed();
+    status.acks.insert(id_);
+    read_index_pending_.emplace(ctx, std::move(status));
+    read_index_queue_.push_back(ctx);
+  }
+  BcastHeartbeat();
+}
+
+void Core::RespondToReadIndex(const Message& req, uint64_t index) {
+  if (req.from() == 0 || req.from() == id_) {
+    read_states_.push_back(ReadState{index, req.entries(0).data()});
+    return;
+  }
+  Message resp;
+  resp.set_type(raftpb::MSG_READ_INDEX_RESP);
+  resp.set_to(req.from());
+  resp.set_index(index);
+  *resp.mutable_entries() = req.entries();
+  Send(std::move(resp));
+}
+
+void Core::ReleasePendingReadIndexMessages() {
+  if (pending_read_index_messages_.empty() || !CommittedEntryInCurrentTerm()) return;
+  std::vector<Message> pending;
+  pending.swap(pending_read_index_messages_);
+  for (const Message& m : pending) SendReadIndexResponse(m);
+}
+
+// ---- Local requests ----
+
+absl::Status Core::Propose(std::string data) {
+  Message m;
+  m.set_type(raftpb::MSG_PROP);
+  m.set_from(id_);
+  m.add_entries()->set_data(std::move(data));
+  return Step(m);
+}
+
+absl::Status Core::ProposeConfChange(const raftpb::ConfChange& cc) {
+  Message m;
+  m.set_type(raftpb::MSG_PROP);
+  m.set_from(id_);
+  raftpb::Entry* e = m.add_entries();
+  e->set_type(raftpb::ENTRY_TYPE_CONF_CHANGE);
+  e->set_data(cc.SerializeAsString());
+  return Step(m);
+}
+
+absl::Status Core::ReadIndex(std::string ctx) {
+  Message m;
+  m.set_type(raftpb::MSG_READ_INDEX);
+  m.set_from(id_);
+  m.add_entries()->set_data(std::move(ctx));
+  return Step(m);
+}
+
+void Core::TransferLeader(uint64_t transferee) {
+  Message m;
+  m.set_type(raftpb::MSG_TRANSFER_LEADER);
+  m.set_from(transferee);
+  m.set_to(id_);
+  (void)Step(m);
+}
+
+void Core::ReportUnreachable(uint64_t id) {
+  Message m;
+  m.set_type(raftpb::MSG_UNREACHABLE);
+  m.set_from(id);
+  (void)Step(m);
+}
+
+void Core::ReportSnapshot(uint64_t id, bool failed) {
+  Message m;
+  m.set_type(raftpb::MSG_SNAP_STATUS);
+  m.set_from(id);
+  m.set_reject(failed);
+  (void)Step(m);
+}
+
+raftpb::ConfState Core::ApplyConfChange(const raftpb::ConfChange& cc) {
+  const uint64_t id = cc.node_id();
+  switch (cc.type()) {
+    case raftpb::ConfChange::TYPE_ADD_NODE:
+    case raftpb::ConfChange::TYPE_ADD_LEARNER_NODE: {
+      const bool learner = cc.type() == raftpb::ConfChange::TYPE_ADD_LEARNER_NODE;
+      auto it = progress_.find(id);
+      if (it == progress_.end()) {
+        Progress pr(log_.LastIndex() + 1, max_inflight_, learner);
+        // A new member is given the benefit of the doubt for one check-quorum period.
+        pr.recent_active = true;
+        progress_.emplace(id, std::move(pr));
+      } else {
+        it->second.is_learner = learner;
+      }
+      if (id == id_) is_learner_ = learner;
+      break;
+    }
+    case raftpb::ConfChange::TYPE_REMOVE_NODE:
+      progress_.erase(id);
+      if (id == lead_transferee_) AbortLeaderTransfer();
+      break;
+    case raftpb::ConfChange::TYPE_UPDATE_NODE:
+    default:
+      break;
+  }
+  if (role_ == Role::kLeader) {
+    if (progress_.find(id_) == progress_.end() || progress_.at(id_).is_learner) {
+      // A leader removed from the voters steps down; the others elect a new one.
+      BecomeFollower(term_, 0);
+    } else if (VoterCount(progress_) > 0 && MaybeCommit()) {
+      // Fewer voters may need fewer acknowledgements.
+      BcastAppend();
+    }
+  }
+  return conf_state();
+}
+
+// ---- Ready ----
+
+bool Core::HasReady() const {
+  if (SoftState{lead_, role_} != prev_soft_) return true;
+  const raftpb::HardState hs = hard_state();
+  if (!HardStateEqual(hs, prev_hard_)) return true;
+  if (log_.HasPendingSnapshot()) return true;
+  if (!msgs_.empty() || !log_.UnstableEntries().empty() || log_.HasNextCommittedEntries()) {
+    return true;
+  }
+  return !read_states_.empty();
+}
+
+Ready Core::GetReady() {
+  Ready rd;
+  const SoftState soft{lead_, role_};
+  if (soft != prev_soft_) rd.soft_state = soft;
+  const raftpb::HardState hs = hard_state();
+  if (!HardStateEqual(hs, prev_hard_)) rd.hard_state = hs;
+  rd.entries = log_.UnstableEntries();
+  if (log_.HasPendingSnapshot()) {
+    absl::StatusOr<raftpb::Snapshot> snap = log_.Snapshot();
+    SHOAL_CHECK(snap.ok(), "pending snapshot unreadable");
+    rd.snapshot = *snap;
+  }
+  rd.committed_entries = log_.NextCommittedEntries();
+  rd.messages.swap(msgs_);
+  rd.read_states.swap(read_states_);
+  rd.must_sync = !rd.entries.empty() || rd.snapshot.has_value() ||
+                 hs.term() != prev_hard_.term() || hs.vote() != prev_hard_.vote();
+  return rd;
+}
+
+void Core::Advance(const Ready& rd) {
+  if (rd.soft_state) prev_soft_ = *rd.soft_state;
+  if (rd.hard_state) prev_hard_ = *rd.hard_state;
+  if (rd.snapshot) {
+    log_.StableSnapTo(rd.snapshot->metadata().index());
+    log_.AppliedTo(std::max(log_.applied(), rd.snapshot->metadata().index()));
+  }
+  if (!rd.entries.empty()) {
+    const raftpb::Entry& last = rd.entries.back();
+    log_.StableTo(last.index(), last.term());
+  }
+  if (!rd.committed_entries.empty()) log_.AppliedTo(rd.committed_entries.back().index());
+  UpdateSelfProgress();
+  if (role_ == Role::kLeader && MaybeCommit()) {
+    ReleasePendingReadIndexMessages();
+    BcastAppend();
+  }
+}
+
+}  // namespace shoal::raft

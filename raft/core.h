@@ -1,0 +1,263 @@
+// The Raft consensus core: a deterministic state machine with no threads, clock or I/O.
+//
+// Inputs: Tick() (the passage of time, in ticks), Step(message) (a message from a peer),
+// Propose/ProposeConfChange/ReadIndex/TransferLeader/Campaign (local requests). Output: a Ready
+// batch, taken with GetReady(), which the caller must handle in this order:
+//   1. persist the snapshot (if any), the entries and the hard state, durably (one atomic,
+//      synced write when must_sync);
+//   2. send the messages;
+//   3. apply the snapshot and then the committed entries to the state machine, calling
+//      ApplyConfChange for each conf-change entry;
+//   4. call Advance(ready).
+// Because every message leaves after the state it depends on is durable, a leader counts its
+// own copy of an entry towards the commit quorum only once Advance reports it persisted.
+//
+// Features: randomized election timeouts, pre-vote, check-quorum with leader leases (a
+// follower that heard from a leader within the election timeout ignores disruptive votes),
+// pipelined replication with a per-follower in-flight window and probe/replicate/snapshot
+// progress states, fast backtracking on rejected appends, commitment only by counting entries
+// of the current term, snapshots, single-server membership changes with learners, leadership
+// transfer, and ReadIndex linearizable reads.
+//
+// Thread-safety: none. One thread (or one strand) drives a Core.
+//
+//   Core::Create(config) -> core
+//   loop: core->Tick() every tick; core->Step(m) for each message received;
+//         if (core->HasReady()) { Ready rd = core->GetReady(); ...handle...; core->Advance(rd); }
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "proto/raft.pb.h"
+#include "raft/log.h"
+#include "raft/progress.h"
+#include "raft/storage.h"
+
+namespace shoal::raft {
+
+enum class Role { kFollower, kPreCandidate, kCandidate, kLeader };
+const char* RoleName(Role role);
+
+struct Config {
+  // This member's id; never 0, never reused.
+  uint64_t id = 0;
+  // Ticks without hearing from a leader before a follower campaigns. The actual timeout is
+  // randomized in [election_tick, 2 * election_tick).
+  int election_tick = 10;
+  // Ticks between a leader's heartbeats.
+  int heartbeat_tick = 1;
+  // Stable storage (not owned; must outlive the core).
+  LogStorage* storage = nullptr;
+  // The last index the application has applied (after a restart); 0 = none.
+  uint64_t applied = 0;
+  // Largest MSG_APP payload in bytes (at least one entry is always sent).
+  uint64_t max_size_per_msg = 1 << 20;
+  // Largest batch of committed entries in one Ready, in bytes.
+  uint64_t max_committed_size_per_ready = 64 << 20;
+  // In-flight MSG_APPs per follower in replicate state.
+  size_t max_inflight_msgs = 256;
+  // A leader that hears from no quorum for an election timeout steps down; followers then
+  // also ignore votes while they hear from a leader.
+  bool check_quorum = true;
+  // Elections start with a pre-vote round that changes no term, so a partitioned member that
+  // rejoins cannot disrupt a working leader.
+  bool pre_vote = true;
+  // Seed of the election-timeout randomization; 0 = derived from the id.
+  uint64_t random_seed = 0;
+};
+
+struct SoftState {
+  uint64_t leader = 0;
+  Role role = Role::kFollower;
+  bool operator==(const SoftState& o) const { return leader == o.leader && role == o.role; }
+  bool operator!=(const SoftState& o) const { return !(*this == o); }
+};
+
+// A linearizable read can be served once the local applied index reaches `index`.
+struct ReadState {
+  uint64_t index = 0;
+  std::string request_ctx;
+};
+
+struct Ready {
+  // Set when leader or role changed.
+  std::optional<SoftState> soft_state;
+  // Set when the hard state changed; persist it with the entries.
+  std::optional<raftpb::HardState> hard_state;
+  // Reads that became serviceable.
+  std::vector<ReadState> read_states;
+  // Entries to persist before sending messages.
+  std::vector<raftpb::Entry> entries;
+  // Snapshot to persist and apply.
+  std::optional<raftpb::Snapshot> snapshot;
+  // Entries to apply (already persisted, or persisted in step 1).
+  std::vector<raftpb::Entry> committed_entries;
+  // Messages to send after persisting.
+  std::vector<raftpb::Message> messages;
+  // Whether the write in step 1 must be synced (term, vote or entries changed).
+  bool must_sync = false;
+};
+
+class Core {
+ public:
+  // INVALID_ARGUMENT for a bad config; DATA_LOSS when the stored hard state contradicts the
+  // stored log (commit beyond the last entry).
+  static absl::StatusOr<std::unique_ptr<Core>> Create(const Config& config);
+
+  // Advances the logical clock by one tick.
+  void Tick();
+
+  // Starts an election now (pre-vote first when enabled).
+  void Campaign();
+
+  // Proposes data to be appended. UNAVAILABLE when there is no leader to take it (or a
+  // leadership transfer is under way), FAILED_PRECONDITION when this member was removed. A
+  // proposal accepted here can still be lost (leader change); callers learn of success only
+  // when the entry is applied.
+  absl::Status Propose(std::string data);
+
+  // Proposes a membership change. Only one may be pending at a time: a second one is
+  // FAILED_PRECONDITION until the first is applied (and, on a new leader, until its first entry
+  // of the term is applied).
+  absl::Status ProposeConfChange(const raftpb::ConfChange& cc);
+
+  // Feeds a message from a peer (or a local one). Stale messages are ignored (OK).
+  // UNAVAILABLE when a forwarded proposal or read cannot be served (no leader).
+  absl::Status Step(const raftpb::Message& m);
+
+  // Requests a linearizable read identified by `ctx` (unique per request); a ReadState with the
+  // same ctx appears in a later Ready. UNAVAILABLE without a leader.
+  absl::Status ReadIndex(std::string ctx);
+
+  // Asks the leader to hand leadership to `transferee`.
+  void TransferLeader(uint64_t transferee);
+
+  // Applies a committed membership change; returns the new membership. The caller persists it
+  // with its applied state.
+  raftpb::ConfState ApplyConfChange(const raftpb::ConfChange& cc);
+
+  // Transport feedback.
+  void ReportUnreachable(uint64_t id);
+  void ReportSnapshot(uint64_t id, bool failed);
+
+  bool HasReady() const;
+  Ready GetReady();
+  void Advance(const Ready& ready);
+
+  // Observers.
+  uint64_t id() const { return id_; }
+  uint64_t term() const { return term_; }
+  uint64_t vote() const { return vote_; }
+  uint64_t leader() const { return lead_; }
+  Role role() const { return role_; }
+  uint64_t lead_transferee() const { return lead_transferee_; }
+  const RaftLog& log() const { return log_; }
+  const ProgressMap& progress() const { return progress_; }
+  raftpb::HardState hard_state() const;
+  raftpb::ConfState conf_state() const;
+  int randomized_election_timeout() const { return randomized_election_timeout_; }
+
+ private:
+  enum class CampaignType { kPreElection, kElection, kTransfer };
+
+  explicit Core(const Config& config);
+  absl::Status Init(const Config& config);
+
+  void BecomeFollower(uint64_t term, uint64_t lead);
+  void BecomePreCandidate();
+  void BecomeCandidate();
+  void BecomeLeader();
+  void Reset(uint64_t term);
+  void ResetRandomizedElectionTimeout();
+
+  void TickElection();
+  void TickHeartbeat();
+  bool PastElectionTimeout() const { return election_elapsed_ >= randomized_election_timeout_; }
+  bool Promotable() const;
+  void DoCampaign(CampaignType type);
+  VoteResult Poll(uint64_t id, raftpb::MessageType type, bool granted);
+  bool HasUnappliedConfChanges() const;
+
+  absl::Status StepLeader(const raftpb::Message& m);
+  absl::Status StepCandidate(const raftpb::Message& m);
+  absl::Status StepFollower(const raftpb::Message& m);
+  absl::Status StepLocalVote(const raftpb::Message& m);
+
+  void HandleAppendEntries(const raftpb::Message& m);
+  void HandleHeartbeat(const raftpb::Message& m);
+  void HandleSnapshot(const raftpb::Message& m);
+  bool Restore(const raftpb::Snapshot& s);
+  void HandleAppendResponse(const raftpb::Message& m, Progress& pr);
+  void HandleHeartbeatResponse(const raftpb::Message& m, Progress& pr);
+
+  void Send(raftpb::Message m);
+  bool MaybeSendAppend(uint64_t to, bool send_if_empty);
+  void SendAppend(uint64_t to) { MaybeSendAppend(to, true); }
+  void SendHeartbeat(uint64_t to, const std::string& ctx);
+  void SendTimeoutNow(uint64_t to);
+  void BcastAppend();
+  void BcastHeartbeat();
+  void AppendEntries(std::vector<raftpb::Entry> entries);
+  bool MaybeCommit();
+  bool QuorumActive();
+  void AbortLeaderTransfer() { lead_transferee_ = 0; }
+  bool CommittedEntryInCurrentTerm() const;
+  void SendReadIndexResponse(const raftpb::Message& req);
+  void RespondToReadIndex(const raftpb::Message& req, uint64_t index);
+  void ReleasePendingReadIndexMessages();
+  void UpdateSelfProgress();
+
+  // Pending ReadIndex requests awaiting a quorum of heartbeat acknowledgements.
+  struct ReadIndexStatus {
+    raftpb::Message req;
+    uint64_t index = 0;
+    std::set<uint64_t> acks;
+  };
+
+  uint64_t id_;
+  uint64_t term_ = 0;
+  uint64_t vote_ = 0;
+  uint64_t lead_ = 0;
+  Role role_ = Role::kFollower;
+  bool is_learner_ = false;
+
+  RaftLog log_;
+  ProgressMap progress_;
+  std::map<uint64_t, bool> votes_;
+  std::vector<raftpb::Message> msgs_;
+
+  uint64_t max_msg_size_;
+  size_t max_inflight_;
+  bool check_quorum_;
+  bool pre_vote_;
+  int heartbeat_timeout_;
+  int election_timeout_;
+  int randomized_election_timeout_ = 0;
+  int election_elapsed_ = 0;
+  int heartbeat_elapsed_ = 0;
+  std::mt19937_64 rng_;
+
+  uint64_t lead_transferee_ = 0;
+  uint64_t pending_conf_index_ = 0;
+
+  std::map<std::string, ReadIndexStatus> read_index_pending_;
+  std::deque<std::string> read_index_queue_;
+  std::vector<raftpb::Message> pending_read_index_messages_;
+  std::vector<ReadState> read_states_;
+
+  // What the last Ready reported, to tell what changed.
+  SoftState prev_soft_;
+  raftpb::HardState prev_hard_;
+};
+
+}  // namespace shoal::raft

@@ -1,0 +1,667 @@
+// One test per rule of the Raft paper (sections named), plus the extensions: pre-vote,
+// check-quorum and leases, ReadIndex, leadership transfer, snapshots, membership changes.
+
+#include "raft/core.h"
+
+#include <gtest/gtest.h>
+
+#include "raft/memory_log_store.h"
+#include "raft/testing/network.h"
+
+namespace shoal::raft {
+namespace {
+
+using raftpb::Message;
+using testing::Network;
+using testing::StoreWithTerms;
+using testing::TestConfig;
+
+Message Msg(raftpb::MessageType type, uint64_t from, uint64_t to, uint64_t term) {
+  Message m;
+  m.set_type(type);
+  m.set_from(from);
+  m.set_to(to);
+  m.set_term(term);
+  return m;
+}
+
+std::vector<uint64_t> LogTerms(const Core& c) {
+  std::vector<uint64_t> out;
+  for (const raftpb::Entry& e : c.log().AllEntries()) out.push_back(e.term());
+  return out;
+}
+
+// A lone core (voters 1..n) whose messages a test inspects directly.
+struct Solo {
+  explicit Solo(std::vector<uint64_t> terms = {}, int voters = 3,
+                std::function<void(Config&)> tweak = nullptr) {
+    std::vector<uint64_t> ids;
+    for (int i = 1; i <= voters; ++i) ids.push_back(i);
+    store = StoreWithTerms(terms, ids);
+    Config c = TestConfig(1, store.get());
+    if (tweak) tweak(c);
+    core = std::move(*Core::Create(c));
+  }
+  // Handles every Ready (persisting), returns the messages.
+  std::vector<Message> Drain() {
+    std::vector<Message> out;
+    while (core->HasReady()) {
+      Ready rd = core->GetReady();
+      EXPECT_TRUE(store->Append(rd.entries).ok());
+      if (rd.hard_state) store->SetHardState(*rd.hard_state);
+      for (auto& m : rd.messages) out.push_back(m);
+      core->Advance(rd);
+    }
+    return out;
+  }
+  void BecomeLeader() {
+    core->Campaign();
+    Drain();
+    for (uint64_t id = 2; id <= 3; ++id) {
+      Message r = Msg(raftpb::MSG_VOTE_RESP, id, 1, core->term());
+      (void)core->Step(r);
+    }
+    ASSERT_EQ(core->role(), Role::kLeader);
+    Drain();
+  }
+  std::unique_ptr<MemoryLogStore> store;
+  std::unique_ptr<Core> core;
+};
+
+// ---- §5.1, §5.2: terms and elections ----
+
+TEST(CoreTest, StartsAsFollowerWithNoLeader) {
+  Solo s;
+  EXPECT_EQ(s.core->role(), Role::kFollower);
+  EXPECT_EQ(s.core->term(), 0u);
+  EXPECT_EQ(s.core->leader(), 0u);
+}
+
+TEST(CoreTest, RejectsConfigsThatCannotWork) {
+  MemoryLogStore store;
+  Config c = TestConfig(1, &store);
+  c.id = 0;
+  EXPECT_EQ(Core::Create(c).status().code(), absl::StatusCode::kInvalidArgument);
+  c = TestConfig(1, &store);
+  c.election_tick = 1;
+  EXPECT_EQ(Core::Create(c).status().code(), absl::StatusCode::kInvalidArgument);
+  c = TestConfig(1, nullptr);
+  EXPECT_EQ(Core::Create(c).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(CoreTest, DetectsAStoredCommitBeyondTheStoredLog) {
+  auto store = StoreWithTerms({1, 1}, {1});
+  raftpb::HardState hs;
+  hs.set_term(1);
+  hs.set_commit(5);  // the log was truncated behind the hard state's back
+  store->SetHardState(hs);
+  absl::StatusOr<std::unique_ptr<Core>> core = Core::Create(TestConfig(1, store.get()));
+  EXPECT_EQ(core.status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST(CoreTest, EveryRoleFollowsAHigherTermAndItsLeader) {
+  for (int role = 0; role < 3; ++role) {
+    Solo s;
+    if (role == 1) {
+      s.core->Campaign();
+      ASSERT_EQ(s.core->role(), Role::kCandidate);
+    } else if (role == 2) {
+      s.BecomeLeader();
+    }
+    Message app = Msg(raftpb::MSG_APP, 2, 1, 5);
+    ASSERT_TRUE(s.core->Step(app).ok());
+    EXPECT_EQ(s.core->role(), Role::kFollower) << role;
+    EXPECT_EQ(s.core->term(), 5u) << role;
+    EXPECT_EQ(s.core->leader(), 2u) << role;
+  }
+}
+
+TEST(CoreTest, IgnoresMessagesOfAStaleTerm) {
+  Solo s({1, 2}, 3);
+  ASSERT_EQ(s.core->term(), 2u);
+  Message app = Msg(raftpb::MSG_APP, 2, 1, 1);
+  app.set_index(2);
+  app.set_log_term(2);
+  *app.add_entries() = raftpb::Entry();
+  ASSERT_TRUE(s.core->Step(app).ok());
+  EXPECT_EQ(s.core->log().LastIndex(), 2u);
+  EXPECT_EQ(s.core->leader(), 0u);
+  EXPECT_TRUE(s.Drain().empty());  // no check-quorum: no answer either
+}
+
+TEST(CoreTest, FollowerCampaignsAfterElectionTimeout) {
+  Solo s({1}, 3);
+  for (int i = 0; i < 2 * 10; ++i) s.core->Tick();
+  EXPECT_EQ(s.core->role(), Role::kCandidate);
+  EXPECT_EQ(s.core->term(), 2u);
+  EXPECT_EQ(s.core->vote(), 1u);
+  std::vector<Message> msgs = s.Drain();
+  ASSERT_EQ(msgs.size(), 2u);
+  for (const Message& m : msgs) {
+    EXPECT_EQ(m.type(), raftpb::MSG_VOTE);
+    EXPECT_EQ(m.term(), 2u);
+    EXPECT_EQ(m.index(), 1u);
+    EXPECT_EQ(m.log_term(), 1u);
+  }
+  EXPECT_EQ(s.store->GetInitialState()->hard_state.vote(), 1u);  // vote persisted
+}
+
+TEST(CoreTest, ElectionTimeoutIsRandomizedBetweenOneAndTwoTimeouts) {
+  std::set<int> seen;
+  for (uint64_t seed = 1; seed <= 200; ++seed) {
+    Solo s({}, 3, [seed](Config& c) { c.random_seed = seed; });
+    const int t = s.core->randomized_election_timeout();
+    EXPECT_GE(t, 10);
+    EXPECT_LT(t, 20);
+    seen.insert(t);
+  }
+  EXPECT_GE(seen.size(), 8u);
+}
+
+TEST(CoreTest, CandidateWinsLosesOrWaitsOnTheVotes) {
+  struct Case {
+    int size;
+    std::map<uint64_t, bool> votes;
+    Role want;
+  };
+  const std::vector<Case> cases = {
+      {1, {}, Role::kLeader},
+      {3, {{2, true}, {3, true}}, Role::kLeader},
+      {3, {{2, true}}, Role::kLeader},
+      {5, {{2, true}, {3, true}, {4, true}, {5, true}}, Role::kLeader},
+      {5, {{2, true}, {3, true}}, Role::kLeader},
+      {3, {}, Role::kCandidate},
+      {5, {{2, true}}, Role::kCandidate},
+      {5, {{2, false}, {3, false}}, Role::kCandidate},
+      {3, {{2, false}, {3, false}}, Role::kFollower},
+      {5, {{2, false}, {3, false}, {4, false}}, Role::kFollower},
+  };
+  for (const Case& c : cases) {
+    Solo s({}, c.size);
+    s.core->Campaign();
+    for (const auto& [id, granted] : c.votes) {
+      Message r = Msg(raftpb::MSG_VOTE_RESP, id, 1, s.core->term());
+      r.set_reject(!granted);
+      (void)s.core->Step(r);
+    }
+    EXPECT_EQ(s.core->role(), c.want) << "size " << c.size << " votes " << c.votes.size();
+  }
+}
+
+TEST(CoreTest, VotesAtMostOncePerTermFirstComeFirstServed) {
+  struct Case {
+    uint64_t vote;       // already voted for
+    uint64_t candidate;  // asking
+    bool reject;
+  };
+  for (const Case& c : std::vector<Case>{{0, 2, false}, {0, 3, false}, {2, 2, false},
+                                         {3, 3, false}, {2, 3, true}, {3, 2, true}}) {
+    auto store = StoreWithTerms({}, {1, 2, 3});
+    raftpb::HardState hs;
+    hs.set_term(1);
+    hs.set_vote(c.vote);
+    store->SetHardState(hs);
+    auto core = std::move(*Core::Create(TestConfig(1, store.get())));
+    (void)core->Step(Msg(raftpb::MSG_VOTE, c.candidate, 1, 1));
+    Ready rd = core->GetReady();
+    ASSERT_EQ(rd.messages.size(), 1u);
+    EXPECT_EQ(rd.messages[0].type(), raftpb::MSG_VOTE_RESP);
+    EXPECT_EQ(rd.messages[0].reject(), c.reject) << c.vote << " " << c.candidate;
+  }
+}
+
+// §5.4.1: a vote is granted only to a candidate whose log is at least as up to date.
+TEST(CoreTest, GrantsVotesOnlyToUpToDateLogs) {
+  struct Case {
+    uint64_t index, log_term;
+    bool reject;
+  };
+  for (const Case& c : std::vector<Case>{{1, 1, true},
+                                         {2, 1, true},
+                                         {3, 1, true},
+                                         {1, 2, true},   // same last term, shorter
+                                         {2, 2, false},  // equal
+                                         {3, 2, false},  // longer
+                                         {1, 3, false},  // newer last term
+                                         {3, 3, false}}) {
+    Solo s({1, 2}, 3);
+    Message v = Msg(raftpb::MSG_VOTE, 2, 1, 3);
+    v.set_index(c.index);
+    v.set_log_term(c.log_term);
+    (void)s.core->Step(v);
+    std::vector<Message> msgs = s.Drain();
+    ASSERT_EQ(msgs.size(), 1u);
+    EXPECT_EQ(msgs[0].reject(), c.reject) << c.index << "/" << c.log_term;
+  }
+}
+
+TEST(CoreTest, CandidateStepsDownOnAppendFromLeaderOfItsTerm) {
+  Solo s;
+  s.core->Campaign();
+  const uint64_t term = s.core->term();
+  (void)s.core->Step(Msg(raftpb::MSG_APP, 2, 1, term));
+  EXPECT_EQ(s.core->role(), Role::kFollower);
+  EXPECT_EQ(s.core->leader(), 2u);
+  EXPECT_EQ(s.core->term(), term);
+}
+
+TEST(CoreTest, ElectsALeaderAndAgreesOnTheLog) {
+  Network net(3);
+  net.Campaign(1);
+  EXPECT_EQ(net.core(1).role(), Role::kLeader);
+  EXPECT_EQ(net.core(2).leader(), 1u);
+  EXPECT_EQ(net.core(3).leader(), 1u);
+  ASSERT_TRUE(net.Propose(1, "a").ok());
+  ASSERT_TRUE(net.Propose(2, "b").ok());  // forwarded by a follower
+  for (uint64_t id : net.ids()) {
+    EXPECT_EQ(net.node(id).applied, (std::vector<std::string>{"a", "b"})) << id;
+  }
+}
+
+// §5.2: the leader sends heartbeats every heartbeat tick.
+TEST(CoreTest, LeaderSendsHeartbeatsEveryHeartbeatTick) {
+  Solo s({}, 3, [](Config& c) { c.heartbeat_tick = 2; });
+  s.BecomeLeader();
+  s.core->Tick();
+  EXPECT_TRUE(s.Drain().empty());
+  s.core->Tick();
+  std::vector<Message> msgs = s.Drain();
+  ASSERT_EQ(msgs.size(), 2u);
+  for (const Message& m : msgs) EXPECT_EQ(m.type(), raftpb::MSG_HEARTBEAT);
+}
+
+// ---- §5.3: log replication ----
+
+TEST(CoreTest, LeaderCommitsOnlyWhenAMajorityHasTheEntry) {
+  Network net(5);
+  net.Campaign(1);
+  net.Cut(1, 2);
+  net.Cut(1, 3);
+  net.Cut(1, 4);
+  ASSERT_TRUE(net.Propose(1, "x").ok());
+  EXPECT_TRUE(net.node(1).applied.empty());  // only 1 and 5 have it
+  net.Recover();
+  net.Cut(1, 2);
+  net.Cut(1, 3);
+  net.TickAll(1);  // heartbeat responses trigger the catch-up append to 4
+  EXPECT_EQ(net.node(1).applied, (std::vector<std::string>{"x"}));  // 1, 4, 5
+}
+
+// The leader counts its own copy only once it is persisted: a single member commits in the
+// Ready after the one that persisted the entry, never before.
+TEST(CoreTest, LeaderDoesNotCountItsOwnUnpersistedEntry) {
+  Solo s({}, 1);
+  s.core->Campaign();
+  ASSERT_EQ(s.core->role(), Role::kLeader);
+  s.Drain();  // the no-op, persisted and then committed
+  ASSERT_TRUE(s.core->Propose("x").ok());
+  Ready rd = s.core->GetReady();
+  ASSERT_EQ(rd.entries.size(), 1u);
+  EXPECT_TRUE(rd.committed_entries.empty());
+  EXPECT_TRUE(rd.must_sync);
+  ASSERT_TRUE(s.store->Append(rd.entries).ok());
+  s.core->Advance(rd);
+  ASSERT_TRUE(s.core->HasReady());
+  Ready rd2 = s.core->GetReady();
+  ASSERT_EQ(rd2.committed_entries.size(), 1u);
+  EXPECT_EQ(rd2.committed_entries[0].data(), "x");
+  EXPECT_FALSE(rd2.must_sync);  // only the commit index moved
+}
+
+TEST(CoreTest, FollowerRejectsAppendWhosePreviousEntryDoesNotMatch) {
+  Solo s({1, 2}, 3);
+  struct Case {
+    uint64_t index, log_term;
+    bool reject;
+  };
+  for (const Case& c : std::vector<Case>{{0, 0, false}, {1, 1, false}, {2, 2, false},
+                                         {2, 1, true}, {3, 3, true}}) {
+    Message app = Msg(raftpb::MSG_APP, 2, 1, 2);
+    app.set_index(c.index);
+    app.set_log_term(c.log_term);
+    (void)s.core->Step(app);
+    std::vector<Message> msgs = s.Drain();
+    ASSERT_EQ(msgs.size(), 1u);
+    EXPECT_EQ(msgs[0].type(), raftpb::MSG_APP_RESP);
+    EXPECT_EQ(msgs[0].reject(), c.reject) << c.index << "/" << c.log_term;
+    if (c.reject) {
+      // The hint is the last index whose term is at most the leader's term there.
+      EXPECT_EQ(msgs[0].reject_hint(), c.log_term == 1 ? 1u : 2u);
+    }
+  }
+}
+
+TEST(CoreTest, FollowerReplacesAConflictingSuffix) {
+  Solo s({1, 2, 2}, 3);
+  Message app = Msg(raftpb::MSG_APP, 2, 1, 3);
+  app.set_index(1);
+  app.set_log_term(1);
+  raftpb::Entry* e = app.add_entries();
+  e->set_index(2);
+  e->set_term(3);
+  (void)s.core->Step(app);
+  s.Drain();
+  EXPECT_EQ(LogTerms(*s.core), (std::vector<uint64_t>{1, 3}));
+}
+
+// Figure 7: whatever a follower's log looks like, the leader makes it equal to its own.
+TEST(CoreTest, Figure7LeaderBringsEveryFollowerLogInLine) {
+  const std::vector<uint64_t> leader = {1, 1, 1, 4, 4, 5, 5, 6, 6, 6};
+  const std::vector<std::vector<uint64_t>> followers = {
+      {1, 1, 1, 4, 4, 5, 5, 6, 6},           // (a) missing one
+      {1, 1, 1, 4},                          // (b) missing many
+      {1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6},     // (c) one extra uncommitted
+      {1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7},  // (d) extra entries of a later term
+      {1, 1, 1, 4, 4, 4, 4},                 // (e) missing and extra
+      {1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3},     // (f) a whole divergent history
+  };
+  for (size_t i = 0; i < followers.size(); ++i) {
+    std::vector<std::pair<uint64_t, std::unique_ptr<MemoryLogStore>>> stores;
+    // As in the figure, the leader is elected for term 8 (a term-7 leader wrote (d)'s tail).
+    stores.emplace_back(1, StoreWithTerms(leader, {1, 2, 3}, 7));
+    stores.emplace_back(2, StoreWithTerms(followers[i], {1, 2, 3}, 7));
+    stores.emplace_back(3, StoreWithTerms(leader, {1, 2, 3}, 7));
+    Network net(std::move(stores));
+    net.Campaign(1);
+    ASSERT_EQ(net.core(1).role(), Role::kLeader) << "case " << i;
+    ASSERT_EQ(net.core(1).term(), 8u);
+    ASSERT_TRUE(net.Propose(1, "new").ok());
+    net.TickAll(1);  // the next heartbeat carries the commit index
+    EXPECT_EQ(LogTerms(net.core(2)), LogTerms(net.core(1))) << "case " << char('a' + i);
+    EXPECT_EQ(net.node(2).applied, net.node(1).applied) << "case " << char('a' + i);
+  }
+}
+
+// Figure 8 / §5.4.2: a leader never commits an entry of an earlier term by counting replicas;
+// it becomes committed only with an entry of the leader's own term.
+TEST(CoreTest, Figure8LeaderCommitsOnlyEntriesOfItsOwnTermByCounting) {
+  Solo s({1, 2}, 3);  // entry 2 is from term 2, which never committed it
+  ASSERT_EQ(s.core->term(), 2u);
+  s.BecomeLeader();
+  ASSERT_EQ(s.core->term(), 3u);
+  ASSERT_EQ(s.core->log().LastIndex(), 3u);  // the term-3 no-op
+  (void)s.core->Step([&] {
+    Message r = Msg(raftpb::MSG_APP_RESP, 2, 1, 3);
+    r.set_index(2);  // follower 2 holds entry 2: a majority (1, 2) has it...
+    return r;
+  }());
+  s.Drain();
+  EXPECT_EQ(s.core->log().committed(), 0u);  // ...but it is of term 2: not committed
+  (void)s.core->Step([&] {
+    Message r = Msg(raftpb::MSG_APP_RESP, 2, 1, 3);
+    r.set_index(3);
+    return r;
+  }());
+  s.Drain();
+  EXPECT_EQ(s.core->log().committed(), 3u);  // the term-3 entry commits both
+}
+
+// Fast backtracking: a follower with a long divergent suffix costs a few round trips, not one
+// per entry.
+TEST(CoreTest, RejectedAppendsSkipWholeTerms) {
+  std::vector<uint64_t> leader(5, 1), follower(5, 1);
+  leader.insert(leader.end(), 60, 3);
+  follower.insert(follower.end(), 60, 2);
+  std::vector<std::pair<uint64_t, std::unique_ptr<MemoryLogStore>>> stores;
+  stores.emplace_back(1, StoreWithTerms(leader, {1, 2, 3}));
+  stores.emplace_back(2, StoreWithTerms(follower, {1, 2, 3}));
+  stores.emplace_back(3, StoreWithTerms(leader, {1, 2, 3}));
+  Network net(std::move(stores));
+  net.Campaign(1);
+  ASSERT_EQ(net.core(1).role(), Role::kLeader);
+  size_t rejects = 0;
+  for (const Message& m : net.delivered()) {
+    if (m.type() == raftpb::MSG_APP_RESP && m.reject() && m.from() == 2) ++rejects;
+  }
+  EXPECT_LE(rejects, 2u);
+  EXPECT_EQ(LogTerms(net.core(2)), LogTerms(net.core(1)));
+}
+
+// ---- Safety across restarts ----
+
+TEST(CoreTest, RestartedMemberKeepsTermVoteAndLog) {
+  Network net(3);
+  net.Campaign(1);
+  ASSERT_TRUE(net.Propose(1, "a").ok());
+  const uint64_t term = net.core(2).term();
+  const std::vector<uint64_t> terms = LogTerms(net.core(2));
+  net.Restart(2);
+  EXPECT_EQ(net.core(2).term(), term);
+  EXPECT_EQ(net.core(2).vote(), 1u);
+  EXPECT_EQ(LogTerms(net.core(2)), terms);
+  ASSERT_TRUE(net.Propose(1, "b").ok());
+  EXPECT_EQ(net.node(2).applied, (std::vector<std::string>{"a", "b"}));
+}
+
+TEST(CoreTest, ProposalsWithoutALeaderAreRefused) {
+  Network net(3);
+  absl::Status s = net.Propose(2, "lost");
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(s.message().find("no leader"), std::string::npos);
+}
+
+// ---- Pre-vote, check-quorum and leases ----
+
+TEST(CoreTest, PreVoteKeepsAPartitionedMemberFromDisruptingTheLeader) {
+  Network net(3, [](Config& c) {
+    c.pre_vote = true;
+    c.check_quorum = true;
+  });
+  net.Campaign(1);
+  ASSERT_EQ(net.core(1).role(), Role::kLeader);
+  const uint64_t term = net.core(1).term();
+  net.Isolate(3);
+  net.Tick(3, 100);
+  EXPECT_EQ(net.core(3).term(), term);  // pre-votes never raise the term
+  EXPECT_EQ(net.core(3).role(), Role::kPreCandidate);
+  net.Recover();
+  net.TickAll(3);
+  EXPECT_EQ(net.core(1).role(), Role::kLeader);
+  EXPECT_EQ(net.core(1).term(), term);
+  EXPECT_EQ(net.core(3).leader(), 1u);
+}
+
+TEST(CoreTest, WithoutPreVoteAPartitionedMemberDisruptsTheLeader) {
+  Network net(3);
+  net.Campaign(1);
+  const uint64_t term = net.core(1).term();
+  net.Isolate(3);
+  net.Tick(3, 100);
+  EXPECT_GT(net.core(3).term(), term);
+  net.Recover();
+  net.TickAll(20);
+  EXPECT_GT(net.core(1).term(), term);  // the control case: the leader was deposed
+}
+
+TEST(CoreTest, CheckQuorumMakesAnIsolatedLeaderStepDown) {
+  Network net(3, [](Config& c) { c.check_quorum = true; });
+  net.Campaign(1);
+  ASSERT_EQ(net.core(1).role(), Role::kLeader);
+  net.Isolate(1);
+  net.Tick(1, 10);  // one election timeout
+  net.Tick(1, 10);
+  EXPECT_EQ(net.core(1).role(), Role::kFollower);
+  EXPECT_EQ(net.core(1).leader(), 0u);
+}
+
+TEST(CoreTest, FollowersInALeaseIgnoreVotesForANewTerm) {
+  Network net(3, [](Config& c) { c.check_quorum = true; });
+  net.Campaign(1);
+  const uint64_t term = net.core(1).term();
+  // Node 3 campaigns while 2 still hears from leader 1: 2 ignores the vote request.
+  net.Isolate(3);
+  net.Tick(3, 30);
+  net.Recover();
+  net.Cut(3, 1);
+  net.node(3).core->Campaign();
+  net.Stabilize();
+  EXPECT_NE(net.core(3).role(), Role::kLeader);
+  EXPECT_EQ(net.core(2).term(), term);
+  EXPECT_EQ(net.core(2).leader(), 1u);
+}
+
+// ---- ReadIndex ----
+
+TEST(CoreTest, ReadIndexOnLeaderWaitsForAHeartbeatQuorum) {
+  Network net(3);
+  net.Campaign(1);
+  ASSERT_TRUE(net.Propose(1, "a").ok());
+  ASSERT_TRUE(net.core(1).ReadIndex("r1").ok());
+  net.Stabilize();
+  ASSERT_EQ(net.node(1).read_states.size(), 1u);
+  EXPECT_EQ(net.node(1).read_states[0].request_ctx, "r1");
+  EXPECT_EQ(net.node(1).read_states[0].index, net.core(1).log().committed());
+}
+
+TEST(CoreTest, IsolatedLeaderServesNoReadIndex) {
+  Network net(3);
+  net.Campaign(1);
+  net.Isolate(1);
+  ASSERT_TRUE(net.core(1).ReadIndex("stale").ok());
+  net.Stabilize();
+  net.Tick(1, 3);
+  EXPECT_TRUE(net.node(1).read_states.empty());
+}
+
+TEST(CoreTest, ReadIndexOnFollowerIsForwardedToTheLeader) {
+  Network net(3);
+  net.Campaign(1);
+  ASSERT_TRUE(net.Propose(1, "a").ok());
+  ASSERT_TRUE(net.core(2).ReadIndex("r2").ok());
+  net.Stabilize();
+  ASSERT_EQ(net.node(2).read_states.size(), 1u);
+  EXPECT_EQ(net.node(2).read_states[0].request_ctx, "r2");
+  EXPECT_EQ(net.node(2).read_states[0].index, net.core(1).log().committed());
+  Network leaderless(3);
+  EXPECT_EQ(leaderless.core(2).ReadIndex("x").code(), absl::StatusCode::kUnavailable);
+}
+
+// ---- Leadership transfer ----
+
+TEST(CoreTest, TransfersLeadershipToAnUpToDateFollower) {
+  Network net(3);
+  net.Campaign(1);
+  net.core(1).TransferLeader(2);
+  net.Stabilize();
+  EXPECT_EQ(net.core(2).role(), Role::kLeader);
+  EXPECT_EQ(net.core(1).leader(), 2u);
+}
+
+TEST(CoreTest, TransferToALaggingFollowerWaitsForItToCatchUp) {
+  Network net(3);
+  net.Campaign(1);
+  net.Isolate(3);
+  ASSERT_TRUE(net.Propose(1, "a").ok());
+  net.Recover();
+  net.core(1).TransferLeader(3);
+  net.Stabilize();
+  EXPECT_EQ(net.core(3).role(), Role::kLeader);
+  EXPECT_EQ(net.node(3).applied, (std::vector<std::string>{"a"}));
+}
+
+TEST(CoreTest, ProposalsAreRefusedDuringATransfer) {
+  Network net(3);
+  net.Campaign(1);
+  net.Isolate(3);
+  net.core(1).TransferLeader(3);
+  net.Stabilize();
+  EXPECT_EQ(net.core(1).lead_transferee(), 3u);
+  EXPECT_EQ(net.core(1).Propose("x").code(), absl::StatusCode::kUnavailable);
+  net.Tick(1, 10);  // not finished within an election timeout: abandoned
+  EXPECT_EQ(net.core(1).lead_transferee(), 0u);
+  EXPECT_TRUE(net.core(1).Propose("x").ok());
+}
+
+// ---- Snapshots ----
+
+TEST(CoreTest, FollowerBehindTheCompactedLogCatchesUpFromASnapshot) {
+  Network net(3);
+  net.Campaign(1);
+  ASSERT_TRUE(net.Propose(1, "a").ok());
+  net.Isolate(3);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(net.Propose(1, "v" + std::to_string(i)).ok());
+  // Leader snapshots its state machine and compacts the log.
+  testing::TestNode& leader = net.node(1);
+  std::string data;
+  for (const std::string& v : leader.applied) data += v + "\n";
+  const uint64_t applied = leader.core->log().applied();
+  ASSERT_TRUE(leader.storage->CreateSnapshot(applied, &leader.conf_state, data).ok());
+  ASSERT_TRUE(leader.storage->Compact(applied).ok());
+  net.Recover();
+  net.TickAll(2);
+  bool snapshot_sent = false;
+  for (const Message& m : net.delivered()) snapshot_sent |= m.type() == raftpb::MSG_SNAP;
+  EXPECT_TRUE(snapshot_sent);
+  ASSERT_TRUE(net.Propose(1, "after").ok());
+  EXPECT_EQ(net.node(3).applied, net.node(1).applied);
+  EXPECT_EQ(net.node(3).applied.back(), "after");
+}
+
+// ---- Membership changes ----
+
+raftpb::ConfChange Change(raftpb::ConfChange::Type type, uint64_t id) {
+  raftpb::ConfChange cc;
+  cc.set_type(type);
+  cc.set_node_id(id);
+  return cc;
+}
+
+TEST(CoreTest, LearnerCatchesUpWithoutVotingThenIsPromoted) {
+  Network net(3);
+  net.Campaign(1);
+  ASSERT_TRUE(net.Propose(1, "a").ok());
+  net.AddNode(4, net.node(1).conf_state);
+  ASSERT_TRUE(net.core(1).ProposeConfChange(Change(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE, 4)).ok());
+  net.Stabilize();
+  net.TickAll(1);
+  EXPECT_EQ(net.node(4).applied, (std::vector<std::string>{"a"}));
+  EXPECT_TRUE(net.core(1).progress().at(4).is_learner);
+  // A learner does not count towards the commit quorum: with 2 and 3 cut off, nothing commits.
+  net.Cut(1, 2);
+  net.Cut(1, 3);
+  ASSERT_TRUE(net.Propose(1, "b").ok());
+  EXPECT_EQ(net.node(1).applied.size(), 1u);
+  net.Recover();
+  net.TickAll(1);
+  ASSERT_TRUE(net.core(1).ProposeConfChange(Change(raftpb::ConfChange::TYPE_ADD_NODE, 4)).ok());
+  net.Stabilize();
+  EXPECT_FALSE(net.core(1).progress().at(4).is_learner);
+  EXPECT_EQ(net.node(4).conf_state.voters_size(), 4);
+}
+
+TEST(CoreTest, OnlyOneMembershipChangeIsPendingAtATime) {
+  Network net(3);
+  net.Campaign(1);
+  net.Isolate(1);  // nothing commits
+  ASSERT_TRUE(net.core(1).ProposeConfChange(Change(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE, 4)).ok());
+  absl::Status second = net.core(1).ProposeConfChange(Change(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE, 5));
+  EXPECT_EQ(second.code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(CoreTest, RemovedMemberNoLongerCountsOrCampaigns) {
+  Network net(3);
+  net.Campaign(1);
+  ASSERT_TRUE(net.core(1).ProposeConfChange(Change(raftpb::ConfChange::TYPE_REMOVE_NODE, 3)).ok());
+  net.Stabilize();
+  EXPECT_EQ(net.core(1).progress().count(3), 0u);
+  net.Isolate(3);
+  ASSERT_TRUE(net.Propose(1, "two voters").ok());  // 1 and 2 are a majority of 2
+  EXPECT_EQ(net.node(1).applied, (std::vector<std::string>{"two voters"}));
+  net.Tick(3, 50);
+  EXPECT_EQ(net.core(3).role(), Role::kFollower);  // removed from its own view: not promotable
+}
+
+TEST(CoreTest, RemovedLeaderStepsDownAndTheRestElectANewOne) {
+  Network net(3);
+  net.Campaign(1);
+  ASSERT_TRUE(net.core(1).ProposeConfChange(Change(raftpb::ConfChange::TYPE_REMOVE_NODE, 1)).ok());
+  net.Stabilize();
+  EXPECT_NE(net.core(1).role(), Role::kLeader);
+  net.Campaign(2);
+  EXPECT_EQ(net.core(2).role(), Role::kLeader);
+  ASSERT_TRUE(net.Propose(2, "after").ok());
+  EXPECT_EQ(net.node(3).applied, (std::vector<std::string>{"after"}));
+}
+
+}  // namespace
+}  // namespace shoal::raft

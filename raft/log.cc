@@ -1,0 +1,266 @@
+#include "raft/log.h"
+
+#include <algorithm>
+
+#include "common/check.h"
+
+namespace shoal::raft {
+
+// ---- Unstable ----
+
+std::optional<uint64_t> Unstable::MaybeFirstIndex() const {
+  if (snapshot_) return snapshot_->metadata().index() + 1;
+  return std::nullopt;
+}
+
+std::optional<uint64_t> Unstable::MaybeLastIndex() const {
+  if (!entries_.empty()) return offset_ + entries_.size() - 1;
+  if (snapshot_) return snapshot_->metadata().index();
+  return std::nullopt;
+}
+
+std::optional<uint64_t> Unstable::MaybeTerm(uint64_t i) const {
+  if (i < offset_) {
+    if (snapshot_ && snapshot_->metadata().index() == i) return snapshot_->metadata().term();
+    return std::nullopt;
+  }
+  std::optional<uint64_t> last = MaybeLastIndex();
+  if (!last || i > *last) return std::nullopt;
+  if (entries_.empty()) return snapshot_->metadata().term();  // i == snapshot index
+  return entries_[i - offset_].term();
+}
+
+void Unstable::StableTo(uint64_t i, uint64_t t) {
+  std::optional<uint64_t> term = MaybeTerm(i);
+  // Only if the entry is still what was persisted: it may have been replaced meanwhile.
+  if (term && *term == t && i >= offset_) {
+    entries_.erase(entries_.begin(), entries_.begin() + (i + 1 - offset_));
+    offset_ = i + 1;
+  }
+}
+
+void Unstable::StableSnapTo(uint64_t i) {
+  if (snapshot_ && snapshot_->metadata().index() == i) snapshot_.reset();
+}
+
+void Unstable::Restore(const raftpb::Snapshot& s) {
+  offset_ = s.metadata().index() + 1;
+  entries_.clear();
+  snapshot_ = s;
+}
+
+void Unstable::TruncateAndAppend(const std::vector<raftpb::Entry>& entries) {
+  const uint64_t after = entries.front().index();
+  if (after == offset_ + entries_.size()) {
+    entries_.insert(entries_.end(), entries.begin(), entries.end());
+  } else if (after <= offset_) {
+    // Replaces all unstable entries (and the storage's from `after` on, once persisted).
+    offset_ = after;
+    entries_ = entries;
+  } else {
+    entries_.resize(after - offset_);
+    entries_.insert(entries_.end(), entries.begin(), entries.end());
+  }
+}
+
+std::vector<raftpb::Entry> Unstable::Slice(uint64_t lo, uint64_t hi) const {
+  SHOAL_CHECK(lo <= hi && lo >= offset_ && hi <= offset_ + entries_.size(), "unstable slice [",
+              lo, ",", hi, ") out of [", offset_, ",", offset_ + entries_.size(), ")");
+  return std::vector<raftpb::Entry>(entries_.begin() + (lo - offset_),
+                                    entries_.begin() + (hi - offset_));
+}
+
+// ---- RaftLog ----
+
+void LimitSize(std::vector<raftpb::Entry>* entries, uint64_t max_bytes) {
+  if (entries->empty()) return;
+  uint64_t size = (*entries)[0].ByteSizeLong();
+  size_t keep = 1;
+  for (; keep < entries->size(); ++keep) {
+    size += (*entries)[keep].ByteSizeLong();
+    if (size > max_bytes) break;
+  }
+  entries->resize(keep);
+}
+
+RaftLog::RaftLog(LogStorage* storage, uint64_t max_next_entries_bytes)
+    : storage_(storage), max_next_entries_bytes_(max_next_entries_bytes) {
+  const uint64_t first = storage_->FirstIndex();
+  const uint64_t last = storage_->LastIndex();
+  unstable_.set_offset(last + 1);
+  committed_ = first - 1;
+  applied_ = first - 1;
+}
+
+uint64_t RaftLog::FirstIndex() const {
+  if (auto i = unstable_.MaybeFirstIndex()) return *i;
+  return storage_->FirstIndex();
+}
+
+uint64_t RaftLog::LastIndex() const {
+  if (auto i = unstable_.MaybeLastIndex()) return *i;
+  return storage_->LastIndex();
+}
+
+absl::StatusOr<uint64_t> RaftLog::Term(uint64_t i) const {
+  const uint64_t dummy = FirstIndex() - 1;
+  if (i < dummy || i > LastIndex()) return uint64_t{0};
+  if (auto t = unstable_.MaybeTerm(i)) return *t;
+  absl::StatusOr<uint64_t> t = storage_->Term(i);
+  if (t.ok()) return t;
+  if (IsCompacted(t.status()) || IsUnavailableIndex(t.status())) return t.status();
+  SHOAL_FATAL("raft storage failed reading the term of ", i, ": ", t.status().ToString());
+}
+
+uint64_t RaftLog::LastTerm() const {
+  absl::StatusOr<uint64_t> t = Term(LastIndex());
+  SHOAL_CHECK(t.ok(), "term of the last entry unavailable: ", t.status().ToString());
+  return *t;
+}
+
+bool RaftLog::MatchTerm(uint64_t i, uint64_t term) const {
+  absl::StatusOr<uint64_t> t = Term(i);
+  return t.ok() && *t == term;
+}
+
+bool RaftLog::IsUpToDate(uint64_t last_index, uint64_t term) const {
+  const uint64_t our_term = LastTerm();
+  return term > our_term || (term == our_term && last_index >= LastIndex());
+}
+
+std::optional<uint64_t> RaftLog::MaybeAppend(uint64_t index, uint64_t log_term,
+                                             uint64_t committed,
+                                             const std::vector<raftpb::Entry>& entries) {
+  if (!MatchTerm(index, log_term)) return std::nullopt;
+  const uint64_t last_new = index + entries.size();
+  const uint64_t conflict = FindConflict(entries);
+  if (conflict != 0) {
+    SHOAL_CHECK(conflict > committed_, "entry ", conflict, " conflicts with committed entry (commit ",
+                committed_, ")");
+    const uint64_t offset = index + 1;
+    std::vector<raftpb::Entry> rest(entries.begin() + (conflict - offset), entries.end());
+    Append(rest);
+  }
+  CommitTo(std::min(committed, last_new));
+  return last_new;
+}
+
+uint64_t RaftLog::Append(const std::vector<raftpb::Entry>& entries) {
+  if (entries.empty()) return LastIndex();
+  const uint64_t after = entries.front().index() - 1;
+  SHOAL_CHECK(after >= committed_, "appending after ", after, " would replace committed entries ",
+              "(commit ", committed_, ")");
+  unstable_.TruncateAndAppend(entries);
+  return LastIndex();
+}
+
+uint64_t RaftLog::FindConflict(const std::vector<raftpb::Entry>& entries) const {
+  for (const raftpb::Entry& e : entries) {
+    if (!MatchTerm(e.index(), e.term())) return e.index();
+  }
+  return 0;
+}
+
+std::pair<uint64_t, uint64_t> RaftLog::FindConflictByTerm(uint64_t index, uint64_t term) const {
+  for (; index > 0; --index) {
+    absl::StatusOr<uint64_t> our = Term(index);
+    if (!our.ok()) return {index, 0};
+    if (*our <= term) return {index, *our};
+  }
+  return {0, 0};
+}
+
+absl::Status RaftLog::CheckOutOfBounds(uint64_t lo, uint64_t hi) const {
+  SHOAL_CHECK(lo <= hi, "invalid slice ", lo, " > ", hi);
+  const uint64_t first = FirstIndex();
+  if (lo < first) return CompactedError();
+  SHOAL_CHECK(hi <= LastIndex() + 1, "slice [", lo, ",", hi, ") out of bound [", first, ",",
+              LastIndex(), "]");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<raftpb::Entry>> RaftLog::Slice(uint64_t lo, uint64_t hi,
+                                                          uint64_t max_bytes) const {
+  absl::Status bounds = CheckOutOfBounds(lo, hi);
+  if (!bounds.ok()) return bounds;
+  std::vector<raftpb::Entry> out;
+  if (lo == hi) return out;
+  const uint64_t offset = unstable_.offset();
+  if (lo < offset) {
+    const uint64_t stored_hi = std::min(hi, offset);
+    absl::StatusOr<std::vector<raftpb::Entry>> stored = storage_->Entries(lo, stored_hi, max_bytes);
+    if (!stored.ok()) {
+      if (IsCompacted(stored.status())) return stored.status();
+      SHOAL_FATAL("raft storage failed reading entries [", lo, ",", stored_hi,
+                  "): ", stored.status().ToString());
+    }
+    out = std::move(*stored);
+    if (out.size() < stored_hi - lo) return out;  // size limit reached
+  }
+  if (hi > offset) {
+    std::vector<raftpb::Entry> tail = unstable_.Slice(std::max(lo, offset), hi);
+    out.insert(out.end(), tail.begin(), tail.end());
+  }
+  LimitSize(&out, max_bytes);
+  return out;
+}
+
+absl::StatusOr<std::vector<raftpb::Entry>> RaftLog::EntriesFrom(uint64_t i,
+                                                                uint64_t max_bytes) const {
+  if (i > LastIndex()) return std::vector<raftpb::Entry>{};
+  return Slice(i, LastIndex() + 1, max_bytes);
+}
+
+std::vector<raftpb::Entry> RaftLog::AllEntries() const {
+  absl::StatusOr<std::vector<raftpb::Entry>> all = EntriesFrom(FirstIndex(), UINT64_MAX);
+  SHOAL_CHECK(all.ok(), "reading the whole log: ", all.status().ToString());
+  return *all;
+}
+
+bool RaftLog::HasNextCommittedEntries() const {
+  const uint64_t off = std::max(applied_ + 1, FirstIndex());
+  return committed_ + 1 > off;
+}
+
+std::vector<raftpb::Entry> RaftLog::NextCommittedEntries() const {
+  const uint64_t off = std::max(applied_ + 1, FirstIndex());
+  if (committed_ + 1 <= off) return {};
+  absl::StatusOr<std::vector<raftpb::Entry>> ents = Slice(off, committed_ + 1,
+                                                          max_next_entries_bytes_);
+  SHOAL_CHECK(ents.ok(), "reading committed entries: ", ents.status().ToString());
+  return *ents;
+}
+
+absl::StatusOr<raftpb::Snapshot> RaftLog::Snapshot() const {
+  if (unstable_.snapshot()) return *unstable_.snapshot();
+  return storage_->Snapshot();
+}
+
+bool RaftLog::MaybeCommit(uint64_t max_index, uint64_t term) {
+  if (max_index <= committed_) return false;
+  absl::StatusOr<uint64_t> t = Term(max_index);
+  if (!t.ok() || *t != term) return false;
+  CommitTo(max_index);
+  return true;
+}
+
+void RaftLog::CommitTo(uint64_t to_commit) {
+  if (committed_ >= to_commit) return;
+  SHOAL_CHECK(to_commit <= LastIndex(), "commit ", to_commit, " is beyond the last index ",
+              LastIndex(), ": the log is corrupt, truncated or lost");
+  committed_ = to_commit;
+}
+
+void RaftLog::AppliedTo(uint64_t i) {
+  if (i == 0) return;
+  SHOAL_CHECK(i <= committed_ && i >= applied_, "applied ", i, " out of range [", applied_, ",",
+              committed_, "]");
+  applied_ = i;
+}
+
+void RaftLog::Restore(const raftpb::Snapshot& s) {
+  committed_ = s.metadata().index();
+  unstable_.Restore(s);
+}
+
+}  // namespace shoal::raft

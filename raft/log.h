@@ -1,0 +1,116 @@
+// The Raft log as the core sees it: entries in stable storage (LogStorage) followed by entries
+// (and possibly a snapshot) not yet persisted ("unstable"), plus the commit and apply indexes.
+// Private to raft/; driven by the core's single thread.
+//
+// Invariants: applied <= committed <= last index; an entry at or below `committed` is never
+// replaced (a CHECK).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "proto/raft.pb.h"
+#include "raft/storage.h"
+
+namespace shoal::raft {
+
+// Entries and a snapshot received but not yet written to stable storage.
+class Unstable {
+ public:
+  std::optional<uint64_t> MaybeFirstIndex() const;
+  std::optional<uint64_t> MaybeLastIndex() const;
+  std::optional<uint64_t> MaybeTerm(uint64_t i) const;
+
+  // Storage now holds everything up to (i, t).
+  void StableTo(uint64_t i, uint64_t t);
+  void StableSnapTo(uint64_t i);
+  void Restore(const raftpb::Snapshot& s);
+  void TruncateAndAppend(const std::vector<raftpb::Entry>& entries);
+  // Entries in [lo, hi); requires offset <= lo <= hi <= offset + size.
+  std::vector<raftpb::Entry> Slice(uint64_t lo, uint64_t hi) const;
+
+  uint64_t offset() const { return offset_; }
+  void set_offset(uint64_t offset) { offset_ = offset; }
+  const std::vector<raftpb::Entry>& entries() const { return entries_; }
+  const std::optional<raftpb::Snapshot>& snapshot() const { return snapshot_; }
+
+ private:
+  std::optional<raftpb::Snapshot> snapshot_;
+  std::vector<raftpb::Entry> entries_;
+  // Index of entries_[0].
+  uint64_t offset_ = 0;
+};
+
+class RaftLog {
+ public:
+  // Starts after the storage's last entry, with committed = applied = first index - 1.
+  RaftLog(LogStorage* storage, uint64_t max_next_entries_bytes);
+
+  uint64_t FirstIndex() const;
+  uint64_t LastIndex() const;
+  uint64_t LastTerm() const;
+  // Term of entry i. CompactedError below the first index - 1; 0 (and OK) above the last index
+  // or for i = 0.
+  absl::StatusOr<uint64_t> Term(uint64_t i) const;
+  bool MatchTerm(uint64_t i, uint64_t term) const;
+  // Whether a log ending at (last_index, term) is at least as up to date as this one (§5.4.1).
+  bool IsUpToDate(uint64_t last_index, uint64_t term) const;
+
+  // Follower side of MSG_APP: if the entry at `index` has `log_term`, appends `entries` after
+  // it (truncating a conflicting suffix), advances commit to min(committed, last new index), and
+  // returns the last new index; otherwise nullopt.
+  std::optional<uint64_t> MaybeAppend(uint64_t index, uint64_t log_term, uint64_t committed,
+                                      const std::vector<raftpb::Entry>& entries);
+  // Appends after truncating any overlapping suffix; returns the new last index. CHECKs that
+  // nothing committed is replaced.
+  uint64_t Append(const std::vector<raftpb::Entry>& entries);
+  // The first index whose entry conflicts with (or is missing from) the log; 0 if none.
+  uint64_t FindConflict(const std::vector<raftpb::Entry>& entries) const;
+  // The largest index <= `index` whose term is <= `term`, with that term (used to skip whole
+  // terms when a follower rejects an append).
+  std::pair<uint64_t, uint64_t> FindConflictByTerm(uint64_t index, uint64_t term) const;
+
+  // Entries from i to the end, at most max_bytes (at least one).
+  absl::StatusOr<std::vector<raftpb::Entry>> EntriesFrom(uint64_t i, uint64_t max_bytes) const;
+  absl::StatusOr<std::vector<raftpb::Entry>> Slice(uint64_t lo, uint64_t hi,
+                                                   uint64_t max_bytes) const;
+  // All entries (for tests and invariant checks).
+  std::vector<raftpb::Entry> AllEntries() const;
+
+  bool HasNextCommittedEntries() const;
+  std::vector<raftpb::Entry> NextCommittedEntries() const;
+  const std::vector<raftpb::Entry>& UnstableEntries() const { return unstable_.entries(); }
+  bool HasPendingSnapshot() const { return unstable_.snapshot().has_value(); }
+  absl::StatusOr<raftpb::Snapshot> Snapshot() const;
+
+  // Leader: commits up to max_index if that entry is of `term` (only entries of the current
+  // term are committed by counting replicas, §5.4.2). Returns whether commit advanced.
+  bool MaybeCommit(uint64_t max_index, uint64_t term);
+  void CommitTo(uint64_t to_commit);
+  void AppliedTo(uint64_t i);
+  void StableTo(uint64_t i, uint64_t t) { unstable_.StableTo(i, t); }
+  void StableSnapTo(uint64_t i) { unstable_.StableSnapTo(i); }
+  // Replaces the log by a snapshot (follower receiving MSG_SNAP).
+  void Restore(const raftpb::Snapshot& s);
+
+  uint64_t committed() const { return committed_; }
+  uint64_t applied() const { return applied_; }
+  void set_committed(uint64_t c) { committed_ = c; }
+
+ private:
+  absl::Status CheckOutOfBounds(uint64_t lo, uint64_t hi) const;
+
+  LogStorage* storage_;
+  Unstable unstable_;
+  uint64_t committed_ = 0;
+  uint64_t applied_ = 0;
+  uint64_t max_next_entries_bytes_;
+};
+
+// Keeps a prefix of `entries` of at most max_bytes (at least one entry).
+void LimitSize(std::vector<raftpb::Entry>* entries, uint64_t max_bytes);
+
+}  // namespace shoal::raft

@@ -1,0 +1,169 @@
+#include "raft/log.h"
+
+#include <gtest/gtest.h>
+
+#include "raft/memory_log_store.h"
+
+namespace shoal::raft {
+namespace {
+
+raftpb::Entry E(uint64_t index, uint64_t term, std::string data = "") {
+  raftpb::Entry e;
+  e.set_index(index);
+  e.set_term(term);
+  e.set_data(std::move(data));
+  return e;
+}
+
+std::vector<uint64_t> Terms(const std::vector<raftpb::Entry>& ents) {
+  std::vector<uint64_t> out;
+  for (const auto& e : ents) out.push_back(e.term());
+  return out;
+}
+
+TEST(MemoryLogStoreTest, AppendsReadsAndTruncatesConflictingSuffix) {
+  MemoryLogStore s;
+  ASSERT_TRUE(s.Append({E(1, 1), E(2, 1), E(3, 2)}).ok());
+  EXPECT_EQ(s.FirstIndex(), 1u);
+  EXPECT_EQ(s.LastIndex(), 3u);
+  EXPECT_EQ(*s.Term(3), 2u);
+  ASSERT_TRUE(s.Append({E(3, 3), E(4, 3)}).ok());  // replaces entry 3
+  EXPECT_EQ(Terms(*s.Entries(1, 5, UINT64_MAX)), (std::vector<uint64_t>{1, 1, 3, 3}));
+  EXPECT_FALSE(s.Append({E(9, 3)}).ok());  // a gap
+}
+
+TEST(MemoryLogStoreTest, CompactionAndSnapshotsReportCompactedIndexes) {
+  MemoryLogStore s;
+  ASSERT_TRUE(s.Append({E(1, 1), E(2, 1), E(3, 2), E(4, 2)}).ok());
+  raftpb::ConfState cs;
+  cs.add_voters(1);
+  ASSERT_TRUE(s.CreateSnapshot(3, &cs, "state").ok());
+  ASSERT_TRUE(s.Compact(3).ok());
+  EXPECT_EQ(s.FirstIndex(), 4u);
+  EXPECT_EQ(*s.Term(3), 2u);  // the snapshot's index keeps its term
+  EXPECT_TRUE(IsCompacted(s.Term(2).status()));
+  EXPECT_TRUE(IsCompacted(s.Entries(2, 4, UINT64_MAX).status()));
+  EXPECT_TRUE(IsUnavailableIndex(s.Entries(4, 6, UINT64_MAX).status()));
+  EXPECT_FALSE(s.Compact(2).ok());
+  EXPECT_FALSE(s.CreateSnapshot(2, nullptr, "").ok());
+  EXPECT_EQ(s.Snapshot()->metadata().index(), 3u);
+  EXPECT_EQ(s.Snapshot()->data(), "state");
+}
+
+TEST(MemoryLogStoreTest, EntriesRespectsTheSizeLimitButReturnsAtLeastOne) {
+  MemoryLogStore s;
+  ASSERT_TRUE(s.Append({E(1, 1, std::string(100, 'a')), E(2, 1, std::string(100, 'b'))}).ok());
+  EXPECT_EQ(s.Entries(1, 3, 1)->size(), 1u);
+  EXPECT_EQ(s.Entries(1, 3, 250)->size(), 2u);
+}
+
+TEST(MemoryLogStoreTest, ApplySnapshotReplacesTheLog) {
+  MemoryLogStore s;
+  ASSERT_TRUE(s.Append({E(1, 1), E(2, 1)}).ok());
+  raftpb::Snapshot snap;
+  snap.mutable_metadata()->set_index(10);
+  snap.mutable_metadata()->set_term(4);
+  snap.mutable_metadata()->mutable_conf_state()->add_voters(7);
+  ASSERT_TRUE(s.ApplySnapshot(snap).ok());
+  EXPECT_EQ(s.FirstIndex(), 11u);
+  EXPECT_EQ(s.LastIndex(), 10u);
+  EXPECT_EQ(s.GetInitialState()->conf_state.voters(0), 7u);
+  EXPECT_FALSE(s.ApplySnapshot(snap).ok());  // not newer
+}
+
+TEST(RaftLogTest, FindConflictFindsTheFirstMismatch) {
+  MemoryLogStore s;
+  ASSERT_TRUE(s.Append({E(1, 1), E(2, 2), E(3, 3)}).ok());
+  RaftLog log(&s, UINT64_MAX);
+  EXPECT_EQ(log.FindConflict({}), 0u);
+  EXPECT_EQ(log.FindConflict({E(1, 1), E(2, 2)}), 0u);               // all match
+  EXPECT_EQ(log.FindConflict({E(2, 2), E(3, 3), E(4, 4)}), 4u);      // new entry
+  EXPECT_EQ(log.FindConflict({E(2, 2), E(3, 4), E(4, 4)}), 3u);      // conflict
+  EXPECT_EQ(log.FindConflict({E(1, 4), E(2, 4)}), 1u);
+}
+
+TEST(RaftLogTest, MaybeAppendChecksThePrecedingEntryAndCommits) {
+  MemoryLogStore s;
+  ASSERT_TRUE(s.Append({E(1, 1), E(2, 2), E(3, 3)}).ok());
+  RaftLog log(&s, UINT64_MAX);
+  // Preceding entry does not match: refused.
+  EXPECT_FALSE(log.MaybeAppend(3, 2, 3, {E(4, 4)}).has_value());
+  EXPECT_FALSE(log.MaybeAppend(4, 3, 3, {E(5, 4)}).has_value());
+  // Matches: appended, commit follows min(leader commit, last new).
+  EXPECT_EQ(log.MaybeAppend(3, 3, 10, {E(4, 4)}), 4u);
+  EXPECT_EQ(log.committed(), 4u);
+  // A conflicting suffix (above commit) is replaced.
+  MemoryLogStore s2;
+  ASSERT_TRUE(s2.Append({E(1, 1), E(2, 2), E(3, 3)}).ok());
+  RaftLog log2(&s2, UINT64_MAX);
+  EXPECT_EQ(log2.MaybeAppend(1, 1, 1, {E(2, 4), E(3, 4)}), 3u);
+  EXPECT_EQ(Terms(log2.AllEntries()), (std::vector<uint64_t>{1, 4, 4}));
+  EXPECT_EQ(log2.committed(), 1u);
+}
+
+TEST(RaftLogDeathTest, ReplacingACommittedEntryIsFatal) {
+  MemoryLogStore s;
+  ASSERT_TRUE(s.Append({E(1, 1), E(2, 2), E(3, 3)}).ok());
+  RaftLog log(&s, UINT64_MAX);
+  log.CommitTo(3);
+  EXPECT_DEATH(log.MaybeAppend(1, 1, 3, {E(2, 4)}), "conflicts with committed entry");
+}
+
+TEST(RaftLogTest, FindConflictByTermSkipsWholeTerms) {
+  MemoryLogStore s;
+  ASSERT_TRUE(s.Append({E(1, 1), E(2, 1), E(3, 2), E(4, 2), E(5, 5), E(6, 5)}).ok());
+  RaftLog log(&s, UINT64_MAX);
+  EXPECT_EQ(log.FindConflictByTerm(6, 3), (std::pair<uint64_t, uint64_t>{4, 2}));
+  EXPECT_EQ(log.FindConflictByTerm(6, 5), (std::pair<uint64_t, uint64_t>{6, 5}));
+  EXPECT_EQ(log.FindConflictByTerm(6, 1), (std::pair<uint64_t, uint64_t>{2, 1}));
+  EXPECT_EQ(log.FindConflictByTerm(6, 0), (std::pair<uint64_t, uint64_t>{0, 0}));
+}
+
+TEST(RaftLogTest, UnstableEntriesBecomeStableOnlyIfUnchanged) {
+  MemoryLogStore s;
+  RaftLog log(&s, UINT64_MAX);
+  log.Append({E(1, 1), E(2, 1)});
+  EXPECT_EQ(log.UnstableEntries().size(), 2u);
+  ASSERT_TRUE(s.Append({E(1, 1), E(2, 1)}).ok());
+  log.StableTo(2, 2);  // wrong term: the entry was replaced meanwhile
+  EXPECT_EQ(log.UnstableEntries().size(), 2u);
+  log.StableTo(2, 1);
+  EXPECT_TRUE(log.UnstableEntries().empty());
+  EXPECT_EQ(log.LastIndex(), 2u);
+}
+
+TEST(RaftLogTest, OnlyEntriesOfTheGivenTermAreCommittedByCounting) {
+  MemoryLogStore s;
+  ASSERT_TRUE(s.Append({E(1, 1), E(2, 2)}).ok());
+  RaftLog log(&s, UINT64_MAX);
+  EXPECT_FALSE(log.MaybeCommit(2, 3));  // entry 2 is of term 2, not the leader's term 3
+  EXPECT_EQ(log.committed(), 0u);
+  EXPECT_TRUE(log.MaybeCommit(2, 2));
+  EXPECT_EQ(log.committed(), 2u);
+}
+
+TEST(RaftLogTest, UpToDateComparesLastTermThenLength) {
+  MemoryLogStore s;
+  ASSERT_TRUE(s.Append({E(1, 1), E(2, 2), E(3, 2)}).ok());
+  RaftLog log(&s, UINT64_MAX);
+  EXPECT_TRUE(log.IsUpToDate(1, 3));   // higher last term wins even if shorter
+  EXPECT_TRUE(log.IsUpToDate(3, 2));   // same term, same length
+  EXPECT_TRUE(log.IsUpToDate(4, 2));   // same term, longer
+  EXPECT_FALSE(log.IsUpToDate(2, 2));  // same term, shorter
+  EXPECT_FALSE(log.IsUpToDate(9, 1));  // lower term loses even if longer
+}
+
+TEST(RaftLogTest, NextCommittedEntriesAreThoseBetweenAppliedAndCommitted) {
+  MemoryLogStore s;
+  ASSERT_TRUE(s.Append({E(1, 1), E(2, 1), E(3, 1)}).ok());
+  RaftLog log(&s, UINT64_MAX);
+  EXPECT_FALSE(log.HasNextCommittedEntries());
+  log.CommitTo(2);
+  EXPECT_EQ(log.NextCommittedEntries().size(), 2u);
+  log.AppliedTo(1);
+  ASSERT_EQ(log.NextCommittedEntries().size(), 1u);
+  EXPECT_EQ(log.NextCommittedEntries()[0].index(), 2u);
+}
+
+}  // namespace
+}  // namespace shoal::raft

@@ -701,23 +701,22 @@ bool Core::Restore(const raftpb::Snapshot& s) {
   const uint64_t index = s.metadata().index();
   if (index <= log_.committed()) return false;
   SHOAL_CHECK(role_ == Role::kFollower, "snapshot restored by a ", RoleName(role_));
-  const raftpb::ConfState& cs = s.metadata().conf_state();
-  bool found = false;
-  for (uint64_t v : cs.voters()) found |= v == id_;
-  for (uint64_t l : cs.learners()) found |= l == id_;
-  // A snapshot whose membership lacks us would leave us unable to take part: ignore it.
-  if (!found) return false;
   if (log_.MatchTerm(index, s.metadata().term())) {
     // We already have the entries: just move commit forward.
     log_.CommitTo(index);
     return false;
   }
+  // A snapshot whose membership lacks us is installed too: a member being added (a learner
+  // catching up) is often sent a snapshot taken before its addition, and the entries after it
+  // add it. Until then it is not promotable.
+  const raftpb::ConfState& cs = s.metadata().conf_state();
   log_.Restore(s);
   progress_.clear();
   const uint64_t next = log_.LastIndex() + 1;
   for (uint64_t v : cs.voters()) progress_.emplace(v, Progress(next, max_inflight_, false));
   for (uint64_t l : cs.learners()) progress_.emplace(l, Progress(next, max_inflight_, true));
-  is_learner_ = progress_.at(id_).is_learner;
+  auto self = progress_.find(id_);
+  is_learner_ = self != progress_.end() && self->second.is_learner;
   UpdateSelfProgress();
   return true;
 }

@@ -629,6 +629,31 @@ TEST(CoreTest, LearnerCatchesUpWithoutVotingThenIsPromoted) {
   EXPECT_EQ(net.node(4).conf_state.voters_size(), 4);
 }
 
+// The leader's latest snapshot predates the learner's addition: the learner installs it anyway
+// and the entries after it make it a member.
+TEST(CoreTest, NewLearnerCatchesUpFromASnapshotTakenBeforeItsAddition) {
+  Network net(3);
+  net.Campaign(1);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(net.Propose(1, "v" + std::to_string(i)).ok());
+  for (uint64_t id : net.ids()) {
+    testing::TestNode& n = net.node(id);
+    std::string data;
+    for (const std::string& v : n.applied) data += v + "\n";
+    const uint64_t applied = n.core->log().applied();
+    ASSERT_TRUE(n.storage->CreateSnapshot(applied, &n.conf_state, data).ok());
+    ASSERT_TRUE(n.storage->Compact(applied).ok());
+  }
+  net.AddNode(4, net.node(1).conf_state);
+  ASSERT_TRUE(
+      net.core(1).ProposeConfChange(Change(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE, 4)).ok());
+  net.Stabilize();
+  net.TickAll(3);
+  ASSERT_TRUE(net.Propose(1, "after").ok());
+  net.TickAll(1);
+  EXPECT_EQ(net.node(4).applied, net.node(1).applied);
+  EXPECT_EQ(net.node(4).conf_state.learners_size(), 1);
+}
+
 TEST(CoreTest, OnlyOneMembershipChangeIsPendingAtATime) {
   Network net(3);
   net.Campaign(1);

@@ -1,0 +1,802 @@
+#include "raft/sim/sim.h"
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <set>
+#include <tuple>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "raft/core.h"
+#include "raft/memory_log_store.h"
+#include "raft/sim/linearizability.h"
+
+namespace shoal::raft::sim {
+namespace {
+
+using raftpb::Message;
+
+// Thrown by nothing: failures are recorded and the run stops at the next check.
+struct Failure {
+  bool failed = false;
+  std::string what;
+};
+
+// A client's operation in flight.
+struct PendingOp {
+  size_t history_index;
+  uint64_t node;
+  int64_t deadline;  // tick
+};
+
+struct SimNode {
+  uint64_t id = 0;
+  bool up = false;
+  bool removed = false;  // taken out of the membership: stopped for good
+  std::unique_ptr<MemoryLogStore> disk;
+  std::unique_ptr<Core> core;
+  // The state machine: key -> value, and the request ids applied (duplicates are skipped).
+  std::map<std::string, std::string> kv;
+  std::set<std::string> applied_requests;
+  uint64_t applied = 0;
+  raftpb::ConfState conf;
+  // Request id -> history index, for writes and log reads proposed here.
+  std::map<std::string, size_t> proposed;
+  // ReadIndex requests: ctx -> history index; then (index, ctx) once the read state arrived.
+  std::map<std::string, size_t> reads_waiting;
+  std::vector<std::pair<uint64_t, std::string>> reads_ready;
+  uint64_t last_snapshot = 0;
+};
+
+struct InFlight {
+  int64_t deliver_at;
+  uint64_t seq;
+  Message msg;
+};
+
+class Sim {
+ public:
+  Sim(uint64_t seed, const SimOptions& opts) : seed_(seed), opts_(opts), rng_(seed) {}
+
+  SimResult Run();
+
+ private:
+  // ---- randomness ----
+  bool Chance(double p) { return std::uniform_real_distribution<double>(0, 1)(rng_) < p; }
+  uint64_t Uniform(uint64_t lo, uint64_t hi) {  // inclusive
+    return std::uniform_int_distribution<uint64_t>(lo, hi)(rng_);
+  }
+  template <typename T>
+  const T& Pick(const std::vector<T>& v) {
+    return v[Uniform(0, v.size() - 1)];
+  }
+
+  // ---- tracing and failure ----
+  template <typename... Args>
+  void Trace(const Args&... args) {
+    if (opts_.trace_lines <= 0) return;
+    trace_.push_back(absl::StrCat("t=", now_, " ", args...));
+    if (trace_.size() > static_cast<size_t>(opts_.trace_lines)) trace_.pop_front();
+  }
+  template <typename... Args>
+  void Fail(const Args&... args) {
+    if (failure_.failed) return;
+    failure_.failed = true;
+    failure_.what = absl::StrCat("t=", now_, ": ", args...);
+    Trace("FAILURE: ", failure_.what);
+  }
+
+  // ---- members ----
+  SimNode& Node(uint64_t id) { return nodes_.at(id); }
+  std::vector<uint64_t> UpNodes() const;
+  std::optional<uint64_t> Leader() const;
+  void StartCore(SimNode& n);
+  void Crash(SimNode& n, const char* why);
+  void Restart(SimNode& n);
+  void AddMember();
+  void RemoveMember();
+
+  // ---- the loop ----
+  void HandleReadies(SimNode& n);
+  void HandleReady(SimNode& n);
+  void Apply(SimNode& n, const raftpb::Entry& e);
+  void ServeReads(SimNode& n);
+  void MaybeSnapshot(SimNode& n);
+  void SendAll(uint64_t from, std::vector<Message> msgs);
+  void Deliver();
+  void Chaos();
+  void Clients(bool issue_new);
+  bool Converged();
+  void FinalChecks();
+
+  // ---- invariants ----
+  void CheckNewLeader(SimNode& n);
+  void CheckAppended(SimNode& n, const std::vector<raftpb::Entry>& entries);
+  void CheckApplied(SimNode& n, const raftpb::Entry& e);
+
+  // ---- clients ----
+  // Completes the operation at `history_index` if its client still waits for it (a client that
+  // gave up has moved on: a late answer must not complete its next operation).
+  void CompleteOp(size_t history_index, bool found, const std::string& value);
+
+  uint64_t seed_;
+  SimOptions opts_;
+  std::mt19937_64 rng_;
+  int64_t now_ = 0;
+  Failure failure_;
+  std::deque<std::string> trace_;
+  SimStats stats_;
+
+  // Fault settings of this seed.
+  double drop_ = 0, dup_ = 0;
+  int max_delay_ = 1;
+  uint64_t max_msg_bytes_ = 4096;
+  size_t max_inflight_ = 8;
+  uint64_t snapshot_every_ = 25;
+
+  std::map<uint64_t, SimNode> nodes_;
+  uint64_t next_id_ = 1;
+  std::vector<uint64_t> to_promote_;
+  // Partition: group number per member; members in different groups cannot talk.
+  std::map<uint64_t, int> group_;
+  std::vector<InFlight> network_;
+  uint64_t seq_ = 0;
+  // Outcomes of snapshot sends for the sender's core, as a transport reports them:
+  // (sender, receiver, failed).
+  std::vector<std::tuple<uint64_t, uint64_t, bool>> snapshot_reports_;
+
+  // Invariant bookkeeping.
+  std::map<uint64_t, uint64_t> leader_of_term_;
+  struct EntryRecord {
+    uint64_t prev_term;
+    std::string data;
+  };
+  std::map<std::pair<uint64_t, uint64_t>, EntryRecord> seen_entries_;  // (index, term)
+  struct AppliedRecord {
+    uint64_t term;
+    std::string data;
+  };
+  std::map<uint64_t, AppliedRecord> applied_;  // index -> first applied entry
+
+  // Clients.
+  std::vector<KvOp> history_;
+  std::vector<std::optional<PendingOp>> client_op_;
+  std::vector<int> client_counter_;
+  std::vector<std::string> history_request_;  // request id of each history entry
+  std::set<std::string> acked_write_requests_;
+  uint64_t request_seq_ = 0;
+};
+
+// ---- state machine encoding ----
+
+std::string EncodeKv(const SimNode& n) {
+  // key=value lines, then request ids after a blank line. Keys, values and ids have no '=' or
+  // '\n'.
+  std::string out;
+  for (const auto& [k, v] : n.kv) absl::StrAppend(&out, k, "=", v, "\n");
+  out += "\n";
+  for (const std::string& r : n.applied_requests) absl::StrAppend(&out, r, "\n");
+  return out;
+}
+
+void DecodeKv(const std::string& data, SimNode* n) {
+  n->kv.clear();
+  n->applied_requests.clear();
+  bool requests = false;
+  for (absl::string_view line : absl::StrSplit(data, '\n')) {
+    if (line.empty()) {
+      requests = true;
+      continue;
+    }
+    if (!requests) {
+      std::pair<std::string, std::string> kv = absl::StrSplit(line, absl::MaxSplits('=', 1));
+      n->kv[kv.first] = kv.second;
+    } else {
+      n->applied_requests.insert(std::string(line));
+    }
+  }
+}
+
+std::string Describe(const Message& m) {
+  return absl::StrCat(raftpb::MessageType_Name(m.type()), " ", m.from(), "->", m.to(), " term ",
+                      m.term(), " idx ", m.index(), " logterm ", m.log_term(), " ents ",
+                      m.entries_size(), " commit ", m.commit(), m.reject() ? " REJECT" : "");
+}
+
+// ---- members ----
+
+std::vector<uint64_t> Sim::UpNodes() const {
+  std::vector<uint64_t> out;
+  for (const auto& [id, n] : nodes_) {
+    if (n.up) out.push_back(id);
+  }
+  return out;
+}
+
+std::optional<uint64_t> Sim::Leader() const {
+  // The up leader with the highest term (a deposed one may not know yet).
+  std::optional<uint64_t> best;
+  uint64_t best_term = 0;
+  for (const auto& [id, n] : nodes_) {
+    if (n.up && n.core->role() == Role::kLeader && n.core->term() >= best_term) {
+      best = id;
+      best_term = n.core->term();
+    }
+  }
+  return best;
+}
+
+void Sim::StartCore(SimNode& n) {
+  Config c;
+  c.id = n.id;
+  c.storage = n.disk.get();
+  c.election_tick = 10;
+  c.heartbeat_tick = 1;
+  c.max_size_per_msg = max_msg_bytes_;
+  c.max_inflight_msgs = max_inflight_;
+  c.check_quorum = true;
+  c.pre_vote = true;
+  c.random_seed = rng_();
+  raftpb::Snapshot snap = *n.disk->Snapshot();
+  c.applied = snap.metadata().index();
+  absl::StatusOr<std::unique_ptr<Core>> core = Core::Create(c);
+  if (!core.ok()) {
+    Fail("member ", n.id, " cannot start: ", core.status().ToString());
+    return;
+  }
+  n.core = std::move(*core);
+  DecodeKv(snap.data(), &n);
+  n.applied = snap.metadata().index();
+  n.last_snapshot = n.applied;
+  n.conf = n.disk->GetInitialState()->conf_state;
+  n.up = true;
+}
+
+void Sim::Crash(SimNode& n, const char* why) {
+  Trace("crash ", n.id, " (", why, ")");
+  n.up = false;
+  n.core.reset();
+  n.kv.clear();
+  n.applied_requests.clear();
+  n.proposed.clear();
+  n.reads_waiting.clear();
+  n.reads_ready.clear();
+  ++stats_.crashes;
+}
+
+void Sim::Restart(SimNode& n) {
+  Trace("restart ", n.id);
+  StartCore(n);
+}
+
+void Sim::AddMember() {
+  std::optional<uint64_t> leader = Leader();
+  if (!leader) return;
+  SimNode& l = Node(*leader);
+  if (l.core->conf_state().voters_size() + l.core->conf_state().learners_size() >= 6) return;
+  const uint64_t id = next_id_++;
+  SimNode& n = nodes_[id];
+  n.id = id;
+  n.disk = std::make_unique<MemoryLogStore>();
+  // Like a joining manager, it starts knowing the current membership.
+  n.disk->SetConfState(l.core->conf_state());
+  StartCore(n);
+  raftpb::ConfChange cc;
+  cc.set_type(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE);
+  cc.set_node_id(id);
+  absl::Status s = l.core->ProposeConfChange(cc);
+  Trace("add learner ", id, " via ", l.id, ": ", s.ToString());
+  if (s.ok()) {
+    to_promote_.push_back(id);
+    ++stats_.membership_changes;
+  }
+  HandleReadies(l);
+}
+
+void Sim::RemoveMember() {
+  std::optional<uint64_t> leader = Leader();
+  if (!leader) return;
+  SimNode& l = Node(*leader);
+  raftpb::ConfState cs = l.core->conf_state();
+  if (cs.voters_size() <= 3) return;
+  const uint64_t victim = Pick(std::vector<uint64_t>(cs.voters().begin(), cs.voters().end()));
+  raftpb::ConfChange cc;
+  cc.set_type(raftpb::ConfChange::TYPE_REMOVE_NODE);
+  cc.set_node_id(victim);
+  absl::Status s = l.core->ProposeConfChange(cc);
+  Trace("remove ", victim, " via ", l.id, ": ", s.ToString());
+  if (s.ok()) ++stats_.membership_changes;
+  HandleReadies(l);
+}
+
+// ---- Ready handling ----
+
+void Sim::HandleReadies(SimNode& n) {
+  while (!failure_.failed && n.up && n.core->HasReady()) HandleReady(n);
+}
+
+void Sim::HandleReady(SimNode& n) {
+  Ready rd = n.core->GetReady();
+  // A crash before the write reaches the disk loses the whole Ready: its entries, hard state
+  // (votes!) and messages. The core must not have let anything out that depended on it.
+  if (now_ < opts_.chaos_ticks && rd.must_sync && Chance(0.003)) {
+    ++stats_.lost_readies;
+    Crash(n, "before persisting a Ready");
+    return;
+  }
+  if (rd.soft_state) {
+    Trace("member ", n.id, " is ", RoleName(rd.soft_state->role), " term ", n.core->term(),
+          " leader ", rd.soft_state->leader);
+    if (rd.soft_state->role == Role::kLeader) CheckNewLeader(n);
+  }
+  if (rd.snapshot) {
+    absl::Status s = n.disk->ApplySnapshot(*rd.snapshot);
+    if (!s.ok()) return Fail("member ", n.id, " cannot persist a snapshot: ", s.ToString());
+    DecodeKv(rd.snapshot->data(), &n);
+    n.applied = rd.snapshot->metadata().index();
+    n.last_snapshot = n.applied;
+    n.conf = rd.snapshot->metadata().conf_state();
+    Trace("member ", n.id, " installed snapshot at ", n.applied);
+  }
+  CheckAppended(n, rd.entries);
+  absl::Status s = n.disk->Append(rd.entries);
+  if (!s.ok()) return Fail("member ", n.id, " cannot persist entries: ", s.ToString());
+  if (rd.hard_state) n.disk->SetHardState(*rd.hard_state);
+  for (const Message& m : rd.messages) {
+    if (m.type() == raftpb::MSG_SNAP) ++stats_.snapshots_sent;
+  }
+  SendAll(n.id, std::move(rd.messages));
+  for (const raftpb::Entry& e : rd.committed_entries) {
+    Apply(n, e);
+    if (failure_.failed || !n.up) return;
+  }
+  for (const ReadState& rs : rd.read_states) n.reads_ready.emplace_back(rs.index, rs.request_ctx);
+  n.core->Advance(rd);
+  ServeReads(n);
+  MaybeSnapshot(n);
+}
+
+void Sim::Apply(SimNode& n, const raftpb::Entry& e) {
+  if (e.index() != n.applied + 1) {
+    return Fail("member ", n.id, " applies index ", e.index(), " after ", n.applied);
+  }
+  CheckApplied(n, e);
+  n.applied = e.index();
+  if (e.type() == raftpb::ENTRY_TYPE_CONF_CHANGE) {
+    raftpb::ConfChange cc;
+    if (!cc.ParseFromString(e.data())) return Fail("unparsable conf change at ", e.index());
+    n.conf = n.core->ApplyConfChange(cc);
+    n.disk->SetConfState(n.conf);
+    Trace("member ", n.id, " applied ", raftpb::ConfChange::Type_Name(cc.type()), " ",
+          cc.node_id(), " at ", e.index());
+    if (cc.type() == raftpb::ConfChange::TYPE_REMOVE_NODE && cc.node_id() == n.id) {
+      // Removed: this member stops for good once it learns it.
+      n.removed = true;
+    }
+    return;
+  }
+  if (e.data().empty()) return;  // a leader's no-op
+  // "P|req|key|value" or "G|req|key".
+  std::vector<std::string> parts = absl::StrSplit(e.data(), '|');
+  const std::string& req = parts[1];
+  const bool first_time = n.applied_requests.insert(req).second;
+  std::string value;
+  bool found = false;
+  if (parts[0] == "P") {
+    if (first_time) n.kv[parts[2]] = parts[3];
+  } else {
+    auto it = n.kv.find(parts[2]);
+    found = it != n.kv.end();
+    if (found) value = it->second;
+  }
+  auto p = n.proposed.find(req);
+  if (p != n.proposed.end()) {
+    const size_t index = p->second;
+    n.proposed.erase(p);
+    // A duplicate delivery of a proposal applies once; the client hears of the first.
+    if (first_time) CompleteOp(index, found, value);
+  }
+}
+
+void Sim::ServeReads(SimNode& n) {
+  auto it = n.reads_ready.begin();
+  while (it != n.reads_ready.end()) {
+    if (it->first > n.applied) {
+      ++it;
+      continue;
+    }
+    auto w = n.reads_waiting.find(it->second);
+    if (w != n.reads_waiting.end()) {
+      const size_t index = w->second;
+      n.reads_waiting.erase(w);
+      auto kv = n.kv.find(history_[index].key);
+      CompleteOp(index, kv != n.kv.end(), kv != n.kv.end() ? kv->second : "");
+    }
+    it = n.reads_ready.erase(it);
+  }
+}
+
+void Sim::MaybeSnapshot(SimNode& n) {
+  // Frequent snapshots, so that lagging members often need one.
+  if (n.applied < n.last_snapshot + snapshot_every_) return;
+  absl::StatusOr<raftpb::Snapshot> snap = n.disk->CreateSnapshot(n.applied, &n.conf, EncodeKv(n));
+  if (!snap.ok()) return Fail("member ", n.id, " cannot snapshot: ", snap.status().ToString());
+  n.last_snapshot = n.applied;
+  const uint64_t keep = 5;
+  if (n.applied > keep && n.applied - keep > n.disk->FirstIndex()) {
+    absl::Status s = n.disk->Compact(n.applied - keep);
+    if (!s.ok()) return Fail("member ", n.id, " cannot compact: ", s.ToString());
+  }
+}
+
+void Sim::SendAll(uint64_t from, std::vector<Message> msgs) {
+  for (Message& m : msgs) {
+    ++stats_.messages;
+    if (m.to() == from) continue;
+    if (Chance(drop_)) {
+      Trace("drop ", Describe(m));
+      if (m.type() == raftpb::MSG_SNAP) snapshot_reports_.emplace_back(from, m.to(), true);
+      continue;
+    }
+    const int copies = Chance(dup_) ? 2 : 1;
+    for (int c = 0; c < copies; ++c) {
+      int64_t delay = static_cast<int64_t>(Uniform(0, max_delay_));
+      if (Chance(0.01)) delay += static_cast<int64_t>(Uniform(5, 30));  // a straggler
+      network_.push_back(InFlight{now_ + delay, seq_++, m});
+    }
+  }
+}
+
+void Sim::Deliver() {
+  std::vector<InFlight> due, later;
+  for (InFlight& f : network_) (f.deliver_at <= now_ ? due : later).push_back(std::move(f));
+  network_ = std::move(later);
+  std::shuffle(due.begin(), due.end(), rng_);  // reordering
+  for (InFlight& f : due) {
+    if (failure_.failed) return;
+    const bool snap = f.msg.type() == raftpb::MSG_SNAP;
+    auto it = nodes_.find(f.msg.to());
+    if (it == nodes_.end() || !it->second.up || group_[f.msg.from()] != group_[f.msg.to()]) {
+      if (snap) snapshot_reports_.emplace_back(f.msg.from(), f.msg.to(), true);
+      continue;
+    }
+    SimNode& n = it->second;
+    Trace("deliver ", Describe(f.msg));
+    (void)n.core->Step(f.msg);
+    HandleReadies(n);
+    if (n.removed && n.up) Crash(n, "removed from the cluster");
+    if (snap) snapshot_reports_.emplace_back(f.msg.from(), f.msg.to(), false);
+  }
+  std::vector<std::tuple<uint64_t, uint64_t, bool>> reports;
+  reports.swap(snapshot_reports_);
+  for (const auto& [from, to, failed] : reports) {
+    auto it = nodes_.find(from);
+    if (it == nodes_.end() || !it->second.up) continue;
+    Trace("snapshot ", from, "->", to, failed ? " failed" : " delivered");
+    it->second.core->ReportSnapshot(to, failed);
+    HandleReadies(it->second);
+  }
+}
+
+// ---- faults ----
+
+void Sim::Chaos() {
+  std::vector<uint64_t> up = UpNodes();
+  // Partitions.
+  if (Chance(0.015)) {
+    ++stats_.partitions;
+    group_.clear();
+    for (const auto& [id, n] : nodes_) group_[id] = static_cast<int>(Uniform(0, 1));
+    Trace("partition: ", absl::StrJoin(group_, " ", absl::PairFormatter("@")));
+  } else if (Chance(0.01) && !up.empty()) {
+    ++stats_.partitions;
+    group_.clear();
+    const uint64_t alone = Pick(up);
+    group_[alone] = 1;
+    Trace("isolate ", alone);
+  } else if (Chance(0.04)) {
+    if (!group_.empty()) Trace("heal");
+    group_.clear();
+  }
+  // Crashes and restarts; leaders are hit more often, since most bugs hide in their changes.
+  if (Chance(0.008) && !up.empty()) Crash(Node(Pick(up)), "chaos");
+  if (Chance(0.006)) {
+    if (std::optional<uint64_t> leader = Leader()) Crash(Node(*leader), "leader crash");
+  }
+  for (auto& [id, n] : nodes_) {
+    if (!n.up && !n.removed && Chance(0.04)) Restart(n);
+  }
+  // Leadership transfer.
+  if (Chance(0.01)) {
+    if (std::optional<uint64_t> leader = Leader()) {
+      raftpb::ConfState cs = Node(*leader).core->conf_state();
+      const uint64_t to = Pick(std::vector<uint64_t>(cs.voters().begin(), cs.voters().end()));
+      Trace("transfer leadership ", *leader, " -> ", to);
+      ++stats_.transfers;
+      Node(*leader).core->TransferLeader(to);
+      HandleReadies(Node(*leader));
+    }
+  }
+  // Membership.
+  if (Chance(0.006)) AddMember();
+  if (Chance(0.006)) RemoveMember();
+}
+
+void Sim::Clients(bool issue_new) {
+  for (int c = 0; c < opts_.clients; ++c) {
+    if (client_op_[c]) {
+      if (now_ >= client_op_[c]->deadline) {
+        // Timed out: the outcome stays unknown (kUnknownReturn).
+        Trace("client ", c, " gives up on op ", client_op_[c]->history_index);
+        ++stats_.unknown_outcomes;
+        client_op_[c].reset();
+      }
+      continue;
+    }
+    if (!issue_new || !Chance(0.3)) continue;
+    std::vector<uint64_t> up = UpNodes();
+    if (up.empty()) continue;
+    // Mostly the leader, sometimes any member (which forwards).
+    std::optional<uint64_t> leader = Leader();
+    const uint64_t target = leader && Chance(0.7) ? *leader : Pick(up);
+    SimNode& n = Node(target);
+    KvOp op;
+    op.client = c;
+    op.key = absl::StrCat("k", Uniform(0, 2));
+    op.call = now_ * 2;  // calls at even, returns at odd logical times: calls first
+    const std::string req = absl::StrCat("r", ++request_seq_);
+    absl::Status s;
+    const double r = std::uniform_real_distribution<double>(0, 1)(rng_);
+    const size_t index = history_.size();
+    if (r < 0.55) {
+      op.kind = KvOp::Kind::kPut;
+      op.value = absl::StrCat("c", c, "-", ++client_counter_[c]);
+      s = n.core->Propose(absl::StrCat("P|", req, "|", op.key, "|", op.value));
+      if (s.ok()) n.proposed[req] = index;
+    } else if (r < 0.85) {
+      op.kind = KvOp::Kind::kGet;
+      s = n.core->ReadIndex(req);
+      if (s.ok()) n.reads_waiting[req] = index;
+    } else {
+      op.kind = KvOp::Kind::kGet;
+      s = n.core->Propose(absl::StrCat("G|", req, "|", op.key));
+      if (s.ok()) n.proposed[req] = index;
+    }
+    if (!s.ok()) continue;  // refused at once: nothing happened, no history
+    history_.push_back(op);
+    history_request_.push_back(req);
+    client_op_[c] = PendingOp{history_.size() - 1, target, now_ + 60};
+    Trace("client ", c, " ", op.kind == KvOp::Kind::kPut ? "put " : "get ", op.key, " ",
+          op.value, " at ", target, " (", req, ")");
+    HandleReadies(n);
+  }
+}
+
+void Sim::CompleteOp(size_t index, bool found, const std::string& value) {
+  const int client = history_[index].client;
+  if (!client_op_[client] || client_op_[client]->history_index != index) return;  // gave up
+  KvOp& op = history_[index];
+  op.ret = now_ * 2 + 1;
+  if (op.kind == KvOp::Kind::kGet) {
+    op.found = found;
+    op.value = value;
+    ++stats_.acked_reads;
+  } else {
+    acked_write_requests_.insert(history_request_[index]);
+    ++stats_.acked_writes;
+  }
+  Trace("client ", client, " done: ", op.key, " ", found ? "found " : "", op.value);
+  client_op_[client].reset();
+}
+
+// ---- invariants ----
+
+void Sim::CheckNewLeader(SimNode& n) {
+  ++stats_.elections;
+  const uint64_t term = n.core->term();
+  auto [it, inserted] = leader_of_term_.emplace(term, n.id);
+  if (!inserted && it->second != n.id) {
+    return Fail("election safety: members ", it->second, " and ", n.id, " both lead term ", term);
+  }
+  // Leader completeness: it holds every entry anyone applied (above its snapshot).
+  const RaftLog& log = n.core->log();
+  for (auto a = applied_.upper_bound(log.FirstIndex() - 1); a != applied_.end(); ++a) {
+    if (a->first > log.LastIndex()) {
+      return Fail("leader completeness: leader ", n.id, " of term ", term, " lacks applied index ",
+                  a->first, " (its last index is ", log.LastIndex(), ")");
+    }
+    absl::StatusOr<std::vector<raftpb::Entry>> e = log.Slice(a->first, a->first + 1, UINT64_MAX);
+    if (!e.ok() || e->size() != 1 || (*e)[0].term() != a->second.term ||
+        (*e)[0].data() != a->second.data) {
+      return Fail("leader completeness: leader ", n.id, " of term ", term,
+                  " has a different entry at applied index ", a->first);
+    }
+  }
+}
+
+void Sim::CheckAppended(SimNode& n, const std::vector<raftpb::Entry>& entries) {
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const raftpb::Entry& e = entries[i];
+    uint64_t prev_term = 0;
+    if (i > 0) {
+      prev_term = entries[i - 1].term();
+    } else if (e.index() > 1) {
+      absl::StatusOr<uint64_t> t = n.disk->Term(e.index() - 1);
+      if (!t.ok()) continue;  // before the snapshot: nothing to compare
+      prev_term = *t;
+    }
+    auto [it, inserted] =
+        seen_entries_.emplace(std::make_pair(e.index(), e.term()), EntryRecord{prev_term, e.data()});
+    if (!inserted && (it->second.data != e.data() || it->second.prev_term != prev_term)) {
+      return Fail("log matching: member ", n.id, " holds a different entry (or history) at index ",
+                  e.index(), " term ", e.term());
+    }
+  }
+}
+
+void Sim::CheckApplied(SimNode& n, const raftpb::Entry& e) {
+  auto [it, inserted] = applied_.emplace(e.index(), AppliedRecord{e.term(), e.data()});
+  if (!inserted && (it->second.term != e.term() || it->second.data != e.data())) {
+    Fail("state machine safety: member ", n.id, " applies a different entry at index ", e.index(),
+         " (term ", e.term(), " vs ", it->second.term, ")");
+  }
+}
+
+// ---- end of run ----
+
+bool Sim::Converged() {
+  for (int c = 0; c < opts_.clients; ++c) {
+    if (client_op_[c]) return false;
+  }
+  std::optional<uint64_t> leader = Leader();
+  if (!leader) return false;
+  SimNode& l = Node(*leader);
+  if (l.core->log().committed() != l.core->log().LastIndex()) return false;
+  // Every member of the final membership is up and has applied everything.
+  raftpb::ConfState cs = l.core->conf_state();
+  std::vector<uint64_t> members(cs.voters().begin(), cs.voters().end());
+  members.insert(members.end(), cs.learners().begin(), cs.learners().end());
+  for (uint64_t id : members) {
+    auto it = nodes_.find(id);
+    if (it == nodes_.end() || !it->second.up) return false;
+    if (it->second.applied != l.core->log().LastIndex()) return false;
+  }
+  return true;
+}
+
+void Sim::FinalChecks() {
+  SimNode& l = Node(*Leader());
+  raftpb::ConfState cs = l.core->conf_state();
+  std::vector<uint64_t> members(cs.voters().begin(), cs.voters().end());
+  members.insert(members.end(), cs.learners().begin(), cs.learners().end());
+  for (uint64_t id : members) {
+    SimNode& n = Node(id);
+    if (n.kv != l.kv) return Fail("members ", l.id, " and ", id, " ended with different states");
+    // No acknowledged write lost: every member applied every acknowledged put.
+    for (const std::string& req : acked_write_requests_) {
+      if (!n.applied_requests.count(req)) {
+        return Fail("acknowledged write ", req, " is missing from member ", id);
+      }
+    }
+  }
+  LinearizabilityResult lin = CheckKvHistory(history_);
+  stats_.linearizability_states = lin.states;
+  if (!lin.ok) Fail("linearizability: ", lin.explanation);
+}
+
+SimResult Sim::Run() {
+  // Per-seed fault profile: from calm to hostile.
+  drop_ = std::uniform_real_distribution<double>(0, 0.1)(rng_);
+  dup_ = std::uniform_real_distribution<double>(0, 0.05)(rng_);
+  max_delay_ = static_cast<int>(Uniform(0, 3));
+  // One entry per append (so followers ack old-term entries apart from the new leader's), up
+  // to large batches; tiny to wide in-flight windows; frequent to rare snapshots.
+  max_msg_bytes_ = std::vector<uint64_t>{1, 64, 4096}[Uniform(0, 2)];
+  max_inflight_ = std::vector<size_t>{1, 4, 64}[Uniform(0, 2)];
+  snapshot_every_ = std::vector<uint64_t>{5, 25, 200}[Uniform(0, 2)];
+  const int members = Chance(0.5) ? 3 : 5;
+  raftpb::ConfState cs;
+  for (int i = 1; i <= members; ++i) cs.add_voters(i);
+  for (int i = 1; i <= members; ++i) {
+    SimNode& n = nodes_[i];
+    n.id = i;
+    n.disk = std::make_unique<MemoryLogStore>();
+    n.disk->SetConfState(cs);
+    StartCore(n);
+  }
+  next_id_ = members + 1;
+  client_op_.resize(opts_.clients);
+  client_counter_.resize(opts_.clients);
+  Trace("seed ", seed_, ": ", members, " members, drop ", drop_, " dup ", dup_, " delay 0-",
+        max_delay_, " msg bytes ", max_msg_bytes_, " inflight ", max_inflight_,
+        " snapshot every ", snapshot_every_);
+
+  const int64_t end = opts_.chaos_ticks + opts_.max_quiet_ticks;
+  bool quiet = false;
+  for (now_ = 0; now_ < end && !failure_.failed; ++now_) {
+    if (!quiet && now_ >= opts_.chaos_ticks) {
+      quiet = true;
+      Trace("quiet: heal, restart everyone, no more faults");
+      group_.clear();
+      drop_ = 0;
+      dup_ = 0;
+      for (auto& [id, n] : nodes_) {
+        if (!n.up && !n.removed) Restart(n);
+      }
+    }
+    if (!quiet) Chaos();
+    // Promote caught-up learners.
+    if (!to_promote_.empty() && Chance(0.1)) {
+      if (std::optional<uint64_t> leader = Leader()) {
+        SimNode& l = Node(*leader);
+        const uint64_t id = to_promote_.front();
+        auto pr = l.core->progress().find(id);
+        if (pr != l.core->progress().end() && pr->second.is_learner &&
+            pr->second.match >= l.core->log().committed()) {
+          raftpb::ConfChange cc;
+          cc.set_type(raftpb::ConfChange::TYPE_ADD_NODE);
+          cc.set_node_id(id);
+          absl::Status s = l.core->ProposeConfChange(cc);
+          Trace("promote ", id, " via ", l.id, ": ", s.ToString());
+          if (s.ok()) {
+            to_promote_.erase(to_promote_.begin());
+            ++stats_.membership_changes;
+          }
+          HandleReadies(l);
+        } else if (pr == l.core->progress().end() && Chance(0.05)) {
+          to_promote_.erase(to_promote_.begin());  // its addition was lost
+        }
+      }
+    }
+    Clients(!quiet);
+    for (auto& [id, n] : nodes_) {
+      if (!n.up || failure_.failed) continue;
+      n.core->Tick();
+      HandleReadies(n);
+    }
+    Deliver();
+    ++stats_.ticks;
+    if (quiet && Converged()) break;
+  }
+  if (!failure_.failed) {
+    if (!Converged()) {
+      std::string state;
+      for (const auto& [id, n] : nodes_) {
+        absl::StrAppend(&state, " [", id, n.up ? "" : " down", n.removed ? " removed" : "");
+        if (n.up) {
+          absl::StrAppend(&state, " ", RoleName(n.core->role()), " term ", n.core->term(),
+                          " commit ", n.core->log().committed(), " last ",
+                          n.core->log().LastIndex(), " applied ", n.applied, " voters ",
+                          absl::StrJoin(n.core->conf_state().voters(), ","), " learners ",
+                          absl::StrJoin(n.core->conf_state().learners(), ","));
+        }
+        absl::StrAppend(&state, "]");
+      }
+      for (int c = 0; c < opts_.clients; ++c) {
+        if (client_op_[c]) absl::StrAppend(&state, " client ", c, " waiting");
+      }
+      Fail("liveness: the cluster did not converge within ", opts_.max_quiet_ticks,
+           " quiet ticks:", state);
+    } else {
+      FinalChecks();
+    }
+  }
+  SimResult result;
+  result.seed = seed_;
+  result.ok = !failure_.failed;
+  result.failure = failure_.what;
+  result.trace.assign(trace_.begin(), trace_.end());
+  result.stats = stats_;
+  return result;
+}
+
+}  // namespace
+
+SimResult RunSeed(uint64_t seed, const SimOptions& options) { return Sim(seed, options).Run(); }
+
+}  // namespace shoal::raft::sim

@@ -1,0 +1,361 @@
+#include "raft/rocksdb_log_store.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
+#include <zlib.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace shoal::raft {
+namespace {
+
+constexpr char kEntryPrefix = 'e';
+constexpr char kEntryEnd[] = "f";  // just past every entry key
+constexpr char kHardStateKey[] = "h";
+constexpr char kConfStateKey[] = "c";
+constexpr char kSnapshotKey[] = "s";
+
+std::string EntryKey(uint64_t index) {
+  std::string key(9, '\0');
+  key[0] = kEntryPrefix;
+  for (int i = 0; i < 8; ++i) key[1 + i] = static_cast<char>(index >> (56 - 8 * i));
+  return key;
+}
+
+uint64_t IndexOfKey(const rocksdb::Slice& key) {
+  uint64_t index = 0;
+  for (int i = 0; i < 8; ++i) index = index << 8 | static_cast<uint8_t>(key[1 + i]);
+  return index;
+}
+
+uint32_t Crc(const char* data, size_t n) {
+  return static_cast<uint32_t>(
+      crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(data), static_cast<uInt>(n)));
+}
+
+std::string Seal(const google::protobuf::MessageLite& m) {
+  std::string payload = m.SerializeAsString();
+  const uint32_t crc = Crc(payload.data(), payload.size());
+  std::string out(4, '\0');
+  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>(crc >> (8 * i));
+  return out + payload;
+}
+
+// Checks the CRC and parses. DATA_LOSS naming `what` on failure.
+absl::Status Unseal(const rocksdb::Slice& value, google::protobuf::MessageLite* m,
+                    absl::string_view what) {
+  if (value.size() < 4) return absl::DataLossError(absl::StrCat(what, ": value is truncated"));
+  uint32_t crc = 0;
+  for (int i = 0; i < 4; ++i) crc |= static_cast<uint32_t>(static_cast<uint8_t>(value[i])) << (8 * i);
+  if (Crc(value.data() + 4, value.size() - 4) != crc) {
+    return absl::DataLossError(absl::StrCat(what, ": checksum mismatch (corrupt value)"));
+  }
+  if (!m->ParseFromArray(value.data() + 4, static_cast<int>(value.size() - 4))) {
+    return absl::DataLossError(absl::StrCat(what, ": unparsable value"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  if (s.IsCorruption()) return absl::DataLossError(absl::StrCat(what, ": ", s.ToString()));
+  return absl::InternalError(absl::StrCat(what, ": ", s.ToString()));
+}
+
+}  // namespace
+
+RocksDbLogStore::RocksDbLogStore(std::unique_ptr<rocksdb::DB> db, Options options)
+    : options_(std::move(options)), db_(std::move(db)) {}
+
+RocksDbLogStore::~RocksDbLogStore() = default;
+
+absl::StatusOr<std::unique_ptr<RocksDbLogStore>> RocksDbLogStore::Open(const Options& options) {
+  rocksdb::Options opts;
+  opts.create_if_missing = true;
+  opts.paranoid_checks = true;
+  // One writer, small values, mostly appends: keep the memtable small and the WAL authoritative.
+  opts.max_background_jobs = 2;
+  opts.write_buffer_size = 16 << 20;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(opts, options.path, &raw);
+  if (!s.ok()) return FromRocks(s, absl::StrCat("opening raft store ", options.path));
+  std::unique_ptr<RocksDbLogStore> store(
+      new RocksDbLogStore(std::unique_ptr<rocksdb::DB>(raw), options));
+  absl::Status loaded = store->Load();
+  if (!loaded.ok()) {
+    return absl::Status(loaded.code(),
+                        absl::StrCat("raft store ", options.path, ": ", loaded.message()));
+  }
+  return store;
+}
+
+absl::Status RocksDbLogStore::Load() {
+  absl::MutexLock lock(&mu_);
+  const rocksdb::ReadOptions ro;
+  std::string value;
+  rocksdb::Status s = db_->Get(ro, kSnapshotKey, &value);
+  if (s.ok()) {
+    absl::Status u = Unseal(value, &snapshot_, "snapshot");
+    if (!u.ok()) return u;
+  } else if (!s.IsNotFound()) {
+    return FromRocks(s, "reading the snapshot");
+  }
+  s = db_->Get(ro, kHardStateKey, &value);
+  if (s.ok()) {
+    absl::Status u = Unseal(value, &hard_state_, "hard state");
+    if (!u.ok()) return u;
+  } else if (!s.IsNotFound()) {
+    return FromRocks(s, "reading the hard state");
+  }
+  s = db_->Get(ro, kConfStateKey, &value);
+  if (s.ok()) {
+    absl::Status u = Unseal(value, &conf_state_, "membership");
+    if (!u.ok()) return u;
+  } else if (s.IsNotFound()) {
+    conf_state_ = snapshot_.metadata().conf_state();
+  } else {
+    return FromRocks(s, "reading the membership");
+  }
+
+  const uint64_t snap_index = snapshot_.metadata().index();
+  const uint64_t snap_term = snapshot_.metadata().term();
+  std::vector<std::pair<uint64_t, uint64_t>> stored;  // (index, term)
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  for (it->Seek(EntryKey(0)); it->Valid() && it->key()[0] == kEntryPrefix; it->Next()) {
+    const uint64_t index = IndexOfKey(it->key());
+    raftpb::Entry e;
+    absl::Status u = Unseal(it->value(), &e, absl::StrCat("entry ", index));
+    if (!u.ok()) return u;
+    if (e.index() != index) {
+      return absl::DataLossError(
+          absl::StrCat("entry stored under index ", index, " says it is ", e.index()));
+    }
+    if (!stored.empty() && index != stored.back().first + 1) {
+      return absl::DataLossError(absl::StrCat("entries ", stored.back().first + 1, " to ",
+                                              index - 1, " are missing"));
+    }
+    stored.emplace_back(index, e.term());
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "scanning entries");
+
+  terms_.clear();
+  if (stored.empty()) {
+    first_ = snap_index + 1;
+    terms_.push_back(snap_term);
+  } else {
+    const uint64_t f = stored.front().first;
+    if (f > snap_index + 1) {
+      return absl::DataLossError(absl::StrCat("the log starts at ", f, " but the snapshot ends at ",
+                                              snap_index, ": entries are missing"));
+    }
+    if (f <= snap_index) {
+      // Entries kept below the snapshot for slow followers; the first is the compaction marker.
+      if (stored.back().first < snap_index) {
+        return absl::DataLossError(absl::StrCat("the log ends at ", stored.back().first,
+                                                " below the snapshot at ", snap_index));
+      }
+      if (stored[snap_index - f].second != snap_term) {
+        return absl::DataLossError(absl::StrCat("entry ", snap_index,
+                                                " contradicts the snapshot's term"));
+      }
+      first_ = f + 1;
+      for (const auto& [index, term] : stored) terms_.push_back(term);
+    } else {
+      first_ = f;
+      terms_.push_back(snap_term);
+      for (const auto& [index, term] : stored) terms_.push_back(term);
+    }
+  }
+  const uint64_t last = first_ - 1 + terms_.size() - 1;
+  if (hard_state_.commit() > last) {
+    return absl::DataLossError(absl::StrCat("the commit index ", hard_state_.commit(),
+                                            " is beyond the last stored entry ", last,
+                                            ": the log was truncated"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<InitialState> RocksDbLogStore::GetInitialState() {
+  absl::MutexLock lock(&mu_);
+  return InitialState{hard_state_, conf_state_};
+}
+
+uint64_t RocksDbLogStore::FirstIndex() {
+  absl::MutexLock lock(&mu_);
+  return first_;
+}
+
+uint64_t RocksDbLogStore::LastIndex() {
+  absl::MutexLock lock(&mu_);
+  return first_ - 1 + terms_.size() - 1;
+}
+
+absl::StatusOr<uint64_t> RocksDbLogStore::Term(uint64_t i) {
+  absl::MutexLock lock(&mu_);
+  const uint64_t dummy = first_ - 1;
+  if (i < dummy) return CompactedError();
+  if (i - dummy >= terms_.size()) return UnavailableIndexError();
+  return terms_[i - dummy];
+}
+
+absl::StatusOr<raftpb::Snapshot> RocksDbLogStore::Snapshot() {
+  absl::MutexLock lock(&mu_);
+  return snapshot_;
+}
+
+absl::StatusOr<std::vector<raftpb::Entry>> RocksDbLogStore::Entries(uint64_t lo, uint64_t hi,
+                                                                    uint64_t max_bytes) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (lo < first_) return CompactedError();
+    if (hi > first_ + terms_.size() - 1) return UnavailableIndexError();
+  }
+  std::vector<raftpb::Entry> out;
+  if (lo >= hi) return out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  uint64_t size = 0;
+  bool size_limited = false;
+  uint64_t want = lo;
+  for (it->Seek(EntryKey(lo)); it->Valid() && want < hi; it->Next(), ++want) {
+    if (it->key()[0] != kEntryPrefix || IndexOfKey(it->key()) != want) break;
+    raftpb::Entry e;
+    absl::Status u = Unseal(it->value(), &e, absl::StrCat("entry ", want));
+    if (!u.ok()) return u;
+    size += e.ByteSizeLong();
+    if (!out.empty() && size > max_bytes) {
+      size_limited = true;
+      break;
+    }
+    out.push_back(std::move(e));
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "reading entries");
+  if (!size_limited && out.size() < hi - lo) {
+    return absl::DataLossError(absl::StrCat("raft store: entry ", lo + out.size(), " is missing"));
+  }
+  return out;
+}
+
+absl::Status RocksDbLogStore::Save(const raftpb::HardState* hard_state,
+                                   const std::vector<raftpb::Entry>& entries,
+                                   const raftpb::Snapshot* snapshot, bool sync) {
+  rocksdb::WriteBatch batch;
+  absl::MutexLock lock(&mu_);
+  uint64_t first = first_;
+  std::vector<uint64_t> terms = terms_;
+  if (snapshot != nullptr) {
+    if (snapshot->metadata().index() <= snapshot_.metadata().index()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "snapshot at ", snapshot->metadata().index(), " is not newer than the stored one at ",
+          snapshot_.metadata().index()));
+    }
+    batch.Put(kSnapshotKey, Seal(*snapshot));
+    batch.Put(kConfStateKey, Seal(snapshot->metadata().conf_state()));
+    batch.DeleteRange(EntryKey(0), kEntryEnd);  // the snapshot replaces the whole log
+    first = snapshot->metadata().index() + 1;
+    terms = {snapshot->metadata().term()};
+  }
+  if (!entries.empty()) {
+    const uint64_t last = first - 1 + terms.size() - 1;
+    const uint64_t start = entries.front().index();
+    if (start > last + 1) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("appending at ", start, " leaves a gap after the last entry ", last));
+    }
+    for (const raftpb::Entry& e : entries) {
+      if (e.index() < first) continue;  // already compacted
+      batch.Put(EntryKey(e.index()), Seal(e));
+    }
+    const uint64_t new_last = entries.back().index();
+    if (start <= last && new_last < last) {
+      // The new entries replace a longer suffix: drop what follows them.
+      batch.DeleteRange(EntryKey(new_last + 1), kEntryEnd);
+    }
+    if (new_last >= first) {
+      const uint64_t keep = std::max(start, first) - (first - 1);  // terms kept before `start`
+      terms.resize(keep);
+      for (const raftpb::Entry& e : entries) {
+        if (e.index() >= first) terms.push_back(e.term());
+      }
+    }
+  }
+  if (hard_state != nullptr) batch.Put(kHardStateKey, Seal(*hard_state));
+  rocksdb::WriteOptions wo;
+  wo.sync = sync && options_.sync;
+  absl::Status s = FromRocks(db_->Write(wo, &batch), "writing to the raft store");
+  if (!s.ok()) return s;
+  if (snapshot != nullptr) {
+    snapshot_ = *snapshot;
+    conf_state_ = snapshot->metadata().conf_state();
+  }
+  if (hard_state != nullptr) hard_state_ = *hard_state;
+  first_ = first;
+  terms_ = std::move(terms);
+  return absl::OkStatus();
+}
+
+absl::Status RocksDbLogStore::SetConfState(const raftpb::ConfState& cs) {
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync;
+  absl::Status s = FromRocks(db_->Put(wo, kConfStateKey, Seal(cs)), "writing the membership");
+  if (!s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  conf_state_ = cs;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<raftpb::Snapshot> RocksDbLogStore::CreateSnapshot(uint64_t i,
+                                                                 const raftpb::ConfState& cs,
+                                                                 std::string data) {
+  absl::MutexLock lock(&mu_);
+  if (i <= snapshot_.metadata().index()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "snapshot at ", i, " is not newer than the stored one at ", snapshot_.metadata().index()));
+  }
+  const uint64_t last = first_ - 1 + terms_.size() - 1;
+  if (i > last) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("snapshot index ", i, " is beyond the last entry ", last));
+  }
+  if (i < first_ - 1) return CompactedError();
+  raftpb::Snapshot snap;
+  snap.set_data(std::move(data));
+  snap.mutable_metadata()->set_index(i);
+  snap.mutable_metadata()->set_term(terms_[i - (first_ - 1)]);
+  *snap.mutable_metadata()->mutable_conf_state() = cs;
+  rocksdb::WriteBatch batch;
+  batch.Put(kSnapshotKey, Seal(snap));
+  batch.Put(kConfStateKey, Seal(cs));
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync;
+  absl::Status s = FromRocks(db_->Write(wo, &batch), "writing a snapshot");
+  if (!s.ok()) return s;
+  snapshot_ = snap;
+  conf_state_ = cs;
+  return snap;
+}
+
+absl::Status RocksDbLogStore::Compact(uint64_t compact_index) {
+  absl::MutexLock lock(&mu_);
+  if (compact_index < first_) {
+    return absl::FailedPreconditionError(absl::StrCat("compact index ", compact_index,
+                                                      " is already compacted (first index ",
+                                                      first_, ")"));
+  }
+  if (compact_index > snapshot_.metadata().index()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("compact index ", compact_index, " is beyond the snapshot at ",
+                     snapshot_.metadata().index(), ": entries not in any snapshot would be lost"));
+  }
+  // Entry `compact_index` stays as the marker holding its term.
+  rocksdb::WriteOptions wo;  // losing a compaction in a crash is harmless: no sync
+  absl::Status s = FromRocks(db_->DeleteRange(wo, db_->DefaultColumnFamily(), EntryKey(0),
+                                              EntryKey(compact_index)),
+                             "compacting the raft log");
+  if (!s.ok()) return s;
+  terms_.erase(terms_.begin(), terms_.begin() + (compact_index - (first_ - 1)));
+  first_ = compact_index + 1;
+  return absl::OkStatus();
+}
+
+}  // namespace shoal::raft

@@ -149,4 +149,28 @@ absl::Status MemoryLogStore::Append(const std::vector<raftpb::Entry>& entries) {
   return absl::OkStatus();
 }
 
+absl::Status MemoryLogStore::Save(const raftpb::HardState* hard_state,
+                                  const std::vector<raftpb::Entry>& entries,
+                                  const raftpb::Snapshot* snapshot, bool /*sync*/) {
+  if (snapshot != nullptr) {
+    absl::Status s = ApplySnapshot(*snapshot);
+    if (!s.ok()) return s;
+  }
+  absl::Status s = Append(entries);
+  if (!s.ok()) return s;
+  if (hard_state != nullptr) SetHardState(*hard_state);
+  return absl::OkStatus();
+}
+
+absl::Status MemoryLogStore::SaveConfState(const raftpb::ConfState& cs) {
+  SetConfState(cs);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<raftpb::Snapshot> MemoryLogStore::SaveSnapshot(uint64_t i,
+                                                              const raftpb::ConfState& cs,
+                                                              std::string data) {
+  return CreateSnapshot(i, &cs, std::move(data));
+}
+
 }  // namespace shoal::raft

@@ -14,7 +14,7 @@
 
 namespace shoal::raft {
 
-class MemoryLogStore final : public LogStorage {
+class MemoryLogStore final : public WritableLogStorage {
  public:
   MemoryLogStore();
 
@@ -44,6 +44,14 @@ class MemoryLogStore final : public LogStorage {
 
   // The membership last recorded with a snapshot or SetConfState.
   void SetConfState(const raftpb::ConfState& cs);
+
+  // WritableLogStorage (nothing here is durable: `sync` is ignored).
+  absl::Status Save(const raftpb::HardState* hard_state, const std::vector<raftpb::Entry>& entries,
+                    const raftpb::Snapshot* snapshot, bool sync) override;
+  absl::Status SaveConfState(const raftpb::ConfState& cs) override;
+  absl::StatusOr<raftpb::Snapshot> SaveSnapshot(uint64_t i, const raftpb::ConfState& cs,
+                                                std::string data) override;
+  absl::Status CompactTo(uint64_t compact_index) override { return Compact(compact_index); }
 
  private:
   uint64_t FirstIndexLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -5,6 +5,8 @@
 #include <rocksdb/write_batch.h>
 #include <zlib.h>
 
+#include <filesystem>
+
 #include "absl/strings/str_cat.h"
 
 namespace shoal::raft {
@@ -77,6 +79,12 @@ absl::StatusOr<std::unique_ptr<RocksDbLogStore>> RocksDbLogStore::Open(const Opt
   // One writer, small values, mostly appends: keep the memtable small and the WAL authoritative.
   opts.max_background_jobs = 2;
   opts.write_buffer_size = 16 << 20;
+  std::error_code ec;
+  std::filesystem::create_directories(options.path, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("creating the raft store directory ", options.path, ": ", ec.message()));
+  }
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(opts, options.path, &raw);
   if (!s.ok()) return FromRocks(s, absl::StrCat("opening raft store ", options.path));
@@ -294,7 +302,7 @@ absl::Status RocksDbLogStore::Save(const raftpb::HardState* hard_state,
   return absl::OkStatus();
 }
 
-absl::Status RocksDbLogStore::SetConfState(const raftpb::ConfState& cs) {
+absl::Status RocksDbLogStore::SaveConfState(const raftpb::ConfState& cs) {
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
   absl::Status s = FromRocks(db_->Put(wo, kConfStateKey, Seal(cs)), "writing the membership");
@@ -304,7 +312,7 @@ absl::Status RocksDbLogStore::SetConfState(const raftpb::ConfState& cs) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<raftpb::Snapshot> RocksDbLogStore::CreateSnapshot(uint64_t i,
+absl::StatusOr<raftpb::Snapshot> RocksDbLogStore::SaveSnapshot(uint64_t i,
                                                                  const raftpb::ConfState& cs,
                                                                  std::string data) {
   absl::MutexLock lock(&mu_);
@@ -335,7 +343,7 @@ absl::StatusOr<raftpb::Snapshot> RocksDbLogStore::CreateSnapshot(uint64_t i,
   return snap;
 }
 
-absl::Status RocksDbLogStore::Compact(uint64_t compact_index) {
+absl::Status RocksDbLogStore::CompactTo(uint64_t compact_index) {
   absl::MutexLock lock(&mu_);
   if (compact_index < first_) {
     return absl::FailedPreconditionError(absl::StrCat("compact index ", compact_index,

@@ -33,7 +33,7 @@ class DB;
 
 namespace shoal::raft {
 
-class RocksDbLogStore final : public LogStorage {
+class RocksDbLogStore final : public WritableLogStorage {
  public:
   struct Options {
     // Directory of the database; created if missing.
@@ -59,17 +59,18 @@ class RocksDbLogStore final : public LogStorage {
   // Persists one Ready: an optional snapshot (replacing the log), entries (replacing any
   // suffix they overlap) and an optional hard state, atomically; synced if `sync`.
   absl::Status Save(const raftpb::HardState* hard_state, const std::vector<raftpb::Entry>& entries,
-                    const raftpb::Snapshot* snapshot, bool sync);
+                    const raftpb::Snapshot* snapshot, bool sync) override;
 
   // Records the membership as of the last applied conf change.
-  absl::Status SetConfState(const raftpb::ConfState& cs);
+  absl::Status SaveConfState(const raftpb::ConfState& cs) override;
 
   // Records a snapshot of the application at index i (<= the last entry) with membership `cs`.
-  absl::StatusOr<raftpb::Snapshot> CreateSnapshot(uint64_t i, const raftpb::ConfState& cs,
-                                                  std::string data);
+  absl::StatusOr<raftpb::Snapshot> SaveSnapshot(uint64_t i, const raftpb::ConfState& cs,
+                                                std::string data) override;
 
-  // Deletes entries before `compact_index` (which must not exceed the snapshot's index + 1).
-  absl::Status Compact(uint64_t compact_index);
+  // Deletes entries before `compact_index` (which must not exceed the snapshot's index); the
+  // entry at compact_index stays as the marker of its term.
+  absl::Status CompactTo(uint64_t compact_index) override;
 
  private:
   RocksDbLogStore(std::unique_ptr<rocksdb::DB> db, Options options);

@@ -85,7 +85,7 @@ TEST_F(RocksDbLogStoreTest, EverythingSavedSurvivesAReopen) {
     cs.add_voters(1);
     cs.add_voters(2);
     cs.add_learners(3);
-    ASSERT_TRUE(s->SetConfState(cs).ok());
+    ASSERT_TRUE(s->SaveConfState(cs).ok());
   }
   auto s = Open();
   EXPECT_EQ(s->LastIndex(), 5u);
@@ -123,11 +123,11 @@ TEST_F(RocksDbLogStoreTest, SnapshotsAndCompactionSurviveAReopen) {
     ASSERT_TRUE(s->Save(nullptr, Range(1, 10, 2), nullptr, true).ok());
     raftpb::ConfState cs;
     cs.add_voters(1);
-    ASSERT_TRUE(s->CreateSnapshot(8, cs, "state at 8").ok());
-    ASSERT_TRUE(s->Compact(6).ok());
+    ASSERT_TRUE(s->SaveSnapshot(8, cs, "state at 8").ok());
+    ASSERT_TRUE(s->CompactTo(6).ok());
     EXPECT_EQ(s->FirstIndex(), 7u);
     EXPECT_TRUE(IsCompacted(s->Entries(5, 8, UINT64_MAX).status()));
-    EXPECT_FALSE(s->Compact(9).ok());  // beyond the snapshot
+    EXPECT_FALSE(s->CompactTo(9).ok());  // beyond the snapshot
   }
   auto s = Open();
   EXPECT_EQ(s->FirstIndex(), 7u);
@@ -244,7 +244,7 @@ TEST_F(RocksDbLogStoreTest, CoreRecoversItsStateFromTheStore) {
     auto s = Open();
     raftpb::ConfState cs;
     cs.add_voters(1);
-    ASSERT_TRUE(s->SetConfState(cs).ok());
+    ASSERT_TRUE(s->SaveConfState(cs).ok());
     Config c;
     c.id = 1;
     c.storage = s.get();

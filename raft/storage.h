@@ -62,4 +62,22 @@ class LogStorage {
   virtual absl::StatusOr<raftpb::Snapshot> Snapshot() = 0;
 };
 
+// The write side, used by the node loop: what it does with a Ready and with snapshots.
+class WritableLogStorage : public LogStorage {
+ public:
+  // Persists one Ready atomically: an optional snapshot (replacing the log), entries
+  // (replacing any suffix they overlap) and an optional hard state; durable before returning
+  // when `sync`.
+  virtual absl::Status Save(const raftpb::HardState* hard_state,
+                            const std::vector<raftpb::Entry>& entries,
+                            const raftpb::Snapshot* snapshot, bool sync) = 0;
+  // Records the membership as of the last applied conf change.
+  virtual absl::Status SaveConfState(const raftpb::ConfState& cs) = 0;
+  // Records a snapshot of the application at index i with membership `cs`.
+  virtual absl::StatusOr<raftpb::Snapshot> SaveSnapshot(uint64_t i, const raftpb::ConfState& cs,
+                                                        std::string data) = 0;
+  // Drops entries before `compact_index` (kept: the snapshot covers them).
+  virtual absl::Status CompactTo(uint64_t compact_index) = 0;
+};
+
 }  // namespace shoal::raft

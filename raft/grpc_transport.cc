@@ -1,0 +1,400 @@
+#include "raft/grpc_transport.h"
+
+#include <zlib.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+
+namespace shoal::raft {
+
+namespace {
+uint32_t Crc(const std::string& data, uint32_t crc = 0) {
+  return static_cast<uint32_t>(crc32(crc, reinterpret_cast<const Bytef*>(data.data()),
+                                     static_cast<uInt>(data.size())));
+}
+constexpr uint64_t kMaxSnapshotBytes = uint64_t{4} << 30;
+}  // namespace
+
+// One completion-queue operation of a peer's stream.
+struct GrpcTransport::Op {
+  enum Kind { kStart, kWrite, kFinish };
+  Peer* peer;
+  Kind kind;
+};
+
+struct GrpcTransport::Peer {
+  enum class State { kNone, kStarting, kIdle, kWriting, kFinishing };
+  uint64_t id = 0;
+  std::string addr;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<raftpb::Raft::Stub> stub;
+  std::unique_ptr<grpc::ClientContext> ctx;
+  std::unique_ptr<grpc::ClientAsyncWriter<raftpb::MessageBatch>> writer;
+  raftpb::StreamMessagesResponse response;
+  grpc::Status finish_status;
+  State state = State::kNone;
+  std::deque<raftpb::Message> queue;
+  raftpb::MessageBatch in_flight;
+  int pending_ops = 0;
+  bool removed = false;
+  Op start_op{this, Op::kStart};
+  Op write_op{this, Op::kWrite};
+  Op finish_op{this, Op::kFinish};
+};
+
+class GrpcTransport::RaftServiceImpl final : public raftpb::Raft::Service {
+ public:
+  explicit RaftServiceImpl(GrpcTransport* transport) : transport_(transport) {}
+
+  grpc::Status StreamMessages(grpc::ServerContext* /*ctx*/,
+                              grpc::ServerReader<raftpb::MessageBatch>* reader,
+                              raftpb::StreamMessagesResponse* /*response*/) override {
+    raftpb::MessageBatch batch;
+    while (reader->Read(&batch)) {
+      MessageHandler* handler = transport_->handler_.load();
+      if (handler == nullptr) continue;  // not started yet: as if lost
+      for (raftpb::Message& m : *batch.mutable_messages()) handler->Receive(std::move(m));
+      batch.Clear();
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status InstallSnapshot(grpc::ServerContext* /*ctx*/,
+                               grpc::ServerReader<raftpb::SnapshotChunk>* reader,
+                               raftpb::InstallSnapshotResponse* response) override {
+    raftpb::SnapshotChunk chunk;
+    raftpb::Message header;
+    std::string data;
+    uint64_t total = 0;
+    bool first = true, last = false;
+    uint32_t crc = 0;
+    while (!last && reader->Read(&chunk)) {
+      if (first) {
+        if (!chunk.has_header() || chunk.header().type() != raftpb::MSG_SNAP) {
+          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              "the first snapshot chunk must carry the MSG_SNAP header");
+        }
+        header = chunk.header();
+        total = chunk.total_bytes();
+        if (total > kMaxSnapshotBytes) {
+          return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                              absl::StrCat("snapshot of ", total, " bytes exceeds the limit"));
+        }
+        data.reserve(total);
+        first = false;
+      }
+      if (chunk.offset() != data.size()) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            absl::StrCat("snapshot chunk at offset ", chunk.offset(),
+                                         " but ", data.size(), " bytes received"));
+      }
+      data += chunk.data();
+      if (data.size() > total) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "snapshot chunks exceed the announced size");
+      }
+      last = chunk.last();
+      crc = chunk.crc32();
+    }
+    if (!last || data.size() != total) {
+      return grpc::Status(grpc::StatusCode::DATA_LOSS, "snapshot stream ended early");
+    }
+    if (Crc(data) != crc) {
+      return grpc::Status(grpc::StatusCode::DATA_LOSS, "snapshot checksum mismatch");
+    }
+    header.mutable_snapshot()->set_data(std::move(data));
+    response->set_applied_index(header.snapshot().metadata().index());
+    MessageHandler* handler = transport_->handler_.load();
+    if (handler == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "not started");
+    handler->Receive(std::move(header));
+    return grpc::Status::OK;
+  }
+
+  // Membership changes go through the manager's Control API (the control-plane issue), which
+  // proposes conf changes to Raft; these RPCs are its to serve.
+  grpc::Status Join(grpc::ServerContext*, const raftpb::JoinRequest*,
+                    raftpb::JoinResponse*) override {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        "Raft membership is changed through the manager, not the transport");
+  }
+  grpc::Status Leave(grpc::ServerContext*, const raftpb::LeaveRequest*,
+                     raftpb::LeaveResponse*) override {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        "Raft membership is changed through the manager, not the transport");
+  }
+  grpc::Status ResolveAddress(grpc::ServerContext*, const raftpb::ResolveAddressRequest*,
+                              raftpb::ResolveAddressResponse*) override {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        "member addresses are resolved by the manager, not the transport");
+  }
+
+ private:
+  GrpcTransport* transport_;
+};
+
+GrpcTransport::GrpcTransport(const Options& options)
+    : options_(options), service_(std::make_unique<RaftServiceImpl>(this)) {}
+
+void GrpcTransport::SetHandler(MessageHandler* handler) { handler_.store(handler); }
+
+absl::StatusOr<std::unique_ptr<GrpcTransport>> GrpcTransport::Create(const Options& options) {
+  std::unique_ptr<GrpcTransport> t(new GrpcTransport(options));
+  t->poller_ = std::thread([p = t.get()] { p->PollLoop(); });
+  t->snapshotter_ = std::thread([p = t.get()] { p->SnapshotLoop(); });
+  return t;
+}
+
+GrpcTransport::~GrpcTransport() {
+  bool idle = true;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    for (auto& [id, peer] : peers_) {
+      if (peer->ctx) peer->ctx->TryCancel();
+      idle = idle && peer->pending_ops == 0;
+    }
+    for (auto& peer : retired_) {
+      if (peer->ctx) peer->ctx->TryCancel();
+      idle = idle && peer->pending_ops == 0;
+    }
+  }
+  // The poller shuts the queue down once the last operation completes.
+  if (idle) cq_.Shutdown();
+  poller_.join();
+  snapshotter_.join();
+}
+
+grpc::Service* GrpcTransport::service() { return service_.get(); }
+
+void GrpcTransport::AddPeer(uint64_t id, const std::string& addr) {
+  absl::MutexLock lock(&mu_);
+  auto it = peers_.find(id);
+  if (it != peers_.end() && it->second->addr == addr) return;
+  if (it != peers_.end()) {
+    // New address: retire the old stream.
+    if (it->second->ctx) it->second->ctx->TryCancel();
+    it->second->removed = true;
+    retired_.push_back(std::move(it->second));
+    peers_.erase(it);
+  }
+  auto peer = std::make_unique<Peer>();
+  peer->id = id;
+  peer->addr = addr;
+  auto creds = options_.channel_credentials ? options_.channel_credentials
+                                            : grpc::InsecureChannelCredentials();
+  grpc::ChannelArguments args;
+  // Reconnect quickly after a peer restarts: Raft's own heartbeats pace the retries.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  peer->channel = grpc::CreateCustomChannel(addr, creds, args);
+  peer->stub = raftpb::Raft::NewStub(peer->channel);
+  peers_[id] = std::move(peer);
+}
+
+void GrpcTransport::RemovePeer(uint64_t id) {
+  absl::MutexLock lock(&mu_);
+  auto it = peers_.find(id);
+  if (it == peers_.end()) return;
+  if (it->second->ctx) it->second->ctx->TryCancel();
+  it->second->removed = true;
+  if (it->second->pending_ops > 0) retired_.push_back(std::move(it->second));
+  peers_.erase(it);
+}
+
+void GrpcTransport::Send(std::vector<raftpb::Message> messages) {
+  std::vector<uint64_t> unreachable;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    std::vector<Peer*> touched;
+    for (raftpb::Message& m : messages) {
+      auto it = peers_.find(m.to());
+      if (it == peers_.end()) {
+        unreachable.push_back(m.to());
+        continue;
+      }
+      if (m.type() == raftpb::MSG_SNAP) {
+        snapshots_.push_back(std::move(m));
+        continue;
+      }
+      Peer& peer = *it->second;
+      peer.queue.push_back(std::move(m));
+      if (peer.queue.size() > options_.max_queued_messages) {
+        peer.queue.pop_front();
+        unreachable.push_back(peer.id);
+      }
+      touched.push_back(&peer);
+    }
+    for (Peer* peer : touched) {
+      if (peer->state == Peer::State::kNone) {
+        StartStreamLocked(*peer);
+      } else if (peer->state == Peer::State::kIdle) {
+        WriteNextLocked(*peer);
+      }
+    }
+  }
+  if (MessageHandler* handler = handler_.load()) {
+    for (uint64_t id : unreachable) handler->ReportUnreachable(id);
+  }
+}
+
+void GrpcTransport::StartStreamLocked(Peer& peer) {
+  peer.ctx = std::make_unique<grpc::ClientContext>();
+  peer.response.Clear();
+  peer.writer = peer.stub->PrepareAsyncStreamMessages(peer.ctx.get(), &peer.response, &cq_);
+  peer.state = Peer::State::kStarting;
+  ++peer.pending_ops;
+  peer.writer->StartCall(&peer.start_op);
+}
+
+void GrpcTransport::WriteNextLocked(Peer& peer) {
+  if (peer.queue.empty() || stopping_) {
+    peer.state = Peer::State::kIdle;
+    return;
+  }
+  peer.in_flight.Clear();
+  while (!peer.queue.empty() &&
+         static_cast<size_t>(peer.in_flight.messages_size()) < options_.max_batch_messages) {
+    *peer.in_flight.add_messages() = std::move(peer.queue.front());
+    peer.queue.pop_front();
+  }
+  peer.state = Peer::State::kWriting;
+  ++peer.pending_ops;
+  peer.writer->Write(peer.in_flight, &peer.write_op);
+}
+
+void GrpcTransport::BreakStreamLocked(Peer& peer) {
+  peer.state = Peer::State::kFinishing;
+  ++peer.pending_ops;
+  peer.writer->Finish(&peer.finish_status, &peer.finish_op);
+}
+
+void GrpcTransport::PollLoop() {
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq_.Next(&tag, &ok)) {
+    std::vector<uint64_t> unreachable;
+    bool shutdown = false;
+    {
+      absl::MutexLock lock(&mu_);
+      Op* op = static_cast<Op*>(tag);
+      Peer& peer = *op->peer;
+      --peer.pending_ops;
+      switch (op->kind) {
+        case Op::kStart:
+          if (ok && !peer.removed && !stopping_) {
+            WriteNextLocked(peer);
+          } else {
+            BreakStreamLocked(peer);
+          }
+          break;
+        case Op::kWrite:
+          if (ok && !peer.removed && !stopping_) {
+            WriteNextLocked(peer);
+          } else {
+            // What was in flight may or may not have arrived; Raft resends what matters.
+            unreachable.push_back(peer.id);
+            BreakStreamLocked(peer);
+          }
+          break;
+        case Op::kFinish:
+          peer.writer.reset();
+          peer.ctx.reset();
+          peer.state = Peer::State::kNone;
+          if (!peer.removed && !stopping_ && !peer.queue.empty()) {
+            // The peer is not taking messages: drop them rather than spin reconnecting; the
+            // core probes it again at the next heartbeat.
+            peer.queue.clear();
+            unreachable.push_back(peer.id);
+          }
+          break;
+      }
+      if (peer.removed && peer.pending_ops == 0) {
+        for (auto it = retired_.begin(); it != retired_.end(); ++it) {
+          if (it->get() == &peer) {
+            retired_.erase(it);
+            break;
+          }
+        }
+      }
+      if (stopping_) {
+        shutdown = retired_.empty();
+        for (auto& [id, p] : peers_) shutdown = shutdown && p->pending_ops == 0;
+      }
+    }
+    if (MessageHandler* handler = handler_.load()) {
+      for (uint64_t id : unreachable) handler->ReportUnreachable(id);
+    }
+    if (shutdown) cq_.Shutdown();
+  }
+}
+
+void GrpcTransport::SnapshotLoop() {
+  for (;;) {
+    raftpb::Message m;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](GrpcTransport* t) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+            return t->stopping_ || !t->snapshots_.empty();
+          },
+          this));
+      if (stopping_) return;
+      m = std::move(snapshots_.front());
+      snapshots_.pop_front();
+    }
+    SendSnapshot(m.to(), m);
+  }
+}
+
+void GrpcTransport::SendSnapshot(uint64_t to, const raftpb::Message& m) {
+  std::shared_ptr<grpc::Channel> channel;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = peers_.find(to);
+    if (it != peers_.end()) channel = it->second->channel;
+  }
+  MessageHandler* handler = handler_.load();
+  if (!channel) {
+    if (handler != nullptr) handler->ReportSnapshot(to, true);
+    return;
+  }
+  auto stub = raftpb::Raft::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(5));
+  raftpb::InstallSnapshotResponse response;
+  std::unique_ptr<grpc::ClientWriter<raftpb::SnapshotChunk>> writer =
+      stub->InstallSnapshot(&ctx, &response);
+  const std::string& data = m.snapshot().data();
+  raftpb::Message header = m;
+  header.mutable_snapshot()->clear_data();
+  const uint32_t crc = Crc(data);
+  bool ok = true;
+  uint64_t offset = 0;
+  do {
+    raftpb::SnapshotChunk chunk;
+    if (offset == 0) {
+      *chunk.mutable_header() = header;
+      chunk.set_total_bytes(data.size());
+    }
+    const size_t n = std::min<size_t>(options_.snapshot_chunk_bytes, data.size() - offset);
+    chunk.set_offset(offset);
+    chunk.set_data(data.substr(offset, n));
+    offset += n;
+    if (offset == data.size()) {
+      chunk.set_last(true);
+      chunk.set_crc32(crc);
+    }
+    ok = writer->Write(chunk);
+  } while (ok && offset < data.size());
+  if (ok) writer->WritesDone();
+  const grpc::Status status = writer->Finish();
+  if (!status.ok()) {
+    log::Warning("raft", "snapshot send failed",
+                 {{"to", to}, {"error", status.error_message()}});
+  }
+  if (handler != nullptr) handler->ReportSnapshot(to, !status.ok());
+}
+
+}  // namespace shoal::raft

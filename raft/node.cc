@@ -1,0 +1,392 @@
+#include "raft/node.h"
+
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/check.h"
+#include "common/id.h"
+
+namespace shoal::raft {
+namespace {
+
+std::string EncodeId(uint64_t id) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(id >> (56 - 8 * i));
+  return out;
+}
+
+uint64_t DecodeId(absl::string_view data) {
+  uint64_t id = 0;
+  for (int i = 0; i < 8; ++i) id = id << 8 | static_cast<uint8_t>(data[i]);
+  return id;
+}
+
+}  // namespace
+
+struct Node::Input {
+  enum Kind { kPropose, kMessage, kRead, kConfChange, kTransfer, kCampaign, kUnreachable, kSnapshot };
+  Kind kind;
+  std::string data;
+  raftpb::Message message;
+  raftpb::ConfChange cc;
+  uint64_t peer = 0;
+  bool failed = false;
+  std::promise<absl::StatusOr<uint64_t>> index_promise;
+  std::promise<absl::Status> status_promise;
+};
+
+Node::Node(const Options& options) : options_(options) {}
+
+absl::StatusOr<std::unique_ptr<Node>> Node::Create(const Options& options) {
+  if (options.storage == nullptr || options.transport == nullptr ||
+      options.state_machine == nullptr) {
+    return absl::InvalidArgumentError("raft node needs storage, a transport and a state machine");
+  }
+  if (options.tick_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("raft node: tick_interval must be positive");
+  }
+  std::unique_ptr<Node> node(new Node(options));
+  absl::Status s = node->Init();
+  if (!s.ok()) return s;
+  return node;
+}
+
+absl::Status Node::Init() {
+  absl::StatusOr<InitialState> init = options_.storage->GetInitialState();
+  if (!init.ok()) return init.status();
+  conf_state_ = init->conf_state;
+  absl::StatusOr<raftpb::Snapshot> snap = options_.storage->Snapshot();
+  if (!snap.ok()) return snap.status();
+  if (snap->metadata().index() > 0) {
+    absl::Status s = options_.state_machine->Restore(snap->data());
+    if (!s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("restoring the state machine from the snapshot at ",
+                                                 snap->metadata().index(), ": ", s.message()));
+    }
+    applied_ = snap->metadata().index();
+    last_snapshot_ = applied_;
+  }
+  Config config = options_.raft;
+  config.storage = options_.storage;
+  config.applied = applied_;
+  absl::StatusOr<std::unique_ptr<Core>> core = Core::Create(config);
+  if (!core.ok()) return core.status();
+  core_ = std::move(*core);
+  uint64_t epoch = 0;
+  SystemRandomBytes(reinterpret_cast<uint8_t*>(&epoch), sizeof(epoch));
+  epoch_ = epoch & 0xffffffff00000000ull;
+  absl::MutexLock lock(&mu_);
+  status_.id = config.id;
+  status_.term = core_->term();
+  status_.applied = applied_;
+  return absl::OkStatus();
+}
+
+Node::~Node() { Stop(); }
+
+void Node::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void Node::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void Node::Enqueue(Input input) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_) {
+    const absl::Status stopped = absl::UnavailableError("raft node is stopped");
+    if (input.kind == Input::kPropose) input.index_promise.set_value(stopped);
+    if (input.kind == Input::kRead || input.kind == Input::kConfChange) {
+      input.status_promise.set_value(stopped);
+    }
+    return;
+  }
+  inputs_.push_back(std::move(input));
+}
+
+std::future<absl::StatusOr<uint64_t>> Node::Propose(std::string data) {
+  Input in;
+  in.kind = Input::kPropose;
+  in.data = std::move(data);
+  std::future<absl::StatusOr<uint64_t>> f = in.index_promise.get_future();
+  Enqueue(std::move(in));
+  return f;
+}
+
+std::future<absl::Status> Node::LinearizableRead() {
+  Input in;
+  in.kind = Input::kRead;
+  std::future<absl::Status> f = in.status_promise.get_future();
+  Enqueue(std::move(in));
+  return f;
+}
+
+std::future<absl::Status> Node::ProposeConfChange(raftpb::ConfChange cc) {
+  Input in;
+  in.kind = Input::kConfChange;
+  in.cc = std::move(cc);
+  std::future<absl::Status> f = in.status_promise.get_future();
+  Enqueue(std::move(in));
+  return f;
+}
+
+void Node::TransferLeadership(uint64_t to) {
+  Input in;
+  in.kind = Input::kTransfer;
+  in.peer = to;
+  Enqueue(std::move(in));
+}
+
+void Node::Campaign() {
+  Input in;
+  in.kind = Input::kCampaign;
+  Enqueue(std::move(in));
+}
+
+void Node::Receive(raftpb::Message message) {
+  Input in;
+  in.kind = Input::kMessage;
+  in.message = std::move(message);
+  Enqueue(std::move(in));
+}
+
+void Node::ReportUnreachable(uint64_t peer) {
+  Input in;
+  in.kind = Input::kUnreachable;
+  in.peer = peer;
+  Enqueue(std::move(in));
+}
+
+void Node::ReportSnapshot(uint64_t peer, bool failed) {
+  Input in;
+  in.kind = Input::kSnapshot;
+  in.peer = peer;
+  in.failed = failed;
+  Enqueue(std::move(in));
+}
+
+Node::Status Node::GetStatus() const {
+  absl::MutexLock lock(&mu_);
+  return status_;
+}
+
+bool Node::WaitForLeader(absl::Time deadline) const {
+  absl::MutexLock lock(&mu_);
+  return mu_.AwaitWithDeadline(
+      absl::Condition(
+          +[](const Status* s) { return s->leader != 0; }, &status_),
+      deadline);
+}
+
+void Node::Loop() {
+  absl::Time next_tick = absl::Now() + options_.tick_interval;
+  for (;;) {
+    std::deque<Input> batch;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithDeadline(
+          absl::Condition(
+              +[](Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                return n->stopping_ || !n->inputs_.empty();
+              },
+              this),
+          next_tick);
+      if (stopping_) break;
+      batch.swap(inputs_);
+    }
+    for (Input& in : batch) HandleInput(in);
+    const absl::Time now = absl::Now();
+    if (now >= next_tick) {
+      core_->Tick();
+      next_tick += options_.tick_interval;
+      if (next_tick < now) next_tick = now + options_.tick_interval;  // fell behind: no burst
+    }
+    while (core_->HasReady()) HandleReady();
+    absl::MutexLock lock(&mu_);
+    status_.term = core_->term();
+    status_.leader = core_->leader();
+    status_.role = core_->role();
+    status_.commit = core_->log().committed();
+    status_.applied = applied_;
+  }
+  FailPending(absl::UnavailableError("raft node stopped"));
+  absl::MutexLock lock(&mu_);
+  for (Input& in : inputs_) {
+    const absl::Status stopped = absl::UnavailableError("raft node stopped");
+    if (in.kind == Input::kPropose) in.index_promise.set_value(stopped);
+    if (in.kind == Input::kRead || in.kind == Input::kConfChange) {
+      in.status_promise.set_value(stopped);
+    }
+  }
+  inputs_.clear();
+}
+
+void Node::HandleInput(Input& in) {
+  switch (in.kind) {
+    case Input::kPropose: {
+      const uint64_t id = epoch_ | next_id_++;
+      absl::Status s = core_->Propose(EncodeId(id) + in.data);
+      if (!s.ok()) {
+        in.index_promise.set_value(s);
+      } else {
+        proposals_.emplace(id, std::move(in.index_promise));
+      }
+      break;
+    }
+    case Input::kMessage:
+      (void)core_->Step(in.message);
+      break;
+    case Input::kRead: {
+      const std::string ctx = EncodeId(epoch_ | next_id_++);
+      absl::Status s = core_->ReadIndex(ctx);
+      if (!s.ok()) {
+        in.status_promise.set_value(s);
+      } else {
+        reads_waiting_.emplace(ctx, std::move(in.status_promise));
+      }
+      break;
+    }
+    case Input::kConfChange: {
+      const uint64_t id = epoch_ | next_id_++;
+      in.cc.set_id(id);
+      absl::Status s = core_->ProposeConfChange(in.cc);
+      if (!s.ok()) {
+        in.status_promise.set_value(s);
+      } else {
+        conf_changes_.emplace(id, std::move(in.status_promise));
+      }
+      break;
+    }
+    case Input::kTransfer:
+      core_->TransferLeader(in.peer);
+      break;
+    case Input::kCampaign:
+      core_->Campaign();
+      break;
+    case Input::kUnreachable:
+      core_->ReportUnreachable(in.peer);
+      break;
+    case Input::kSnapshot:
+      core_->ReportSnapshot(in.peer, in.failed);
+      break;
+  }
+}
+
+void Node::FailPending(const absl::Status& status) {
+  for (auto& [id, p] : proposals_) p.set_value(status);
+  proposals_.clear();
+  for (auto& [id, p] : conf_changes_) p.set_value(status);
+  conf_changes_.clear();
+  for (auto& [ctx, p] : reads_waiting_) p.set_value(status);
+  reads_waiting_.clear();
+  for (auto& [index, p] : reads_ready_) p.set_value(status);
+  reads_ready_.clear();
+}
+
+void Node::HandleReady() {
+  Ready rd = core_->GetReady();
+  if (rd.soft_state) {
+    if (rd.soft_state->leader != soft_.leader && soft_.leader != 0) {
+      FailPending(absl::UnavailableError(
+          "raft leader changed: the write may or may not have been applied"));
+    }
+    soft_ = *rd.soft_state;
+    absl::MutexLock lock(&mu_);
+    status_.leader = soft_.leader;
+    status_.role = soft_.role;
+    status_.term = core_->term();
+  }
+  // Durable before anything that depends on it leaves (the core's contract).
+  absl::Status saved = options_.storage->Save(rd.hard_state ? &*rd.hard_state : nullptr,
+                                              rd.entries, rd.snapshot ? &*rd.snapshot : nullptr,
+                                              rd.must_sync);
+  SHOAL_CHECK(saved.ok(), "raft storage write failed; stopping rather than continuing without ",
+              "durability: ", saved.ToString());
+  if (rd.snapshot) {
+    absl::Status s = options_.state_machine->Restore(rd.snapshot->data());
+    SHOAL_CHECK(s.ok(), "restoring the state machine from a received snapshot: ", s.ToString());
+    applied_ = rd.snapshot->metadata().index();
+    last_snapshot_ = applied_;
+    conf_state_ = rd.snapshot->metadata().conf_state();
+  }
+  if (!rd.messages.empty()) options_.transport->Send(std::move(rd.messages));
+  for (const raftpb::Entry& e : rd.committed_entries) ApplyEntry(e);
+  for (ReadState& rs : rd.read_states) {
+    auto it = reads_waiting_.find(rs.request_ctx);
+    if (it == reads_waiting_.end()) continue;
+    reads_ready_.emplace_back(rs.index, std::move(it->second));
+    reads_waiting_.erase(it);
+  }
+  core_->Advance(rd);
+  ServeReads();
+  MaybeSnapshot();
+}
+
+void Node::ApplyEntry(const raftpb::Entry& e) {
+  applied_ = e.index();
+  if (e.type() == raftpb::ENTRY_TYPE_CONF_CHANGE) {
+    raftpb::ConfChange cc;
+    SHOAL_CHECK(cc.ParseFromString(e.data()), "unparsable conf change at index ", e.index());
+    conf_state_ = core_->ApplyConfChange(cc);
+    absl::Status s = options_.storage->SaveConfState(conf_state_);
+    SHOAL_CHECK(s.ok(), "persisting the membership: ", s.ToString());
+    raftpb::RaftMember member;
+    if (!cc.context().empty() && member.ParseFromString(cc.context()) &&
+        cc.node_id() != options_.raft.id) {
+      if (cc.type() == raftpb::ConfChange::TYPE_REMOVE_NODE) {
+        options_.transport->RemovePeer(cc.node_id());
+      } else if (!member.addr().empty()) {
+        options_.transport->AddPeer(cc.node_id(), member.addr());
+      }
+    }
+    auto it = conf_changes_.find(cc.id());
+    if (it != conf_changes_.end()) {
+      it->second.set_value(absl::OkStatus());
+      conf_changes_.erase(it);
+    }
+    return;
+  }
+  if (e.data().empty()) return;  // a leader's no-op
+  SHOAL_CHECK(e.data().size() >= 8, "entry ", e.index(), " lacks its proposal id");
+  const absl::string_view data(e.data());
+  options_.state_machine->Apply(e.index(), data.substr(8));
+  auto it = proposals_.find(DecodeId(data));
+  if (it != proposals_.end()) {
+    it->second.set_value(e.index());
+    proposals_.erase(it);
+  }
+}
+
+void Node::ServeReads() {
+  for (auto it = reads_ready_.begin(); it != reads_ready_.end();) {
+    if (it->first <= applied_) {
+      it->second.set_value(absl::OkStatus());
+      it = reads_ready_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Node::MaybeSnapshot() {
+  if (applied_ < last_snapshot_ + options_.snapshot_interval) return;
+  absl::StatusOr<raftpb::Snapshot> snap =
+      options_.storage->SaveSnapshot(applied_, conf_state_, options_.state_machine->Snapshot());
+  SHOAL_CHECK(snap.ok(), "writing a snapshot: ", snap.status().ToString());
+  last_snapshot_ = applied_;
+  if (applied_ > options_.snapshot_keep_entries) {
+    const uint64_t compact = applied_ - options_.snapshot_keep_entries;
+    if (compact >= options_.storage->FirstIndex()) {
+      absl::Status s = options_.storage->CompactTo(compact);
+      SHOAL_CHECK(s.ok(), "compacting the log: ", s.ToString());
+    }
+  }
+}
+
+}  // namespace shoal::raft

@@ -1,0 +1,278 @@
+// Raft members as they run in a manager: node loop + gRPC transport on loopback + RocksDB.
+
+#include "raft/node.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "raft/grpc_transport.h"
+#include "raft/rocksdb_log_store.h"
+
+namespace shoal::raft {
+namespace {
+
+const absl::Duration kWait = absl::Seconds(20);
+
+class ListStateMachine : public StateMachine {
+ public:
+  void Apply(uint64_t /*index*/, absl::string_view data) override {
+    absl::MutexLock lock(&mu_);
+    values_.emplace_back(data);
+  }
+  std::string Snapshot() override {
+    absl::MutexLock lock(&mu_);
+    return absl::StrJoin(values_, "\n");
+  }
+  absl::Status Restore(absl::string_view data) override {
+    absl::MutexLock lock(&mu_);
+    values_.clear();
+    if (!data.empty()) values_ = absl::StrSplit(data, '\n');
+    return absl::OkStatus();
+  }
+  // Waits until `count` values are applied; false at the deadline.
+  bool WaitFor(size_t count, absl::Time deadline) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return values_.size() >= count; };
+    return mu_.AwaitWithDeadline(absl::Condition(&enough), deadline);
+  }
+  std::vector<std::string> values() {
+    absl::MutexLock lock(&mu_);
+    return values_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<std::string> values_ ABSL_GUARDED_BY(mu_);
+};
+
+struct Member {
+  uint64_t id = 0;
+  std::string dir;
+  std::string addr;
+  std::unique_ptr<RocksDbLogStore> store;
+  std::unique_ptr<GrpcTransport> transport;
+  std::unique_ptr<ListStateMachine> sm;
+  std::unique_ptr<Node> node;
+  std::unique_ptr<grpc::Server> server;
+  bool up = false;
+};
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    base_ = std::filesystem::path(tmp ? tmp : "/tmp") /
+            ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(base_);
+  }
+  void TearDown() override {
+    for (auto& m : members_) Kill(m->id);
+  }
+
+  void StartCluster(int n, uint64_t snapshot_interval = 10000) {
+    snapshot_interval_ = snapshot_interval;
+    raftpb::ConfState cs;
+    for (int i = 1; i <= n; ++i) cs.add_voters(i);
+    for (int i = 1; i <= n; ++i) {
+      auto m = std::make_unique<Member>();
+      m->id = i;
+      m->dir = (base_ / ("m" + std::to_string(i))).string();
+      members_.push_back(std::move(m));
+    }
+    for (auto& m : members_) {
+      auto store = RocksDbLogStore::Open({m->dir});
+      ASSERT_TRUE(store.ok()) << store.status();
+      ASSERT_TRUE((*store)->SaveConfState(cs).ok());
+    }
+    for (auto& m : members_) Start(m->id);
+  }
+
+  Member& M(uint64_t id) { return *members_[id - 1]; }
+
+  void Start(uint64_t id) {
+    Member& m = M(id);
+    auto store = RocksDbLogStore::Open({m.dir});
+    ASSERT_TRUE(store.ok()) << store.status();
+    m.store = std::move(*store);
+    GrpcTransport::Options to;
+    to.self = id;
+    m.transport = std::move(*GrpcTransport::Create(to));
+    m.sm = std::make_unique<ListStateMachine>();
+    Node::Options no;
+    no.raft.id = id;
+    no.raft.random_seed = id * 7919;
+    no.storage = m.store.get();
+    no.transport = m.transport.get();
+    no.state_machine = m.sm.get();
+    no.tick_interval = absl::Milliseconds(10);
+    no.snapshot_interval = snapshot_interval_;
+    no.snapshot_keep_entries = 5;
+    auto node = Node::Create(no);
+    ASSERT_TRUE(node.ok()) << node.status();
+    m.node = std::move(*node);
+    m.transport->SetHandler(m.node.get());
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(m.transport->service());
+    m.server = builder.BuildAndStart();
+    ASSERT_NE(m.server, nullptr);
+    m.addr = "127.0.0.1:" + std::to_string(port);
+    m.up = true;
+    // Everyone learns everyone's (possibly new) address.
+    for (auto& other : members_) {
+      if (!other->up) continue;
+      for (auto& peer : members_) {
+        if (peer->id != other->id && !peer->addr.empty()) {
+          other->transport->AddPeer(peer->id, peer->addr);
+        }
+      }
+    }
+    m.node->Start();
+  }
+
+  void Kill(uint64_t id) {
+    Member& m = M(id);
+    if (!m.up) return;
+    m.node->Stop();
+    // Peers keep long-lived streams open into this server: cancel them after a short grace.
+    m.server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+    m.server.reset();
+    m.transport.reset();
+    m.node.reset();
+    m.store.reset();
+    m.up = false;
+  }
+
+  uint64_t WaitForLeader() {
+    const absl::Time deadline = absl::Now() + kWait;
+    for (auto& m : members_) {
+      if (m->up && m->node->WaitForLeader(deadline)) {
+        // Agree: the leader is up and believes it leads.
+        while (absl::Now() < deadline) {
+          const uint64_t l = m->node->GetStatus().leader;
+          if (l != 0 && M(l).up && M(l).node->GetStatus().role == Role::kLeader) return l;
+          absl::SleepFor(absl::Milliseconds(5));  // polling a status, not synchronising data
+        }
+      }
+    }
+    return 0;
+  }
+
+  // Proposes until acknowledged (retrying through leader changes); returns the index.
+  uint64_t ProposeAcked(const std::string& value) {
+    const absl::Time deadline = absl::Now() + kWait;
+    while (absl::Now() < deadline) {
+      const uint64_t leader = WaitForLeader();
+      if (leader == 0) break;
+      absl::StatusOr<uint64_t> r = M(leader).node->Propose(value).get();
+      if (r.ok()) return *r;
+    }
+    ADD_FAILURE() << "could not commit " << value;
+    return 0;
+  }
+
+  std::filesystem::path base_;
+  std::vector<std::unique_ptr<Member>> members_;
+  uint64_t snapshot_interval_ = 10000;
+};
+
+TEST_F(ClusterTest, ElectsALeaderAndReplicatesOverGrpc) {
+  StartCluster(3);
+  const uint64_t leader = WaitForLeader();
+  ASSERT_NE(leader, 0u);
+  std::vector<std::future<absl::StatusOr<uint64_t>>> futures;
+  for (int i = 0; i < 200; ++i) futures.push_back(M(leader).node->Propose("v" + std::to_string(i)));
+  uint64_t last = 0;
+  for (auto& f : futures) {
+    absl::StatusOr<uint64_t> r = f.get();
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_GT(*r, last);  // applied in proposal order
+    last = *r;
+  }
+  for (uint64_t id = 1; id <= 3; ++id) {
+    ASSERT_TRUE(M(id).sm->WaitFor(200, absl::Now() + kWait)) << id;
+    EXPECT_EQ(M(id).sm->values(), M(leader).sm->values());
+  }
+}
+
+TEST_F(ClusterTest, LinearizableReadOnAFollowerSeesEveryAcknowledgedWrite) {
+  StartCluster(3);
+  const uint64_t leader = WaitForLeader();
+  ASSERT_NE(leader, 0u);
+  ASSERT_NE(ProposeAcked("written"), 0u);
+  const uint64_t follower = leader % 3 + 1;
+  absl::Status read = M(follower).node->LinearizableRead().get();
+  ASSERT_TRUE(read.ok()) << read;
+  // No waiting: the read completed only once the follower had applied the write.
+  EXPECT_EQ(M(follower).sm->values().back(), "written");
+}
+
+TEST_F(ClusterTest, LeaderFailoverLosesNoAcknowledgedWrite) {
+  StartCluster(3);
+  std::vector<std::string> acked;
+  for (int i = 0; i < 30; ++i) {
+    acked.push_back("before" + std::to_string(i));
+    ASSERT_NE(ProposeAcked(acked.back()), 0u);
+  }
+  const uint64_t old_leader = WaitForLeader();
+  Kill(old_leader);
+  for (int i = 0; i < 30; ++i) {
+    acked.push_back("after" + std::to_string(i));
+    ASSERT_NE(ProposeAcked(acked.back()), 0u);
+  }
+  EXPECT_NE(WaitForLeader(), old_leader);
+  Start(old_leader);
+  for (uint64_t id = 1; id <= 3; ++id) {
+    ASSERT_TRUE(M(id).sm->WaitFor(acked.size(), absl::Now() + kWait)) << id;
+    std::vector<std::string> v = M(id).sm->values();
+    for (const std::string& a : acked) {
+      EXPECT_NE(std::find(v.begin(), v.end(), a), v.end()) << a << " lost on " << id;
+    }
+  }
+}
+
+TEST_F(ClusterTest, RestartingEveryMemberKeepsTheState) {
+  StartCluster(3);
+  for (int i = 0; i < 20; ++i) ASSERT_NE(ProposeAcked("v" + std::to_string(i)), 0u);
+  for (uint64_t id = 1; id <= 3; ++id) Kill(id);
+  for (uint64_t id = 1; id <= 3; ++id) Start(id);
+  ASSERT_NE(ProposeAcked("after restart"), 0u);
+  for (uint64_t id = 1; id <= 3; ++id) {
+    ASSERT_TRUE(M(id).sm->WaitFor(21, absl::Now() + kWait)) << id;
+    std::vector<std::string> v = M(id).sm->values();
+    EXPECT_EQ(v.front(), "v0");
+    EXPECT_EQ(v.back(), "after restart");
+  }
+}
+
+TEST_F(ClusterTest, LaggingMemberCatchesUpThroughAChunkedSnapshot) {
+  StartCluster(3, /*snapshot_interval=*/20);
+  const uint64_t leader = WaitForLeader();
+  const uint64_t lagging = leader % 3 + 1;
+  Kill(lagging);
+  for (int i = 0; i < 100; ++i) ASSERT_NE(ProposeAcked("v" + std::to_string(i)), 0u);
+  Start(lagging);
+  ASSERT_TRUE(M(lagging).sm->WaitFor(100, absl::Now() + kWait));
+  EXPECT_EQ(M(lagging).sm->values(), M(WaitForLeader()).sm->values());
+  EXPECT_GT(M(lagging).store->FirstIndex(), 1u);  // it started from a snapshot
+}
+
+TEST_F(ClusterTest, ProposalsWithoutAQuorumFailInsteadOfHanging) {
+  StartCluster(3);
+  Kill(2);
+  Kill(3);
+  // Member 1 alone can never elect a leader: the proposal is refused at once.
+  absl::StatusOr<uint64_t> r = M(1).node->Propose("nobody hears").get();
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace shoal::raft

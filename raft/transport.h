@@ -1,0 +1,40 @@
+// The seam between the node loop and the network: how Raft messages leave and arrive.
+//
+// Implementations: GrpcTransport (raft/grpc_transport.h: long-lived gRPC streams between
+// managers, batching, chunked snapshots) and the simulation's in-memory network.
+//
+// Thread-safety: implementations are thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "proto/raft.pb.h"
+
+namespace shoal::raft {
+
+// Where a transport delivers what arrives, and what it reports about sends. Called from the
+// transport's threads; implementations must be thread-safe and must not block for long.
+class MessageHandler {
+ public:
+  virtual ~MessageHandler() = default;
+  virtual void Receive(raftpb::Message message) = 0;
+  // A message to `peer` could not be delivered (the peer is down or cut off).
+  virtual void ReportUnreachable(uint64_t peer) = 0;
+  // The outcome of sending a snapshot to `peer`.
+  virtual void ReportSnapshot(uint64_t peer, bool failed) = 0;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  // Queues messages for sending and returns at once. Messages to unknown peers are dropped and
+  // reported unreachable; so are messages that cannot be sent.
+  virtual void Send(std::vector<raftpb::Message> messages) = 0;
+  // Adds or updates a peer's address ("host:port").
+  virtual void AddPeer(uint64_t id, const std::string& addr) = 0;
+  virtual void RemovePeer(uint64_t id) = 0;
+};
+
+}  // namespace shoal::raft

@@ -51,7 +51,7 @@ class GrpcAuthorizerTest : public ::testing::Test {
   }
 
   std::shared_ptr<grpc::Channel> ChannelFor(const std::string& dir) {
-    return grpc::CreateChannel(server_->address(), ClientCredentials(dir, kCluster));
+    return CreateManagerChannel(server_->address(), ClientCredentials(dir, kCluster));
   }
   std::string Dir(absl::string_view subject, api::CertificateRole role,
                   absl::string_view cluster = "") {
@@ -89,7 +89,7 @@ class GrpcAuthorizerTest : public ::testing::Test {
     return api::NodeCA::NewStub(ch)->GetRootCACertificate(&ctx, req, &resp);
   }
 
-  ManualClock clock_{absl::Now()};
+  ManualClock clock_{absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()))};
   RemovedNodes removed_;
   api::NodeCA::Service node_ca_;  // every method UNIMPLEMENTED: reaching it means "allowed"
   std::unique_ptr<TestPki> pki_;
@@ -188,7 +188,7 @@ TEST_F(GrpcAuthorizerTest, RemovedNodeIsRefusedOnItsOpenConnection) {
 }
 
 TEST_F(GrpcAuthorizerTest, NoCertificateIsRefusedExceptByOpenNodeCaMethods) {
-  auto ch = grpc::CreateChannel(server_->address(),
+  auto ch = CreateManagerChannel(server_->address(),
                                 AnonymousClientCredentials(pki_->ca().cert_pem()));
   grpc::Status s = CallControl(ch);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
@@ -218,14 +218,14 @@ TEST_F(GrpcAuthorizerTest, ClientRefusesAServerThatIsNotAManager) {
   auto worker_server =
       StubServer::Start(Dir("worker5", api::CERTIFICATE_ROLE_WORKER), std::move(*check));
   ASSERT_TRUE(worker_server.ok());
-  auto ch = grpc::CreateChannel((*worker_server)->address(),
+  auto ch = CreateManagerChannel((*worker_server)->address(),
                                 ClientCredentials(manager_dir_, kCluster));
   grpc::Status s = CallControl(ch);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
 TEST_F(GrpcAuthorizerTest, ClientRefusesAManagerOfAnotherClusterId) {
-  auto ch = grpc::CreateChannel(server_->address(),
+  auto ch = CreateManagerChannel(server_->address(),
                                 ClientCredentials(Dir("op", api::CERTIFICATE_ROLE_OPERATOR),
                                                   "cluster-other"));
   EXPECT_EQ(CallControl(ch).error_code(), grpc::StatusCode::UNAVAILABLE);
@@ -244,7 +244,7 @@ class IdentityControl final : public api::Control::Service {
 };
 
 TEST(AuthenticatedPeerTest, HandlersSeeTheVerifiedIdentity) {
-  ManualClock clock(absl::Now());
+  ManualClock clock(absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now())));
   auto pki = TestPki::Create(kCluster, clock);
   ASSERT_TRUE(pki.ok());
   auto mdir = (*pki)->IssueDir("m1", api::CERTIFICATE_ROLE_MANAGER);
@@ -259,7 +259,7 @@ TEST(AuthenticatedPeerTest, HandlersSeeTheVerifiedIdentity) {
   builder.RegisterService(&control);
   auto server = builder.BuildAndStart();
   ASSERT_NE(server, nullptr);
-  auto ch = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+  auto ch = CreateManagerChannel("127.0.0.1:" + std::to_string(port),
                                 ClientCredentials(*odir, kCluster));
   grpc::ClientContext ctx;
   SetDeadline(&ctx);

@@ -5,7 +5,9 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -54,6 +56,36 @@ absl::Status AddNameEntry(X509_NAME* name, int nid, absl::string_view value) {
     return OpenSslError(absl::StatusCode::kInvalidArgument,
                         absl::StrCat("setting subject attribute ", OBJ_nid2sn(nid)));
   }
+  return absl::OkStatus();
+}
+
+// The DNS names of a certificate: "swarm-<role>" (what clients ask for as the server name, so a
+// worker's certificate never answers for "swarm-manager"), and the subject when it is a name.
+absl::Status AddSubjectAltNames(X509* cert, api::CertificateRole role, absl::string_view subject) {
+  std::vector<std::string> names = {absl::StrCat("swarm-", RoleName(role))};
+  bool subject_is_name = std::all_of(subject.begin(), subject.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '.' || c == '_';
+  });
+  if (subject_is_name) names.emplace_back(subject);
+  GENERAL_NAMES* gens = sk_GENERAL_NAME_new_null();
+  if (gens == nullptr) return OpenSslError(absl::StatusCode::kInternal, "allocating SANs");
+  for (const std::string& name : names) {
+    GENERAL_NAME* gen = GENERAL_NAME_new();
+    ASN1_IA5STRING* ia5 = ASN1_IA5STRING_new();
+    if (gen == nullptr || ia5 == nullptr ||
+        ASN1_STRING_set(ia5, name.data(), static_cast<int>(name.size())) != 1) {
+      GENERAL_NAME_free(gen);
+      ASN1_IA5STRING_free(ia5);
+      GENERAL_NAMES_free(gens);
+      return OpenSslError(absl::StatusCode::kInternal, "making a SAN");
+    }
+    GENERAL_NAME_set0_value(gen, GEN_DNS, ia5);
+    sk_GENERAL_NAME_push(gens, gen);
+  }
+  int ok = X509_add1_ext_i2d(cert, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT);
+  GENERAL_NAMES_free(gens);
+  if (ok != 1) return OpenSslError(absl::StatusCode::kInternal, "adding SANs");
   return absl::OkStatus();
 }
 
@@ -190,6 +222,7 @@ absl::StatusOr<std::string> RootCa::Sign(const SignRequest& request) const {
   RETURN_IF_ERROR(AddExtension(cert.get(), issuer, NID_ext_key_usage, "serverAuth,clientAuth"));
   RETURN_IF_ERROR(AddExtension(cert.get(), issuer, NID_subject_key_identifier, "hash"));
   RETURN_IF_ERROR(AddExtension(cert.get(), issuer, NID_authority_key_identifier, "keyid:always"));
+  RETURN_IF_ERROR(AddSubjectAltNames(cert.get(), request.role, request.subject));
   if (X509_sign(cert.get(), key_->key.get(), EVP_sha256()) <= 0) {
     return OpenSslError(absl::StatusCode::kInternal, "signing the certificate");
   }

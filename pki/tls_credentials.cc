@@ -83,6 +83,13 @@ std::shared_ptr<grpc::ChannelCredentials> ManagerOnlyCredentials(
 
 }  // namespace
 
+std::shared_ptr<grpc::Channel> CreateManagerChannel(
+    const std::string& address, const std::shared_ptr<grpc::ChannelCredentials>& credentials,
+    grpc::ChannelArguments args) {
+  args.SetSslTargetNameOverride(kManagerServerName);
+  return grpc::CreateCustomChannel(address, credentials, args);
+}
+
 std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const std::string& tls_dir,
                                                            std::shared_ptr<const AccessCheck> check,
                                                            absl::Duration refresh) {

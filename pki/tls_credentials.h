@@ -10,6 +10,10 @@
 // to carry role manager (and, when known, the expected cluster id): a worker's certificate can
 // never impersonate a manager. Host names are not checked: certificates name nodes, not hosts.
 //
+// Server name: every certificate carries the DNS name "swarm-<role>"; clients ask for
+// "swarm-manager" (kManagerServerName) through CreateManagerChannel, which sets it as the TLS
+// target name. Always make channels to managers with CreateManagerChannel.
+//
 // Live renewal: both sides read the directory through gRPC's FileWatcherCertificateProvider,
 // which re-reads it every `refresh`. After WriteTlsDir stores a renewed certificate, new
 // handshakes use it within one refresh period; the server is never restarted and open
@@ -22,7 +26,10 @@
 //   auto channel = grpc::CreateChannel(addr, ClientCredentials(tls_dir, cluster_id));
 #pragma once
 
+#include <grpcpp/channel.h>
+#include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
+#include <grpcpp/support/channel_arguments.h>
 #include <grpcpp/security/server_credentials.h>
 
 #include <memory>
@@ -36,6 +43,15 @@ namespace shoal::pki {
 
 // How often the TLS directory is re-read. Tests use 1 second (gRPC's minimum granularity).
 inline constexpr absl::Duration kDefaultTlsRefresh = absl::Seconds(30);
+
+// The TLS server name of managers (a DNS SAN of every manager certificate).
+inline constexpr char kManagerServerName[] = "swarm-manager";
+
+// A channel to the manager at `address` ("host:port") with `credentials` (one of the functions
+// below) and `args` plus the server name kManagerServerName.
+std::shared_ptr<grpc::Channel> CreateManagerChannel(
+    const std::string& address, const std::shared_ptr<grpc::ChannelCredentials>& credentials,
+    grpc::ChannelArguments args = grpc::ChannelArguments());
 
 // Server credentials from `tls_dir` with `check` applied to every call.
 std::shared_ptr<grpc::ServerCredentials> ServerCredentials(

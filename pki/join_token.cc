@@ -105,10 +105,13 @@ bool JoinTokensEqual(absl::string_view presented, absl::string_view expected) {
   unsigned char b[kBuf] = {};
   std::copy(presented.begin(), presented.end(), a);
   std::copy(expected.begin(), expected.end(), b);
-  bool same_bytes = CRYPTO_memcmp(a, b, kBuf) == 0;
+  // Branch-free combination of the three conditions.
+  unsigned same_bytes = CRYPTO_memcmp(a, b, kBuf) == 0 ? 1u : 0u;
   OPENSSL_cleanse(a, kBuf);
   OPENSSL_cleanse(b, kBuf);
-  return same_bytes & (presented.size() == expected.size()) & !expected.empty();
+  unsigned same_length = presented.size() == expected.size() ? 1u : 0u;
+  unsigned expected_set = expected.empty() ? 0u : 1u;
+  return (same_bytes & same_length & expected_set) != 0;
 }
 
 absl::StatusOr<std::string> CaDigest(absl::string_view ca_cert_pem) {

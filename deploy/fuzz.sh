@@ -26,7 +26,8 @@ done
 output_base="${HOME}/.cache/shoal-fuzz-$(pwd | md5sum | cut -c1-8)"
 fbazel() { bazel --output_base="$output_base" "$@"; }
 
-mapfile -t fuzzers < <(fbazel query 'attr(name, "_fuzzer$", kind(cc_binary, //...))' 2>/dev/null)
+# Discovered with the main Bazel server, which knows its own bazel-* symlinks.
+mapfile -t fuzzers < <(bazel query 'attr(name, "_fuzzer$", kind(cc_binary, //...))' 2>/dev/null)
 if [ ${#fuzzers[@]} -eq 0 ]; then
   echo "fuzz.sh: no fuzz targets found" >&2
   exit 1

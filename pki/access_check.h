@@ -54,7 +54,7 @@ class AccessCheck {
     std::string cluster_id;
     // PEM of the root CA that issued them.
     std::string root_ca_pem;
-    // Verified certificates remembered at most (the cache is dropped when full).
+    // Verified certificates remembered at most (the cache is dropped when full; 0 = no cache).
     size_t cache_size = 4096;
   };
 

@@ -77,14 +77,20 @@ TEST_F(AccessCheckTest, CachedCertificateStillExpiresAndStillGetsRevoked) {
               HasSubstr("expired"));
 }
 
-TEST_F(AccessCheckTest, CacheOverflowDoesNotChangeDecisions) {
-  auto check = AccessCheck::Create({"c1", pki_->ca().cert_pem(), /*cache_size=*/2}, clock_,
-                                   nullptr);
-  ASSERT_TRUE(check.ok());
-  for (int i = 0; i < 5; ++i) {
-    std::string pem = Cert("w" + std::to_string(i), api::CERTIFICATE_ROLE_WORKER);
-    EXPECT_TRUE((*check)->Check("/shoal.api.Dispatcher/Heartbeat", &pem).ok());
-    EXPECT_FALSE((*check)->Check("/shoal.api.Control/ListNodes", &pem).ok());
+TEST_F(AccessCheckTest, CacheOverflowAndNoCacheDoNotChangeDecisions) {
+  for (size_t cache_size : {0, 2}) {
+    auto check = AccessCheck::Create({"c1", pki_->ca().cert_pem(), cache_size}, clock_, nullptr);
+    ASSERT_TRUE(check.ok());
+    for (int i = 0; i < 5; ++i) {
+      std::string pem = Cert("w" + std::to_string(i), api::CERTIFICATE_ROLE_WORKER);
+      EXPECT_TRUE((*check)->Check("/shoal.api.Dispatcher/Heartbeat", &pem).ok());
+      EXPECT_FALSE((*check)->Check("/shoal.api.Control/ListNodes", &pem).ok());
+    }
+    clock_.Advance(absl::Hours(24 * 91));
+    std::string pem = Cert("late", api::CERTIFICATE_ROLE_WORKER);
+    clock_.Advance(absl::Hours(24 * 91));
+    EXPECT_THAT((*check)->Check("/shoal.api.Dispatcher/Heartbeat", &pem).status().message(),
+                HasSubstr("expired"));
   }
 }
 

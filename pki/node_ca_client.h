@@ -88,7 +88,8 @@ class CertificateRenewer {
   // certificate's checks.
   absl::Status RenewNow();
 
-  // Checks every `poll` on a background thread until Stop (or destruction).
+  // Checks every `poll` on a background thread until Stop (or destruction). Start and Stop are
+  // called from the owner's thread only (they are not synchronised with each other).
   void Start(absl::Duration poll);
   void Stop();
 

@@ -288,6 +288,23 @@ TEST_F(NodeCaTest, RenewalReplacesTheNodeCertificateWhenDue) {
   EXPECT_TRUE(CallDispatcher(ch).ok());
 }
 
+TEST_F(NodeCaTest, BackgroundRenewerRenewsOnceDueAndStops) {
+  std::string dir = JoinToDir(Token(api::NODE_ROLE_WORKER));
+  auto renewer = Renewer(dir);
+  ASSERT_NE(renewer, nullptr);
+  std::string before = ReadTlsDir(dir)->cert_pem;
+  clock_.Set(absl::FromUnixSeconds(absl::ToUnixSeconds(renewer->next_renewal()) + 1));
+  renewer->Start(absl::Milliseconds(10));
+  // Bounded wait for the background thread (it polls every 10 ms).
+  absl::Time give_up = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < give_up && ReadTlsDir(dir)->cert_pem == before) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  renewer->Stop();
+  EXPECT_NE(ReadTlsDir(dir)->cert_pem, before);
+  EXPECT_GT(renewer->next_renewal(), clock_.Now());
+}
+
 TEST_F(NodeCaTest, ServerPicksUpItsRenewedCertificateWithoutRestart) {
   auto renewer = Renewer(manager_dir_);
   ASSERT_NE(renewer, nullptr);

@@ -229,6 +229,26 @@ absl::StatusOr<std::string> RootCa::Sign(const SignRequest& request) const {
   return internal::X509ToPem(cert.get());
 }
 
+absl::StatusOr<api::RootCA> NewClusterRootCa(const Clock& clock, const RandomBytesFn& random) {
+  ASSIGN_OR_RETURN(std::unique_ptr<RootCa> ca, RootCa::Create(clock));
+  api::RootCA root = ca->ToProto();
+  root.mutable_join_tokens()->set_worker(GenerateJoinToken(ca->digest(), random).ToString());
+  root.mutable_join_tokens()->set_manager(GenerateJoinToken(ca->digest(), random).ToString());
+  return root;
+}
+
+absl::StatusOr<std::string> RotateJoinToken(api::RootCA& root, api::NodeRole role,
+                                            const RandomBytesFn& random) {
+  ASSIGN_OR_RETURN(std::string digest, CaDigest(root.ca_cert()));
+  std::string token = GenerateJoinToken(digest, random).ToString();
+  if (role == api::NODE_ROLE_MANAGER) {
+    root.mutable_join_tokens()->set_manager(token);
+  } else {
+    root.mutable_join_tokens()->set_worker(token);
+  }
+  return token;
+}
+
 absl::StatusOr<absl::Duration> NodeCertValidity(const absl::Duration* configured) {
   if (configured == nullptr) return kDefaultNodeCertValidity;
   if (*configured < kMinNodeCertValidity) {

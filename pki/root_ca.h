@@ -23,6 +23,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/id.h"
 #include "proto/types.pb.h"
 
 namespace shoal::pki {
@@ -98,6 +99,15 @@ class RootCa {
   const std::string digest_;
   const absl::Time not_after_;
 };
+
+// A new cluster's CA state as stored in Cluster.root_ca: a fresh root CA (RootCa::Create) and
+// one join token per role with secrets from `random`.
+absl::StatusOr<api::RootCA> NewClusterRootCa(const Clock& clock, const RandomBytesFn& random);
+
+// `join-token --rotate <role>`: replaces the token of `role` in `root` with a new secret and
+// returns the new token. INVALID_ARGUMENT if `root` holds no valid CA certificate.
+absl::StatusOr<std::string> RotateJoinToken(api::RootCA& root, api::NodeRole role,
+                                            const RandomBytesFn& random);
 
 // The node certificate lifetime for a cluster's CA settings: the default when unset.
 // INVALID_ARGUMENT when set below kMinNodeCertValidity.

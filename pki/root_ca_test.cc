@@ -163,6 +163,30 @@ TEST_F(RootCaTest, VerifyRejectsTheRootItselfAsAPeerCertificate) {
   EXPECT_THAT(s.message(), HasSubstr("OU"));
 }
 
+TEST(ClusterRootCaTest, NewClusterHasTokensPinningItsCaAndRotationReplacesOneToken) {
+  ManualClock clock;
+  auto root = NewClusterRootCa(clock, SeededRandomBytes(11));
+  ASSERT_TRUE(root.ok()) << root.status();
+  auto ca = RootCa::FromProto(*root, clock);
+  ASSERT_TRUE(ca.ok());
+  auto worker = ParseJoinToken(root->join_tokens().worker());
+  auto manager = ParseJoinToken(root->join_tokens().manager());
+  ASSERT_TRUE(worker.ok() && manager.ok());
+  EXPECT_EQ(worker->ca_digest, (*ca)->digest());
+  EXPECT_NE(worker->secret, manager->secret);
+  EXPECT_TRUE(CheckCaMatchesToken(*worker, root->ca_cert()).ok());
+
+  std::string old_manager = root->join_tokens().manager();
+  auto rotated = RotateJoinToken(*root, api::NODE_ROLE_WORKER, SeededRandomBytes(12));
+  ASSERT_TRUE(rotated.ok());
+  EXPECT_EQ(root->join_tokens().worker(), *rotated);
+  EXPECT_NE(*rotated, worker->ToString());
+  EXPECT_EQ(root->join_tokens().manager(), old_manager);
+  api::RootCA empty;
+  EXPECT_EQ(RotateJoinToken(empty, api::NODE_ROLE_WORKER, SeededRandomBytes(1)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(RoleNameTest, RoundTripsEveryRole) {
   for (auto role : {api::CERTIFICATE_ROLE_WORKER, api::CERTIFICATE_ROLE_MANAGER,
                     api::CERTIFICATE_ROLE_OPERATOR}) {

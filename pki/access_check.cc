@@ -32,8 +32,7 @@ absl::StatusOr<std::unique_ptr<AccessCheck>> AccessCheck::Create(Options options
 AccessCheck::AccessCheck(Options options, const Clock& clock, RevocationCheck is_revoked)
     : options_(std::move(options)), clock_(clock), is_revoked_(std::move(is_revoked)) {}
 
-absl::StatusOr<CertificateInfo> AccessCheck::Verify(const std::string& pem,
-                                                    absl::Time now) const {
+absl::StatusOr<CertificateInfo> AccessCheck::Verify(const std::string& pem, absl::Time now) const {
   std::string key = Sha256(pem);
   {
     absl::MutexLock lock(&mu_);
@@ -61,16 +60,14 @@ absl::StatusOr<CertificateInfo> AccessCheck::Verify(const std::string& pem,
 absl::StatusOr<CertificateInfo> AccessCheck::Authenticate(const std::string& pem) const {
   ASSIGN_OR_RETURN(CertificateInfo peer, Verify(pem, clock_.Now()));
   if (peer.cluster_id != options_.cluster_id) {
-    return absl::PermissionDeniedError(absl::StrCat("certificate of ", peer.subject,
-                                                    " belongs to cluster ", peer.cluster_id,
-                                                    ", not to this cluster (",
-                                                    options_.cluster_id, ")"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("certificate of ", peer.subject, " belongs to cluster ", peer.cluster_id,
+                     ", not to this cluster (", options_.cluster_id, ")"));
   }
   if (is_revoked_ && is_revoked_(peer)) {
     if (peer.role == api::CERTIFICATE_ROLE_OPERATOR) {
-      return absl::PermissionDeniedError(absl::StrCat("operator certificate ", peer.subject,
-                                                      " (serial ", peer.serial,
-                                                      ") has been revoked"));
+      return absl::PermissionDeniedError(absl::StrCat(
+          "operator certificate ", peer.subject, " (serial ", peer.serial, ") has been revoked"));
     }
     return absl::PermissionDeniedError(absl::StrCat(
         "node ", peer.subject, " has been removed from the cluster; its certificate is revoked"));
@@ -83,8 +80,9 @@ absl::StatusOr<AccessGrant> AccessCheck::Check(absl::string_view method,
   const MethodPolicy* policy = PolicyForMethod(method);
   if (policy == nullptr) {
     return absl::PermissionDeniedError(
-        absl::StrCat("method ", method, " is not served on this port (not in the authorization "
-                                        "table)"));
+        absl::StrCat("method ", method,
+                     " is not served on this port (not in the authorization "
+                     "table)"));
   }
   AccessGrant grant;
   if (peer_cert_pem == nullptr || peer_cert_pem->empty()) {

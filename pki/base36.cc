@@ -55,8 +55,8 @@ absl::StatusOr<std::string> DecodeBase36(absl::string_view digits, size_t n_byte
           (c >= 0x21 && c <= 0x7e)
               ? absl::StrCat("character '", std::string(1, c), "'")
               : absl::StrCat("byte 0x", absl::Hex(static_cast<uint8_t>(c), absl::kZeroPad2));
-      return absl::InvalidArgumentError(absl::StrCat("invalid base36 ", shown, " at position ", pos,
-                                                     " (expected 0-9 or a-z)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid base36 ", shown, " at position ", pos, " (expected 0-9 or a-z)"));
     }
     // num = num * 36 + d, least significant byte last.
     uint32_t carry = static_cast<uint32_t>(d);

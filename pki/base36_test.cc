@@ -19,9 +19,9 @@ TEST(Base36Test, WidthsMatchTheTokenFormat) {
 
 TEST(Base36Test, EncodesSmallNumbersLeftPadded) {
   EXPECT_EQ(EncodeBase36(std::string("\x00", 1)), "00");
-  EXPECT_EQ(EncodeBase36(std::string("\x23", 1)), "0z");   // 35
-  EXPECT_EQ(EncodeBase36(std::string("\x24", 1)), "10");   // 36
-  EXPECT_EQ(EncodeBase36(std::string("\xff", 1)), "73");   // 255 = 7*36 + 3
+  EXPECT_EQ(EncodeBase36(std::string("\x23", 1)), "0z");        // 35
+  EXPECT_EQ(EncodeBase36(std::string("\x24", 1)), "10");        // 36
+  EXPECT_EQ(EncodeBase36(std::string("\xff", 1)), "73");        // 255 = 7*36 + 3
   EXPECT_EQ(EncodeBase36(std::string("\x01\x00", 2)), "0074");  // 256 = 7*36 + 4
 }
 

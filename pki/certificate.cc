@@ -28,15 +28,16 @@ absl::StatusOr<CertificateInfo> InfoOf(X509* cert) {
                  Attr{NID_organizationName, "O"}}) {
     int n = internal::NameEntryCount(subject, a.nid);
     if (n != 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "certificate subject has ", n, " ", a.name, " attributes, expected exactly one"));
+      return absl::InvalidArgumentError(absl::StrCat("certificate subject has ", n, " ", a.name,
+                                                     " attributes, expected exactly one"));
     }
   }
   CertificateInfo info;
   info.subject = internal::NameEntry(subject, NID_commonName);
   std::string ou = internal::NameEntry(subject, NID_organizationalUnitName);
   absl::StatusOr<api::CertificateRole> role = RoleFromName(ou);
-  if (!role.ok()) return absl::InvalidArgumentError(absl::StrCat("certificate ", role.status().message()));
+  if (!role.ok())
+    return absl::InvalidArgumentError(absl::StrCat("certificate ", role.status().message()));
   info.role = *role;
   info.cluster_id = internal::NameEntry(subject, NID_organizationName);
   if (info.subject.empty() || info.cluster_id.empty()) {
@@ -81,9 +82,8 @@ absl::StatusOr<api::CertificateRole> RoleFromName(absl::string_view ou) {
                                  api::CERTIFICATE_ROLE_OPERATOR}) {
     if (ou == RoleName(r)) return r;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "role (OU) \"", absl::CHexEscape(ou.substr(0, 32)),
-      "\" is not one of manager, worker, operator"));
+  return absl::InvalidArgumentError(absl::StrCat("role (OU) \"", absl::CHexEscape(ou.substr(0, 32)),
+                                                 "\" is not one of manager, worker, operator"));
 }
 
 api::CertificateRole CertificateRoleOf(api::NodeRole role) {
@@ -125,22 +125,21 @@ absl::StatusOr<CertificateInfo> VerifyCertificate(absl::string_view pem,
           absl::StrCat("certificate of ", info.subject, " expired at ", Rfc3339(info.not_after),
                        " (now ", Rfc3339(now), "); the node must renew or rejoin"));
     case X509_V_ERR_CERT_NOT_YET_VALID:
-      return absl::UnauthenticatedError(absl::StrCat(
-          "certificate of ", info.subject, " is not valid before ", Rfc3339(info.not_before),
-          " (now ", Rfc3339(now), "); check the clocks"));
+      return absl::UnauthenticatedError(
+          absl::StrCat("certificate of ", info.subject, " is not valid before ",
+                       Rfc3339(info.not_before), " (now ", Rfc3339(now), "); check the clocks"));
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
     case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
     case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
     case X509_V_ERR_CERT_SIGNATURE_FAILURE:
     case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-      return absl::UnauthenticatedError(absl::StrCat(
-          "certificate of ", info.subject, " (issuer \"", info.issuer,
-          "\") was not issued by this cluster's root CA"));
+      return absl::UnauthenticatedError(
+          absl::StrCat("certificate of ", info.subject, " (issuer \"", info.issuer,
+                       "\") was not issued by this cluster's root CA"));
     default:
-      return absl::UnauthenticatedError(absl::StrCat("certificate of ", info.subject,
-                                                     " is not valid: ",
-                                                     X509_verify_cert_error_string(err)));
+      return absl::UnauthenticatedError(absl::StrCat(
+          "certificate of ", info.subject, " is not valid: ", X509_verify_cert_error_string(err)));
   }
 }
 

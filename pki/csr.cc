@@ -92,9 +92,8 @@ absl::StatusOr<KeyAndCsr> GenerateKeyAndCsr(absl::string_view common_name) {
 absl::StatusOr<CsrInfo> ParseCsr(absl::string_view csr_pem) {
   if (csr_pem.empty()) return absl::InvalidArgumentError("CSR is empty");
   if (csr_pem.size() > internal::kMaxPemBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("CSR is ", csr_pem.size(),
-                                                   " bytes, more than the limit of ",
-                                                   internal::kMaxPemBytes));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CSR is ", csr_pem.size(), " bytes, more than the limit of ", internal::kMaxPemBytes));
   }
   internal::BioPtr bio = internal::MemoryBio(csr_pem);
   internal::X509ReqPtr req(PEM_read_bio_X509_REQ(bio.get(), nullptr, nullptr, nullptr));

@@ -22,9 +22,8 @@ std::optional<std::string> FirstProperty(const grpc::AuthContext& auth, const ch
 GrpcAuthorizer::GrpcAuthorizer(std::shared_ptr<const AccessCheck> check)
     : check_(std::move(check)) {}
 
-grpc::Status GrpcAuthorizer::Process(const InputMetadata& auth_metadata,
-                                     grpc::AuthContext* context, OutputMetadata*,
-                                     OutputMetadata*) {
+grpc::Status GrpcAuthorizer::Process(const InputMetadata& auth_metadata, grpc::AuthContext* context,
+                                     OutputMetadata*, OutputMetadata*) {
   auto path = auth_metadata.find(":path");
   if (path == auth_metadata.end()) {
     return grpc::Status(grpc::StatusCode::INTERNAL, "call without a method path");

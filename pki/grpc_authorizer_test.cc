@@ -188,8 +188,8 @@ TEST_F(GrpcAuthorizerTest, RemovedNodeIsRefusedOnItsOpenConnection) {
 }
 
 TEST_F(GrpcAuthorizerTest, NoCertificateIsRefusedExceptByOpenNodeCaMethods) {
-  auto ch = CreateManagerChannel(server_->address(),
-                                AnonymousClientCredentials(pki_->ca().cert_pem()));
+  auto ch =
+      CreateManagerChannel(server_->address(), AnonymousClientCredentials(pki_->ca().cert_pem()));
   grpc::Status s = CallControl(ch);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_THAT(s.error_message(),
@@ -206,8 +206,7 @@ TEST_F(GrpcAuthorizerTest, MethodsMissingFromTheTableAreRefused) {
   SetDeadline(&ctx);
   api::InfoRequest req;
   api::InfoResponse resp;
-  grpc::Status s =
-      api::NodeControl::NewStub(ChannelFor(manager_dir_))->Info(&ctx, req, &resp);
+  grpc::Status s = api::NodeControl::NewStub(ChannelFor(manager_dir_))->Info(&ctx, req, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_THAT(s.error_message(), HasSubstr("not in the authorization table"));
 }
@@ -218,16 +217,16 @@ TEST_F(GrpcAuthorizerTest, ClientRefusesAServerThatIsNotAManager) {
   auto worker_server =
       StubServer::Start(Dir("worker5", api::CERTIFICATE_ROLE_WORKER), std::move(*check));
   ASSERT_TRUE(worker_server.ok());
-  auto ch = CreateManagerChannel((*worker_server)->address(),
-                                ClientCredentials(manager_dir_, kCluster));
+  auto ch =
+      CreateManagerChannel((*worker_server)->address(), ClientCredentials(manager_dir_, kCluster));
   grpc::Status s = CallControl(ch);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
 TEST_F(GrpcAuthorizerTest, ClientRefusesAManagerOfAnotherClusterId) {
-  auto ch = CreateManagerChannel(server_->address(),
-                                ClientCredentials(Dir("op", api::CERTIFICATE_ROLE_OPERATOR),
-                                                  "cluster-other"));
+  auto ch = CreateManagerChannel(
+      server_->address(),
+      ClientCredentials(Dir("op", api::CERTIFICATE_ROLE_OPERATOR), "cluster-other"));
   EXPECT_EQ(CallControl(ch).error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
@@ -237,9 +236,9 @@ class IdentityControl final : public api::Control::Service {
                           api::GetClusterResponse*) override {
     absl::StatusOr<CertificateInfo> peer = AuthenticatedPeer(*ctx);
     if (!peer.ok()) return grpc::Status(grpc::StatusCode::INTERNAL, "no peer");
-    return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
-                        peer->subject + "/" + std::string(RoleName(peer->role)) + "/" +
-                            peer->cluster_id);
+    return grpc::Status(
+        grpc::StatusCode::ALREADY_EXISTS,
+        peer->subject + "/" + std::string(RoleName(peer->role)) + "/" + peer->cluster_id);
   }
 };
 
@@ -259,8 +258,8 @@ TEST(AuthenticatedPeerTest, HandlersSeeTheVerifiedIdentity) {
   builder.RegisterService(&control);
   auto server = builder.BuildAndStart();
   ASSERT_NE(server, nullptr);
-  auto ch = CreateManagerChannel("127.0.0.1:" + std::to_string(port),
-                                ClientCredentials(*odir, kCluster));
+  auto ch =
+      CreateManagerChannel("127.0.0.1:" + std::to_string(port), ClientCredentials(*odir, kCluster));
   grpc::ClientContext ctx;
   SetDeadline(&ctx);
   api::GetClusterRequest req;

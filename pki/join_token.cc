@@ -33,13 +33,13 @@ std::string JoinToken::ToString() const {
 }
 
 absl::StatusOr<JoinToken> ParseJoinToken(absl::string_view text) {
-  constexpr absl::string_view kShape = "SWMTKN-1-<CA digest, 50 characters>-<secret, 25 characters>";
+  constexpr absl::string_view kShape =
+      "SWMTKN-1-<CA digest, 50 characters>-<secret, 25 characters>";
   if (text.empty()) return absl::InvalidArgumentError("join token is empty");
   if (text.size() > kMaxJoinTokenLength) {
-    return absl::InvalidArgumentError(absl::StrCat("join token is ", text.size(),
-                                                   " characters long; a valid one has ",
-                                                   kJoinTokenPrefix.size() + kCaDigestDigits + 1 +
-                                                       kSecretDigits));
+    return absl::InvalidArgumentError(
+        absl::StrCat("join token is ", text.size(), " characters long; a valid one has ",
+                     kJoinTokenPrefix.size() + kCaDigestDigits + 1 + kSecretDigits));
   }
   std::vector<absl::string_view> parts = absl::StrSplit(text, '-');
   if (parts[0] != "SWMTKN") {
@@ -47,14 +47,13 @@ absl::StatusOr<JoinToken> ParseJoinToken(absl::string_view text) {
                                                    Quote(parts[0]), " (expected ", kShape, ")"));
   }
   if (parts.size() < 2 || parts[1] != "1") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unsupported join token version ", parts.size() < 2 ? "\"\"" : Quote(parts[1]),
-        ": this version of Shoal reads version 1 (", kShape, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unsupported join token version ", parts.size() < 2 ? "\"\"" : Quote(parts[1]),
+                     ": this version of Shoal reads version 1 (", kShape, ")"));
   }
   if (parts.size() != 4) {
-    return absl::InvalidArgumentError(absl::StrCat("join token has ", parts.size(),
-                                                   " parts separated by '-', expected 4 (", kShape,
-                                                   ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "join token has ", parts.size(), " parts separated by '-', expected 4 (", kShape, ")"));
   }
   absl::string_view digest = parts[2];
   absl::string_view secret = parts[3];
@@ -75,9 +74,9 @@ absl::StatusOr<JoinToken> ParseJoinToken(absl::string_view text) {
   // Checked here rather than by DecodeBase36 so that no character of the secret is echoed.
   for (size_t i = 0; i < secret.size(); ++i) {
     if (!IsBase36Digit(secret[i])) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "secret in the join token has an invalid character at position ", i,
-          " (expected 0-9 or a-z)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("secret in the join token has an invalid character at position ", i,
+                       " (expected 0-9 or a-z)"));
     }
   }
   if (!DecodeBase36(secret, kSecretBytes).ok()) {

@@ -44,16 +44,15 @@ absl::StatusOr<CertificateInfo> FetchIssued(api::NodeCA::Stub& stub, const std::
     return absl::InternalError("the manager returned a certificate for another key");
   }
   if (info.subject != node_id) {
-    return absl::InternalError(absl::StrCat("the manager returned a certificate for ",
-                                            info.subject, " instead of ", node_id));
+    return absl::InternalError(absl::StrCat("the manager returned a certificate for ", info.subject,
+                                            " instead of ", node_id));
   }
   return info;
 }
 
 }  // namespace
 
-absl::StatusOr<JoinResult> JoinCluster(const std::string& manager_address,
-                                       absl::string_view token,
+absl::StatusOr<JoinResult> JoinCluster(const std::string& manager_address, absl::string_view token,
                                        api::NodeSpec::Availability availability,
                                        absl::Duration timeout) {
   ASSIGN_OR_RETURN(JoinToken parsed, ParseJoinToken(token));
@@ -162,7 +161,9 @@ absl::Status CertificateRenewer::RenewLocked() {
   RETURN_IF_ERROR(WriteTlsDir(options_.tls_dir, renewed));
   next_renewal_ = ChooseRenewalTime(info.not_before, info.not_after, random_);
   log::Info("pki", "certificate renewed",
-            {{"node", info.subject}, {"role", RoleName(info.role)}, {"not_after", info.not_after},
+            {{"node", info.subject},
+             {"role", RoleName(info.role)},
+             {"not_after", info.not_after},
              {"next_renewal", next_renewal_}});
   return absl::OkStatus();
 }

@@ -15,11 +15,8 @@
 
 namespace shoal::pki {
 
-absl::StatusOr<std::unique_ptr<NodeCaService>> NodeCaService::Create(Options options,
-                                                                     const RootCa& ca,
-                                                                     CaRegistry& registry,
-                                                                     IdGenerator& ids,
-                                                                     const Clock& clock) {
+absl::StatusOr<std::unique_ptr<NodeCaService>> NodeCaService::Create(
+    Options options, const RootCa& ca, CaRegistry& registry, IdGenerator& ids, const Clock& clock) {
   if (options.cluster_id.empty()) return absl::InvalidArgumentError("cluster id is empty");
   RETURN_IF_ERROR(NodeCertValidity(&options.node_cert_validity).status());
   return std::unique_ptr<NodeCaService>(
@@ -120,7 +117,8 @@ absl::StatusOr<api::IssueNodeCertificateResponse> NodeCaService::Issue(
     node.availability = request.availability();
     node.certificate = record;
     RETURN_IF_ERROR(registry_.CreateNode(node));
-    log::Info("pki", "node joined", {{"node", node_id}, {"role", RoleName(CertificateRoleOf(role))}});
+    log::Info("pki", "node joined",
+              {{"node", node_id}, {"role", RoleName(CertificateRoleOf(role))}});
     response.set_node_id(node_id);
     response.set_role(role);
     return response;
@@ -128,15 +126,15 @@ absl::StatusOr<api::IssueNodeCertificateResponse> NodeCaService::Issue(
 
   // Renewal: the caller's own certificate authenticates it.
   if (peer == nullptr) {
-    return absl::UnauthenticatedError(absl::StrCat(
-        "a certificate renewal needs the node's valid certificate, or a join token",
-        anonymous_reason.empty() ? "" : absl::StrCat(" (", anonymous_reason, ")")));
+    return absl::UnauthenticatedError(
+        absl::StrCat("a certificate renewal needs the node's valid certificate, or a join token",
+                     anonymous_reason.empty() ? "" : absl::StrCat(" (", anonymous_reason, ")")));
   }
   if (peer->role == api::CERTIFICATE_ROLE_OPERATOR) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "operator ", peer->subject,
-        " cannot renew through NodeCA; a manager issues operator certificates "
-        "(Control.IssueOperatorCertificate)"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("operator ", peer->subject,
+                     " cannot renew through NodeCA; a manager issues operator certificates "
+                     "(Control.IssueOperatorCertificate)"));
   }
   if (registry_.IsRemoved(peer->subject)) {
     return absl::PermissionDeniedError(

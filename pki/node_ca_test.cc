@@ -195,8 +195,7 @@ TEST_F(NodeCaTest, TokenWhoseCaDigestDoesNotMatchIsRejectedByTheJoinerBeforeSend
   auto dir = (*impostor_pki)->IssueDir("evil", api::CERTIFICATE_ROLE_MANAGER);
   ASSERT_TRUE(dir.ok());
   RecordingImpostor impostor((*impostor_pki)->ca().cert_pem());
-  auto check =
-      AccessCheck::Create({kCluster, (*impostor_pki)->ca().cert_pem()}, clock_, nullptr);
+  auto check = AccessCheck::Create({kCluster, (*impostor_pki)->ca().cert_pem()}, clock_, nullptr);
   ASSERT_TRUE(check.ok());
   auto server = StubServer::Start(*dir, std::move(*check), {&impostor});
   ASSERT_TRUE(server.ok());
@@ -248,8 +247,7 @@ TEST_F(NodeCaTest, RenewalWithoutTokenNeedsAValidNodeCertificate) {
   CertificateInfo stranger = op;
   stranger.role = api::CERTIFICATE_ROLE_WORKER;
   stranger.subject = "unknown-node";
-  EXPECT_THAT(service_->Issue(req, &stranger, "").status().message(),
-              HasSubstr("not a member"));
+  EXPECT_THAT(service_->Issue(req, &stranger, "").status().message(), HasSubstr("not a member"));
 }
 
 TEST_F(NodeCaTest, RenewalIsDueBetweenHalfAndEightyPercentOfTheLife) {
@@ -335,24 +333,23 @@ TEST_F(NodeCaTest, ServerPicksUpItsRenewedCertificateWithoutRestart) {
 TEST_F(NodeCaTest, PromotionIsReflectedByARenewalWithTheNewRole) {
   JoinResult joined;
   std::string dir = JoinToDir(Token(api::NODE_ROLE_WORKER), &joined);
-  EXPECT_EQ(CallControl(FreshChannel(server_->address(), ClientCredentials(dir, kCluster)))
-                .error_code(),
-            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(
+      CallControl(FreshChannel(server_->address(), ClientCredentials(dir, kCluster))).error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
   ASSERT_TRUE(registry_->SetDesiredRole(joined.node_id, api::NODE_ROLE_MANAGER).ok());
   auto renewer = Renewer(dir);
   ASSERT_NE(renewer, nullptr);
   ASSERT_TRUE(renewer->RenewNow().ok());
   EXPECT_EQ(ParseCertificate(ReadTlsDir(dir)->cert_pem)->role, api::CERTIFICATE_ROLE_MANAGER);
-  EXPECT_TRUE(
-      CallControl(FreshChannel(server_->address(), ClientCredentials(dir, kCluster))).ok());
+  EXPECT_TRUE(CallControl(FreshChannel(server_->address(), ClientCredentials(dir, kCluster))).ok());
 
   // And back: demotion.
   ASSERT_TRUE(registry_->SetDesiredRole(joined.node_id, api::NODE_ROLE_WORKER).ok());
   ASSERT_TRUE(renewer->RenewNow().ok());
   EXPECT_EQ(ParseCertificate(ReadTlsDir(dir)->cert_pem)->role, api::CERTIFICATE_ROLE_WORKER);
-  EXPECT_EQ(CallControl(FreshChannel(server_->address(), ClientCredentials(dir, kCluster)))
-                .error_code(),
-            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(
+      CallControl(FreshChannel(server_->address(), ClientCredentials(dir, kCluster))).error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
 }
 
 TEST_F(NodeCaTest, RemovedNodeCannotRenewNorCall) {
@@ -364,8 +361,8 @@ TEST_F(NodeCaTest, RemovedNodeCannotRenewNorCall) {
   absl::Status s = renewer->RenewNow();
   EXPECT_EQ(s.code(), absl::StatusCode::kUnauthenticated);
   EXPECT_THAT(s.message(), HasSubstr("has been removed from the cluster"));
-  grpc::Status call = CallDispatcher(CreateManagerChannel(server_->address(),
-                                                         ClientCredentials(dir, kCluster)));
+  grpc::Status call =
+      CallDispatcher(CreateManagerChannel(server_->address(), ClientCredentials(dir, kCluster)));
   EXPECT_EQ(call.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_THAT(call.error_message(), HasSubstr("removed from the cluster"));
 }
@@ -378,8 +375,8 @@ class OperatorControl final : public api::Control::Service {
                                         const api::IssueOperatorCertificateRequest* req,
                                         api::IssueOperatorCertificateResponse* resp) override {
     auto r = SignOperatorCertificate(ca_, kCluster, *req);
-    if (!r.ok()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                     std::string(r.status().message()));
+    if (!r.ok())
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(r.status().message()));
     *resp = *r;
     return grpc::Status::OK;
   }
@@ -408,8 +405,8 @@ TEST_F(NodeCaTest, ManagerIssuesAnOperatorBundleThatWorksForControlOnly) {
   ASSERT_NE(server, nullptr);
   std::string addr = "127.0.0.1:" + std::to_string(port);
 
-  auto as_manager = api::Control::NewStub(
-      CreateManagerChannel(addr, ClientCredentials(manager_dir_, kCluster)));
+  auto as_manager =
+      api::Control::NewStub(CreateManagerChannel(addr, ClientCredentials(manager_dir_, kCluster)));
   auto bundle = RequestOperatorBundle(*as_manager, "ci-deployer");
   ASSERT_TRUE(bundle.ok()) << bundle.status();
   std::string tls_dir = testing::NewTempDir("swarmctl-tls");

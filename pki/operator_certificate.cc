@@ -29,8 +29,8 @@ absl::Status ValidateOperatorName(absl::string_view name) {
   for (size_t i = 1; i < name.size(); ++i) {
     char c = name[i];
     if (!IsAlnum(c) && c != '_' && c != '.' && c != '-') {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "operator name has an invalid character at position ", i, " (", kRule, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("operator name has an invalid character at position ", i, " (", kRule, ")"));
     }
   }
   return absl::OkStatus();
@@ -68,8 +68,8 @@ absl::StatusOr<TlsBundle> RequestOperatorBundle(api::Control::StubInterface& con
   RETURN_IF_ERROR(CheckTlsBundle(bundle, absl::Now()));
   ASSIGN_OR_RETURN(CertificateInfo info, ParseCertificate(bundle.cert_pem));
   if (info.role != api::CERTIFICATE_ROLE_OPERATOR || info.subject != name) {
-    return absl::InternalError(absl::StrCat("the manager returned a certificate for ",
-                                            info.subject, " with role ", RoleName(info.role)));
+    return absl::InternalError(absl::StrCat("the manager returned a certificate for ", info.subject,
+                                            " with role ", RoleName(info.role)));
   }
   return bundle;
 }

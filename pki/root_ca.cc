@@ -64,8 +64,8 @@ absl::Status AddNameEntry(X509_NAME* name, int nid, absl::string_view value) {
 absl::Status AddSubjectAltNames(X509* cert, api::CertificateRole role, absl::string_view subject) {
   std::vector<std::string> names = {absl::StrCat("swarm-", RoleName(role))};
   bool subject_is_name = std::all_of(subject.begin(), subject.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_';
   });
   if (subject_is_name) names.emplace_back(subject);
   GENERAL_NAMES* gens = sk_GENERAL_NAME_new_null();
@@ -149,10 +149,10 @@ absl::StatusOr<std::unique_ptr<RootCa>> RootCa::Load(absl::string_view cert_pem,
   }
   absl::Time not_after = internal::Asn1TimeToTime(X509_get0_notAfter(key->cert.get()));
   if (not_after <= clock.Now()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "root CA certificate expired at ",
-        absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", not_after, absl::UTCTimeZone()),
-        "; the cluster needs a new root CA"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("root CA certificate expired at ",
+                     absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", not_after, absl::UTCTimeZone()),
+                     "; the cluster needs a new root CA"));
   }
   std::string pem = internal::X509ToPem(key->cert.get());
   ASSIGN_OR_RETURN(std::string digest, CaDigest(pem));
@@ -217,8 +217,8 @@ absl::StatusOr<std::string> RootCa::Sign(const SignRequest& request) const {
     return OpenSslError(absl::StatusCode::kInternal, "filling the certificate");
   }
   RETURN_IF_ERROR(AddExtension(cert.get(), issuer, NID_basic_constraints, "critical,CA:FALSE"));
-  RETURN_IF_ERROR(AddExtension(cert.get(), issuer, NID_key_usage,
-                               "critical,digitalSignature,keyEncipherment"));
+  RETURN_IF_ERROR(
+      AddExtension(cert.get(), issuer, NID_key_usage, "critical,digitalSignature,keyEncipherment"));
   RETURN_IF_ERROR(AddExtension(cert.get(), issuer, NID_ext_key_usage, "serverAuth,clientAuth"));
   RETURN_IF_ERROR(AddExtension(cert.get(), issuer, NID_subject_key_identifier, "hash"));
   RETURN_IF_ERROR(AddExtension(cert.get(), issuer, NID_authority_key_identifier, "keyid:always"));
@@ -252,9 +252,9 @@ absl::StatusOr<std::string> RotateJoinToken(api::RootCA& root, api::NodeRole rol
 absl::StatusOr<absl::Duration> NodeCertValidity(const absl::Duration* configured) {
   if (configured == nullptr) return kDefaultNodeCertValidity;
   if (*configured < kMinNodeCertValidity) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("node certificate expiry ", absl::FormatDuration(*configured),
-                     " is below the minimum of 1h"));
+    return absl::InvalidArgumentError(absl::StrCat("node certificate expiry ",
+                                                   absl::FormatDuration(*configured),
+                                                   " is below the minimum of 1h"));
   }
   return *configured;
 }

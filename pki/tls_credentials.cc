@@ -47,9 +47,9 @@ class ManagerServerVerifier final : public grpc::experimental::ExternalCertifica
       *sync_status = grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                                   absl::StrCat("server certificate: ", info.status().message()));
     } else if (info->role != api::CERTIFICATE_ROLE_MANAGER) {
-      *sync_status = grpc::Status(
-          grpc::StatusCode::UNAUTHENTICATED,
-          absl::StrCat("server ", info->subject, " is a ", RoleName(info->role), ", not a manager"));
+      *sync_status = grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                                  absl::StrCat("server ", info->subject, " is a ",
+                                               RoleName(info->role), ", not a manager"));
     } else if (!cluster_id_.empty() && info->cluster_id != cluster_id_) {
       *sync_status = grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                                   absl::StrCat("server ", info->subject, " belongs to cluster ",
@@ -121,8 +121,7 @@ std::shared_ptr<grpc::ChannelCredentials> BootstrapClientCredentials() {
   grpc::experimental::TlsChannelCredentialsOptions options;
   options.set_verify_server_certs(false);
   options.set_check_call_host(false);
-  options.set_certificate_verifier(
-      std::make_shared<grpc::experimental::NoOpCertificateVerifier>());
+  options.set_certificate_verifier(std::make_shared<grpc::experimental::NoOpCertificateVerifier>());
   return grpc::experimental::TlsCredentials(options);
 }
 

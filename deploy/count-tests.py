@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Counts test cases from Bazel's test results and prints `N passed, N failed[, N skipped]`.
 
-Usage: count-tests.py TESTLOGS_DIR TARGET...
+Usage: count-tests.py TESTLOGS_DIR TARGET... [--logs OTHER_DIR TARGET...]...
 
-Each target's JUnit XML (written by GoogleTest, or by Bazel for other tests) is read from
+Each `--logs DIR` starts a new group of targets whose results are read from DIR instead (the fuzz
+runs of deploy/fuzz.sh write theirs outside Bazel's test logs). Each target's JUnit XML (written by GoogleTest, or by Bazel for other tests) is read from
 TESTLOGS_DIR/<package>/<name>/[shard_*/]test.xml. A target with no XML (it failed to build, or
 timed out before writing one) counts as one failed test, so a broken build never reads as green.
 """
@@ -47,13 +48,28 @@ def count_target(testlogs, target):
     return passed, failed, skipped, problems
 
 
+def groups(args):
+    """[(testlogs, [targets])] from TESTLOGS TARGET... [--logs DIR TARGET...]..."""
+    out = [(args[0], [])]
+    i = 1
+    while i < len(args):
+        if args[i] == "--logs":
+            if i + 1 >= len(args):
+                sys.exit("count-tests.py: --logs needs a directory")
+            out.append((args[i + 1], []))
+            i += 2
+            continue
+        out[-1][1].append(args[i])
+        i += 1
+    return out
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
-    testlogs = sys.argv[1]
     total = [0, 0, 0]
     problems = []
-    for target in sys.argv[2:]:
+    for testlogs, target in [(d, t) for d, ts in groups(sys.argv[1:]) for t in ts]:
         p, f, s, probs = count_target(testlogs, target)
         total[0] += p
         total[1] += f

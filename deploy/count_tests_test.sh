@@ -56,6 +56,14 @@ check "2 passed, 0 failed" 0 //b:sharded_test
 check "0 passed, 1 failed" 1 //c:empty_test
 check "0 passed, 1 failed" 1 //x:never_built
 check "0 passed, 1 failed" 1 //d:sh_test
+# A second group of results from another directory (the fuzz runs), summed with the first.
+fuzzlogs="${logs}-fuzz"
+rm -rf "$fuzzlogs"
+mkdir -p "$fuzzlogs/f/x_fuzzer"
+echo '<testsuites><testsuite name="f"><testcase name="FuzzFor60s" classname="f" /></testsuite></testsuites>' \
+  > "$fuzzlogs/f/x_fuzzer/test.xml"
+check "3 passed, 0 failed, 1 skipped" 0 //a:ok_test --logs "$fuzzlogs" //f:x_fuzzer
+check "2 passed, 1 failed, 1 skipped" 1 //a:ok_test --logs "$fuzzlogs" //f:y_fuzzer
 out="$(python3 "$counter" "$logs" //a:bad_test || true)"
 grep -q "//a:bad_test: S.Bad failed" <<<"$out" || fail "the failing case is not named: $out"
 echo "count-tests.py: all checks passed"

@@ -13,6 +13,8 @@ packages=(
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libarchive-dev zlib1g-dev
   # Tests and benchmarks.
   libgtest-dev libgmock-dev libbenchmark-dev python3
+  # Fuzzing (deploy/fuzz.sh): clang with libFuzzer and the sanitizer runtimes, and lld.
+  clang libclang-rt-14-dev lld
   # Runtime of swarmd: containers, network namespaces, the routing mesh.
   runc iproute2 nftables util-linux
 )

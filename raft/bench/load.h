@@ -1,0 +1,122 @@
+// A closed-loop load generator for the Raft benchmark (issue #3), shared by the Shoal side and
+// the etcd side so that both are measured the same way.
+//
+// `clients` threads each call `put` back to back (closed loop: a client issues its next call
+// only when the previous one returned) for a warm-up period, then for `duration`. Only calls
+// that start inside the measured window count: successful ones as operations, with their
+// latency; failed ones as errors, which never count towards throughput. Percentiles are exact
+// (every latency is kept and sorted), by the nearest-rank definition.
+//
+// Thread-safety: RunLoad calls `put` concurrently from `clients` threads, so `put` must be safe
+// to call concurrently for different `client` values; calls for one client are sequential.
+// The pure helpers (Percentile, SummarizeLatencies, ToJson) are thread-compatible.
+//
+//   shoal::raft::bench::LoadOptions o;
+//   o.clients = 64;
+//   o.duration = absl::Seconds(10);
+//   LoadResult r = RunLoad(o, [&](int client, uint64_t seq, const std::string& value) {
+//     return store.Put(absl::StrCat("k", client), value);
+//   });
+//   std::puts(ToJson(r, {{"system", "etcd"}}).c_str());
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+
+namespace shoal::raft::bench {
+
+struct LoadOptions {
+  // Concurrent closed-loop clients (threads). Requires >= 1.
+  int clients = 1;
+  // Length of the measured window, after the warm-up. Requires > 0.
+  absl::Duration duration = absl::Seconds(10);
+  // Size of the value passed to every call (bytes of 'x'-like filler; content is irrelevant).
+  uint64_t value_bytes = 256;
+  // Calls made before the measured window (connections set up, caches warm); not recorded.
+  absl::Duration warmup = absl::ZeroDuration();
+};
+
+struct LoadResult {
+  uint64_t ops = 0;       // successful calls that started in the measured window
+  uint64_t errors = 0;    // failed calls that started in the measured window
+  double seconds = 0;     // from the window's start to the last counted call's return
+  double throughput = 0;  // ops / seconds
+  double p50_ms = 0;      // latency percentiles of the successful calls
+  double p99_ms = 0;
+  double max_ms = 0;
+  int clients = 0;  // copied from the options, for the report
+  uint64_t value_bytes = 0;
+  std::string first_error;  // the first error seen in the window (empty if none)
+};
+
+// put(client, seq, value): client in [0, clients), seq = 0, 1, 2, ... per client (warm-up calls
+// included), value of value_bytes bytes. Returns OK when the write was acknowledged.
+using PutFn = std::function<absl::Status(int client, uint64_t seq, const std::string& value)>;
+
+// Runs the load with the system clock and returns what was measured. Blocks for about
+// warmup + duration (plus the slowest call in flight at the end).
+LoadResult RunLoad(const LoadOptions& o, const PutFn& put);
+
+// The same with an injected clock (tests pass a ManualClock that `put` advances, so no test
+// sleeps). The clock times both the window and each call's latency.
+LoadResult RunLoad(const LoadOptions& o, const PutFn& put, const Clock& clock);
+
+// The nearest-rank percentile `p` (0 < p <= 100) of `sorted` (ascending): the smallest value
+// such that at least p% of the values are <= it. 0 for an empty vector.
+int64_t Percentile(const std::vector<int64_t>& sorted, double p);
+
+struct LatencySummary {
+  double p50_ms = 0;
+  double p99_ms = 0;
+  double max_ms = 0;
+};
+
+// p50, p99 and max, in milliseconds, of latencies given in nanoseconds (any order; sorts them).
+LatencySummary SummarizeLatencies(std::vector<int64_t> latencies_ns);
+
+// One extra key of the JSON line: a string (quoted and escaped) or a number.
+class JsonField {
+ public:
+  JsonField(absl::string_view key, absl::string_view value);
+  JsonField(absl::string_view key, const char* value) : JsonField(key, absl::string_view(value)) {}
+  JsonField(absl::string_view key, const std::string& value)
+      : JsonField(key, absl::string_view(value)) {}
+  template <typename T,
+            typename = std::enable_if_t<std::is_arithmetic_v<T> && !std::is_same_v<T, bool>>>
+  JsonField(absl::string_view key, T value) : key_(key) {
+    if constexpr (std::is_floating_point_v<T>) {
+      json_value_ = FiniteNumber(static_cast<double>(value));
+    } else {
+      json_value_ = absl::StrCat(value);
+    }
+  }
+  JsonField(absl::string_view key, bool value) : key_(key), json_value_(value ? "true" : "false") {}
+
+  const std::string& key() const { return key_; }
+  // The value as JSON text.
+  const std::string& json_value() const { return json_value_; }
+
+ private:
+  // Six significant digits (absl::StrCat), or 0 for NaN and infinities (JSON has neither).
+  static std::string FiniteNumber(double v);
+
+  std::string key_;
+  std::string json_value_;
+};
+
+// One JSON object on one line (no newline): the `extra` fields first (e.g. "system"), then
+// clients, value_bytes, ops, errors, seconds, throughput (ops/s), p50_ms, p99_ms, max_ms, and
+// first_error when there were errors.
+std::string ToJson(const LoadResult& r, std::initializer_list<JsonField> extra = {});
+
+}  // namespace shoal::raft::bench

@@ -120,7 +120,7 @@ fi
 # --- build the client first, so that the cluster does not idle during the build ----------
 log "building //raft:bench_etcd (-c opt)"
 bazel build -c opt //raft:bench_etcd >&2
-bench_bin="$(bazel info -c opt bazel-bin 2>/dev/null)/raft/bench_etcd"
+bench_bin="$(bazel info -c opt bazel-bin 2>/dev/null)/raft/bench/etcd_bench"
 
 # --- start the cluster --------------------------------------------------------------------
 initial_cluster=""

@@ -1,0 +1,435 @@
+// The Shoal side of the Raft benchmark (issue #3), comparable with deploy/bench-etcd.sh:
+//
+//   bazel run -c opt //raft:bench -- --nodes 3 --clients 64 --value-bytes 256 --seconds 10
+//   bazel run -c opt //raft:bench -- --kill-leader-rounds 20
+//
+// The driver starts --nodes member processes (this binary with --member), each a real Raft
+// member: node loop, gRPC transport on loopback, RocksDB on disk with synced writes, default
+// timing (tick 100 ms, election after 10-20 ticks). Clients send each proposal over gRPC to the
+// leader and wait until it is applied there, as etcd clients wait for a Put; one JSON line is
+// printed. With --kill-leader-rounds, the leader is killed with SIGKILL N times under a steady
+// proposer; the time from each kill to the next committed proposal is reported, the killed
+// member is restarted from its disk, and at the end every acknowledged proposal is checked to
+// be present on every member.
+#include <grpcpp/grpcpp.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "common/log.h"
+#include "raft/bench/load.h"
+#include "raft/bench/raft_bench.grpc.pb.h"
+#include "raft/grpc_transport.h"
+#include "raft/node.h"
+#include "raft/rocksdb_log_store.h"
+
+namespace shoal::raft::bench {
+namespace {
+
+constexpr size_t kIdBytes = 16;
+
+// ---- member process ----
+
+// Keeps the ids of applied values (the first 16 bytes), enough to check for lost writes.
+class IdSetStateMachine : public StateMachine {
+ public:
+  void Apply(uint64_t /*index*/, absl::string_view data) override {
+    absl::MutexLock lock(&mu_);
+    ids_.emplace(data.substr(0, std::min(kIdBytes, data.size())));
+  }
+  std::string Snapshot() override {
+    absl::MutexLock lock(&mu_);
+    std::string out;
+    for (const std::string& id : ids_) out += id;
+    return out;
+  }
+  absl::Status Restore(absl::string_view data) override {
+    absl::MutexLock lock(&mu_);
+    ids_.clear();
+    for (size_t i = 0; i + kIdBytes <= data.size(); i += kIdBytes) {
+      ids_.emplace(data.substr(i, kIdBytes));
+    }
+    return absl::OkStatus();
+  }
+  uint64_t Count(const google::protobuf::RepeatedPtrField<std::string>& ids) {
+    absl::MutexLock lock(&mu_);
+    uint64_t n = 0;
+    for (const std::string& id : ids) n += ids_.count(id);
+    return n;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::set<std::string> ids_ ABSL_GUARDED_BY(mu_);
+};
+
+class BenchService final : public raftbench::RaftBench::Service {
+ public:
+  BenchService(Node* node, IdSetStateMachine* sm) : node_(node), sm_(sm) {}
+  grpc::Status Propose(grpc::ServerContext*, const raftbench::ProposeRequest* req,
+                       raftbench::ProposeResponse* resp) override {
+    absl::StatusOr<uint64_t> index = node_->Propose(req->value()).get();
+    if (!index.ok()) {
+      return grpc::Status(static_cast<grpc::StatusCode>(index.status().code()),
+                          std::string(index.status().message()));
+    }
+    resp->set_index(*index);
+    return grpc::Status::OK;
+  }
+  grpc::Status Status(grpc::ServerContext*, const raftbench::StatusRequest*,
+                      raftbench::StatusResponse* resp) override {
+    const Node::Status s = node_->GetStatus();
+    resp->set_id(s.id);
+    resp->set_leader(s.leader);
+    resp->set_term(s.term);
+    resp->set_is_leader(s.role == Role::kLeader);
+    resp->set_applied(s.applied);
+    return grpc::Status::OK;
+  }
+  grpc::Status Count(grpc::ServerContext*, const raftbench::CountRequest* req,
+                     raftbench::CountResponse* resp) override {
+    resp->set_present(sm_->Count(req->ids()));
+    return grpc::Status::OK;
+  }
+
+ private:
+  Node* node_;
+  IdSetStateMachine* sm_;
+};
+
+std::atomic<bool> g_stop{false};
+
+int RunMember(uint64_t id, const std::string& dir, const std::string& peers_flag,
+              int raft_port, int bench_port) {
+  signal(SIGTERM, [](int) { g_stop = true; });
+  auto store = RocksDbLogStore::Open({dir});
+  if (!store.ok()) {
+    std::fprintf(stderr, "member %lu: %s\n", (unsigned long)id, store.status().ToString().c_str());
+    return 1;
+  }
+  std::map<uint64_t, std::string> peers;
+  raftpb::ConfState cs;
+  for (absl::string_view p : absl::StrSplit(peers_flag, ',')) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(p, '=');
+    const uint64_t pid = std::stoull(kv.first);
+    peers[pid] = kv.second;
+    cs.add_voters(pid);
+  }
+  if ((*store)->GetInitialState()->conf_state.voters_size() == 0) {
+    if (!(*store)->SaveConfState(cs).ok()) return 1;
+  }
+  GrpcTransport::Options topts;
+  topts.self = id;
+  auto transport = std::move(*GrpcTransport::Create(topts));
+  IdSetStateMachine sm;
+  Node::Options no;
+  no.raft.id = id;
+  no.storage = store->get();
+  no.transport = transport.get();
+  no.state_machine = &sm;
+  auto node = Node::Create(no);
+  if (!node.ok()) {
+    std::fprintf(stderr, "member %lu: %s\n", (unsigned long)id, node.status().ToString().c_str());
+    return 1;
+  }
+  transport->SetHandler(node->get());
+  BenchService bench(node->get(), &sm);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(absl::StrCat("127.0.0.1:", raft_port), grpc::InsecureServerCredentials());
+  builder.AddListeningPort(absl::StrCat("127.0.0.1:", bench_port),
+                           grpc::InsecureServerCredentials());
+  builder.RegisterService(transport->service());
+  builder.RegisterService(&bench);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server) {
+    std::fprintf(stderr, "member %lu: cannot listen on %d/%d\n", (unsigned long)id, raft_port,
+                 bench_port);
+    return 1;
+  }
+  for (const auto& [pid, addr] : peers) {
+    if (pid != id) transport->AddPeer(pid, addr);
+  }
+  (*node)->Start();
+  while (!g_stop) absl::SleepFor(absl::Milliseconds(50));  // waiting for SIGTERM
+  (*node)->Stop();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+  return 0;
+}
+
+// ---- driver ----
+
+// A port the kernel picks on 127.0.0.1 (free now; the member binds it right after).
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    std::perror("picking a free port");
+    std::exit(1);
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+struct Member {
+  uint64_t id;
+  int raft_port;
+  int bench_port;
+  std::string dir;
+  pid_t pid = 0;
+  std::unique_ptr<raftbench::RaftBench::Stub> stub;
+};
+
+class Driver {
+ public:
+  Driver(std::string self, int nodes, std::string base) : self_(std::move(self)), base_(base) {
+    for (int i = 1; i <= nodes; ++i) {
+      Member m;
+      m.id = i;
+      m.raft_port = FreePort();
+      m.bench_port = FreePort();
+      m.dir = absl::StrCat(base, "/m", i);
+      members_.push_back(std::move(m));
+    }
+    std::vector<std::string> peers;
+    for (const Member& m : members_) peers.push_back(absl::StrCat(m.id, "=127.0.0.1:", m.raft_port));
+    peers_ = absl::StrJoin(peers, ",");
+    for (Member& m : members_) {
+      m.stub = raftbench::RaftBench::NewStub(grpc::CreateChannel(
+          absl::StrCat("127.0.0.1:", m.bench_port), grpc::InsecureChannelCredentials()));
+    }
+  }
+  ~Driver() {
+    for (Member& m : members_) Stop(m.id, SIGTERM);
+    std::filesystem::remove_all(base_);
+  }
+
+  void Start(uint64_t id) {
+    Member& m = members_[id - 1];
+    const pid_t pid = fork();
+    if (pid == 0) {
+      const std::string id_s = std::to_string(id), raft_s = std::to_string(m.raft_port),
+                        bench_s = std::to_string(m.bench_port);
+      execl(self_.c_str(), self_.c_str(), "--member", id_s.c_str(), "--dir", m.dir.c_str(),
+            "--peers", peers_.c_str(), "--raft-port", raft_s.c_str(), "--bench-port",
+            bench_s.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    m.pid = pid;
+  }
+
+  void Stop(uint64_t id, int sig) {
+    Member& m = members_[id - 1];
+    if (m.pid <= 0) return;
+    kill(m.pid, sig);
+    int status = 0;
+    waitpid(m.pid, &status, 0);
+    m.pid = 0;
+  }
+
+  // The leader as seen by the running members, once one believes it leads; 0 at the deadline.
+  uint64_t FindLeader(absl::Time deadline, uint64_t exclude = 0) {
+    while (absl::Now() < deadline) {
+      for (Member& m : members_) {
+        if (m.pid <= 0 || m.id == exclude) continue;
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+        raftbench::StatusResponse st;
+        if (m.stub->Status(&ctx, raftbench::StatusRequest(), &st).ok() && st.is_leader()) {
+          return m.id;
+        }
+      }
+      absl::SleepFor(absl::Milliseconds(2));  // polling member status
+    }
+    return 0;
+  }
+
+  raftbench::RaftBench::Stub* stub(uint64_t id) { return members_[id - 1].stub.get(); }
+  int size() const { return static_cast<int>(members_.size()); }
+  int bench_port(uint64_t id) const { return members_[id - 1].bench_port; }
+
+ private:
+  std::string self_;
+  std::string base_;
+  std::string peers_;
+  std::vector<Member> members_;
+};
+
+std::string MakeValue(uint64_t client, uint64_t seq, size_t bytes) {
+  std::string v(std::max(bytes, kIdBytes), 'x');
+  for (int i = 0; i < 8; ++i) {
+    v[i] = static_cast<char>(client >> (56 - 8 * i));
+    v[8 + i] = static_cast<char>(seq >> (56 - 8 * i));
+  }
+  return v;
+}
+
+int RunThroughput(Driver& d, int clients, uint64_t value_bytes, int seconds) {
+  const uint64_t leader = d.FindLeader(absl::Now() + absl::Seconds(30));
+  if (leader == 0) {
+    std::fprintf(stderr, "no leader elected within 30s\n");
+    return 1;
+  }
+  // Same connection scheme as the etcd side: min(clients, 4) channels to the leader.
+  const int channel_count = std::min(clients, 4);
+  std::vector<std::unique_ptr<raftbench::RaftBench::Stub>> stubs;
+  for (int i = 0; i < channel_count; ++i) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    stubs.push_back(raftbench::RaftBench::NewStub(
+        grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", d.bench_port(leader)),
+                                  grpc::InsecureChannelCredentials(), args)));
+  }
+  LoadOptions o;
+  o.clients = clients;
+  o.duration = absl::Seconds(seconds);
+  o.value_bytes = value_bytes;
+  o.warmup = absl::Seconds(1);
+  LoadResult r = RunLoad(o, [&](int client, uint64_t seq, const std::string&) -> absl::Status {
+    raftbench::ProposeRequest req;
+    req.set_value(MakeValue(client, seq, value_bytes));
+    raftbench::ProposeResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    grpc::Status s = stubs[client % channel_count]->Propose(&ctx, req, &resp);
+    if (!s.ok()) return absl::UnavailableError(s.error_message());
+    return absl::OkStatus();
+  });
+  std::printf("%s\n", ToJson(r, {{"system", "shoal"}, {"nodes", d.size()},
+                                 {"channels", channel_count}, {"warmup_seconds", 1}})
+                          .c_str());
+  return r.ops > 0 ? 0 : 1;
+}
+
+int RunFailover(Driver& d, int rounds, uint64_t value_bytes) {
+  std::vector<std::string> acked;  // ids of acknowledged proposals
+  uint64_t seq = 0;
+  // Proposes one value through the current leader; true once acknowledged.
+  auto propose_once = [&](uint64_t leader) {
+    raftbench::ProposeRequest req;
+    req.set_value(MakeValue(0, ++seq, value_bytes));
+    raftbench::ProposeResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(1000));
+    if (!d.stub(leader)->Propose(&ctx, req, &resp).ok()) return false;
+    acked.push_back(req.value().substr(0, kIdBytes));
+    return true;
+  };
+  std::vector<double> failovers_ms;
+  for (int round = 0; round < rounds; ++round) {
+    uint64_t leader = d.FindLeader(absl::Now() + absl::Seconds(30));
+    if (leader == 0) {
+      std::fprintf(stderr, "round %d: no leader\n", round);
+      return 1;
+    }
+    for (int i = 0; i < 50; ++i) propose_once(leader);  // steady traffic before the kill
+    const absl::Time killed = absl::Now();
+    d.Stop(leader, SIGKILL);
+    bool committed = false;
+    while (!committed && absl::Now() < killed + absl::Seconds(60)) {
+      const uint64_t next = d.FindLeader(killed + absl::Seconds(60), leader);
+      if (next != 0) committed = propose_once(next);
+    }
+    if (!committed) {
+      std::fprintf(stderr, "round %d: nothing committed within 60s of the kill\n", round);
+      return 1;
+    }
+    failovers_ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - killed));
+    std::fprintf(stderr, "round %d: killed member %lu, next commit after %.0f ms\n", round,
+                 (unsigned long)leader, failovers_ms.back());
+    d.Start(leader);  // back from its disk
+  }
+  // Every acknowledged proposal is on every member (the restarted one once it caught up).
+  const uint64_t leader = d.FindLeader(absl::Now() + absl::Seconds(30));
+  propose_once(leader);
+  uint64_t missing_max = 0;
+  for (uint64_t id = 1; id <= static_cast<uint64_t>(d.size()); ++id) {
+    uint64_t present = 0;
+    for (int attempt = 0; attempt < 200 && present < acked.size(); ++attempt) {
+      raftbench::CountRequest req;
+      for (const std::string& a : acked) req.add_ids(a);
+      raftbench::CountResponse resp;
+      grpc::ClientContext ctx;
+      if (d.stub(id)->Count(&ctx, req, &resp).ok()) present = resp.present();
+      if (present < acked.size()) absl::SleepFor(absl::Milliseconds(50));  // catching up
+    }
+    missing_max = std::max<uint64_t>(missing_max, acked.size() - present);
+  }
+  std::vector<double> sorted = failovers_ms;
+  std::sort(sorted.begin(), sorted.end());
+  auto pct = [&](double p) {
+    return sorted[std::min(sorted.size() - 1, static_cast<size_t>(p * (sorted.size() - 1) + 0.5))];
+  };
+  std::printf(
+      "{\"system\":\"shoal\",\"failover_rounds\":%zu,\"failover_min_ms\":%.0f,"
+      "\"failover_p50_ms\":%.0f,\"failover_p90_ms\":%.0f,\"failover_max_ms\":%.0f,"
+      "\"failover_all_ms\":[%s],\"acknowledged\":%zu,\"lost\":%lu}\n",
+      sorted.size(), sorted.front(), pct(0.5), pct(0.9), sorted.back(),
+      absl::StrJoin(failovers_ms, ",",
+                    [](std::string* out, double v) { absl::StrAppend(out, static_cast<int>(v)); })
+          .c_str(),
+      acked.size(), (unsigned long)missing_max);
+  return missing_max == 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace shoal::raft::bench
+
+int main(int argc, char** argv) {
+  using namespace shoal::raft::bench;
+  CLI::App app{"Raft benchmark: Shoal members over gRPC and RocksDB on loopback"};
+  int nodes = 3, clients = 1, seconds = 10, rounds = 0;
+  uint64_t value_bytes = 256;
+  uint64_t member = 0;
+  std::string dir, peers;
+  int raft_port = 0, bench_port = 0;
+  app.add_option("--nodes", nodes, "members")->check(CLI::Range(1, 7));
+  app.add_option("--clients", clients, "concurrent proposers")->check(CLI::PositiveNumber);
+  app.add_option("--value-bytes", value_bytes, "bytes per proposal");
+  app.add_option("--seconds", seconds, "measured seconds")->check(CLI::PositiveNumber);
+  app.add_option("--kill-leader-rounds", rounds, "measure leader failover N times instead");
+  app.add_option("--member", member, "(internal) run as member N");
+  app.add_option("--dir", dir, "(internal) member state directory");
+  app.add_option("--peers", peers, "(internal) id=addr,...");
+  app.add_option("--raft-port", raft_port, "(internal)");
+  app.add_option("--bench-port", bench_port, "(internal)");
+  CLI11_PARSE(app, argc, argv);
+  if (member != 0) return RunMember(member, dir, peers, raft_port, bench_port);
+
+  char tmpl[] = "/tmp/shoal-raft-bench.XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) {
+    std::perror("mkdtemp");
+    return 1;
+  }
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n <= 0) return 1;
+  self[n] = '\0';
+  Driver d(self, nodes, tmpl);
+  for (int i = 1; i <= nodes; ++i) d.Start(i);
+  if (rounds > 0) return RunFailover(d, rounds, value_bytes);
+  return RunThroughput(d, clients, value_bytes, seconds);
+}

@@ -56,6 +56,7 @@ absl::Status Node::Init() {
   absl::StatusOr<InitialState> init = options_.storage->GetInitialState();
   if (!init.ok()) return init.status();
   conf_state_ = init->conf_state;
+  persisted_ = init->hard_state;
   absl::StatusOr<raftpb::Snapshot> snap = options_.storage->Snapshot();
   if (!snap.ok()) return snap.status();
   if (snap->metadata().index() > 0) {
@@ -214,6 +215,10 @@ void Node::Loop() {
     status_.role = core_->role();
     status_.commit = core_->log().committed();
     status_.applied = applied_;
+    status_.readies = stats_.readies;
+    status_.synced_writes = stats_.synced_writes;
+    status_.entries_written = stats_.entries_written;
+    status_.messages_sent = stats_.messages_sent;
   }
   FailPending(absl::UnavailableError("raft node stopped"));
   absl::MutexLock lock(&mu_);
@@ -302,12 +307,35 @@ void Node::HandleReady() {
     status_.role = soft_.role;
     status_.term = core_->term();
   }
-  // Durable before anything that depends on it leaves (the core's contract).
+  // A leader sends its appends and heartbeats before its own write completes (Raft thesis
+  // 10.2.1): it counts its own copy towards commitment only once Advance reports it persisted,
+  // so a crash in between cannot make anything look committed that is not on a quorum. Only
+  // when this Ready changes neither term nor vote: those are durable before anyone hears of
+  // them. Everything else (votes, acknowledgements) leaves after the write.
+  const bool early = core_->role() == Role::kLeader && !rd.snapshot &&
+                     (!rd.hard_state || (rd.hard_state->term() == persisted_.term() &&
+                                         rd.hard_state->vote() == persisted_.vote()));
+  if (early && !rd.messages.empty()) {
+    stats_.messages_sent += rd.messages.size();
+    std::vector<raftpb::Message> now, later;
+    for (raftpb::Message& m : rd.messages) {
+      const bool append = m.type() == raftpb::MSG_APP || m.type() == raftpb::MSG_HEARTBEAT;
+      (append ? now : later).push_back(std::move(m));
+    }
+    if (!now.empty()) options_.transport->Send(std::move(now));
+    rd.messages = std::move(later);
+  }
+  // Durable before anything else that depends on it leaves (the core's contract).
   absl::Status saved = options_.storage->Save(rd.hard_state ? &*rd.hard_state : nullptr,
                                               rd.entries, rd.snapshot ? &*rd.snapshot : nullptr,
                                               rd.must_sync);
   SHOAL_CHECK(saved.ok(), "raft storage write failed; stopping rather than continuing without ",
               "durability: ", saved.ToString());
+  if (rd.hard_state) persisted_ = *rd.hard_state;
+  ++stats_.readies;
+  stats_.synced_writes += rd.must_sync ? 1 : 0;
+  stats_.entries_written += rd.entries.size();
+  stats_.messages_sent += rd.messages.size();
   if (rd.snapshot) {
     absl::Status s = options_.state_machine->Restore(rd.snapshot->data());
     SHOAL_CHECK(s.ok(), "restoring the state machine from a received snapshot: ", s.ToString());

@@ -75,6 +75,11 @@ class Node final : public MessageHandler {
     Role role = Role::kFollower;
     uint64_t commit = 0;
     uint64_t applied = 0;
+    // Counters since start: Readies handled, synced writes, entries written, messages sent.
+    uint64_t readies = 0;
+    uint64_t synced_writes = 0;
+    uint64_t entries_written = 0;
+    uint64_t messages_sent = 0;
   };
 
   // Restores the state machine from the stored snapshot and replays the committed log on start.
@@ -136,6 +141,8 @@ class Node final : public MessageHandler {
   uint64_t applied_ = 0;
   uint64_t last_snapshot_ = 0;
   raftpb::ConfState conf_state_;
+  raftpb::HardState persisted_;  // the hard state last written
+  Status stats_;                  // only the counters are used
   SoftState soft_;
 
   std::thread thread_;

@@ -170,6 +170,13 @@ int RunMember(uint64_t id, const std::string& dir, const std::string& peers_flag
   }
   (*node)->Start();
   while (!g_stop) absl::SleepFor(absl::Milliseconds(50));  // waiting for SIGTERM
+  const Node::Status st = (*node)->GetStatus();
+  std::fprintf(stderr,
+               "member %lu: %s, %lu readies, %lu synced writes, %lu entries written, %lu "
+               "messages sent\n",
+               (unsigned long)id, RoleName(st.role), (unsigned long)st.readies,
+               (unsigned long)st.synced_writes, (unsigned long)st.entries_written,
+               (unsigned long)st.messages_sent);
   (*node)->Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
   return 0;
@@ -218,8 +225,14 @@ class Driver {
     for (const Member& m : members_) peers.push_back(absl::StrCat(m.id, "=127.0.0.1:", m.raft_port));
     peers_ = absl::StrJoin(peers, ",");
     for (Member& m : members_) {
-      m.stub = raftbench::RaftBench::NewStub(grpc::CreateChannel(
-          absl::StrCat("127.0.0.1:", m.bench_port), grpc::InsecureChannelCredentials()));
+      // Members are killed and restarted: reconnect quickly instead of gRPC's default backoff
+      // (which grows to minutes).
+      grpc::ChannelArguments args;
+      args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
+      args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 50);
+      args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 200);
+      m.stub = raftbench::RaftBench::NewStub(grpc::CreateCustomChannel(
+          absl::StrCat("127.0.0.1:", m.bench_port), grpc::InsecureChannelCredentials(), args));
     }
   }
   ~Driver() {
@@ -373,9 +386,19 @@ int RunFailover(Driver& d, int rounds, uint64_t value_bytes) {
       for (const std::string& a : acked) req.add_ids(a);
       raftbench::CountResponse resp;
       grpc::ClientContext ctx;
-      if (d.stub(id)->Count(&ctx, req, &resp).ok()) present = resp.present();
+      ctx.set_wait_for_ready(true);
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+      grpc::Status st = d.stub(id)->Count(&ctx, req, &resp);
+      if (st.ok()) {
+        present = resp.present();
+      } else if (attempt == 199) {
+        std::fprintf(stderr, "member %lu: Count failed: %s\n", (unsigned long)id,
+                     st.error_message().c_str());
+      }
       if (present < acked.size()) absl::SleepFor(absl::Milliseconds(50));  // catching up
     }
+    std::fprintf(stderr, "member %lu holds %lu of %zu acknowledged proposals\n",
+                 (unsigned long)id, (unsigned long)present, acked.size());
     missing_max = std::max<uint64_t>(missing_max, acked.size() - present);
   }
   std::vector<double> sorted = failovers_ms;

@@ -116,6 +116,7 @@ class Node final : public MessageHandler {
   absl::Status Init();
   void Loop();
   void Enqueue(Input input);
+  void ProposeAll(std::deque<Input>& batch);
   void HandleInput(Input& input);
   void HandleReady();
   void ApplyEntry(const raftpb::Entry& e);

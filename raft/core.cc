@@ -933,6 +933,13 @@ void Core::ReportUnreachable(uint64_t id) {
   (void)Step(m);
 }
 
+void Core::LeaderUnreachable() {
+  if (role_ != Role::kFollower || lead_ == 0) return;
+  lead_ = 0;
+  std::uniform_int_distribution<int> dist(1, 3);
+  election_elapsed_ = std::max(election_elapsed_, randomized_election_timeout_ - dist(rng_));
+}
+
 void Core::ReportSnapshot(uint64_t id, bool failed) {
   Message m;
   m.set_type(raftpb::MSG_SNAP_STATUS);

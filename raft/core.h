@@ -148,6 +148,12 @@ class Core {
 
   // Transport feedback.
   void ReportUnreachable(uint64_t id);
+  // The transport lost its connection to the current leader (its process died, or the network
+  // to it broke). A follower then stops honouring the leader's lease and campaigns (pre-vote
+  // first) within a few ticks instead of waiting out its randomized election timeout. A live
+  // leader's next heartbeat restores everything; a pre-vote succeeds only where a majority lost
+  // the leader too, so a false alarm disrupts nothing.
+  void LeaderUnreachable();
   void ReportSnapshot(uint64_t id, bool failed);
 
   bool HasReady() const;

@@ -500,6 +500,43 @@ TEST(CoreTest, FollowersInALeaseIgnoreVotesForANewTerm) {
   EXPECT_EQ(net.core(2).leader(), 1u);
 }
 
+// Followers that lose the leader's connection elect a new one within a few ticks instead of
+// their 10-20 tick timeout; a false alarm on one follower changes nothing.
+TEST(CoreTest, LosingTheLeadersConnectionTriggersAnEarlyElection) {
+  Network net(3, [](Config& c) {
+    c.pre_vote = true;
+    c.check_quorum = true;
+  });
+  net.Campaign(1);
+  const uint64_t term = net.core(1).term();
+  net.Isolate(1);  // the leader's process died
+  net.core(2).LeaderUnreachable();
+  net.core(3).LeaderUnreachable();
+  for (int tick = 0; tick < 4; ++tick) {
+    net.Tick(2);
+    net.Tick(3);
+  }
+  const bool two = net.core(2).role() == Role::kLeader;
+  const bool three = net.core(3).role() == Role::kLeader;
+  EXPECT_TRUE(two || three);
+  EXPECT_GT(net.core(two ? 2 : 3).term(), term);
+}
+
+TEST(CoreTest, AFalseAlarmAboutTheLeaderDisruptsNothing) {
+  Network net(3, [](Config& c) {
+    c.pre_vote = true;
+    c.check_quorum = true;
+  });
+  net.Campaign(1);
+  const uint64_t term = net.core(1).term();
+  net.core(2).LeaderUnreachable();  // only member 2 thinks so; 3 still hears the leader
+  net.Tick(2, 3);
+  net.TickAll(5);
+  EXPECT_EQ(net.core(1).role(), Role::kLeader);
+  EXPECT_EQ(net.core(1).term(), term);
+  EXPECT_EQ(net.core(2).leader(), 1u);
+}
+
 // ---- ReadIndex ----
 
 TEST(CoreTest, ReadIndexOnLeaderWaitsForAHeartbeatQuorum) {

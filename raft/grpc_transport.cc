@@ -50,12 +50,20 @@ class GrpcTransport::RaftServiceImpl final : public raftpb::Raft::Service {
                               grpc::ServerReader<raftpb::MessageBatch>* reader,
                               raftpb::StreamMessagesResponse* /*response*/) override {
     raftpb::MessageBatch batch;
+    uint64_t from = 0;
     while (reader->Read(&batch)) {
       MessageHandler* handler = transport_->handler_.load();
       if (handler == nullptr) continue;  // not started yet: as if lost
-      for (raftpb::Message& m : *batch.mutable_messages()) handler->Receive(std::move(m));
+      for (raftpb::Message& m : *batch.mutable_messages()) {
+        from = m.from();
+        handler->Receive(std::move(m));
+      }
       batch.Clear();
     }
+    // The peer's stream ended: it stopped, died, or the network to it broke. Say so at once
+    // (a follower whose leader vanished then elects a new one without waiting out its timeout).
+    MessageHandler* handler = transport_->handler_.load();
+    if (from != 0 && handler != nullptr) handler->ReportUnreachable(from);
     return grpc::Status::OK;
   }
 

@@ -314,6 +314,7 @@ void Node::HandleInput(Input& in) {
       break;
     case Input::kUnreachable:
       core_->ReportUnreachable(in.peer);
+      if (in.peer == core_->leader()) core_->LeaderUnreachable();
       break;
     case Input::kSnapshot:
       core_->ReportSnapshot(in.peer, in.failed);

@@ -259,6 +259,14 @@ void Sim::StartCore(SimNode& n) {
 
 void Sim::Crash(SimNode& n, const char* why) {
   Trace("crash ", n.id, " (", why, ")");
+  // Usually the members connected to it notice the dropped connection (the transport reports
+  // it): followers of a crashed leader then campaign early.
+  for (auto& [id, other] : nodes_) {
+    if (id == n.id || !other.up || other.core->leader() != n.id || !Chance(0.7)) continue;
+    if (group_[id] != group_[n.id]) continue;  // cut off already: no connection to lose
+    Trace("member ", id, " lost its connection to leader ", n.id);
+    other.core->LeaderUnreachable();
+  }
   n.up = false;
   n.core.reset();
   n.kv.clear();
@@ -510,6 +518,14 @@ void Sim::Chaos() {
   }
   for (auto& [id, n] : nodes_) {
     if (!n.up && !n.removed && Chance(0.04)) Restart(n);
+  }
+  // A false alarm: a follower believes its connection to a live leader dropped.
+  if (Chance(0.01) && !up.empty()) {
+    SimNode& n = Node(Pick(up));
+    if (n.up && n.core->role() == Role::kFollower && n.core->leader() != 0) {
+      Trace("member ", n.id, " falsely believes leader ", n.core->leader(), " is gone");
+      n.core->LeaderUnreachable();
+    }
   }
   // Leadership transfer.
   if (Chance(0.01)) {

@@ -3,17 +3,12 @@
 #include <gtest/gtest.h>
 
 #include "raft/memory_log_store.h"
+#include "raft/testing/entries.h"
 
 namespace shoal::raft {
 namespace {
 
-raftpb::Entry E(uint64_t index, uint64_t term, std::string data = "") {
-  raftpb::Entry e;
-  e.set_index(index);
-  e.set_term(term);
-  e.set_data(std::move(data));
-  return e;
-}
+using testing::E;
 
 std::vector<uint64_t> Terms(const std::vector<raftpb::Entry>& ents) {
   std::vector<uint64_t> out;

@@ -11,17 +11,12 @@
 #include <gtest/gtest.h>
 
 #include "raft/core.h"
+#include "raft/testing/entries.h"
 
 namespace shoal::raft {
 namespace {
 
-raftpb::Entry E(uint64_t index, uint64_t term, std::string data = "") {
-  raftpb::Entry e;
-  e.set_index(index);
-  e.set_term(term);
-  e.set_data(std::move(data));
-  return e;
-}
+using testing::E;
 
 std::vector<raftpb::Entry> Range(uint64_t lo, uint64_t hi, uint64_t term) {
   std::vector<raftpb::Entry> out;

@@ -1012,12 +1012,37 @@ Ready Core::GetReady() {
     rd.snapshot = *snap;
   }
   rd.committed_entries = log_.NextCommittedEntries();
+  rd.early_messages = ExtractEarlyMessages();
   rd.messages.swap(msgs_);
   rd.read_states.swap(read_states_);
   rd.must_sync = !rd.entries.empty() || rd.snapshot.has_value() ||
                  hs.term() != prev_hard_.term() || hs.vote() != prev_hard_.vote();
   return rd;
 }
+
+bool Core::CanSendEarly() const {
+  // prev_hard_ is what the caller persisted (it was handed out by the last advanced Ready).
+  return role_ == Role::kLeader && term_ == prev_hard_.term() && vote_ == prev_hard_.vote();
+}
+
+std::vector<Message> Core::ExtractEarlyMessages() {
+  std::vector<Message> early;
+  if (!CanSendEarly()) return early;
+  size_t kept = 0;
+  for (size_t i = 0; i < msgs_.size(); ++i) {
+    Message& m = msgs_[i];
+    if (m.type() == raftpb::MSG_APP || m.type() == raftpb::MSG_HEARTBEAT) {
+      early.push_back(std::move(m));
+    } else {
+      if (kept != i) msgs_[kept] = std::move(m);
+      ++kept;
+    }
+  }
+  msgs_.resize(kept);
+  return early;
+}
+
+std::vector<Message> Core::TakeEarlyMessages() { return ExtractEarlyMessages(); }
 
 void Core::Advance(const Ready& rd) {
   if (rd.soft_state) prev_soft_ = *rd.soft_state;

@@ -3,6 +3,7 @@
 // Inputs: Tick() (the passage of time, in ticks), Step(message) (a message from a peer),
 // Propose/ProposeConfChange/ReadIndex/TransferLeader/Campaign (local requests). Output: a Ready
 // batch, taken with GetReady(), which the caller must handle in this order:
+//   0. (may) send early_messages at once;
 //   1. persist the snapshot (if any), the entries and the hard state, durably (one atomic,
 //      synced write when must_sync);
 //   2. send the messages;
@@ -11,6 +12,13 @@
 //   4. call Advance(ready).
 // Because every message leaves after the state it depends on is durable, a leader counts its
 // own copy of an entry towards the commit quorum only once Advance reports it persisted.
+//
+// Persisting asynchronously: between GetReady and Advance (while the Ready is being written)
+// the caller may keep calling Step, Tick, Propose, ReadIndex and the other inputs; what they
+// produce waits for the next Ready, except the messages TakeEarlyMessages returns, which may
+// leave at once. GetReady must not be called again before Advance. This is how the node loop
+// keeps batching proposals and receiving acknowledgements while an fsync is under way, and how
+// the simulation drives the core too.
 //
 // Features: randomized election timeouts, pre-vote, check-quorum with leader leases (a
 // follower that heard from a leader within the election timeout ignores disruptive votes),
@@ -102,6 +110,10 @@ struct Ready {
   std::optional<raftpb::Snapshot> snapshot;
   // Entries to apply (already persisted, or persisted in step 1).
   std::vector<raftpb::Entry> committed_entries;
+  // Messages that may leave before this Ready is persisted: a leader's appends and heartbeats,
+  // once its term and vote are durable (Raft thesis 10.2.1: the leader writes its log in
+  // parallel with its followers; it counts its own copy only after Advance).
+  std::vector<raftpb::Message> early_messages;
   // Messages to send after persisting.
   std::vector<raftpb::Message> messages;
   // Whether the write in step 1 must be synced (term, vote or entries changed).
@@ -159,6 +171,10 @@ class Core {
   bool HasReady() const;
   Ready GetReady();
   void Advance(const Ready& ready);
+  // Between GetReady and Advance: the messages produced since GetReady that may leave before
+  // that Ready is persisted (see Ready::early_messages); they are removed from the next Ready.
+  // Empty unless this member leads with a durable term and vote.
+  std::vector<raftpb::Message> TakeEarlyMessages();
 
   // Observers.
   uint64_t id() const { return id_; }
@@ -222,6 +238,11 @@ class Core {
   void RespondToReadIndex(const raftpb::Message& req, uint64_t index);
   void ReleasePendingReadIndexMessages();
   void UpdateSelfProgress();
+  // Whether a leader's appends may leave before the pending write: its term and vote are those
+  // last persisted.
+  bool CanSendEarly() const;
+  // Moves the messages that may leave early out of msgs_.
+  std::vector<raftpb::Message> ExtractEarlyMessages();
 
   // Pending ReadIndex requests awaiting a quorum of heartbeat acknowledgements.
   struct ReadIndexStatus {

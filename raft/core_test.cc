@@ -47,6 +47,7 @@ struct Solo {
     std::vector<Message> out;
     while (core->HasReady()) {
       Ready rd = core->GetReady();
+      for (auto& m : rd.early_messages) out.push_back(m);
       EXPECT_TRUE(store->Append(rd.entries).ok());
       if (rd.hard_state) store->SetHardState(*rd.hard_state);
       for (auto& m : rd.messages) out.push_back(m);

@@ -42,7 +42,7 @@ struct Node::Input {
   raftpb::ConfChange cc;
   uint64_t peer = 0;
   bool failed = false;
-  std::promise<absl::StatusOr<uint64_t>> index_promise;
+  ProposeCallback index_done;
   std::promise<absl::Status> status_promise;
 };
 
@@ -66,7 +66,6 @@ absl::Status Node::Init() {
   absl::StatusOr<InitialState> init = options_.storage->GetInitialState();
   if (!init.ok()) return init.status();
   conf_state_ = init->conf_state;
-  persisted_ = init->hard_state;
   absl::StatusOr<raftpb::Snapshot> snap = options_.storage->Snapshot();
   if (!snap.ok()) return snap.status();
   if (snap->metadata().index() > 0) {
@@ -97,6 +96,7 @@ absl::Status Node::Init() {
 Node::~Node() { Stop(); }
 
 void Node::Start() {
+  writer_ = std::thread([this] { WriterLoop(); });
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -106,28 +106,43 @@ void Node::Stop() {
     stopping_ = true;
   }
   if (thread_.joinable()) thread_.join();
+  {
+    absl::MutexLock lock(&mu_);
+    writer_stop_ = true;
+  }
+  if (writer_.joinable()) writer_.join();
 }
 
 void Node::Enqueue(Input input) {
-  absl::MutexLock lock(&mu_);
+  absl::ReleasableMutexLock lock(&mu_);
   if (stopping_) {
     const absl::Status stopped = absl::UnavailableError("raft node is stopped");
-    if (input.kind == Input::kPropose) input.index_promise.set_value(stopped);
     if (input.kind == Input::kRead || input.kind == Input::kConfChange) {
       input.status_promise.set_value(stopped);
     }
+    if (input.kind != Input::kPropose) return;
+    lock.Release();
+    input.index_done(stopped);  // not under the lock: the callback may call back into the node
     return;
   }
   inputs_.push_back(std::move(input));
 }
 
 std::future<absl::StatusOr<uint64_t>> Node::Propose(std::string data) {
+  auto promise = std::make_shared<std::promise<absl::StatusOr<uint64_t>>>();
+  std::future<absl::StatusOr<uint64_t>> f = promise->get_future();
+  Propose(std::move(data), [promise](absl::StatusOr<uint64_t> index) {
+    promise->set_value(std::move(index));
+  });
+  return f;
+}
+
+void Node::Propose(std::string data, ProposeCallback done) {
   Input in;
   in.kind = Input::kPropose;
   in.data = std::move(data);
-  std::future<absl::StatusOr<uint64_t>> f = in.index_promise.get_future();
+  in.index_done = std::move(done);
   Enqueue(std::move(in));
-  return f;
 }
 
 std::future<absl::Status> Node::LinearizableRead() {
@@ -199,17 +214,20 @@ void Node::Loop() {
   absl::Time next_tick = absl::Now() + options_.tick_interval;
   for (;;) {
     std::deque<Input> batch;
+    bool write_done = false;
     {
       absl::MutexLock lock(&mu_);
       mu_.AwaitWithDeadline(
           absl::Condition(
               +[](Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                return n->stopping_ || !n->inputs_.empty();
+                return n->stopping_ || !n->inputs_.empty() || n->write_done_;
               },
               this),
           next_tick);
       if (stopping_) break;
       batch.swap(inputs_);
+      write_done = write_done_;
+      write_done_ = false;
     }
     ProposeAll(batch);
     for (Input& in : batch) HandleInput(in);
@@ -219,7 +237,18 @@ void Node::Loop() {
       next_tick += options_.tick_interval;
       if (next_tick < now) next_tick = now + options_.tick_interval;  // fell behind: no burst
     }
-    while (core_->HasReady()) HandleReady();
+    if (write_done) FinishReady();
+    if (writing_) {
+      // A write is under way: a leader's new appends and heartbeats leave now, the rest waits
+      // for the next Ready.
+      std::vector<raftpb::Message> early = core_->TakeEarlyMessages();
+      if (!early.empty()) {
+        stats_.messages_sent += early.size();
+        options_.transport->Send(std::move(early));
+      }
+    } else {
+      while (!writing_ && core_->HasReady()) StartReady();
+    }
     absl::MutexLock lock(&mu_);
     status_.term = core_->term();
     status_.leader = core_->leader();
@@ -230,17 +259,63 @@ void Node::Loop() {
     status_.synced_writes = stats_.synced_writes;
     status_.entries_written = stats_.entries_written;
     status_.messages_sent = stats_.messages_sent;
+    status_.write_micros = write_micros_;
+  }
+  if (writing_) {
+    // Let the write in flight finish: the storage must not be used after Stop returns.
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&write_done_));
+    write_done_ = false;
+    writing_.reset();
+  }
+  if (unsaved_hs_) {
+    // The commit index, so a restart replays as much as possible; harmless if it fails.
+    (void)options_.storage->Save(&*unsaved_hs_, {}, nullptr, false);
+    unsaved_hs_.reset();
   }
   FailPending(absl::UnavailableError("raft node stopped"));
-  absl::MutexLock lock(&mu_);
-  for (Input& in : inputs_) {
+  std::deque<Input> left;
+  {
+    absl::MutexLock lock(&mu_);
+    left.swap(inputs_);
+  }
+  for (Input& in : left) {
     const absl::Status stopped = absl::UnavailableError("raft node stopped");
-    if (in.kind == Input::kPropose) in.index_promise.set_value(stopped);
+    if (in.kind == Input::kPropose) in.index_done(stopped);
     if (in.kind == Input::kRead || in.kind == Input::kConfChange) {
       in.status_promise.set_value(stopped);
     }
   }
-  inputs_.clear();
+}
+
+void Node::WriterLoop() {
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+            return n->write_requested_ || n->writer_stop_;
+          },
+          this));
+      if (!write_requested_) return;  // stopping, nothing in flight
+    }
+    // The node thread does not touch writing_ or save_hs_ until write_done_ is set.
+    Ready& rd = *writing_;
+    const absl::Time began = absl::Now();
+    absl::Status saved = options_.storage->Save(save_hs_ ? &*save_hs_ : nullptr, rd.entries,
+                                                rd.snapshot ? &*rd.snapshot : nullptr, true);
+    SHOAL_CHECK(saved.ok(), "raft storage write failed; stopping rather than continuing without ",
+                "durability: ", saved.ToString());
+    // Durable: what waited for it (votes, acknowledgements) leaves now, without waiting for the
+    // node thread to wake up.
+    if (!rd.messages.empty()) options_.transport->Send(std::move(rd.messages));
+    rd.messages.clear();
+    const absl::Duration took = absl::Now() - began;
+    absl::MutexLock lock(&mu_);
+    write_micros_ += static_cast<uint64_t>(absl::ToInt64Microseconds(took));
+    write_requested_ = false;
+    write_done_ = true;
+  }
 }
 
 void Node::ProposeAll(std::deque<Input>& batch) {
@@ -260,9 +335,9 @@ void Node::ProposeAll(std::deque<Input>& batch) {
   const absl::Status s = core_->Step(m);
   for (auto& [id, in] : ids) {
     if (!s.ok()) {
-      in->index_promise.set_value(s);
+      in->index_done(s);
     } else {
-      proposals_.emplace(id, std::move(in->index_promise));
+      proposals_.emplace(id, std::move(in->index_done));
     }
     in->kind = Input::kHandled;
   }
@@ -276,9 +351,9 @@ void Node::HandleInput(Input& in) {
       const uint64_t id = epoch_ | next_id_++;
       absl::Status s = core_->Propose(EncodeId(id) + in.data);
       if (!s.ok()) {
-        in.index_promise.set_value(s);
+        in.index_done(s);
       } else {
-        proposals_.emplace(id, std::move(in.index_promise));
+        proposals_.emplace(id, std::move(in.index_done));
       }
       break;
     }
@@ -323,8 +398,9 @@ void Node::HandleInput(Input& in) {
 }
 
 void Node::FailPending(const absl::Status& status) {
-  for (auto& [id, p] : proposals_) p.set_value(status);
-  proposals_.clear();
+  std::map<uint64_t, ProposeCallback> proposals;
+  proposals.swap(proposals_);
+  for (auto& [id, done] : proposals) done(status);
   for (auto& [id, p] : conf_changes_) p.set_value(status);
   conf_changes_.clear();
   for (auto& [ctx, p] : reads_waiting_) p.set_value(status);
@@ -333,7 +409,7 @@ void Node::FailPending(const absl::Status& status) {
   reads_ready_.clear();
 }
 
-void Node::HandleReady() {
+void Node::StartReady() {
   Ready rd = core_->GetReady();
   if (rd.soft_state) {
     if (rd.soft_state->leader != soft_.leader && soft_.leader != 0) {
@@ -346,50 +422,56 @@ void Node::HandleReady() {
     status_.role = soft_.role;
     status_.term = core_->term();
   }
-  // A leader sends its appends and heartbeats before its own write completes (Raft thesis
-  // 10.2.1): it counts its own copy towards commitment only once Advance reports it persisted,
-  // so a crash in between cannot make anything look committed that is not on a quorum. Only
-  // when this Ready changes neither term nor vote: those are durable before anyone hears of
-  // them. Everything else (votes, acknowledgements) leaves after the write.
-  const bool early = core_->role() == Role::kLeader && !rd.snapshot &&
-                     (!rd.hard_state || (rd.hard_state->term() == persisted_.term() &&
-                                         rd.hard_state->vote() == persisted_.vote()));
-  if (early && !rd.messages.empty()) {
-    stats_.messages_sent += rd.messages.size();
-    std::vector<raftpb::Message> now, later;
-    for (raftpb::Message& m : rd.messages) {
-      const bool append = m.type() == raftpb::MSG_APP || m.type() == raftpb::MSG_HEARTBEAT;
-      (append ? now : later).push_back(std::move(m));
-    }
-    if (!now.empty()) options_.transport->Send(std::move(now));
-    rd.messages = std::move(later);
+  // A leader's appends and heartbeats leave before its own write (the core decides which).
+  if (!rd.early_messages.empty()) {
+    stats_.messages_sent += rd.early_messages.size();
+    options_.transport->Send(std::move(rd.early_messages));
   }
   // Committed entries that were already durable before this Ready (all of a leader's, since it
   // counts its own copy only once persisted) are applied before this Ready's write, so their
   // callers are answered without waiting for another fsync.
-  size_t applied_early = 0;
+  applied_early_ = 0;
   if (!rd.snapshot) {
     const uint64_t stable_last = options_.storage->LastIndex();
     const uint64_t first_new = rd.entries.empty() ? UINT64_MAX : rd.entries.front().index();
-    while (applied_early < rd.committed_entries.size()) {
-      const uint64_t index = rd.committed_entries[applied_early].index();
+    while (applied_early_ < rd.committed_entries.size()) {
+      const uint64_t index = rd.committed_entries[applied_early_].index();
       if (index > stable_last || index >= first_new) break;
-      ApplyEntry(rd.committed_entries[applied_early]);
-      ++applied_early;
+      ApplyEntry(rd.committed_entries[applied_early_]);
+      ++applied_early_;
     }
     ServeReads();
   }
-  // Durable before anything else that depends on it leaves (the core's contract).
-  absl::Status saved = options_.storage->Save(rd.hard_state ? &*rd.hard_state : nullptr,
-                                              rd.entries, rd.snapshot ? &*rd.snapshot : nullptr,
-                                              rd.must_sync);
-  SHOAL_CHECK(saved.ok(), "raft storage write failed; stopping rather than continuing without ",
-              "durability: ", saved.ToString());
-  if (rd.hard_state) persisted_ = *rd.hard_state;
   ++stats_.readies;
-  stats_.synced_writes += rd.must_sync ? 1 : 0;
-  stats_.entries_written += rd.entries.size();
   stats_.messages_sent += rd.messages.size();
+  if (rd.hard_state && !rd.must_sync) {
+    // Only the commit index moved: it rides along with the next synced write.
+    unsaved_hs_ = *rd.hard_state;
+  }
+  if (!rd.must_sync) {
+    if (!rd.messages.empty()) options_.transport->Send(std::move(rd.messages));
+    rd.messages.clear();
+    writing_ = std::move(rd);
+    FinishReady();
+    return;
+  }
+  // Durable before anything that depends on it leaves (the core's contract): on the writer.
+  save_hs_.reset();
+  if (rd.hard_state) {
+    save_hs_ = *rd.hard_state;
+  } else if (unsaved_hs_) {
+    save_hs_ = *unsaved_hs_;
+  }
+  unsaved_hs_.reset();
+  ++stats_.synced_writes;
+  stats_.entries_written += rd.entries.size();
+  writing_ = std::move(rd);
+  absl::MutexLock lock(&mu_);
+  write_requested_ = true;
+}
+
+void Node::FinishReady() {
+  Ready& rd = *writing_;
   if (rd.snapshot) {
     absl::Status s = options_.state_machine->Restore(rd.snapshot->data());
     SHOAL_CHECK(s.ok(), "restoring the state machine from a received snapshot: ", s.ToString());
@@ -397,8 +479,7 @@ void Node::HandleReady() {
     last_snapshot_ = applied_;
     conf_state_ = rd.snapshot->metadata().conf_state();
   }
-  if (!rd.messages.empty()) options_.transport->Send(std::move(rd.messages));
-  for (size_t i = applied_early; i < rd.committed_entries.size(); ++i) {
+  for (size_t i = applied_early_; i < rd.committed_entries.size(); ++i) {
     ApplyEntry(rd.committed_entries[i]);
   }
   for (ReadState& rs : rd.read_states) {
@@ -408,6 +489,9 @@ void Node::HandleReady() {
     reads_waiting_.erase(it);
   }
   core_->Advance(rd);
+  writing_.reset();
+  save_hs_.reset();
+  applied_early_ = 0;
   ServeReads();
   MaybeSnapshot();
 }
@@ -442,8 +526,9 @@ void Node::ApplyEntry(const raftpb::Entry& e) {
   options_.state_machine->Apply(e.index(), data.substr(8));
   auto it = proposals_.find(DecodeId(data));
   if (it != proposals_.end()) {
-    it->second.set_value(e.index());
+    ProposeCallback done = std::move(it->second);
     proposals_.erase(it);
+    done(e.index());
   }
 }
 

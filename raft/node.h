@@ -6,6 +6,15 @@
 // batch, then the messages, then the committed entries. Batching is what makes one fsync serve
 // many proposals.
 //
+// The synced write runs on a second thread (the writer), so the loop keeps stepping while the
+// disk works: proposals that arrive during an fsync are appended (and, on a leader, sent to the
+// followers at once) and all go into the next write; acknowledgements keep moving the commit
+// index. At most one write is in flight; the next Ready is taken when it completes. The writer
+// sends the messages that had to wait for the write (votes, acknowledgements) as soon as it is
+// durable. A Ready that changes only the commit index writes nothing: the commit index is
+// persisted with the next synced write (after a crash a member learns it again from the
+// leader; nothing acknowledged depends on it).
+//
 // Proposals are matched to their applied entries by an id the node prepends to the data, so a
 // Propose future completes with the index once the entry is applied here, whoever proposed it
 // and whichever leader committed it. It fails with UNAVAILABLE when there is no leader, when the
@@ -19,11 +28,14 @@
 //   auto node = Node::Create(o);         // then transport handler = node
 //   (*node)->Start();
 //   absl::StatusOr<uint64_t> index = (*node)->Propose("data").get();
+//   (*node)->Propose("data", [](absl::StatusOr<uint64_t> index) { ... });  // no thread waits
 #pragma once
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <future>
+#include <optional>
 #include <map>
 #include <memory>
 #include <string>
@@ -80,6 +92,8 @@ class Node final : public MessageHandler {
     uint64_t synced_writes = 0;
     uint64_t entries_written = 0;
     uint64_t messages_sent = 0;
+    // Time spent in synced writes, in microseconds (divide by synced_writes for the mean).
+    uint64_t write_micros = 0;
   };
 
   // Restores the state machine from the stored snapshot and replays the committed log on start.
@@ -90,8 +104,15 @@ class Node final : public MessageHandler {
   // Stops the loop; pending proposals and reads fail with UNAVAILABLE. Idempotent.
   void Stop();
 
+  // Completion of a proposal: its index once applied on this node, or the error.
+  using ProposeCallback = std::function<void(absl::StatusOr<uint64_t>)>;
+
   // Appends `data`; the future yields its index once applied on this node.
   std::future<absl::StatusOr<uint64_t>> Propose(std::string data);
+  // The same, calling `done` exactly once: on the node's thread (after the entry is applied, or
+  // when it fails), or at once on the caller's thread when the node is stopped. `done` must not
+  // block: it delays every other proposal.
+  void Propose(std::string data, ProposeCallback done);
   // Completes once this node's state machine reflects every write acknowledged before the call
   // (ReadIndex): reading it then is linearizable.
   std::future<absl::Status> LinearizableRead();
@@ -118,7 +139,12 @@ class Node final : public MessageHandler {
   void Enqueue(Input input);
   void ProposeAll(std::deque<Input>& batch);
   void HandleInput(Input& input);
-  void HandleReady();
+  // Takes the next Ready and handles it up to its write: hands a synced write to the writer
+  // (then writing_ is set), or finishes it at once when there is nothing to sync.
+  void StartReady();
+  // Everything after the write: snapshot restore, committed entries, reads, Advance.
+  void FinishReady();
+  void WriterLoop();
   void ApplyEntry(const raftpb::Entry& e);
   void ServeReads();
   void MaybeSnapshot();
@@ -131,22 +157,36 @@ class Node final : public MessageHandler {
   std::deque<Input> inputs_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   Status status_ ABSL_GUARDED_BY(mu_);
+  // The write handed to the writer thread (it reads writing_ and save_hs_ until it sets
+  // write_done_), and the writer's shutdown.
+  bool write_requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool write_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool writer_stop_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t write_micros_ ABSL_GUARDED_BY(mu_) = 0;
+
+  // The Ready being written (node thread; the writer reads it while write_requested_), with
+  // the hard state to write along and how many of its committed entries were applied early.
+  std::optional<Ready> writing_;
+  std::optional<raftpb::HardState> save_hs_;
+  size_t applied_early_ = 0;
+  // A commit-only hard state not yet written (persisted with the next synced write).
+  std::optional<raftpb::HardState> unsaved_hs_;
 
   // Node thread only.
   uint64_t epoch_ = 0;  // random per start: proposal ids never repeat across restarts
   uint64_t next_id_ = 1;
-  std::map<uint64_t, std::promise<absl::StatusOr<uint64_t>>> proposals_;
+  std::map<uint64_t, ProposeCallback> proposals_;
   std::map<uint64_t, std::promise<absl::Status>> conf_changes_;
   std::map<std::string, std::promise<absl::Status>> reads_waiting_;
   std::vector<std::pair<uint64_t, std::promise<absl::Status>>> reads_ready_;
   uint64_t applied_ = 0;
   uint64_t last_snapshot_ = 0;
   raftpb::ConfState conf_state_;
-  raftpb::HardState persisted_;  // the hard state last written
-  Status stats_;                  // only the counters are used
+  Status stats_;  // only the counters are used
   SoftState soft_;
 
   std::thread thread_;
+  std::thread writer_;
 };
 
 }  // namespace shoal::raft

@@ -247,58 +247,66 @@ absl::StatusOr<std::vector<raftpb::Entry>> RocksDbLogStore::Entries(uint64_t lo,
 absl::Status RocksDbLogStore::Save(const raftpb::HardState* hard_state,
                                    const std::vector<raftpb::Entry>& entries,
                                    const raftpb::Snapshot* snapshot, bool sync) {
+  // The batch is planned under the lock but written without it: readers (the core building
+  // appends for followers) go on during the fsync. Writes are serialized by the caller, so the
+  // plan still holds when the write completes.
   rocksdb::WriteBatch batch;
-  absl::MutexLock lock(&mu_);
-  uint64_t first = first_;
-  std::vector<uint64_t> terms = terms_;
-  if (snapshot != nullptr) {
-    if (snapshot->metadata().index() <= snapshot_.metadata().index()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "snapshot at ", snapshot->metadata().index(), " is not newer than the stored one at ",
-          snapshot_.metadata().index()));
+  uint64_t first = 0;
+  size_t keep_terms = 0;  // how many of terms_ stay (after a snapshot: of {snapshot term})
+  {
+    absl::MutexLock lock(&mu_);
+    first = first_;
+    keep_terms = terms_.size();
+    if (snapshot != nullptr) {
+      if (snapshot->metadata().index() <= snapshot_.metadata().index()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "snapshot at ", snapshot->metadata().index(), " is not newer than the stored one at ",
+            snapshot_.metadata().index()));
+      }
+      batch.Put(kSnapshotKey, Seal(*snapshot));
+      batch.Put(kConfStateKey, Seal(snapshot->metadata().conf_state()));
+      batch.DeleteRange(EntryKey(0), kEntryEnd);  // the snapshot replaces the whole log
+      first = snapshot->metadata().index() + 1;
+      keep_terms = 1;
     }
-    batch.Put(kSnapshotKey, Seal(*snapshot));
-    batch.Put(kConfStateKey, Seal(snapshot->metadata().conf_state()));
-    batch.DeleteRange(EntryKey(0), kEntryEnd);  // the snapshot replaces the whole log
-    first = snapshot->metadata().index() + 1;
-    terms = {snapshot->metadata().term()};
-  }
-  if (!entries.empty()) {
-    const uint64_t last = first - 1 + terms.size() - 1;
-    const uint64_t start = entries.front().index();
-    if (start > last + 1) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("appending at ", start, " leaves a gap after the last entry ", last));
-    }
-    for (const raftpb::Entry& e : entries) {
-      if (e.index() < first) continue;  // already compacted
-      batch.Put(EntryKey(e.index()), Seal(e));
-    }
-    const uint64_t new_last = entries.back().index();
-    if (start <= last && new_last < last) {
-      // The new entries replace a longer suffix: drop what follows them.
-      batch.DeleteRange(EntryKey(new_last + 1), kEntryEnd);
-    }
-    if (new_last >= first) {
-      const uint64_t keep = std::max(start, first) - (first - 1);  // terms kept before `start`
-      terms.resize(keep);
+    if (!entries.empty()) {
+      const uint64_t last = first - 1 + keep_terms - 1;
+      const uint64_t start = entries.front().index();
+      if (start > last + 1) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("appending at ", start, " leaves a gap after the last entry ", last));
+      }
       for (const raftpb::Entry& e : entries) {
-        if (e.index() >= first) terms.push_back(e.term());
+        if (e.index() < first) continue;  // already compacted
+        batch.Put(EntryKey(e.index()), Seal(e));
+      }
+      const uint64_t new_last = entries.back().index();
+      if (start <= last && new_last < last) {
+        // The new entries replace a longer suffix: drop what follows them.
+        batch.DeleteRange(EntryKey(new_last + 1), kEntryEnd);
+      }
+      if (new_last >= first) {
+        keep_terms = std::min<uint64_t>(keep_terms, std::max(start, first) - (first - 1));
       }
     }
+    if (hard_state != nullptr) batch.Put(kHardStateKey, Seal(*hard_state));
   }
-  if (hard_state != nullptr) batch.Put(kHardStateKey, Seal(*hard_state));
   rocksdb::WriteOptions wo;
   wo.sync = sync && options_.sync;
   absl::Status s = FromRocks(db_->Write(wo, &batch), "writing to the raft store");
   if (!s.ok()) return s;
+  absl::MutexLock lock(&mu_);
   if (snapshot != nullptr) {
     snapshot_ = *snapshot;
     conf_state_ = snapshot->metadata().conf_state();
+    terms_.assign(1, snapshot->metadata().term());
+  }
+  terms_.resize(keep_terms);
+  for (const raftpb::Entry& e : entries) {
+    if (e.index() >= first) terms_.push_back(e.term());
   }
   if (hard_state != nullptr) hard_state_ = *hard_state;
   first_ = first;
-  terms_ = std::move(terms);
   return absl::OkStatus();
 }
 

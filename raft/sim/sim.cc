@@ -51,6 +51,11 @@ struct SimNode {
   std::map<std::string, size_t> reads_waiting;
   std::vector<std::pair<uint64_t, std::string>> reads_ready;
   uint64_t last_snapshot = 0;
+  // A Ready whose write is under way (the node loop's writer thread): persisted at
+  // write_done_at, while the core goes on stepping; lost if the member crashes first.
+  std::optional<Ready> writing;
+  size_t applied_early = 0;
+  int64_t write_done_at = 0;
 };
 
 struct InFlight {
@@ -104,6 +109,9 @@ class Sim {
   // ---- the loop ----
   void HandleReadies(SimNode& n);
   void HandleReady(SimNode& n);
+  // The part of a Ready after its write: persist, send, apply, Advance.
+  void FinishWrite(SimNode& n, Ready& rd, size_t applied_early);
+  void CompleteWrites();
   void Apply(SimNode& n, const raftpb::Entry& e);
   void ServeReads(SimNode& n);
   void MaybeSnapshot(SimNode& n);
@@ -138,6 +146,9 @@ class Sim {
   uint64_t max_msg_bytes_ = 4096;
   size_t max_inflight_ = 8;
   uint64_t snapshot_every_ = 25;
+  // Share of synced writes done asynchronously, and how many ticks they take.
+  double async_writes_ = 0;
+  int max_write_ticks_ = 0;
 
   std::map<uint64_t, SimNode> nodes_;
   uint64_t next_id_ = 1;
@@ -269,6 +280,8 @@ void Sim::Crash(SimNode& n, const char* why) {
   }
   n.up = false;
   n.core.reset();
+  n.writing.reset();  // never reached the disk
+  n.applied_early = 0;
   n.kv.clear();
   n.applied_requests.clear();
   n.proposed.clear();
@@ -325,15 +338,22 @@ void Sim::RemoveMember() {
 // ---- Ready handling ----
 
 void Sim::HandleReadies(SimNode& n) {
-  while (!failure_.failed && n.up && n.core->HasReady()) HandleReady(n);
+  if (!failure_.failed && n.up && n.writing) {
+    // A write is under way: only what may precede it leaves now.
+    SendAll(n.id, n.core->TakeEarlyMessages());
+    return;
+  }
+  while (!failure_.failed && n.up && !n.writing && n.core->HasReady()) HandleReady(n);
 }
 
 void Sim::HandleReady(SimNode& n) {
   Ready rd = n.core->GetReady();
   // A crash before the write reaches the disk loses the whole Ready: its entries, hard state
-  // (votes!) and messages. The core must not have let anything out that depended on it.
+  // (votes!) and messages, but not the early messages, which left before the write. The core
+  // must not have let anything out that depended on it.
   if (now_ < opts_.chaos_ticks && rd.must_sync && Chance(0.003)) {
     ++stats_.lost_readies;
+    SendAll(n.id, std::move(rd.early_messages));
     Crash(n, "before persisting a Ready");
     return;
   }
@@ -342,6 +362,31 @@ void Sim::HandleReady(SimNode& n) {
           " leader ", rd.soft_state->leader);
     if (rd.soft_state->role == Role::kLeader) CheckNewLeader(n);
   }
+  SendAll(n.id, std::move(rd.early_messages));
+  // As the node loop does: committed entries already on disk are applied before the write.
+  size_t early = 0;
+  if (!rd.snapshot) {
+    const uint64_t stable_last = n.disk->LastIndex();
+    const uint64_t first_new = rd.entries.empty() ? UINT64_MAX : rd.entries.front().index();
+    while (early < rd.committed_entries.size() &&
+           rd.committed_entries[early].index() <= stable_last &&
+           rd.committed_entries[early].index() < first_new) {
+      Apply(n, rd.committed_entries[early]);
+      if (failure_.failed || !n.up) return;
+      ++early;
+    }
+    ServeReads(n);
+  }
+  if (rd.must_sync && Chance(async_writes_)) {
+    n.writing = std::move(rd);
+    n.applied_early = early;
+    n.write_done_at = now_ + static_cast<int64_t>(Uniform(0, max_write_ticks_));
+    return;
+  }
+  FinishWrite(n, rd, early);
+}
+
+void Sim::FinishWrite(SimNode& n, Ready& rd, size_t applied_early) {
   if (rd.snapshot) {
     absl::Status s = n.disk->ApplySnapshot(*rd.snapshot);
     if (!s.ok()) return Fail("member ", n.id, " cannot persist a snapshot: ", s.ToString());
@@ -359,14 +404,28 @@ void Sim::HandleReady(SimNode& n) {
     if (m.type() == raftpb::MSG_SNAP) ++stats_.snapshots_sent;
   }
   SendAll(n.id, std::move(rd.messages));
-  for (const raftpb::Entry& e : rd.committed_entries) {
-    Apply(n, e);
+  for (size_t i = applied_early; i < rd.committed_entries.size(); ++i) {
+    Apply(n, rd.committed_entries[i]);
     if (failure_.failed || !n.up) return;
   }
   for (const ReadState& rs : rd.read_states) n.reads_ready.emplace_back(rs.index, rs.request_ctx);
   n.core->Advance(rd);
   ServeReads(n);
   MaybeSnapshot(n);
+}
+
+void Sim::CompleteWrites() {
+  for (auto& [id, n] : nodes_) {
+    if (failure_.failed) return;
+    if (!n.up || !n.writing || n.write_done_at > now_) continue;
+    Ready rd = std::move(*n.writing);
+    n.writing.reset();
+    Trace("member ", id, " persisted ", rd.entries.size(), " entries");
+    FinishWrite(n, rd, n.applied_early);
+    n.applied_early = 0;
+    HandleReadies(n);
+    if (n.removed && n.up) Crash(n, "removed from the cluster");
+  }
 }
 
 void Sim::Apply(SimNode& n, const raftpb::Entry& e) {
@@ -715,6 +774,10 @@ SimResult Sim::Run() {
   max_msg_bytes_ = std::vector<uint64_t>{1, 64, 4096}[Uniform(0, 2)];
   max_inflight_ = std::vector<size_t>{1, 4, 64}[Uniform(0, 2)];
   snapshot_every_ = std::vector<uint64_t>{5, 25, 200}[Uniform(0, 2)];
+  // Synced writes: all in place (the core's basic contract), some or all asynchronous (the
+  // node loop: the core steps on while a write is under way).
+  async_writes_ = std::vector<double>{0, 0.5, 1}[Uniform(0, 2)];
+  max_write_ticks_ = static_cast<int>(Uniform(0, 2));
   const int members = Chance(0.5) ? 3 : 5;
   raftpb::ConfState cs;
   for (int i = 1; i <= members; ++i) cs.add_voters(i);
@@ -730,7 +793,8 @@ SimResult Sim::Run() {
   client_counter_.resize(opts_.clients);
   Trace("seed ", seed_, ": ", members, " members, drop ", drop_, " dup ", dup_, " delay 0-",
         max_delay_, " msg bytes ", max_msg_bytes_, " inflight ", max_inflight_,
-        " snapshot every ", snapshot_every_);
+        " snapshot every ", snapshot_every_, " async writes ", async_writes_, " taking 0-",
+        max_write_ticks_, " ticks");
 
   const int64_t end = opts_.chaos_ticks + opts_.max_quiet_ticks;
   bool quiet = false;
@@ -776,6 +840,7 @@ SimResult Sim::Run() {
       HandleReadies(n);
     }
     Deliver();
+    CompleteWrites();
     ++stats_.ticks;
     if (quiet && Converged()) break;
   }

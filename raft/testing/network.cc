@@ -48,7 +48,10 @@ std::vector<raftpb::Message> HandleReady(TestNode& node) {
   }
   for (ReadState& rs : rd.read_states) node.read_states.push_back(std::move(rs));
   node.core->Advance(rd);
-  return std::move(rd.messages);
+  // Early messages would have left before the write; the order among them is kept.
+  std::vector<raftpb::Message> out = std::move(rd.early_messages);
+  for (raftpb::Message& m : rd.messages) out.push_back(std::move(m));
+  return out;
 }
 
 std::unique_ptr<MemoryLogStore> StoreWithTerms(const std::vector<uint64_t>& terms,

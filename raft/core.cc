@@ -96,11 +96,15 @@ absl::Status Core::Init(const Config& config) {
     vote_ = hs.vote();
   }
   if (config.applied > 0) {
-    if (config.applied > log_.committed()) {
+    if (config.applied > log_.LastIndex()) {
       return absl::InvalidArgumentError(absl::StrCat("raft: applied index ", config.applied,
-                                                     " is beyond the commit index ",
-                                                     log_.committed()));
+                                                     " is beyond the last stored entry ",
+                                                     log_.LastIndex()));
     }
+    // Only committed entries are ever applied, so the commit index is at least the applied
+    // one even when the stored hard state lags behind it (the commit index is persisted lazily,
+    // and a snapshot may cover entries applied before their commit index reached the disk).
+    if (config.applied > log_.committed()) log_.set_committed(config.applied);
     log_.AppliedTo(config.applied);
   }
   BecomeFollower(term_, 0);
@@ -1012,6 +1016,7 @@ Ready Core::GetReady() {
     rd.snapshot = *snap;
   }
   rd.committed_entries = log_.NextCommittedEntries();
+  if (!rd.committed_entries.empty()) log_.ApplyingTo(rd.committed_entries.back().index());
   rd.early_messages = ExtractEarlyMessages();
   rd.messages.swap(msgs_);
   rd.read_states.swap(read_states_);
@@ -1044,6 +1049,13 @@ std::vector<Message> Core::ExtractEarlyMessages() {
 
 std::vector<Message> Core::TakeEarlyMessages() { return ExtractEarlyMessages(); }
 
+std::vector<raftpb::Entry> Core::TakeCommittedEntries() {
+  if (log_.HasPendingSnapshot()) return {};
+  std::vector<raftpb::Entry> ents = log_.NextCommittedEntries();
+  if (!ents.empty()) log_.AppliedTo(ents.back().index());
+  return ents;
+}
+
 void Core::Advance(const Ready& rd) {
   if (rd.soft_state) prev_soft_ = *rd.soft_state;
   if (rd.hard_state) prev_hard_ = *rd.hard_state;
@@ -1055,7 +1067,10 @@ void Core::Advance(const Ready& rd) {
     const raftpb::Entry& last = rd.entries.back();
     log_.StableTo(last.index(), last.term());
   }
-  if (!rd.committed_entries.empty()) log_.AppliedTo(rd.committed_entries.back().index());
+  if (!rd.committed_entries.empty()) {
+    // Entries taken by TakeCommittedEntries meanwhile may already be applied beyond these.
+    log_.AppliedTo(std::max(log_.applied(), rd.committed_entries.back().index()));
+  }
   UpdateSelfProgress();
   if (role_ == Role::kLeader && MaybeCommit()) {
     ReleasePendingReadIndexMessages();

@@ -8,7 +8,8 @@
 //      synced write when must_sync);
 //   2. send the messages;
 //   3. apply the snapshot and then the committed entries to the state machine, calling
-//      ApplyConfChange for each conf-change entry;
+//      ApplyConfChange for each conf-change entry (committed entries may also be applied
+//      before step 1: see below);
 //   4. call Advance(ready).
 // Because every message leaves after the state it depends on is durable, a leader counts its
 // own copy of an entry towards the commit quorum only once Advance reports it persisted.
@@ -16,7 +17,13 @@
 // Persisting asynchronously: between GetReady and Advance (while the Ready is being written)
 // the caller may keep calling Step, Tick, Propose, ReadIndex and the other inputs; what they
 // produce waits for the next Ready, except the messages TakeEarlyMessages returns, which may
-// leave at once. GetReady must not be called again before Advance. This is how the node loop
+// leave at once, and the entries TakeCommittedEntries returns, which may be applied at once.
+// GetReady must not be called again before Advance.
+//
+// Committed entries may be applied before this member's own write of them completes: committed
+// means durable on a quorum, whoever crashes. What must wait for the local write is anything
+// durable built on them: a snapshot of the state machine must not cover entries this member
+// has not persisted. This is how the node loop
 // keeps batching proposals and receiving acknowledgements while an fsync is under way, and how
 // the simulation drives the core too.
 //
@@ -108,7 +115,8 @@ struct Ready {
   std::vector<raftpb::Entry> entries;
   // Snapshot to persist and apply.
   std::optional<raftpb::Snapshot> snapshot;
-  // Entries to apply (already persisted, or persisted in step 1).
+  // Entries to apply: committed, so durable on a quorum, whether or not this member has
+  // persisted them yet (see above).
   std::vector<raftpb::Entry> committed_entries;
   // Messages that may leave before this Ready is persisted: a leader's appends and heartbeats,
   // once its term and vote are durable (Raft thesis 10.2.1: the leader writes its log in
@@ -175,6 +183,10 @@ class Core {
   // that Ready is persisted (see Ready::early_messages); they are removed from the next Ready.
   // Empty unless this member leads with a durable term and vote.
   std::vector<raftpb::Message> TakeEarlyMessages();
+  // Between GetReady and Advance: the entries committed since (beyond those handed out by that
+  // Ready), to be applied at once and in order, before anything else is stepped; they count as
+  // applied. Empty while a snapshot is pending.
+  std::vector<raftpb::Entry> TakeCommittedEntries();
 
   // Observers.
   uint64_t id() const { return id_; }

@@ -90,6 +90,7 @@ RaftLog::RaftLog(LogStorage* storage, uint64_t max_next_entries_bytes)
   unstable_.set_offset(last + 1);
   committed_ = first - 1;
   applied_ = first - 1;
+  applying_ = applied_;
 }
 
 uint64_t RaftLog::FirstIndex() const {
@@ -218,12 +219,12 @@ std::vector<raftpb::Entry> RaftLog::AllEntries() const {
 }
 
 bool RaftLog::HasNextCommittedEntries() const {
-  const uint64_t off = std::max(applied_ + 1, FirstIndex());
+  const uint64_t off = std::max(applying_ + 1, FirstIndex());
   return committed_ + 1 > off;
 }
 
 std::vector<raftpb::Entry> RaftLog::NextCommittedEntries() const {
-  const uint64_t off = std::max(applied_ + 1, FirstIndex());
+  const uint64_t off = std::max(applying_ + 1, FirstIndex());
   if (committed_ + 1 <= off) return {};
   absl::StatusOr<std::vector<raftpb::Entry>> ents = Slice(off, committed_ + 1,
                                                           max_next_entries_bytes_);
@@ -256,6 +257,13 @@ void RaftLog::AppliedTo(uint64_t i) {
   SHOAL_CHECK(i <= committed_ && i >= applied_, "applied ", i, " out of range [", applied_, ",",
               committed_, "]");
   applied_ = i;
+  applying_ = std::max(applying_, i);
+}
+
+void RaftLog::ApplyingTo(uint64_t i) {
+  SHOAL_CHECK(i <= committed_ && i >= applying_, "applying ", i, " out of range [", applying_,
+              ",", committed_, "]");
+  applying_ = i;
 }
 
 void RaftLog::Restore(const raftpb::Snapshot& s) {

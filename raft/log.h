@@ -2,7 +2,7 @@
 // (and possibly a snapshot) not yet persisted ("unstable"), plus the commit and apply indexes.
 // Private to raft/; driven by the core's single thread.
 //
-// Invariants: applied <= committed <= last index; an entry at or below `committed` is never
+// Invariants: applied <= applying <= committed <= last index; an entry at or below `committed` is never
 // replaced (a CHECK).
 #pragma once
 
@@ -91,6 +91,8 @@ class RaftLog {
   bool MaybeCommit(uint64_t max_index, uint64_t term);
   void CommitTo(uint64_t to_commit);
   void AppliedTo(uint64_t i);
+  // Entries up to i were handed out to be applied (NextCommittedEntries starts after them).
+  void ApplyingTo(uint64_t i);
   void StableTo(uint64_t i, uint64_t t) { unstable_.StableTo(i, t); }
   void StableSnapTo(uint64_t i) { unstable_.StableSnapTo(i); }
   // Replaces the log by a snapshot (follower receiving MSG_SNAP).
@@ -98,6 +100,7 @@ class RaftLog {
 
   uint64_t committed() const { return committed_; }
   uint64_t applied() const { return applied_; }
+  uint64_t applying() const { return applying_; }
   void set_committed(uint64_t c) { committed_ = c; }
 
  private:
@@ -107,6 +110,8 @@ class RaftLog {
   Unstable unstable_;
   uint64_t committed_ = 0;
   uint64_t applied_ = 0;
+  // Highest index handed out for application (>= applied_).
+  uint64_t applying_ = 0;
   uint64_t max_next_entries_bytes_;
 };
 

@@ -96,6 +96,7 @@ absl::Status Node::Init() {
 Node::~Node() { Stop(); }
 
 void Node::Start() {
+  completer_ = std::thread([this] { CompleterLoop(); });
   writer_ = std::thread([this] { WriterLoop(); });
   thread_ = std::thread([this] { Loop(); });
 }
@@ -111,6 +112,43 @@ void Node::Stop() {
     writer_stop_ = true;
   }
   if (writer_.joinable()) writer_.join();
+  {
+    absl::MutexLock lock(&done_mu_);
+    completer_stop_ = true;
+  }
+  if (completer_.joinable()) completer_.join();
+}
+
+void Node::Complete(ProposeCallback done, absl::StatusOr<uint64_t> result) {
+  completions_.emplace_back(std::move(done), std::move(result));
+}
+
+void Node::FlushCompletions() {
+  if (completions_.empty()) return;
+  absl::MutexLock lock(&done_mu_);
+  if (done_queue_.empty()) {
+    done_queue_.swap(completions_);
+  } else {
+    for (auto& c : completions_) done_queue_.push_back(std::move(c));
+    completions_.clear();
+  }
+}
+
+void Node::CompleterLoop() {
+  for (;;) {
+    std::vector<std::pair<ProposeCallback, absl::StatusOr<uint64_t>>> batch;
+    {
+      absl::MutexLock lock(&done_mu_);
+      done_mu_.Await(absl::Condition(
+          +[](Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+            return n->completer_stop_ || !n->done_queue_.empty();
+          },
+          this));
+      if (done_queue_.empty()) return;  // stopping, everything delivered
+      batch.swap(done_queue_);
+    }
+    for (auto& [done, result] : batch) done(std::move(result));
+  }
 }
 
 void Node::Enqueue(Input input) {
@@ -239,16 +277,20 @@ void Node::Loop() {
     }
     if (write_done) FinishReady();
     if (writing_) {
-      // A write is under way: a leader's new appends and heartbeats leave now, the rest waits
-      // for the next Ready.
+      // A write is under way: a leader's new appends and heartbeats leave now, and entries
+      // committed meanwhile are applied now; the rest waits for the next Ready.
       std::vector<raftpb::Message> early = core_->TakeEarlyMessages();
       if (!early.empty()) {
         stats_.messages_sent += early.size();
         options_.transport->Send(std::move(early));
       }
+      std::vector<raftpb::Entry> committed = core_->TakeCommittedEntries();
+      for (const raftpb::Entry& e : committed) ApplyEntry(e);
+      if (!committed.empty()) ServeReads();
     } else {
       while (!writing_ && core_->HasReady()) StartReady();
     }
+    FlushCompletions();
     absl::MutexLock lock(&mu_);
     status_.term = core_->term();
     status_.leader = core_->leader();
@@ -281,11 +323,26 @@ void Node::Loop() {
   }
   for (Input& in : left) {
     const absl::Status stopped = absl::UnavailableError("raft node stopped");
-    if (in.kind == Input::kPropose) in.index_done(stopped);
+    if (in.kind == Input::kPropose) Complete(std::move(in.index_done), stopped);
     if (in.kind == Input::kRead || in.kind == Input::kConfChange) {
       in.status_promise.set_value(stopped);
     }
   }
+  FlushCompletions();
+}
+
+uint64_t Node::Persist() {
+  Ready& rd = *writing_;
+  const absl::Time began = absl::Now();
+  absl::Status saved = options_.storage->Save(save_hs_ ? &*save_hs_ : nullptr, rd.entries,
+                                              rd.snapshot ? &*rd.snapshot : nullptr, true);
+  SHOAL_CHECK(saved.ok(), "raft storage write failed; stopping rather than continuing without ",
+              "durability: ", saved.ToString());
+  const absl::Duration took = absl::Now() - began;
+  // Durable: what waited for it (votes, acknowledgements) leaves now.
+  if (!rd.messages.empty()) options_.transport->Send(std::move(rd.messages));
+  rd.messages.clear();
+  return static_cast<uint64_t>(absl::ToInt64Microseconds(took));
 }
 
 void Node::WriterLoop() {
@@ -300,19 +357,9 @@ void Node::WriterLoop() {
       if (!write_requested_) return;  // stopping, nothing in flight
     }
     // The node thread does not touch writing_ or save_hs_ until write_done_ is set.
-    Ready& rd = *writing_;
-    const absl::Time began = absl::Now();
-    absl::Status saved = options_.storage->Save(save_hs_ ? &*save_hs_ : nullptr, rd.entries,
-                                                rd.snapshot ? &*rd.snapshot : nullptr, true);
-    SHOAL_CHECK(saved.ok(), "raft storage write failed; stopping rather than continuing without ",
-                "durability: ", saved.ToString());
-    // Durable: what waited for it (votes, acknowledgements) leaves now, without waiting for the
-    // node thread to wake up.
-    if (!rd.messages.empty()) options_.transport->Send(std::move(rd.messages));
-    rd.messages.clear();
-    const absl::Duration took = absl::Now() - began;
+    const uint64_t micros = Persist();
     absl::MutexLock lock(&mu_);
-    write_micros_ += static_cast<uint64_t>(absl::ToInt64Microseconds(took));
+    write_micros_ += micros;
     write_requested_ = false;
     write_done_ = true;
   }
@@ -335,7 +382,7 @@ void Node::ProposeAll(std::deque<Input>& batch) {
   const absl::Status s = core_->Step(m);
   for (auto& [id, in] : ids) {
     if (!s.ok()) {
-      in->index_done(s);
+      Complete(std::move(in->index_done), s);
     } else {
       proposals_.emplace(id, std::move(in->index_done));
     }
@@ -351,7 +398,7 @@ void Node::HandleInput(Input& in) {
       const uint64_t id = epoch_ | next_id_++;
       absl::Status s = core_->Propose(EncodeId(id) + in.data);
       if (!s.ok()) {
-        in.index_done(s);
+        Complete(std::move(in.index_done), s);
       } else {
         proposals_.emplace(id, std::move(in.index_done));
       }
@@ -400,7 +447,7 @@ void Node::HandleInput(Input& in) {
 void Node::FailPending(const absl::Status& status) {
   std::map<uint64_t, ProposeCallback> proposals;
   proposals.swap(proposals_);
-  for (auto& [id, done] : proposals) done(status);
+  for (auto& [id, done] : proposals) Complete(std::move(done), status);
   for (auto& [id, p] : conf_changes_) p.set_value(status);
   conf_changes_.clear();
   for (auto& [ctx, p] : reads_waiting_) p.set_value(status);
@@ -427,19 +474,14 @@ void Node::StartReady() {
     stats_.messages_sent += rd.early_messages.size();
     options_.transport->Send(std::move(rd.early_messages));
   }
-  // Committed entries that were already durable before this Ready (all of a leader's, since it
-  // counts its own copy only once persisted) are applied before this Ready's write, so their
-  // callers are answered without waiting for another fsync.
+  // Committed entries are applied before this Ready's write: committed means durable on a
+  // quorum already, so callers are answered without waiting for this member's fsync (a leader
+  // whose followers acknowledged first, a follower whose entries arrived with their commit).
+  // After a snapshot, they wait for it to be restored.
   applied_early_ = 0;
   if (!rd.snapshot) {
-    const uint64_t stable_last = options_.storage->LastIndex();
-    const uint64_t first_new = rd.entries.empty() ? UINT64_MAX : rd.entries.front().index();
-    while (applied_early_ < rd.committed_entries.size()) {
-      const uint64_t index = rd.committed_entries[applied_early_].index();
-      if (index > stable_last || index >= first_new) break;
-      ApplyEntry(rd.committed_entries[applied_early_]);
-      ++applied_early_;
-    }
+    for (const raftpb::Entry& e : rd.committed_entries) ApplyEntry(e);
+    applied_early_ = rd.committed_entries.size();
     ServeReads();
   }
   ++stats_.readies;
@@ -466,6 +508,19 @@ void Node::StartReady() {
   ++stats_.synced_writes;
   stats_.entries_written += rd.entries.size();
   writing_ = std::move(rd);
+  if (core_->role() != Role::kLeader) {
+    // A follower writes in place: while it syncs, what arrives queues up and goes into its
+    // next write all the same, and the hand-off to the writer thread would only add a thread
+    // wake-up to every acknowledgement's path. A leader keeps stepping during its write (new
+    // proposals are appended and sent, acknowledgements commit and apply).
+    const uint64_t micros = Persist();
+    {
+      absl::MutexLock lock(&mu_);
+      write_micros_ += micros;
+    }
+    FinishReady();
+    return;
+  }
   absl::MutexLock lock(&mu_);
   write_requested_ = true;
 }
@@ -526,9 +581,8 @@ void Node::ApplyEntry(const raftpb::Entry& e) {
   options_.state_machine->Apply(e.index(), data.substr(8));
   auto it = proposals_.find(DecodeId(data));
   if (it != proposals_.end()) {
-    ProposeCallback done = std::move(it->second);
+    Complete(std::move(it->second), e.index());
     proposals_.erase(it);
-    done(e.index());
   }
 }
 
@@ -545,6 +599,9 @@ void Node::ServeReads() {
 
 void Node::MaybeSnapshot() {
   if (applied_ < last_snapshot_ + options_.snapshot_interval) return;
+  // Applied entries this member has not persisted yet cannot be in a snapshot: try again after
+  // the next write.
+  if (applied_ > options_.storage->LastIndex()) return;
   absl::StatusOr<raftpb::Snapshot> snap =
       options_.storage->SaveSnapshot(applied_, conf_state_, options_.state_machine->Snapshot());
   SHOAL_CHECK(snap.ok(), "writing a snapshot: ", snap.status().ToString());

@@ -6,12 +6,13 @@
 // batch, then the messages, then the committed entries. Batching is what makes one fsync serve
 // many proposals.
 //
-// The synced write runs on a second thread (the writer), so the loop keeps stepping while the
-// disk works: proposals that arrive during an fsync are appended (and, on a leader, sent to the
-// followers at once) and all go into the next write; acknowledgements keep moving the commit
-// index. At most one write is in flight; the next Ready is taken when it completes. The writer
-// sends the messages that had to wait for the write (votes, acknowledgements) as soon as it is
-// durable. A Ready that changes only the commit index writes nothing: the commit index is
+// A leader's synced write runs on a second thread (the writer), so the loop keeps stepping
+// while the disk works: proposals that arrive during an fsync are appended, sent to the
+// followers at once, and all go into the next write; acknowledgements keep moving the commit
+// index, and committed entries are applied (committed means durable on a quorum, so a leader
+// need not wait for its own copy). At most one write is in flight; the next Ready is taken when
+// it completes. A follower writes in place (what arrives meanwhile queues up for its next
+// write anyway) and acknowledges as soon as the write is durable. A Ready that changes only the commit index writes nothing: the commit index is
 // persisted with the next synced write (after a crash a member learns it again from the
 // leader; nothing acknowledged depends on it).
 //
@@ -109,9 +110,11 @@ class Node final : public MessageHandler {
 
   // Appends `data`; the future yields its index once applied on this node.
   std::future<absl::StatusOr<uint64_t>> Propose(std::string data);
-  // The same, calling `done` exactly once: on the node's thread (after the entry is applied, or
-  // when it fails), or at once on the caller's thread when the node is stopped. `done` must not
-  // block: it delays every other proposal.
+  // The same, calling `done` exactly once: on the node's completion thread (after the entry is
+  // applied, or when it fails), or at once on the caller's thread when the node is stopped.
+  // `done` should not block: it delays the completions after it (not the Raft loop, which
+  // hands completions over in batches so that answering callers, a gRPC write each, does not
+  // hold up stepping and replication).
   void Propose(std::string data, ProposeCallback done);
   // Completes once this node's state machine reflects every write acknowledged before the call
   // (ReadIndex): reading it then is linearizable.
@@ -144,7 +147,15 @@ class Node final : public MessageHandler {
   void StartReady();
   // Everything after the write: snapshot restore, committed entries, reads, Advance.
   void FinishReady();
+  // Writes writing_ (with save_hs_), synced, then sends its messages; returns the microseconds
+  // the write took. On the writer thread, or in place on the node thread.
+  uint64_t Persist();
   void WriterLoop();
+  // Queues a proposal's completion (node thread); FlushCompletions hands the queue to the
+  // completion thread once per loop iteration.
+  void Complete(ProposeCallback done, absl::StatusOr<uint64_t> result);
+  void FlushCompletions();
+  void CompleterLoop();
   void ApplyEntry(const raftpb::Entry& e);
   void ServeReads();
   void MaybeSnapshot();
@@ -169,6 +180,14 @@ class Node final : public MessageHandler {
   std::optional<Ready> writing_;
   std::optional<raftpb::HardState> save_hs_;
   size_t applied_early_ = 0;
+  // Completions queued in this iteration (node thread), and those handed to the completion
+  // thread.
+  std::vector<std::pair<ProposeCallback, absl::StatusOr<uint64_t>>> completions_;
+  absl::Mutex done_mu_;
+  std::vector<std::pair<ProposeCallback, absl::StatusOr<uint64_t>>> done_queue_
+      ABSL_GUARDED_BY(done_mu_);
+  bool completer_stop_ ABSL_GUARDED_BY(done_mu_) = false;
+
   // A commit-only hard state not yet written (persisted with the next synced write).
   std::optional<raftpb::HardState> unsaved_hs_;
 
@@ -187,6 +206,7 @@ class Node final : public MessageHandler {
 
   std::thread thread_;
   std::thread writer_;
+  std::thread completer_;
 };
 
 }  // namespace shoal::raft

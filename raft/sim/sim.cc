@@ -339,8 +339,14 @@ void Sim::RemoveMember() {
 
 void Sim::HandleReadies(SimNode& n) {
   if (!failure_.failed && n.up && n.writing) {
-    // A write is under way: only what may precede it leaves now.
+    // A write is under way: only what may precede it leaves now, and what was committed
+    // meanwhile is applied now.
     SendAll(n.id, n.core->TakeEarlyMessages());
+    for (const raftpb::Entry& e : n.core->TakeCommittedEntries()) {
+      Apply(n, e);
+      if (failure_.failed || !n.up) return;
+    }
+    ServeReads(n);
     return;
   }
   while (!failure_.failed && n.up && !n.writing && n.core->HasReady()) HandleReady(n);
@@ -363,15 +369,12 @@ void Sim::HandleReady(SimNode& n) {
     if (rd.soft_state->role == Role::kLeader) CheckNewLeader(n);
   }
   SendAll(n.id, std::move(rd.early_messages));
-  // As the node loop does: committed entries already on disk are applied before the write.
+  // As the node loop does: committed entries (durable on a quorum) are applied before this
+  // member's write, unless a snapshot must be restored first.
   size_t early = 0;
   if (!rd.snapshot) {
-    const uint64_t stable_last = n.disk->LastIndex();
-    const uint64_t first_new = rd.entries.empty() ? UINT64_MAX : rd.entries.front().index();
-    while (early < rd.committed_entries.size() &&
-           rd.committed_entries[early].index() <= stable_last &&
-           rd.committed_entries[early].index() < first_new) {
-      Apply(n, rd.committed_entries[early]);
+    for (const raftpb::Entry& e : rd.committed_entries) {
+      Apply(n, e);
       if (failure_.failed || !n.up) return;
       ++early;
     }
@@ -489,8 +492,9 @@ void Sim::ServeReads(SimNode& n) {
 }
 
 void Sim::MaybeSnapshot(SimNode& n) {
-  // Frequent snapshots, so that lagging members often need one.
+  // Frequent snapshots, so that lagging members often need one. Not beyond what is on disk.
   if (n.applied < n.last_snapshot + snapshot_every_) return;
+  if (n.applied > n.disk->LastIndex()) return;
   absl::StatusOr<raftpb::Snapshot> snap = n.disk->CreateSnapshot(n.applied, &n.conf, EncodeKv(n));
   if (!snap.ok()) return Fail("member ", n.id, " cannot snapshot: ", snap.status().ToString());
   n.last_snapshot = n.applied;

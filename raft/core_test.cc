@@ -726,5 +726,144 @@ TEST(CoreTest, RemovedLeaderStepsDownAndTheRestElectANewOne) {
   EXPECT_EQ(net.node(3).applied, (std::vector<std::string>{"after"}));
 }
 
+// ---- Persisting asynchronously (the node loop's writer, the simulation's delayed writes) ----
+
+std::vector<Message> OfType(const std::vector<Message>& msgs, raftpb::MessageType type) {
+  std::vector<Message> out;
+  for (const Message& m : msgs) {
+    if (m.type() == type) out.push_back(m);
+  }
+  return out;
+}
+
+Message AppResp(uint64_t from, uint64_t term, uint64_t index) {
+  Message m = Msg(raftpb::MSG_APP_RESP, from, 1, term);
+  m.set_index(index);
+  return m;
+}
+
+// A leader of 3 whose followers have acknowledged everything so far (replicate state).
+Solo LeaderWithCaughtUpFollowers() {
+  Solo s;
+  s.BecomeLeader();
+  const uint64_t last = s.core->log().LastIndex();
+  for (uint64_t id = 2; id <= 3; ++id) (void)s.core->Step(AppResp(id, s.core->term(), last));
+  s.Drain();
+  return s;
+}
+
+// While the leader's write of one Ready is under way, new proposals go out to the followers at
+// once, and what the followers acknowledge commits and is handed out to apply, although the
+// leader has not persisted it yet; nothing is handed out twice.
+TEST(CoreTest, LeaderReplicatesAndAppliesWhileItsOwnWriteIsUnderWay) {
+  Solo s = LeaderWithCaughtUpFollowers();
+  const uint64_t term = s.core->term();
+  const uint64_t first = s.core->log().LastIndex() + 1;
+  ASSERT_TRUE(s.core->Propose("a").ok());
+  Ready rd = s.core->GetReady();
+  ASSERT_EQ(rd.entries.size(), 1u);
+  EXPECT_EQ(OfType(rd.early_messages, raftpb::MSG_APP).size(), 2u);  // before the write
+  EXPECT_TRUE(OfType(rd.messages, raftpb::MSG_APP).empty());
+
+  // The write of `a` is under way.
+  ASSERT_TRUE(s.core->Propose("b").ok());
+  std::vector<Message> early = s.core->TakeEarlyMessages();
+  ASSERT_EQ(OfType(early, raftpb::MSG_APP).size(), 2u);
+  EXPECT_EQ(early[0].entries(0).data(), "b");
+  EXPECT_TRUE(s.core->TakeEarlyMessages().empty());  // taken once
+  EXPECT_TRUE(s.core->TakeCommittedEntries().empty());
+  (void)s.core->Step(AppResp(2, term, first + 1));
+  (void)s.core->Step(AppResp(3, term, first + 1));
+  EXPECT_EQ(s.core->log().committed(), first + 1);  // the followers are a quorum
+  std::vector<raftpb::Entry> committed = s.core->TakeCommittedEntries();
+  ASSERT_EQ(committed.size(), 2u);
+  EXPECT_EQ(committed[0].data(), "a");
+  EXPECT_EQ(committed[1].data(), "b");
+  EXPECT_EQ(s.core->log().applied(), first + 1);
+
+  // The write completes; the next Ready persists `b` and repeats neither message nor entry.
+  ASSERT_TRUE(s.store->Append(rd.entries).ok());
+  s.core->Advance(rd);
+  EXPECT_EQ(s.core->log().applied(), first + 1);
+  Ready rd2 = s.core->GetReady();
+  ASSERT_EQ(rd2.entries.size(), 1u);
+  EXPECT_EQ(rd2.entries[0].data(), "b");
+  EXPECT_TRUE(rd2.committed_entries.empty());
+  // Only the new commit index goes out (in empty appends), early: no entry is sent again.
+  for (const Message& m : rd2.early_messages) EXPECT_EQ(m.entries_size(), 0);
+  EXPECT_TRUE(OfType(rd2.messages, raftpb::MSG_APP).empty());
+}
+
+// A follower's acknowledgement waits for its write: nothing leaves early, and an append that
+// arrives during the write is acknowledged after the next one.
+TEST(CoreTest, FollowerAcknowledgesOnlyAfterItsWrite) {
+  Solo s({1}, 3);
+  Message app = Msg(raftpb::MSG_APP, 2, 1, 1);
+  app.set_index(1);
+  app.set_log_term(1);
+  raftpb::Entry e;
+  e.set_index(2);
+  e.set_term(1);
+  e.set_data("x");
+  *app.add_entries() = e;
+  (void)s.core->Step(app);
+  Ready rd = s.core->GetReady();
+  EXPECT_TRUE(rd.early_messages.empty());
+  EXPECT_EQ(OfType(rd.messages, raftpb::MSG_APP_RESP).size(), 1u);
+  Message app2 = app;
+  app2.set_index(2);
+  e.set_index(3);
+  e.set_data("y");
+  *app2.mutable_entries(0) = e;
+  (void)s.core->Step(app2);  // during the write of x
+  EXPECT_TRUE(s.core->TakeEarlyMessages().empty());
+  ASSERT_TRUE(s.store->Append(rd.entries).ok());
+  if (rd.hard_state) s.store->SetHardState(*rd.hard_state);
+  s.core->Advance(rd);
+  Ready rd2 = s.core->GetReady();
+  ASSERT_EQ(rd2.entries.size(), 1u);
+  EXPECT_EQ(rd2.entries[0].data(), "y");
+  std::vector<Message> acks = OfType(rd2.messages, raftpb::MSG_APP_RESP);
+  ASSERT_EQ(acks.size(), 1u);
+  EXPECT_EQ(acks[0].index(), 3u);
+}
+
+// A candidate that wins while the write of its own term and vote is still under way may not
+// send appends before that write completes: its leadership rests on that vote.
+TEST(CoreTest, NoEarlyMessagesBeforeTheTermIsDurable) {
+  Solo s;
+  s.core->Campaign();
+  Ready rd = s.core->GetReady();  // term and vote, written now
+  ASSERT_TRUE(rd.hard_state.has_value());
+  EXPECT_TRUE(rd.early_messages.empty());
+  EXPECT_EQ(OfType(rd.messages, raftpb::MSG_VOTE).size(), 2u);
+  (void)s.core->Step(Msg(raftpb::MSG_VOTE_RESP, 2, 1, s.core->term()));
+  ASSERT_EQ(s.core->role(), Role::kLeader);
+  EXPECT_TRUE(s.core->TakeEarlyMessages().empty());
+  if (rd.hard_state) s.store->SetHardState(*rd.hard_state);
+  s.core->Advance(rd);
+  Ready rd2 = s.core->GetReady();  // the term is durable now
+  EXPECT_EQ(OfType(rd2.early_messages, raftpb::MSG_APP).size(), 2u);
+}
+
+// The commit index is persisted lazily, so a snapshot can be ahead of the stored one: entries
+// the application applied were committed, and the restarted core says so.
+TEST(CoreTest, RestartWithASnapshotAheadOfTheStoredCommitIndex) {
+  auto store = StoreWithTerms({1, 1, 1, 1}, {1, 2, 3});
+  raftpb::HardState hs;
+  hs.set_term(1);
+  hs.set_commit(1);
+  store->SetHardState(hs);
+  ASSERT_TRUE(store->CreateSnapshot(3, nullptr, "state at 3").ok());
+  Config c = TestConfig(1, store.get());
+  c.applied = 3;
+  absl::StatusOr<std::unique_ptr<Core>> core = Core::Create(c);
+  ASSERT_TRUE(core.ok()) << core.status();
+  EXPECT_EQ((*core)->log().committed(), 3u);
+  EXPECT_EQ((*core)->log().applied(), 3u);
+  c.applied = 5;  // beyond the log: a caller's mistake
+  EXPECT_EQ(Core::Create(c).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace shoal::raft

@@ -4,8 +4,10 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -272,6 +274,66 @@ TEST_F(ClusterTest, ProposalsWithoutAQuorumFailInsteadOfHanging) {
   // Member 1 alone can never elect a leader: the proposal is refused at once.
   absl::StatusOr<uint64_t> r = M(1).node->Propose("nobody hears").get();
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+}
+
+// Proposals with a completion callback: no thread waits; each completes once, with increasing
+// indexes, from the node's completion thread.
+TEST_F(ClusterTest, CallbackProposalsCompleteOnceInOrder) {
+  StartCluster(3);
+  const uint64_t leader = WaitForLeader();
+  ASSERT_NE(leader, 0u);
+  absl::Mutex mu;
+  std::vector<uint64_t> indexes;
+  int failures = 0;
+  const std::thread::id caller = std::this_thread::get_id();
+  bool on_caller_thread = false;
+  for (int i = 0; i < 300; ++i) {
+    M(leader).node->Propose("c" + std::to_string(i), [&](absl::StatusOr<uint64_t> r) {
+      absl::MutexLock lock(&mu);
+      on_caller_thread = on_caller_thread || std::this_thread::get_id() == caller;
+      if (r.ok()) {
+        indexes.push_back(*r);
+      } else {
+        ++failures;
+      }
+    });
+  }
+  {
+    absl::MutexLock lock(&mu);
+    auto all = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return indexes.size() + failures == 300; };
+    ASSERT_TRUE(mu.AwaitWithDeadline(absl::Condition(&all), absl::Now() + kWait));
+    EXPECT_EQ(failures, 0);
+    EXPECT_FALSE(on_caller_thread);
+    EXPECT_TRUE(std::is_sorted(indexes.begin(), indexes.end()));
+    EXPECT_EQ(std::adjacent_find(indexes.begin(), indexes.end()), indexes.end());
+  }
+  for (uint64_t id = 1; id <= 3; ++id) ASSERT_TRUE(M(id).sm->WaitFor(300, absl::Now() + kWait));
+  // A stopped node answers at once, on the caller's thread.
+  Member& stopped = M(leader % 3 + 1);
+  stopped.node->Stop();
+  absl::Status late;
+  stopped.node->Propose("late", [&](absl::StatusOr<uint64_t> r) { late = r.status(); });
+  EXPECT_EQ(late.code(), absl::StatusCode::kUnavailable);
+}
+
+// Snapshots every few entries, the commit index persisted lazily, every member restarted three
+// times: nothing acknowledged is lost and every member restarts from its own snapshot and log.
+// (A snapshot ahead of the stored commit index, which a crash can leave, is core_test's
+// RestartWithASnapshotAheadOfTheStoredCommitIndex.)
+TEST_F(ClusterTest, RestartsRepeatedlyWithFrequentSnapshots) {
+  StartCluster(3, /*snapshot_interval=*/3);
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 20; ++i) {
+      ASSERT_NE(ProposeAcked("r" + std::to_string(round) + "v" + std::to_string(i)), 0u);
+    }
+    for (uint64_t id = 1; id <= 3; ++id) Kill(id);
+    for (uint64_t id = 1; id <= 3; ++id) Start(id);
+  }
+  ASSERT_NE(ProposeAcked("last"), 0u);
+  for (uint64_t id = 1; id <= 3; ++id) {
+    ASSERT_TRUE(M(id).sm->WaitFor(61, absl::Now() + kWait)) << id;
+    EXPECT_EQ(M(id).sm->values().back(), "last");
+  }
 }
 
 }  // namespace

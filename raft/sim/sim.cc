@@ -421,6 +421,14 @@ void Sim::CompleteWrites() {
   for (auto& [id, n] : nodes_) {
     if (failure_.failed) return;
     if (!n.up || !n.writing || n.write_done_at > now_) continue;
+    // The most delicate moment of asynchronous writes: a leader whose followers may already
+    // have committed (and clients seen applied) entries of this write dies before it lands.
+    if (now_ < opts_.chaos_ticks && n.core->role() == Role::kLeader &&
+        n.core->log().committed() > n.disk->LastIndex() && Chance(0.2)) {
+      ++stats_.lost_readies;
+      Crash(n, "leader, before its write completed");
+      continue;
+    }
     Ready rd = std::move(*n.writing);
     n.writing.reset();
     Trace("member ", id, " persisted ", rd.entries.size(), " entries");

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Shoal's Raft against etcd 3.4 in one run of the machine (issue #3): the same load generator,
+# the same value size and concurrency, the two systems alternating so that both see the same
+# disk and the same neighbours.
+#
+#   deploy/bench-raft.sh [--rounds R] [--clients "1 64"] [--seconds T] [--value-bytes N]
+#
+# For each round and each client count it runs deploy/bench-etcd.sh and //raft:bench, etcd
+# first in odd rounds and Shoal first in even ones, keeps every JSON line in a results file,
+# and ends with a table of medians and ratios and one JSON line per client count on stdout:
+#   {"clients":64,"rounds":3,"etcd_throughput":...,"shoal_throughput":...,"throughput_ratio":...,
+#    "etcd_p50_ms":...,"shoal_p50_ms":...,"etcd_p99_ms":...,"shoal_p99_ms":...}
+# Everything else goes to stderr. Both sides stop every process they start (by PID).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rounds=3
+clients_list="1 64"
+seconds=10
+value_bytes=256
+usage='usage: deploy/bench-raft.sh [--rounds R] [--clients "1 64"] [--seconds T] [--value-bytes N]'
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) rounds="${2:?$usage}"; shift 2 ;;
+    --clients) clients_list="${2:?$usage}"; shift 2 ;;
+    --seconds) seconds="${2:?$usage}"; shift 2 ;;
+    --value-bytes) value_bytes="${2:?$usage}"; shift 2 ;;
+    -h|--help) echo "$usage"; exit 0 ;;
+    *) echo "bench-raft: unknown argument $1" >&2; echo "$usage" >&2; exit 2 ;;
+  esac
+done
+
+log() { echo "bench-raft: $*" >&2; }
+
+results="$(mktemp "${TMPDIR:-/tmp}/shoal-bench-raft.XXXXXX")"
+log "results in $results"
+bazel build -c opt //raft:bench //raft:bench_etcd >&2
+shoal_bin="$(bazel info -c opt bazel-bin 2>/dev/null)/raft/bench/raft_bench"
+
+run_etcd() {
+  deploy/bench-etcd.sh --clients "$1" --seconds "$seconds" --value-bytes "$value_bytes" \
+    | tail -n 1 >>"$results"
+}
+run_shoal() {
+  "$shoal_bin" --nodes 3 --clients "$1" --seconds "$seconds" --value-bytes "$value_bytes" \
+    | tail -n 1 >>"$results"
+}
+
+for round in $(seq 1 "$rounds"); do
+  for c in $clients_list; do
+    log "round $round/$rounds, $c client(s)"
+    if [ $((round % 2)) -eq 1 ]; then
+      run_etcd "$c"
+      run_shoal "$c"
+    else
+      run_shoal "$c"
+      run_etcd "$c"
+    fi
+    tail -n 2 "$results" >&2
+  done
+done
+
+python3 - "$results" <<'EOF'
+import json, statistics, sys
+
+runs = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+by = {}
+for r in runs:
+    by.setdefault((r["clients"], r["system"]), []).append(r)
+print("%-8s %-6s %12s %10s %10s   (median of %s)" % ("clients", "system", "writes/s", "p50 ms",
+      "p99 ms", "rounds"), file=sys.stderr)
+for clients in sorted({c for c, _ in by}):
+    med = {}
+    for system in ("etcd", "shoal"):
+        rs = by.get((clients, system), [])
+        if not rs:
+            continue
+        med[system] = {k: statistics.median(r[k] for r in rs)
+                       for k in ("throughput", "p50_ms", "p99_ms")}
+        print("%-8d %-6s %12.0f %10.3f %10.3f   %s" % (clients, system, med[system]["throughput"],
+              med[system]["p50_ms"], med[system]["p99_ms"],
+              " ".join("%.0f" % r["throughput"] for r in rs)), file=sys.stderr)
+    if len(med) == 2:
+        e, s = med["etcd"], med["shoal"]
+        print(json.dumps({
+            "clients": clients, "rounds": len(by[(clients, "shoal")]),
+            "etcd_throughput": round(e["throughput"], 1),
+            "shoal_throughput": round(s["throughput"], 1),
+            "throughput_ratio": round(s["throughput"] / e["throughput"], 2),
+            "etcd_p50_ms": e["p50_ms"], "shoal_p50_ms": s["p50_ms"],
+            "etcd_p99_ms": e["p99_ms"], "shoal_p99_ms": s["p99_ms"]}))
+EOF

@@ -36,10 +36,14 @@ absl::Status NoLeader(absl::string_view what) {
 
 const char* RoleName(Role role) {
   switch (role) {
-    case Role::kFollower: return "follower";
-    case Role::kPreCandidate: return "pre-candidate";
-    case Role::kCandidate: return "candidate";
-    case Role::kLeader: return "leader";
+    case Role::kFollower:
+      return "follower";
+    case Role::kPreCandidate:
+      return "pre-candidate";
+    case Role::kCandidate:
+      return "candidate";
+    case Role::kLeader:
+      return "leader";
   }
   return "?";
 }
@@ -364,10 +368,13 @@ absl::Status Core::Step(const Message& m) {
       break;
   }
   switch (role_) {
-    case Role::kLeader: return StepLeader(m);
+    case Role::kLeader:
+      return StepLeader(m);
     case Role::kCandidate:
-    case Role::kPreCandidate: return StepCandidate(m);
-    case Role::kFollower: return StepFollower(m);
+    case Role::kPreCandidate:
+      return StepCandidate(m);
+    case Role::kFollower:
+      return StepFollower(m);
   }
   return absl::OkStatus();
 }
@@ -416,9 +423,9 @@ absl::Status Core::StepLeader(const Message& m) {
       for (size_t i = 0; i < ents.size(); ++i) {
         if (ents[i].type() != raftpb::ENTRY_TYPE_CONF_CHANGE) continue;
         if (pending_conf_index_ > log_.applied()) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              "membership change dropped: another one (index ", pending_conf_index_,
-              ") is not applied yet"));
+          return absl::FailedPreconditionError(
+              absl::StrCat("membership change dropped: another one (index ", pending_conf_index_,
+                           ") is not applied yet"));
         }
         pending_conf_index_ = log_.LastIndex() + i + 1;
       }
@@ -1020,8 +1027,8 @@ Ready Core::GetReady() {
   rd.early_messages = ExtractEarlyMessages();
   rd.messages.swap(msgs_);
   rd.read_states.swap(read_states_);
-  rd.must_sync = !rd.entries.empty() || rd.snapshot.has_value() ||
-                 hs.term() != prev_hard_.term() || hs.vote() != prev_hard_.vote();
+  rd.must_sync = !rd.entries.empty() || rd.snapshot.has_value() || hs.term() != prev_hard_.term() ||
+                 hs.vote() != prev_hard_.vote();
   return rd;
 }
 

@@ -195,8 +195,12 @@ TEST(CoreTest, VotesAtMostOncePerTermFirstComeFirstServed) {
     uint64_t candidate;  // asking
     bool reject;
   };
-  for (const Case& c : std::vector<Case>{{0, 2, false}, {0, 3, false}, {2, 2, false},
-                                         {3, 3, false}, {2, 3, true}, {3, 2, true}}) {
+  for (const Case& c : std::vector<Case>{{0, 2, false},
+                                         {0, 3, false},
+                                         {2, 2, false},
+                                         {3, 3, false},
+                                         {2, 3, true},
+                                         {3, 2, true}}) {
     auto store = StoreWithTerms({}, {1, 2, 3});
     raftpb::HardState hs;
     hs.set_term(1);
@@ -315,8 +319,8 @@ TEST(CoreTest, FollowerRejectsAppendWhosePreviousEntryDoesNotMatch) {
     uint64_t index, log_term;
     bool reject;
   };
-  for (const Case& c : std::vector<Case>{{0, 0, false}, {1, 1, false}, {2, 2, false},
-                                         {2, 1, true}, {3, 3, true}}) {
+  for (const Case& c :
+       std::vector<Case>{{0, 0, false}, {1, 1, false}, {2, 2, false}, {2, 1, true}, {3, 3, true}}) {
     Message app = Msg(raftpb::MSG_APP, 2, 1, 2);
     app.set_index(c.index);
     app.set_log_term(c.log_term);
@@ -649,7 +653,8 @@ TEST(CoreTest, LearnerCatchesUpWithoutVotingThenIsPromoted) {
   net.Campaign(1);
   ASSERT_TRUE(net.Propose(1, "a").ok());
   net.AddNode(4, net.node(1).conf_state);
-  ASSERT_TRUE(net.core(1).ProposeConfChange(Change(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE, 4)).ok());
+  ASSERT_TRUE(
+      net.core(1).ProposeConfChange(Change(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE, 4)).ok());
   net.Stabilize();
   net.TickAll(1);
   EXPECT_EQ(net.node(4).applied, (std::vector<std::string>{"a"}));
@@ -696,8 +701,10 @@ TEST(CoreTest, OnlyOneMembershipChangeIsPendingAtATime) {
   Network net(3);
   net.Campaign(1);
   net.Isolate(1);  // nothing commits
-  ASSERT_TRUE(net.core(1).ProposeConfChange(Change(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE, 4)).ok());
-  absl::Status second = net.core(1).ProposeConfChange(Change(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE, 5));
+  ASSERT_TRUE(
+      net.core(1).ProposeConfChange(Change(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE, 4)).ok());
+  absl::Status second =
+      net.core(1).ProposeConfChange(Change(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE, 5));
   EXPECT_EQ(second.code(), absl::StatusCode::kFailedPrecondition);
 }
 

@@ -9,8 +9,8 @@ namespace shoal::raft {
 
 namespace {
 uint32_t Crc(const std::string& data, uint32_t crc = 0) {
-  return static_cast<uint32_t>(crc32(crc, reinterpret_cast<const Bytef*>(data.data()),
-                                     static_cast<uInt>(data.size())));
+  return static_cast<uint32_t>(
+      crc32(crc, reinterpret_cast<const Bytef*>(data.data()), static_cast<uInt>(data.size())));
 }
 constexpr uint64_t kMaxSnapshotBytes = uint64_t{4} << 30;
 }  // namespace
@@ -113,8 +113,8 @@ class GrpcTransport::RaftServiceImpl final
       }
       if (chunk.offset() != data.size()) {
         return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            absl::StrCat("snapshot chunk at offset ", chunk.offset(),
-                                         " but ", data.size(), " bytes received"));
+                            absl::StrCat("snapshot chunk at offset ", chunk.offset(), " but ",
+                                         data.size(), " bytes received"));
       }
       data += chunk.data();
       if (data.size() > total) {
@@ -364,9 +364,8 @@ void GrpcTransport::SnapshotLoop() {
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
-          +[](GrpcTransport* t) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-            return t->stopping_ || !t->snapshots_.empty();
-          },
+          +[](GrpcTransport* t)
+               ABSL_NO_THREAD_SAFETY_ANALYSIS { return t->stopping_ || !t->snapshots_.empty(); },
           this));
       if (stopping_) return;
       m = std::move(snapshots_.front());
@@ -419,8 +418,7 @@ void GrpcTransport::SendSnapshot(uint64_t to, const raftpb::Message& m) {
   if (ok) writer->WritesDone();
   const grpc::Status status = writer->Finish();
   if (!status.ok()) {
-    log::Warning("raft", "snapshot send failed",
-                 {{"to", to}, {"error", status.error_message()}});
+    log::Warning("raft", "snapshot send failed", {{"to", to}, {"error", status.error_message()}});
   }
   if (handler != nullptr) handler->ReportSnapshot(to, !status.ok());
 }

@@ -64,8 +64,8 @@ void Unstable::TruncateAndAppend(const std::vector<raftpb::Entry>& entries) {
 }
 
 std::vector<raftpb::Entry> Unstable::Slice(uint64_t lo, uint64_t hi) const {
-  SHOAL_CHECK(lo <= hi && lo >= offset_ && hi <= offset_ + entries_.size(), "unstable slice [",
-              lo, ",", hi, ") out of [", offset_, ",", offset_ + entries_.size(), ")");
+  SHOAL_CHECK(lo <= hi && lo >= offset_ && hi <= offset_ + entries_.size(), "unstable slice [", lo,
+              ",", hi, ") out of [", offset_, ",", offset_ + entries_.size(), ")");
   return std::vector<raftpb::Entry>(entries_.begin() + (lo - offset_),
                                     entries_.begin() + (hi - offset_));
 }
@@ -129,15 +129,14 @@ bool RaftLog::IsUpToDate(uint64_t last_index, uint64_t term) const {
   return term > our_term || (term == our_term && last_index >= LastIndex());
 }
 
-std::optional<uint64_t> RaftLog::MaybeAppend(uint64_t index, uint64_t log_term,
-                                             uint64_t committed,
+std::optional<uint64_t> RaftLog::MaybeAppend(uint64_t index, uint64_t log_term, uint64_t committed,
                                              const std::vector<raftpb::Entry>& entries) {
   if (!MatchTerm(index, log_term)) return std::nullopt;
   const uint64_t last_new = index + entries.size();
   const uint64_t conflict = FindConflict(entries);
   if (conflict != 0) {
-    SHOAL_CHECK(conflict > committed_, "entry ", conflict, " conflicts with committed entry (commit ",
-                committed_, ")");
+    SHOAL_CHECK(conflict > committed_, "entry ", conflict,
+                " conflicts with committed entry (commit ", committed_, ")");
     const uint64_t offset = index + 1;
     std::vector<raftpb::Entry> rest(entries.begin() + (conflict - offset), entries.end());
     Append(rest);
@@ -226,8 +225,8 @@ bool RaftLog::HasNextCommittedEntries() const {
 std::vector<raftpb::Entry> RaftLog::NextCommittedEntries() const {
   const uint64_t off = std::max(applying_ + 1, FirstIndex());
   if (committed_ + 1 <= off) return {};
-  absl::StatusOr<std::vector<raftpb::Entry>> ents = Slice(off, committed_ + 1,
-                                                          max_next_entries_bytes_);
+  absl::StatusOr<std::vector<raftpb::Entry>> ents =
+      Slice(off, committed_ + 1, max_next_entries_bytes_);
   SHOAL_CHECK(ents.ok(), "reading committed entries: ", ents.status().ToString());
   return *ents;
 }
@@ -261,8 +260,8 @@ void RaftLog::AppliedTo(uint64_t i) {
 }
 
 void RaftLog::ApplyingTo(uint64_t i) {
-  SHOAL_CHECK(i <= committed_ && i >= applying_, "applying ", i, " out of range [", applying_,
-              ",", committed_, "]");
+  SHOAL_CHECK(i <= committed_ && i >= applying_, "applying ", i, " out of range [", applying_, ",",
+              committed_, "]");
   applying_ = i;
 }
 

@@ -2,8 +2,8 @@
 // (and possibly a snapshot) not yet persisted ("unstable"), plus the commit and apply indexes.
 // Private to raft/; driven by the core's single thread.
 //
-// Invariants: applied <= applying <= committed <= last index; an entry at or below `committed` is never
-// replaced (a CHECK).
+// Invariants: applied <= applying <= committed <= last index; an entry at or below `committed` is
+// never replaced (a CHECK).
 #pragma once
 
 #include <cstdint>

@@ -71,8 +71,9 @@ absl::Status Node::Init() {
   if (snap->metadata().index() > 0) {
     absl::Status s = options_.state_machine->Restore(snap->data());
     if (!s.ok()) {
-      return absl::Status(s.code(), absl::StrCat("restoring the state machine from the snapshot at ",
-                                                 snap->metadata().index(), ": ", s.message()));
+      return absl::Status(s.code(),
+                          absl::StrCat("restoring the state machine from the snapshot at ",
+                                       snap->metadata().index(), ": ", s.message()));
     }
     applied_ = snap->metadata().index();
     last_snapshot_ = applied_;
@@ -169,9 +170,8 @@ void Node::Enqueue(Input input) {
 std::future<absl::StatusOr<uint64_t>> Node::Propose(std::string data) {
   auto promise = std::make_shared<std::promise<absl::StatusOr<uint64_t>>>();
   std::future<absl::StatusOr<uint64_t>> f = promise->get_future();
-  Propose(std::move(data), [promise](absl::StatusOr<uint64_t> index) {
-    promise->set_value(std::move(index));
-  });
+  Propose(std::move(data),
+          [promise](absl::StatusOr<uint64_t> index) { promise->set_value(std::move(index)); });
   return f;
 }
 
@@ -242,10 +242,9 @@ Node::Status Node::GetStatus() const {
 
 bool Node::WaitForLeader(absl::Time deadline) const {
   absl::MutexLock lock(&mu_);
-  return mu_.AwaitWithDeadline(
-      absl::Condition(
-          +[](const Status* s) { return s->leader != 0; }, &status_),
-      deadline);
+  return mu_.AwaitWithDeadline(absl::Condition(
+                                   +[](const Status* s) { return s->leader != 0; }, &status_),
+                               deadline);
 }
 
 void Node::Loop() {
@@ -255,13 +254,12 @@ void Node::Loop() {
     bool write_done = false;
     {
       absl::MutexLock lock(&mu_);
-      mu_.AwaitWithDeadline(
-          absl::Condition(
-              +[](Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                return n->stopping_ || !n->inputs_.empty() || n->write_done_;
-              },
-              this),
-          next_tick);
+      mu_.AwaitWithDeadline(absl::Condition(
+                                +[](Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                                  return n->stopping_ || !n->inputs_.empty() || n->write_done_;
+                                },
+                                this),
+                            next_tick);
       if (stopping_) break;
       batch.swap(inputs_);
       write_done = write_done_;
@@ -350,9 +348,8 @@ void Node::WriterLoop() {
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
-          +[](Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-            return n->write_requested_ || n->writer_stop_;
-          },
+          +[](Node* n)
+               ABSL_NO_THREAD_SAFETY_ANALYSIS { return n->write_requested_ || n->writer_stop_; },
           this));
       if (!write_requested_) return;  // stopping, nothing in flight
     }

@@ -12,9 +12,9 @@
 // index, and committed entries are applied (committed means durable on a quorum, so a leader
 // need not wait for its own copy). At most one write is in flight; the next Ready is taken when
 // it completes. A follower writes in place (what arrives meanwhile queues up for its next
-// write anyway) and acknowledges as soon as the write is durable. A Ready that changes only the commit index writes nothing: the commit index is
-// persisted with the next synced write (after a crash a member learns it again from the
-// leader; nothing acknowledged depends on it).
+// write anyway) and acknowledges as soon as the write is durable. A Ready that changes only the
+// commit index writes nothing: the commit index is persisted with the next synced write (after a
+// crash a member learns it again from the leader; nothing acknowledged depends on it).
 //
 // Proposals are matched to their applied entries by an id the node prepends to the data, so a
 // Propose future completes with the index once the entry is applied here, whoever proposed it
@@ -36,9 +36,9 @@
 #include <deque>
 #include <functional>
 #include <future>
-#include <optional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>

@@ -3,13 +3,12 @@
 #include "raft/node.h"
 
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"

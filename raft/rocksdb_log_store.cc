@@ -49,7 +49,8 @@ absl::Status Unseal(const rocksdb::Slice& value, google::protobuf::MessageLite* 
                     absl::string_view what) {
   if (value.size() < 4) return absl::DataLossError(absl::StrCat(what, ": value is truncated"));
   uint32_t crc = 0;
-  for (int i = 0; i < 4; ++i) crc |= static_cast<uint32_t>(static_cast<uint8_t>(value[i])) << (8 * i);
+  for (int i = 0; i < 4; ++i)
+    crc |= static_cast<uint32_t>(static_cast<uint8_t>(value[i])) << (8 * i);
   if (Crc(value.data() + 4, value.size() - 4) != crc) {
     return absl::DataLossError(absl::StrCat(what, ": checksum mismatch (corrupt value)"));
   }
@@ -140,8 +141,8 @@ absl::Status RocksDbLogStore::Load() {
           absl::StrCat("entry stored under index ", index, " says it is ", e.index()));
     }
     if (!stored.empty() && index != stored.back().first + 1) {
-      return absl::DataLossError(absl::StrCat("entries ", stored.back().first + 1, " to ",
-                                              index - 1, " are missing"));
+      return absl::DataLossError(
+          absl::StrCat("entries ", stored.back().first + 1, " to ", index - 1, " are missing"));
     }
     stored.emplace_back(index, e.term());
   }
@@ -164,8 +165,8 @@ absl::Status RocksDbLogStore::Load() {
                                                 " below the snapshot at ", snap_index));
       }
       if (stored[snap_index - f].second != snap_term) {
-        return absl::DataLossError(absl::StrCat("entry ", snap_index,
-                                                " contradicts the snapshot's term"));
+        return absl::DataLossError(
+            absl::StrCat("entry ", snap_index, " contradicts the snapshot's term"));
       }
       first_ = f + 1;
       for (const auto& [index, term] : stored) terms_.push_back(term);
@@ -259,9 +260,9 @@ absl::Status RocksDbLogStore::Save(const raftpb::HardState* hard_state,
     keep_terms = terms_.size();
     if (snapshot != nullptr) {
       if (snapshot->metadata().index() <= snapshot_.metadata().index()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "snapshot at ", snapshot->metadata().index(), " is not newer than the stored one at ",
-            snapshot_.metadata().index()));
+        return absl::FailedPreconditionError(
+            absl::StrCat("snapshot at ", snapshot->metadata().index(),
+                         " is not newer than the stored one at ", snapshot_.metadata().index()));
       }
       batch.Put(kSnapshotKey, Seal(*snapshot));
       batch.Put(kConfStateKey, Seal(snapshot->metadata().conf_state()));
@@ -321,8 +322,8 @@ absl::Status RocksDbLogStore::SaveConfState(const raftpb::ConfState& cs) {
 }
 
 absl::StatusOr<raftpb::Snapshot> RocksDbLogStore::SaveSnapshot(uint64_t i,
-                                                                 const raftpb::ConfState& cs,
-                                                                 std::string data) {
+                                                               const raftpb::ConfState& cs,
+                                                               std::string data) {
   absl::MutexLock lock(&mu_);
   if (i <= snapshot_.metadata().index()) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -354,9 +355,8 @@ absl::StatusOr<raftpb::Snapshot> RocksDbLogStore::SaveSnapshot(uint64_t i,
 absl::Status RocksDbLogStore::CompactTo(uint64_t compact_index) {
   absl::MutexLock lock(&mu_);
   if (compact_index < first_) {
-    return absl::FailedPreconditionError(absl::StrCat("compact index ", compact_index,
-                                                      " is already compacted (first index ",
-                                                      first_, ")"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "compact index ", compact_index, " is already compacted (first index ", first_, ")"));
   }
   if (compact_index > snapshot_.metadata().index()) {
     return absl::FailedPreconditionError(
@@ -365,9 +365,9 @@ absl::Status RocksDbLogStore::CompactTo(uint64_t compact_index) {
   }
   // Entry `compact_index` stays as the marker holding its term.
   rocksdb::WriteOptions wo;  // losing a compaction in a crash is harmless: no sync
-  absl::Status s = FromRocks(db_->DeleteRange(wo, db_->DefaultColumnFamily(), EntryKey(0),
-                                              EntryKey(compact_index)),
-                             "compacting the raft log");
+  absl::Status s = FromRocks(
+      db_->DeleteRange(wo, db_->DefaultColumnFamily(), EntryKey(0), EntryKey(compact_index)),
+      "compacting the raft log");
   if (!s.ok()) return s;
   terms_.erase(terms_.begin(), terms_.begin() + (compact_index - (first_ - 1)));
   first_ = compact_index + 1;

@@ -11,14 +11,15 @@
 // proposer; the time from each kill to the next committed proposal is reported, the killed
 // member is restarted from its disk, and at the end every acknowledged proposal is checked to
 // be present on every member.
-#include <grpcpp/grpcpp.h>
 #include <arpa/inet.h>
+#include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -27,8 +28,6 @@
 #include <mutex>
 #include <set>
 #include <thread>
-
-#include <CLI/CLI.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -127,8 +126,8 @@ class BenchService final
 
 std::atomic<bool> g_stop{false};
 
-int RunMember(uint64_t id, const std::string& dir, const std::string& peers_flag,
-              int raft_port, int bench_port) {
+int RunMember(uint64_t id, const std::string& dir, const std::string& peers_flag, int raft_port,
+              int bench_port) {
   signal(SIGTERM, [](int) { g_stop = true; });
   auto store = RocksDbLogStore::Open({dir});
   if (!store.ok()) {
@@ -163,7 +162,8 @@ int RunMember(uint64_t id, const std::string& dir, const std::string& peers_flag
   transport->SetHandler(node->get());
   BenchService bench(node->get(), &sm);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(absl::StrCat("127.0.0.1:", raft_port), grpc::InsecureServerCredentials());
+  builder.AddListeningPort(absl::StrCat("127.0.0.1:", raft_port),
+                           grpc::InsecureServerCredentials());
   builder.AddListeningPort(absl::StrCat("127.0.0.1:", bench_port),
                            grpc::InsecureServerCredentials());
   builder.RegisterService(transport->service());
@@ -232,7 +232,8 @@ class Driver {
       members_.push_back(std::move(m));
     }
     std::vector<std::string> peers;
-    for (const Member& m : members_) peers.push_back(absl::StrCat(m.id, "=127.0.0.1:", m.raft_port));
+    for (const Member& m : members_)
+      peers.push_back(absl::StrCat(m.id, "=127.0.0.1:", m.raft_port));
     peers_ = absl::StrJoin(peers, ",");
     for (Member& m : members_) {
       // Members are killed and restarted: reconnect quickly instead of gRPC's default backoff
@@ -341,8 +342,10 @@ int RunThroughput(Driver& d, int clients, uint64_t value_bytes, int seconds) {
     if (!s.ok()) return absl::UnavailableError(s.error_message());
     return absl::OkStatus();
   });
-  std::printf("%s\n", ToJson(r, {{"system", "shoal"}, {"nodes", d.size()},
-                                 {"channels", channel_count}, {"warmup_seconds", 1}})
+  std::printf("%s\n", ToJson(r, {{"system", "shoal"},
+                                 {"nodes", d.size()},
+                                 {"channels", channel_count},
+                                 {"warmup_seconds", 1}})
                           .c_str());
   return r.ops > 0 ? 0 : 1;
 }
@@ -407,8 +410,8 @@ int RunFailover(Driver& d, int rounds, uint64_t value_bytes) {
       }
       if (present < acked.size()) absl::SleepFor(absl::Milliseconds(50));  // catching up
     }
-    std::fprintf(stderr, "member %lu holds %lu of %zu acknowledged proposals\n",
-                 (unsigned long)id, (unsigned long)present, acked.size());
+    std::fprintf(stderr, "member %lu holds %lu of %zu acknowledged proposals\n", (unsigned long)id,
+                 (unsigned long)present, acked.size());
     missing_max = std::max<uint64_t>(missing_max, acked.size() - present);
   }
   std::vector<double> sorted = failovers_ms;

@@ -450,8 +450,8 @@ void Sim::Apply(SimNode& n, const raftpb::Entry& e) {
     if (!cc.ParseFromString(e.data())) return Fail("unparsable conf change at ", e.index());
     n.conf = n.core->ApplyConfChange(cc);
     n.disk->SetConfState(n.conf);
-    Trace("member ", n.id, " applied ", raftpb::ConfChange::Type_Name(cc.type()), " ",
-          cc.node_id(), " at ", e.index());
+    Trace("member ", n.id, " applied ", raftpb::ConfChange::Type_Name(cc.type()), " ", cc.node_id(),
+          " at ", e.index());
     if (cc.type() == raftpb::ConfChange::TYPE_REMOVE_NODE && cc.node_id() == n.id) {
       // Removed: this member stops for good once it learns it.
       n.removed = true;
@@ -658,8 +658,8 @@ void Sim::Clients(bool issue_new) {
     history_.push_back(op);
     history_request_.push_back(req);
     client_op_[c] = PendingOp{history_.size() - 1, target, now_ + 60};
-    Trace("client ", c, " ", op.kind == KvOp::Kind::kPut ? "put " : "get ", op.key, " ",
-          op.value, " at ", target, " (", req, ")");
+    Trace("client ", c, " ", op.kind == KvOp::Kind::kPut ? "put " : "get ", op.key, " ", op.value,
+          " at ", target, " (", req, ")");
     HandleReadies(n);
   }
 }
@@ -717,8 +717,8 @@ void Sim::CheckAppended(SimNode& n, const std::vector<raftpb::Entry>& entries) {
       if (!t.ok()) continue;  // before the snapshot: nothing to compare
       prev_term = *t;
     }
-    auto [it, inserted] =
-        seen_entries_.emplace(std::make_pair(e.index(), e.term()), EntryRecord{prev_term, e.data()});
+    auto [it, inserted] = seen_entries_.emplace(std::make_pair(e.index(), e.term()),
+                                                EntryRecord{prev_term, e.data()});
     if (!inserted && (it->second.data != e.data() || it->second.prev_term != prev_term)) {
       return Fail("log matching: member ", n.id, " holds a different entry (or history) at index ",
                   e.index(), " term ", e.term());
@@ -804,9 +804,8 @@ SimResult Sim::Run() {
   client_op_.resize(opts_.clients);
   client_counter_.resize(opts_.clients);
   Trace("seed ", seed_, ": ", members, " members, drop ", drop_, " dup ", dup_, " delay 0-",
-        max_delay_, " msg bytes ", max_msg_bytes_, " inflight ", max_inflight_,
-        " snapshot every ", snapshot_every_, " async writes ", async_writes_, " taking 0-",
-        max_write_ticks_, " ticks");
+        max_delay_, " msg bytes ", max_msg_bytes_, " inflight ", max_inflight_, " snapshot every ",
+        snapshot_every_, " async writes ", async_writes_, " taking 0-", max_write_ticks_, " ticks");
 
   const int64_t end = opts_.chaos_ticks + opts_.max_quiet_ticks;
   bool quiet = false;

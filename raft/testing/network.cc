@@ -55,8 +55,7 @@ std::vector<raftpb::Message> HandleReady(TestNode& node) {
 }
 
 std::unique_ptr<MemoryLogStore> StoreWithTerms(const std::vector<uint64_t>& terms,
-                                               const std::vector<uint64_t>& voters,
-                                               uint64_t term) {
+                                               const std::vector<uint64_t>& voters, uint64_t term) {
   auto store = std::make_unique<MemoryLogStore>();
   std::vector<raftpb::Entry> ents;
   for (size_t i = 0; i < terms.size(); ++i) {

@@ -4,7 +4,9 @@
 // and re-opened on the next send.
 //
 // Threads: one completion-queue thread drives every peer's stream (no thread per peer), one
-// thread sends snapshots, and the gRPC server's own threads deliver what arrives.
+// thread sends snapshots, and the gRPC server's own threads deliver what arrives (StreamMessages
+// is served through gRPC's callback API: no server thread is parked per stream). Shut the gRPC
+// server down before destroying the transport: its streams refer to it.
 //
 //   GrpcTransport::Options o;  o.self = 1;
 //   auto t = GrpcTransport::Create(o);

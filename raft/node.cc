@@ -126,13 +126,25 @@ void Node::Complete(ProposeCallback done, absl::StatusOr<uint64_t> result) {
 
 void Node::FlushCompletions() {
   if (completions_.empty()) return;
-  absl::MutexLock lock(&done_mu_);
-  if (done_queue_.empty()) {
-    done_queue_.swap(completions_);
-  } else {
-    for (auto& c : completions_) done_queue_.push_back(std::move(c));
-    completions_.clear();
+  {
+    absl::MutexLock lock(&done_mu_);
+    if (completions_.size() > 1 || !done_queue_.empty() || completer_busy_) {
+      // The completion thread answers them, in order, while this thread goes on stepping.
+      if (done_queue_.empty()) {
+        done_queue_.swap(completions_);
+      } else {
+        for (auto& c : completions_) done_queue_.push_back(std::move(c));
+        completions_.clear();
+      }
+      return;
+    }
   }
+  // A lone completion with nothing ahead of it is answered here: that saves the completion
+  // thread's wake-up (tens of microseconds on a virtual machine) on a lightly loaded node.
+  // Under load completions come several at a time and go to the completion thread.
+  auto [done, result] = std::move(completions_.front());
+  completions_.clear();
+  done(std::move(result));
 }
 
 void Node::CompleterLoop() {
@@ -147,8 +159,11 @@ void Node::CompleterLoop() {
           this));
       if (done_queue_.empty()) return;  // stopping, everything delivered
       batch.swap(done_queue_);
+      completer_busy_ = true;
     }
     for (auto& [done, result] : batch) done(std::move(result));
+    absl::MutexLock lock(&done_mu_);
+    completer_busy_ = false;
   }
 }
 
@@ -275,16 +290,21 @@ void Node::Loop() {
     }
     if (write_done) FinishReady();
     if (writing_) {
-      // A write is under way: a leader's new appends and heartbeats leave now, and entries
-      // committed meanwhile are applied now; the rest waits for the next Ready.
+      // A write is under way: entries committed meanwhile are applied now, and a leader's new
+      // appends and heartbeats leave now; the rest waits for the next Ready. Callers are
+      // answered first: handing over their completions is cheap, a send to a peer is not
+      // (a loopback sendmsg runs the receiver's TCP stack too).
+      std::vector<raftpb::Entry> committed = core_->TakeCommittedEntries();
+      for (const raftpb::Entry& e : committed) ApplyEntry(e);
+      if (!committed.empty()) {
+        ServeReads();
+        FlushCompletions();
+      }
       std::vector<raftpb::Message> early = core_->TakeEarlyMessages();
       if (!early.empty()) {
         stats_.messages_sent += early.size();
         options_.transport->Send(std::move(early));
       }
-      std::vector<raftpb::Entry> committed = core_->TakeCommittedEntries();
-      for (const raftpb::Entry& e : committed) ApplyEntry(e);
-      if (!committed.empty()) ServeReads();
     } else {
       while (!writing_ && core_->HasReady()) StartReady();
     }
@@ -466,20 +486,22 @@ void Node::StartReady() {
     status_.role = soft_.role;
     status_.term = core_->term();
   }
-  // A leader's appends and heartbeats leave before its own write (the core decides which).
-  if (!rd.early_messages.empty()) {
-    stats_.messages_sent += rd.early_messages.size();
-    options_.transport->Send(std::move(rd.early_messages));
-  }
   // Committed entries are applied before this Ready's write: committed means durable on a
   // quorum already, so callers are answered without waiting for this member's fsync (a leader
   // whose followers acknowledged first, a follower whose entries arrived with their commit).
-  // After a snapshot, they wait for it to be restored.
+  // After a snapshot, they wait for it to be restored. Their callers are answered before
+  // anything is sent, as above.
   applied_early_ = 0;
   if (!rd.snapshot) {
     for (const raftpb::Entry& e : rd.committed_entries) ApplyEntry(e);
     applied_early_ = rd.committed_entries.size();
     ServeReads();
+    FlushCompletions();
+  }
+  // A leader's appends and heartbeats leave before its own write (the core decides which).
+  if (!rd.early_messages.empty()) {
+    stats_.messages_sent += rd.early_messages.size();
+    options_.transport->Send(std::move(rd.early_messages));
   }
   ++stats_.readies;
   stats_.messages_sent += rd.messages.size();

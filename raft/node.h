@@ -110,11 +110,13 @@ class Node final : public MessageHandler {
 
   // Appends `data`; the future yields its index once applied on this node.
   std::future<absl::StatusOr<uint64_t>> Propose(std::string data);
-  // The same, calling `done` exactly once: on the node's completion thread (after the entry is
-  // applied, or when it fails), or at once on the caller's thread when the node is stopped.
-  // `done` should not block: it delays the completions after it (not the Raft loop, which
-  // hands completions over in batches so that answering callers, a gRPC write each, does not
-  // hold up stepping and replication).
+  // The same, calling `done` exactly once, in the order the entries were applied: after the
+  // entry is applied (or when it fails), on the node's completion thread, or on the node thread
+  // itself when it is the only one due and the completion thread is idle (a lightly loaded
+  // node then answers without a thread hand-off); at once on the caller's thread when the node
+  // is stopped. `done` must not block or call Stop(): it delays the completions after it and
+  // may delay the Raft loop (which otherwise hands completions over in batches, so that
+  // answering callers, a gRPC write each, does not hold up stepping and replication).
   void Propose(std::string data, ProposeCallback done);
   // Completes once this node's state machine reflects every write acknowledged before the call
   // (ReadIndex): reading it then is linearizable.
@@ -187,6 +189,7 @@ class Node final : public MessageHandler {
   std::vector<std::pair<ProposeCallback, absl::StatusOr<uint64_t>>> done_queue_
       ABSL_GUARDED_BY(done_mu_);
   bool completer_stop_ ABSL_GUARDED_BY(done_mu_) = false;
+  bool completer_busy_ ABSL_GUARDED_BY(done_mu_) = false;  // running a batch
 
   // A commit-only hard state not yet written (persisted with the next synced write).
   std::optional<raftpb::HardState> unsaved_hs_;

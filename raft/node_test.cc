@@ -8,12 +8,14 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <future>
 #include <thread>
 
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "raft/grpc_transport.h"
+#include "raft/memory_log_store.h"
 #include "raft/rocksdb_log_store.h"
 
 namespace shoal::raft {
@@ -333,6 +335,116 @@ TEST_F(ClusterTest, RestartsRepeatedlyWithFrequentSnapshots) {
     ASSERT_TRUE(M(id).sm->WaitFor(61, absl::Now() + kWait)) << id;
     EXPECT_EQ(M(id).sm->values().back(), "last");
   }
+}
+
+// Plays members 2 and 3 for a node that is member 1: grants its (pre-)votes and acknowledges
+// its appends and heartbeats at once, and logs what member 1 sends, in one sequence with the
+// test's own events.
+class ScriptedPeers : public Transport {
+ public:
+  struct Event {
+    bool sent = false;     // else a proposal's completion
+    uint64_t number = 0;   // a sent message's commit index, or the completed proposal's index
+  };
+  void SetNode(Node* node) { node_ = node; }
+  void Send(std::vector<raftpb::Message> messages) override {
+    std::vector<raftpb::Message> replies;
+    {
+      absl::MutexLock lock(&mu_);
+      for (const raftpb::Message& m : messages) {
+        events_.push_back({true, m.commit()});
+        raftpb::Message r;
+        r.set_from(m.to());
+        r.set_to(m.from());
+        r.set_term(m.term());
+        switch (m.type()) {
+          case raftpb::MSG_PRE_VOTE:
+            r.set_type(raftpb::MSG_PRE_VOTE_RESP);
+            break;
+          case raftpb::MSG_VOTE:
+            r.set_type(raftpb::MSG_VOTE_RESP);
+            break;
+          case raftpb::MSG_APP:
+            r.set_type(raftpb::MSG_APP_RESP);
+            r.set_index(m.entries_size() > 0 ? m.entries(m.entries_size() - 1).index()
+                                             : m.index());
+            break;
+          case raftpb::MSG_HEARTBEAT:
+            r.set_type(raftpb::MSG_HEARTBEAT_RESP);
+            r.set_context(m.context());
+            break;
+          default:
+            continue;
+        }
+        replies.push_back(std::move(r));
+      }
+    }
+    for (raftpb::Message& r : replies) node_->Receive(std::move(r));
+  }
+  void AddPeer(uint64_t, const std::string&) override {}
+  void RemovePeer(uint64_t) override {}
+
+  void Completed(uint64_t index) {
+    absl::MutexLock lock(&mu_);
+    events_.push_back({false, index});
+  }
+  std::vector<Event> events() {
+    absl::MutexLock lock(&mu_);
+    return events_;
+  }
+
+ private:
+  Node* node_ = nullptr;
+  absl::Mutex mu_;
+  std::vector<Event> events_ ABSL_GUARDED_BY(mu_);
+};
+
+// Latency: once an entry commits, its proposer is answered before anything that announces the
+// commit leaves (a send to a peer costs far more than handing over a completion), and a lone
+// completion is answered by the node thread itself rather than after a hand-off.
+TEST(NodeTest, AnswersTheProposerBeforeAnnouncingTheCommit) {
+  MemoryLogStore store;
+  raftpb::ConfState cs;
+  for (uint64_t id = 1; id <= 3; ++id) cs.add_voters(id);
+  ASSERT_TRUE(store.SaveConfState(cs).ok());
+  ScriptedPeers peers;
+  ListStateMachine sm;
+  Node::Options no;
+  no.raft.id = 1;
+  no.storage = &store;
+  no.transport = &peers;
+  no.state_machine = &sm;
+  no.tick_interval = absl::Milliseconds(10);
+  auto node = Node::Create(no);
+  ASSERT_TRUE(node.ok()) << node.status();
+  peers.SetNode(node->get());
+  (*node)->Start();
+  (*node)->Campaign();
+  ASSERT_TRUE((*node)->WaitForLeader(absl::Now() + kWait));
+  ASSERT_EQ((*node)->GetStatus().leader, 1u);
+  const std::thread::id caller = std::this_thread::get_id();
+  for (int i = 0; i < 20; ++i) {
+    std::promise<std::thread::id> answered;
+    (*node)->Propose("v" + std::to_string(i), [&](absl::StatusOr<uint64_t> index) {
+      EXPECT_TRUE(index.ok()) << index.status();
+      peers.Completed(index.value_or(0));
+      answered.set_value(std::this_thread::get_id());
+    });
+    EXPECT_NE(answered.get_future().get(), caller);
+  }
+  (*node)->Stop();
+  uint64_t announced = 0;  // the highest commit index sent so far
+  int completions = 0;
+  for (const ScriptedPeers::Event& e : peers.events()) {
+    if (e.sent) {
+      announced = std::max(announced, e.number);
+    } else {
+      ++completions;
+      EXPECT_LT(announced, e.number) << "the commit of " << e.number
+                                     << " was sent before its proposer was answered";
+    }
+  }
+  EXPECT_EQ(completions, 20);
 }
 
 }  // namespace

@@ -291,20 +291,17 @@ void Node::Loop() {
     if (write_done) FinishReady();
     if (writing_) {
       // A write is under way: entries committed meanwhile are applied now, and a leader's new
-      // appends and heartbeats leave now; the rest waits for the next Ready. Callers are
-      // answered first: handing over their completions is cheap, a send to a peer is not
-      // (a loopback sendmsg runs the receiver's TCP stack too).
+      // appends and heartbeats leave now; the rest waits for the next Ready.
       std::vector<raftpb::Entry> committed = core_->TakeCommittedEntries();
+      std::vector<raftpb::Message> early = core_->TakeEarlyMessages();
+      const bool answer_first = committed.size() <= 1;  // see StartReady
+      if (!answer_first) SendEarly(std::move(early));
       for (const raftpb::Entry& e : committed) ApplyEntry(e);
       if (!committed.empty()) {
         ServeReads();
         FlushCompletions();
       }
-      std::vector<raftpb::Message> early = core_->TakeEarlyMessages();
-      if (!early.empty()) {
-        stats_.messages_sent += early.size();
-        options_.transport->Send(std::move(early));
-      }
+      if (answer_first) SendEarly(std::move(early));
     } else {
       while (!writing_ && core_->HasReady()) StartReady();
     }
@@ -486,11 +483,16 @@ void Node::StartReady() {
     status_.role = soft_.role;
     status_.term = core_->term();
   }
-  // Committed entries are applied before this Ready's write: committed means durable on a
+  // A leader's appends and heartbeats leave before its own write (the core decides which).
+  // Committed entries are applied before this Ready's write too: committed means durable on a
   // quorum already, so callers are answered without waiting for this member's fsync (a leader
   // whose followers acknowledged first, a follower whose entries arrived with their commit).
-  // After a snapshot, they wait for it to be restored. Their callers are answered before
-  // anything is sent, as above.
+  // After a snapshot, they wait for it to be restored. A lightly loaded leader (one entry
+  // committed) answers its caller before sending: handing over a completion is cheap, a send
+  // to a peer is not (a loopback sendmsg runs the receiver's TCP stack too), and nothing else
+  // waits. Under load the appends go first, so that replication is not held up by applying.
+  const bool answer_first = rd.committed_entries.size() <= 1;
+  if (!answer_first) SendEarly(std::move(rd.early_messages));
   applied_early_ = 0;
   if (!rd.snapshot) {
     for (const raftpb::Entry& e : rd.committed_entries) ApplyEntry(e);
@@ -498,11 +500,7 @@ void Node::StartReady() {
     ServeReads();
     FlushCompletions();
   }
-  // A leader's appends and heartbeats leave before its own write (the core decides which).
-  if (!rd.early_messages.empty()) {
-    stats_.messages_sent += rd.early_messages.size();
-    options_.transport->Send(std::move(rd.early_messages));
-  }
+  if (answer_first) SendEarly(std::move(rd.early_messages));
   ++stats_.readies;
   stats_.messages_sent += rd.messages.size();
   if (rd.hard_state && !rd.must_sync) {
@@ -542,6 +540,12 @@ void Node::StartReady() {
   }
   absl::MutexLock lock(&mu_);
   write_requested_ = true;
+}
+
+void Node::SendEarly(std::vector<raftpb::Message> messages) {
+  if (messages.empty()) return;
+  stats_.messages_sent += messages.size();
+  options_.transport->Send(std::move(messages));
 }
 
 void Node::FinishReady() {

@@ -149,6 +149,8 @@ class Node final : public MessageHandler {
   void StartReady();
   // Everything after the write: snapshot restore, committed entries, reads, Advance.
   void FinishReady();
+  // Sends a leader's early messages (appends, heartbeats), if any.
+  void SendEarly(std::vector<raftpb::Message> messages);
   // Writes writing_ (with save_hs_), synced, then sends its messages; returns the microseconds
   // the write took. On the writer thread, or in place on the node thread.
   uint64_t Persist();

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/thread_name.h"
 
 namespace shoal::raft {
 
@@ -167,8 +168,14 @@ void GrpcTransport::SetHandler(MessageHandler* handler) { handler_.store(handler
 
 absl::StatusOr<std::unique_ptr<GrpcTransport>> GrpcTransport::Create(const Options& options) {
   std::unique_ptr<GrpcTransport> t(new GrpcTransport(options));
-  t->poller_ = std::thread([p = t.get()] { p->PollLoop(); });
-  t->snapshotter_ = std::thread([p = t.get()] { p->SnapshotLoop(); });
+  t->poller_ = std::thread([p = t.get()] {
+    SetThreadName("raft-send");
+    p->PollLoop();
+  });
+  t->snapshotter_ = std::thread([p = t.get()] {
+    SetThreadName("raft-snapshot");
+    p->SnapshotLoop();
+  });
   return t;
 }
 

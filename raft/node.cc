@@ -6,6 +6,7 @@
 #include "absl/time/clock.h"
 #include "common/check.h"
 #include "common/id.h"
+#include "common/thread_name.h"
 
 namespace shoal::raft {
 namespace {
@@ -97,9 +98,18 @@ absl::Status Node::Init() {
 Node::~Node() { Stop(); }
 
 void Node::Start() {
-  completer_ = std::thread([this] { CompleterLoop(); });
-  writer_ = std::thread([this] { WriterLoop(); });
-  thread_ = std::thread([this] { Loop(); });
+  completer_ = std::thread([this] {
+    SetThreadName("raft-complete");
+    CompleterLoop();
+  });
+  writer_ = std::thread([this] {
+    SetThreadName("raft-writer");
+    WriterLoop();
+  });
+  thread_ = std::thread([this] {
+    SetThreadName("raft-loop");
+    Loop();
+  });
 }
 
 void Node::Stop() {

@@ -5,6 +5,7 @@
 #include <rocksdb/write_batch.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -215,13 +216,25 @@ absl::StatusOr<raftpb::Snapshot> RocksDbLogStore::Snapshot() {
 
 absl::StatusOr<std::vector<raftpb::Entry>> RocksDbLogStore::Entries(uint64_t lo, uint64_t hi,
                                                                     uint64_t max_bytes) {
+  std::vector<raftpb::Entry> out;
   {
     absl::MutexLock lock(&mu_);
     if (lo < first_) return CompactedError();
     if (hi > first_ + terms_.size() - 1) return UnavailableIndexError();
+    if (lo >= hi) return out;
+    if (!cache_.empty() && lo >= cache_.front().index() &&
+        cache_.back().index() == first_ + terms_.size() - 2) {
+      // The cache ends at the last index, which `hi` does not pass (checked above).
+      uint64_t size = 0;
+      for (auto e = cache_.begin() + (lo - cache_.front().index());
+           e != cache_.end() && e->index() < hi; ++e) {
+        size += e->ByteSizeLong();
+        if (!out.empty() && size > max_bytes) break;
+        out.push_back(*e);
+      }
+      return out;
+    }
   }
-  std::vector<raftpb::Entry> out;
-  if (lo >= hi) return out;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
   uint64_t size = 0;
   bool size_limited = false;
@@ -239,6 +252,7 @@ absl::StatusOr<std::vector<raftpb::Entry>> RocksDbLogStore::Entries(uint64_t lo,
     out.push_back(std::move(e));
   }
   if (!it->status().ok()) return FromRocks(it->status(), "reading entries");
+  entries_read_from_disk_.fetch_add(out.size(), std::memory_order_relaxed);
   if (!size_limited && out.size() < hi - lo) {
     return absl::DataLossError(absl::StrCat("raft store: entry ", lo + out.size(), " is missing"));
   }
@@ -301,6 +315,8 @@ absl::Status RocksDbLogStore::Save(const raftpb::HardState* hard_state,
     snapshot_ = *snapshot;
     conf_state_ = snapshot->metadata().conf_state();
     terms_.assign(1, snapshot->metadata().term());
+    cache_.clear();
+    cache_bytes_ = 0;
   }
   terms_.resize(keep_terms);
   for (const raftpb::Entry& e : entries) {
@@ -308,7 +324,38 @@ absl::Status RocksDbLogStore::Save(const raftpb::HardState* hard_state,
   }
   if (hard_state != nullptr) hard_state_ = *hard_state;
   first_ = first;
+  CacheLocked(entries);
   return absl::OkStatus();
+}
+
+void RocksDbLogStore::CacheLocked(const std::vector<raftpb::Entry>& entries) {
+  if (entries.empty()) return;
+  const uint64_t start = std::max(entries.front().index(), first_);
+  // Drop what the new entries replace (a conflicting suffix), or everything if they would not
+  // continue the cache.
+  while (!cache_.empty() && cache_.back().index() >= start) {
+    cache_bytes_ -= cache_.back().ByteSizeLong();
+    cache_.pop_back();
+  }
+  if (!cache_.empty() && cache_.back().index() + 1 != start) {
+    cache_.clear();
+    cache_bytes_ = 0;
+  }
+  for (const raftpb::Entry& e : entries) {
+    if (e.index() < start) continue;
+    const uint64_t bytes = e.ByteSizeLong();
+    if (bytes > options_.entry_cache_bytes) {  // too big to keep: the cache restarts after it
+      cache_.clear();
+      cache_bytes_ = 0;
+      continue;
+    }
+    cache_.push_back(e);
+    cache_bytes_ += bytes;
+  }
+  while (cache_bytes_ > options_.entry_cache_bytes) {
+    cache_bytes_ -= cache_.front().ByteSizeLong();
+    cache_.pop_front();
+  }
 }
 
 absl::Status RocksDbLogStore::SaveConfState(const raftpb::ConfState& cs) {
@@ -371,6 +418,10 @@ absl::Status RocksDbLogStore::CompactTo(uint64_t compact_index) {
   if (!s.ok()) return s;
   terms_.erase(terms_.begin(), terms_.begin() + (compact_index - (first_ - 1)));
   first_ = compact_index + 1;
+  while (!cache_.empty() && cache_.front().index() < first_) {
+    cache_bytes_ -= cache_.front().ByteSizeLong();
+    cache_.pop_front();
+  }
   return absl::OkStatus();
 }
 

@@ -13,10 +13,16 @@
 //   "c"                           -> crc32 + ConfState (the membership as last applied)
 //   "s"                           -> crc32 + Snapshot (metadata and data)
 //
+// The newest entries are also kept in memory (up to Options::entry_cache_bytes): applying and
+// replicating read back what was just written, and serving that from RocksDB (an iterator, a
+// CRC check and a parse per entry) cost a follower about 5% of its CPU under load.
+//
 // Thread-safety: reads (the LogStorage methods) may run concurrently with one writer.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,6 +46,8 @@ class RocksDbLogStore final : public WritableLogStorage {
     std::string path;
     // fsync every Save() that asks for it. Off only in tests that measure nothing durable.
     bool sync = true;
+    // Bytes of the newest entries kept in memory for Entries(); 0 reads everything from disk.
+    uint64_t entry_cache_bytes = 8 << 20;
   };
 
   // Opens (or creates) the store and verifies it. DATA_LOSS when it is corrupt or truncated,
@@ -72,9 +80,16 @@ class RocksDbLogStore final : public WritableLogStorage {
   // entry at compact_index stays as the marker of its term.
   absl::Status CompactTo(uint64_t compact_index) override;
 
+  // Entries Entries() has read from RocksDB rather than from the cache (for tests and stats).
+  uint64_t entries_read_from_disk() const {
+    return entries_read_from_disk_.load(std::memory_order_relaxed);
+  }
+
  private:
   RocksDbLogStore(std::unique_ptr<rocksdb::DB> db, Options options);
   absl::Status Load();
+  // Makes the cache hold `entries` as the newest ones (after a successful write).
+  void CacheLocked(const std::vector<raftpb::Entry>& entries) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Options options_;
   std::unique_ptr<rocksdb::DB> db_;
@@ -87,6 +102,10 @@ class RocksDbLogStore final : public WritableLogStorage {
   // entry, so Term() and the bounds need no disk read.
   uint64_t first_ ABSL_GUARDED_BY(mu_) = 1;
   std::vector<uint64_t> terms_ ABSL_GUARDED_BY(mu_);
+  // A copy of the newest stored entries, contiguous and ending at the last index (or empty).
+  std::deque<raftpb::Entry> cache_ ABSL_GUARDED_BY(mu_);
+  uint64_t cache_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<uint64_t> entries_read_from_disk_{0};
 };
 
 }  // namespace shoal::raft

@@ -7,10 +7,13 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <random>
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
 #include "raft/core.h"
+#include "raft/memory_log_store.h"
 #include "raft/testing/entries.h"
 
 namespace shoal::raft {
@@ -279,6 +282,107 @@ TEST_F(RocksDbLogStoreTest, CoreRecoversItsStateFromTheStore) {
     if (!e.data().empty()) replayed.push_back(e.data());
   }
   EXPECT_EQ(replayed, (std::vector<std::string>{"p0", "p1", "p2", "p3", "p4"}));
+}
+
+TEST_F(RocksDbLogStoreTest, ServesTheNewestEntriesFromMemory) {
+  for (const uint64_t cache_bytes : {uint64_t{8} << 20, uint64_t{0}}) {
+    std::filesystem::remove_all(dir_);
+    RocksDbLogStore::Options o{dir_.string()};
+    o.entry_cache_bytes = cache_bytes;
+    auto s = std::move(*RocksDbLogStore::Open(o));
+    ASSERT_TRUE(s->Save(nullptr, Range(1, 10, 1), nullptr, true).ok());
+    absl::StatusOr<std::vector<raftpb::Entry>> got = s->Entries(3, 11, UINT64_MAX);
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_EQ(got->size(), 8u);
+    EXPECT_EQ(got->front().data(), "v3");
+    EXPECT_EQ(got->back().data(), "v10");
+    EXPECT_EQ(s->entries_read_from_disk(), cache_bytes == 0 ? 8u : 0u) << cache_bytes;
+  }
+}
+
+TEST_F(RocksDbLogStoreTest, ReadsFromDiskWhatTheCacheNoLongerHolds) {
+  RocksDbLogStore::Options o{dir_.string()};
+  o.entry_cache_bytes = 3 * E(10, 1, "v10").ByteSizeLong();  // the last three entries
+  auto s = std::move(*RocksDbLogStore::Open(o));
+  ASSERT_TRUE(s->Save(nullptr, Range(1, 10, 1), nullptr, true).ok());
+  EXPECT_EQ(s->Entries(8, 11, UINT64_MAX)->size(), 3u);
+  EXPECT_EQ(s->entries_read_from_disk(), 0u);
+  auto got = s->Entries(6, 11, UINT64_MAX);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->size(), 5u);
+  EXPECT_EQ(got->front().data(), "v6");
+  EXPECT_EQ(s->entries_read_from_disk(), 5u);
+}
+
+// The cache must never serve what the log no longer holds: random appends (some replacing a
+// suffix), snapshots, compactions and reopenings, with Entries() compared after every step
+// against the in-memory store, which keeps everything.
+TEST_F(RocksDbLogStoreTest, CacheAgreesWithTheLogThroughReplacementsSnapshotsAndCompaction) {
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    std::filesystem::remove_all(dir_);
+    std::mt19937_64 rng(seed);
+    auto pick = [&](uint64_t lo, uint64_t hi) {  // uniform in [lo, hi]
+      return std::uniform_int_distribution<uint64_t>(lo, hi)(rng);
+    };
+    RocksDbLogStore::Options o{dir_.string()};
+    o.entry_cache_bytes = pick(0, 200);  // a few entries at most, so eviction happens often
+    auto disk = std::move(*RocksDbLogStore::Open(o));
+    MemoryLogStore memory;
+    uint64_t term = 1;
+    for (int step = 0; step < 300; ++step) {
+      const uint64_t first = memory.FirstIndex(), last = memory.LastIndex();
+      const int what = static_cast<int>(pick(0, 19));
+      if (what < 14) {  // append, possibly replacing a suffix
+        // Never behind the snapshot: what it holds is committed and stays.
+        const uint64_t floor = std::max(first, memory.Snapshot()->metadata().index() + 1);
+        const uint64_t start = last < floor + 3 ? pick(floor, last + 1) : pick(last - 3, last + 1);
+        if (pick(0, 3) == 0) ++term;
+        std::vector<raftpb::Entry> es;
+        for (uint64_t i = start, n = pick(1, 5); i < start + n; ++i) {
+          es.push_back(E(i, term, absl::StrCat("s", seed, "t", step, "i", i)));
+        }
+        ASSERT_TRUE(disk->Save(nullptr, es, nullptr, true).ok());
+        ASSERT_TRUE(memory.Save(nullptr, es, nullptr, true).ok());
+      } else if (what < 16 && last >= first) {  // snapshot, then compact behind it
+        const uint64_t at = pick(std::max(first, memory.Snapshot()->metadata().index() + 1),
+                                 std::max(first, last));
+        if (at <= memory.Snapshot()->metadata().index() || at > last) continue;
+        raftpb::ConfState cs;
+        cs.add_voters(1);
+        ASSERT_TRUE(disk->SaveSnapshot(at, cs, "x").ok());
+        ASSERT_TRUE(memory.SaveSnapshot(at, cs, "x").ok());
+        const uint64_t to = pick(first, at);
+        ASSERT_TRUE(disk->CompactTo(to).ok());
+        ASSERT_TRUE(memory.CompactTo(to).ok());
+      } else if (what < 17) {  // a snapshot from the leader replaces the log
+        raftpb::Snapshot snap;
+        snap.mutable_metadata()->set_index(last + pick(0, 3));
+        snap.mutable_metadata()->set_term(term);
+        snap.mutable_metadata()->mutable_conf_state()->add_voters(1);
+        if (snap.metadata().index() <= memory.Snapshot()->metadata().index()) continue;
+        ASSERT_TRUE(disk->Save(nullptr, {}, &snap, true).ok());
+        ASSERT_TRUE(memory.Save(nullptr, {}, &snap, true).ok());
+      } else if (what < 18) {  // restart: the cache starts empty
+        disk.reset();
+        disk = std::move(*RocksDbLogStore::Open(o));
+      }
+      ASSERT_EQ(disk->FirstIndex(), memory.FirstIndex()) << "seed " << seed << " step " << step;
+      ASSERT_EQ(disk->LastIndex(), memory.LastIndex()) << "seed " << seed << " step " << step;
+      for (int q = 0; q < 4; ++q) {
+        const uint64_t lo = pick(memory.FirstIndex(), memory.LastIndex() + 1);
+        const uint64_t hi = pick(lo, memory.LastIndex() + 1);
+        const uint64_t max_bytes = pick(0, 3) == 0 ? pick(0, 120) : UINT64_MAX;
+        auto want = memory.Entries(lo, hi, max_bytes);
+        auto got = disk->Entries(lo, hi, max_bytes);
+        ASSERT_TRUE(want.ok() && got.ok()) << want.status() << " " << got.status();
+        ASSERT_EQ(got->size(), want->size()) << "seed " << seed << " step " << step;
+        for (size_t k = 0; k < got->size(); ++k) {
+          ASSERT_EQ((*got)[k].SerializeAsString(), (*want)[k].SerializeAsString())
+              << "seed " << seed << " step " << step << " index " << (*want)[k].index();
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

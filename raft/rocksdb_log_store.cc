@@ -18,6 +18,14 @@ constexpr char kEntryEnd[] = "f";  // just past every entry key
 constexpr char kHardStateKey[] = "h";
 constexpr char kConfStateKey[] = "c";
 constexpr char kSnapshotKey[] = "s";
+constexpr char kMarkerKey[] = "m";
+
+raftpb::Entry Marker(uint64_t index, uint64_t term) {
+  raftpb::Entry e;
+  e.set_index(index);
+  e.set_term(term);
+  return e;
+}
 
 std::string EntryKey(uint64_t index) {
   std::string key(9, '\0');
@@ -80,7 +88,8 @@ absl::StatusOr<std::unique_ptr<RocksDbLogStore>> RocksDbLogStore::Open(const Opt
   opts.paranoid_checks = true;
   // One writer, small values, mostly appends: keep the memtable small and the WAL authoritative.
   opts.max_background_jobs = 2;
-  opts.write_buffer_size = 16 << 20;
+  opts.write_buffer_size = options.memtable_bytes;
+  if (options.env != nullptr) opts.env = options.env;
   std::error_code ec;
   std::filesystem::create_directories(options.path, ec);
   if (ec) {
@@ -128,9 +137,17 @@ absl::Status RocksDbLogStore::Load() {
     return FromRocks(s, "reading the membership");
   }
 
-  const uint64_t snap_index = snapshot_.metadata().index();
-  const uint64_t snap_term = snapshot_.metadata().term();
-  std::vector<std::pair<uint64_t, uint64_t>> stored;  // (index, term)
+  raftpb::Entry marker;  // (0, 0) until the first compaction or installed snapshot
+  s = db_->Get(ro, kMarkerKey, &value);
+  if (s.ok()) {
+    absl::Status u = Unseal(value, &marker, "compaction marker");
+    if (!u.ok()) return u;
+  } else if (!s.IsNotFound()) {
+    return FromRocks(s, "reading the compaction marker");
+  }
+
+  std::vector<uint64_t> terms = {marker.term()};
+  uint64_t want = marker.index() + 1;  // the log continues right after the marker
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
   for (it->Seek(EntryKey(0)); it->Valid() && it->key()[0] == kEntryPrefix; it->Next()) {
     const uint64_t index = IndexOfKey(it->key());
@@ -141,43 +158,34 @@ absl::Status RocksDbLogStore::Load() {
       return absl::DataLossError(
           absl::StrCat("entry stored under index ", index, " says it is ", e.index()));
     }
-    if (!stored.empty() && index != stored.back().first + 1) {
-      return absl::DataLossError(
-          absl::StrCat("entries ", stored.back().first + 1, " to ", index - 1, " are missing"));
+    if (index < want) {
+      return absl::DataLossError(absl::StrCat("entry ", index, " is at or below the compaction marker at ",
+                                              marker.index()));
     }
-    stored.emplace_back(index, e.term());
+    if (index > want) {
+      return absl::DataLossError(absl::StrCat("entries ", want, " to ", index - 1, " are missing"));
+    }
+    terms.push_back(e.term());
+    ++want;
   }
   if (!it->status().ok()) return FromRocks(it->status(), "scanning entries");
 
-  terms_.clear();
-  if (stored.empty()) {
-    first_ = snap_index + 1;
-    terms_.push_back(snap_term);
-  } else {
-    const uint64_t f = stored.front().first;
-    if (f > snap_index + 1) {
-      return absl::DataLossError(absl::StrCat("the log starts at ", f, " but the snapshot ends at ",
-                                              snap_index, ": entries are missing"));
-    }
-    if (f <= snap_index) {
-      // Entries kept below the snapshot for slow followers; the first is the compaction marker.
-      if (stored.back().first < snap_index) {
-        return absl::DataLossError(absl::StrCat("the log ends at ", stored.back().first,
-                                                " below the snapshot at ", snap_index));
-      }
-      if (stored[snap_index - f].second != snap_term) {
-        return absl::DataLossError(
-            absl::StrCat("entry ", snap_index, " contradicts the snapshot's term"));
-      }
-      first_ = f + 1;
-      for (const auto& [index, term] : stored) terms_.push_back(term);
-    } else {
-      first_ = f;
-      terms_.push_back(snap_term);
-      for (const auto& [index, term] : stored) terms_.push_back(term);
-    }
+  const uint64_t last = want - 1;
+  const uint64_t snap_index = snapshot_.metadata().index();
+  if (snap_index < marker.index()) {
+    return absl::DataLossError(absl::StrCat("the log was compacted to ", marker.index(),
+                                            ", beyond the snapshot at ", snap_index));
   }
-  const uint64_t last = first_ - 1 + terms_.size() - 1;
+  if (snap_index > last) {
+    return absl::DataLossError(
+        absl::StrCat("the log ends at ", last, " below the snapshot at ", snap_index));
+  }
+  if (terms[snap_index - marker.index()] != snapshot_.metadata().term()) {
+    return absl::DataLossError(
+        absl::StrCat("entry ", snap_index, " contradicts the snapshot's term"));
+  }
+  first_ = marker.index() + 1;
+  terms_ = std::move(terms);
   if (hard_state_.commit() > last) {
     return absl::DataLossError(absl::StrCat("the commit index ", hard_state_.commit(),
                                             " is beyond the last stored entry ", last,
@@ -281,6 +289,8 @@ absl::Status RocksDbLogStore::Save(const raftpb::HardState* hard_state,
       batch.Put(kSnapshotKey, Seal(*snapshot));
       batch.Put(kConfStateKey, Seal(snapshot->metadata().conf_state()));
       batch.DeleteRange(EntryKey(0), kEntryEnd);  // the snapshot replaces the whole log
+      batch.Put(kMarkerKey,
+                Seal(Marker(snapshot->metadata().index(), snapshot->metadata().term())));
       first = snapshot->metadata().index() + 1;
       keep_terms = 1;
     }
@@ -410,11 +420,13 @@ absl::Status RocksDbLogStore::CompactTo(uint64_t compact_index) {
         absl::StrCat("compact index ", compact_index, " is beyond the snapshot at ",
                      snapshot_.metadata().index(), ": entries not in any snapshot would be lost"));
   }
-  // Entry `compact_index` stays as the marker holding its term.
+  // Entry `compact_index` becomes the marker: only its index and term stay, under their own
+  // key, in the same batch (so the log always says where it starts, whatever a crash keeps).
+  rocksdb::WriteBatch batch;
+  batch.DeleteRange(EntryKey(0), EntryKey(compact_index + 1));
+  batch.Put(kMarkerKey, Seal(Marker(compact_index, terms_[compact_index - (first_ - 1)])));
   rocksdb::WriteOptions wo;  // losing a compaction in a crash is harmless: no sync
-  absl::Status s = FromRocks(
-      db_->DeleteRange(wo, db_->DefaultColumnFamily(), EntryKey(0), EntryKey(compact_index)),
-      "compacting the raft log");
+  absl::Status s = FromRocks(db_->Write(wo, &batch), "compacting the raft log");
   if (!s.ok()) return s;
   terms_.erase(terms_.begin(), terms_.begin() + (compact_index - (first_ - 1)));
   first_ = compact_index + 1;

@@ -12,6 +12,9 @@
 //   "h"                           -> crc32 + HardState
 //   "c"                           -> crc32 + ConfState (the membership as last applied)
 //   "s"                           -> crc32 + Snapshot (metadata and data)
+//   "m"                           -> crc32 + Entry with only index and term: the compaction
+//                                    marker; the log holds exactly the entries after it
+//                                    (absent: index 0, term 0)
 //
 // The newest entries are also kept in memory (up to Options::entry_cache_bytes): applying and
 // replicating read back what was just written, and serving that from RocksDB (an iterator, a
@@ -35,7 +38,8 @@
 
 namespace rocksdb {
 class DB;
-}
+class Env;
+}  // namespace rocksdb
 
 namespace shoal::raft {
 
@@ -48,6 +52,12 @@ class RocksDbLogStore final : public WritableLogStorage {
     bool sync = true;
     // Bytes of the newest entries kept in memory for Entries(); 0 reads everything from disk.
     uint64_t entry_cache_bytes = 8 << 20;
+    // RocksDB's memtable size: the WAL switches to a new file and the memtable is flushed to
+    // a table file each time this much is written. Tests make it small to exercise both.
+    uint64_t memtable_bytes = 16 << 20;
+    // The file system RocksDB writes through; the process's default when null. Tests pass one
+    // that simulates losing power (raft/testing/power_loss_fs.h).
+    rocksdb::Env* env = nullptr;
   };
 
   // Opens (or creates) the store and verifies it. DATA_LOSS when it is corrupt or truncated,

@@ -1,0 +1,434 @@
+#include "raft/testing/power_loss_fs.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "absl/time/clock.h"
+
+namespace shoal::raft::testing {
+
+namespace {
+
+std::string ParentOf(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? std::string(".") : path.substr(0, slash);
+}
+
+std::string WithoutTrailingSlashes(std::string dir) {
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  return dir;
+}
+
+bool ReadWhole(const std::string& path, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::ostringstream s;
+  s << in.rdbuf();
+  *out = s.str();
+  return true;
+}
+
+void WriteWhole(const std::string& path, const std::string& data) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << data;
+}
+
+}  // namespace
+
+// Held for the whole of one mutating operation. CutPower() waits for the operations in
+// progress, so that what they did (a sync, say) is recorded before the power goes, and a
+// member cannot acknowledge a write whose sync the power loss then undoes.
+class PowerLossFileSystem::Gate {
+ public:
+  // `count`: the operation counts towards CutPowerAfter().
+  explicit Gate(PowerLossFileSystem* fs, bool count = true) : fs_(fs) {
+    fs_->power_mu_.ReaderLock();
+    open_ = fs_->Admit(count);
+    if (open_) return;
+    const bool block = fs_->block_after_cut_.load();
+    fs_->power_mu_.ReaderUnlock();
+    fs_ = nullptr;
+    if (block) {
+      // A dead machine does nothing more; this thread waits for the process to exit.
+      for (;;) absl::SleepFor(absl::Hours(1));
+    }
+  }
+  ~Gate() {
+    if (fs_ != nullptr) fs_->power_mu_.ReaderUnlock();
+  }
+  Gate(const Gate&) = delete;
+  Gate& operator=(const Gate&) = delete;
+  explicit operator bool() const { return open_; }
+
+ private:
+  PowerLossFileSystem* fs_;
+  bool open_ = false;
+};
+
+// A file opened for writing: passes everything through and reports what became durable.
+class PowerLossFileSystem::File final : public rocksdb::FSWritableFileOwnerWrapper {
+ public:
+  // `offset`: the file's size when opened (where the first Append lands).
+  File(PowerLossFileSystem* fs, std::string name, std::unique_ptr<rocksdb::FSWritableFile> f,
+       uint64_t offset)
+      : FSWritableFileOwnerWrapper(std::move(f)), fs_(fs), name_(std::move(name)), offset_(offset) {}
+
+  rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
+                           rocksdb::IODebugContext* dbg) override {
+    Gate gate(fs_);
+    if (!gate) return PowerLost();
+    rocksdb::IOStatus s = target()->Append(data, options, dbg);
+    if (s.ok()) Advance(data.size());
+    return s;
+  }
+  rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
+                           const rocksdb::DataVerificationInfo& info,
+                           rocksdb::IODebugContext* dbg) override {
+    Gate gate(fs_);
+    if (!gate) return PowerLost();
+    rocksdb::IOStatus s = target()->Append(data, options, info, dbg);
+    if (s.ok()) Advance(data.size());
+    return s;
+  }
+  rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& data, uint64_t offset,
+                                     const rocksdb::IOOptions& options,
+                                     rocksdb::IODebugContext* dbg) override {
+    Gate gate(fs_);
+    if (!gate) return PowerLost();
+    rocksdb::IOStatus s = target()->PositionedAppend(data, offset, options, dbg);
+    if (s.ok()) fs_->Wrote(name_, offset + data.size(), /*truncate=*/false);
+    return s;
+  }
+  rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& data, uint64_t offset,
+                                     const rocksdb::IOOptions& options,
+                                     const rocksdb::DataVerificationInfo& info,
+                                     rocksdb::IODebugContext* dbg) override {
+    Gate gate(fs_);
+    if (!gate) return PowerLost();
+    rocksdb::IOStatus s = target()->PositionedAppend(data, offset, options, info, dbg);
+    if (s.ok()) fs_->Wrote(name_, offset + data.size(), /*truncate=*/false);
+    return s;
+  }
+  rocksdb::IOStatus Truncate(uint64_t size, const rocksdb::IOOptions& options,
+                             rocksdb::IODebugContext* dbg) override {
+    Gate gate(fs_);
+    if (!gate) return PowerLost();
+    rocksdb::IOStatus s = target()->Truncate(size, options, dbg);
+    if (s.ok()) {
+      offset_ = size;
+      fs_->Wrote(name_, size, /*truncate=*/true);
+    }
+    return s;
+  }
+  rocksdb::IOStatus Sync(const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) override {
+    Gate gate(fs_);
+    if (!gate) return PowerLost();
+    rocksdb::IOStatus s = target()->Sync(options, dbg);
+    if (s.ok()) fs_->Synced(name_);
+    return s;
+  }
+  rocksdb::IOStatus Fsync(const rocksdb::IOOptions& options,
+                          rocksdb::IODebugContext* dbg) override {
+    Gate gate(fs_);
+    if (!gate) return PowerLost();
+    rocksdb::IOStatus s = target()->Fsync(options, dbg);
+    if (s.ok()) fs_->Synced(name_);
+    return s;
+  }
+  // Starts write-back but promises nothing about durability: not a sync.
+  rocksdb::IOStatus RangeSync(uint64_t offset, uint64_t nbytes, const rocksdb::IOOptions& options,
+                              rocksdb::IODebugContext* dbg) override {
+    Gate gate(fs_, /*count=*/false);
+    if (!gate) return PowerLost();
+    return target()->RangeSync(offset, nbytes, options, dbg);
+  }
+  rocksdb::IOStatus Flush(const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) override {
+    Gate gate(fs_, /*count=*/false);
+    if (!gate) return PowerLost();
+    return target()->Flush(options, dbg);
+  }
+
+ private:
+  void Advance(uint64_t n) {
+    offset_ += n;
+    fs_->Wrote(name_, offset_, /*truncate=*/false);
+  }
+
+  PowerLossFileSystem* fs_;
+  std::string name_;
+  uint64_t offset_;  // where the next Append lands
+};
+
+class PowerLossFileSystem::Directory final : public rocksdb::FSDirectoryWrapper {
+ public:
+  Directory(PowerLossFileSystem* fs, std::string name, std::unique_ptr<rocksdb::FSDirectory> d)
+      : FSDirectoryWrapper(std::move(d)), fs_(fs), name_(WithoutTrailingSlashes(std::move(name))) {}
+
+  rocksdb::IOStatus Fsync(const rocksdb::IOOptions& options,
+                          rocksdb::IODebugContext* dbg) override {
+    Gate gate(fs_);
+    if (!gate) return PowerLost();
+    rocksdb::IOStatus s = FSDirectoryWrapper::Fsync(options, dbg);
+    if (s.ok()) fs_->DirectorySynced(name_);
+    return s;
+  }
+  rocksdb::IOStatus FsyncWithDirOptions(const rocksdb::IOOptions& options,
+                                        rocksdb::IODebugContext* dbg,
+                                        const rocksdb::DirFsyncOptions& dir_options) override {
+    Gate gate(fs_);
+    if (!gate) return PowerLost();
+    rocksdb::IOStatus s = FSDirectoryWrapper::FsyncWithDirOptions(options, dbg, dir_options);
+    if (s.ok()) fs_->DirectorySynced(name_);
+    return s;
+  }
+
+ private:
+  PowerLossFileSystem* fs_;
+  std::string name_;
+};
+
+PowerLossFileSystem::PowerLossFileSystem(uint64_t seed)
+    : FileSystemWrapper(rocksdb::FileSystem::Default()), rng_(seed) {}
+
+std::shared_ptr<PowerLossFileSystem> PowerLossFileSystem::Create(uint64_t seed) {
+  std::shared_ptr<PowerLossFileSystem> fs(new PowerLossFileSystem(seed));
+  // The Env must not own the file system that owns it: hand it a non-owning pointer.
+  fs->env_ = rocksdb::NewCompositeEnv(
+      std::shared_ptr<rocksdb::FileSystem>(fs.get(), [](rocksdb::FileSystem*) {}));
+  return fs;
+}
+
+rocksdb::IOStatus PowerLossFileSystem::PowerLost() {
+  return rocksdb::IOStatus::IOError("the power is out (PowerLossFileSystem)");
+}
+
+bool PowerLossFileSystem::Admit(bool count) {
+  if (!powered_.load()) return false;
+  if (!count) return true;
+  const uint64_t n = operations_.fetch_add(1) + 1;
+  const uint64_t cut = cut_at_.load();
+  if (cut != 0 && n >= cut) {
+    powered_.store(false);
+    cut_at_.store(0);
+    return false;
+  }
+  return true;
+}
+
+void PowerLossFileSystem::CutPower() {
+  absl::MutexLock lock(&power_mu_);  // waits for the operations in progress
+  powered_.store(false);
+  cut_at_.store(0);
+}
+
+void PowerLossFileSystem::CutPowerAfter(uint64_t n) {
+  if (n == 0) {
+    CutPower();
+    return;
+  }
+  cut_at_.store(operations_.load() + n);
+}
+
+void PowerLossFileSystem::BlockAfterCut() { block_after_cut_.store(true); }
+
+bool PowerLossFileSystem::powered() const { return powered_.load(); }
+
+void PowerLossFileSystem::RestorePower() {
+  absl::MutexLock lock(&power_mu_);
+  powered_.store(true);
+  cut_at_.store(0);
+}
+
+uint64_t PowerLossFileSystem::operations() const { return operations_.load(); }
+
+void PowerLossFileSystem::Wrote(const std::string& fname, uint64_t end, bool truncate) {
+  absl::MutexLock lock(&mu_);
+  State& st = files_[fname];
+  if (truncate) {
+    st.size = end;
+    st.synced = std::min(st.synced, end);
+  } else {
+    st.size = std::max(st.size, end);
+  }
+}
+
+void PowerLossFileSystem::Synced(const std::string& fname) {
+  absl::MutexLock lock(&mu_);
+  State& st = files_[fname];
+  st.synced = st.size;
+}
+
+void PowerLossFileSystem::DirectorySynced(const std::string& dir) {
+  absl::MutexLock lock(&mu_);
+  for (auto& [name, st] : files_) {
+    if (ParentOf(name) != dir) continue;
+    st.name_durable = true;
+    st.renamed = false;
+    st.target_before.clear();
+  }
+}
+
+rocksdb::IOStatus PowerLossFileSystem::NewWritableFile(
+    const std::string& fname, const rocksdb::FileOptions& options,
+    std::unique_ptr<rocksdb::FSWritableFile>* result, rocksdb::IODebugContext* dbg) {
+  Gate gate(this);
+  if (!gate) return PowerLost();
+  const bool existed = target()->FileExists(fname, rocksdb::IOOptions(), nullptr).ok();
+  std::unique_ptr<rocksdb::FSWritableFile> f;
+  rocksdb::IOStatus s = target()->NewWritableFile(fname, options, &f, dbg);
+  if (!s.ok()) return s;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = files_.find(fname);
+    State st;
+    // Truncating an existing file is taken as durable; a new name is not until its directory
+    // is synced.
+    st.name_durable = it != files_.end() ? it->second.name_durable : existed;
+    files_[fname] = st;
+  }
+  *result = std::make_unique<File>(this, fname, std::move(f), 0);
+  return s;
+}
+
+rocksdb::IOStatus PowerLossFileSystem::ReopenWritableFile(
+    const std::string& fname, const rocksdb::FileOptions& options,
+    std::unique_ptr<rocksdb::FSWritableFile>* result, rocksdb::IODebugContext* dbg) {
+  Gate gate(this);
+  if (!gate) return PowerLost();
+  const bool existed = target()->FileExists(fname, rocksdb::IOOptions(), nullptr).ok();
+  std::unique_ptr<rocksdb::FSWritableFile> f;
+  rocksdb::IOStatus s = target()->ReopenWritableFile(fname, options, &f, dbg);
+  if (!s.ok()) return s;
+  uint64_t size = 0;
+  if (existed) (void)target()->GetFileSize(fname, rocksdb::IOOptions(), &size, nullptr);
+  {
+    absl::MutexLock lock(&mu_);
+    if (files_.find(fname) == files_.end()) {
+      State st;
+      st.size = st.synced = size;  // what was there before we saw it is durable
+      st.name_durable = existed;
+      files_[fname] = st;
+    }
+  }
+  *result = std::make_unique<File>(this, fname, std::move(f), size);
+  return s;
+}
+
+// RocksDB reuses files only when recycling WALs, which RocksDbLogStore does not do; refusing
+// makes a test fail loudly if that ever changes, rather than model it wrong.
+rocksdb::IOStatus PowerLossFileSystem::ReuseWritableFile(
+    const std::string& /*fname*/, const std::string& /*old_fname*/,
+    const rocksdb::FileOptions& /*options*/, std::unique_ptr<rocksdb::FSWritableFile>* /*result*/,
+    rocksdb::IODebugContext* /*dbg*/) {
+  return rocksdb::IOStatus::NotSupported("PowerLossFileSystem does not model reused files");
+}
+
+rocksdb::IOStatus PowerLossFileSystem::NewRandomRWFile(
+    const std::string& /*fname*/, const rocksdb::FileOptions& /*options*/,
+    std::unique_ptr<rocksdb::FSRandomRWFile>* /*result*/, rocksdb::IODebugContext* /*dbg*/) {
+  return rocksdb::IOStatus::NotSupported("PowerLossFileSystem does not model random writes");
+}
+
+rocksdb::IOStatus PowerLossFileSystem::LinkFile(const std::string& /*src*/,
+                                                const std::string& /*target*/,
+                                                const rocksdb::IOOptions& /*options*/,
+                                                rocksdb::IODebugContext* /*dbg*/) {
+  return rocksdb::IOStatus::NotSupported("PowerLossFileSystem does not model hard links");
+}
+
+rocksdb::IOStatus PowerLossFileSystem::NewDirectory(const std::string& name,
+                                                    const rocksdb::IOOptions& options,
+                                                    std::unique_ptr<rocksdb::FSDirectory>* result,
+                                                    rocksdb::IODebugContext* dbg) {
+  std::unique_ptr<rocksdb::FSDirectory> d;
+  rocksdb::IOStatus s = target()->NewDirectory(name, options, &d, dbg);
+  if (!s.ok()) return s;
+  *result = std::make_unique<Directory>(this, name, std::move(d));
+  return s;
+}
+
+rocksdb::IOStatus PowerLossFileSystem::DeleteFile(const std::string& fname,
+                                                  const rocksdb::IOOptions& options,
+                                                  rocksdb::IODebugContext* dbg) {
+  Gate gate(this);
+  if (!gate) return PowerLost();
+  rocksdb::IOStatus s = target()->DeleteFile(fname, options, dbg);
+  if (s.ok()) {
+    absl::MutexLock lock(&mu_);
+    files_.erase(fname);
+  }
+  return s;
+}
+
+rocksdb::IOStatus PowerLossFileSystem::RenameFile(const std::string& src,
+                                                  const std::string& target_name,
+                                                  const rocksdb::IOOptions& options,
+                                                  rocksdb::IODebugContext* dbg) {
+  Gate gate(this);
+  if (!gate) return PowerLost();
+  std::string before;
+  const bool target_existed = ReadWhole(target_name, &before);
+  uint64_t src_size = 0;
+  (void)target()->GetFileSize(src, rocksdb::IOOptions(), &src_size, nullptr);
+  rocksdb::IOStatus s = target()->RenameFile(src, target_name, options, dbg);
+  if (!s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  State st;
+  auto it = files_.find(src);
+  if (it != files_.end()) {
+    st = it->second;
+    files_.erase(it);
+  } else {
+    st.size = st.synced = src_size;
+  }
+  // If the source's own name was not durable yet, undoing the rename makes it vanish.
+  if (st.name_durable) st.renamed_from = src;
+  st.name_durable = false;
+  st.renamed = true;
+  auto old = files_.find(target_name);
+  const bool target_durable = old == files_.end() || old->second.name_durable;
+  st.target_existed = target_existed && target_durable;
+  st.target_before = st.target_existed ? std::move(before) : std::string();
+  files_[target_name] = std::move(st);
+  return s;
+}
+
+rocksdb::IOStatus PowerLossFileSystem::Truncate(const std::string& fname, size_t size,
+                                                const rocksdb::IOOptions& options,
+                                                rocksdb::IODebugContext* dbg) {
+  Gate gate(this);
+  if (!gate) return PowerLost();
+  rocksdb::IOStatus s = target()->Truncate(fname, size, options, dbg);
+  if (s.ok()) Wrote(fname, size, /*truncate=*/true);
+  return s;
+}
+
+void PowerLossFileSystem::LoseUnsyncedData() {
+  absl::MutexLock power(&power_mu_);  // no operation is in progress
+  absl::MutexLock lock(&mu_);
+  for (auto& [name, st] : files_) {
+    // Keep what was synced and a random prefix of the rest.
+    uint64_t keep = st.size;
+    if (st.size > st.synced) {
+      keep = std::uniform_int_distribution<uint64_t>(st.synced, st.size)(rng_);
+    }
+    if (::truncate(name.c_str(), static_cast<off_t>(keep)) != 0) {
+      // Already gone (deleted by a test): nothing to lose.
+      continue;
+    }
+    if (st.name_durable) continue;
+    if (st.renamed && !st.renamed_from.empty()) {
+      std::rename(name.c_str(), st.renamed_from.c_str());
+    } else {
+      std::remove(name.c_str());
+    }
+    if (st.renamed && st.target_existed) WriteWhole(name, st.target_before);
+  }
+  files_.clear();
+}
+
+}  // namespace shoal::raft::testing

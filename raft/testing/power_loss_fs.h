@@ -1,0 +1,142 @@
+// A RocksDB file system for tests that loses power: it passes every operation to the real file
+// system and remembers what has not been made durable, so that a test can cut the power (at a
+// chosen moment, even in the middle of a write) and then leave on disk only what a machine
+// would still have after it rebooted.
+//
+// A process killed with SIGKILL keeps everything it wrote in the kernel's page cache, so a
+// missing fsync goes unnoticed by such a test; this file system catches it.
+//
+// The model of a power loss, applied by LoseUnsyncedData():
+// - a file keeps what was synced (Sync/Fsync) and a random prefix of what was written after
+//   (the kernel may have written some of it back, in order, or none);
+// - a file created since its directory was last synced disappears;
+// - a rename not yet followed by a sync of its directory is undone (the old target, if any,
+//   comes back);
+// - deletions are taken as durable at once (a deleted file never comes back: RocksDB deletes
+//   only files it no longer needs, and a test that wants resurrected files needs more than this).
+//
+// Usage:
+//   auto fs = PowerLossFileSystem::Create(seed);
+//   options.env = fs->env();                  // RocksDbLogStore::Options
+//   ... writes ...
+//   fs->CutPowerAfter(3);                     // or CutPower(): every later write fails
+//   store.reset();                            // close the database (its writes fail)
+//   fs->LoseUnsyncedData();                   // what the disk holds after the reboot
+//   fs->RestorePower();                       // then reopen
+#pragma once
+
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
+namespace shoal::raft::testing {
+
+class PowerLossFileSystem final : public rocksdb::FileSystemWrapper {
+ public:
+  static std::shared_ptr<PowerLossFileSystem> Create(uint64_t seed);
+
+  // An Env using this file system (owned by it), for rocksdb::Options::env.
+  rocksdb::Env* env() { return env_.get(); }
+
+  // The power goes out at once, after the operations in progress complete: every later
+  // mutating operation fails with an I/O error (or blocks, after BlockAfterCut()).
+  void CutPower();
+  // The power goes out at the n-th mutating operation from now (n >= 1), which fails; n == 0
+  // is CutPower(). Operations running concurrently with that one may still complete.
+  void CutPowerAfter(uint64_t n);
+  // From now on, operations after a cut block forever instead of failing: for a process that
+  // must not see a write fail (a Raft member stops the process when one does) and that exits
+  // after LoseUnsyncedData(), as a machine that lost power does nothing more.
+  void BlockAfterCut();
+  bool powered() const;
+  // Puts the files into the state the model above gives. Call with the power out, after the
+  // databases using this file system are closed or while their writes are blocked.
+  // Everything left is durable afterwards.
+  void LoseUnsyncedData();
+  void RestorePower();
+
+  // Mutating operations seen so far (writes, syncs, creations, renames, deletions).
+  uint64_t operations() const;
+
+  const char* Name() const override { return "PowerLossFileSystem"; }
+
+  rocksdb::IOStatus NewWritableFile(const std::string& fname, const rocksdb::FileOptions& options,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* result,
+                                    rocksdb::IODebugContext* dbg) override;
+  rocksdb::IOStatus ReopenWritableFile(const std::string& fname,
+                                       const rocksdb::FileOptions& options,
+                                       std::unique_ptr<rocksdb::FSWritableFile>* result,
+                                       rocksdb::IODebugContext* dbg) override;
+  rocksdb::IOStatus ReuseWritableFile(const std::string& fname, const std::string& old_fname,
+                                      const rocksdb::FileOptions& options,
+                                      std::unique_ptr<rocksdb::FSWritableFile>* result,
+                                      rocksdb::IODebugContext* dbg) override;
+  rocksdb::IOStatus NewRandomRWFile(const std::string& fname, const rocksdb::FileOptions& options,
+                                    std::unique_ptr<rocksdb::FSRandomRWFile>* result,
+                                    rocksdb::IODebugContext* dbg) override;
+  rocksdb::IOStatus NewDirectory(const std::string& name, const rocksdb::IOOptions& options,
+                                 std::unique_ptr<rocksdb::FSDirectory>* result,
+                                 rocksdb::IODebugContext* dbg) override;
+  rocksdb::IOStatus DeleteFile(const std::string& fname, const rocksdb::IOOptions& options,
+                               rocksdb::IODebugContext* dbg) override;
+  rocksdb::IOStatus RenameFile(const std::string& src, const std::string& target,
+                               const rocksdb::IOOptions& options,
+                               rocksdb::IODebugContext* dbg) override;
+  rocksdb::IOStatus LinkFile(const std::string& src, const std::string& target,
+                             const rocksdb::IOOptions& options,
+                             rocksdb::IODebugContext* dbg) override;
+  rocksdb::IOStatus Truncate(const std::string& fname, size_t size,
+                             const rocksdb::IOOptions& options,
+                             rocksdb::IODebugContext* dbg) override;
+
+ private:
+  class Gate;
+  class File;
+  class Directory;
+
+  // What is not yet durable about one file, by its current name.
+  struct State {
+    uint64_t size = 0;    // bytes written
+    uint64_t synced = 0;  // bytes made durable by Sync/Fsync
+    // Created (or renamed into place) since its directory was last synced.
+    bool name_durable = true;
+    // Set when the name came from a rename not yet made durable: where it came from, and what
+    // the target held before (if it existed).
+    bool renamed = false;
+    std::string renamed_from;
+    bool target_existed = false;
+    std::string target_before;
+  };
+
+  explicit PowerLossFileSystem(uint64_t seed);
+  // With power_mu_ held shared: whether an operation may run (counting it if `count`); false
+  // when the power is out, or goes out at this operation.
+  bool Admit(bool count);
+  static rocksdb::IOStatus PowerLost();
+  void Wrote(const std::string& fname, uint64_t end, bool truncate);
+  void Synced(const std::string& fname);
+  void DirectorySynced(const std::string& dir);
+
+  std::unique_ptr<rocksdb::Env> env_;
+  // Held shared by every operation in progress, exclusively to cut the power.
+  mutable absl::Mutex power_mu_;
+  std::atomic<bool> powered_{true};
+  std::atomic<bool> block_after_cut_{false};
+  std::atomic<uint64_t> operations_{0};
+  std::atomic<uint64_t> cut_at_{0};  // 0: no cut scheduled
+  // What is not durable yet, by file.
+  absl::Mutex mu_;
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, State> files_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace shoal::raft::testing

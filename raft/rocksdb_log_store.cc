@@ -159,8 +159,8 @@ absl::Status RocksDbLogStore::Load() {
           absl::StrCat("entry stored under index ", index, " says it is ", e.index()));
     }
     if (index < want) {
-      return absl::DataLossError(absl::StrCat("entry ", index, " is at or below the compaction marker at ",
-                                              marker.index()));
+      return absl::DataLossError(absl::StrCat(
+          "entry ", index, " is at or below the compaction marker at ", marker.index()));
     }
     if (index > want) {
       return absl::DataLossError(absl::StrCat("entries ", want, " to ", index - 1, " are missing"));

@@ -1,5 +1,6 @@
 #include "raft/rocksdb_log_store.h"
 
+#include <gtest/gtest.h>
 #include <rocksdb/db.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -10,8 +11,6 @@
 #include <map>
 #include <optional>
 #include <random>
-
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "raft/core.h"
@@ -327,7 +326,7 @@ TEST_F(RocksDbLogStoreTest, CoreRecoversItsStateFromTheStore) {
   auto core = std::move(*Core::Create(c));
   EXPECT_EQ(core->term(), term);
   EXPECT_EQ(core->log().committed(), 6u);  // the no-op and five proposals
-  Ready rd = core->GetReady();              // everything committed is applied again
+  Ready rd = core->GetReady();             // everything committed is applied again
   std::vector<std::string> replayed;
   for (const auto& e : rd.committed_entries) {
     if (!e.data().empty()) replayed.push_back(e.data());
@@ -395,8 +394,8 @@ TEST_F(RocksDbLogStoreTest, CacheAgreesWithTheLogThroughReplacementsSnapshotsAnd
         ASSERT_TRUE(disk->Save(nullptr, es, nullptr, true).ok());
         ASSERT_TRUE(memory.Save(nullptr, es, nullptr, true).ok());
       } else if (what < 16 && last >= first) {  // snapshot, then compact behind it
-        const uint64_t at = pick(std::max(first, memory.Snapshot()->metadata().index() + 1),
-                                 std::max(first, last));
+        const uint64_t at =
+            pick(std::max(first, memory.Snapshot()->metadata().index() + 1), std::max(first, last));
         if (at <= memory.Snapshot()->metadata().index() || at > last) continue;
         raftpb::ConfState cs;
         cs.add_voters(1);
@@ -499,7 +498,8 @@ std::string Mismatch(const View& got, const View& want,
 // RocksDB switch WAL files and flush tables along the way, so those crash too.
 TEST_F(RocksDbLogStoreTest, LosingPowerKeepsEverySyncedWrite) {
   uint64_t seeds = 40;
-  if (const char* env = std::getenv("SHOAL_POWER_LOSS_SEEDS")) seeds = std::strtoull(env, nullptr, 10);
+  if (const char* env = std::getenv("SHOAL_POWER_LOSS_SEEDS"))
+    seeds = std::strtoull(env, nullptr, 10);
   for (uint64_t seed = 1; seed <= seeds; ++seed) {
     std::filesystem::remove_all(dir_);
     std::mt19937_64 rng(seed);

@@ -75,7 +75,10 @@ class PowerLossFileSystem::File final : public rocksdb::FSWritableFileOwnerWrapp
   // `offset`: the file's size when opened (where the first Append lands).
   File(PowerLossFileSystem* fs, std::string name, std::unique_ptr<rocksdb::FSWritableFile> f,
        uint64_t offset)
-      : FSWritableFileOwnerWrapper(std::move(f)), fs_(fs), name_(std::move(name)), offset_(offset) {}
+      : FSWritableFileOwnerWrapper(std::move(f)),
+        fs_(fs),
+        name_(std::move(name)),
+        offset_(offset) {}
 
   rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
                            rocksdb::IODebugContext* dbg) override {
@@ -146,7 +149,8 @@ class PowerLossFileSystem::File final : public rocksdb::FSWritableFileOwnerWrapp
     if (!gate) return PowerLost();
     return target()->RangeSync(offset, nbytes, options, dbg);
   }
-  rocksdb::IOStatus Flush(const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) override {
+  rocksdb::IOStatus Flush(const rocksdb::IOOptions& options,
+                          rocksdb::IODebugContext* dbg) override {
     Gate gate(fs_, /*count=*/false);
     if (!gate) return PowerLost();
     return target()->Flush(options, dbg);

@@ -370,7 +370,10 @@ TEST_F(ClusterTest, RestartsRepeatedlyWithFrequentSnapshots) {
 // child exits. This process then restarts the three members from their directories and checks
 // that every acknowledged value is there.
 TEST_F(ClusterTest, APowerCutOnEveryMemberLosesNoAcknowledgedWrite) {
-  for (uint64_t seed = 1; seed <= 3; ++seed) {
+  uint64_t seeds = 3;  // more with SHOAL_POWER_CUT_SEEDS=N
+  if (const char* env = std::getenv("SHOAL_POWER_CUT_SEEDS"))
+    seeds = std::strtoull(env, nullptr, 10);
+  for (uint64_t seed = 1; seed <= seeds; ++seed) {
     const std::filesystem::path dir = base_ / ("seed" + std::to_string(seed));
     int fds[2];
     ASSERT_EQ(pipe(fds), 0);

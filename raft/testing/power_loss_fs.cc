@@ -279,42 +279,36 @@ void PowerLossFileSystem::DirectorySynced(const std::string& dir) {
 rocksdb::IOStatus PowerLossFileSystem::NewWritableFile(
     const std::string& fname, const rocksdb::FileOptions& options,
     std::unique_ptr<rocksdb::FSWritableFile>* result, rocksdb::IODebugContext* dbg) {
-  Gate gate(this);
-  if (!gate) return PowerLost();
-  const bool existed = target()->FileExists(fname, rocksdb::IOOptions(), nullptr).ok();
-  std::unique_ptr<rocksdb::FSWritableFile> f;
-  rocksdb::IOStatus s = target()->NewWritableFile(fname, options, &f, dbg);
-  if (!s.ok()) return s;
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = files_.find(fname);
-    State st;
-    // Truncating an existing file is taken as durable; a new name is not until its directory
-    // is synced.
-    st.name_durable = it != files_.end() ? it->second.name_durable : existed;
-    files_[fname] = st;
-  }
-  *result = std::make_unique<File>(this, fname, std::move(f), 0);
-  return s;
+  return OpenForWriting(fname, /*reopen=*/false, options, result, dbg);
 }
 
 rocksdb::IOStatus PowerLossFileSystem::ReopenWritableFile(
     const std::string& fname, const rocksdb::FileOptions& options,
     std::unique_ptr<rocksdb::FSWritableFile>* result, rocksdb::IODebugContext* dbg) {
+  return OpenForWriting(fname, /*reopen=*/true, options, result, dbg);
+}
+
+rocksdb::IOStatus PowerLossFileSystem::OpenForWriting(
+    const std::string& fname, bool reopen, const rocksdb::FileOptions& options,
+    std::unique_ptr<rocksdb::FSWritableFile>* result, rocksdb::IODebugContext* dbg) {
   Gate gate(this);
   if (!gate) return PowerLost();
   const bool existed = target()->FileExists(fname, rocksdb::IOOptions(), nullptr).ok();
   std::unique_ptr<rocksdb::FSWritableFile> f;
-  rocksdb::IOStatus s = target()->ReopenWritableFile(fname, options, &f, dbg);
+  rocksdb::IOStatus s = reopen ? target()->ReopenWritableFile(fname, options, &f, dbg)
+                               : target()->NewWritableFile(fname, options, &f, dbg);
   if (!s.ok()) return s;
-  uint64_t size = 0;
-  if (existed) (void)target()->GetFileSize(fname, rocksdb::IOOptions(), &size, nullptr);
+  uint64_t size = 0;  // where the first Append lands
+  if (reopen && existed) (void)target()->GetFileSize(fname, rocksdb::IOOptions(), &size, nullptr);
   {
     absl::MutexLock lock(&mu_);
-    if (files_.find(fname) == files_.end()) {
+    auto it = files_.find(fname);
+    if (!reopen || it == files_.end()) {
       State st;
-      st.size = st.synced = size;  // what was there before we saw it is durable
-      st.name_durable = existed;
+      // What was there before we saw it is durable (a reopened file's content; a truncation
+      // of an existing file); a new name is not until its directory is synced.
+      st.size = st.synced = size;
+      st.name_durable = it != files_.end() ? it->second.name_durable : existed;
       files_[fname] = st;
     }
   }

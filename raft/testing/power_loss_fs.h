@@ -118,6 +118,11 @@ class PowerLossFileSystem final : public rocksdb::FileSystemWrapper {
   };
 
   explicit PowerLossFileSystem(uint64_t seed);
+  // NewWritableFile (truncating) or, with `reopen`, ReopenWritableFile (appending).
+  rocksdb::IOStatus OpenForWriting(const std::string& fname, bool reopen,
+                                   const rocksdb::FileOptions& options,
+                                   std::unique_ptr<rocksdb::FSWritableFile>* result,
+                                   rocksdb::IODebugContext* dbg);
   // With power_mu_ held shared: whether an operation may run (counting it if `count`); false
   // when the power is out, or goes out at this operation.
   bool Admit(bool count);

@@ -1,12 +1,15 @@
 #include "raft/rocksdb_log_store.h"
 
 #include <rocksdb/db.h>
+#include <rocksdb/file_system.h>
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <filesystem>
+#include <memory>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -75,6 +78,44 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   return absl::InternalError(absl::StrCat(what, ": ", s.ToString()));
 }
 
+// Creates `path` and its missing parents, and makes every new name durable by syncing the
+// directory that holds it. RocksDB syncs the database directory after creating files in it,
+// but not the directory's own entry in its parent: after a power loss a new store's directory,
+// and with it everything the member acknowledged, could be gone. The parent of `path` is
+// synced even when nothing was created here (a run that created it may have stopped first).
+absl::Status CreateDurableDirectory(rocksdb::FileSystem* fs, const std::string& path) {
+  std::filesystem::path p = std::filesystem::path(path).lexically_normal();
+  if (p.has_relative_path() && p.filename().empty()) p = p.parent_path();  // "a/b/"
+  const rocksdb::IOOptions io;
+  std::vector<std::filesystem::path> missing;  // deepest first
+  for (std::filesystem::path d = p; !d.empty(); d = d.parent_path()) {
+    if (fs->FileExists(d.string(), io, nullptr).ok()) break;
+    missing.push_back(d);
+    if (d == d.parent_path()) break;
+  }
+  std::vector<std::filesystem::path> to_sync;
+  for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+    rocksdb::IOStatus s = fs->CreateDirIfMissing(it->string(), io, nullptr);
+    if (!s.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat("creating the raft store directory ",
+                                                        it->string(), ": ", s.ToString()));
+    }
+    to_sync.push_back(it->has_parent_path() ? it->parent_path() : ".");
+  }
+  if (missing.empty()) to_sync.push_back(p.has_parent_path() ? p.parent_path() : ".");
+  for (const std::filesystem::path& d : to_sync) {
+    std::unique_ptr<rocksdb::FSDirectory> dir;
+    rocksdb::IOStatus s = fs->NewDirectory(d.string(), io, &dir, nullptr);
+    if (s.ok()) s = dir->Fsync(io, nullptr);
+    if (s.ok()) s = dir->Close(io, nullptr);
+    if (!s.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("syncing directory ", d.string(), " for the raft store: ", s.ToString()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 RocksDbLogStore::RocksDbLogStore(std::unique_ptr<rocksdb::DB> db, Options options)
@@ -90,12 +131,8 @@ absl::StatusOr<std::unique_ptr<RocksDbLogStore>> RocksDbLogStore::Open(const Opt
   opts.max_background_jobs = 2;
   opts.write_buffer_size = options.memtable_bytes;
   if (options.env != nullptr) opts.env = options.env;
-  std::error_code ec;
-  std::filesystem::create_directories(options.path, ec);
-  if (ec) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("creating the raft store directory ", options.path, ": ", ec.message()));
-  }
+  absl::Status made = CreateDurableDirectory(opts.env->GetFileSystem().get(), options.path);
+  if (!made.ok()) return made;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(opts, options.path, &raw);
   if (!s.ok()) return FromRocks(s, absl::StrCat("opening raft store ", options.path));

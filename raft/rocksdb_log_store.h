@@ -46,7 +46,9 @@ namespace shoal::raft {
 class RocksDbLogStore final : public WritableLogStorage {
  public:
   struct Options {
-    // Directory of the database; created if missing.
+    // Directory of the database; created with its missing parents, each new directory synced
+    // into its parent (RocksDB syncs only the database directory itself), so that a power cut
+    // cannot take a new store's directory away with what it acknowledged.
     std::string path;
     // fsync every Save() that asks for it. Off only in tests that measure nothing durable.
     bool sync = true;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -274,6 +275,38 @@ void PowerLossFileSystem::DirectorySynced(const std::string& dir) {
     st.renamed = false;
     st.target_before.clear();
   }
+  for (auto it = new_dirs_.begin(); it != new_dirs_.end();) {
+    it = ParentOf(*it) == dir ? new_dirs_.erase(it) : std::next(it);
+  }
+}
+
+rocksdb::IOStatus PowerLossFileSystem::CreateDir(const std::string& dirname,
+                                                 const rocksdb::IOOptions& options,
+                                                 rocksdb::IODebugContext* dbg) {
+  return MakeDirectory(dirname, /*if_missing=*/false, options, dbg);
+}
+
+rocksdb::IOStatus PowerLossFileSystem::CreateDirIfMissing(const std::string& dirname,
+                                                          const rocksdb::IOOptions& options,
+                                                          rocksdb::IODebugContext* dbg) {
+  return MakeDirectory(dirname, /*if_missing=*/true, options, dbg);
+}
+
+rocksdb::IOStatus PowerLossFileSystem::MakeDirectory(const std::string& dirname, bool if_missing,
+                                                     const rocksdb::IOOptions& options,
+                                                     rocksdb::IODebugContext* dbg) {
+  Gate gate(this);
+  if (!gate) return PowerLost();
+  const std::string dir = WithoutTrailingSlashes(dirname);
+  bool is_dir = false;
+  const bool existed = target()->IsDirectory(dir, options, &is_dir, nullptr).ok() && is_dir;
+  rocksdb::IOStatus s = if_missing ? target()->CreateDirIfMissing(dir, options, dbg)
+                                   : target()->CreateDir(dir, options, dbg);
+  if (s.ok() && !existed) {
+    absl::MutexLock lock(&mu_);
+    new_dirs_.insert(dir);
+  }
+  return s;
 }
 
 rocksdb::IOStatus PowerLossFileSystem::NewWritableFile(
@@ -427,6 +460,11 @@ void PowerLossFileSystem::LoseUnsyncedData() {
     if (st.renamed && st.target_existed) WriteWhole(name, st.target_before);
   }
   files_.clear();
+  for (const std::string& dir : new_dirs_) {
+    std::error_code ec;  // a parent listed before it may have taken it already
+    std::filesystem::remove_all(dir, ec);
+  }
+  new_dirs_.clear();
 }
 
 }  // namespace shoal::raft::testing

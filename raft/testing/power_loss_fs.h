@@ -10,6 +10,8 @@
 // - a file keeps what was synced (Sync/Fsync) and a random prefix of what was written after
 //   (the kernel may have written some of it back, in order, or none);
 // - a file created since its directory was last synced disappears;
+// - so does a directory created (CreateDir, CreateDirIfMissing) since its parent was last
+//   synced, with everything in it;
 // - a rename not yet followed by a sync of its directory is undone (the old target, if any,
 //   comes back);
 // - deletions are taken as durable at once (a deleted file never comes back: RocksDB deletes
@@ -31,6 +33,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <memory>
 #include <random>
 #include <string>
@@ -83,6 +86,11 @@ class PowerLossFileSystem final : public rocksdb::FileSystemWrapper {
   rocksdb::IOStatus NewRandomRWFile(const std::string& fname, const rocksdb::FileOptions& options,
                                     std::unique_ptr<rocksdb::FSRandomRWFile>* result,
                                     rocksdb::IODebugContext* dbg) override;
+  rocksdb::IOStatus CreateDir(const std::string& dirname, const rocksdb::IOOptions& options,
+                              rocksdb::IODebugContext* dbg) override;
+  rocksdb::IOStatus CreateDirIfMissing(const std::string& dirname,
+                                       const rocksdb::IOOptions& options,
+                                       rocksdb::IODebugContext* dbg) override;
   rocksdb::IOStatus NewDirectory(const std::string& name, const rocksdb::IOOptions& options,
                                  std::unique_ptr<rocksdb::FSDirectory>* result,
                                  rocksdb::IODebugContext* dbg) override;
@@ -130,6 +138,9 @@ class PowerLossFileSystem final : public rocksdb::FileSystemWrapper {
   void Wrote(const std::string& fname, uint64_t end, bool truncate);
   void Synced(const std::string& fname);
   void DirectorySynced(const std::string& dir);
+  // CreateDir (`if_missing` false) or CreateDirIfMissing.
+  rocksdb::IOStatus MakeDirectory(const std::string& dirname, bool if_missing,
+                                  const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg);
 
   std::unique_ptr<rocksdb::Env> env_;
   // Held shared by every operation in progress, exclusively to cut the power.
@@ -142,6 +153,8 @@ class PowerLossFileSystem final : public rocksdb::FileSystemWrapper {
   absl::Mutex mu_;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, State> files_ ABSL_GUARDED_BY(mu_);
+  // Directories created since their parent was last synced.
+  std::set<std::string> new_dirs_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace shoal::raft::testing

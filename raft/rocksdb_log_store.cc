@@ -127,6 +127,11 @@ absl::StatusOr<std::unique_ptr<RocksDbLogStore>> RocksDbLogStore::Open(const Opt
   rocksdb::Options opts;
   opts.create_if_missing = true;
   opts.paranoid_checks = true;
+  // A crash may leave the log's last record torn; that record was never acknowledged (its
+  // sync did not return) and is dropped. Anything else that does not check out is damage
+  // and fails the open: RocksDB's default (point-in-time recovery) would stop at the first
+  // bad record and silently drop every acknowledged write after it.
+  opts.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
   // One writer, small values, mostly appends: keep the memtable small and the WAL authoritative.
   opts.max_background_jobs = 2;
   opts.write_buffer_size = options.memtable_bytes;

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -31,6 +32,15 @@ bool ReadWhole(const std::string& path, std::string* out) {
   s << in.rdbuf();
   *out = s.str();
   return true;
+}
+
+// Overwrites [lo, hi) of an existing file with zeros (nothing if it is gone).
+void ZeroRange(const std::string& path, uint64_t lo, uint64_t hi) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  if (!f) return;
+  f.seekp(static_cast<std::streamoff>(lo));
+  const std::string zeros(hi - lo, '\0');
+  f.write(zeros.data(), static_cast<std::streamsize>(zeros.size()));
 }
 
 void WriteWhole(const std::string& path, const std::string& data) {
@@ -444,8 +454,20 @@ void PowerLossFileSystem::LoseUnsyncedData() {
   for (auto& [name, st] : files_) {
     // Keep what was synced and a random prefix of the rest.
     uint64_t keep = st.size;
-    if (st.size > st.synced) {
+    if (st.size > st.synced && !out_of_order_) {
       keep = std::uniform_int_distribution<uint64_t>(st.synced, st.size)(rng_);
+    } else if (st.size > st.synced) {
+      constexpr uint64_t kPage = 4096;
+      uint64_t last_kept = st.synced;
+      for (uint64_t page = st.synced / kPage * kPage; page < st.size; page += kPage) {
+        const uint64_t lo = std::max(page, st.synced), hi = std::min(page + kPage, st.size);
+        if (std::uniform_int_distribution<int>(0, 1)(rng_) == 1) {
+          last_kept = hi;
+        } else {
+          ZeroRange(name, lo, hi);
+        }
+      }
+      if (std::uniform_int_distribution<int>(0, 1)(rng_) == 0) keep = last_kept;
     }
     if (::truncate(name.c_str(), static_cast<off_t>(keep)) != 0) {
       // Already gone (deleted by a test): nothing to lose.

@@ -8,7 +8,10 @@
 //
 // The model of a power loss, applied by LoseUnsyncedData():
 // - a file keeps what was synced (Sync/Fsync) and a random prefix of what was written after
-//   (the kernel may have written some of it back, in order, or none);
+//   (the kernel may have written some of it back, in order, or none); with
+//   SetOutOfOrderWriteback(true), each 4 KiB page written after the last sync instead reaches
+//   the disk or not independently (a page that did not reads back as zeros), and the file's
+//   length is either as written or up to its last page that did;
 // - a file created since its directory was last synced disappears;
 // - so does a directory created (CreateDir, CreateDirIfMissing) since its parent was last
 //   synced, with everything in it;
@@ -65,6 +68,8 @@ class PowerLossFileSystem final : public rocksdb::FileSystemWrapper {
   // databases using this file system are closed or while their writes are blocked.
   // Everything left is durable afterwards.
   void LoseUnsyncedData();
+  // Whether LoseUnsyncedData keeps unsynced pages in any order instead of a prefix.
+  void SetOutOfOrderWriteback(bool on) { out_of_order_ = on; }
   void RestorePower();
 
   // Mutating operations seen so far (writes, syncs, creations, renames, deletions).
@@ -149,6 +154,7 @@ class PowerLossFileSystem final : public rocksdb::FileSystemWrapper {
   std::atomic<bool> block_after_cut_{false};
   std::atomic<uint64_t> operations_{0};
   std::atomic<uint64_t> cut_at_{0};  // 0: no cut scheduled
+  std::atomic<bool> out_of_order_{false};
   // What is not durable yet, by file.
   absl::Mutex mu_;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);

@@ -1,6 +1,7 @@
 #include "raft/core.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
@@ -54,6 +55,7 @@ Core::Core(const Config& c)
     : id_(c.id),
       log_(c.storage, c.max_committed_size_per_ready),
       max_msg_size_(c.max_size_per_msg),
+      max_entry_bytes_(c.max_entry_bytes),
       max_inflight_(c.max_inflight_msgs),
       check_quorum_(c.check_quorum),
       pre_vote_(c.pre_vote),
@@ -72,6 +74,9 @@ absl::StatusOr<std::unique_ptr<Core>> Core::Create(const Config& config) {
   }
   if (config.max_inflight_msgs == 0) {
     return absl::InvalidArgumentError("raft: max_inflight_msgs must be greater than 0");
+  }
+  if (config.max_entry_bytes == 0) {
+    return absl::InvalidArgumentError("raft: max_entry_bytes must be greater than 0");
   }
   std::unique_ptr<Core> core(new Core(config));
   absl::Status s = core->Init(config);
@@ -315,6 +320,15 @@ VoteResult Core::Poll(uint64_t id, MessageType /*type*/, bool granted) {
 // ---- Step ----
 
 absl::Status Core::Step(const Message& m) {
+  if (m.type() == raftpb::MSG_PROP) {
+    for (const raftpb::Entry& e : m.entries()) {
+      if (e.data().size() > max_entry_bytes_) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("raft: proposal of ", e.data().size(),
+                         " bytes exceeds the limit of ", max_entry_bytes_, " bytes per entry"));
+      }
+    }
+  }
   // Term bookkeeping first (§5.1).
   if (m.term() == 0) {
     // Local message.
@@ -611,8 +625,26 @@ absl::Status Core::StepFollower(const Message& m) {
   switch (m.type()) {
     case raftpb::MSG_PROP: {
       if (lead_ == 0) return NoLeader("proposal");
-      Message fwd = m;
+      // In messages of at most max_size_per_msg (at least one entry each), like appends: a
+      // node batches every proposal queued since its last step into one MSG_PROP.
+      Message fwd;
+      fwd.set_type(raftpb::MSG_PROP);
+      fwd.set_from(m.from());
       fwd.set_to(lead_);
+      uint64_t bytes = 0;
+      for (const raftpb::Entry& e : m.entries()) {
+        const uint64_t size = e.ByteSizeLong();
+        if (fwd.entries_size() > 0 && bytes + size > max_msg_size_) {
+          Message next;
+          next.set_type(raftpb::MSG_PROP);
+          next.set_from(m.from());
+          next.set_to(lead_);
+          Send(std::exchange(fwd, std::move(next)));
+          bytes = 0;
+        }
+        *fwd.add_entries() = e;
+        bytes += size;
+      }
       Send(std::move(fwd));
       return absl::OkStatus();
     }

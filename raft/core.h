@@ -77,6 +77,10 @@ struct Config {
   uint64_t applied = 0;
   // Largest MSG_APP payload in bytes (at least one entry is always sent).
   uint64_t max_size_per_msg = 1 << 20;
+  // Largest entry a proposal may carry, in bytes (1.5 MiB, etcd's and swarmkit's request
+  // limit); larger ones fail with INVALID_ARGUMENT. Together with max_size_per_msg this bounds
+  // every message, which must fit what a member's gRPC server accepts (see GrpcTransport).
+  uint64_t max_entry_bytes = 3 << 19;
   // Largest batch of committed entries in one Ready, in bytes.
   uint64_t max_committed_size_per_ready = 64 << 20;
   // In-flight MSG_APPs per follower in replicate state.
@@ -276,6 +280,7 @@ class Core {
   std::vector<raftpb::Message> msgs_;
 
   uint64_t max_msg_size_;
+  uint64_t max_entry_bytes_;
   size_t max_inflight_;
   bool check_quorum_;
   bool pre_vote_;

@@ -445,6 +445,56 @@ TEST(CoreTest, ProposalsWithoutALeaderAreRefused) {
   EXPECT_NE(s.message().find("no leader"), std::string::npos);
 }
 
+TEST(CoreTest, ProposalsOverTheEntryLimitAreRefusedAndAppendNothing) {
+  Solo s({}, 3, [](Config& c) { c.max_entry_bytes = 1000; });
+  s.BecomeLeader();
+  const uint64_t last = s.core->log().LastIndex();
+  Message m = Msg(raftpb::MSG_PROP, 1, 0, 0);
+  m.add_entries()->set_data(std::string(999, 'a'));
+  m.add_entries()->set_data(std::string(1001, 'b'));
+  absl::Status st = s.core->Step(m);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("proposal of 1001 bytes exceeds the limit of 1000 bytes"),
+            std::string::npos)
+      << st;
+  EXPECT_EQ(s.core->log().LastIndex(), last);
+  EXPECT_TRUE(s.core->Propose(std::string(1000, 'c')).ok());
+  EXPECT_EQ(s.core->log().LastIndex(), last + 1);
+}
+
+// A follower forwards a batch of proposals in messages no larger than an append may be, so
+// that each fits what the transport and the leader's server accept.
+TEST(CoreTest, AFollowerForwardsABatchOfProposalsInBoundedMessages) {
+  Solo s({}, 3, [](Config& c) { c.max_size_per_msg = 10000; });
+  Message hb = Msg(raftpb::MSG_HEARTBEAT, 2, 1, 1);
+  ASSERT_TRUE(s.core->Step(hb).ok());
+  ASSERT_EQ(s.core->leader(), 2u);
+  s.Drain();
+  Message m = Msg(raftpb::MSG_PROP, 1, 0, 0);
+  for (int i = 0; i < 7; ++i) m.add_entries()->set_data(std::string(4000, 'a' + i));
+  m.add_entries()->set_data(std::string(30000, 'z'));  // larger than a message: alone
+  m.add_entries()->set_data("last");
+  ASSERT_TRUE(s.core->Step(m).ok());
+  std::string order;
+  int messages = 0;
+  for (const Message& out : s.Drain()) {
+    if (out.type() != raftpb::MSG_PROP) continue;
+    ++messages;
+    EXPECT_EQ(out.to(), 2u);
+    EXPECT_EQ(out.from(), 1u);
+    uint64_t bytes = 0;
+    for (const raftpb::Entry& e : out.entries()) {
+      bytes += e.ByteSizeLong();
+      order += e.data().substr(0, 1);
+    }
+    if (out.entries_size() > 1) {
+      EXPECT_LE(bytes, 10000u);
+    }
+  }
+  EXPECT_EQ(order, "abcdefgzl");
+  EXPECT_EQ(messages, 6);  // ab, cd, ef, g, z, last
+}
+
 // ---- Pre-vote, check-quorum and leases ----
 
 TEST(CoreTest, PreVoteKeepsAPartitionedMemberFromDisruptingTheLeader) {

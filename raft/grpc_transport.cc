@@ -167,6 +167,15 @@ GrpcTransport::GrpcTransport(const Options& options)
 void GrpcTransport::SetHandler(MessageHandler* handler) { handler_.store(handler); }
 
 absl::StatusOr<std::unique_ptr<GrpcTransport>> GrpcTransport::Create(const Options& options) {
+  if (options.max_batch_bytes == 0 || options.max_batch_bytes > kMaxBatchBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("raft transport: max_batch_bytes must be between 1 and ", kMaxBatchBytes,
+                     " (what a member's gRPC server accepts in one message); got ",
+                     options.max_batch_bytes));
+  }
+  if (options.max_batch_messages == 0) {
+    return absl::InvalidArgumentError("raft transport: max_batch_messages must be at least 1");
+  }
   std::unique_ptr<GrpcTransport> t(new GrpcTransport(options));
   t->poller_ = std::thread([p = t.get()] {
     SetThreadName("raft-send");
@@ -289,8 +298,13 @@ void GrpcTransport::WriteNextLocked(Peer& peer) {
     return;
   }
   peer.in_flight.Clear();
+  size_t bytes = 0;
   while (!peer.queue.empty() &&
          static_cast<size_t>(peer.in_flight.messages_size()) < options_.max_batch_messages) {
+    // Framing of one message in the batch: a tag and a length, at most 11 bytes.
+    const size_t size = peer.queue.front().ByteSizeLong() + 11;
+    if (peer.in_flight.messages_size() > 0 && bytes + size > options_.max_batch_bytes) break;
+    bytes += size;
     *peer.in_flight.add_messages() = std::move(peer.queue.front());
     peer.queue.pop_front();
   }

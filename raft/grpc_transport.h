@@ -46,11 +46,19 @@ class GrpcTransport final : public Transport {
     // Messages queued for one peer beyond this are dropped (and the peer reported
     // unreachable): Raft retransmits what matters.
     size_t max_queued_messages = 8192;
-    // Largest batch put in one stream write, in messages.
+    // Largest batch put in one stream write, in messages and in bytes (a message larger than
+    // max_batch_bytes goes alone). A member's gRPC server refuses a write over its receive
+    // limit (gRPC's default, 4 MiB, unless the server raises it) and the stream then breaks:
+    // keep max_batch_bytes, and the core's largest message (Config::max_size_per_msg or
+    // one entry of Config::max_entry_bytes), below it. At most kMaxBatchBytes.
     size_t max_batch_messages = 512;
+    size_t max_batch_bytes = 2 << 20;
     // Snapshot chunk size.
     size_t snapshot_chunk_bytes = 1 << 20;
   };
+
+  // Every member's gRPC server accepts this much in one message (gRPC's default).
+  static constexpr size_t kMaxBatchBytes = 4 << 20;
 
   static absl::StatusOr<std::unique_ptr<GrpcTransport>> Create(const Options& options);
 

@@ -398,6 +398,16 @@ void Node::ProposeAll(std::deque<Input>& batch) {
   std::vector<std::pair<uint64_t, Input*>> ids;
   for (Input& in : batch) {
     if (in.kind != Input::kPropose) continue;
+    if (in.data.size() + 8 > options_.raft.max_entry_bytes) {
+      // Alone, so that the rest of the batch goes on (the node adds an 8-byte id).
+      Complete(std::move(in.index_done),
+               absl::InvalidArgumentError(absl::StrCat(
+                   "raft: proposal of ", in.data.size(), " bytes exceeds the limit of ",
+                   options_.raft.max_entry_bytes < 8 ? 0 : options_.raft.max_entry_bytes - 8,
+                   " bytes")));
+      in.kind = Input::kHandled;
+      continue;
+    }
     const uint64_t id = epoch_ | next_id_++;
     m.add_entries()->set_data(EncodeId(id) + in.data);
     ids.emplace_back(id, &in);

@@ -20,7 +20,8 @@
 // Propose future completes with the index once the entry is applied here, whoever proposed it
 // and whichever leader committed it. It fails with UNAVAILABLE when there is no leader, when the
 // leader changes before it is applied (the write may or may not have been applied: callers use
-// versions to find out), or when the node stops.
+// versions to find out), or when the node stops; with INVALID_ARGUMENT, at once, when `data`
+// is over the entry limit (Config::max_entry_bytes less the node's 8-byte id).
 //
 // Thread-safety: every public method is thread-safe. The state machine is called only from the
 // node's thread.

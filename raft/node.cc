@@ -1,5 +1,6 @@
 #include "raft/node.h"
 
+#include <chrono>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -110,6 +111,26 @@ void Node::Start() {
     SetThreadName("raft-loop");
     Loop();
   });
+  ticker_ = std::thread([this] {
+    SetThreadName("raft-tick");
+    TickerLoop();
+  });
+}
+
+void Node::TickerLoop() {
+  const auto interval = absl::ToChronoNanoseconds(options_.tick_interval);
+  auto next = std::chrono::steady_clock::now() + interval;
+  std::unique_lock<std::mutex> lock(ticker_mu_);
+  for (;;) {
+    if (ticker_cv_.wait_until(lock, next, [this] { return ticker_stop_; })) return;
+    {
+      absl::MutexLock node_lock(&mu_);
+      tick_due_ = true;
+    }
+    next += interval;
+    const auto now = std::chrono::steady_clock::now();
+    if (next < now) next = now + interval;  // fell behind: no burst
+  }
 }
 
 void Node::Stop() {
@@ -128,6 +149,12 @@ void Node::Stop() {
     completer_stop_ = true;
   }
   if (completer_.joinable()) completer_.join();
+  {
+    std::lock_guard<std::mutex> lock(ticker_mu_);
+    ticker_stop_ = true;
+  }
+  ticker_cv_.notify_all();
+  if (ticker_.joinable()) ticker_.join();
 }
 
 void Node::Complete(ProposeCallback done, absl::StatusOr<uint64_t> result) {
@@ -273,31 +300,27 @@ bool Node::WaitForLeader(absl::Time deadline) const {
 }
 
 void Node::Loop() {
-  absl::Time next_tick = absl::Now() + options_.tick_interval;
   for (;;) {
     std::deque<Input> batch;
     bool write_done = false;
+    bool tick = false;
     {
       absl::MutexLock lock(&mu_);
-      mu_.AwaitWithDeadline(absl::Condition(
-                                +[](Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                                  return n->stopping_ || !n->inputs_.empty() || n->write_done_;
-                                },
-                                this),
-                            next_tick);
+      mu_.Await(absl::Condition(
+          +[](Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+            return n->stopping_ || !n->inputs_.empty() || n->write_done_ || n->tick_due_;
+          },
+          this));
       if (stopping_) break;
       batch.swap(inputs_);
       write_done = write_done_;
       write_done_ = false;
+      tick = tick_due_;
+      tick_due_ = false;
     }
     ProposeAll(batch);
     for (Input& in : batch) HandleInput(in);
-    const absl::Time now = absl::Now();
-    if (now >= next_tick) {
-      core_->Tick();
-      next_tick += options_.tick_interval;
-      if (next_tick < now) next_tick = now + options_.tick_interval;  // fell behind: no burst
-    }
+    if (tick) core_->Tick();
     if (write_done) FinishReady();
     if (writing_) {
       // A write is under way: entries committed meanwhile are applied now, and a leader's new

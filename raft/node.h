@@ -33,12 +33,14 @@
 //   (*node)->Propose("data", [](absl::StatusOr<uint64_t> index) { ... });  // no thread waits
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <future>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -156,6 +158,9 @@ class Node final : public MessageHandler {
   // the write took. On the writer thread, or in place on the node thread.
   uint64_t Persist();
   void WriterLoop();
+  // Sets tick_due_ every tick_interval on the monotonic clock: a wall clock that steps back
+  // (NTP, a resumed VM) must not stop the ticks, and absl's timed waits run on the wall clock.
+  void TickerLoop();
   // Queues a proposal's completion (node thread); FlushCompletions hands the queue to the
   // completion thread once per loop iteration.
   void Complete(ProposeCallback done, absl::StatusOr<uint64_t> result);
@@ -172,6 +177,9 @@ class Node final : public MessageHandler {
   mutable absl::Mutex mu_;
   std::deque<Input> inputs_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // A tick is due (set by the ticker, taken by the loop: at most one tick per iteration, so a
+  // loop that fell behind does not burst).
+  bool tick_due_ ABSL_GUARDED_BY(mu_) = false;
   Status status_ ABSL_GUARDED_BY(mu_);
   // The write handed to the writer thread (it reads writing_ and save_hs_ until it sets
   // write_done_), and the writer's shutdown.
@@ -210,9 +218,15 @@ class Node final : public MessageHandler {
   Status stats_;  // only the counters are used
   SoftState soft_;
 
+  // The ticker's shutdown (std:: primitives: their timed wait takes the monotonic clock).
+  std::mutex ticker_mu_;
+  std::condition_variable ticker_cv_;
+  bool ticker_stop_ = false;  // guarded by ticker_mu_
+
   std::thread thread_;
   std::thread writer_;
   std::thread completer_;
+  std::thread ticker_;
 };
 
 }  // namespace shoal::raft

@@ -56,6 +56,7 @@ Core::Core(const Config& c)
       log_(c.storage, c.max_committed_size_per_ready),
       max_msg_size_(c.max_size_per_msg),
       max_entry_bytes_(c.max_entry_bytes),
+      max_uncommitted_bytes_(c.max_uncommitted_bytes),
       max_inflight_(c.max_inflight_msgs),
       check_quorum_(c.check_quorum),
       pre_vote_(c.pre_vote),
@@ -152,6 +153,7 @@ void Core::Reset(uint64_t term) {
   lead_ = 0;
   election_elapsed_ = 0;
   heartbeat_elapsed_ = 0;
+  uncommitted_bytes_ = 0;
   ResetRandomizedElectionTimeout();
   AbortLeaderTransfer();
   votes_.clear();
@@ -433,6 +435,15 @@ absl::Status Core::StepLeader(const Message& m) {
       if (lead_transferee_ != 0) {
         return absl::UnavailableError("proposal dropped: leadership transfer in progress");
       }
+      uint64_t bytes = 0;
+      for (const raftpb::Entry& e : m.entries()) bytes += e.data().size();
+      if (max_uncommitted_bytes_ > 0 && uncommitted_bytes_ > 0 &&
+          uncommitted_bytes_ + bytes > max_uncommitted_bytes_) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "proposal dropped: ", uncommitted_bytes_, " bytes of entries wait to commit, and ",
+            bytes, " more would pass the limit of ", max_uncommitted_bytes_,
+            " bytes (the followers are behind); retry later"));
+      }
       std::vector<raftpb::Entry> ents(m.entries().begin(), m.entries().end());
       for (size_t i = 0; i < ents.size(); ++i) {
         if (ents[i].type() != raftpb::ENTRY_TYPE_CONF_CHANGE) continue;
@@ -444,6 +455,7 @@ absl::Status Core::StepLeader(const Message& m) {
         pending_conf_index_ = log_.LastIndex() + i + 1;
       }
       AppendEntries(std::move(ents));
+      uncommitted_bytes_ += bytes;
       BcastAppend();
       return absl::OkStatus();
     }
@@ -1056,6 +1068,7 @@ Ready Core::GetReady() {
   }
   rd.committed_entries = log_.NextCommittedEntries();
   if (!rd.committed_entries.empty()) log_.ApplyingTo(rd.committed_entries.back().index());
+  ReduceUncommitted(rd.committed_entries);
   rd.early_messages = ExtractEarlyMessages();
   rd.messages.swap(msgs_);
   rd.read_states.swap(read_states_);
@@ -1092,7 +1105,16 @@ std::vector<raftpb::Entry> Core::TakeCommittedEntries() {
   if (log_.HasPendingSnapshot()) return {};
   std::vector<raftpb::Entry> ents = log_.NextCommittedEntries();
   if (!ents.empty()) log_.AppliedTo(ents.back().index());
+  ReduceUncommitted(ents);
   return ents;
+}
+
+void Core::ReduceUncommitted(const std::vector<raftpb::Entry>& committed) {
+  if (uncommitted_bytes_ == 0) return;
+  uint64_t bytes = 0;
+  for (const raftpb::Entry& e : committed) bytes += e.data().size();
+  // Entries of earlier terms were never counted: stop at zero.
+  uncommitted_bytes_ -= std::min(bytes, uncommitted_bytes_);
 }
 
 void Core::Advance(const Ready& rd) {

@@ -81,6 +81,12 @@ struct Config {
   // limit); larger ones fail with INVALID_ARGUMENT. Together with max_size_per_msg this bounds
   // every message, which must fit what a member's gRPC server accepts (see GrpcTransport).
   uint64_t max_entry_bytes = 3 << 19;
+  // A leader drops proposals (RESOURCE_EXHAUSTED) while this many bytes of entries it
+  // appended wait to commit, so that a stalled quorum (slow disks, a partition before
+  // check-quorum acts) cannot make it buffer without bound; one proposal is always taken when
+  // nothing waits. 0: no limit. Counted as etcd's raft does: entry data only, from this
+  // leader's term on.
+  uint64_t max_uncommitted_bytes = 64 << 20;
   // Largest batch of committed entries in one Ready, in bytes.
   uint64_t max_committed_size_per_ready = 64 << 20;
   // In-flight MSG_APPs per follower in replicate state.
@@ -247,6 +253,8 @@ class Core {
   void BcastHeartbeat();
   void AppendEntries(std::vector<raftpb::Entry> entries);
   bool MaybeCommit();
+  // Takes committed entries handed out off uncommitted_bytes_.
+  void ReduceUncommitted(const std::vector<raftpb::Entry>& committed);
   bool QuorumActive();
   void AbortLeaderTransfer() { lead_transferee_ = 0; }
   bool CommittedEntryInCurrentTerm() const;
@@ -281,6 +289,9 @@ class Core {
 
   uint64_t max_msg_size_;
   uint64_t max_entry_bytes_;
+  uint64_t max_uncommitted_bytes_;
+  // Bytes of entry data this leader appended that have not been handed out as committed.
+  uint64_t uncommitted_bytes_ = 0;
   size_t max_inflight_;
   bool check_quorum_;
   bool pre_vote_;

@@ -292,6 +292,40 @@ TEST(CoreTest, LeaderCommitsOnlyWhenAMajorityHasTheEntry) {
   EXPECT_EQ(net.node(1).applied, (std::vector<std::string>{"x"}));  // 1, 4, 5
 }
 
+// A leader whose followers stop acknowledging (slow disks, a partition check-quorum has not
+// acted on yet) drops proposals once max_uncommitted_bytes wait, instead of buffering
+// without bound, and takes them again as entries commit.
+TEST(CoreTest, ALeaderDropsProposalsWhileTooManyBytesWaitToCommit) {
+  Network net(3, [](Config& c) { c.max_uncommitted_bytes = 1000; });
+  net.Campaign(1);
+  ASSERT_EQ(net.core(1).role(), Role::kLeader);
+  net.Isolate(1);
+  EXPECT_TRUE(net.Propose(1, std::string(1500, 'a')).ok());  // alone, over the limit: taken
+  absl::Status st = net.Propose(1, "b");
+  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(st.message().find("1500 bytes of entries wait to commit"), std::string::npos) << st;
+  net.Recover();
+  net.TickAll(1);  // heartbeats: the followers catch up, the entry commits
+  ASSERT_EQ(net.node(1).applied.size(), 1u);
+  net.Isolate(1);
+  EXPECT_TRUE(net.Propose(1, std::string(600, 'c')).ok());
+  EXPECT_TRUE(net.Propose(1, std::string(400, 'd')).ok());  // 1000: at the limit
+  EXPECT_EQ(net.Propose(1, "e").code(), absl::StatusCode::kResourceExhausted);
+  net.Recover();
+  net.TickAll(1);
+  EXPECT_EQ(net.node(1).applied.size(), 3u);
+  EXPECT_TRUE(net.Propose(1, std::string(900, 'f')).ok());
+  // A new leader counts only what it appends itself.
+  net.Isolate(1);
+  EXPECT_TRUE(net.Propose(1, std::string(900, 'g')).ok());
+  net.Recover();
+  net.Campaign(2);
+  ASSERT_EQ(net.core(2).role(), Role::kLeader);
+  net.Isolate(2);
+  EXPECT_TRUE(net.Propose(2, std::string(1000, 'h')).ok());
+  EXPECT_EQ(net.Propose(2, "i").code(), absl::StatusCode::kResourceExhausted);
+}
+
 // The leader counts its own copy only once it is persisted: a single member commits in the
 // Ready after the one that persisted the entry, never before.
 TEST(CoreTest, LeaderDoesNotCountItsOwnUnpersistedEntry) {

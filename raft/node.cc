@@ -320,7 +320,10 @@ void Node::Loop() {
     }
     ProposeAll(batch);
     for (Input& in : batch) HandleInput(in);
-    if (tick) core_->Tick();
+    if (tick) {
+      core_->Tick();
+      ExpireRequests();
+    }
     if (write_done) FinishReady();
     if (writing_) {
       // A write is under way: entries committed meanwhile are applied now, and a leader's new
@@ -441,7 +444,7 @@ void Node::ProposeAll(std::deque<Input>& batch) {
     if (!s.ok()) {
       Complete(std::move(in->index_done), s);
     } else {
-      proposals_.emplace(id, std::move(in->index_done));
+      proposals_.emplace(id, PendingProposal{std::move(in->index_done), RequestDeadline()});
     }
     in->kind = Input::kHandled;
   }
@@ -457,7 +460,7 @@ void Node::HandleInput(Input& in) {
       if (!s.ok()) {
         Complete(std::move(in.index_done), s);
       } else {
-        proposals_.emplace(id, std::move(in.index_done));
+        proposals_.emplace(id, PendingProposal{std::move(in.index_done), RequestDeadline()});
       }
       break;
     }
@@ -470,7 +473,8 @@ void Node::HandleInput(Input& in) {
       if (!s.ok()) {
         in.status_promise.set_value(s);
       } else {
-        reads_waiting_.emplace(ctx, std::move(in.status_promise));
+        reads_waiting_.emplace(ctx,
+                               PendingRequest{std::move(in.status_promise), RequestDeadline()});
       }
       break;
     }
@@ -481,7 +485,8 @@ void Node::HandleInput(Input& in) {
       if (!s.ok()) {
         in.status_promise.set_value(s);
       } else {
-        conf_changes_.emplace(id, std::move(in.status_promise));
+        conf_changes_.emplace(id,
+                              PendingRequest{std::move(in.status_promise), RequestDeadline()});
       }
       break;
     }
@@ -501,13 +506,47 @@ void Node::HandleInput(Input& in) {
   }
 }
 
+Node::Deadline Node::RequestDeadline() const {
+  if (options_.request_timeout <= absl::ZeroDuration()) return Deadline::max();
+  return std::chrono::steady_clock::now() +
+         std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+             absl::ToChronoNanoseconds(options_.request_timeout));
+}
+
+void Node::ExpireRequests() {
+  if (options_.request_timeout <= absl::ZeroDuration()) return;
+  const Deadline now = std::chrono::steady_clock::now();
+  auto expired = [&](absl::string_view what) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "raft: ", what, " not completed within ", absl::FormatDuration(options_.request_timeout),
+        " (lost on the way to the leader, dropped by it, or the cluster is overloaded); a write "
+        "may or may not be applied later"));
+  };
+  while (!proposals_.empty() && proposals_.begin()->second.deadline <= now) {
+    Complete(std::move(proposals_.begin()->second.done), expired("proposal"));
+    proposals_.erase(proposals_.begin());
+  }
+  auto expire = [&](auto& requests, absl::string_view what) {
+    for (auto it = requests.begin(); it != requests.end();) {
+      if (it->second.deadline > now) {
+        ++it;
+        continue;
+      }
+      it->second.promise.set_value(expired(what));
+      it = requests.erase(it);
+    }
+  };
+  expire(conf_changes_, "membership change");
+  expire(reads_waiting_, "linearizable read");
+}
+
 void Node::FailPending(const absl::Status& status) {
-  std::map<uint64_t, ProposeCallback> proposals;
+  std::map<uint64_t, PendingProposal> proposals;
   proposals.swap(proposals_);
-  for (auto& [id, done] : proposals) Complete(std::move(done), status);
-  for (auto& [id, p] : conf_changes_) p.set_value(status);
+  for (auto& [id, p] : proposals) Complete(std::move(p.done), status);
+  for (auto& [id, p] : conf_changes_) p.promise.set_value(status);
   conf_changes_.clear();
-  for (auto& [ctx, p] : reads_waiting_) p.set_value(status);
+  for (auto& [ctx, p] : reads_waiting_) p.promise.set_value(status);
   reads_waiting_.clear();
   for (auto& [index, p] : reads_ready_) p.set_value(status);
   reads_ready_.clear();
@@ -606,7 +645,7 @@ void Node::FinishReady() {
   for (ReadState& rs : rd.read_states) {
     auto it = reads_waiting_.find(rs.request_ctx);
     if (it == reads_waiting_.end()) continue;
-    reads_ready_.emplace_back(rs.index, std::move(it->second));
+    reads_ready_.emplace_back(rs.index, std::move(it->second.promise));
     reads_waiting_.erase(it);
   }
   core_->Advance(rd);
@@ -636,7 +675,7 @@ void Node::ApplyEntry(const raftpb::Entry& e) {
     }
     auto it = conf_changes_.find(cc.id());
     if (it != conf_changes_.end()) {
-      it->second.set_value(absl::OkStatus());
+      it->second.promise.set_value(absl::OkStatus());
       conf_changes_.erase(it);
     }
     return;
@@ -647,7 +686,7 @@ void Node::ApplyEntry(const raftpb::Entry& e) {
   options_.state_machine->Apply(e.index(), data.substr(8));
   auto it = proposals_.find(DecodeId(data));
   if (it != proposals_.end()) {
-    Complete(std::move(it->second), e.index());
+    Complete(std::move(it->second.done), e.index());
     proposals_.erase(it);
   }
 }

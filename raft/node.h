@@ -20,8 +20,9 @@
 // Propose future completes with the index once the entry is applied here, whoever proposed it
 // and whichever leader committed it. It fails with UNAVAILABLE when there is no leader, when the
 // leader changes before it is applied (the write may or may not have been applied: callers use
-// versions to find out), or when the node stops; with INVALID_ARGUMENT, at once, when `data`
-// is over the entry limit (Config::max_entry_bytes less the node's 8-byte id).
+// versions to find out), or when the node stops; with DEADLINE_EXCEEDED when not applied within
+// Options::request_timeout (the same: may or may not); with INVALID_ARGUMENT, at once, when
+// `data` is over the entry limit (Config::max_entry_bytes less the node's 8-byte id).
 //
 // Thread-safety: every public method is thread-safe. The state machine is called only from the
 // node's thread.
@@ -33,6 +34,7 @@
 //   (*node)->Propose("data", [](absl::StatusOr<uint64_t> index) { ... });  // no thread waits
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -82,6 +84,12 @@ class Node final : public MessageHandler {
     // followers (default 500).
     uint64_t snapshot_interval = 10000;
     uint64_t snapshot_keep_entries = 500;
+    // A proposal, membership change or linearizable read not completed within this fails with
+    // DEADLINE_EXCEEDED (the write may or may not be applied later). Without it a caller could
+    // wait forever: a leader drops a follower's forwarded proposal without a word when it is
+    // over its limits or transferring leadership, and a message can be lost with no leader
+    // change to fail it. Checked every tick; zero: never.
+    absl::Duration request_timeout = absl::Seconds(10);
   };
 
   struct Status {
@@ -170,6 +178,9 @@ class Node final : public MessageHandler {
   void ServeReads();
   void MaybeSnapshot();
   void FailPending(const absl::Status& status);
+  // Fails the requests past their deadline (each tick).
+  void ExpireRequests();
+  std::chrono::steady_clock::time_point RequestDeadline() const;
 
   Options options_;
   std::unique_ptr<Core> core_;  // node thread only
@@ -208,9 +219,20 @@ class Node final : public MessageHandler {
   // Node thread only.
   uint64_t epoch_ = 0;  // random per start: proposal ids never repeat across restarts
   uint64_t next_id_ = 1;
-  std::map<uint64_t, ProposeCallback> proposals_;
-  std::map<uint64_t, std::promise<absl::Status>> conf_changes_;
-  std::map<std::string, std::promise<absl::Status>> reads_waiting_;
+  // Requests in flight, with when they time out. Proposal ids grow in submission order, so
+  // proposals_ is also ordered by deadline.
+  using Deadline = std::chrono::steady_clock::time_point;
+  struct PendingProposal {
+    ProposeCallback done;
+    Deadline deadline;
+  };
+  struct PendingRequest {
+    std::promise<absl::Status> promise;
+    Deadline deadline;
+  };
+  std::map<uint64_t, PendingProposal> proposals_;
+  std::map<uint64_t, PendingRequest> conf_changes_;
+  std::map<std::string, PendingRequest> reads_waiting_;
   std::vector<std::pair<uint64_t, std::promise<absl::Status>>> reads_ready_;
   uint64_t applied_ = 0;
   uint64_t last_snapshot_ = 0;

@@ -609,20 +609,69 @@ class ScriptedPeers : public Transport {
 // Latency: once an entry commits, its proposer is answered before anything that announces the
 // commit leaves (a send to a peer costs far more than handing over a completion), and a lone
 // completion is answered by the node thread itself rather than after a hand-off.
-TEST(NodeTest, AnswersTheProposerBeforeAnnouncingTheCommit) {
+// A lone node `id` of voters 1..3 on an in-memory store, ticking every 10 ms.
+struct LoneNode {
+  LoneNode(uint64_t id, Transport* transport) {
+    raftpb::ConfState cs;
+    for (uint64_t v = 1; v <= 3; ++v) cs.add_voters(v);
+    EXPECT_TRUE(store.SaveConfState(cs).ok());
+    options.raft.id = id;
+    options.storage = &store;
+    options.transport = transport;
+    options.state_machine = &sm;
+    options.tick_interval = absl::Milliseconds(10);
+  }
   MemoryLogStore store;
-  raftpb::ConfState cs;
-  for (uint64_t id = 1; id <= 3; ++id) cs.add_voters(id);
-  ASSERT_TRUE(store.SaveConfState(cs).ok());
-  ScriptedPeers peers;
   ListStateMachine sm;
-  Node::Options no;
-  no.raft.id = 1;
-  no.storage = &store;
-  no.transport = &peers;
-  no.state_machine = &sm;
-  no.tick_interval = absl::Milliseconds(10);
-  auto node = Node::Create(no);
+  Node::Options options;
+};
+
+// Drops everything sent: a leader that swallows a follower's forwarded requests (it may, when
+// over its limits or transferring leadership) with no leader change to fail them.
+class BlackHole : public Transport {
+ public:
+  void Send(std::vector<raftpb::Message>) override {}
+  void AddPeer(uint64_t, const std::string&) override {}
+  void RemovePeer(uint64_t) override {}
+};
+
+TEST(NodeTest, RequestsTheLeaderNeverAnswersFailAfterTheRequestTimeout) {
+  BlackHole transport;
+  LoneNode lone(2, &transport);
+  lone.options.raft.election_tick = 100000;  // never campaigns (and so never changes leader)
+  lone.options.request_timeout = absl::Milliseconds(200);
+  auto node = Node::Create(lone.options);
+  ASSERT_TRUE(node.ok()) << node.status();
+  (*node)->Start();
+  raftpb::Message hb;
+  hb.set_type(raftpb::MSG_HEARTBEAT);
+  hb.set_from(1);
+  hb.set_to(2);
+  hb.set_term(1);
+  (*node)->Receive(hb);
+  ASSERT_TRUE((*node)->WaitForLeader(absl::Now() + kWait));
+  auto proposal = (*node)->Propose("lost");
+  auto read = (*node)->LinearizableRead();
+  raftpb::ConfChange cc;
+  cc.set_type(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE);
+  cc.set_node_id(4);
+  auto change = (*node)->ProposeConfChange(cc);
+  ASSERT_EQ(proposal.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  ASSERT_EQ(read.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  ASSERT_EQ(change.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  const absl::Status p = proposal.get().status();
+  EXPECT_EQ(p.code(), absl::StatusCode::kDeadlineExceeded) << p;
+  EXPECT_NE(p.message().find("proposal not completed within 200ms"), std::string::npos) << p;
+  EXPECT_EQ(read.get().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(change.get().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ((*node)->GetStatus().leader, 1u);  // no leader change failed them
+  (*node)->Stop();
+}
+
+TEST(NodeTest, AnswersTheProposerBeforeAnnouncingTheCommit) {
+  ScriptedPeers peers;
+  LoneNode lone(1, &peers);
+  auto node = Node::Create(lone.options);
   ASSERT_TRUE(node.ok()) << node.status();
   peers.SetNode(node->get());
   (*node)->Start();

@@ -361,6 +361,12 @@ void Node::Loop() {
     write_done_ = false;
     writing_.reset();
   }
+  {
+    // A snapshot handed to the writer is written before anything else touches the store.
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS { return !n->snapshot_writing_; }, this));
+  }
   if (unsaved_hs_) {
     // The commit index, so a restart replays as much as possible; harmless if it fails.
     (void)options_.storage->Save(&*unsaved_hs_, {}, nullptr, false);
@@ -398,13 +404,23 @@ uint64_t Node::Persist() {
 
 void Node::WriterLoop() {
   for (;;) {
+    std::optional<SnapshotJob> job;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
-          +[](Node* n)
-               ABSL_NO_THREAD_SAFETY_ANALYSIS { return n->write_requested_ || n->writer_stop_; },
+          +[](Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+            return n->write_requested_ || n->snapshot_job_ || n->writer_stop_;
+          },
           this));
-      if (!write_requested_) return;  // stopping, nothing in flight
+      if (!write_requested_ && !snapshot_job_) return;  // stopping, nothing in flight
+      // The log's write first: it is what acknowledgements and the next Ready wait for.
+      if (!write_requested_) job.swap(snapshot_job_);
+    }
+    if (job) {
+      WriteSnapshot(*job);
+      absl::MutexLock lock(&mu_);
+      snapshot_writing_ = false;
+      continue;
     }
     // The node thread does not touch writing_ or save_hs_ until write_done_ is set.
     const uint64_t micros = Persist();
@@ -612,6 +628,13 @@ void Node::StartReady() {
     // next write all the same, and the hand-off to the writer thread would only add a thread
     // wake-up to every acknowledgement's path. A leader keeps stepping during its write (new
     // proposals are appended and sent, acknowledgements commit and apply).
+    {
+      // One store write at a time: a snapshot this member started as leader may still be
+      // being written by the writer thread.
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS { return !n->snapshot_writing_; }, this));
+    }
     const uint64_t micros = Persist();
     {
       absl::MutexLock lock(&mu_);
@@ -707,12 +730,30 @@ void Node::MaybeSnapshot() {
   // Applied entries this member has not persisted yet cannot be in a snapshot: try again after
   // the next write.
   if (applied_ > options_.storage->LastIndex()) return;
-  absl::StatusOr<raftpb::Snapshot> snap =
-      options_.storage->SaveSnapshot(applied_, conf_state_, options_.state_machine->Snapshot());
-  SHOAL_CHECK(snap.ok(), "writing a snapshot: ", snap.status().ToString());
+  {
+    absl::MutexLock lock(&mu_);
+    if (snapshot_writing_) return;  // the previous one is still being written
+  }
+  SnapshotJob job{applied_, conf_state_, options_.state_machine->Snapshot()};
   last_snapshot_ = applied_;
-  if (applied_ > options_.snapshot_keep_entries) {
-    const uint64_t compact = applied_ - options_.snapshot_keep_entries;
+  if (core_->role() == Role::kLeader) {
+    // Written on the writer thread, after the log write in flight if any: writing a big
+    // snapshot takes long (a 64 MiB one about half a second here), and a leader that stopped
+    // stepping that long would miss its heartbeats.
+    absl::MutexLock lock(&mu_);
+    snapshot_job_ = std::move(job);
+    snapshot_writing_ = true;
+    return;
+  }
+  WriteSnapshot(job);
+}
+
+void Node::WriteSnapshot(SnapshotJob& job) {
+  absl::StatusOr<raftpb::Snapshot> snap =
+      options_.storage->SaveSnapshot(job.index, job.conf_state, std::move(job.data));
+  SHOAL_CHECK(snap.ok(), "writing a snapshot: ", snap.status().ToString());
+  if (job.index > options_.snapshot_keep_entries) {
+    const uint64_t compact = job.index - options_.snapshot_keep_entries;
     if (compact >= options_.storage->FirstIndex()) {
       absl::Status s = options_.storage->CompactTo(compact);
       SHOAL_CHECK(s.ok(), "compacting the log: ", s.ToString());

@@ -176,7 +176,17 @@ class Node final : public MessageHandler {
   void CompleterLoop();
   void ApplyEntry(const raftpb::Entry& e);
   void ServeReads();
+  // Takes a snapshot of the state machine when snapshot_interval entries were applied since
+  // the last one. A leader's is written by the writer thread (the loop goes on stepping and
+  // heartbeating through a big snapshot's write), anyone else's in place.
   void MaybeSnapshot();
+  struct SnapshotJob {
+    uint64_t index = 0;
+    raftpb::ConfState conf_state;
+    std::string data;
+  };
+  // Writes a snapshot and compacts the log behind it (writer thread, or node thread in place).
+  void WriteSnapshot(SnapshotJob& job);
   void FailPending(const absl::Status& status);
   // Fails the requests past their deadline (each tick).
   void ExpireRequests();
@@ -197,6 +207,10 @@ class Node final : public MessageHandler {
   bool write_requested_ ABSL_GUARDED_BY(mu_) = false;
   bool write_done_ ABSL_GUARDED_BY(mu_) = false;
   bool writer_stop_ ABSL_GUARDED_BY(mu_) = false;
+  // A leader's snapshot handed to the writer thread, and whether one is being written (no
+  // other store write may start on the node thread until it is done).
+  std::optional<SnapshotJob> snapshot_job_ ABSL_GUARDED_BY(mu_);
+  bool snapshot_writing_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t write_micros_ ABSL_GUARDED_BY(mu_) = 0;
 
   // The Ready being written (node thread; the writer reads it while write_requested_), with

@@ -668,6 +668,91 @@ TEST(NodeTest, RequestsTheLeaderNeverAnswersFailAfterTheRequestTimeout) {
   (*node)->Stop();
 }
 
+// A store whose SaveSnapshot waits until the test releases it: a big snapshot's write.
+class SlowSnapshotStore : public WritableLogStorage {
+ public:
+  absl::StatusOr<InitialState> GetInitialState() override { return inner_.GetInitialState(); }
+  absl::StatusOr<std::vector<raftpb::Entry>> Entries(uint64_t lo, uint64_t hi,
+                                                     uint64_t max_bytes) override {
+    return inner_.Entries(lo, hi, max_bytes);
+  }
+  absl::StatusOr<uint64_t> Term(uint64_t i) override { return inner_.Term(i); }
+  uint64_t FirstIndex() override { return inner_.FirstIndex(); }
+  uint64_t LastIndex() override { return inner_.LastIndex(); }
+  absl::StatusOr<raftpb::Snapshot> Snapshot() override { return inner_.Snapshot(); }
+  absl::Status Save(const raftpb::HardState* hs, const std::vector<raftpb::Entry>& entries,
+                    const raftpb::Snapshot* snapshot, bool sync) override {
+    return inner_.Save(hs, entries, snapshot, sync);
+  }
+  absl::Status SaveConfState(const raftpb::ConfState& cs) override {
+    return inner_.SaveConfState(cs);
+  }
+  absl::StatusOr<raftpb::Snapshot> SaveSnapshot(uint64_t i, const raftpb::ConfState& cs,
+                                                std::string data) override {
+    {
+      absl::MutexLock lock(&mu_);
+      started_ = true;
+      mu_.Await(absl::Condition(&released_));
+    }
+    return inner_.SaveSnapshot(i, cs, std::move(data));
+  }
+  absl::Status CompactTo(uint64_t compact_index) override {
+    return inner_.CompactTo(compact_index);
+  }
+
+  bool WaitStarted(absl::Duration within) {
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout(absl::Condition(&started_), within);
+  }
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    released_ = true;
+  }
+
+ private:
+  MemoryLogStore inner_;
+  absl::Mutex mu_;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// A leader's snapshot is written off the node's thread: while it is being written the leader
+// goes on committing (and heartbeating), instead of standing still for as long as the write
+// takes (half a second for 64 MiB here; an election timeout for a few times that).
+TEST(NodeTest, ALeaderGoesOnCommittingWhileItsSnapshotIsWritten) {
+  ScriptedPeers peers;
+  LoneNode lone(1, &peers);
+  SlowSnapshotStore slow;
+  raftpb::ConfState cs;
+  for (uint64_t v = 1; v <= 3; ++v) cs.add_voters(v);
+  ASSERT_TRUE(slow.SaveConfState(cs).ok());
+  lone.options.storage = &slow;
+  lone.options.snapshot_interval = 5;
+  lone.options.snapshot_keep_entries = 2;
+  auto node = Node::Create(lone.options);
+  ASSERT_TRUE(node.ok()) << node.status();
+  struct ReleaseFirst {  // before the node stops, whatever fails: its writer may be waiting
+    ~ReleaseFirst() { store->Release(); }
+    SlowSnapshotStore* store;
+  } release_first{&slow};
+  peers.SetNode(node->get());
+  (*node)->Start();
+  (*node)->Campaign();
+  ASSERT_TRUE((*node)->WaitForLeader(absl::Now() + kWait));
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE((*node)->Propose(absl::StrCat("a", i)).get().ok());
+  ASSERT_TRUE(slow.WaitStarted(kWait)) << "no snapshot was taken";
+  for (int i = 0; i < 20; ++i) {
+    auto f = (*node)->Propose(absl::StrCat("b", i));
+    ASSERT_EQ(f.wait_for(std::chrono::seconds(20)), std::future_status::ready)
+        << "proposal " << i << " waited for the snapshot's write";
+    ASSERT_TRUE(f.get().ok());
+  }
+  slow.Release();
+  (*node)->Stop();
+  EXPECT_EQ(lone.sm.values().size(), 26u);
+  EXPECT_GE(slow.Snapshot()->metadata().index(), 5u);
+}
+
 TEST(NodeTest, AnswersTheProposerBeforeAnnouncingTheCommit) {
   ScriptedPeers peers;
   LoneNode lone(1, &peers);

@@ -304,6 +304,10 @@ absl::StatusOr<std::vector<raftpb::Entry>> RocksDbLogStore::Entries(uint64_t lo,
   if (!it->status().ok()) return FromRocks(it->status(), "reading entries");
   entries_read_from_disk_.fetch_add(out.size(), std::memory_order_relaxed);
   if (!size_limited && out.size() < hi - lo) {
+    // Compacted by the writer since the check above (CompactTo holds the lock until first_
+    // moves, so this sees it), or really missing.
+    absl::MutexLock lock(&mu_);
+    if (lo < first_) return CompactedError();
     return absl::DataLossError(absl::StrCat("raft store: entry ", lo + out.size(), " is missing"));
   }
   return out;
@@ -423,31 +427,36 @@ absl::Status RocksDbLogStore::SaveConfState(const raftpb::ConfState& cs) {
 absl::StatusOr<raftpb::Snapshot> RocksDbLogStore::SaveSnapshot(uint64_t i,
                                                                const raftpb::ConfState& cs,
                                                                std::string data) {
-  absl::MutexLock lock(&mu_);
-  if (i <= snapshot_.metadata().index()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "snapshot at ", i, " is not newer than the stored one at ", snapshot_.metadata().index()));
-  }
-  const uint64_t last = first_ - 1 + terms_.size() - 1;
-  if (i > last) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("snapshot index ", i, " is beyond the last entry ", last));
-  }
-  if (i < first_ - 1) return CompactedError();
+  // Planned under the lock, written without it (a big snapshot's synced write must not hold up
+  // the readers), like Save; writes are serialized by the caller, so the plan still holds.
+  // The membership key is not written: it already holds the membership as of the last applied
+  // conf change, never older than the snapshot's (a snapshot written late, on another thread,
+  // must not overwrite a conf change applied meanwhile).
   raftpb::Snapshot snap;
+  {
+    absl::MutexLock lock(&mu_);
+    if (i <= snapshot_.metadata().index()) {
+      return absl::FailedPreconditionError(absl::StrCat("snapshot at ", i,
+                                                        " is not newer than the stored one at ",
+                                                        snapshot_.metadata().index()));
+    }
+    const uint64_t last = first_ - 1 + terms_.size() - 1;
+    if (i > last) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("snapshot index ", i, " is beyond the last entry ", last));
+    }
+    if (i < first_ - 1) return CompactedError();
+    snap.mutable_metadata()->set_index(i);
+    snap.mutable_metadata()->set_term(terms_[i - (first_ - 1)]);
+  }
   snap.set_data(std::move(data));
-  snap.mutable_metadata()->set_index(i);
-  snap.mutable_metadata()->set_term(terms_[i - (first_ - 1)]);
   *snap.mutable_metadata()->mutable_conf_state() = cs;
-  rocksdb::WriteBatch batch;
-  batch.Put(kSnapshotKey, Seal(snap));
-  batch.Put(kConfStateKey, Seal(cs));
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
-  absl::Status s = FromRocks(db_->Write(wo, &batch), "writing a snapshot");
+  absl::Status s = FromRocks(db_->Put(wo, kSnapshotKey, Seal(snap)), "writing a snapshot");
   if (!s.ok()) return s;
+  absl::MutexLock lock(&mu_);
   snapshot_ = snap;
-  conf_state_ = cs;
   return snap;
 }
 

@@ -20,7 +20,8 @@
 // replicating read back what was just written, and serving that from RocksDB (an iterator, a
 // CRC check and a parse per entry) cost a follower about 5% of its CPU under load.
 //
-// Thread-safety: reads (the LogStorage methods) may run concurrently with one writer.
+// Thread-safety: reads (the LogStorage methods) may run concurrently with one writer (Save,
+// SaveSnapshot, CompactTo, one at a time); SaveConfState may run alongside that writer.
 #pragma once
 
 #include <atomic>
@@ -84,7 +85,8 @@ class RocksDbLogStore final : public WritableLogStorage {
   // Records the membership as of the last applied conf change.
   absl::Status SaveConfState(const raftpb::ConfState& cs) override;
 
-  // Records a snapshot of the application at index i (<= the last entry) with membership `cs`.
+  // Records a snapshot of the application at index i (<= the last entry) with membership `cs`
+  // (in the snapshot's metadata; the stored membership is SaveConfState's).
   absl::StatusOr<raftpb::Snapshot> SaveSnapshot(uint64_t i, const raftpb::ConfState& cs,
                                                 std::string data) override;
 

@@ -446,7 +446,7 @@ void Node::ProposeAll(std::deque<Input>& batch) {
                absl::InvalidArgumentError(absl::StrCat(
                    "raft: proposal of ", in.data.size(), " bytes exceeds the limit of ",
                    options_.raft.max_entry_bytes < 8 ? 0 : options_.raft.max_entry_bytes - 8,
-                   " bytes")));
+                   " bytes (Config::max_entry_bytes): split it into smaller writes")));
       in.kind = Input::kHandled;
       continue;
     }
@@ -536,7 +536,7 @@ void Node::ExpireRequests() {
     return absl::DeadlineExceededError(absl::StrCat(
         "raft: ", what, " not completed within ", absl::FormatDuration(options_.request_timeout),
         " (lost on the way to the leader, dropped by it, or the cluster is overloaded); a write "
-        "may or may not be applied later"));
+        "may or may not be applied later: check whether it took effect before retrying"));
   };
   while (!proposals_.empty() && proposals_.begin()->second.deadline <= now) {
     Complete(std::move(proposals_.begin()->second.done), expired("proposal"));

@@ -97,8 +97,9 @@ absl::Status CreateDurableDirectory(rocksdb::FileSystem* fs, const std::string& 
   for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
     rocksdb::IOStatus s = fs->CreateDirIfMissing(it->string(), io, nullptr);
     if (!s.ok()) {
-      return absl::FailedPreconditionError(absl::StrCat("creating the raft store directory ",
-                                                        it->string(), ": ", s.ToString()));
+      return absl::FailedPreconditionError(
+          absl::StrCat("creating the raft store directory ", it->string(), ": ", s.ToString(),
+                       " (is the path writable by this process, and not a file?)"));
     }
     to_sync.push_back(it->has_parent_path() ? it->parent_path() : ".");
   }
@@ -110,7 +111,8 @@ absl::Status CreateDurableDirectory(rocksdb::FileSystem* fs, const std::string& 
     if (s.ok()) s = dir->Close(io, nullptr);
     if (!s.ok()) {
       return absl::FailedPreconditionError(
-          absl::StrCat("syncing directory ", d.string(), " for the raft store: ", s.ToString()));
+          absl::StrCat("syncing directory ", d.string(), " for the raft store: ", s.ToString(),
+                       " (the store's directory is not durable; check the file system)"));
     }
   }
   return absl::OkStatus();
@@ -154,39 +156,27 @@ absl::StatusOr<std::unique_ptr<RocksDbLogStore>> RocksDbLogStore::Open(const Opt
 absl::Status RocksDbLogStore::Load() {
   absl::MutexLock lock(&mu_);
   const rocksdb::ReadOptions ro;
-  std::string value;
-  rocksdb::Status s = db_->Get(ro, kSnapshotKey, &value);
-  if (s.ok()) {
-    absl::Status u = Unseal(value, &snapshot_, "snapshot");
+  // Reads one sealed value: false when absent.
+  auto read = [&](const char* key, google::protobuf::MessageLite* m,
+                  absl::string_view what) -> absl::StatusOr<bool> {
+    std::string value;
+    rocksdb::Status s = db_->Get(ro, key, &value);
+    if (s.IsNotFound()) return false;
+    if (!s.ok()) return FromRocks(s, absl::StrCat("reading the ", what));
+    absl::Status u = Unseal(value, m, what);
     if (!u.ok()) return u;
-  } else if (!s.IsNotFound()) {
-    return FromRocks(s, "reading the snapshot");
-  }
-  s = db_->Get(ro, kHardStateKey, &value);
-  if (s.ok()) {
-    absl::Status u = Unseal(value, &hard_state_, "hard state");
-    if (!u.ok()) return u;
-  } else if (!s.IsNotFound()) {
-    return FromRocks(s, "reading the hard state");
-  }
-  s = db_->Get(ro, kConfStateKey, &value);
-  if (s.ok()) {
-    absl::Status u = Unseal(value, &conf_state_, "membership");
-    if (!u.ok()) return u;
-  } else if (s.IsNotFound()) {
-    conf_state_ = snapshot_.metadata().conf_state();
-  } else {
-    return FromRocks(s, "reading the membership");
-  }
-
+    return true;
+  };
+  absl::StatusOr<bool> found = read(kSnapshotKey, &snapshot_, "snapshot");
+  if (!found.ok()) return found.status();
+  found = read(kHardStateKey, &hard_state_, "hard state");
+  if (!found.ok()) return found.status();
+  found = read(kConfStateKey, &conf_state_, "membership");
+  if (!found.ok()) return found.status();
+  if (!*found) conf_state_ = snapshot_.metadata().conf_state();
   raftpb::Entry marker;  // (0, 0) until the first compaction or installed snapshot
-  s = db_->Get(ro, kMarkerKey, &value);
-  if (s.ok()) {
-    absl::Status u = Unseal(value, &marker, "compaction marker");
-    if (!u.ok()) return u;
-  } else if (!s.IsNotFound()) {
-    return FromRocks(s, "reading the compaction marker");
-  }
+  found = read(kMarkerKey, &marker, "compaction marker");
+  if (!found.ok()) return found.status();
 
   std::vector<uint64_t> terms = {marker.term()};
   uint64_t want = marker.index() + 1;  // the log continues right after the marker

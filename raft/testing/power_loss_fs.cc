@@ -452,7 +452,7 @@ void PowerLossFileSystem::LoseUnsyncedData() {
   absl::MutexLock power(&power_mu_);  // no operation is in progress
   absl::MutexLock lock(&mu_);
   for (auto& [name, st] : files_) {
-    // Keep what was synced and a random prefix of the rest.
+    // Keep what was synced and, of the rest, a random prefix (or, out of order, random pages).
     uint64_t keep = st.size;
     if (st.size > st.synced && !out_of_order_) {
       keep = std::uniform_int_distribution<uint64_t>(st.synced, st.size)(rng_);

@@ -43,6 +43,7 @@ struct Node::Input {
   raftpb::Message message;
   raftpb::ConfChange cc;
   uint64_t peer = 0;
+  uint64_t leader_term = 0;  // kPropose: only as the announced leader of this term
   bool failed = false;
   ProposeCallback index_done;
   std::promise<absl::Status> status_promise;
@@ -235,6 +236,15 @@ void Node::Propose(std::string data, ProposeCallback done) {
   Enqueue(std::move(in));
 }
 
+void Node::ProposeAsLeader(uint64_t term, std::string data, ProposeCallback done) {
+  Input in;
+  in.kind = Input::kPropose;
+  in.data = std::move(data);
+  in.leader_term = term;
+  in.index_done = std::move(done);
+  Enqueue(std::move(in));
+}
+
 std::future<absl::Status> Node::LinearizableRead() {
   Input in;
   in.kind = Input::kRead;
@@ -324,6 +334,7 @@ void Node::Loop() {
       core_->Tick();
       ExpireRequests();
     }
+    NoteLeadership(nullptr);
     if (write_done) FinishReady();
     if (writing_) {
       // A write is under way: entries committed meanwhile are applied now, and a leader's new
@@ -371,6 +382,10 @@ void Node::Loop() {
     // The commit index, so a restart replays as much as possible; harmless if it fails.
     (void)options_.storage->Save(&*unsaved_hs_, {}, nullptr, false);
     unsaved_hs_.reset();
+  }
+  if (leading_term_ != 0) {
+    options_.state_machine->LeadershipChanged(false, leading_term_);
+    leading_term_ = 0;
   }
   FailPending(absl::UnavailableError("raft node stopped"));
   std::deque<Input> left;
@@ -440,6 +455,11 @@ void Node::ProposeAll(std::deque<Input>& batch) {
   std::vector<std::pair<uint64_t, Input*>> ids;
   for (Input& in : batch) {
     if (in.kind != Input::kPropose) continue;
+    if (absl::Status s = CheckLeaderTerm(in.leader_term); !s.ok()) {
+      Complete(std::move(in.index_done), std::move(s));
+      in.kind = Input::kHandled;
+      continue;
+    }
     if (in.data.size() + 8 > options_.raft.max_entry_bytes) {
       // Alone, so that the rest of the batch goes on (the node adds an 8-byte id).
       Complete(std::move(in.index_done),
@@ -471,6 +491,10 @@ void Node::HandleInput(Input& in) {
     case Input::kHandled:
       break;
     case Input::kPropose: {
+      if (absl::Status s = CheckLeaderTerm(in.leader_term); !s.ok()) {
+        Complete(std::move(in.index_done), std::move(s));
+        break;
+      }
       const uint64_t id = epoch_ | next_id_++;
       absl::Status s = core_->Propose(EncodeId(id) + in.data);
       if (!s.ok()) {
@@ -501,8 +525,7 @@ void Node::HandleInput(Input& in) {
       if (!s.ok()) {
         in.status_promise.set_value(s);
       } else {
-        conf_changes_.emplace(id,
-                              PendingRequest{std::move(in.status_promise), RequestDeadline()});
+        conf_changes_.emplace(id, PendingRequest{std::move(in.status_promise), RequestDeadline()});
       }
       break;
     }
@@ -679,7 +702,47 @@ void Node::FinishReady() {
   MaybeSnapshot();
 }
 
+absl::Status Node::CheckLeaderTerm(uint64_t term) const {
+  if (term == 0 || term == leading_term_) return absl::OkStatus();
+  if (leading_term_ != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("raft: proposed as the leader of term ", term, ", but this member leads term ",
+                     leading_term_, " now: the leadership it was proposed under was lost"));
+  }
+  if (core_->role() == Role::kLeader && core_->term() == term) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "raft: proposed as the leader of term ", term,
+        " before that leadership was announced (the state machine has not applied every "
+        "earlier write yet)"));
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "raft: proposed as the leader of term ", term, ", but this member is a ",
+      RoleName(core_->role()), " at term ", core_->term(),
+      core_->leader() != 0 ? absl::StrCat(" (leader: ", core_->leader(), ")") : std::string(),
+      ": a deposed leader's proposals are refused, not forwarded"));
+}
+
+void Node::NoteLeadership(const raftpb::Entry* applied) {
+  const bool leads = core_->role() == Role::kLeader;
+  if (leading_term_ != 0 && (!leads || core_->term() != leading_term_)) {
+    const uint64_t lost = leading_term_;
+    leading_term_ = 0;
+    options_.state_machine->LeadershipChanged(false, lost);
+  }
+  // A leader's first entry of its term is its empty entry: once that is applied, so is
+  // everything committed before the term (the log is applied in order).
+  if (applied != nullptr && leading_term_ == 0 && leads && applied->term() == core_->term()) {
+    leading_term_ = core_->term();
+    options_.state_machine->LeadershipChanged(true, leading_term_);
+  }
+}
+
 void Node::ApplyEntry(const raftpb::Entry& e) {
+  ApplyEntryData(e);
+  NoteLeadership(&e);
+}
+
+void Node::ApplyEntryData(const raftpb::Entry& e) {
   applied_ = e.index();
   if (e.type() == raftpb::ENTRY_TYPE_CONF_CHANGE) {
     raftpb::ConfChange cc;

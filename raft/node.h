@@ -68,6 +68,14 @@ class StateMachine {
   virtual std::string Snapshot() = 0;
   // Replaces the state by a snapshot's. An error here is fatal (the log cannot be replayed).
   virtual absl::Status Restore(absl::string_view data) = 0;
+  // This member's leadership, in order with Apply. `leading` true: it leads `term` and has
+  // applied every entry committed before that term (its own first entry of the term is
+  // applied), so its state holds every acknowledged write and leader-only work may start from
+  // it; a new leader with entries it has not applied yet is not announced until it has.
+  // `leading` false: it no longer leads `term` (it stepped down, or the node is stopping); it
+  // follows every true at once. Leader-only work proposes with Node::ProposeAsLeader(term, ...)
+  // so that nothing it proposes after this call takes effect. Must not block. Default: ignored.
+  virtual void LeadershipChanged(bool /*leading*/, uint64_t /*term*/) {}
 };
 
 class Node final : public MessageHandler {
@@ -129,6 +137,13 @@ class Node final : public MessageHandler {
   // may delay the Raft loop (which otherwise hands completions over in batches, so that
   // answering callers, a gRPC write each, does not hold up stepping and replication).
   void Propose(std::string data, ProposeCallback done);
+  // Proposes only as the announced leader of `term` (see StateMachine::LeadershipChanged): fails
+  // at once with FAILED_PRECONDITION when this node is not, or no longer, that leader, instead
+  // of forwarding the proposal to whoever leads now. For leader-only work (orchestrators,
+  // schedulers): a deposed leader that has not noticed yet appends to its own log only, and
+  // such entries never commit once a newer leader was elected; forwarded, they would be
+  // committed by the new leader, next to what the new leader's own work decided.
+  void ProposeAsLeader(uint64_t term, std::string data, ProposeCallback done);
   // Completes once this node's state machine reflects every write acknowledged before the call
   // (ReadIndex): reading it then is linearizable.
   std::future<absl::Status> LinearizableRead();
@@ -175,6 +190,12 @@ class Node final : public MessageHandler {
   void FlushCompletions();
   void CompleterLoop();
   void ApplyEntry(const raftpb::Entry& e);
+  void ApplyEntryData(const raftpb::Entry& e);
+  // Announces a lost leadership to the state machine (after each step of the core), or a new
+  // one once its first entry is applied (from ApplyEntry).
+  void NoteLeadership(const raftpb::Entry* applied);
+  // Why a proposal fenced to `term` cannot be accepted now; OK when it can.
+  absl::Status CheckLeaderTerm(uint64_t term) const;
   void ServeReads();
   // Takes a snapshot of the state machine when snapshot_interval entries were applied since
   // the last one. A leader's is written by the writer thread (the loop goes on stepping and
@@ -249,6 +270,8 @@ class Node final : public MessageHandler {
   std::map<std::string, PendingRequest> reads_waiting_;
   std::vector<std::pair<uint64_t, std::promise<absl::Status>>> reads_ready_;
   uint64_t applied_ = 0;
+  // The term this node's leadership was announced for (StateMachine::LeadershipChanged), or 0.
+  uint64_t leading_term_ = 0;
   uint64_t last_snapshot_ = 0;
   raftpb::ConfState conf_state_;
   Status stats_;  // only the counters are used

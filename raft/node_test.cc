@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <future>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -61,13 +62,42 @@ class ListStateMachine : public StateMachine {
   std::vector<std::string> values_ ABSL_GUARDED_BY(mu_);
 };
 
+// Records LeadershipChanged calls, with how many entries the state held at each.
+class LeadershipRecorder : public ListStateMachine {
+ public:
+  struct Change {
+    bool leading = false;
+    uint64_t term = 0;
+    size_t applied_values = 0;
+  };
+  void LeadershipChanged(bool leading, uint64_t term) override {
+    const size_t n = values().size();
+    absl::MutexLock lock(&mu_);
+    changes_.push_back({leading, term, n});
+  }
+  // Waits until `count` changes were announced; false at the deadline.
+  bool WaitForChanges(size_t count, absl::Time deadline) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return changes_.size() >= count; };
+    return mu_.AwaitWithDeadline(absl::Condition(&enough), deadline);
+  }
+  std::vector<Change> changes() {
+    absl::MutexLock lock(&mu_);
+    return changes_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<Change> changes_ ABSL_GUARDED_BY(mu_);
+};
+
 struct Member {
   uint64_t id = 0;
   std::string dir;
   std::string addr;
   std::unique_ptr<RocksDbLogStore> store;
   std::unique_ptr<GrpcTransport> transport;
-  std::unique_ptr<ListStateMachine> sm;
+  std::unique_ptr<LeadershipRecorder> sm;
   std::unique_ptr<Node> node;
   std::unique_ptr<grpc::Server> server;
   // When set, the store writes through it (a member that can lose power).
@@ -128,7 +158,7 @@ class ClusterTest : public ::testing::Test {
     GrpcTransport::Options to;
     to.self = id;
     m.transport = std::move(*GrpcTransport::Create(to));
-    m.sm = std::make_unique<ListStateMachine>();
+    m.sm = std::make_unique<LeadershipRecorder>();
     Node::Options no;
     no.raft.id = id;
     no.raft.random_seed = id * 7919;
@@ -313,6 +343,62 @@ TEST_F(ClusterTest, LeaderFailoverLosesNoAcknowledgedWrite) {
     for (const std::string& a : acked) {
       EXPECT_NE(std::find(v.begin(), v.end(), a), v.end()) << a << " lost on " << id;
     }
+  }
+}
+
+// Through leader kills over gRPC: each term announces at most one leader, and only once it has
+// applied every write acknowledged before; a killed leader's leadership ends with it.
+TEST_F(ClusterTest, EachTermAnnouncesOneLeaderHoldingEveryAcknowledgedWrite) {
+  StartCluster(3);
+  struct Announced {
+    uint64_t member;
+    LeadershipRecorder::Change change;
+  };
+  std::vector<Announced> all;
+  auto collect = [&](uint64_t id) {
+    for (const LeadershipRecorder::Change& c : M(id).sm->changes()) all.push_back({id, c});
+  };
+  size_t acked = 0;
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 10; ++i) {
+      ASSERT_NE(ProposeAcked(absl::StrCat("r", round, "v", i)), 0u);
+      ++acked;
+    }
+    const uint64_t leader = WaitForLeader();
+    ASSERT_NE(leader, 0u);
+    Kill(leader);
+    collect(leader);
+    // The next leader is announced holding every write acknowledged so far.
+    const uint64_t next = WaitForLeader();
+    ASSERT_NE(next, 0u);
+    ASSERT_NE(next, leader);
+    ASSERT_TRUE(M(next).sm->WaitForChanges(1, absl::Now() + kWait)) << "member " << next;
+    const LeadershipRecorder::Change c = M(next).sm->changes().back();
+    EXPECT_TRUE(c.leading);
+    EXPECT_GE(c.applied_values, acked) << "member " << next << ", term " << c.term;
+    Start(leader);  // a fresh recorder: its history was collected above
+  }
+  for (auto& m : members_) {
+    const uint64_t id = m->id;
+    Kill(id);
+    collect(id);
+  }
+  std::map<uint64_t, std::set<uint64_t>> leaders_of_term;
+  std::map<uint64_t, int> open;  // member -> leaderships not yet ended
+  for (const Announced& a : all) {
+    if (a.change.leading) {
+      leaders_of_term[a.change.term].insert(a.member);
+      ++open[a.member];
+    } else {
+      --open[a.member];
+    }
+  }
+  EXPECT_GE(leaders_of_term.size(), 4u);  // the first leader and three after kills
+  for (const auto& [term, members] : leaders_of_term) {
+    EXPECT_EQ(members.size(), 1u) << "term " << term << " announced two leaders";
+  }
+  for (const auto& [member, n] : open) {
+    EXPECT_EQ(n, 0) << "member " << member << ": a leadership announced but never ended";
   }
 }
 
@@ -553,6 +639,7 @@ class ScriptedPeers : public Transport {
   struct Event {
     bool sent = false;    // else a proposal's completion
     uint64_t number = 0;  // a sent message's commit index, or the completed proposal's index
+    raftpb::MessageType type = raftpb::MSG_HUP;  // a sent message's
   };
   void SetNode(Node* node) { node_ = node; }
   void Send(std::vector<raftpb::Message> messages) override {
@@ -560,7 +647,7 @@ class ScriptedPeers : public Transport {
     {
       absl::MutexLock lock(&mu_);
       for (const raftpb::Message& m : messages) {
-        events_.push_back({true, m.commit()});
+        events_.push_back({true, m.commit(), m.type()});
         raftpb::Message r;
         r.set_from(m.to());
         r.set_to(m.from());
@@ -595,6 +682,15 @@ class ScriptedPeers : public Transport {
     absl::MutexLock lock(&mu_);
     events_.push_back({false, index});
   }
+  // Waits until a message of `type` was sent; false at the deadline.
+  bool WaitForSent(raftpb::MessageType type, absl::Time deadline) {
+    absl::MutexLock lock(&mu_);
+    auto sent = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return std::any_of(events_.begin(), events_.end(),
+                         [&](const Event& e) { return e.sent && e.type == type; });
+    };
+    return mu_.AwaitWithDeadline(absl::Condition(&sent), deadline);
+  }
   std::vector<Event> events() {
     absl::MutexLock lock(&mu_);
     return events_;
@@ -609,6 +705,15 @@ class ScriptedPeers : public Transport {
 // Latency: once an entry commits, its proposer is answered before anything that announces the
 // commit leaves (a send to a peer costs far more than handing over a completion), and a lone
 // completion is answered by the node thread itself rather than after a hand-off.
+raftpb::Message MessageOf(raftpb::MessageType type, uint64_t from, uint64_t to, uint64_t term) {
+  raftpb::Message m;
+  m.set_type(type);
+  m.set_from(from);
+  m.set_to(to);
+  m.set_term(term);
+  return m;
+}
+
 // A lone node `id` of voters 1..3 on an in-memory store, ticking every 10 ms.
 struct LoneNode {
   LoneNode(uint64_t id, Transport* transport) {
@@ -643,11 +748,7 @@ TEST(NodeTest, RequestsTheLeaderNeverAnswersFailAfterTheRequestTimeout) {
   auto node = Node::Create(lone.options);
   ASSERT_TRUE(node.ok()) << node.status();
   (*node)->Start();
-  raftpb::Message hb;
-  hb.set_type(raftpb::MSG_HEARTBEAT);
-  hb.set_from(1);
-  hb.set_to(2);
-  hb.set_term(1);
+  raftpb::Message hb = MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, 1);
   (*node)->Receive(hb);
   ASSERT_TRUE((*node)->WaitForLeader(absl::Now() + kWait));
   auto proposal = (*node)->Propose("lost");
@@ -786,6 +887,113 @@ TEST(NodeTest, AnswersTheProposerBeforeAnnouncingTheCommit) {
     }
   }
   EXPECT_EQ(completions, 20);
+}
+
+raftpb::Entry EntryAt(uint64_t term, uint64_t index, const std::string& value) {
+  raftpb::Entry e;
+  e.set_term(term);
+  e.set_index(index);
+  e.set_data(std::string(8, '\0') + value);  // a proposal id (unknown here), then the value
+  return e;
+}
+
+// A member elected while it holds entries it has not applied yet (committed by the old leader,
+// which died before telling it so) must not be announced as leader until they are applied:
+// leader-only work started earlier would act on a state without acknowledged writes (an
+// orchestrator would create tasks that already exist).
+TEST(NodeTest, ANewLeaderIsAnnouncedOnlyOnceItHasAppliedEveryEarlierWrite) {
+  ScriptedPeers peers;
+  LoneNode lone(2, &peers);
+  LeadershipRecorder sm;
+  lone.options.state_machine = &sm;
+  auto node = Node::Create(lone.options);
+  ASSERT_TRUE(node.ok()) << node.status();
+  peers.SetNode(node->get());
+  (*node)->Start();
+  // Leader 1 of term 1 sends two entries without their commit, then falls silent.
+  raftpb::Message app = MessageOf(raftpb::MSG_APP, 1, 2, 1);
+  *app.add_entries() = EntryAt(1, 1, "a");
+  *app.add_entries() = EntryAt(1, 2, "b");
+  (*node)->Receive(app);
+  ASSERT_TRUE(peers.WaitForSent(raftpb::MSG_APP_RESP, absl::Now() + kWait));
+  EXPECT_TRUE(sm.values().empty());
+  (*node)->Campaign();
+  ASSERT_TRUE(sm.WaitForChanges(1, absl::Now() + kWait)) << "never announced as leader";
+  const LeadershipRecorder::Change won = sm.changes()[0];
+  EXPECT_TRUE(won.leading);
+  EXPECT_EQ(won.term, (*node)->GetStatus().term);
+  EXPECT_GE(won.term, 2u);
+  EXPECT_EQ(won.applied_values, 2u) << "announced before the old leader's writes were applied";
+
+  // Its leader-only work proposes under that term.
+  absl::StatusOr<uint64_t> fenced = [&] {
+    std::promise<absl::StatusOr<uint64_t>> p;
+    (*node)->ProposeAsLeader(won.term, "c", [&](absl::StatusOr<uint64_t> r) { p.set_value(r); });
+    return p.get_future().get();
+  }();
+  ASSERT_TRUE(fenced.ok()) << fenced.status();
+  EXPECT_EQ(sm.values().back(), "c");
+  std::promise<absl::Status> stale;
+  (*node)->ProposeAsLeader(won.term - 1, "x",
+                           [&](absl::StatusOr<uint64_t> r) { stale.set_value(r.status()); });
+  const absl::Status s = stale.get_future().get();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_NE(s.message().find(absl::StrCat("this member leads term ", won.term, " now")),
+            std::string::npos)
+      << s;
+
+  // Stopping ends the leadership too: leader-only work must stop with the node.
+  (*node)->Stop();
+  const std::vector<LeadershipRecorder::Change> changes = sm.changes();
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_FALSE(changes[1].leading);
+  EXPECT_EQ(changes[1].term, won.term);
+  EXPECT_EQ(sm.values(), (std::vector<std::string>{"a", "b", "c"}));
+}
+
+// A leader deposed by a newer term hears of it late: until then its leader-only work may go on
+// proposing. Those proposals must not take effect. ProposeAsLeader refuses them once the node
+// knows; a plain Propose would forward them to the new leader, which would commit them.
+TEST(NodeTest, ADeposedLeaderRefusesFencedProposalsInsteadOfForwardingThem) {
+  ScriptedPeers peers;
+  LoneNode lone(1, &peers);
+  LeadershipRecorder sm;
+  lone.options.state_machine = &sm;
+  lone.options.request_timeout = absl::ZeroDuration();
+  auto node = Node::Create(lone.options);
+  ASSERT_TRUE(node.ok()) << node.status();
+  peers.SetNode(node->get());
+  (*node)->Start();
+  (*node)->Campaign();
+  ASSERT_TRUE(sm.WaitForChanges(1, absl::Now() + kWait));
+  const uint64_t term = sm.changes()[0].term;
+  ASSERT_TRUE(sm.changes()[0].leading);
+
+  // Member 3 leads a newer term.
+  raftpb::Message hb = MessageOf(raftpb::MSG_HEARTBEAT, 3, 1, term + 5);
+  (*node)->Receive(hb);
+  ASSERT_TRUE(sm.WaitForChanges(2, absl::Now() + kWait)) << "the lost leadership was not told";
+  EXPECT_FALSE(sm.changes()[1].leading);
+  EXPECT_EQ(sm.changes()[1].term, term);
+
+  std::promise<absl::Status> refused;
+  (*node)->ProposeAsLeader(term, "late",
+                           [&](absl::StatusOr<uint64_t> r) { refused.set_value(r.status()); });
+  const absl::Status s = refused.get_future().get();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_NE(s.message().find(
+                absl::StrCat("this member is a follower at term ", term + 5, " (leader: 3)")),
+            std::string::npos)
+      << s;
+  for (const ScriptedPeers::Event& e : peers.events()) {
+    EXPECT_FALSE(e.sent && e.type == raftpb::MSG_PROP) << "a fenced proposal was forwarded";
+  }
+  // What a plain Propose does with the same write: forwards it to the new leader.
+  auto forwarded = (*node)->Propose("plain");
+  EXPECT_TRUE(peers.WaitForSent(raftpb::MSG_PROP, absl::Now() + kWait));
+  (*node)->Stop();
+  EXPECT_EQ(forwarded.get().status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(sm.changes().size(), 2u);  // no second "lost" on stop
 }
 
 }  // namespace

@@ -58,6 +58,7 @@ Core::Core(const Config& c)
       max_entry_bytes_(c.max_entry_bytes),
       max_uncommitted_bytes_(c.max_uncommitted_bytes),
       max_inflight_(c.max_inflight_msgs),
+      max_learner_lag_(c.max_learner_lag),
       check_quorum_(c.check_quorum),
       pre_vote_(c.pre_vote),
       heartbeat_timeout_(c.heartbeat_tick),
@@ -325,9 +326,9 @@ absl::Status Core::Step(const Message& m) {
   if (m.type() == raftpb::MSG_PROP) {
     for (const raftpb::Entry& e : m.entries()) {
       if (e.data().size() > max_entry_bytes_) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("raft: proposal of ", e.data().size(),
-                         " bytes exceeds the limit of ", max_entry_bytes_, " bytes per entry"));
+        return absl::InvalidArgumentError(absl::StrCat("raft: proposal of ", e.data().size(),
+                                                       " bytes exceeds the limit of ",
+                                                       max_entry_bytes_, " bytes per entry"));
       }
     }
   }
@@ -444,15 +445,27 @@ absl::Status Core::StepLeader(const Message& m) {
             bytes, " more would pass the limit of ", max_uncommitted_bytes_,
             " bytes (the followers are behind); retry later"));
       }
-      std::vector<raftpb::Entry> ents(m.entries().begin(), m.entries().end());
-      for (size_t i = 0; i < ents.size(); ++i) {
-        if (ents[i].type() != raftpb::ENTRY_TYPE_CONF_CHANGE) continue;
+      // Membership changes are checked before anything is appended: one refused change
+      // drops the whole proposal and leaves no trace.
+      int conf_changes = 0;
+      for (const raftpb::Entry& e : m.entries()) {
+        if (e.type() != raftpb::ENTRY_TYPE_CONF_CHANGE) continue;
         if (pending_conf_index_ > log_.applied()) {
           return absl::FailedPreconditionError(
               absl::StrCat("membership change dropped: another one (index ", pending_conf_index_,
                            ") is not applied yet"));
         }
-        pending_conf_index_ = log_.LastIndex() + i + 1;
+        if (++conf_changes > 1) {
+          return absl::FailedPreconditionError(
+              "membership change dropped: one proposal carries two; they go one at a time");
+        }
+        if (absl::Status s = CheckConfChange(e.data()); !s.ok()) return s;
+      }
+      std::vector<raftpb::Entry> ents(m.entries().begin(), m.entries().end());
+      for (size_t i = 0; i < ents.size(); ++i) {
+        if (ents[i].type() == raftpb::ENTRY_TYPE_CONF_CHANGE) {
+          pending_conf_index_ = log_.LastIndex() + i + 1;
+        }
       }
       AppendEntries(std::move(ents));
       uncommitted_bytes_ += bytes;
@@ -963,6 +976,39 @@ absl::Status Core::ProposeConfChange(const raftpb::ConfChange& cc) {
   e->set_type(raftpb::ENTRY_TYPE_CONF_CHANGE);
   e->set_data(cc.SerializeAsString());
   return Step(m);
+}
+
+absl::Status Core::CheckConfChange(const std::string& data) const {
+  raftpb::ConfChange cc;
+  if (!cc.ParseFromString(data)) {
+    return absl::InvalidArgumentError("membership change dropped: its ConfChange is unparsable");
+  }
+  if (cc.node_id() == 0) {
+    return absl::InvalidArgumentError("membership change dropped: member id 0");
+  }
+  if (cc.type() != raftpb::ConfChange::TYPE_ADD_NODE) return absl::OkStatus();
+  auto it = progress_.find(cc.node_id());
+  if (it == progress_.end()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "membership change dropped: member ", cc.node_id(),
+        " is not in the cluster; add it as a learner first (TYPE_ADD_LEARNER_NODE) and promote "
+        "it once it has caught up"));
+  }
+  const Progress& pr = it->second;
+  if (!pr.is_learner) return absl::OkStatus();
+  if (pr.state != Progress::State::kReplicate || pr.match + max_learner_lag_ < log_.committed()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("membership change dropped: learner ", cc.node_id(),
+                     " has not caught up (its log ends "
+                     "at ",
+                     pr.match, ", the commit index is ", log_.committed(),
+                     ", and it is promoted once "
+                     "it is being replicated to and at most ",
+                     max_learner_lag_,
+                     " entries behind); retry "
+                     "when it has"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Core::ReadIndex(std::string ctx) {

@@ -91,6 +91,13 @@ struct Config {
   uint64_t max_committed_size_per_ready = 64 << 20;
   // In-flight MSG_APPs per follower in replicate state.
   size_t max_inflight_msgs = 256;
+  // A member joins as a learner (ConfChange TYPE_ADD_LEARNER_NODE) and a leader promotes it
+  // (TYPE_ADD_NODE) only once it has caught up: the leader is replicating to it and its log
+  // ends at most this many entries before the commit index. A voter that cannot acknowledge
+  // yet would count against the quorum (three voters and a lagging fourth tolerate no
+  // failure), as would one that is down. Earlier promotions, and new members proposed as
+  // voters directly, fail with FAILED_PRECONDITION.
+  uint64_t max_learner_lag = 1000;
   // A leader that hears from no quorum for an election timeout steps down; followers then
   // also ignore votes while they hear from a leader.
   bool check_quorum = true;
@@ -231,6 +238,8 @@ class Core {
   void DoCampaign(CampaignType type);
   VoteResult Poll(uint64_t id, raftpb::MessageType type, bool granted);
   bool HasUnappliedConfChanges() const;
+  // Whether a leader takes the membership change in `data` (a serialized ConfChange).
+  absl::Status CheckConfChange(const std::string& data) const;
 
   absl::Status StepLeader(const raftpb::Message& m);
   absl::Status StepCandidate(const raftpb::Message& m);
@@ -293,6 +302,7 @@ class Core {
   // Bytes of entry data this leader appended that have not been handed out as committed.
   uint64_t uncommitted_bytes_ = 0;
   size_t max_inflight_;
+  uint64_t max_learner_lag_;
   bool check_quorum_;
   bool pre_vote_;
   int heartbeat_timeout_;

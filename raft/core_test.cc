@@ -756,6 +756,68 @@ TEST(CoreTest, LearnerCatchesUpWithoutVotingThenIsPromoted) {
   EXPECT_EQ(net.node(4).conf_state.voters_size(), 4);
 }
 
+// A learner votes only once it has caught up: promoted earlier (or while it is down) it would
+// count against the quorum without being able to acknowledge.
+TEST(CoreTest, ALearnerIsPromotedOnlyOnceItHasCaughtUp) {
+  auto lag5 = [](Config& c) { c.max_learner_lag = 5; };
+  Network net(3, lag5);
+  net.Campaign(1);
+  net.AddNode(4, net.node(1).conf_state, lag5);
+  ASSERT_TRUE(
+      net.core(1).ProposeConfChange(Change(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE, 4)).ok());
+  net.Stabilize();
+  net.Cut(1, 4);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(net.Propose(1, "v" + std::to_string(i)).ok());
+  const uint64_t last = net.core(1).log().LastIndex();
+  absl::Status early = net.core(1).ProposeConfChange(Change(raftpb::ConfChange::TYPE_ADD_NODE, 4));
+  EXPECT_EQ(early.code(), absl::StatusCode::kFailedPrecondition) << early;
+  EXPECT_NE(early.message().find("learner 4 has not caught up"), std::string::npos) << early;
+  EXPECT_EQ(net.core(1).log().LastIndex(), last);  // nothing appended
+  net.Recover();
+  net.TickAll(2);
+  ASSERT_EQ(net.core(1).progress().at(4).match, net.core(1).log().LastIndex());
+  ASSERT_TRUE(net.core(1).ProposeConfChange(Change(raftpb::ConfChange::TYPE_ADD_NODE, 4)).ok());
+  net.Stabilize();
+  EXPECT_FALSE(net.core(1).progress().at(4).is_learner);
+}
+
+TEST(CoreTest, ANewMemberJoinsAsALearnerNotAVoter) {
+  Network net(3);
+  net.Campaign(1);
+  const uint64_t last = net.core(1).log().LastIndex();
+  absl::Status s = net.core(1).ProposeConfChange(Change(raftpb::ConfChange::TYPE_ADD_NODE, 5));
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_NE(s.message().find("add it as a learner first"), std::string::npos) << s;
+  EXPECT_EQ(net.core(1).log().LastIndex(), last);
+}
+
+// Checked by the leader before appending: an unparsable change would stop every member that
+// applies it, and two changes in one proposal would break the one-at-a-time rule.
+TEST(CoreTest, AMalformedMembershipChangeIsRefusedBeforeItIsAppended) {
+  Network net(3);
+  net.Campaign(1);
+  const uint64_t last = net.core(1).log().LastIndex();
+  raftpb::Message m;
+  m.set_type(raftpb::MSG_PROP);
+  m.set_from(1);
+  raftpb::Entry* e = m.add_entries();
+  e->set_type(raftpb::ENTRY_TYPE_CONF_CHANGE);
+  e->set_data("\xff\xff not a ConfChange");
+  absl::Status s = net.core(1).Step(m);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find("unparsable"), std::string::npos) << s;
+  e->set_data(Change(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE, 4).SerializeAsString());
+  raftpb::Entry* second = m.add_entries();
+  *second = *e;
+  second->set_data(Change(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE, 5).SerializeAsString());
+  s = net.core(1).Step(m);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_EQ(net.core(1).log().LastIndex(), last);
+  // Neither left a pending change behind.
+  EXPECT_TRUE(
+      net.core(1).ProposeConfChange(Change(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE, 4)).ok());
+}
+
 // The leader's latest snapshot predates the learner's addition: the learner installs it anyway
 // and the entries after it make it a member.
 TEST(CoreTest, NewLearnerCatchesUpFromASnapshotTakenBeforeItsAddition) {

@@ -36,6 +36,7 @@ struct Node::Input {
     kCampaign,
     kUnreachable,
     kSnapshot,
+    kCall,     // runs `call` on the node thread (with nullptr once stopped)
     kHandled,  // a proposal already stepped as part of a batch
   };
   Kind kind;
@@ -47,6 +48,7 @@ struct Node::Input {
   bool failed = false;
   ProposeCallback index_done;
   std::promise<absl::Status> status_promise;
+  std::function<void(Core*)> call;
 };
 
 Node::Node(const Options& options) : options_(options) {}
@@ -212,9 +214,14 @@ void Node::Enqueue(Input input) {
     if (input.kind == Input::kRead || input.kind == Input::kConfChange) {
       input.status_promise.set_value(stopped);
     }
-    if (input.kind != Input::kPropose) return;
+    if (input.kind != Input::kPropose && input.kind != Input::kCall) return;
     lock.Release();
-    input.index_done(stopped);  // not under the lock: the callback may call back into the node
+    // Not under the lock: the callback may call back into the node.
+    if (input.kind == Input::kCall) {
+      input.call(nullptr);
+    } else {
+      input.index_done(stopped);
+    }
     return;
   }
   inputs_.push_back(std::move(input));
@@ -295,6 +302,35 @@ void Node::ReportSnapshot(uint64_t peer, bool failed) {
   in.peer = peer;
   in.failed = failed;
   Enqueue(std::move(in));
+}
+
+std::future<absl::StatusOr<std::vector<Node::MemberProgress>>> Node::Members() {
+  auto promise = std::make_shared<std::promise<absl::StatusOr<std::vector<MemberProgress>>>>();
+  auto f = promise->get_future();
+  Input in;
+  in.kind = Input::kCall;
+  in.call = [promise](Core* core) {
+    if (core == nullptr) {
+      promise->set_value(absl::UnavailableError("raft node is stopped"));
+      return;
+    }
+    if (core->role() != Role::kLeader) {
+      promise->set_value(absl::FailedPreconditionError(absl::StrCat(
+          "raft: only the leader knows the members' progress; this member is a ",
+          RoleName(core->role()),
+          core->leader() != 0 ? absl::StrCat(" (leader: ", core->leader(), ")") : "")));
+      return;
+    }
+    std::vector<MemberProgress> members;
+    for (const auto& [id, pr] : core->progress()) {
+      const bool self = id == core->id();
+      members.push_back(
+          {id, pr.is_learner, self ? core->log().LastIndex() : pr.match, self || pr.recent_active});
+    }
+    promise->set_value(std::move(members));
+  };
+  Enqueue(std::move(in));
+  return f;
 }
 
 Node::Status Node::GetStatus() const {
@@ -399,6 +435,7 @@ void Node::Loop() {
     if (in.kind == Input::kRead || in.kind == Input::kConfChange) {
       in.status_promise.set_value(stopped);
     }
+    if (in.kind == Input::kCall) in.call(nullptr);
   }
   FlushCompletions();
 }
@@ -541,6 +578,9 @@ void Node::HandleInput(Input& in) {
       break;
     case Input::kSnapshot:
       core_->ReportSnapshot(in.peer, in.failed);
+      break;
+    case Input::kCall:
+      in.call(core_.get());
       break;
   }
 }

@@ -152,6 +152,22 @@ class Node final : public MessageHandler {
   void TransferLeadership(uint64_t to);
   void Campaign();
 
+  // The leader's view of one member's replication.
+  struct MemberProgress {
+    uint64_t id = 0;
+    bool learner = false;
+    // The last index known to be in its log (the leader's own last index for itself).
+    uint64_t match = 0;
+    // Heard from within the last election timeout (always true for the leader itself): what
+    // an operator sees as reachable.
+    bool active = false;
+  };
+  // Every member's progress, from the leader (for when to promote a learner, see
+  // Config::max_learner_lag, and which managers are reachable); FAILED_PRECONDITION on a
+  // member that does not lead, UNAVAILABLE once stopped. Asked of the node thread: costs
+  // nothing unless called.
+  std::future<absl::StatusOr<std::vector<MemberProgress>>> Members();
+
   Status GetStatus() const;
   // Blocks until some member is known as leader, or the deadline passes (returns false).
   bool WaitForLeader(absl::Time deadline) const;

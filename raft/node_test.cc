@@ -648,6 +648,7 @@ class ScriptedPeers : public Transport {
       absl::MutexLock lock(&mu_);
       for (const raftpb::Message& m : messages) {
         events_.push_back({true, m.commit(), m.type()});
+        if (muted_.count(m.to()) > 0) continue;
         raftpb::Message r;
         r.set_from(m.to());
         r.set_to(m.from());
@@ -673,7 +674,32 @@ class ScriptedPeers : public Transport {
         replies.push_back(std::move(r));
       }
     }
-    for (raftpb::Message& r : replies) node_->Receive(std::move(r));
+    for (raftpb::Message& r : replies) {
+      const uint64_t from = r.from();
+      const bool ack = r.type() == raftpb::MSG_APP_RESP;
+      const uint64_t index = r.index();
+      node_->Receive(std::move(r));
+      if (ack) {
+        absl::MutexLock lock(&mu_);
+        acked_[from] = std::max(acked_[from], index);
+      }
+    }
+  }
+  // Member `id` answers nothing while muted.
+  void Mute(uint64_t id, bool muted) {
+    absl::MutexLock lock(&mu_);
+    if (muted) {
+      muted_.insert(id);
+    } else {
+      muted_.erase(id);
+    }
+  }
+  // Waits until member `id`'s acknowledgement of `index` was handed to the node; false at the
+  // deadline.
+  bool WaitForAck(uint64_t id, uint64_t index, absl::Time deadline) {
+    absl::MutexLock lock(&mu_);
+    auto acked = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return acked_[id] >= index; };
+    return mu_.AwaitWithDeadline(absl::Condition(&acked), deadline);
   }
   void AddPeer(uint64_t, const std::string&) override {}
   void RemovePeer(uint64_t) override {}
@@ -700,7 +726,22 @@ class ScriptedPeers : public Transport {
   Node* node_ = nullptr;
   absl::Mutex mu_;
   std::vector<Event> events_ ABSL_GUARDED_BY(mu_);
+  std::set<uint64_t> muted_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, uint64_t> acked_ ABSL_GUARDED_BY(mu_);
 };
+
+// Creates `lone`'s node (member 1) with `peers` playing members 2 and 3, starts it and elects
+// it; null (with a test failure) if that fails.
+std::unique_ptr<Node> ElectScripted(ScriptedPeers& peers, const Node::Options& options) {
+  auto node = Node::Create(options);
+  EXPECT_TRUE(node.ok()) << node.status();
+  if (!node.ok()) return nullptr;
+  peers.SetNode(node->get());
+  (*node)->Start();
+  (*node)->Campaign();
+  EXPECT_TRUE((*node)->WaitForLeader(absl::Now() + kWait));
+  return std::move(*node);
+}
 
 // Latency: once an entry commits, its proposer is answered before anything that announces the
 // commit leaves (a send to a peer costs far more than handing over a completion), and a lone
@@ -857,24 +898,20 @@ TEST(NodeTest, ALeaderGoesOnCommittingWhileItsSnapshotIsWritten) {
 TEST(NodeTest, AnswersTheProposerBeforeAnnouncingTheCommit) {
   ScriptedPeers peers;
   LoneNode lone(1, &peers);
-  auto node = Node::Create(lone.options);
-  ASSERT_TRUE(node.ok()) << node.status();
-  peers.SetNode(node->get());
-  (*node)->Start();
-  (*node)->Campaign();
-  ASSERT_TRUE((*node)->WaitForLeader(absl::Now() + kWait));
-  ASSERT_EQ((*node)->GetStatus().leader, 1u);
+  std::unique_ptr<Node> node = ElectScripted(peers, lone.options);
+  ASSERT_NE(node, nullptr);
+  ASSERT_EQ(node->GetStatus().leader, 1u);
   const std::thread::id caller = std::this_thread::get_id();
   for (int i = 0; i < 20; ++i) {
     std::promise<std::thread::id> answered;
-    (*node)->Propose("v" + std::to_string(i), [&](absl::StatusOr<uint64_t> index) {
+    node->Propose("v" + std::to_string(i), [&](absl::StatusOr<uint64_t> index) {
       EXPECT_TRUE(index.ok()) << index.status();
       peers.Completed(index.value_or(0));
       answered.set_value(std::this_thread::get_id());
     });
     EXPECT_NE(answered.get_future().get(), caller);
   }
-  (*node)->Stop();
+  node->Stop();
   uint64_t announced = 0;  // the highest commit index sent so far
   int completions = 0;
   for (const ScriptedPeers::Event& e : peers.events()) {
@@ -960,25 +997,22 @@ TEST(NodeTest, ADeposedLeaderRefusesFencedProposalsInsteadOfForwardingThem) {
   LeadershipRecorder sm;
   lone.options.state_machine = &sm;
   lone.options.request_timeout = absl::ZeroDuration();
-  auto node = Node::Create(lone.options);
-  ASSERT_TRUE(node.ok()) << node.status();
-  peers.SetNode(node->get());
-  (*node)->Start();
-  (*node)->Campaign();
+  std::unique_ptr<Node> node = ElectScripted(peers, lone.options);
+  ASSERT_NE(node, nullptr);
   ASSERT_TRUE(sm.WaitForChanges(1, absl::Now() + kWait));
   const uint64_t term = sm.changes()[0].term;
   ASSERT_TRUE(sm.changes()[0].leading);
 
   // Member 3 leads a newer term.
   raftpb::Message hb = MessageOf(raftpb::MSG_HEARTBEAT, 3, 1, term + 5);
-  (*node)->Receive(hb);
+  node->Receive(hb);
   ASSERT_TRUE(sm.WaitForChanges(2, absl::Now() + kWait)) << "the lost leadership was not told";
   EXPECT_FALSE(sm.changes()[1].leading);
   EXPECT_EQ(sm.changes()[1].term, term);
 
   std::promise<absl::Status> refused;
-  (*node)->ProposeAsLeader(term, "late",
-                           [&](absl::StatusOr<uint64_t> r) { refused.set_value(r.status()); });
+  node->ProposeAsLeader(term, "late",
+                        [&](absl::StatusOr<uint64_t> r) { refused.set_value(r.status()); });
   const absl::Status s = refused.get_future().get();
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
   EXPECT_NE(s.message().find(
@@ -989,11 +1023,74 @@ TEST(NodeTest, ADeposedLeaderRefusesFencedProposalsInsteadOfForwardingThem) {
     EXPECT_FALSE(e.sent && e.type == raftpb::MSG_PROP) << "a fenced proposal was forwarded";
   }
   // What a plain Propose does with the same write: forwards it to the new leader.
-  auto forwarded = (*node)->Propose("plain");
+  auto forwarded = node->Propose("plain");
   EXPECT_TRUE(peers.WaitForSent(raftpb::MSG_PROP, absl::Now() + kWait));
-  (*node)->Stop();
+  node->Stop();
   EXPECT_EQ(forwarded.get().status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(sm.changes().size(), 2u);  // no second "lost" on stop
+}
+
+// The join of a manager, as the control plane drives it through the node: a learner first, shown
+// by Members() as it catches up, and a voter only once it has.
+TEST(NodeTest, ALearnerIsPromotedThroughTheNodeOnceItHasCaughtUp) {
+  ScriptedPeers peers;
+  peers.Mute(4, true);  // down, or its disk still busy with the snapshot
+  LoneNode lone(1, &peers);
+  std::unique_ptr<Node> node = ElectScripted(peers, lone.options);
+  ASSERT_NE(node, nullptr);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(node->Propose(absl::StrCat("v", i)).get().ok());
+  raftpb::ConfChange add;
+  add.set_type(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE);
+  add.set_node_id(4);
+  ASSERT_TRUE(node->ProposeConfChange(add).get().ok());
+
+  auto progress_of = [&](uint64_t id) {
+    absl::StatusOr<std::vector<Node::MemberProgress>> members = node->Members().get();
+    EXPECT_TRUE(members.ok()) << members.status();
+    Node::MemberProgress found;
+    for (const Node::MemberProgress& m : members.value_or(std::vector<Node::MemberProgress>{})) {
+      if (m.id == id) found = m;
+    }
+    return found;
+  };
+  const uint64_t last = progress_of(1).match;  // the leader's last index
+  EXPECT_EQ(last, 7u);  // its empty entry, five values, the learner's addition
+  EXPECT_EQ(progress_of(2).match, last);
+  EXPECT_TRUE(progress_of(2).active);
+  EXPECT_FALSE(progress_of(2).learner);
+  EXPECT_TRUE(progress_of(4).learner);
+  EXPECT_EQ(progress_of(4).match, 0u);
+
+  raftpb::ConfChange promote;
+  promote.set_type(raftpb::ConfChange::TYPE_ADD_NODE);
+  promote.set_node_id(4);
+  const absl::Status early = node->ProposeConfChange(promote).get();
+  EXPECT_EQ(early.code(), absl::StatusCode::kFailedPrecondition) << early;
+  EXPECT_NE(early.message().find("learner 4 has not caught up"), std::string::npos) << early;
+
+  peers.Mute(4, false);
+  ASSERT_TRUE(peers.WaitForAck(4, last, absl::Now() + kWait)) << "the learner never caught up";
+  EXPECT_EQ(progress_of(4).match, last);
+  const absl::Status promoted = node->ProposeConfChange(promote).get();
+  ASSERT_TRUE(promoted.ok()) << promoted;
+  EXPECT_FALSE(progress_of(4).learner);
+  node->Stop();
+  const absl::Status stopped = node->Members().get().status();
+  EXPECT_EQ(stopped.code(), absl::StatusCode::kUnavailable) << stopped;
+}
+
+TEST(NodeTest, OnlyTheLeaderReportsTheMembersProgress) {
+  BlackHole transport;
+  LoneNode lone(2, &transport);
+  auto node = Node::Create(lone.options);
+  ASSERT_TRUE(node.ok()) << node.status();
+  (*node)->Start();
+  (*node)->Receive(MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, 1));
+  ASSERT_TRUE((*node)->WaitForLeader(absl::Now() + kWait));
+  const absl::Status s = (*node)->Members().get().status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_NE(s.message().find("this member is a follower (leader: 1)"), std::string::npos) << s;
+  (*node)->Stop();
 }
 
 }  // namespace

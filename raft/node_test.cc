@@ -402,6 +402,70 @@ TEST_F(ClusterTest, EachTermAnnouncesOneLeaderHoldingEveryAcknowledgedWrite) {
   }
 }
 
+// A manager joining a running cluster, as the control plane will drive it: a new member with an
+// empty log that knows the current voters starts, is added as a learner with its address,
+// catches up over gRPC, is promoted, and then counts towards the quorum.
+TEST_F(ClusterTest, ANewMemberJoinsAsALearnerCatchesUpAndVotes) {
+  StartCluster(3);
+  for (int i = 0; i < 20; ++i) ASSERT_NE(ProposeAcked("v" + std::to_string(i)), 0u);
+  {
+    auto m = std::make_unique<Member>();
+    m->id = 4;
+    m->dir = (base_ / "m4").string();
+    auto store = RocksDbLogStore::Open(StoreOptions(*m));
+    ASSERT_TRUE(store.ok()) << store.status();
+    raftpb::ConfState cs;  // what the member it joins through tells it
+    for (uint64_t v = 1; v <= 3; ++v) cs.add_voters(v);
+    ASSERT_TRUE((*store)->SaveConfState(cs).ok());
+    members_.push_back(std::move(m));
+  }
+  Start(4);
+  uint64_t leader = WaitForLeader();
+  ASSERT_NE(leader, 0u);
+  raftpb::RaftMember member;
+  member.set_raft_id(4);
+  member.set_addr(M(4).addr);
+  raftpb::ConfChange add;
+  add.set_type(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE);
+  add.set_node_id(4);
+  add.set_context(member.SerializeAsString());
+  ASSERT_TRUE(M(leader).node->ProposeConfChange(add).get().ok());
+  ASSERT_TRUE(M(4).sm->WaitFor(20, absl::Now() + kWait)) << "the learner never caught up";
+
+  raftpb::ConfChange promote;
+  promote.set_type(raftpb::ConfChange::TYPE_ADD_NODE);
+  promote.set_node_id(4);
+  promote.set_context(member.SerializeAsString());
+  absl::Status promoted;
+  const absl::Time deadline = absl::Now() + kWait;
+  do {  // refused until the leader has seen the learner's acknowledgements
+    promoted = M(leader).node->ProposeConfChange(promote).get();
+  } while (!promoted.ok() && promoted.code() == absl::StatusCode::kFailedPrecondition &&
+           absl::Now() < deadline);
+  ASSERT_TRUE(promoted.ok()) << promoted;
+  absl::StatusOr<std::vector<Node::MemberProgress>> members = M(leader).node->Members().get();
+  ASSERT_TRUE(members.ok()) << members.status();
+  ASSERT_EQ(members->size(), 4u);
+  for (const Node::MemberProgress& p : *members) EXPECT_FALSE(p.learner) << p.id;
+
+  // Four voters: with one original member down, nothing commits without the new one.
+  const uint64_t down = leader % 3 + 1;
+  Kill(down);
+  for (int i = 0; i < 10; ++i) ASSERT_NE(ProposeAcked("w" + std::to_string(i)), 0u);
+  Kill(4);
+  // Two of four voters: no write commits (a leader steps down when check-quorum finds it
+  // hears from no quorum).
+  const uint64_t survivor = down % 3 + 1;
+  auto stuck = M(survivor).node->Propose("without a quorum");
+  if (stuck.wait_for(std::chrono::milliseconds(500)) == std::future_status::ready) {
+    EXPECT_FALSE(stuck.get().ok()) << "committed with two of four voters";
+  }
+  Start(4);
+  ASSERT_NE(ProposeAcked("quorum again"), 0u);
+  ASSERT_TRUE(M(4).sm->WaitFor(31, absl::Now() + kWait));
+  EXPECT_EQ(M(4).sm->values().back(), "quorum again");
+}
+
 TEST_F(ClusterTest, RestartingEveryMemberKeepsTheState) {
   StartCluster(3);
   for (int i = 0; i < 20; ++i) ASSERT_NE(ProposeAcked("v" + std::to_string(i)), 0u);

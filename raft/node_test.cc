@@ -166,6 +166,7 @@ class ClusterTest : public ::testing::Test {
     no.transport = m.transport.get();
     no.state_machine = m.sm.get();
     no.tick_interval = absl::Milliseconds(10);
+    no.raft.election_tick = election_tick_;
     no.snapshot_interval = snapshot_interval_;
     no.snapshot_keep_entries = 5;
     auto node = Node::Create(no);
@@ -236,6 +237,7 @@ class ClusterTest : public ::testing::Test {
   std::filesystem::path base_;
   std::vector<std::unique_ptr<Member>> members_;
   uint64_t snapshot_interval_ = 10000;
+  int election_tick_ = 10;  // of 10 ms
 };
 
 TEST_F(ClusterTest, ElectsALeaderAndReplicatesOverGrpc) {
@@ -261,6 +263,9 @@ TEST_F(ClusterTest, ElectsALeaderAndReplicatesOverGrpc) {
 // must stay within what a member's gRPC server accepts (4 MiB by default), or the follower
 // refuses it, the stream breaks, and the same batch is sent again forever.
 TEST_F(ClusterTest, LargeEntriesReachEveryMember) {
+  // A follower writing 9 MiB in place answers no heartbeat meanwhile; on a loaded machine
+  // that took over the 100 ms after which a leader that hears from no quorum steps down.
+  election_tick_ = 100;
   StartCluster(3);
   const uint64_t leader = WaitForLeader();
   ASSERT_NE(leader, 0u);

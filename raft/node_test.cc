@@ -22,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "raft/grpc_transport.h"
 #include "raft/memory_log_store.h"
+#include "raft/recovery.h"
 #include "raft/rocksdb_log_store.h"
 #include "raft/testing/power_loss_fs.h"
 
@@ -469,6 +470,32 @@ TEST_F(ClusterTest, ANewMemberJoinsAsALearnerCatchesUpAndVotes) {
   ASSERT_NE(ProposeAcked("quorum again"), 0u);
   ASSERT_TRUE(M(4).sm->WaitFor(31, absl::Now() + kWait));
   EXPECT_EQ(M(4).sm->values().back(), "quorum again");
+}
+
+// The quorum is lost for good: two of three managers are gone. The survivor's store is forced
+// into a new cluster and serves every acknowledged write alone.
+TEST_F(ClusterTest, AForcedNewClusterRecoversFromALostQuorum) {
+  StartCluster(3);
+  for (int i = 0; i < 20; ++i) ASSERT_NE(ProposeAcked("v" + std::to_string(i)), 0u);
+  for (uint64_t id = 1; id <= 3; ++id) Kill(id);
+  {
+    auto store = RocksDbLogStore::Open(StoreOptions(M(3)));
+    ASSERT_TRUE(store.ok()) << store.status();
+    absl::StatusOr<ForcedNewCluster> forced = ForceNewCluster(**store, 3);
+    ASSERT_TRUE(forced.ok()) << forced.status();
+    EXPECT_EQ(forced->removed, (std::vector<uint64_t>{1, 2}));
+  }
+  Start(3);
+  ASSERT_NE(ProposeAcked("alone"), 0u);
+  std::vector<std::string> v = M(3).sm->values();
+  ASSERT_EQ(v.size(), 21u);
+  EXPECT_EQ(v.front(), "v0");
+  EXPECT_EQ(v.back(), "alone");
+  // And it stays so across a restart.
+  Kill(3);
+  Start(3);
+  ASSERT_NE(ProposeAcked("still alone"), 0u);
+  EXPECT_EQ(M(3).sm->values().size(), 22u);
 }
 
 TEST_F(ClusterTest, RestartingEveryMemberKeepsTheState) {
@@ -1159,6 +1186,71 @@ TEST(NodeTest, OnlyTheLeaderReportsTheMembersProgress) {
   const absl::Status s = (*node)->Members().get().status();
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
   EXPECT_NE(s.message().find("this member is a follower (leader: 1)"), std::string::npos) << s;
+  (*node)->Stop();
+}
+
+raftpb::Entry ConfChangeAt(uint64_t term, uint64_t index, raftpb::ConfChange::Type type,
+                           uint64_t id) {
+  raftpb::ConfChange cc;
+  cc.set_type(type);
+  cc.set_node_id(id);
+  raftpb::Entry e;
+  e.set_term(term);
+  e.set_index(index);
+  e.set_type(raftpb::ENTRY_TYPE_CONF_CHANGE);
+  e.set_data(cc.SerializeAsString());
+  return e;
+}
+
+// What `swarmctl init --force-new-cluster` does to a surviving manager's log: it restarts as
+// the only voter, with every write it held, including those beyond its commit index, and
+// without the members its log was adding.
+TEST(NodeTest, AForcedNewClusterKeepsEveryWriteAndLeadsAlone) {
+  MemoryLogStore store;
+  raftpb::ConfState cs;
+  for (uint64_t v = 1; v <= 3; ++v) cs.add_voters(v);
+  cs.add_learners(4);
+  ASSERT_TRUE(store.SaveConfState(cs).ok());
+  std::vector<raftpb::Entry> log = {
+      EntryAt(1, 1, "a"),
+      EntryAt(1, 2, "b"),
+      EntryAt(2, 3, "c"),
+      EntryAt(2, 4, "d"),
+      ConfChangeAt(2, 5, raftpb::ConfChange::TYPE_ADD_LEARNER_NODE, 7),
+      EntryAt(2, 6, "e")};
+  raftpb::HardState hs;
+  hs.set_term(2);
+  hs.set_vote(3);
+  hs.set_commit(3);  // 4, 5 and 6 may have been committed by the others; this member never knew
+  ASSERT_TRUE(store.Save(&hs, log, nullptr, true).ok());
+
+  const absl::Status stranger = ForceNewCluster(store, 9).status();
+  EXPECT_EQ(stranger.code(), absl::StatusCode::kFailedPrecondition) << stranger;
+  EXPECT_NE(stranger.message().find("members: 1, 2, 3, 4, 7"), std::string::npos) << stranger;
+  EXPECT_EQ(store.LastIndex(), 6u);  // refused: nothing written
+
+  absl::StatusOr<ForcedNewCluster> forced = ForceNewCluster(store, 2);
+  ASSERT_TRUE(forced.ok()) << forced.status();
+  EXPECT_EQ(forced->removed, (std::vector<uint64_t>{1, 3, 4, 7}));
+  EXPECT_EQ(forced->uncommitted_kept, 3u);
+  EXPECT_EQ(forced->last_index, 11u);  // four removals and its own promotion
+
+  BlackHole nowhere;  // no one else is left
+  LoneNode lone(2, &nowhere);
+  lone.options.storage = &store;
+  auto node = Node::Create(lone.options);
+  ASSERT_TRUE(node.ok()) << node.status();
+  (*node)->Start();
+  ASSERT_TRUE((*node)->WaitForLeader(absl::Now() + kWait));
+  absl::StatusOr<uint64_t> after = (*node)->Propose("f").get();
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(*after, 13u);  // after its new term's empty entry
+  EXPECT_EQ(lone.sm.values(), (std::vector<std::string>{"a", "b", "c", "d", "e", "f"}));
+  absl::StatusOr<std::vector<Node::MemberProgress>> members = (*node)->Members().get();
+  ASSERT_TRUE(members.ok()) << members.status();
+  ASSERT_EQ(members->size(), 1u);
+  EXPECT_EQ((*members)[0].id, 2u);
+  EXPECT_FALSE((*members)[0].learner);
   (*node)->Stop();
 }
 

@@ -215,10 +215,11 @@ void GrpcTransport::AddPeer(uint64_t id, const std::string& addr) {
   auto it = peers_.find(id);
   if (it != peers_.end() && it->second->addr == addr) return;
   if (it != peers_.end()) {
-    // New address: retire the old stream.
+    // New address: retire the old stream, kept until its operations complete (a peer with none
+    // kept among the retired would never leave, and the transport could not shut down).
     if (it->second->ctx) it->second->ctx->TryCancel();
     it->second->removed = true;
-    retired_.push_back(std::move(it->second));
+    if (it->second->pending_ops > 0) retired_.push_back(std::move(it->second));
     peers_.erase(it);
   }
   auto peer = std::make_unique<Peer>();

@@ -31,6 +31,15 @@ namespace {
 
 const absl::Duration kWait = absl::Seconds(20);
 
+raftpb::Message MessageOf(raftpb::MessageType type, uint64_t from, uint64_t to, uint64_t term) {
+  raftpb::Message m;
+  m.set_type(type);
+  m.set_from(from);
+  m.set_to(to);
+  m.set_term(term);
+  return m;
+}
+
 class ListStateMachine : public StateMachine {
  public:
   void Apply(uint64_t /*index*/, absl::string_view data) override {
@@ -314,6 +323,57 @@ TEST(GrpcTransportTest, RefusesBatchLimitsAServerCannotAccept) {
   EXPECT_FALSE(GrpcTransport::Create(o).ok());
   o.max_batch_messages = 1;
   EXPECT_TRUE(GrpcTransport::Create(o).ok());
+}
+
+// A Raft server that accepts streams and never reads them: a writer to it stays blocked in
+// flow control until its stream is cancelled.
+class StallingRaftService : public raftpb::Raft::CallbackService {
+  grpc::ServerReadReactor<raftpb::MessageBatch>* StreamMessages(
+      grpc::CallbackServerContext*, raftpb::StreamMessagesResponse*) override {
+    return new Stall;
+  }
+  class Stall : public grpc::ServerReadReactor<raftpb::MessageBatch> {
+    void OnCancel() override { Finish(grpc::Status::CANCELLED); }
+    void OnDone() override { delete this; }
+  };
+};
+
+// A peer whose address changed before any stream to it started used to stay among the retired
+// streams forever: a transport destroyed while another peer's write was in flight then never
+// shut down (a member changing address hung its manager's shutdown).
+TEST(GrpcTransportTest, ShutsDownAfterAPeerChangedAddressWhileAWriteIsInFlight) {
+  StallingRaftService stalling;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&stalling);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+
+  GrpcTransport::Options o;
+  o.self = 1;
+  auto transport = GrpcTransport::Create(o);
+  ASSERT_TRUE(transport.ok()) << transport.status();
+  (*transport)->AddPeer(2, "127.0.0.1:" + std::to_string(port));
+  std::vector<raftpb::Message> big;
+  for (int i = 0; i < 8; ++i) {  // 8 MiB: far beyond what flow control lets through unread
+    raftpb::Message m = MessageOf(raftpb::MSG_APP, 1, 2, 1);
+    m.add_entries()->set_data(std::string(1 << 20, 'x'));
+    big.push_back(std::move(m));
+  }
+  (*transport)->Send(std::move(big));
+  (*transport)->AddPeer(3, "127.0.0.1:1");
+  (*transport)->AddPeer(3, "127.0.0.1:2");  // moved before any message went to it
+
+  auto destroyed = std::make_shared<std::promise<void>>();
+  std::future<void> done = destroyed->get_future();
+  std::thread([t = std::move(*transport), destroyed]() mutable {
+    t.reset();
+    destroyed->set_value();
+  }).detach();
+  EXPECT_EQ(done.wait_for(std::chrono::seconds(20)), std::future_status::ready)
+      << "the transport never shut down";
+  server->Shutdown(std::chrono::system_clock::now());
 }
 
 TEST_F(ClusterTest, LinearizableReadOnAFollowerSeesEveryAcknowledgedWrite) {
@@ -842,15 +902,6 @@ std::unique_ptr<Node> ElectScripted(ScriptedPeers& peers, const Node::Options& o
 // Latency: once an entry commits, its proposer is answered before anything that announces the
 // commit leaves (a send to a peer costs far more than handing over a completion), and a lone
 // completion is answered by the node thread itself rather than after a hand-off.
-raftpb::Message MessageOf(raftpb::MessageType type, uint64_t from, uint64_t to, uint64_t term) {
-  raftpb::Message m;
-  m.set_type(type);
-  m.set_from(from);
-  m.set_to(to);
-  m.set_term(term);
-  return m;
-}
-
 // A lone node `id` of voters 1..3 on an in-memory store, ticking every 10 ms.
 struct LoneNode {
   LoneNode(uint64_t id, Transport* transport) {

@@ -58,6 +58,7 @@ Core::Core(const Config& c)
       max_entry_bytes_(c.max_entry_bytes),
       max_uncommitted_bytes_(c.max_uncommitted_bytes),
       max_inflight_(c.max_inflight_msgs),
+      max_inflight_bytes_(c.max_inflight_bytes),
       max_learner_lag_(c.max_learner_lag),
       check_quorum_(c.check_quorum),
       pre_vote_(c.pre_vote),
@@ -90,8 +91,8 @@ absl::Status Core::Init(const Config& config) {
   absl::StatusOr<InitialState> init = config.storage->GetInitialState();
   if (!init.ok()) return init.status();
   const raftpb::ConfState& cs = init->conf_state;
-  for (uint64_t v : cs.voters()) progress_.emplace(v, Progress(1, max_inflight_, false));
-  for (uint64_t l : cs.learners()) progress_.emplace(l, Progress(1, max_inflight_, true));
+  for (uint64_t v : cs.voters()) progress_.emplace(v, NewProgress(1, false));
+  for (uint64_t l : cs.learners()) progress_.emplace(l, NewProgress(1, true));
   auto self = progress_.find(id_);
   is_learner_ = self != progress_.end() && self->second.is_learner;
 
@@ -161,7 +162,7 @@ void Core::Reset(uint64_t term) {
   const uint64_t last = log_.LastIndex();
   for (auto& [id, pr] : progress_) {
     const bool learner = pr.is_learner;
-    pr = Progress(last + 1, max_inflight_, learner);
+    pr = NewProgress(last + 1, learner);
   }
   UpdateSelfProgress();
   pending_conf_index_ = 0;
@@ -781,8 +782,8 @@ bool Core::Restore(const raftpb::Snapshot& s) {
   log_.Restore(s);
   progress_.clear();
   const uint64_t next = log_.LastIndex() + 1;
-  for (uint64_t v : cs.voters()) progress_.emplace(v, Progress(next, max_inflight_, false));
-  for (uint64_t l : cs.learners()) progress_.emplace(l, Progress(next, max_inflight_, true));
+  for (uint64_t v : cs.voters()) progress_.emplace(v, NewProgress(next, false));
+  for (uint64_t l : cs.learners()) progress_.emplace(l, NewProgress(next, true));
   auto self = progress_.find(id_);
   is_learner_ = self != progress_.end() && self->second.is_learner;
   UpdateSelfProgress();
@@ -836,7 +837,9 @@ bool Core::MaybeSendAppend(uint64_t to, bool send_if_empty) {
         case Progress::State::kReplicate: {
           const uint64_t last = m.entries(n - 1).index();
           pr.OptimisticUpdate(last);
-          pr.inflights.Add(last);
+          uint64_t bytes = 0;
+          for (const raftpb::Entry& e : m.entries()) bytes += e.data().size();
+          pr.inflights.Add(last, bytes);
           break;
         }
         case Progress::State::kProbe:
@@ -1057,7 +1060,7 @@ raftpb::ConfState Core::ApplyConfChange(const raftpb::ConfChange& cc) {
       const bool learner = cc.type() == raftpb::ConfChange::TYPE_ADD_LEARNER_NODE;
       auto it = progress_.find(id);
       if (it == progress_.end()) {
-        Progress pr(log_.LastIndex() + 1, max_inflight_, learner);
+        Progress pr = NewProgress(log_.LastIndex() + 1, learner);
         // A new member is given the benefit of the doubt for one check-quorum period.
         pr.recent_active = true;
         progress_.emplace(id, std::move(pr));

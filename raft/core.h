@@ -91,6 +91,10 @@ struct Config {
   uint64_t max_committed_size_per_ready = 64 << 20;
   // In-flight MSG_APPs per follower in replicate state.
   size_t max_inflight_msgs = 256;
+  // And in-flight entry bytes per follower (0: no limit): without it a leader would hold up to
+  // max_inflight_msgs * max_size_per_msg (256 MiB) in its send queue and gRPC's buffers for
+  // each follower that is slow but alive, as etcd's raft bounds with MaxInflightBytes.
+  uint64_t max_inflight_bytes = 32 << 20;
   // A member joins as a learner (ConfChange TYPE_ADD_LEARNER_NODE) and a leader promotes it
   // (TYPE_ADD_NODE) only once it has caught up: the leader is replicating to it and its log
   // ends at most this many entries before the commit index. A voter that cannot acknowledge
@@ -238,6 +242,10 @@ class Core {
   void DoCampaign(CampaignType type);
   VoteResult Poll(uint64_t id, raftpb::MessageType type, bool granted);
   bool HasUnappliedConfChanges() const;
+  // A member's progress as the leader starts tracking it, sending from `next`.
+  Progress NewProgress(uint64_t next, bool learner) const {
+    return Progress(next, max_inflight_, learner, max_inflight_bytes_);
+  }
   // Whether a leader takes the membership change in `data` (a serialized ConfChange).
   absl::Status CheckConfChange(const std::string& data) const;
 
@@ -302,6 +310,7 @@ class Core {
   // Bytes of entry data this leader appended that have not been handed out as committed.
   uint64_t uncommitted_bytes_ = 0;
   size_t max_inflight_;
+  uint64_t max_inflight_bytes_;
   uint64_t max_learner_lag_;
   bool check_quorum_;
   bool pre_vote_;

@@ -328,6 +328,38 @@ TEST(CoreTest, ALeaderDropsProposalsWhileTooManyBytesWaitToCommit) {
 
 // The leader counts its own copy only once it is persisted: a single member commits in the
 // Ready after the one that persisted the entry, never before.
+// Pipelining to a follower that does not answer stops at the in-flight window: so many
+// messages, or so many bytes of entries, whichever comes first; it resumes once it answers.
+TEST(CoreTest, AppendsToASilentFollowerStopAtTheInFlightWindow) {
+  struct Case {
+    size_t messages;
+    uint64_t bytes;
+    size_t sent;  // appends carrying 300-byte entries that leave before the window is full
+  };
+  for (const Case& c : {Case{3, 0, 3}, Case{256, 1000, 4}, Case{2, 1000, 2}}) {
+    SCOPED_TRACE(::testing::Message() << c.messages << " messages, " << c.bytes << " bytes");
+    auto window = [&](Config& config) {
+      config.max_inflight_msgs = c.messages;
+      config.max_inflight_bytes = c.bytes;
+    };
+    Network net(3, window);
+    net.Campaign(1);
+    ASSERT_TRUE(net.Propose(1, "warm").ok());
+    const uint64_t first = net.core(1).log().LastIndex() + 1;
+    ASSERT_EQ(net.core(1).progress().at(3).state, Progress::State::kReplicate);
+    net.Cut(1, 3);
+    for (int i = 0; i < 10; ++i) ASSERT_TRUE(net.Propose(1, std::string(300, 'a' + i)).ok());
+    const Progress& pr = net.core(1).progress().at(3);
+    EXPECT_EQ(pr.inflights.Count(), c.sent);
+    EXPECT_EQ(pr.next, first + c.sent);  // nothing more was sent
+    EXPECT_TRUE(pr.inflights.Full());
+    net.Recover();
+    net.TickAll(3);
+    EXPECT_EQ(net.core(1).progress().at(3).match, net.core(1).log().LastIndex());
+    EXPECT_EQ(net.node(3).applied, net.node(1).applied);
+  }
+}
+
 TEST(CoreTest, LeaderDoesNotCountItsOwnUnpersistedEntry) {
   Solo s({}, 1);
   s.core->Campaign();

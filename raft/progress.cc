@@ -6,13 +6,14 @@
 
 namespace shoal::raft {
 
-void Inflights::Add(uint64_t index) {
+void Inflights::Add(uint64_t index, uint64_t bytes) {
   SHOAL_CHECK(!Full(), "cannot add into a full inflights window");
   if (buffer_.empty()) buffer_.resize(capacity_);
   size_t next = start_ + count_;
   if (next >= capacity_) next -= capacity_;
-  buffer_[next] = index;
+  buffer_[next] = Inflight{index, bytes};
   ++count_;
+  bytes_ += bytes;
 }
 
 void Inflights::FreeLE(uint64_t to) {
@@ -20,7 +21,8 @@ void Inflights::FreeLE(uint64_t to) {
   size_t idx = start_;
   size_t i = 0;
   for (; i < count_; ++i) {
-    if (to < buffer_[idx]) break;
+    if (to < buffer_[idx].index) break;
+    bytes_ -= buffer_[idx].bytes;
     if (++idx >= capacity_) idx -= capacity_;
   }
   count_ -= i;
@@ -83,18 +85,24 @@ bool Progress::MaybeDecrTo(uint64_t rejected, uint64_t match_hint) {
 
 bool Progress::IsPaused() const {
   switch (state) {
-    case State::kProbe: return probe_sent;
-    case State::kReplicate: return inflights.Full();
-    case State::kSnapshot: return true;
+    case State::kProbe:
+      return probe_sent;
+    case State::kReplicate:
+      return inflights.Full();
+    case State::kSnapshot:
+      return true;
   }
   return true;
 }
 
 const char* Progress::StateName(State s) {
   switch (s) {
-    case State::kProbe: return "probe";
-    case State::kReplicate: return "replicate";
-    case State::kSnapshot: return "snapshot";
+    case State::kProbe:
+      return "probe";
+    case State::kReplicate:
+      return "replicate";
+    case State::kSnapshot:
+      return "snapshot";
   }
   return "?";
 }

@@ -10,32 +10,44 @@
 namespace shoal::raft {
 
 // Indexes of MSG_APP messages sent but not yet acknowledged, bounded so a slow follower does
-// not make the leader buffer without limit. A ring buffer.
+// not make the leader buffer without limit: at most `capacity` messages and, when `max_bytes`
+// is not 0, `max_bytes` of entry data (the window is full once it holds that much; a single
+// message may take it over, so that entries of any size get through). A ring buffer.
 class Inflights {
  public:
-  explicit Inflights(size_t capacity) : capacity_(capacity) {}
+  explicit Inflights(size_t capacity, uint64_t max_bytes = 0)
+      : capacity_(capacity), max_bytes_(max_bytes) {}
 
-  // Records a message whose last entry is `index`. Requires !Full() and increasing indexes.
-  void Add(uint64_t index);
+  // Records a message whose last entry is `index`, carrying `bytes` of entry data. Requires
+  // !Full() and increasing indexes.
+  void Add(uint64_t index, uint64_t bytes = 0);
   // Frees every message with last index <= `to`.
   void FreeLE(uint64_t to);
   // Frees the oldest message (after a heartbeat response shows the follower is alive but the
   // window stayed full: its messages were probably lost).
   void FreeFirstOne() {
-    if (count_ > 0) FreeLE(buffer_[start_]);
+    if (count_ > 0) FreeLE(buffer_[start_].index);
   }
-  bool Full() const { return count_ == capacity_; }
+  bool Full() const { return count_ == capacity_ || (max_bytes_ > 0 && bytes_ >= max_bytes_); }
   size_t Count() const { return count_; }
+  uint64_t Bytes() const { return bytes_; }
   void Reset() {
     count_ = 0;
     start_ = 0;
+    bytes_ = 0;
   }
 
  private:
+  struct Inflight {
+    uint64_t index = 0;
+    uint64_t bytes = 0;
+  };
   size_t capacity_;
+  uint64_t max_bytes_;
   size_t start_ = 0;
   size_t count_ = 0;
-  std::vector<uint64_t> buffer_;
+  uint64_t bytes_ = 0;
+  std::vector<Inflight> buffer_;
 };
 
 class Progress {
@@ -50,8 +62,8 @@ class Progress {
     kSnapshot,
   };
 
-  Progress(uint64_t next, size_t max_inflight, bool is_learner)
-      : next(next), inflights(max_inflight), is_learner(is_learner) {}
+  Progress(uint64_t next, size_t max_inflight, bool is_learner, uint64_t max_inflight_bytes = 0)
+      : next(next), inflights(max_inflight, max_inflight_bytes), is_learner(is_learner) {}
 
   void BecomeProbe();
   void BecomeReplicate();

@@ -145,6 +145,7 @@ class Sim {
   int max_delay_ = 1;
   uint64_t max_msg_bytes_ = 4096;
   size_t max_inflight_ = 8;
+  uint64_t max_inflight_bytes_ = 0;
   uint64_t snapshot_every_ = 25;
   // Share of synced writes done asynchronously, and how many ticks they take.
   double async_writes_ = 0;
@@ -250,6 +251,7 @@ void Sim::StartCore(SimNode& n) {
   c.heartbeat_tick = 1;
   c.max_size_per_msg = max_msg_bytes_;
   c.max_inflight_msgs = max_inflight_;
+  c.max_inflight_bytes = max_inflight_bytes_;
   c.check_quorum = true;
   c.pre_vote = true;
   c.random_seed = rng_();
@@ -785,6 +787,7 @@ SimResult Sim::Run() {
   // to large batches; tiny to wide in-flight windows; frequent to rare snapshots.
   max_msg_bytes_ = std::vector<uint64_t>{1, 64, 4096}[Uniform(0, 2)];
   max_inflight_ = std::vector<size_t>{1, 4, 64}[Uniform(0, 2)];
+  max_inflight_bytes_ = std::vector<uint64_t>{0, 64, 1024}[Uniform(0, 2)];
   snapshot_every_ = std::vector<uint64_t>{5, 25, 200}[Uniform(0, 2)];
   // Synced writes: all in place (the core's basic contract), some or all asynchronous (the
   // node loop: the core steps on while a write is under way).
@@ -804,8 +807,9 @@ SimResult Sim::Run() {
   client_op_.resize(opts_.clients);
   client_counter_.resize(opts_.clients);
   Trace("seed ", seed_, ": ", members, " members, drop ", drop_, " dup ", dup_, " delay 0-",
-        max_delay_, " msg bytes ", max_msg_bytes_, " inflight ", max_inflight_, " snapshot every ",
-        snapshot_every_, " async writes ", async_writes_, " taking 0-", max_write_ticks_, " ticks");
+        max_delay_, " msg bytes ", max_msg_bytes_, " inflight ", max_inflight_, " (",
+        max_inflight_bytes_, " bytes) snapshot every ", snapshot_every_, " async writes ",
+        async_writes_, " taking 0-", max_write_ticks_, " ticks");
 
   const int64_t end = opts_.chaos_ticks + opts_.max_quiet_ticks;
   bool quiet = false;

@@ -1128,16 +1128,21 @@ Ready Core::GetReady() {
 
 bool Core::CanSendEarly() const {
   // prev_hard_ is what the caller persisted (it was handed out by the last advanced Ready).
-  return role_ == Role::kLeader && term_ == prev_hard_.term() && vote_ == prev_hard_.vote();
+  return term_ == prev_hard_.term() && vote_ == prev_hard_.vote();
 }
 
 std::vector<Message> Core::ExtractEarlyMessages() {
   std::vector<Message> early;
   if (!CanSendEarly()) return early;
+  // A leader's appends and heartbeats depend on nothing it has not persisted but its term; a
+  // follower's heartbeat response says only that it follows this term's leader, nothing of
+  // its log (so it need not wait behind a write of entries, or of a big snapshot).
+  const bool leads = role_ == Role::kLeader;
   size_t kept = 0;
   for (size_t i = 0; i < msgs_.size(); ++i) {
     Message& m = msgs_[i];
-    if (m.type() == raftpb::MSG_APP || m.type() == raftpb::MSG_HEARTBEAT) {
+    if (leads ? m.type() == raftpb::MSG_APP || m.type() == raftpb::MSG_HEARTBEAT
+              : m.type() == raftpb::MSG_HEARTBEAT_RESP) {
       early.push_back(std::move(m));
     } else {
       if (kept != i) msgs_[kept] = std::move(m);

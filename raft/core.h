@@ -139,9 +139,10 @@ struct Ready {
   // Entries to apply: committed, so durable on a quorum, whether or not this member has
   // persisted them yet (see above).
   std::vector<raftpb::Entry> committed_entries;
-  // Messages that may leave before this Ready is persisted: a leader's appends and heartbeats,
-  // once its term and vote are durable (Raft thesis 10.2.1: the leader writes its log in
-  // parallel with its followers; it counts its own copy only after Advance).
+  // Messages that may leave before this Ready is persisted, once the term and vote are
+  // durable: a leader's appends and heartbeats (Raft thesis 10.2.1: the leader writes its log
+  // in parallel with its followers; it counts its own copy only after Advance), and a
+  // follower's heartbeat responses (they say nothing of its log).
   std::vector<raftpb::Message> early_messages;
   // Messages to send after persisting.
   std::vector<raftpb::Message> messages;
@@ -200,9 +201,10 @@ class Core {
   bool HasReady() const;
   Ready GetReady();
   void Advance(const Ready& ready);
-  // Between GetReady and Advance: the messages produced since GetReady that may leave before
-  // that Ready is persisted (see Ready::early_messages); they are removed from the next Ready.
-  // Empty unless this member leads with a durable term and vote.
+  // The messages produced since the last GetReady that may leave before that Ready, or the
+  // next, is persisted (see Ready::early_messages); they are removed from the next Ready. May
+  // be called between GetReady and Advance, and while no Ready is out (a member busy writing
+  // something else, such as a snapshot). Empty unless the term and vote are durable.
   std::vector<raftpb::Message> TakeEarlyMessages();
   // Between GetReady and Advance: the entries committed since (beyond those handed out by that
   // Ready), to be applied at once and in order, before anything else is stepped; they count as

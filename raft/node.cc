@@ -350,11 +350,13 @@ void Node::Loop() {
     std::deque<Input> batch;
     bool write_done = false;
     bool tick = false;
+    bool snapshot_busy = false;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
           +[](Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-            return n->stopping_ || !n->inputs_.empty() || n->write_done_ || n->tick_due_;
+            return n->stopping_ || !n->inputs_.empty() || n->write_done_ || n->tick_due_ ||
+                   n->snapshot_done_;
           },
           this));
       if (stopping_) break;
@@ -363,6 +365,8 @@ void Node::Loop() {
       write_done_ = false;
       tick = tick_due_;
       tick_due_ = false;
+      snapshot_done_ = false;
+      snapshot_busy = snapshot_writing_;
     }
     ProposeAll(batch);
     for (Input& in : batch) HandleInput(in);
@@ -385,8 +389,18 @@ void Node::Loop() {
         FlushCompletions();
       }
       if (answer_first) SendEarly(std::move(early));
+    } else if (snapshot_busy && core_->role() != Role::kLeader) {
+      // The writer thread is writing this member's snapshot, and the store takes one write at
+      // a time: the next Ready waits for it, but heartbeat responses leave now. A follower
+      // that answered nothing while every member wrote a big snapshot at the same index
+      // (they all take one every snapshot_interval entries) would cost the leader its
+      // leadership (check-quorum) when the write outlasted an election timeout.
+      SendEarly(core_->TakeEarlyMessages());
     } else {
-      while (!writing_ && core_->HasReady()) StartReady();
+      while (!writing_ && core_->HasReady()) {
+        if (core_->role() != Role::kLeader && SnapshotWriting()) break;  // started just now
+        StartReady();
+      }
     }
     FlushCompletions();
     absl::MutexLock lock(&mu_);
@@ -472,6 +486,7 @@ void Node::WriterLoop() {
       WriteSnapshot(*job);
       absl::MutexLock lock(&mu_);
       snapshot_writing_ = false;
+      snapshot_done_ = true;  // a follower's loop waits for it to take its next Ready
       continue;
     }
     // The node thread does not touch writing_ or save_hs_ until write_done_ is set.
@@ -710,6 +725,11 @@ void Node::StartReady() {
   write_requested_ = true;
 }
 
+bool Node::SnapshotWriting() const {
+  absl::MutexLock lock(&mu_);
+  return snapshot_writing_;
+}
+
 void Node::SendEarly(std::vector<raftpb::Message> messages) {
   if (messages.empty()) return;
   stats_.messages_sent += messages.size();
@@ -839,16 +859,13 @@ void Node::MaybeSnapshot() {
   }
   SnapshotJob job{applied_, conf_state_, options_.state_machine->Snapshot()};
   last_snapshot_ = applied_;
-  if (core_->role() == Role::kLeader) {
-    // Written on the writer thread, after the log write in flight if any: writing a big
-    // snapshot takes long (a 64 MiB one about half a second here), and a leader that stopped
-    // stepping that long would miss its heartbeats.
-    absl::MutexLock lock(&mu_);
-    snapshot_job_ = std::move(job);
-    snapshot_writing_ = true;
-    return;
-  }
-  WriteSnapshot(job);
+  // Written on the writer thread, after a leader's log write in flight if any: writing a big
+  // snapshot takes long (a 64 MiB one about half a second here), and a member that stopped
+  // stepping that long would miss heartbeats: a leader would send none, a follower would
+  // answer none (see Loop).
+  absl::MutexLock lock(&mu_);
+  snapshot_job_ = std::move(job);
+  snapshot_writing_ = true;
 }
 
 void Node::WriteSnapshot(SnapshotJob& job) {

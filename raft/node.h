@@ -191,7 +191,9 @@ class Node final : public MessageHandler {
   void StartReady();
   // Everything after the write: snapshot restore, committed entries, reads, Advance.
   void FinishReady();
-  // Sends a leader's early messages (appends, heartbeats), if any.
+  // Whether the writer thread is writing a snapshot (no other store write may start).
+  bool SnapshotWriting() const;
+  // Sends early messages (a leader's appends and heartbeats, heartbeat responses), if any.
   void SendEarly(std::vector<raftpb::Message> messages);
   // Writes writing_ (with save_hs_), synced, then sends its messages; returns the microseconds
   // the write took. On the writer thread, or in place on the node thread.
@@ -214,8 +216,8 @@ class Node final : public MessageHandler {
   absl::Status CheckLeaderTerm(uint64_t term) const;
   void ServeReads();
   // Takes a snapshot of the state machine when snapshot_interval entries were applied since
-  // the last one. A leader's is written by the writer thread (the loop goes on stepping and
-  // heartbeating through a big snapshot's write), anyone else's in place.
+  // the last one, written by the writer thread: the loop goes on stepping and heartbeating (a
+  // leader) or answering heartbeats (a follower) through a big snapshot's write.
   void MaybeSnapshot();
   struct SnapshotJob {
     uint64_t index = 0;
@@ -248,6 +250,7 @@ class Node final : public MessageHandler {
   // other store write may start on the node thread until it is done).
   std::optional<SnapshotJob> snapshot_job_ ABSL_GUARDED_BY(mu_);
   bool snapshot_writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool snapshot_done_ ABSL_GUARDED_BY(mu_) = false;  // set when one is written
   uint64_t write_micros_ ABSL_GUARDED_BY(mu_) = 0;
 
   // The Ready being written (node thread; the writer reads it while write_requested_), with

@@ -40,6 +40,14 @@ raftpb::Message MessageOf(raftpb::MessageType type, uint64_t from, uint64_t to, 
   return m;
 }
 
+raftpb::Entry EntryAt(uint64_t term, uint64_t index, const std::string& value) {
+  raftpb::Entry e;
+  e.set_term(term);
+  e.set_index(index);
+  e.set_data(std::string(8, '\0') + value);  // a proposal id (unknown here), then the value
+  return e;
+}
+
 class ListStateMachine : public StateMachine {
  public:
   void Apply(uint64_t /*index*/, absl::string_view data) override {
@@ -864,14 +872,15 @@ class ScriptedPeers : public Transport {
     absl::MutexLock lock(&mu_);
     events_.push_back({false, index});
   }
-  // Waits until a message of `type` was sent; false at the deadline.
-  bool WaitForSent(raftpb::MessageType type, absl::Time deadline) {
+  // Waits until `count` messages of `type` were sent; false at the deadline.
+  bool WaitForSent(raftpb::MessageType type, absl::Time deadline, size_t count = 1) {
     absl::MutexLock lock(&mu_);
-    auto sent = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      return std::any_of(events_.begin(), events_.end(),
-                         [&](const Event& e) { return e.sent && e.type == type; });
-    };
+    auto sent = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return CountLocked(type) >= count; };
     return mu_.AwaitWithDeadline(absl::Condition(&sent), deadline);
+  }
+  size_t CountSent(raftpb::MessageType type) {
+    absl::MutexLock lock(&mu_);
+    return CountLocked(type);
   }
   std::vector<Event> events() {
     absl::MutexLock lock(&mu_);
@@ -882,6 +891,10 @@ class ScriptedPeers : public Transport {
   Node* node_ = nullptr;
   absl::Mutex mu_;
   std::vector<Event> events_ ABSL_GUARDED_BY(mu_);
+  size_t CountLocked(raftpb::MessageType type) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return std::count_if(events_.begin(), events_.end(),
+                         [&](const Event& e) { return e.sent && e.type == type; });
+  }
   std::set<uint64_t> muted_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, uint64_t> acked_ ABSL_GUARDED_BY(mu_);
 };
@@ -1042,6 +1055,54 @@ TEST(NodeTest, ALeaderGoesOnCommittingWhileItsSnapshotIsWritten) {
   EXPECT_GE(slow.Snapshot()->metadata().index(), 5u);
 }
 
+// Every member takes its snapshot at the same applied index. A follower used to write its own
+// in place, answering nothing meanwhile: with every follower doing so, a snapshot write longer
+// than an election timeout made the leader step down (check-quorum), at each snapshot.
+TEST(NodeTest, AFollowerAnswersHeartbeatsWhileItsSnapshotIsWritten) {
+  ScriptedPeers leader;
+  LoneNode lone(2, &leader);
+  SlowSnapshotStore slow;
+  raftpb::ConfState cs;
+  for (uint64_t v = 1; v <= 3; ++v) cs.add_voters(v);
+  ASSERT_TRUE(slow.SaveConfState(cs).ok());
+  lone.options.storage = &slow;
+  lone.options.snapshot_interval = 5;
+  lone.options.snapshot_keep_entries = 2;
+  auto node = Node::Create(lone.options);
+  ASSERT_TRUE(node.ok()) << node.status();
+  struct ReleaseFirst {  // before the node stops, whatever fails: its writer may be waiting
+    ~ReleaseFirst() { store->Release(); }
+    SlowSnapshotStore* store;
+  } release_first{&slow};
+  leader.SetNode(node->get());
+  (*node)->Start();
+  raftpb::Message app = MessageOf(raftpb::MSG_APP, 1, 2, 1);
+  for (uint64_t i = 1; i <= 6; ++i) *app.add_entries() = EntryAt(1, i, absl::StrCat("v", i));
+  app.set_commit(6);
+  (*node)->Receive(app);
+  ASSERT_TRUE(slow.WaitStarted(kWait)) << "no snapshot was taken";
+  ASSERT_TRUE(lone.sm.WaitFor(6, absl::Now() + kWait));
+  EXPECT_EQ(leader.CountSent(raftpb::MSG_APP_RESP), 1u);
+
+  // More entries wait for the snapshot's write (one store write at a time); heartbeats do not.
+  raftpb::Message more = MessageOf(raftpb::MSG_APP, 1, 2, 1);
+  more.set_index(6);
+  more.set_log_term(1);
+  more.set_commit(6);
+  *more.add_entries() = EntryAt(1, 7, "v7");
+  (*node)->Receive(more);
+  raftpb::Message hb = MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, 1);
+  hb.set_commit(6);
+  (*node)->Receive(hb);
+  EXPECT_TRUE(leader.WaitForSent(raftpb::MSG_HEARTBEAT_RESP, absl::Now() + absl::Seconds(5)))
+      << "no heartbeat answered while the snapshot was written";
+  EXPECT_EQ(leader.CountSent(raftpb::MSG_APP_RESP), 1u) << "acknowledged before its write";
+  slow.Release();
+  EXPECT_TRUE(leader.WaitForSent(raftpb::MSG_APP_RESP, absl::Now() + kWait, 2));
+  (*node)->Stop();
+  EXPECT_GE(slow.Snapshot()->metadata().index(), 5u);
+}
+
 TEST(NodeTest, AnswersTheProposerBeforeAnnouncingTheCommit) {
   ScriptedPeers peers;
   LoneNode lone(1, &peers);
@@ -1071,14 +1132,6 @@ TEST(NodeTest, AnswersTheProposerBeforeAnnouncingTheCommit) {
     }
   }
   EXPECT_EQ(completions, 20);
-}
-
-raftpb::Entry EntryAt(uint64_t term, uint64_t index, const std::string& value) {
-  raftpb::Entry e;
-  e.set_term(term);
-  e.set_index(index);
-  e.set_data(std::string(8, '\0') + value);  // a proposal id (unknown here), then the value
-  return e;
 }
 
 // A member elected while it holds entries it has not applied yet (committed by the old leader,

@@ -1018,41 +1018,54 @@ class SlowSnapshotStore : public WritableLogStorage {
   bool released_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+// A member `id` of voters 1..3 played against `peers`, on a SlowSnapshotStore, taking a
+// snapshot every 5 entries; started.
+struct SlowSnapshotMember {
+  SlowSnapshotMember(uint64_t id, ScriptedPeers* peers) : lone(id, peers) {
+    raftpb::ConfState cs;
+    for (uint64_t v = 1; v <= 3; ++v) cs.add_voters(v);
+    EXPECT_TRUE(slow.SaveConfState(cs).ok());
+    lone.options.storage = &slow;
+    lone.options.snapshot_interval = 5;
+    lone.options.snapshot_keep_entries = 2;
+    auto created = Node::Create(lone.options);
+    EXPECT_TRUE(created.ok()) << created.status();
+    if (!created.ok()) return;
+    node = std::move(*created);
+    peers->SetNode(node.get());
+    node->Start();
+  }
+  ~SlowSnapshotMember() {
+    slow.Release();  // before the node stops, whatever failed: its writer may be waiting
+    if (node) node->Stop();
+  }
+  LoneNode lone;
+  SlowSnapshotStore slow;
+  std::unique_ptr<Node> node;
+};
+
 // A leader's snapshot is written off the node's thread: while it is being written the leader
 // goes on committing (and heartbeating), instead of standing still for as long as the write
 // takes (half a second for 64 MiB here; an election timeout for a few times that).
 TEST(NodeTest, ALeaderGoesOnCommittingWhileItsSnapshotIsWritten) {
   ScriptedPeers peers;
-  LoneNode lone(1, &peers);
-  SlowSnapshotStore slow;
-  raftpb::ConfState cs;
-  for (uint64_t v = 1; v <= 3; ++v) cs.add_voters(v);
-  ASSERT_TRUE(slow.SaveConfState(cs).ok());
-  lone.options.storage = &slow;
-  lone.options.snapshot_interval = 5;
-  lone.options.snapshot_keep_entries = 2;
-  auto node = Node::Create(lone.options);
-  ASSERT_TRUE(node.ok()) << node.status();
-  struct ReleaseFirst {  // before the node stops, whatever fails: its writer may be waiting
-    ~ReleaseFirst() { store->Release(); }
-    SlowSnapshotStore* store;
-  } release_first{&slow};
-  peers.SetNode(node->get());
-  (*node)->Start();
-  (*node)->Campaign();
-  ASSERT_TRUE((*node)->WaitForLeader(absl::Now() + kWait));
-  for (int i = 0; i < 6; ++i) ASSERT_TRUE((*node)->Propose(absl::StrCat("a", i)).get().ok());
-  ASSERT_TRUE(slow.WaitStarted(kWait)) << "no snapshot was taken";
+  SlowSnapshotMember m(1, &peers);
+  ASSERT_NE(m.node, nullptr);
+  Node* node = m.node.get();
+  node->Campaign();
+  ASSERT_TRUE(node->WaitForLeader(absl::Now() + kWait));
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(node->Propose(absl::StrCat("a", i)).get().ok());
+  ASSERT_TRUE(m.slow.WaitStarted(kWait)) << "no snapshot was taken";
   for (int i = 0; i < 20; ++i) {
-    auto f = (*node)->Propose(absl::StrCat("b", i));
+    auto f = node->Propose(absl::StrCat("b", i));
     ASSERT_EQ(f.wait_for(std::chrono::seconds(20)), std::future_status::ready)
         << "proposal " << i << " waited for the snapshot's write";
     ASSERT_TRUE(f.get().ok());
   }
-  slow.Release();
-  (*node)->Stop();
-  EXPECT_EQ(lone.sm.values().size(), 26u);
-  EXPECT_GE(slow.Snapshot()->metadata().index(), 5u);
+  m.slow.Release();
+  node->Stop();
+  EXPECT_EQ(m.lone.sm.values().size(), 26u);
+  EXPECT_GE(m.slow.Snapshot()->metadata().index(), 5u);
 }
 
 // Every member takes its snapshot at the same applied index. A follower used to write its own
@@ -1060,28 +1073,15 @@ TEST(NodeTest, ALeaderGoesOnCommittingWhileItsSnapshotIsWritten) {
 // than an election timeout made the leader step down (check-quorum), at each snapshot.
 TEST(NodeTest, AFollowerAnswersHeartbeatsWhileItsSnapshotIsWritten) {
   ScriptedPeers leader;
-  LoneNode lone(2, &leader);
-  SlowSnapshotStore slow;
-  raftpb::ConfState cs;
-  for (uint64_t v = 1; v <= 3; ++v) cs.add_voters(v);
-  ASSERT_TRUE(slow.SaveConfState(cs).ok());
-  lone.options.storage = &slow;
-  lone.options.snapshot_interval = 5;
-  lone.options.snapshot_keep_entries = 2;
-  auto node = Node::Create(lone.options);
-  ASSERT_TRUE(node.ok()) << node.status();
-  struct ReleaseFirst {  // before the node stops, whatever fails: its writer may be waiting
-    ~ReleaseFirst() { store->Release(); }
-    SlowSnapshotStore* store;
-  } release_first{&slow};
-  leader.SetNode(node->get());
-  (*node)->Start();
+  SlowSnapshotMember m(2, &leader);
+  ASSERT_NE(m.node, nullptr);
+  Node* node = m.node.get();
   raftpb::Message app = MessageOf(raftpb::MSG_APP, 1, 2, 1);
   for (uint64_t i = 1; i <= 6; ++i) *app.add_entries() = EntryAt(1, i, absl::StrCat("v", i));
   app.set_commit(6);
-  (*node)->Receive(app);
-  ASSERT_TRUE(slow.WaitStarted(kWait)) << "no snapshot was taken";
-  ASSERT_TRUE(lone.sm.WaitFor(6, absl::Now() + kWait));
+  node->Receive(app);
+  ASSERT_TRUE(m.slow.WaitStarted(kWait)) << "no snapshot was taken";
+  ASSERT_TRUE(m.lone.sm.WaitFor(6, absl::Now() + kWait));
   EXPECT_EQ(leader.CountSent(raftpb::MSG_APP_RESP), 1u);
 
   // More entries wait for the snapshot's write (one store write at a time); heartbeats do not.
@@ -1090,17 +1090,17 @@ TEST(NodeTest, AFollowerAnswersHeartbeatsWhileItsSnapshotIsWritten) {
   more.set_log_term(1);
   more.set_commit(6);
   *more.add_entries() = EntryAt(1, 7, "v7");
-  (*node)->Receive(more);
+  node->Receive(more);
   raftpb::Message hb = MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, 1);
   hb.set_commit(6);
-  (*node)->Receive(hb);
+  node->Receive(hb);
   EXPECT_TRUE(leader.WaitForSent(raftpb::MSG_HEARTBEAT_RESP, absl::Now() + absl::Seconds(5)))
       << "no heartbeat answered while the snapshot was written";
   EXPECT_EQ(leader.CountSent(raftpb::MSG_APP_RESP), 1u) << "acknowledged before its write";
-  slow.Release();
+  m.slow.Release();
   EXPECT_TRUE(leader.WaitForSent(raftpb::MSG_APP_RESP, absl::Now() + kWait, 2));
-  (*node)->Stop();
-  EXPECT_GE(slow.Snapshot()->metadata().index(), 5u);
+  node->Stop();
+  EXPECT_GE(m.slow.Snapshot()->metadata().index(), 5u);
 }
 
 TEST(NodeTest, AnswersTheProposerBeforeAnnouncingTheCommit) {

@@ -110,6 +110,10 @@ void Node::Start() {
     SetThreadName("raft-writer");
     WriterLoop();
   });
+  snapshotter_ = std::thread([this] {
+    SetThreadName("raft-snapsave");
+    SnapshotterLoop();
+  });
   thread_ = std::thread([this] {
     SetThreadName("raft-loop");
     Loop();
@@ -147,6 +151,11 @@ void Node::Stop() {
     writer_stop_ = true;
   }
   if (writer_.joinable()) writer_.join();
+  {
+    absl::MutexLock lock(&mu_);
+    snapshotter_stop_ = true;
+  }
+  if (snapshotter_.joinable()) snapshotter_.join();
   {
     absl::MutexLock lock(&done_mu_);
     completer_stop_ = true;
@@ -350,7 +359,7 @@ void Node::Loop() {
     std::deque<Input> batch;
     bool write_done = false;
     bool tick = false;
-    bool snapshot_busy = false;
+    uint64_t snapshot_written = 0;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
@@ -366,7 +375,8 @@ void Node::Loop() {
       tick = tick_due_;
       tick_due_ = false;
       snapshot_done_ = false;
-      snapshot_busy = snapshot_writing_;
+      snapshot_written = snapshot_written_;
+      snapshot_written_ = 0;
     }
     ProposeAll(batch);
     for (Input& in : batch) HandleInput(in);
@@ -376,6 +386,12 @@ void Node::Loop() {
     }
     NoteLeadership(nullptr);
     if (write_done) FinishReady();
+    if (snapshot_written != 0) compact_after_ = snapshot_written;
+    if (compact_after_ != 0 && !writing_) {
+      // Not while a log write is under way: the store takes a compaction alone.
+      CompactAfterSnapshot(compact_after_);
+      compact_after_ = 0;
+    }
     if (writing_) {
       // A write is under way: entries committed meanwhile are applied now, and a leader's new
       // appends and heartbeats leave now; the rest waits for the next Ready.
@@ -389,18 +405,8 @@ void Node::Loop() {
         FlushCompletions();
       }
       if (answer_first) SendEarly(std::move(early));
-    } else if (snapshot_busy && core_->role() != Role::kLeader) {
-      // The writer thread is writing this member's snapshot, and the store takes one write at
-      // a time: the next Ready waits for it, but heartbeat responses leave now. A follower
-      // that answered nothing while every member wrote a big snapshot at the same index
-      // (they all take one every snapshot_interval entries) would cost the leader its
-      // leadership (check-quorum) when the write outlasted an election timeout.
-      SendEarly(core_->TakeEarlyMessages());
     } else {
-      while (!writing_ && core_->HasReady()) {
-        if (core_->role() != Role::kLeader && SnapshotWriting()) break;  // started just now
-        StartReady();
-      }
+      while (!writing_ && core_->HasReady()) StartReady();
     }
     FlushCompletions();
     absl::MutexLock lock(&mu_);
@@ -423,7 +429,7 @@ void Node::Loop() {
     writing_.reset();
   }
   {
-    // A snapshot handed to the writer is written before anything else touches the store.
+    // And the snapshot being written (its compaction is left for the next start).
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(
         +[](Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS { return !n->snapshot_writing_; }, this));
@@ -470,24 +476,13 @@ uint64_t Node::Persist() {
 
 void Node::WriterLoop() {
   for (;;) {
-    std::optional<SnapshotJob> job;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
-          +[](Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-            return n->write_requested_ || n->snapshot_job_ || n->writer_stop_;
-          },
+          +[](Node* n)
+               ABSL_NO_THREAD_SAFETY_ANALYSIS { return n->write_requested_ || n->writer_stop_; },
           this));
-      if (!write_requested_ && !snapshot_job_) return;  // stopping, nothing in flight
-      // The log's write first: it is what acknowledgements and the next Ready wait for.
-      if (!write_requested_) job.swap(snapshot_job_);
-    }
-    if (job) {
-      WriteSnapshot(*job);
-      absl::MutexLock lock(&mu_);
-      snapshot_writing_ = false;
-      snapshot_done_ = true;  // a follower's loop waits for it to take its next Ready
-      continue;
+      if (!write_requested_) return;  // stopping, nothing in flight
     }
     // The node thread does not touch writing_ or save_hs_ until write_done_ is set.
     const uint64_t micros = Persist();
@@ -495,6 +490,29 @@ void Node::WriterLoop() {
     write_micros_ += micros;
     write_requested_ = false;
     write_done_ = true;
+  }
+}
+
+void Node::SnapshotterLoop() {
+  for (;;) {
+    std::optional<SnapshotJob> job;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](Node* n)
+               ABSL_NO_THREAD_SAFETY_ANALYSIS { return n->snapshot_job_ || n->snapshotter_stop_; },
+          this));
+      if (!snapshot_job_) return;  // stopping, nothing in flight
+      job.swap(snapshot_job_);
+    }
+    const uint64_t index = job->index;
+    absl::StatusOr<raftpb::Snapshot> snap =
+        options_.storage->SaveSnapshot(index, job->conf_state, std::move(job->data));
+    SHOAL_CHECK(snap.ok(), "writing a snapshot: ", snap.status().ToString());
+    absl::MutexLock lock(&mu_);
+    snapshot_writing_ = false;
+    snapshot_written_ = index;  // the node thread compacts behind it
+    snapshot_done_ = true;
   }
 }
 
@@ -706,9 +724,9 @@ void Node::StartReady() {
     // next write all the same, and the hand-off to the writer thread would only add a thread
     // wake-up to every acknowledgement's path. A leader keeps stepping during its write (new
     // proposals are appended and sent, acknowledgements commit and apply).
-    {
-      // One store write at a time: a snapshot this member started as leader may still be
-      // being written by the writer thread.
+    if (writing_->snapshot) {
+      // A received snapshot replaces the log and this member's own snapshot: not while the
+      // snapshotter is still writing that one (the older would win).
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
           +[](Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS { return !n->snapshot_writing_; }, this));
@@ -723,11 +741,6 @@ void Node::StartReady() {
   }
   absl::MutexLock lock(&mu_);
   write_requested_ = true;
-}
-
-bool Node::SnapshotWriting() const {
-  absl::MutexLock lock(&mu_);
-  return snapshot_writing_;
 }
 
 void Node::SendEarly(std::vector<raftpb::Message> messages) {
@@ -859,26 +872,23 @@ void Node::MaybeSnapshot() {
   }
   SnapshotJob job{applied_, conf_state_, options_.state_machine->Snapshot()};
   last_snapshot_ = applied_;
-  // Written on the writer thread, after a leader's log write in flight if any: writing a big
-  // snapshot takes long (a 64 MiB one about half a second here), and a member that stopped
-  // stepping that long would miss heartbeats: a leader would send none, a follower would
-  // answer none (see Loop).
+  // Written by the snapshotter thread, alongside the log's writes: writing a big snapshot
+  // takes long (a 64 MiB one about half a second here). Every member takes one at about the
+  // same index; in place, or in the queue of the log's writes, it stopped the whole cluster
+  // committing for that long (a single member's too), and a member that stopped stepping
+  // missed heartbeats: a leader sent none, a follower answered none.
   absl::MutexLock lock(&mu_);
   snapshot_job_ = std::move(job);
   snapshot_writing_ = true;
 }
 
-void Node::WriteSnapshot(SnapshotJob& job) {
-  absl::StatusOr<raftpb::Snapshot> snap =
-      options_.storage->SaveSnapshot(job.index, job.conf_state, std::move(job.data));
-  SHOAL_CHECK(snap.ok(), "writing a snapshot: ", snap.status().ToString());
-  if (job.index > options_.snapshot_keep_entries) {
-    const uint64_t compact = job.index - options_.snapshot_keep_entries;
-    if (compact >= options_.storage->FirstIndex()) {
-      absl::Status s = options_.storage->CompactTo(compact);
-      SHOAL_CHECK(s.ok(), "compacting the log: ", s.ToString());
-    }
-  }
+void Node::CompactAfterSnapshot(uint64_t index) {
+  if (index <= options_.snapshot_keep_entries) return;
+  const uint64_t compact = index - options_.snapshot_keep_entries;
+  // A snapshot received since may have replaced the log beyond it.
+  if (compact < options_.storage->FirstIndex()) return;
+  absl::Status s = options_.storage->CompactTo(compact);
+  SHOAL_CHECK(s.ok(), "compacting the log: ", s.ToString());
 }
 
 }  // namespace shoal::raft

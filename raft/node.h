@@ -191,8 +191,6 @@ class Node final : public MessageHandler {
   void StartReady();
   // Everything after the write: snapshot restore, committed entries, reads, Advance.
   void FinishReady();
-  // Whether the writer thread is writing a snapshot (no other store write may start).
-  bool SnapshotWriting() const;
   // Sends early messages (a leader's appends and heartbeats, heartbeat responses), if any.
   void SendEarly(std::vector<raftpb::Message> messages);
   // Writes writing_ (with save_hs_), synced, then sends its messages; returns the microseconds
@@ -216,16 +214,19 @@ class Node final : public MessageHandler {
   absl::Status CheckLeaderTerm(uint64_t term) const;
   void ServeReads();
   // Takes a snapshot of the state machine when snapshot_interval entries were applied since
-  // the last one, written by the writer thread: the loop goes on stepping and heartbeating (a
-  // leader) or answering heartbeats (a follower) through a big snapshot's write.
+  // the last one, written by the snapshotter thread alongside the log's writes: the member
+  // goes on replicating, committing and heartbeating through a big snapshot's write.
   void MaybeSnapshot();
   struct SnapshotJob {
     uint64_t index = 0;
     raftpb::ConfState conf_state;
     std::string data;
   };
-  // Writes a snapshot and compacts the log behind it (writer thread, or node thread in place).
-  void WriteSnapshot(SnapshotJob& job);
+  // Writes snapshots handed over by MaybeSnapshot.
+  void SnapshotterLoop();
+  // Compacts the log behind a snapshot written at `index` (node thread, no log write under
+  // way: the store takes a compaction alone; a snapshot's write goes alongside log writes).
+  void CompactAfterSnapshot(uint64_t index);
   void FailPending(const absl::Status& status);
   // Fails the requests past their deadline (each tick).
   void ExpireRequests();
@@ -246,11 +247,13 @@ class Node final : public MessageHandler {
   bool write_requested_ ABSL_GUARDED_BY(mu_) = false;
   bool write_done_ ABSL_GUARDED_BY(mu_) = false;
   bool writer_stop_ ABSL_GUARDED_BY(mu_) = false;
-  // A leader's snapshot handed to the writer thread, and whether one is being written (no
-  // other store write may start on the node thread until it is done).
+  // A snapshot handed to the snapshotter thread, and whether one is being written (a
+  // received snapshot is not installed, nor another one taken, until it is done).
   std::optional<SnapshotJob> snapshot_job_ ABSL_GUARDED_BY(mu_);
   bool snapshot_writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool snapshot_done_ ABSL_GUARDED_BY(mu_) = false;  // set when one is written
+  bool snapshot_done_ ABSL_GUARDED_BY(mu_) = false;     // set when one is written
+  uint64_t snapshot_written_ ABSL_GUARDED_BY(mu_) = 0;  // its index, for the node thread
+  bool snapshotter_stop_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t write_micros_ ABSL_GUARDED_BY(mu_) = 0;
 
   // The Ready being written (node thread; the writer reads it while write_requested_), with
@@ -267,6 +270,8 @@ class Node final : public MessageHandler {
   bool completer_stop_ ABSL_GUARDED_BY(done_mu_) = false;
   bool completer_busy_ ABSL_GUARDED_BY(done_mu_) = false;  // running a batch
 
+  // A snapshot's index whose compaction waits for the log's write in flight (node thread).
+  uint64_t compact_after_ = 0;
   // A commit-only hard state not yet written (persisted with the next synced write).
   std::optional<raftpb::HardState> unsaved_hs_;
 
@@ -303,6 +308,7 @@ class Node final : public MessageHandler {
 
   std::thread thread_;
   std::thread writer_;
+  std::thread snapshotter_;
   std::thread completer_;
   std::thread ticker_;
 };

@@ -307,8 +307,9 @@ absl::Status RocksDbLogStore::Save(const raftpb::HardState* hard_state,
                                    const std::vector<raftpb::Entry>& entries,
                                    const raftpb::Snapshot* snapshot, bool sync) {
   // The batch is planned under the lock but written without it: readers (the core building
-  // appends for followers) go on during the fsync. Writes are serialized by the caller, so the
-  // plan still holds when the write completes.
+  // appends for followers) go on during the fsync. Writes that change the log's extent (this,
+  // CompactTo) are serialized by the caller, so the plan still holds when the write completes;
+  // a SaveSnapshot alongside changes neither first_ nor terms_.
   rocksdb::WriteBatch batch;
   uint64_t first = 0;
   size_t keep_terms = 0;  // how many of terms_ stay (after a snapshot: of {snapshot term})
@@ -418,7 +419,8 @@ absl::StatusOr<raftpb::Snapshot> RocksDbLogStore::SaveSnapshot(uint64_t i,
                                                                const raftpb::ConfState& cs,
                                                                std::string data) {
   // Planned under the lock, written without it (a big snapshot's synced write must not hold up
-  // the readers), like Save; writes are serialized by the caller, so the plan still holds.
+  // the readers or the log's writes), like Save. A Save alongside appends or replaces entries
+  // beyond the commit index only, so the term of the committed entry `i` it read stays.
   // The membership key is not written: it already holds the membership as of the last applied
   // conf change, never older than the snapshot's (a snapshot written late, on another thread,
   // must not overwrite a conf change applied meanwhile).

@@ -21,7 +21,10 @@
 // CRC check and a parse per entry) cost a follower about 5% of its CPU under load.
 //
 // Thread-safety: reads (the LogStorage methods) may run concurrently with one writer (Save,
-// SaveSnapshot, CompactTo, one at a time); SaveConfState may run alongside that writer.
+// SaveSnapshot, CompactTo, one at a time), except that SaveSnapshot may also run alongside a
+// Save that carries no snapshot (the node writes a big snapshot while its log goes on being
+// written: neither's plan depends on what the other changes); SaveConfState may run
+// alongside any of them.
 #pragma once
 
 #include <atomic>

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -14,6 +15,7 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "raft/core.h"
@@ -107,6 +109,45 @@ TEST_F(RocksDbLogStoreTest, EverythingSavedSurvivesAReopen) {
   EXPECT_EQ(ents[0].data(), "v2");
   EXPECT_EQ(ents[2].index(), 4u);
   EXPECT_EQ(s->Entries(1, 6, 1)->size(), 1u);  // size limit, at least one
+}
+
+// The node writes its snapshots on a thread of their own while the log goes on being written.
+TEST_F(RocksDbLogStoreTest, SnapshotsWrittenAlongsideAppendsLoseNothing) {
+  {
+    auto s = Open();
+    std::atomic<uint64_t> durable{0};  // entries 1..durable are written
+    std::atomic<bool> stop{false};
+    std::thread snapshots([&] {
+      uint64_t last = 0;
+      while (last < 1900 && !stop.load()) {
+        const uint64_t upto = durable.load();
+        if (upto <= last + 50) {
+          std::this_thread::yield();
+          continue;
+        }
+        absl::StatusOr<raftpb::Snapshot> snap =
+            s->SaveSnapshot(upto, raftpb::ConfState(), std::string(64 << 10, 's'));
+        ASSERT_TRUE(snap.ok()) << snap.status();
+        last = upto;
+      }
+    });
+    for (uint64_t i = 1; i <= 2000; i += 10) {
+      const raftpb::HardState hs = HS(1, 1, i + 9);
+      const absl::Status saved = s->Save(&hs, Range(i, i + 9, 1), nullptr, true);
+      EXPECT_TRUE(saved.ok()) << saved;
+      if (!saved.ok()) break;
+      durable.store(i + 9);
+    }
+    if (durable.load() < 2000) stop.store(true);
+    snapshots.join();
+  }
+  auto s = Open();
+  EXPECT_EQ(s->LastIndex(), 2000u);
+  EXPECT_GE(s->Snapshot()->metadata().index(), 1900u);
+  EXPECT_EQ(s->FirstIndex(), 1u);  // nothing compacted
+  std::vector<raftpb::Entry> all = *s->Entries(1, 2001, UINT64_MAX);
+  ASSERT_EQ(all.size(), 2000u);
+  for (uint64_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].index(), i + 1);
 }
 
 TEST_F(RocksDbLogStoreTest, NewEntriesReplaceAConflictingSuffix) {
@@ -592,8 +633,7 @@ TEST_F(RocksDbLogStoreTest, OpensAtAPathWithATrailingSlashAndRefusesAFile) {
 // hold one of the states that a crash at that moment may leave: everything acknowledged as
 // synced, and of what came after it, a prefix of whole operations. A tiny memtable makes
 // RocksDB switch WAL files and flush tables along the way, so those crash too.
-void RocksDbLogStoreTest::RunPowerLossSeeds(bool out_of_order, uint64_t seeds,
-                                            uint64_t* refused) {
+void RocksDbLogStoreTest::RunPowerLossSeeds(bool out_of_order, uint64_t seeds, uint64_t* refused) {
   for (uint64_t seed = 1; seed <= seeds; ++seed) {
     std::filesystem::remove_all(dir_);
     std::mt19937_64 rng(seed);

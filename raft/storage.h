@@ -4,7 +4,8 @@
 //
 // Implementations: MemoryLogStore (raft/memory_log_store.h; tests and the simulation) and the
 // RocksDB store. Thread-safety: implementations must allow the core's reads to interleave with
-// the writer's writes.
+// the writer's writes, and a SaveSnapshot to run alongside a Save without a snapshot (the node
+// writes snapshots on a thread of their own); other writes come one at a time.
 #pragma once
 
 #include <cstdint>

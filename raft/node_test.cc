@@ -1018,12 +1018,15 @@ class SlowSnapshotStore : public WritableLogStorage {
   bool released_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-// A member `id` of voters 1..3 played against `peers`, on a SlowSnapshotStore, taking a
-// snapshot every 5 entries; started.
+// A member `id` of voters 1..`voters`, on a SlowSnapshotStore, taking a snapshot every 5
+// entries, sending through `transport` (and played against it, when it is ScriptedPeers);
+// started.
 struct SlowSnapshotMember {
-  SlowSnapshotMember(uint64_t id, ScriptedPeers* peers) : lone(id, peers) {
+  SlowSnapshotMember(uint64_t id, ScriptedPeers* peers) : SlowSnapshotMember(id, peers, peers, 3) {}
+  SlowSnapshotMember(uint64_t id, Transport* transport, ScriptedPeers* peers, uint64_t voters)
+      : lone(id, transport) {
     raftpb::ConfState cs;
-    for (uint64_t v = 1; v <= 3; ++v) cs.add_voters(v);
+    for (uint64_t v = 1; v <= voters; ++v) cs.add_voters(v);
     EXPECT_TRUE(slow.SaveConfState(cs).ok());
     lone.options.storage = &slow;
     lone.options.snapshot_interval = 5;
@@ -1032,7 +1035,7 @@ struct SlowSnapshotMember {
     EXPECT_TRUE(created.ok()) << created.status();
     if (!created.ok()) return;
     node = std::move(*created);
-    peers->SetNode(node.get());
+    if (peers != nullptr) peers->SetNode(node.get());
     node->Start();
   }
   ~SlowSnapshotMember() {
@@ -1108,34 +1111,21 @@ TEST(NodeTest, AFollowerReplicatesWhileItsSnapshotIsWritten) {
 // proposals used to wait behind its snapshot's write, every snapshot_interval entries.
 TEST(NodeTest, ASingleMemberGoesOnCommittingWhileItsSnapshotIsWritten) {
   BlackHole nowhere;
-  LoneNode lone(1, &nowhere);
-  SlowSnapshotStore slow;
-  raftpb::ConfState cs;
-  cs.add_voters(1);
-  ASSERT_TRUE(slow.SaveConfState(cs).ok());
-  lone.options.storage = &slow;
-  lone.options.snapshot_interval = 5;
-  lone.options.snapshot_keep_entries = 2;
-  auto created = Node::Create(lone.options);
-  ASSERT_TRUE(created.ok()) << created.status();
-  std::unique_ptr<Node> node = std::move(*created);
-  struct ReleaseFirst {  // before the node stops, whatever failed: its snapshotter may wait
-    ~ReleaseFirst() { store->Release(); }
-    SlowSnapshotStore* store;
-  } release_first{&slow};
-  node->Start();
+  SlowSnapshotMember m(1, &nowhere, nullptr, 1);
+  ASSERT_NE(m.node, nullptr);
+  Node* node = m.node.get();
   ASSERT_TRUE(node->WaitForLeader(absl::Now() + kWait));
   for (int i = 0; i < 6; ++i) ASSERT_TRUE(node->Propose(absl::StrCat("a", i)).get().ok());
-  ASSERT_TRUE(slow.WaitStarted(kWait)) << "no snapshot was taken";
+  ASSERT_TRUE(m.slow.WaitStarted(kWait)) << "no snapshot was taken";
   for (int i = 0; i < 20; ++i) {
     auto f = node->Propose(absl::StrCat("b", i));
     ASSERT_EQ(f.wait_for(std::chrono::seconds(5)), std::future_status::ready)
         << "proposal " << i << " waited for the snapshot's write";
     ASSERT_TRUE(f.get().ok());
   }
-  slow.Release();
+  m.slow.Release();
   node->Stop();
-  EXPECT_EQ(lone.sm.values().size(), 26u);
+  EXPECT_EQ(m.lone.sm.values().size(), 26u);
 }
 
 TEST(NodeTest, AnswersTheProposerBeforeAnnouncingTheCommit) {

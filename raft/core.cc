@@ -1000,16 +1000,11 @@ absl::Status Core::CheckConfChange(const std::string& data) const {
   const Progress& pr = it->second;
   if (!pr.is_learner) return absl::OkStatus();
   if (pr.state != Progress::State::kReplicate || pr.match + max_learner_lag_ < log_.committed()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("membership change dropped: learner ", cc.node_id(),
-                     " has not caught up (its log ends "
-                     "at ",
-                     pr.match, ", the commit index is ", log_.committed(),
-                     ", and it is promoted once "
-                     "it is being replicated to and at most ",
-                     max_learner_lag_,
-                     " entries behind); retry "
-                     "when it has"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "membership change dropped: learner ", cc.node_id(), " has not caught up (its log ends at ",
+        pr.match, ", the commit index is ", log_.committed(),
+        "; it is promoted once it is being replicated to and at most ", max_learner_lag_,
+        " entries behind): retry when Node::Members() shows it caught up"));
   }
   return absl::OkStatus();
 }

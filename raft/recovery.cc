@@ -24,6 +24,10 @@ absl::StatusOr<ForcedNewCluster> ForceNewCluster(WritableLogStorage& storage, ui
       return absl::Status(ents.status().code(),
                           absl::StrCat("reading the log at ", lo, ": ", ents.status().message()));
     }
+    if (ents->empty()) {
+      return absl::DataLossError(absl::StrCat("the log has no entry ", lo, " (it ends at ", last,
+                                              "); the store is damaged"));
+    }
     for (const raftpb::Entry& e : *ents) {
       if (e.type() != raftpb::ENTRY_TYPE_CONF_CHANGE) continue;
       raftpb::ConfChange cc;
@@ -38,7 +42,8 @@ absl::StatusOr<ForcedNewCluster> ForceNewCluster(WritableLogStorage& storage, ui
   if (members.count(self) == 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("member ", self, " was never a member of this store's cluster (members: ",
-                     members.empty() ? "none" : absl::StrJoin(members, ", "), ")"));
+                     members.empty() ? "none" : absl::StrJoin(members, ", "),
+                     "): give the id of the member this store belongs to; nothing was changed"));
   }
   absl::StatusOr<uint64_t> last_term = storage.Term(last);
   if (!last_term.ok()) return last_term.status();

@@ -100,7 +100,8 @@ absl::StatusOr<raftpb::Snapshot> MemoryLogStore::CreateSnapshot(uint64_t i,
   }
   snapshot_.mutable_metadata()->set_index(i);
   snapshot_.mutable_metadata()->set_term(entries_[i - offset].term());
-  if (cs != nullptr) *snapshot_.mutable_metadata()->mutable_conf_state() = *cs;
+  if (cs != nullptr) conf_state_ = *cs;
+  *snapshot_.mutable_metadata()->mutable_conf_state() = conf_state_;
   snapshot_.set_data(std::move(data));
   return snapshot_;
 }
@@ -159,11 +160,6 @@ absl::Status MemoryLogStore::Save(const raftpb::HardState* hard_state,
   absl::Status s = Append(entries);
   if (!s.ok()) return s;
   if (hard_state != nullptr) SetHardState(*hard_state);
-  return absl::OkStatus();
-}
-
-absl::Status MemoryLogStore::SaveConfState(const raftpb::ConfState& cs) {
-  SetConfState(cs);
   return absl::OkStatus();
 }
 

@@ -35,20 +35,21 @@ class MemoryLogStore final : public WritableLogStorage {
   // one.
   absl::Status ApplySnapshot(const raftpb::Snapshot& snapshot);
   // Records a snapshot of the application at index i (<= the applied index), with `cs` the
-  // membership at i. FAILED_PRECONDITION if i is older than the current snapshot.
+  // membership at i (null: the store's membership stays). FAILED_PRECONDITION if i is older
+  // than the current snapshot.
   absl::StatusOr<raftpb::Snapshot> CreateSnapshot(uint64_t i, const raftpb::ConfState* cs,
                                                   std::string data);
   // Drops entries before `compact_index`. FAILED_PRECONDITION below the first index; it must be
   // at most LastIndex().
   absl::Status Compact(uint64_t compact_index);
 
-  // The membership last recorded with a snapshot or SetConfState.
+  // Sets the membership as of the snapshot (GetInitialState's), in place of a bootstrap: a
+  // test's cluster that starts with these members and an empty log.
   void SetConfState(const raftpb::ConfState& cs);
 
   // WritableLogStorage (nothing here is durable: `sync` is ignored).
   absl::Status Save(const raftpb::HardState* hard_state, const std::vector<raftpb::Entry>& entries,
                     const raftpb::Snapshot* snapshot, bool sync) override;
-  absl::Status SaveConfState(const raftpb::ConfState& cs) override;
   absl::StatusOr<raftpb::Snapshot> SaveSnapshot(uint64_t i, const raftpb::ConfState& cs,
                                                 std::string data) override;
   absl::Status CompactTo(uint64_t compact_index) override { return Compact(compact_index); }
@@ -60,6 +61,7 @@ class MemoryLogStore final : public WritableLogStorage {
   absl::Mutex mu_;
   raftpb::HardState hard_state_ ABSL_GUARDED_BY(mu_);
   raftpb::Snapshot snapshot_ ABSL_GUARDED_BY(mu_);
+  // The membership as of the snapshot.
   raftpb::ConfState conf_state_ ABSL_GUARDED_BY(mu_);
   // entries_[0] is a dummy at the snapshot's index carrying its term.
   std::vector<raftpb::Entry> entries_ ABSL_GUARDED_BY(mu_);

@@ -820,9 +820,9 @@ void Node::ApplyEntryData(const raftpb::Entry& e) {
   if (e.type() == raftpb::ENTRY_TYPE_CONF_CHANGE) {
     raftpb::ConfChange cc;
     SHOAL_CHECK(cc.ParseFromString(e.data()), "unparsable conf change at index ", e.index());
+    // Not persisted here: the membership is in the log, and a restart replays it from the
+    // snapshot (which records the membership as of its index).
     conf_state_ = core_->ApplyConfChange(cc);
-    absl::Status s = options_.storage->SaveConfState(conf_state_);
-    SHOAL_CHECK(s.ok(), "persisting the membership: ", s.ToString());
     raftpb::RaftMember member;
     if (!cc.context().empty() && member.ParseFromString(cc.context()) &&
         cc.node_id() != options_.raft.id) {

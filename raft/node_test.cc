@@ -138,14 +138,14 @@ class ClusterTest : public ::testing::Test {
   // `fs_seed`: when non-zero, each member's store writes through a PowerLossFileSystem.
   void StartCluster(int n, uint64_t snapshot_interval = 10000, uint64_t fs_seed = 0) {
     snapshot_interval_ = snapshot_interval;
-    raftpb::ConfState cs;
-    for (int i = 1; i <= n; ++i) cs.add_voters(i);
+    std::vector<uint64_t> ids;
+    for (int i = 1; i <= n; ++i) ids.push_back(i);
     AdoptMembers(n);
     for (auto& m : members_) {
       if (fs_seed != 0) m->fs = testing::PowerLossFileSystem::Create(fs_seed * 10 + m->id);
       auto store = RocksDbLogStore::Open(StoreOptions(*m));
       ASSERT_TRUE(store.ok()) << store.status();
-      ASSERT_TRUE((*store)->SaveConfState(cs).ok());
+      ASSERT_TRUE(Bootstrap(**store, ids).ok());
     }
     for (auto& m : members_) Start(m->id);
   }
@@ -477,8 +477,9 @@ TEST_F(ClusterTest, EachTermAnnouncesOneLeaderHoldingEveryAcknowledgedWrite) {
 }
 
 // A manager joining a running cluster, as the control plane will drive it: a new member with an
-// empty log that knows the current voters starts, is added as a learner with its address,
-// catches up over gRPC, is promoted, and then counts towards the quorum.
+// empty store (it knows nothing of the cluster: it learns the membership from the log) starts,
+// is added as a learner with its address, catches up over gRPC, is promoted, and then counts
+// towards the quorum.
 TEST_F(ClusterTest, ANewMemberJoinsAsALearnerCatchesUpAndVotes) {
   StartCluster(3);
   for (int i = 0; i < 20; ++i) ASSERT_NE(ProposeAcked("v" + std::to_string(i)), 0u);
@@ -486,11 +487,6 @@ TEST_F(ClusterTest, ANewMemberJoinsAsALearnerCatchesUpAndVotes) {
     auto m = std::make_unique<Member>();
     m->id = 4;
     m->dir = (base_ / "m4").string();
-    auto store = RocksDbLogStore::Open(StoreOptions(*m));
-    ASSERT_TRUE(store.ok()) << store.status();
-    raftpb::ConfState cs;  // what the member it joins through tells it
-    for (uint64_t v = 1; v <= 3; ++v) cs.add_voters(v);
-    ASSERT_TRUE((*store)->SaveConfState(cs).ok());
     members_.push_back(std::move(m));
   }
   Start(4);
@@ -920,7 +916,7 @@ struct LoneNode {
   LoneNode(uint64_t id, Transport* transport) {
     raftpb::ConfState cs;
     for (uint64_t v = 1; v <= 3; ++v) cs.add_voters(v);
-    EXPECT_TRUE(store.SaveConfState(cs).ok());
+    store.SetConfState(cs);
     options.raft.id = id;
     options.storage = &store;
     options.transport = transport;
@@ -986,9 +982,7 @@ class SlowSnapshotStore : public WritableLogStorage {
                     const raftpb::Snapshot* snapshot, bool sync) override {
     return inner_.Save(hs, entries, snapshot, sync);
   }
-  absl::Status SaveConfState(const raftpb::ConfState& cs) override {
-    return inner_.SaveConfState(cs);
-  }
+  void SetConfState(const raftpb::ConfState& cs) { inner_.SetConfState(cs); }
   absl::StatusOr<raftpb::Snapshot> SaveSnapshot(uint64_t i, const raftpb::ConfState& cs,
                                                 std::string data) override {
     {
@@ -1027,7 +1021,7 @@ struct SlowSnapshotMember {
       : lone(id, transport) {
     raftpb::ConfState cs;
     for (uint64_t v = 1; v <= voters; ++v) cs.add_voters(v);
-    EXPECT_TRUE(slow.SaveConfState(cs).ok());
+    slow.SetConfState(cs);
     lone.options.storage = &slow;
     lone.options.snapshot_interval = 5;
     lone.options.snapshot_keep_entries = 2;
@@ -1339,7 +1333,7 @@ TEST(NodeTest, AForcedNewClusterKeepsEveryWriteAndLeadsAlone) {
   raftpb::ConfState cs;
   for (uint64_t v = 1; v <= 3; ++v) cs.add_voters(v);
   cs.add_learners(4);
-  ASSERT_TRUE(store.SaveConfState(cs).ok());
+  store.SetConfState(cs);
   std::vector<raftpb::Entry> log = {
       EntryAt(1, 1, "a"),
       EntryAt(1, 2, "b"),

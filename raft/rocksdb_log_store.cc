@@ -19,7 +19,6 @@ namespace {
 constexpr char kEntryPrefix = 'e';
 constexpr char kEntryEnd[] = "f";  // just past every entry key
 constexpr char kHardStateKey[] = "h";
-constexpr char kConfStateKey[] = "c";
 constexpr char kSnapshotKey[] = "s";
 constexpr char kMarkerKey[] = "m";
 
@@ -171,9 +170,6 @@ absl::Status RocksDbLogStore::Load() {
   if (!found.ok()) return found.status();
   found = read(kHardStateKey, &hard_state_, "hard state");
   if (!found.ok()) return found.status();
-  found = read(kConfStateKey, &conf_state_, "membership");
-  if (!found.ok()) return found.status();
-  if (!*found) conf_state_ = snapshot_.metadata().conf_state();
   raftpb::Entry marker;  // (0, 0) until the first compaction or installed snapshot
   found = read(kMarkerKey, &marker, "compaction marker");
   if (!found.ok()) return found.status();
@@ -228,7 +224,7 @@ absl::Status RocksDbLogStore::Load() {
 
 absl::StatusOr<InitialState> RocksDbLogStore::GetInitialState() {
   absl::MutexLock lock(&mu_);
-  return InitialState{hard_state_, conf_state_};
+  return InitialState{hard_state_, snapshot_.metadata().conf_state()};
 }
 
 uint64_t RocksDbLogStore::FirstIndex() {
@@ -324,7 +320,6 @@ absl::Status RocksDbLogStore::Save(const raftpb::HardState* hard_state,
                          " is not newer than the stored one at ", snapshot_.metadata().index()));
       }
       batch.Put(kSnapshotKey, Seal(*snapshot));
-      batch.Put(kConfStateKey, Seal(snapshot->metadata().conf_state()));
       batch.DeleteRange(EntryKey(0), kEntryEnd);  // the snapshot replaces the whole log
       batch.Put(kMarkerKey,
                 Seal(Marker(snapshot->metadata().index(), snapshot->metadata().term())));
@@ -360,7 +355,6 @@ absl::Status RocksDbLogStore::Save(const raftpb::HardState* hard_state,
   absl::MutexLock lock(&mu_);
   if (snapshot != nullptr) {
     snapshot_ = *snapshot;
-    conf_state_ = snapshot->metadata().conf_state();
     terms_.assign(1, snapshot->metadata().term());
     cache_.clear();
     cache_bytes_ = 0;
@@ -405,25 +399,12 @@ void RocksDbLogStore::CacheLocked(const std::vector<raftpb::Entry>& entries) {
   }
 }
 
-absl::Status RocksDbLogStore::SaveConfState(const raftpb::ConfState& cs) {
-  rocksdb::WriteOptions wo;
-  wo.sync = options_.sync;
-  absl::Status s = FromRocks(db_->Put(wo, kConfStateKey, Seal(cs)), "writing the membership");
-  if (!s.ok()) return s;
-  absl::MutexLock lock(&mu_);
-  conf_state_ = cs;
-  return absl::OkStatus();
-}
-
 absl::StatusOr<raftpb::Snapshot> RocksDbLogStore::SaveSnapshot(uint64_t i,
                                                                const raftpb::ConfState& cs,
                                                                std::string data) {
   // Planned under the lock, written without it (a big snapshot's synced write must not hold up
   // the readers or the log's writes), like Save. A Save alongside appends or replaces entries
   // beyond the commit index only, so the term of the committed entry `i` it read stays.
-  // The membership key is not written: it already holds the membership as of the last applied
-  // conf change, never older than the snapshot's (a snapshot written late, on another thread,
-  // must not overwrite a conf change applied meanwhile).
   raftpb::Snapshot snap;
   {
     absl::MutexLock lock(&mu_);

@@ -1,5 +1,5 @@
-// LogStorage on RocksDB: the durable Raft state of a manager (entries, hard state, membership,
-// the latest snapshot).
+// LogStorage on RocksDB: the durable Raft state of a manager (entries, hard state, the latest
+// snapshot with the membership as of it).
 //
 // Every Ready is written with Save() as one atomic WriteBatch, synced, so after a crash the
 // store holds a prefix of what was written: all of a Ready or none of it. Every value carries a
@@ -10,7 +10,6 @@
 // Layout (one RocksDB database per member):
 //   "e" + 8-byte big-endian index -> crc32 + Entry      one key per entry
 //   "h"                           -> crc32 + HardState
-//   "c"                           -> crc32 + ConfState (the membership as last applied)
 //   "s"                           -> crc32 + Snapshot (metadata and data)
 //   "m"                           -> crc32 + Entry with only index and term: the compaction
 //                                    marker; the log holds exactly the entries after it
@@ -23,8 +22,7 @@
 // Thread-safety: reads (the LogStorage methods) may run concurrently with one writer (Save,
 // SaveSnapshot, CompactTo, one at a time), except that SaveSnapshot may also run alongside a
 // Save that carries no snapshot (the node writes a big snapshot while its log goes on being
-// written: neither's plan depends on what the other changes); SaveConfState may run
-// alongside any of them.
+// written: neither's plan depends on what the other changes).
 #pragma once
 
 #include <atomic>
@@ -85,11 +83,8 @@ class RocksDbLogStore final : public WritableLogStorage {
   absl::Status Save(const raftpb::HardState* hard_state, const std::vector<raftpb::Entry>& entries,
                     const raftpb::Snapshot* snapshot, bool sync) override;
 
-  // Records the membership as of the last applied conf change.
-  absl::Status SaveConfState(const raftpb::ConfState& cs) override;
-
-  // Records a snapshot of the application at index i (<= the last entry) with membership `cs`
-  // (in the snapshot's metadata; the stored membership is SaveConfState's).
+  // Records a snapshot of the application at index i (<= the last entry) with membership `cs`,
+  // the membership as of i, in the snapshot's metadata: GetInitialState's from then on.
   absl::StatusOr<raftpb::Snapshot> SaveSnapshot(uint64_t i, const raftpb::ConfState& cs,
                                                 std::string data) override;
 
@@ -113,7 +108,6 @@ class RocksDbLogStore final : public WritableLogStorage {
 
   absl::Mutex mu_;
   raftpb::HardState hard_state_ ABSL_GUARDED_BY(mu_);
-  raftpb::ConfState conf_state_ ABSL_GUARDED_BY(mu_);
   raftpb::Snapshot snapshot_ ABSL_GUARDED_BY(mu_);
   // Terms of the stored entries: terms_[0] is the snapshot's (index first_ - 1), then one per
   // entry, so Term() and the bounds need no disk read.

@@ -94,10 +94,11 @@ TEST_F(RocksDbLogStoreTest, EverythingSavedSurvivesAReopen) {
     cs.add_voters(1);
     cs.add_voters(2);
     cs.add_learners(3);
-    ASSERT_TRUE(s->SaveConfState(cs).ok());
+    ASSERT_TRUE(s->SaveSnapshot(4, cs, "state at 4").ok());
   }
   auto s = Open();
   EXPECT_EQ(s->LastIndex(), 5u);
+  EXPECT_EQ(s->Snapshot()->metadata().index(), 4u);
   InitialState init = *s->GetInitialState();
   EXPECT_EQ(init.hard_state.term(), 3u);
   EXPECT_EQ(init.hard_state.vote(), 2u);
@@ -214,6 +215,69 @@ TEST_F(RocksDbLogStoreTest, AReopenKeepsTheFirstIndexAfterASnapshotWithoutCompac
   EXPECT_EQ(s->FirstIndex(), 21u);
   EXPECT_EQ(*s->Term(20), 3u);  // the installed snapshot's term, needed to accept appends after it
   EXPECT_EQ(s->Entries(21, 26, UINT64_MAX)->size(), 5u);
+}
+
+// A member starts from the membership as of its snapshot and replays the log after it: the
+// store keeps no membership of its own (one kept as last applied had older changes replayed on
+// top of it after a restart: memberships the cluster never had).
+TEST_F(RocksDbLogStoreTest, TheMembershipStartedFromIsTheSnapshots) {
+  raftpb::ConfState cs;
+  cs.add_voters(1);
+  cs.add_voters(2);
+  cs.add_learners(3);
+  {
+    auto s = Open();
+    ASSERT_TRUE(s->Save(nullptr, Range(1, 10, 2), nullptr, true).ok());
+    EXPECT_EQ(s->GetInitialState()->conf_state.ByteSizeLong(), 0u);  // no snapshot yet
+    ASSERT_TRUE(s->SaveSnapshot(6, cs, "state at 6").ok());
+    EXPECT_EQ(s->GetInitialState()->conf_state.SerializeAsString(), cs.SerializeAsString());
+  }
+  auto s = Open();
+  EXPECT_EQ(s->GetInitialState()->conf_state.SerializeAsString(), cs.SerializeAsString());
+}
+
+// A new cluster's membership is the head of its log, committed, so that every member (and any
+// member that joins later and receives the log from index 1) replays the cluster's history.
+TEST_F(RocksDbLogStoreTest, BootstrapStartsANewClustersLogOnlyOnce) {
+  std::vector<raftpb::RaftMember> members(3);
+  for (uint64_t i = 0; i < 3; ++i) {
+    members[i].set_raft_id(i + 1);
+    if (i < 2) members[i].set_addr(absl::StrCat("127.0.0.1:", 4000 + i));
+  }
+  {
+    auto s = Open();
+    std::vector<raftpb::RaftMember> zero(1), twice(2);
+    twice[0].set_raft_id(5);
+    twice[1].set_raft_id(5);
+    for (const auto& bad : {std::vector<raftpb::RaftMember>{}, zero, twice}) {
+      absl::Status st = Bootstrap(*s, bad);
+      EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+      EXPECT_EQ(s->LastIndex(), 0u);
+    }
+    ASSERT_TRUE(Bootstrap(*s, members).ok());
+  }
+  auto s = Open();
+  InitialState init = *s->GetInitialState();
+  EXPECT_EQ(init.hard_state.term(), 1u);
+  EXPECT_EQ(init.hard_state.commit(), 3u);
+  EXPECT_EQ(init.conf_state.ByteSizeLong(), 0u);  // the membership is in the log
+  std::vector<raftpb::Entry> ents = *s->Entries(1, 4, UINT64_MAX);
+  ASSERT_EQ(ents.size(), 3u);
+  for (uint64_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(ents[i].type(), raftpb::ENTRY_TYPE_CONF_CHANGE);
+    EXPECT_EQ(ents[i].term(), 1u);
+    raftpb::ConfChange cc;
+    ASSERT_TRUE(cc.ParseFromString(ents[i].data()));
+    EXPECT_EQ(cc.type(), raftpb::ConfChange::TYPE_ADD_NODE);
+    EXPECT_EQ(cc.node_id(), i + 1);
+    raftpb::RaftMember m;
+    ASSERT_TRUE(m.ParseFromString(cc.context()));
+    EXPECT_EQ(m.addr(), members[i].addr());
+  }
+  absl::Status again = Bootstrap(*s, members);
+  EXPECT_EQ(again.code(), absl::StatusCode::kFailedPrecondition) << again;
+  EXPECT_THAT(std::string(again.message()), ::testing::HasSubstr("not empty"));
+  EXPECT_EQ(s->LastIndex(), 3u);
 }
 
 TEST_F(RocksDbLogStoreTest, AnInstalledSnapshotReplacesTheLog) {
@@ -387,18 +451,16 @@ TEST_F(RocksDbLogStoreTest, CoreRecoversItsStateFromTheStore) {
   uint64_t term = 0;
   {
     auto s = Open();
-    raftpb::ConfState cs;
-    cs.add_voters(1);
-    ASSERT_TRUE(s->SaveConfState(cs).ok());
+    ASSERT_TRUE(Bootstrap(*s, std::vector<uint64_t>{1}).ok());
     Config c;
     c.id = 1;
     c.storage = s.get();
     auto core = std::move(*Core::Create(c));
-    core->Campaign();
     std::vector<std::string> applied;
     for (int round = 0; round < 10; ++round) {
-      if (round < 5) {
-        ASSERT_TRUE(core->Propose("p" + std::to_string(round)).ok());
+      if (round == 1) core->Campaign();  // once the bootstrap's membership is applied
+      if (round >= 1 && round <= 5) {
+        ASSERT_TRUE(core->Propose("p" + std::to_string(round - 1)).ok());
       }
       while (core->HasReady()) {
         Ready rd = core->GetReady();
@@ -406,7 +468,11 @@ TEST_F(RocksDbLogStoreTest, CoreRecoversItsStateFromTheStore) {
                             rd.snapshot ? &*rd.snapshot : nullptr, rd.must_sync)
                         .ok());
         for (const auto& e : rd.committed_entries) {
-          if (!e.data().empty()) {
+          if (e.type() == raftpb::ENTRY_TYPE_CONF_CHANGE) {
+            raftpb::ConfChange cc;
+            ASSERT_TRUE(cc.ParseFromString(e.data()));
+            core->ApplyConfChange(cc);
+          } else if (!e.data().empty()) {
             applied.push_back(e.data());
           }
         }
@@ -422,13 +488,22 @@ TEST_F(RocksDbLogStoreTest, CoreRecoversItsStateFromTheStore) {
   c.storage = s.get();
   auto core = std::move(*Core::Create(c));
   EXPECT_EQ(core->term(), term);
-  EXPECT_EQ(core->log().committed(), 6u);  // the no-op and five proposals
-  Ready rd = core->GetReady();             // everything committed is applied again
+  EXPECT_EQ(core->log().committed(), 7u);  // the bootstrap, the no-op and five proposals
+  EXPECT_EQ(core->conf_state().voters_size(), 0);  // as of the (absent) snapshot: replayed
+  Ready rd = core->GetReady();  // everything committed is applied again, membership included
   std::vector<std::string> replayed;
   for (const auto& e : rd.committed_entries) {
-    if (!e.data().empty()) replayed.push_back(e.data());
+    if (e.type() == raftpb::ENTRY_TYPE_CONF_CHANGE) {
+      raftpb::ConfChange cc;
+      ASSERT_TRUE(cc.ParseFromString(e.data()));
+      core->ApplyConfChange(cc);
+    } else if (!e.data().empty()) {
+      replayed.push_back(e.data());
+    }
   }
   EXPECT_EQ(replayed, (std::vector<std::string>{"p0", "p1", "p2", "p3", "p4"}));
+  ASSERT_EQ(core->conf_state().voters_size(), 1);
+  EXPECT_EQ(core->conf_state().voters(0), 1u);
 }
 
 TEST_F(RocksDbLogStoreTest, ServesTheNewestEntriesFromMemory) {
@@ -663,7 +738,7 @@ void RocksDbLogStoreTest::RunPowerLossSeeds(bool out_of_order, uint64_t seeds, u
       const uint64_t snap = memory.Snapshot()->metadata().index();
       absl::Status st;
       bool synced = true;
-      const int what = static_cast<int>(pick(0, 19));
+      const int what = static_cast<int>(pick(0, 16));
       if (what < 13) {  // a Ready: entries (maybe replacing an uncommitted suffix), hard state
         const uint64_t floor = std::max({first, snap + 1, commit + 1});
         const uint64_t start = last + 1 < floor + 3 ? pick(floor, std::max(floor, last + 1))
@@ -684,7 +759,9 @@ void RocksDbLogStoreTest::RunPowerLossSeeds(bool out_of_order, uint64_t seeds, u
       } else if (what < 16 && commit >= std::max(first, snap + 1)) {  // snapshot, then compact
         const uint64_t i = pick(std::max(first, snap + 1), commit);
         // The node snapshots at its applied index, with the membership applied by then.
-        const raftpb::ConfState cs = memory.GetInitialState()->conf_state;
+        raftpb::ConfState cs;
+        cs.add_voters(1);
+        cs.add_learners(pick(2, 9));
         st = disk->SaveSnapshot(i, cs, absl::StrCat("state at ", i)).status();
         ASSERT_TRUE(memory.CreateSnapshot(i, &cs, absl::StrCat("state at ", i)).ok());
         if (st.ok() && pick(0, 1) == 0) {
@@ -698,7 +775,7 @@ void RocksDbLogStoreTest::RunPowerLossSeeds(bool out_of_order, uint64_t seeds, u
           ASSERT_TRUE(memory.Compact(to).ok());
           synced = false;
         }
-      } else if (what < 17) {  // a snapshot from the leader replaces the log
+      } else {  // a snapshot from the leader replaces the log
         raftpb::Snapshot s;
         s.mutable_metadata()->set_index(std::max(last, snap + 1) + pick(0, 3));
         s.mutable_metadata()->set_term(++term);
@@ -709,12 +786,6 @@ void RocksDbLogStoreTest::RunPowerLossSeeds(bool out_of_order, uint64_t seeds, u
         st = disk->Save(&hs, {}, &s, true);
         memory.SetHardState(hs);
         ASSERT_TRUE(memory.ApplySnapshot(s).ok());
-      } else {  // a conf change applied
-        raftpb::ConfState cs;
-        cs.add_voters(1);
-        cs.add_learners(pick(2, 9));
-        st = disk->SaveConfState(cs);
-        memory.SetConfState(cs);
       }
       if (!crash) {
         ASSERT_TRUE(st.ok()) << at << ", step " << step << ": " << st;

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -40,8 +41,12 @@ class LogStorage {
  public:
   virtual ~LogStorage() = default;
 
-  // The persisted hard state and the membership as of the last snapshot or conf change
-  // persisted.
+  // The persisted hard state, and the membership as of the latest snapshot (empty without
+  // one). A member starts from its snapshot and replays the committed log after it,
+  // membership changes included, so it passes through the memberships the cluster had, in
+  // order. (A membership stored as last applied, and the older changes replayed on top of it,
+  // made memberships the cluster never had.) A new cluster's membership is therefore in its
+  // log: see Bootstrap.
   virtual absl::StatusOr<InitialState> GetInitialState() = 0;
 
   // Entries in [lo, hi), at most `max_bytes` in total (always at least one entry if any).
@@ -72,13 +77,23 @@ class WritableLogStorage : public LogStorage {
   virtual absl::Status Save(const raftpb::HardState* hard_state,
                             const std::vector<raftpb::Entry>& entries,
                             const raftpb::Snapshot* snapshot, bool sync) = 0;
-  // Records the membership as of the last applied conf change.
-  virtual absl::Status SaveConfState(const raftpb::ConfState& cs) = 0;
   // Records a snapshot of the application at index i with membership `cs`.
   virtual absl::StatusOr<raftpb::Snapshot> SaveSnapshot(uint64_t i, const raftpb::ConfState& cs,
                                                         std::string data) = 0;
   // Drops entries before `compact_index` (kept: the snapshot covers them).
   virtual absl::Status CompactTo(uint64_t compact_index) = 0;
 };
+
+// Starts a new cluster's log in an empty store: one committed membership change adding each
+// of `members` as a voter, at indexes 1..n of term 1, written in one synced Save. Every member
+// of a new cluster bootstraps its store with the same list; a member joining a running cluster
+// bootstraps nothing: its store stays empty, and it learns the membership from the log or the
+// snapshot the leader sends it, as the cluster's history. A member's address, when set, is in
+// its change's context, so every member learns the others' addresses by applying the log.
+// INVALID_ARGUMENT for an empty list, a zero or repeated id; FAILED_PRECONDITION when the
+// store already holds a log, a hard state or a snapshot (nothing is written then).
+absl::Status Bootstrap(WritableLogStorage& storage, const std::vector<raftpb::RaftMember>& members);
+// The same, for members whose addresses the transport learns some other way (tests).
+absl::Status Bootstrap(WritableLogStorage& storage, const std::vector<uint64_t>& ids);
 
 }  // namespace shoal::raft

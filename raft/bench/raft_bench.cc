@@ -154,15 +154,21 @@ int RunMember(uint64_t id, const std::string& dir, const std::string& peers_flag
     return 1;
   }
   std::map<uint64_t, std::string> peers;
-  raftpb::ConfState cs;
+  std::vector<raftpb::RaftMember> members;
   for (absl::string_view p : absl::StrSplit(peers_flag, ',')) {
     std::pair<std::string, std::string> kv = absl::StrSplit(p, '=');
     const uint64_t pid = std::stoull(kv.first);
     peers[pid] = kv.second;
-    cs.add_voters(pid);
+    raftpb::RaftMember& m = members.emplace_back();
+    m.set_raft_id(pid);
+    m.set_addr(kv.second);
   }
-  if ((*store)->GetInitialState()->conf_state.voters_size() == 0) {
-    if (!(*store)->SaveConfState(cs).ok()) return 1;
+  if ((*store)->LastIndex() == 0) {  // a new cluster (a restarted member has its log)
+    absl::Status s = Bootstrap(**store, members);
+    if (!s.ok()) {
+      std::fprintf(stderr, "member %lu: %s\n", (unsigned long)id, s.ToString().c_str());
+      return 1;
+    }
   }
   GrpcTransport::Options topts;
   topts.self = id;

@@ -126,6 +126,11 @@ class Sim {
   void CheckNewLeader(SimNode& n);
   void CheckAppended(SimNode& n, const std::vector<raftpb::Entry>& entries);
   void CheckApplied(SimNode& n, const raftpb::Entry& e);
+  // Membership safety: a member's membership after applying index i (or starting from a
+  // snapshot at i) is the cluster's membership at i, the same on every member; a restart must
+  // not start from a later membership and replay older changes on top of it.
+  void CheckMembership(SimNode& n, uint64_t index, const raftpb::ConfState& cs,
+                       bool change_at_index, const char* when);
 
   // ---- clients ----
   // Completes the operation at `history_index` if its client still waits for it (a client that
@@ -174,6 +179,8 @@ class Sim {
     std::string data;
   };
   std::map<uint64_t, AppliedRecord> applied_;  // index -> first applied entry
+  // Index of each applied membership change (0: the start) -> the membership it made.
+  std::map<uint64_t, raftpb::ConfState> membership_;
 
   // Clients.
   std::vector<KvOp> history_;
@@ -268,6 +275,7 @@ void Sim::StartCore(SimNode& n) {
   n.last_snapshot = n.applied;
   n.conf = n.disk->GetInitialState()->conf_state;
   n.up = true;
+  CheckMembership(n, n.applied, n.core->conf_state(), false, "starts");
 }
 
 void Sim::Crash(SimNode& n, const char* why) {
@@ -305,9 +313,9 @@ void Sim::AddMember() {
   const uint64_t id = next_id_++;
   SimNode& n = nodes_[id];
   n.id = id;
+  // Like a joining manager, it starts with an empty store and learns the membership as the
+  // cluster's history: from the log (bootstrap included) or a snapshot.
   n.disk = std::make_unique<MemoryLogStore>();
-  // Like a joining manager, it starts knowing the current membership.
-  n.disk->SetConfState(l.core->conf_state());
   StartCore(n);
   raftpb::ConfChange cc;
   cc.set_type(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE);
@@ -400,6 +408,7 @@ void Sim::FinishWrite(SimNode& n, Ready& rd, size_t applied_early) {
     n.last_snapshot = n.applied;
     n.conf = rd.snapshot->metadata().conf_state();
     Trace("member ", n.id, " installed snapshot at ", n.applied);
+    CheckMembership(n, n.applied, n.conf, false, "installs a snapshot");
   }
   CheckAppended(n, rd.entries);
   absl::Status s = n.disk->Append(rd.entries);
@@ -451,7 +460,7 @@ void Sim::Apply(SimNode& n, const raftpb::Entry& e) {
     raftpb::ConfChange cc;
     if (!cc.ParseFromString(e.data())) return Fail("unparsable conf change at ", e.index());
     n.conf = n.core->ApplyConfChange(cc);
-    n.disk->SetConfState(n.conf);
+    CheckMembership(n, e.index(), n.conf, true, "applies a membership change");
     Trace("member ", n.id, " applied ", raftpb::ConfChange::Type_Name(cc.type()), " ", cc.node_id(),
           " at ", e.index());
     if (cc.type() == raftpb::ConfChange::TYPE_REMOVE_NODE && cc.node_id() == n.id) {
@@ -736,6 +745,37 @@ void Sim::CheckApplied(SimNode& n, const raftpb::Entry& e) {
   }
 }
 
+std::string MembershipString(const raftpb::ConfState& cs) {
+  std::vector<uint64_t> v(cs.voters().begin(), cs.voters().end());
+  std::vector<uint64_t> l(cs.learners().begin(), cs.learners().end());
+  std::sort(v.begin(), v.end());
+  std::sort(l.begin(), l.end());
+  return absl::StrCat("voters {", absl::StrJoin(v, ","), "} learners {", absl::StrJoin(l, ","),
+                      "}");
+}
+
+void Sim::CheckMembership(SimNode& n, uint64_t index, const raftpb::ConfState& cs,
+                          bool change_at_index, const char* when) {
+  if (membership_.empty()) {  // the first member to start: the cluster's starting membership
+    membership_.emplace(index, cs);
+    return;
+  }
+  auto it = membership_.upper_bound(index);
+  if (change_at_index && (it == membership_.begin() || std::prev(it)->first != index)) {
+    membership_.emplace(index, cs);  // the first member to apply this change
+    return;
+  }
+  // The membership made by the last change at or before `index` (every change up to a
+  // member's applied index, or a snapshot's, has been applied by someone).
+  --it;
+  const std::string got = MembershipString(cs);
+  const std::string want = MembershipString(it->second);
+  if (got != want) {
+    Fail("membership safety: member ", n.id, " ", when, " at index ", index, " with ", got,
+         ", but the membership there is ", want, " (made at index ", it->first, ")");
+  }
+}
+
 // ---- end of run ----
 
 bool Sim::Converged() {
@@ -794,13 +834,14 @@ SimResult Sim::Run() {
   async_writes_ = std::vector<double>{0, 0.5, 1}[Uniform(0, 2)];
   max_write_ticks_ = static_cast<int>(Uniform(0, 2));
   const int members = Chance(0.5) ? 3 : 5;
-  raftpb::ConfState cs;
-  for (int i = 1; i <= members; ++i) cs.add_voters(i);
-  for (int i = 1; i <= members; ++i) {
-    SimNode& n = nodes_[i];
-    n.id = i;
+  std::vector<uint64_t> ids;
+  for (int i = 1; i <= members; ++i) ids.push_back(i);
+  for (uint64_t id : ids) {
+    SimNode& n = nodes_[id];
+    n.id = id;
     n.disk = std::make_unique<MemoryLogStore>();
-    n.disk->SetConfState(cs);
+    absl::Status s = Bootstrap(*n.disk, ids);
+    if (!s.ok()) Fail("bootstrapping member ", id, ": ", s.ToString());
     StartCore(n);
   }
   next_id_ = members + 1;

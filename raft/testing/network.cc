@@ -41,7 +41,6 @@ std::vector<raftpb::Message> HandleReady(TestNode& node) {
       raftpb::ConfChange cc;
       SHOAL_CHECK(cc.ParseFromString(e.data()));
       node.conf_state = node.core->ApplyConfChange(cc);
-      node.storage->SetConfState(node.conf_state);
     } else if (!e.data().empty()) {
       node.applied.push_back(e.data());
     }
@@ -132,6 +131,7 @@ void Network::Restart(uint64_t id, Tweak tweak) {
   // Applied state is rebuilt from the log: replay from the snapshot.
   node.applied.clear();
   node.read_states.clear();
+  node.conf_state = node.storage->GetInitialState()->conf_state;
   raftpb::Snapshot snap = *node.storage->Snapshot();
   const std::string& data = snap.data();
   size_t start = 0;

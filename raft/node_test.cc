@@ -252,6 +252,52 @@ class ClusterTest : public ::testing::Test {
     return 0;
   }
 
+  // Member `id` joins as the control plane will drive it: an empty store (it learns the
+  // membership from the cluster), added as a learner with its address, promoted once the
+  // leader has seen it catch up (refused before). Waits until it has applied `values`
+  // proposals as a learner. Returns the leader that promoted it, 0 on failure.
+  uint64_t JoinAndPromote(uint64_t id, size_t values) {
+    auto joining = std::make_unique<Member>();
+    joining->id = id;
+    joining->dir = (base_ / ("m" + std::to_string(id))).string();
+    members_.push_back(std::move(joining));
+    Start(id);
+    const uint64_t leader = WaitForLeader();
+    if (leader == 0) return 0;
+    raftpb::RaftMember member;
+    member.set_raft_id(id);
+    member.set_addr(M(id).addr);
+    raftpb::ConfChange add;
+    add.set_type(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE);
+    add.set_node_id(id);
+    add.set_context(member.SerializeAsString());
+    absl::Status added = M(leader).node->ProposeConfChange(add).get();
+    EXPECT_TRUE(added.ok()) << added;
+    if (!added.ok()) return 0;
+    if (!M(id).sm->WaitFor(values, absl::Now() + kWait)) {
+      ADD_FAILURE() << "the learner never caught up";
+      return 0;
+    }
+    raftpb::ConfChange promote;
+    promote.set_type(raftpb::ConfChange::TYPE_ADD_NODE);
+    promote.set_node_id(id);
+    promote.set_context(member.SerializeAsString());
+    absl::Status promoted;
+    const absl::Time deadline = absl::Now() + kWait;
+    do {  // refused until the leader has seen the learner's acknowledgements
+      promoted = M(leader).node->ProposeConfChange(promote).get();
+    } while (!promoted.ok() && promoted.code() == absl::StatusCode::kFailedPrecondition &&
+             absl::Now() < deadline);
+    EXPECT_TRUE(promoted.ok()) << promoted;
+    if (!promoted.ok()) return 0;
+    absl::StatusOr<std::vector<Node::MemberProgress>> progress = M(leader).node->Members().get();
+    EXPECT_TRUE(progress.ok()) << progress.status();
+    if (!progress.ok()) return 0;
+    EXPECT_EQ(progress->size(), members_.size());
+    for (const Node::MemberProgress& p : *progress) EXPECT_FALSE(p.learner) << p.id;
+    return leader;
+  }
+
   std::filesystem::path base_;
   std::vector<std::unique_ptr<Member>> members_;
   uint64_t snapshot_interval_ = 10000;
@@ -483,40 +529,8 @@ TEST_F(ClusterTest, EachTermAnnouncesOneLeaderHoldingEveryAcknowledgedWrite) {
 TEST_F(ClusterTest, ANewMemberJoinsAsALearnerCatchesUpAndVotes) {
   StartCluster(3);
   for (int i = 0; i < 20; ++i) ASSERT_NE(ProposeAcked("v" + std::to_string(i)), 0u);
-  {
-    auto m = std::make_unique<Member>();
-    m->id = 4;
-    m->dir = (base_ / "m4").string();
-    members_.push_back(std::move(m));
-  }
-  Start(4);
-  uint64_t leader = WaitForLeader();
+  const uint64_t leader = JoinAndPromote(4, 20);
   ASSERT_NE(leader, 0u);
-  raftpb::RaftMember member;
-  member.set_raft_id(4);
-  member.set_addr(M(4).addr);
-  raftpb::ConfChange add;
-  add.set_type(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE);
-  add.set_node_id(4);
-  add.set_context(member.SerializeAsString());
-  ASSERT_TRUE(M(leader).node->ProposeConfChange(add).get().ok());
-  ASSERT_TRUE(M(4).sm->WaitFor(20, absl::Now() + kWait)) << "the learner never caught up";
-
-  raftpb::ConfChange promote;
-  promote.set_type(raftpb::ConfChange::TYPE_ADD_NODE);
-  promote.set_node_id(4);
-  promote.set_context(member.SerializeAsString());
-  absl::Status promoted;
-  const absl::Time deadline = absl::Now() + kWait;
-  do {  // refused until the leader has seen the learner's acknowledgements
-    promoted = M(leader).node->ProposeConfChange(promote).get();
-  } while (!promoted.ok() && promoted.code() == absl::StatusCode::kFailedPrecondition &&
-           absl::Now() < deadline);
-  ASSERT_TRUE(promoted.ok()) << promoted;
-  absl::StatusOr<std::vector<Node::MemberProgress>> members = M(leader).node->Members().get();
-  ASSERT_TRUE(members.ok()) << members.status();
-  ASSERT_EQ(members->size(), 4u);
-  for (const Node::MemberProgress& p : *members) EXPECT_FALSE(p.learner) << p.id;
 
   // Four voters: with one original member down, nothing commits without the new one.
   const uint64_t down = leader % 3 + 1;
@@ -536,6 +550,23 @@ TEST_F(ClusterTest, ANewMemberJoinsAsALearnerCatchesUpAndVotes) {
   EXPECT_EQ(M(4).sm->values().back(), "quorum again");
 }
 
+// A manager joining after the log was compacted gets the membership with the leader's
+// snapshot, and still counts towards the quorum, also after it restarts from its own disk.
+TEST_F(ClusterTest, ANewMemberJoinsFromASnapshotOnceTheLogIsCompacted) {
+  StartCluster(3, /*snapshot_interval=*/5);
+  for (int i = 0; i < 20; ++i) ASSERT_NE(ProposeAcked("v" + std::to_string(i)), 0u);
+  const uint64_t leader = JoinAndPromote(4, 20);
+  ASSERT_NE(leader, 0u);
+  EXPECT_GT(M(4).store->Snapshot()->metadata().index(), 3u) << "joined without a snapshot";
+  Kill(4);
+  Start(4);
+  // Four voters, one original member down: nothing commits unless member 4 votes and
+  // acknowledges with the membership it rebuilt from its snapshot and log.
+  Kill(leader % 3 + 1);
+  ASSERT_NE(ProposeAcked("three of four"), 0u);
+  ASSERT_TRUE(M(4).sm->WaitFor(21, absl::Now() + kWait));
+  EXPECT_EQ(M(4).sm->values().back(), "three of four");
+}
 // The quorum is lost for good: two of three managers are gone. The survivor's store is forced
 // into a new cluster and serves every acknowledged write alone.
 TEST_F(ClusterTest, AForcedNewClusterRecoversFromALostQuorum) {

@@ -462,6 +462,14 @@ void Node::Loop() {
 
 uint64_t Node::Persist() {
   Ready& rd = *writing_;
+  if (rd.snapshot) {
+    // A received snapshot replaces the log and this member's own snapshot: not while the
+    // snapshotter is still writing that one (the older would win). Only on the writer thread:
+    // the node thread goes on answering meanwhile.
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS { return !n->snapshot_writing_; }, this));
+  }
   const absl::Time began = absl::Now();
   absl::Status saved = options_.storage->Save(save_hs_ ? &*save_hs_ : nullptr, rd.entries,
                                               rd.snapshot ? &*rd.snapshot : nullptr, true);
@@ -719,18 +727,12 @@ void Node::StartReady() {
   ++stats_.synced_writes;
   stats_.entries_written += rd.entries.size();
   writing_ = std::move(rd);
-  if (core_->role() != Role::kLeader) {
+  if (core_->role() != Role::kLeader && !writing_->snapshot) {
     // A follower writes in place: while it syncs, what arrives queues up and goes into its
     // next write all the same, and the hand-off to the writer thread would only add a thread
     // wake-up to every acknowledgement's path. A leader keeps stepping during its write (new
-    // proposals are appended and sent, acknowledgements commit and apply).
-    if (writing_->snapshot) {
-      // A received snapshot replaces the log and this member's own snapshot: not while the
-      // snapshotter is still writing that one (the older would win).
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS { return !n->snapshot_writing_; }, this));
-    }
+    // proposals are appended and sent, acknowledgements commit and apply), and so does a
+    // follower writing a received snapshot, which may have to wait for its own (Persist).
     const uint64_t micros = Persist();
     {
       absl::MutexLock lock(&mu_);

@@ -1132,6 +1132,53 @@ TEST(NodeTest, AFollowerReplicatesWhileItsSnapshotIsWritten) {
   EXPECT_GE(m.slow.Snapshot()->metadata().index(), 5u);
 }
 
+// A follower that receives the leader's snapshot while it is still writing one of its own
+// installs the leader's only after its own is written (the older would otherwise win), but it
+// goes on answering meanwhile: its loop used to wait for that write, and a follower that
+// answers no heartbeat for longer than an election timeout looks dead to its leader.
+TEST(NodeTest, AFollowerAnswersWhileAReceivedSnapshotWaitsForItsOwn) {
+  ScriptedPeers leader;
+  SlowSnapshotMember m(2, &leader);
+  ASSERT_NE(m.node, nullptr);
+  Node* node = m.node.get();
+  raftpb::Message app = MessageOf(raftpb::MSG_APP, 1, 2, 1);
+  for (uint64_t i = 1; i <= 6; ++i) *app.add_entries() = EntryAt(1, i, absl::StrCat("v", i));
+  app.set_commit(6);
+  node->Receive(app);
+  ASSERT_TRUE(m.slow.WaitStarted(kWait)) << "no snapshot was taken";
+  ASSERT_TRUE(m.lone.sm.WaitFor(6, absl::Now() + kWait));
+
+  raftpb::Message snap = MessageOf(raftpb::MSG_SNAP, 1, 2, 1);
+  raftpb::Snapshot* s = snap.mutable_snapshot();
+  s->mutable_metadata()->set_index(40);
+  s->mutable_metadata()->set_term(1);
+  for (uint64_t v = 1; v <= 3; ++v) s->mutable_metadata()->mutable_conf_state()->add_voters(v);
+  std::vector<std::string> state;
+  for (int i = 1; i <= 30; ++i) state.push_back(absl::StrCat("s", i));
+  s->set_data(absl::StrJoin(state, "\n"));
+  node->Receive(snap);
+  // The first heartbeat's answer shows the snapshot was stepped (messages are taken in
+  // order); the second comes once the snapshot's write is pending.
+  raftpb::Message hb = MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, 1);
+  node->Receive(hb);
+  ASSERT_TRUE(leader.WaitForSent(raftpb::MSG_HEARTBEAT_RESP, absl::Now() + absl::Seconds(5)));
+  node->Receive(hb);
+  EXPECT_TRUE(leader.WaitForSent(raftpb::MSG_HEARTBEAT_RESP, absl::Now() + absl::Seconds(5), 2))
+      << "no heartbeat answered while the received snapshot waited";
+  EXPECT_EQ(m.lone.sm.values().size(), 6u) << "installed before this member's own was written";
+
+  m.slow.Release();
+  ASSERT_TRUE(m.lone.sm.WaitFor(30, absl::Now() + kWait)) << "the snapshot was never installed";
+  EXPECT_EQ(m.lone.sm.values(), state);
+  const absl::Time deadline = absl::Now() + kWait;
+  while (node->GetStatus().applied < 40 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));  // polling a status, not synchronising data
+  }
+  EXPECT_EQ(node->GetStatus().applied, 40u);
+  node->Stop();
+  EXPECT_EQ(m.slow.Snapshot()->metadata().index(), 40u);
+}
+
 // The single manager of a small cluster (a common Swarm set-up) is its own quorum: its
 // proposals used to wait behind its snapshot's write, every snapshot_interval entries.
 TEST(NodeTest, ASingleMemberGoesOnCommittingWhileItsSnapshotIsWritten) {

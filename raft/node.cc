@@ -515,7 +515,7 @@ void Node::SnapshotterLoop() {
     }
     const uint64_t index = job->index;
     absl::StatusOr<raftpb::Snapshot> snap =
-        options_.storage->SaveSnapshot(index, job->conf_state, std::move(job->data));
+        options_.storage->SaveSnapshot(index, job->conf_state, job->serialize());
     SHOAL_CHECK(snap.ok(), "writing a snapshot: ", snap.status().ToString());
     absl::MutexLock lock(&mu_);
     snapshot_writing_ = false;
@@ -872,7 +872,7 @@ void Node::MaybeSnapshot() {
     absl::MutexLock lock(&mu_);
     if (snapshot_writing_) return;  // the previous one is still being written
   }
-  SnapshotJob job{applied_, conf_state_, options_.state_machine->Snapshot()};
+  SnapshotJob job{applied_, conf_state_, options_.state_machine->SnapshotLater()};
   last_snapshot_ = applied_;
   // Written by the snapshotter thread, alongside the log's writes: writing a big snapshot
   // takes long (a 64 MiB one about half a second here). Every member takes one at about the

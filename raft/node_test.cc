@@ -1200,6 +1200,104 @@ TEST(NodeTest, ASingleMemberGoesOnCommittingWhileItsSnapshotIsWritten) {
   EXPECT_EQ(m.lone.sm.values().size(), 26u);
 }
 
+// A state machine whose snapshots are serialized only when released, from the values as of
+// the snapshot's index (the copy SnapshotLater takes).
+class LatchedSnapshotMachine : public ListStateMachine {
+ public:
+  void Apply(uint64_t index, absl::string_view data) override {
+    applied_ = index;  // the node thread's, like SnapshotLater
+    ListStateMachine::Apply(index, data);
+  }
+  std::function<std::string()> SnapshotLater() override {
+    std::vector<std::string> frozen = values();
+    const uint64_t at = applied_;
+    return [this, frozen, at] {
+      absl::MutexLock lock(&latch_);
+      started_ = true;
+      latch_.Await(absl::Condition(&released_));
+      std::string data = absl::StrJoin(frozen, "\n");
+      serialized_.emplace_back(at, data);
+      return data;
+    };
+  }
+  bool WaitStarted(absl::Duration within) {
+    absl::MutexLock lock(&latch_);
+    return latch_.AwaitWithTimeout(absl::Condition(&started_), within);
+  }
+  void Release() {
+    absl::MutexLock lock(&latch_);
+    released_ = true;
+  }
+  // (last data index applied when taken, data) of each snapshot serialized.
+  std::vector<std::pair<uint64_t, std::string>> serialized() {
+    absl::MutexLock lock(&latch_);
+    return serialized_;
+  }
+
+ private:
+  uint64_t applied_ = 0;
+  absl::Mutex latch_;
+  bool started_ ABSL_GUARDED_BY(latch_) = false;
+  bool released_ ABSL_GUARDED_BY(latch_) = false;
+  std::vector<std::pair<uint64_t, std::string>> serialized_ ABSL_GUARDED_BY(latch_);
+};
+
+// A big state's serialization runs on the snapshot thread (StateMachine::SnapshotLater), not
+// on the node's: a single manager goes on committing while it runs, and the snapshot holds the
+// state as of its own index.
+TEST(NodeTest, ASnapshotIsSerializedOffTheNodeThread) {
+  BlackHole nowhere;
+  MemoryLogStore store;
+  raftpb::ConfState cs;
+  cs.add_voters(1);
+  store.SetConfState(cs);
+  LatchedSnapshotMachine sm;
+  Node::Options options;
+  options.raft.id = 1;
+  options.storage = &store;
+  options.transport = &nowhere;
+  options.state_machine = &sm;
+  options.tick_interval = absl::Milliseconds(10);
+  options.snapshot_interval = 5;
+  options.snapshot_keep_entries = 2;
+  auto node = Node::Create(options);
+  ASSERT_TRUE(node.ok()) << node.status();
+  (*node)->Start();
+  ASSERT_TRUE((*node)->WaitForLeader(absl::Now() + kWait));
+  std::vector<std::pair<uint64_t, std::string>> proposed;  // (index, value)
+  for (int i = 0; i < 6; ++i) {
+    absl::StatusOr<uint64_t> r = (*node)->Propose(absl::StrCat("a", i)).get();
+    ASSERT_TRUE(r.ok()) << r.status();
+    proposed.emplace_back(*r, absl::StrCat("a", i));
+  }
+  ASSERT_TRUE(sm.WaitStarted(kWait)) << "no snapshot was taken";
+  for (int i = 0; i < 20; ++i) {
+    auto f = (*node)->Propose(absl::StrCat("b", i));
+    ASSERT_EQ(f.wait_for(std::chrono::seconds(5)), std::future_status::ready)
+        << "proposal " << i << " waited for the snapshot's serialization";
+    absl::StatusOr<uint64_t> r = f.get();
+    ASSERT_TRUE(r.ok()) << r.status();
+    proposed.emplace_back(*r, absl::StrCat("b", i));
+  }
+  EXPECT_EQ(store.Snapshot()->metadata().index(), 0u) << "written before it was serialized";
+  sm.Release();
+  (*node)->Stop();
+  EXPECT_EQ(sm.values().size(), 26u);
+  // Each snapshot holds the state as of its own index, not the state when it was serialized
+  // (the first one after every "b" was applied).
+  std::vector<std::pair<uint64_t, std::string>> serialized = sm.serialized();
+  ASSERT_FALSE(serialized.empty());
+  EXPECT_LT(serialized.front().first, proposed.back().first);
+  for (const auto& [at, data] : serialized) {
+    std::vector<std::string> want;
+    for (const auto& [index, value] : proposed) {
+      if (index <= at) want.push_back(value);
+    }
+    EXPECT_EQ(data, absl::StrJoin(want, "\n")) << "snapshot taken after index " << at;
+  }
+  EXPECT_GT(store.Snapshot()->metadata().index(), 0u);
+}
+
 TEST(NodeTest, AnswersTheProposerBeforeAnnouncingTheCommit) {
   ScriptedPeers peers;
   LoneNode lone(1, &peers);

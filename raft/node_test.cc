@@ -968,6 +968,66 @@ class BlackHole : public Transport {
   void RemovePeer(uint64_t) override {}
 };
 
+// Sends nothing; records the peers the node tells it about.
+class PeerRecorder : public Transport {
+ public:
+  void Send(std::vector<raftpb::Message>) override {}
+  void AddPeer(uint64_t id, const std::string& addr) override {
+    absl::MutexLock lock(&mu_);
+    peers_[id] = addr;
+  }
+  void RemovePeer(uint64_t id) override {
+    absl::MutexLock lock(&mu_);
+    peers_.erase(id);
+  }
+  // Waits until it knows `count` peers; returns them.
+  std::map<uint64_t, std::string> WaitFor(size_t count, absl::Duration within) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return peers_.size() >= count; };
+    mu_.AwaitWithTimeout(absl::Condition(&enough), within);
+    return peers_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::map<uint64_t, std::string> peers_ ABSL_GUARDED_BY(mu_);
+};
+
+// A new cluster's members and their addresses are the head of its log: every member learns
+// the others' addresses by applying it, on its first start and again on every restart.
+TEST(NodeTest, ABootstrappedMemberLearnsItsPeersFromTheLog) {
+  MemoryLogStore store;
+  std::vector<raftpb::RaftMember> members(3);
+  for (uint64_t i = 0; i < 3; ++i) {
+    members[i].set_raft_id(i + 1);
+    members[i].set_addr(absl::StrCat("10.0.0.", i + 1, ":4242"));
+  }
+  ASSERT_TRUE(Bootstrap(store, members).ok());
+  const std::map<uint64_t, std::string> want = {{1, "10.0.0.1:4242"}, {3, "10.0.0.3:4242"}};
+  for (int start = 0; start < 2; ++start) {
+    PeerRecorder transport;
+    ListStateMachine sm;
+    Node::Options options;
+    options.raft.id = 2;
+    options.raft.election_tick = 100000;  // alone: it must not campaign
+    options.storage = &store;
+    options.transport = &transport;
+    options.state_machine = &sm;
+    options.tick_interval = absl::Milliseconds(10);
+    auto node = Node::Create(options);
+    ASSERT_TRUE(node.ok()) << node.status();
+    (*node)->Start();
+    EXPECT_EQ(transport.WaitFor(2, kWait), want) << "start " << start;
+    const absl::Time deadline = absl::Now() + kWait;
+    while ((*node)->GetStatus().applied < 3 && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(1));  // polling a status, not synchronising data
+    }
+    EXPECT_EQ((*node)->GetStatus().applied, 3u);
+    (*node)->Stop();
+    EXPECT_TRUE(sm.values().empty());  // membership changes are not the application's
+  }
+}
+
 TEST(NodeTest, RequestsTheLeaderNeverAnswersFailAfterTheRequestTimeout) {
   BlackHole transport;
   LoneNode lone(2, &transport);

@@ -1057,6 +1057,30 @@ TEST(NodeTest, RequestsTheLeaderNeverAnswersFailAfterTheRequestTimeout) {
   (*node)->Stop();
 }
 
+// Blocks whoever calls Block() until the test releases it, and tells the test when that
+// happened.
+class Latch {
+ public:
+  void Block() {
+    absl::MutexLock lock(&mu_);
+    started_ = true;
+    mu_.Await(absl::Condition(&released_));
+  }
+  bool WaitStarted(absl::Duration within) {
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout(absl::Condition(&started_), within);
+  }
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    released_ = true;
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 // A store whose SaveSnapshot waits until the test releases it: a big snapshot's write.
 class SlowSnapshotStore : public WritableLogStorage {
  public:
@@ -1076,31 +1100,19 @@ class SlowSnapshotStore : public WritableLogStorage {
   void SetConfState(const raftpb::ConfState& cs) { inner_.SetConfState(cs); }
   absl::StatusOr<raftpb::Snapshot> SaveSnapshot(uint64_t i, const raftpb::ConfState& cs,
                                                 std::string data) override {
-    {
-      absl::MutexLock lock(&mu_);
-      started_ = true;
-      mu_.Await(absl::Condition(&released_));
-    }
+    latch_.Block();
     return inner_.SaveSnapshot(i, cs, std::move(data));
   }
   absl::Status CompactTo(uint64_t compact_index) override {
     return inner_.CompactTo(compact_index);
   }
 
-  bool WaitStarted(absl::Duration within) {
-    absl::MutexLock lock(&mu_);
-    return mu_.AwaitWithTimeout(absl::Condition(&started_), within);
-  }
-  void Release() {
-    absl::MutexLock lock(&mu_);
-    released_ = true;
-  }
+  bool WaitStarted(absl::Duration within) { return latch_.WaitStarted(within); }
+  void Release() { latch_.Release(); }
 
  private:
   MemoryLogStore inner_;
-  absl::Mutex mu_;
-  bool started_ ABSL_GUARDED_BY(mu_) = false;
-  bool released_ ABSL_GUARDED_BY(mu_) = false;
+  Latch latch_;
 };
 
 // A member `id` of voters 1..`voters`, on a SlowSnapshotStore, taking a snapshot every 5
@@ -1156,6 +1168,17 @@ TEST(NodeTest, ALeaderGoesOnCommittingWhileItsSnapshotIsWritten) {
   EXPECT_GE(m.slow.Snapshot()->metadata().index(), 5u);
 }
 
+// Follower 2 receives and applies entries 1..6 from leader 1 (term 1); its snapshot (every 5
+// entries) has started and stays blocked until released.
+void ReplicateUntilItSnapshots(SlowSnapshotMember& m) {
+  raftpb::Message app = MessageOf(raftpb::MSG_APP, 1, 2, 1);
+  for (uint64_t i = 1; i <= 6; ++i) *app.add_entries() = EntryAt(1, i, absl::StrCat("v", i));
+  app.set_commit(6);
+  m.node->Receive(app);
+  ASSERT_TRUE(m.slow.WaitStarted(kWait)) << "no snapshot was taken";
+  ASSERT_TRUE(m.lone.sm.WaitFor(6, absl::Now() + kWait));
+}
+
 // Every member takes its snapshot at the same applied index. A follower used to write its own
 // in place, answering nothing meanwhile: with every follower doing so, a snapshot write longer
 // than an election timeout made the leader step down (check-quorum), at each snapshot. Now it
@@ -1165,12 +1188,7 @@ TEST(NodeTest, AFollowerReplicatesWhileItsSnapshotIsWritten) {
   SlowSnapshotMember m(2, &leader);
   ASSERT_NE(m.node, nullptr);
   Node* node = m.node.get();
-  raftpb::Message app = MessageOf(raftpb::MSG_APP, 1, 2, 1);
-  for (uint64_t i = 1; i <= 6; ++i) *app.add_entries() = EntryAt(1, i, absl::StrCat("v", i));
-  app.set_commit(6);
-  node->Receive(app);
-  ASSERT_TRUE(m.slow.WaitStarted(kWait)) << "no snapshot was taken";
-  ASSERT_TRUE(m.lone.sm.WaitFor(6, absl::Now() + kWait));
+  ASSERT_NO_FATAL_FAILURE(ReplicateUntilItSnapshots(m));
   EXPECT_EQ(leader.CountSent(raftpb::MSG_APP_RESP), 1u);
 
   raftpb::Message more = MessageOf(raftpb::MSG_APP, 1, 2, 1);
@@ -1201,12 +1219,7 @@ TEST(NodeTest, AFollowerAnswersWhileAReceivedSnapshotWaitsForItsOwn) {
   SlowSnapshotMember m(2, &leader);
   ASSERT_NE(m.node, nullptr);
   Node* node = m.node.get();
-  raftpb::Message app = MessageOf(raftpb::MSG_APP, 1, 2, 1);
-  for (uint64_t i = 1; i <= 6; ++i) *app.add_entries() = EntryAt(1, i, absl::StrCat("v", i));
-  app.set_commit(6);
-  node->Receive(app);
-  ASSERT_TRUE(m.slow.WaitStarted(kWait)) << "no snapshot was taken";
-  ASSERT_TRUE(m.lone.sm.WaitFor(6, absl::Now() + kWait));
+  ASSERT_NO_FATAL_FAILURE(ReplicateUntilItSnapshots(m));
 
   raftpb::Message snap = MessageOf(raftpb::MSG_SNAP, 1, 2, 1);
   raftpb::Snapshot* s = snap.mutable_snapshot();
@@ -1272,34 +1285,24 @@ class LatchedSnapshotMachine : public ListStateMachine {
     std::vector<std::string> frozen = values();
     const uint64_t at = applied_;
     return [this, frozen, at] {
-      absl::MutexLock lock(&latch_);
-      started_ = true;
-      latch_.Await(absl::Condition(&released_));
+      latch.Block();
       std::string data = absl::StrJoin(frozen, "\n");
+      absl::MutexLock lock(&mu_);
       serialized_.emplace_back(at, data);
       return data;
     };
   }
-  bool WaitStarted(absl::Duration within) {
-    absl::MutexLock lock(&latch_);
-    return latch_.AwaitWithTimeout(absl::Condition(&started_), within);
-  }
-  void Release() {
-    absl::MutexLock lock(&latch_);
-    released_ = true;
-  }
   // (last data index applied when taken, data) of each snapshot serialized.
   std::vector<std::pair<uint64_t, std::string>> serialized() {
-    absl::MutexLock lock(&latch_);
+    absl::MutexLock lock(&mu_);
     return serialized_;
   }
+  Latch latch;
 
  private:
   uint64_t applied_ = 0;
-  absl::Mutex latch_;
-  bool started_ ABSL_GUARDED_BY(latch_) = false;
-  bool released_ ABSL_GUARDED_BY(latch_) = false;
-  std::vector<std::pair<uint64_t, std::string>> serialized_ ABSL_GUARDED_BY(latch_);
+  absl::Mutex mu_;
+  std::vector<std::pair<uint64_t, std::string>> serialized_ ABSL_GUARDED_BY(mu_);
 };
 
 // A big state's serialization runs on the snapshot thread (StateMachine::SnapshotLater), not
@@ -1330,7 +1333,7 @@ TEST(NodeTest, ASnapshotIsSerializedOffTheNodeThread) {
     ASSERT_TRUE(r.ok()) << r.status();
     proposed.emplace_back(*r, absl::StrCat("a", i));
   }
-  ASSERT_TRUE(sm.WaitStarted(kWait)) << "no snapshot was taken";
+  ASSERT_TRUE(sm.latch.WaitStarted(kWait)) << "no snapshot was taken";
   for (int i = 0; i < 20; ++i) {
     auto f = (*node)->Propose(absl::StrCat("b", i));
     ASSERT_EQ(f.wait_for(std::chrono::seconds(5)), std::future_status::ready)
@@ -1340,7 +1343,7 @@ TEST(NodeTest, ASnapshotIsSerializedOffTheNodeThread) {
     proposed.emplace_back(*r, absl::StrCat("b", i));
   }
   EXPECT_EQ(store.Snapshot()->metadata().index(), 0u) << "written before it was serialized";
-  sm.Release();
+  sm.latch.Release();
   (*node)->Stop();
   EXPECT_EQ(sm.values().size(), 26u);
   // Each snapshot holds the state as of its own index, not the state when it was serialized

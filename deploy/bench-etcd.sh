@@ -164,6 +164,7 @@ log "cluster healthy; leader at $(cat "$workdir/leader")"
 # --- the benchmark ------------------------------------------------------------------------
 run_child bazel run -c opt //raft:bench_etcd -- \
   --endpoints "$endpoints" \
+  --member-pids "$(IFS=,; echo "${pids[*]}")" \
   --clients "$clients" \
   --value-bytes "$value_bytes" \
   --seconds "$seconds" \

@@ -9,7 +9,11 @@
 # first in odd rounds and Shoal first in even ones, keeps every JSON line in a results file,
 # and ends with a table of medians and ratios and one JSON line per client count on stdout:
 #   {"clients":64,"rounds":3,"etcd_throughput":...,"shoal_throughput":...,"throughput_ratio":...,
-#    "etcd_p50_ms":...,"shoal_p50_ms":...,"etcd_p99_ms":...,"shoal_p99_ms":...}
+#    "etcd_p50_ms":...,"shoal_p50_ms":...,"etcd_p99_ms":...,"shoal_p99_ms":...,
+#    "etcd_cpu_us_per_op":...,"shoal_cpu_us_per_op":...,"cpu_ratio":...}
+# CPU per op is the median over the rounds of members plus clients (user + system time per
+# write, from /proc); cpu_ratio = etcd's / Shoal's. When the machine is CPU-bound (64 clients
+# here) it predicts the throughput ratio, and it varies far less with the neighbours' load.
 # Everything else goes to stderr. Both sides stop every process they start (by PID).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,16 +81,32 @@ for clients in sorted({c for c, _ in by}):
             continue
         med[system] = {k: statistics.median(r[k] for r in rs)
                        for k in ("throughput", "p50_ms", "p99_ms")}
+        cpu = [r["cpu_us_per_op_leader"] + r["cpu_us_per_op_followers"] +
+               r["cpu_us_per_op_clients"] for r in rs if "cpu_us_per_op_leader" in r]
+        if cpu:
+            med[system]["cpu"] = statistics.median(cpu)
         print("%-8d %-6s %12.0f %10.3f %10.3f   %s" % (clients, system, med[system]["throughput"],
               med[system]["p50_ms"], med[system]["p99_ms"],
               " ".join("%.0f" % r["throughput"] for r in rs)), file=sys.stderr)
+    for system in ("etcd", "shoal"):
+        if "cpu" in med.get(system, {}):
+            rs = by[(clients, system)]
+            print("%-8d %-6s CPU per write %.0f us (members + clients; leader %.0f, followers %.0f,"
+                  " clients %.0f)" % (clients, system, med[system]["cpu"],
+                  statistics.median(r["cpu_us_per_op_leader"] for r in rs),
+                  statistics.median(r["cpu_us_per_op_followers"] for r in rs),
+                  statistics.median(r["cpu_us_per_op_clients"] for r in rs)), file=sys.stderr)
     if len(med) == 2:
         e, s = med["etcd"], med["shoal"]
+        cpu = {}
+        if "cpu" in e and "cpu" in s:
+            cpu = {"etcd_cpu_us_per_op": round(e["cpu"], 1), "shoal_cpu_us_per_op": round(s["cpu"], 1),
+                   "cpu_ratio": round(e["cpu"] / s["cpu"], 2)}
         print(json.dumps({
             "clients": clients, "rounds": len(by[(clients, "shoal")]),
             "etcd_throughput": round(e["throughput"], 1),
             "shoal_throughput": round(s["throughput"], 1),
             "throughput_ratio": round(s["throughput"] / e["throughput"], 2),
             "etcd_p50_ms": e["p50_ms"], "shoal_p50_ms": s["p50_ms"],
-            "etcd_p99_ms": e["p99_ms"], "shoal_p99_ms": s["p99_ms"]}))
+            "etcd_p99_ms": e["p99_ms"], "shoal_p99_ms": s["p99_ms"], **cpu}))
 EOF

@@ -18,6 +18,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -25,6 +26,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
@@ -95,6 +97,9 @@ struct Flags {
   int channels = 0;
   double leader_timeout_seconds = 30;
   bool leader_only = false;
+  // The members' process ids, in the order of `endpoints`: with them, the JSON line gives the
+  // CPU per operation of the leader, the followers and the clients, as //raft:bench does.
+  std::string member_pids;
 };
 
 int Run(const Flags& flags) {
@@ -113,6 +118,21 @@ int Run(const Flags& flags) {
     return 0;
   }
 
+  std::vector<int> pids;
+  for (absl::string_view p : absl::StrSplit(flags.member_pids, ',', absl::SkipWhitespace())) {
+    int pid = 0;
+    if (!absl::SimpleAtoi(p, &pid) || pid <= 0) {
+      log::Error("bench_etcd", "--member-pids takes process ids separated by commas",
+                 {{"got", flags.member_pids}});
+      return 2;
+    }
+    pids.push_back(pid);
+  }
+  if (!pids.empty() && pids.size() != endpoints.size()) {
+    log::Error("bench_etcd", "--member-pids needs one process id per endpoint",
+               {{"endpoints", endpoints.size()}, {"pids", pids.size()}});
+    return 2;
+  }
   const int channel_count = flags.channels > 0 ? flags.channels : std::min(flags.clients, 4);
   std::vector<std::unique_ptr<etcdserverpb::KV::Stub>> stubs;
   for (int i = 0; i < channel_count; ++i) {
@@ -132,8 +152,14 @@ int Run(const Flags& flags) {
              {"value_bytes", flags.value_bytes},
              {"seconds", flags.seconds},
              {"warmup_seconds", flags.warmup_seconds}});
+  // CPU per call over the warm-up and the window alike, as on the Shoal side.
+  std::vector<double> cpu_before;
+  for (int pid : pids) cpu_before.push_back(ProcessCpuSeconds(pid));
+  const double client_before = ProcessCpuSeconds(0);
+  std::atomic<uint64_t> calls{0};
   const LoadResult result =
       RunLoad(options, [&](int client, uint64_t, const std::string& value) -> absl::Status {
+        calls.fetch_add(1, std::memory_order_relaxed);
         etcdserverpb::PutRequest request;
         request.set_key(keys[client]);
         request.set_value(value);
@@ -150,11 +176,30 @@ int Run(const Flags& flags) {
         return absl::OkStatus();
       });
 
-  std::printf("%s\n", ToJson(result, {{"system", "etcd"},
-                                      {"endpoint", leader->endpoint},
-                                      {"channels", channel_count},
-                                      {"warmup_seconds", flags.warmup_seconds}})
-                          .c_str());
+  const double per_call = 1e6 / std::max<uint64_t>(calls.load(), 1);
+  double leader_us = 0, followers_us = 0;
+  for (size_t i = 0; i < pids.size(); ++i) {
+    const double us = (ProcessCpuSeconds(pids[i]) - cpu_before[i]) * per_call;
+    (endpoints[i] == leader->endpoint ? leader_us : followers_us) += us;
+  }
+  const double client_us = (ProcessCpuSeconds(0) - client_before) * per_call;
+  if (pids.empty()) {
+    std::printf("%s\n", ToJson(result, {{"system", "etcd"},
+                                        {"endpoint", leader->endpoint},
+                                        {"channels", channel_count},
+                                        {"warmup_seconds", flags.warmup_seconds},
+                                        {"cpu_us_per_op_clients", client_us}})
+                            .c_str());
+  } else {
+    std::printf("%s\n", ToJson(result, {{"system", "etcd"},
+                                        {"endpoint", leader->endpoint},
+                                        {"channels", channel_count},
+                                        {"warmup_seconds", flags.warmup_seconds},
+                                        {"cpu_us_per_op_leader", leader_us},
+                                        {"cpu_us_per_op_followers", followers_us},
+                                        {"cpu_us_per_op_clients", client_us}})
+                            .c_str());
+  }
   std::fflush(stdout);
   if (result.ops == 0) {
     log::Error("bench_etcd", "no write succeeded", {{"first_error", result.first_error}});
@@ -189,6 +234,8 @@ int main(int argc, char** argv) {
                  "seconds to wait for a healthy cluster")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  app.add_option("--member-pids", flags.member_pids,
+                 "the members' process ids, in the order of --endpoints (for CPU per operation)");
   app.add_flag("--leader-only", flags.leader_only,
                "wait for a healthy cluster, print the leader's endpoint and exit");
   CLI11_PARSE(app, argc, argv);

@@ -1,11 +1,17 @@
 #include "raft/bench/load.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <thread>
 #include <utility>
 
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "common/check.h"
 
 namespace shoal::raft::bench {
@@ -175,6 +181,25 @@ std::string ToJson(const LoadResult& r, std::initializer_list<JsonField> extra) 
   if (r.errors > 0) add("first_error", JsonQuote(r.first_error));
   out += "}";
   return out;
+}
+
+double ProcessCpuSeconds(int pid) {
+  const std::string path = pid == 0 ? "/proc/self/stat" : absl::StrCat("/proc/", pid, "/stat");
+  std::FILE* f = std::fopen(path.c_str(), "r");
+  if (f == nullptr) return 0;
+  char buf[1024];
+  const size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  // Fields 14 and 15 (utime, stime) follow the command name, which ends at the last ')'.
+  const char* p = std::strrchr(buf, ')');
+  if (p == nullptr || p[1] == '\0') return 0;
+  std::vector<absl::string_view> fields = absl::StrSplit(p + 2, ' ');
+  if (fields.size() < 13) return 0;
+  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  return (std::strtod(std::string(fields[11]).c_str(), nullptr) +
+          std::strtod(std::string(fields[12]).c_str(), nullptr)) /
+         ticks;
 }
 
 }  // namespace shoal::raft::bench

@@ -71,6 +71,12 @@ LoadResult RunLoad(const LoadOptions& o, const PutFn& put);
 // sleeps). The clock times both the window and each call's latency.
 LoadResult RunLoad(const LoadOptions& o, const PutFn& put, const Clock& clock);
 
+// CPU time (user + system) that process `pid` (0: this one) has used so far, in seconds, from
+// /proc; 0 if it cannot be read. Both benchmarks report CPU per operation of the members and
+// of the clients with it: on a machine whose speed varies with its neighbours, the CPU each
+// system spends per write compares better across runs than writes per second.
+double ProcessCpuSeconds(int pid);
+
 // The nearest-rank percentile `p` (0 < p <= 100) of `sorted` (ascending): the smallest value
 // such that at least p% of the values are <= it. 0 for an empty vector.
 int64_t Percentile(const std::vector<int64_t>& sorted, double p);

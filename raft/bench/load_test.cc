@@ -1,5 +1,7 @@
 #include "raft/bench/load.h"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <vector>
 
@@ -229,6 +231,31 @@ TEST(ToJsonTest, EscapesStringsAndReportsTheFirstError) {
             std::string::npos)
       << json;
   EXPECT_EQ(json.find('\n'), std::string::npos);
+}
+
+}  // namespace
+}  // namespace shoal::raft::bench
+
+namespace shoal::raft::bench {
+namespace {
+
+TEST(ProcessCpuSecondsTest, GrowsAsThisProcessWorks) {
+  const double before = ProcessCpuSeconds(0);
+  ASSERT_GE(before, 0);
+  // Work until the kernel has charged at least one clock tick more (bounded: a tick is 10 ms).
+  volatile uint64_t sink = 0;
+  double after = before;
+  for (int round = 0; round < 100000 && after <= before; ++round) {
+    for (int i = 0; i < 100000; ++i) sink = sink + static_cast<uint64_t>(i) * 2654435761u;
+    after = ProcessCpuSeconds(0);
+  }
+  EXPECT_GT(after, before);
+  EXPECT_GE(ProcessCpuSeconds(getpid()), after);  // the same process, read by its id
+}
+
+TEST(ProcessCpuSecondsTest, AnUnreadableProcessIsZero) {
+  EXPECT_EQ(ProcessCpuSeconds(-1), 0);
+  EXPECT_EQ(ProcessCpuSeconds(1 << 30), 0);  // above any pid_max
 }
 
 }  // namespace

@@ -328,26 +328,6 @@ class Driver {
   std::vector<Member> members_;
 };
 
-// CPU time (user + system) a process has used so far, from /proc; 0 if it cannot be read.
-double CpuSeconds(pid_t pid) {
-  const std::string path = pid == 0 ? "/proc/self/stat" : absl::StrCat("/proc/", pid, "/stat");
-  std::FILE* f = std::fopen(path.c_str(), "r");
-  if (f == nullptr) return 0;
-  char buf[1024];
-  const size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
-  std::fclose(f);
-  buf[n] = '\0';
-  // Fields 14 and 15 (utime, stime) follow the command name, which ends at the last ')'.
-  const char* p = std::strrchr(buf, ')');
-  if (p == nullptr) return 0;
-  std::vector<absl::string_view> fields = absl::StrSplit(p + 2, ' ');
-  if (fields.size() < 13) return 0;
-  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
-  return (std::strtod(std::string(fields[11]).c_str(), nullptr) +
-          std::strtod(std::string(fields[12]).c_str(), nullptr)) /
-         ticks;
-}
-
 std::string MakeValue(uint64_t client, uint64_t seq, size_t bytes) {
   std::string v(std::max(bytes, kIdBytes), 'x');
   for (int i = 0; i < 8; ++i) {
@@ -381,8 +361,8 @@ int RunThroughput(Driver& d, int clients, uint64_t value_bytes, int seconds) {
   // CPU per proposal, over the warm-up and the window alike (calls counts both): the leader,
   // the followers together, and this process (the clients).
   std::vector<double> cpu_before;
-  for (int id = 1; id <= d.size(); ++id) cpu_before.push_back(CpuSeconds(d.pid(id)));
-  const double client_before = CpuSeconds(0);
+  for (int id = 1; id <= d.size(); ++id) cpu_before.push_back(ProcessCpuSeconds(d.pid(id)));
+  const double client_before = ProcessCpuSeconds(0);
   std::atomic<uint64_t> calls{0};
   LoadResult r = RunLoad(o, [&](int client, uint64_t seq, const std::string&) -> absl::Status {
     calls.fetch_add(1, std::memory_order_relaxed);
@@ -398,10 +378,10 @@ int RunThroughput(Driver& d, int clients, uint64_t value_bytes, int seconds) {
   const double per_call = 1e6 / std::max<uint64_t>(calls.load(), 1);
   double leader_us = 0, followers_us = 0;
   for (int id = 1; id <= d.size(); ++id) {
-    const double us = (CpuSeconds(d.pid(id)) - cpu_before[id - 1]) * per_call;
+    const double us = (ProcessCpuSeconds(d.pid(id)) - cpu_before[id - 1]) * per_call;
     (static_cast<uint64_t>(id) == leader ? leader_us : followers_us) += us;
   }
-  const double client_us = (CpuSeconds(0) - client_before) * per_call;
+  const double client_us = (ProcessCpuSeconds(0) - client_before) * per_call;
   std::printf("%s\n", ToJson(r, {{"system", "shoal"},
                                  {"nodes", d.size()},
                                  {"channels", channel_count},

@@ -355,6 +355,11 @@ bool Node::WaitForLeader(absl::Time deadline) const {
 }
 
 void Node::Loop() {
+  // Replay what the log holds committed before taking any request: the membership is in the
+  // log (a new cluster's too), and a campaign handled before it is applied finds this member
+  // no voter yet, so the member waited for its election timeout instead.
+  while (!writing_ && core_->HasReady()) StartReady();
+  FlushCompletions();
   for (;;) {
     std::deque<Input> batch;
     bool write_done = false;

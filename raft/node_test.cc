@@ -1028,6 +1028,30 @@ TEST(NodeTest, ABootstrappedMemberLearnsItsPeersFromTheLog) {
   }
 }
 
+// `swarmctl init`: a new single-member cluster's member campaigns as soon as it starts. Its
+// membership is in its log, so a campaign handled before that log was applied was ignored
+// (not a voter yet) and the member waited for its election timeout.
+TEST(NodeTest, ANewClustersFirstMemberCampaignsAsSoonAsItStarts) {
+  MemoryLogStore store;
+  ASSERT_TRUE(Bootstrap(store, std::vector<uint64_t>{1}).ok());
+  BlackHole nowhere;
+  ListStateMachine sm;
+  Node::Options options;
+  options.raft.id = 1;
+  options.raft.election_tick = 100000;  // only the campaign can elect it in time
+  options.storage = &store;
+  options.transport = &nowhere;
+  options.state_machine = &sm;
+  options.tick_interval = absl::Milliseconds(10);
+  auto node = Node::Create(options);
+  ASSERT_TRUE(node.ok()) << node.status();
+  (*node)->Campaign();
+  (*node)->Start();
+  EXPECT_TRUE((*node)->WaitForLeader(absl::Now() + kWait));
+  EXPECT_TRUE((*node)->Propose("first").get().ok());
+  (*node)->Stop();
+}
+
 TEST(NodeTest, RequestsTheLeaderNeverAnswersFailAfterTheRequestTimeout) {
   BlackHole transport;
   LoneNode lone(2, &transport);

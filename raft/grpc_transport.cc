@@ -232,6 +232,7 @@ void GrpcTransport::AddPeer(uint64_t id, const std::string& addr) {
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  if (!options_.tls_server_name.empty()) args.SetSslTargetNameOverride(options_.tls_server_name);
   peer->channel = grpc::CreateCustomChannel(addr, creds, args);
   peer->stub = raftpb::Raft::NewStub(peer->channel);
   peers_[id] = std::move(peer);

@@ -43,6 +43,10 @@ class GrpcTransport final : public Transport {
     // Credentials for connections to peers; insecure when null (tests and benchmarks on
     // loopback only: every port of a real cluster is mutual TLS, supplied by pki/).
     std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
+    // The TLS server name asked of every peer, when not empty: pki::kManagerServerName with
+    // Shoal's credentials (certificates name roles, not hosts; without it every connection
+    // logged an error that the peer's address is not in its certificate).
+    std::string tls_server_name;
     // Messages queued for one peer beyond this are dropped (and the peer reported
     // unreachable): Raft retransmits what matters.
     size_t max_queued_messages = 8192;

@@ -141,6 +141,7 @@ void Node::TickerLoop() {
 }
 
 void Node::Stop() {
+  if (options_.transfer_leadership_on_stop) HandOverLeadership();
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
@@ -167,6 +168,42 @@ void Node::Stop() {
   }
   ticker_cv_.notify_all();
   if (ticker_.joinable()) ticker_.join();
+}
+
+void Node::HandOverLeadership() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_ || !thread_.joinable()) return;  // stopped already, or never started
+  }
+  auto chosen = std::make_shared<std::promise<uint64_t>>();
+  std::future<uint64_t> transferee = chosen->get_future();
+  Input in;
+  in.kind = Input::kCall;
+  in.call = [chosen](Core* core) {
+    uint64_t best = 0, best_match = 0;
+    if (core != nullptr && core->role() == Role::kLeader) {
+      for (const auto& [id, pr] : core->progress()) {
+        if (id == core->id() || pr.is_learner || !pr.recent_active) continue;
+        if (best == 0 || pr.match > best_match) {
+          best = id;
+          best_match = pr.match;
+        }
+      }
+      // The core sends it TimeoutNow once it has every entry (at once if it has).
+      if (best != 0) core->TransferLeader(best);
+    }
+    chosen->set_value(best);
+  };
+  Enqueue(std::move(in));
+  if (transferee.get() == 0) return;  // not the leader, or no voter to hand over to
+  const absl::Duration timeout = std::min(options_.tick_interval * options_.raft.election_tick,
+                                          absl::Seconds(2));
+  const uint64_t self = options_.raft.id;
+  absl::MutexLock lock(&mu_);
+  auto handed_over = [this, self]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return status_.leader != 0 && status_.leader != self;
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&handed_over), timeout);
 }
 
 void Node::Complete(ProposeCallback done, absl::StatusOr<uint64_t> result) {

@@ -107,6 +107,12 @@ class Node final : public MessageHandler {
     // over its limits or transferring leadership, and a message can be lost with no leader
     // change to fail it. Checked every tick; zero: never.
     absl::Duration request_timeout = absl::Seconds(10);
+    // On Stop, a leader first hands its leadership to the most up-to-date reachable voter and
+    // waits until that one leads (at most an election timeout, and 2 s), as etcd does on a
+    // graceful shutdown: the others go on without an election. A leader that just vanishes
+    // costs them one (100-300 ms here, with the default timing). Off: Stop looks like a crash
+    // to the others.
+    bool transfer_leadership_on_stop = true;
   };
 
   struct Status {
@@ -225,6 +231,8 @@ class Node final : public MessageHandler {
   // Takes a snapshot of the state machine when snapshot_interval entries were applied since
   // the last one, written by the snapshotter thread alongside the log's writes: the member
   // goes on replicating, committing and heartbeating through a big snapshot's write.
+  // Stop's first step (Options::transfer_leadership_on_stop).
+  void HandOverLeadership();
   void MaybeSnapshot();
   struct SnapshotJob {
     uint64_t index = 0;

@@ -183,8 +183,10 @@ class ClusterTest : public ::testing::Test {
     no.storage = m.store.get();
     no.transport = m.transport.get();
     no.state_machine = m.sm.get();
-    no.tick_interval = absl::Milliseconds(10);
+    no.tick_interval = tick_;
     no.raft.election_tick = election_tick_;
+    // Kill() stops a member as a crash would (no hand-over), unless a test asks for it.
+    no.transfer_leadership_on_stop = transfer_on_stop_;
     no.snapshot_interval = snapshot_interval_;
     no.snapshot_keep_entries = 5;
     auto node = Node::Create(no);
@@ -301,7 +303,9 @@ class ClusterTest : public ::testing::Test {
   std::filesystem::path base_;
   std::vector<std::unique_ptr<Member>> members_;
   uint64_t snapshot_interval_ = 10000;
-  int election_tick_ = 10;  // of 10 ms
+  int election_tick_ = 10;  // of tick_
+  absl::Duration tick_ = absl::Milliseconds(10);
+  bool transfer_on_stop_ = false;
 };
 
 TEST_F(ClusterTest, ElectsALeaderAndReplicatesOverGrpc) {
@@ -567,6 +571,30 @@ TEST_F(ClusterTest, ANewMemberJoinsFromASnapshotOnceTheLogIsCompacted) {
   ASSERT_TRUE(M(4).sm->WaitFor(21, absl::Now() + kWait));
   EXPECT_EQ(M(4).sm->values().back(), "three of four");
 }
+// A leader stopped gracefully (swarmd on SIGTERM) hands its leadership over first: when its
+// Stop returns another member leads already, with every acknowledged write, and no election
+// was needed (with 100 ms ticks an election takes over a second to start: none can have run).
+TEST_F(ClusterTest, AStoppingLeaderHandsItsLeadershipOver) {
+  tick_ = absl::Milliseconds(100);
+  transfer_on_stop_ = true;
+  StartCluster(3);
+  for (int i = 0; i < 10; ++i) ASSERT_NE(ProposeAcked("v" + std::to_string(i)), 0u);
+  const uint64_t leader = WaitForLeader();
+  ASSERT_NE(leader, 0u);
+  const uint64_t term = M(leader).node->GetStatus().term;
+  M(leader).node->Stop();
+  uint64_t next = 0;
+  for (auto& m : members_) {
+    if (m->id != leader && m->node->GetStatus().role == Role::kLeader) next = m->id;
+  }
+  ASSERT_NE(next, 0u) << "no other member led when the old leader's Stop returned";
+  EXPECT_EQ(M(next).node->GetStatus().term, term + 1);
+  Kill(leader);
+  ASSERT_NE(ProposeAcked("after"), 0u);
+  ASSERT_TRUE(M(next).sm->WaitFor(11, absl::Now() + kWait));
+  EXPECT_EQ(M(next).sm->values().back(), "after");
+}
+
 // The quorum is lost for good: two of three managers are gone. The survivor's store is forced
 // into a new cluster and serves every acknowledged write alone.
 TEST_F(ClusterTest, AForcedNewClusterRecoversFromALostQuorum) {

@@ -136,7 +136,8 @@ class Node final : public MessageHandler {
   ~Node() override;
 
   void Start();
-  // Stops the loop; pending proposals and reads fail with UNAVAILABLE. Idempotent.
+  // Stops the loop; pending proposals and reads fail with UNAVAILABLE. Idempotent. A leader
+  // first hands its leadership over (Options::transfer_leadership_on_stop).
   void Stop();
 
   // Completion of a proposal: its index once applied on this node, or the error.

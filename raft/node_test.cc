@@ -996,6 +996,19 @@ class BlackHole : public Transport {
   void RemovePeer(uint64_t) override {}
 };
 
+// Options of member `id` that never campaigns on its own (an election timeout of 1,000 s).
+Node::Options NeverCampaigning(uint64_t id, WritableLogStorage* store, Transport* transport,
+                               StateMachine* sm) {
+  Node::Options options;
+  options.raft.id = id;
+  options.raft.election_tick = 100000;
+  options.storage = store;
+  options.transport = transport;
+  options.state_machine = sm;
+  options.tick_interval = absl::Milliseconds(10);
+  return options;
+}
+
 // Sends nothing; records the peers the node tells it about.
 class PeerRecorder : public Transport {
  public:
@@ -1035,14 +1048,7 @@ TEST(NodeTest, ABootstrappedMemberLearnsItsPeersFromTheLog) {
   for (int start = 0; start < 2; ++start) {
     PeerRecorder transport;
     ListStateMachine sm;
-    Node::Options options;
-    options.raft.id = 2;
-    options.raft.election_tick = 100000;  // alone: it must not campaign
-    options.storage = &store;
-    options.transport = &transport;
-    options.state_machine = &sm;
-    options.tick_interval = absl::Milliseconds(10);
-    auto node = Node::Create(options);
+    auto node = Node::Create(NeverCampaigning(2, &store, &transport, &sm));
     ASSERT_TRUE(node.ok()) << node.status();
     (*node)->Start();
     EXPECT_EQ(transport.WaitFor(2, kWait), want) << "start " << start;
@@ -1064,14 +1070,8 @@ TEST(NodeTest, ANewClustersFirstMemberCampaignsAsSoonAsItStarts) {
   ASSERT_TRUE(Bootstrap(store, std::vector<uint64_t>{1}).ok());
   BlackHole nowhere;
   ListStateMachine sm;
-  Node::Options options;
-  options.raft.id = 1;
-  options.raft.election_tick = 100000;  // only the campaign can elect it in time
-  options.storage = &store;
-  options.transport = &nowhere;
-  options.state_machine = &sm;
-  options.tick_interval = absl::Milliseconds(10);
-  auto node = Node::Create(options);
+  // Only the campaign can elect it in time.
+  auto node = Node::Create(NeverCampaigning(1, &store, &nowhere, &sm));
   ASSERT_TRUE(node.ok()) << node.status();
   (*node)->Campaign();
   (*node)->Start();

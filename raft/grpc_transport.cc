@@ -14,6 +14,15 @@ uint32_t Crc(const std::string& data, uint32_t crc = 0) {
       crc32(crc, reinterpret_cast<const Bytef*>(data.data()), static_cast<uInt>(data.size())));
 }
 constexpr uint64_t kMaxSnapshotBytes = uint64_t{4} << 30;
+
+// The answer to a message addressed to a member other than this one.
+grpc::Status MisaddressedStatus(const raftpb::Message& m, uint64_t self) {
+  return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                      absl::StrCat("raft message for member ", m.to(), " from member ", m.from(),
+                                   " reached member ", self,
+                                   ": this address belongs to another member now"));
+}
+
 }  // namespace
 
 // One completion-queue operation of a peer's stream.
@@ -70,6 +79,23 @@ class GrpcTransport::RaftServiceImpl final
         Finish(grpc::Status::OK);
         return;
       }
+      const uint64_t self = transport_->options_.self;
+      for (const raftpb::Message& m : batch_.messages()) {
+        if (self != 0 && m.to() != self) {
+          // This address is another member's now (a manager replaced at the same address, a
+          // sender with a stale membership). Its messages must not be stepped here: a
+          // heartbeat's commit index, say, is computed from its addressee's log. Refusing the
+          // stream makes the sender report its peer unreachable.
+          grpc::Status refused = MisaddressedStatus(m, self);
+          const uint64_t n = transport_->misaddressed_.fetch_add(1) + 1;
+          if ((n & (n - 1)) == 0) {  // the sender retries at every heartbeat: log a few
+            log::Warning("raft", "refused a stream of messages for another member",
+                         {{"error", refused.error_message()}, {"refused_so_far", n}});
+          }
+          Finish(refused);
+          return;
+        }
+      }
       if (handler != nullptr) {  // else not started yet: as if lost
         for (raftpb::Message& m : *batch_.mutable_messages()) {
           from_ = m.from();
@@ -104,6 +130,9 @@ class GrpcTransport::RaftServiceImpl final
                               "the first snapshot chunk must carry the MSG_SNAP header");
         }
         header = chunk.header();
+        if (transport_->options_.self != 0 && header.to() != transport_->options_.self) {
+          return MisaddressedStatus(header, transport_->options_.self);
+        }
         total = chunk.total_bytes();
         if (total > kMaxSnapshotBytes) {
           return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,

@@ -93,6 +93,8 @@ class GrpcTransport final : public Transport {
 
   Options options_;
   std::atomic<MessageHandler*> handler_{nullptr};
+  // Streams refused because their messages were for another member (logged at 1, 2, 4, ...).
+  std::atomic<uint64_t> misaddressed_{0};
   std::unique_ptr<RaftServiceImpl> service_;
   grpc::CompletionQueue cq_;
 

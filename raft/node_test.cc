@@ -383,6 +383,92 @@ TEST(GrpcTransportTest, RefusesBatchLimitsAServerCannotAccept) {
   EXPECT_TRUE(GrpcTransport::Create(o).ok());
 }
 
+// Records what a transport delivers and reports.
+class Inbox : public MessageHandler {
+ public:
+  void Receive(raftpb::Message m) override {
+    absl::MutexLock lock(&mu_);
+    received_.push_back(std::move(m));
+  }
+  void ReportUnreachable(uint64_t peer) override {
+    absl::MutexLock lock(&mu_);
+    unreachable_.push_back(peer);
+  }
+  void ReportSnapshot(uint64_t, bool) override {}
+  // Waits until `pred` holds of (received, unreachable); false at the deadline.
+  bool WaitUntil(const std::function<bool(const std::vector<raftpb::Message>&,
+                                          const std::vector<uint64_t>&)>& pred,
+                 absl::Duration within) {
+    absl::MutexLock lock(&mu_);
+    auto holds = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return pred(received_, unreachable_); };
+    return mu_.AwaitWithTimeout(absl::Condition(&holds), within);
+  }
+  std::vector<raftpb::Message> received() {
+    absl::MutexLock lock(&mu_);
+    return received_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<raftpb::Message> received_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint64_t> unreachable_ ABSL_GUARDED_BY(mu_);
+};
+
+// An address that now belongs to another member (a manager replaced at the same address, a
+// stale membership): messages meant for the old member must not be stepped by the new one. A
+// heartbeat carries a commit index computed from its addressee's log, and a member that
+// applied it to its own log could commit an entry it holds in conflict. The receiver refuses
+// the stream, and the sender reports its peer unreachable.
+TEST(GrpcTransportTest, AMemberRefusesMessagesMeantForAnother) {
+  Inbox at_3, at_1;
+  GrpcTransport::Options o3;
+  o3.self = 3;
+  auto member3 = GrpcTransport::Create(o3);
+  ASSERT_TRUE(member3.ok()) << member3.status();
+  (*member3)->SetHandler(&at_3);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService((*member3)->service());
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  const std::string addr = "127.0.0.1:" + std::to_string(port);
+
+  GrpcTransport::Options o1;
+  o1.self = 1;
+  auto member1 = GrpcTransport::Create(o1);
+  ASSERT_TRUE(member1.ok()) << member1.status();
+  (*member1)->SetHandler(&at_1);
+  (*member1)->AddPeer(2, addr);  // member 2's address, as member 1 still believes
+  (*member1)->AddPeer(3, addr);
+  bool refused = false;
+  for (const absl::Time deadline = absl::Now() + kWait; !refused && absl::Now() < deadline;) {
+    raftpb::Message hb = MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, 5);
+    hb.set_commit(7);
+    (*member1)->Send({hb});
+    refused = at_1.WaitUntil(
+        [](const std::vector<raftpb::Message>&, const std::vector<uint64_t>& unreachable) {
+          return std::find(unreachable.begin(), unreachable.end(), 2u) != unreachable.end();
+        },
+        absl::Milliseconds(50));
+  }
+  EXPECT_TRUE(refused) << "member 2's stream to member 3's address was never refused";
+  // Member 3 itself is reached at the same address.
+  (*member1)->Send({MessageOf(raftpb::MSG_HEARTBEAT, 1, 3, 5)});
+  EXPECT_TRUE(at_3.WaitUntil(
+      [](const std::vector<raftpb::Message>& received, const std::vector<uint64_t>&) {
+        for (const raftpb::Message& m : received) {
+          if (m.to() == 3) return true;
+        }
+        return false;
+      },
+      kWait));
+  for (const raftpb::Message& m : at_3.received()) EXPECT_EQ(m.to(), 3u) << "stepped a message for " << m.to();
+  member1->reset();
+  server->Shutdown(std::chrono::system_clock::now());
+  member3->reset();
+}
+
 // A Raft server that accepts streams and never reads them: a writer to it stays blocked in
 // flow control until its stream is cancelled.
 class StallingRaftService : public raftpb::Raft::CallbackService {

@@ -8,7 +8,9 @@
 //
 // After every step it checks: at most one leader per term; log matching (same index and term =>
 // same entry and same previous term); leader completeness (a new leader holds every entry any
-// member applied); state machine safety (no two members apply different entries at one index).
+// member applied); state machine safety (no two members apply different entries at one index);
+// membership safety (a member's membership after applying index i, installing a snapshot at i
+// or starting with i applied is the cluster's membership at i).
 // At the end it heals everything and requires convergence, that no acknowledged write was lost,
 // and that the clients' history is linearizable.
 //

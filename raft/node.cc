@@ -82,6 +82,7 @@ absl::Status Node::Init() {
     }
     applied_ = snap->metadata().index();
     last_snapshot_ = applied_;
+    options_.state_machine->MembershipChanged(applied_, conf_state_);
   }
   Config config = options_.raft;
   config.storage = options_.storage;
@@ -801,6 +802,7 @@ void Node::FinishReady() {
     applied_ = rd.snapshot->metadata().index();
     last_snapshot_ = applied_;
     conf_state_ = rd.snapshot->metadata().conf_state();
+    options_.state_machine->MembershipChanged(applied_, conf_state_);
   }
   for (size_t i = applied_early_; i < rd.committed_entries.size(); ++i) {
     ApplyEntry(rd.committed_entries[i]);
@@ -867,6 +869,7 @@ void Node::ApplyEntryData(const raftpb::Entry& e) {
     // Not persisted here: the membership is in the log, and a restart replays it from the
     // snapshot (which records the membership as of its index).
     conf_state_ = core_->ApplyConfChange(cc);
+    options_.state_machine->MembershipChanged(e.index(), conf_state_);
     raftpb::RaftMember member;
     if (!cc.context().empty() && member.ParseFromString(cc.context()) &&
         cc.node_id() != options_.raft.id) {

@@ -85,6 +85,12 @@ class StateMachine {
   // follows every true at once. Leader-only work proposes with Node::ProposeAsLeader(term, ...)
   // so that nothing it proposes after this call takes effect. Must not block. Default: ignored.
   virtual void LeadershipChanged(bool /*leading*/, uint64_t /*term*/) {}
+  // The Raft membership as of `index`, in order with Apply: after each applied membership
+  // change, and after a snapshot is restored (the snapshot's, at its index; also when the
+  // node starts from one). A restart replays the changes after its snapshot, so the calls
+  // retell the cluster's history from there. For the manager: which managers are voters or
+  // learners, and when this member was removed. Must not block. Default: ignored.
+  virtual void MembershipChanged(uint64_t /*index*/, const raftpb::ConfState& /*membership*/) {}
 };
 
 class Node final : public MessageHandler {

@@ -103,10 +103,35 @@ class LeadershipRecorder : public ListStateMachine {
     absl::MutexLock lock(&mu_);
     return changes_;
   }
+  void MembershipChanged(uint64_t index, const raftpb::ConfState& membership) override {
+    std::vector<uint64_t> voters(membership.voters().begin(), membership.voters().end());
+    std::vector<uint64_t> learners(membership.learners().begin(), membership.learners().end());
+    std::sort(voters.begin(), voters.end());
+    std::sort(learners.begin(), learners.end());
+    absl::MutexLock lock(&mu_);
+    memberships_.push_back(absl::StrCat(index, ": voters ", absl::StrJoin(voters, ","),
+                                        learners.empty() ? "" : " learners ",
+                                        absl::StrJoin(learners, ",")));
+  }
+  // "index: voters 1,2 learners 3", one per MembershipChanged; first waits until one ends
+  // with "voters `last`" (false at the deadline).
+  std::vector<std::string> memberships() {
+    absl::MutexLock lock(&mu_);
+    return memberships_;
+  }
+  bool WaitForMembership(const std::string& last, absl::Time deadline) {
+    const std::string suffix = ": voters " + last;
+    absl::MutexLock lock(&mu_);
+    auto reached = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return !memberships_.empty() && absl::EndsWith(memberships_.back(), suffix);
+    };
+    return mu_.AwaitWithDeadline(absl::Condition(&reached), deadline);
+  }
 
  private:
   absl::Mutex mu_;
   std::vector<Change> changes_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> memberships_ ABSL_GUARDED_BY(mu_);
 };
 
 struct Member {
@@ -621,6 +646,14 @@ TEST_F(ClusterTest, ANewMemberJoinsAsALearnerCatchesUpAndVotes) {
   for (int i = 0; i < 20; ++i) ASSERT_NE(ProposeAcked("v" + std::to_string(i)), 0u);
   const uint64_t leader = JoinAndPromote(4, 20);
   ASSERT_NE(leader, 0u);
+  // The joiner learned the membership as the cluster's history, from the bootstrap on.
+  ASSERT_TRUE(M(4).sm->WaitForMembership("1,2,3,4", absl::Now() + kWait));
+  std::vector<std::string> history = M(4).sm->memberships();
+  ASSERT_GE(history.size(), 5u);
+  EXPECT_EQ(std::vector<std::string>(history.begin(), history.begin() + 3),
+            (std::vector<std::string>{"1: voters 1", "2: voters 1,2", "3: voters 1,2,3"}));
+  EXPECT_NE(history[3].find(": voters 1,2,3 learners 4"), std::string::npos) << history[3];
+  EXPECT_NE(history[4].find(": voters 1,2,3,4"), std::string::npos) << history[4];
 
   // Four voters: with one original member down, nothing commits without the new one.
   const uint64_t down = leader % 3 + 1;
@@ -638,6 +671,9 @@ TEST_F(ClusterTest, ANewMemberJoinsAsALearnerCatchesUpAndVotes) {
   ASSERT_NE(ProposeAcked("quorum again"), 0u);
   ASSERT_TRUE(M(4).sm->WaitFor(31, absl::Now() + kWait));
   EXPECT_EQ(M(4).sm->values().back(), "quorum again");
+  // A restart replays the same history (no snapshot yet: from the bootstrap).
+  ASSERT_TRUE(M(4).sm->WaitForMembership("1,2,3,4", absl::Now() + kWait));
+  EXPECT_EQ(M(4).sm->memberships(), history);
 }
 
 // A manager joining after the log was compacted gets the membership with the leader's
@@ -648,6 +684,14 @@ TEST_F(ClusterTest, ANewMemberJoinsFromASnapshotOnceTheLogIsCompacted) {
   const uint64_t leader = JoinAndPromote(4, 20);
   ASSERT_NE(leader, 0u);
   EXPECT_GT(M(4).store->Snapshot()->metadata().index(), 3u) << "joined without a snapshot";
+  // Its first membership is the snapshot's (the three voters, at the snapshot's index, not the
+  // bootstrap's), its last the four voters.
+  ASSERT_TRUE(M(4).sm->WaitForMembership("1,2,3,4", absl::Now() + kWait));
+  std::vector<std::string> history = M(4).sm->memberships();
+  ASSERT_GE(history.size(), 2u) << absl::StrJoin(history, "; ");
+  EXPECT_NE(history.front().find(": voters 1,2,3"), std::string::npos) << history.front();
+  EXPECT_GT(std::stoull(history.front()), 3u) << history.front();
+  EXPECT_NE(history.back().find(": voters 1,2,3,4"), std::string::npos) << history.back();
   Kill(4);
   Start(4);
   // Four voters, one original member down: nothing commits unless member 4 votes and

@@ -767,6 +767,10 @@ void Sim::CheckMembership(SimNode& n, uint64_t index, const raftpb::ConfState& c
   }
   // The membership made by the last change at or before `index` (every change up to a
   // member's applied index, or a snapshot's, has been applied by someone).
+  if (it == membership_.begin()) {
+    return Fail("member ", n.id, " ", when, " at index ", index,
+                " before any membership the cluster had");
+  }
   --it;
   const std::string got = MembershipString(cs);
   const std::string want = MembershipString(it->second);

@@ -81,7 +81,7 @@ class GrpcTransport::RaftServiceImpl final
       }
       const uint64_t self = transport_->options_.self;
       for (const raftpb::Message& m : batch_.messages()) {
-        if (self != 0 && m.to() != self) {
+        if (m.to() != self) {
           // This address is another member's now (a manager replaced at the same address, a
           // sender with a stale membership). Its messages must not be stepped here: a
           // heartbeat's commit index, say, is computed from its addressee's log. Refusing the
@@ -130,7 +130,7 @@ class GrpcTransport::RaftServiceImpl final
                               "the first snapshot chunk must carry the MSG_SNAP header");
         }
         header = chunk.header();
-        if (transport_->options_.self != 0 && header.to() != transport_->options_.self) {
+        if (header.to() != transport_->options_.self) {
           return MisaddressedStatus(header, transport_->options_.self);
         }
         total = chunk.total_bytes();
@@ -196,6 +196,11 @@ GrpcTransport::GrpcTransport(const Options& options)
 void GrpcTransport::SetHandler(MessageHandler* handler) { handler_.store(handler); }
 
 absl::StatusOr<std::unique_ptr<GrpcTransport>> GrpcTransport::Create(const Options& options) {
+  if (options.self == 0) {
+    return absl::InvalidArgumentError(
+        "raft transport: Options::self must be this member's Raft id (it refuses messages "
+        "addressed to any other member)");
+  }
   if (options.max_batch_bytes == 0 || options.max_batch_bytes > kMaxBatchBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("raft transport: max_batch_bytes must be between 1 and ", kMaxBatchBytes,

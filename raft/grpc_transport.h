@@ -38,7 +38,8 @@ namespace shoal::raft {
 class GrpcTransport final : public Transport {
  public:
   struct Options {
-    // This member's id (put in no message: the core sets `from`; used in logs).
+    // This member's Raft id (required): messages arriving for any other id are refused. The
+    // core sets `from` on what it sends.
     uint64_t self = 0;
     // Credentials for connections to peers; insecure when null (tests and benchmarks on
     // loopback only: every port of a real cluster is mutual TLS, supplied by pki/).

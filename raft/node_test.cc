@@ -394,6 +394,8 @@ TEST_F(ClusterTest, LargeEntriesReachEveryMember) {
 
 TEST(GrpcTransportTest, RefusesBatchLimitsAServerCannotAccept) {
   GrpcTransport::Options o;
+  EXPECT_EQ(GrpcTransport::Create(o).status().code(), absl::StatusCode::kInvalidArgument)
+      << "created without its member id";
   o.self = 1;
   o.max_batch_bytes = GrpcTransport::kMaxBatchBytes + 1;
   absl::Status s = GrpcTransport::Create(o).status();
@@ -1326,15 +1328,10 @@ struct SlowSnapshotMember {
   std::unique_ptr<Node> node;
 };
 
-// A leader's snapshot is written off the node's thread: while it is being written the leader
-// goes on committing (and heartbeating), instead of standing still for as long as the write
-// takes (half a second for 64 MiB here; an election timeout for a few times that).
-TEST(NodeTest, ALeaderGoesOnCommittingWhileItsSnapshotIsWritten) {
-  ScriptedPeers peers;
-  SlowSnapshotMember m(1, &peers);
-  ASSERT_NE(m.node, nullptr);
+// Leader `m` commits 6 entries, which starts its snapshot (blocked), then 20 more, each of
+// which must commit while the snapshot is still being written; then the write is released.
+void CommitThroughASnapshotWrite(SlowSnapshotMember& m) {
   Node* node = m.node.get();
-  node->Campaign();
   ASSERT_TRUE(node->WaitForLeader(absl::Now() + kWait));
   for (int i = 0; i < 6; ++i) ASSERT_TRUE(node->Propose(absl::StrCat("a", i)).get().ok());
   ASSERT_TRUE(m.slow.WaitStarted(kWait)) << "no snapshot was taken";
@@ -1347,6 +1344,17 @@ TEST(NodeTest, ALeaderGoesOnCommittingWhileItsSnapshotIsWritten) {
   m.slow.Release();
   node->Stop();
   EXPECT_EQ(m.lone.sm.values().size(), 26u);
+}
+
+// A leader's snapshot is written off the node's thread: while it is being written the leader
+// goes on committing (and heartbeating), instead of standing still for as long as the write
+// takes (half a second for 64 MiB here; an election timeout for a few times that).
+TEST(NodeTest, ALeaderGoesOnCommittingWhileItsSnapshotIsWritten) {
+  ScriptedPeers peers;
+  SlowSnapshotMember m(1, &peers);
+  ASSERT_NE(m.node, nullptr);
+  m.node->Campaign();
+  ASSERT_NO_FATAL_FAILURE(CommitThroughASnapshotWrite(m));
   EXPECT_GE(m.slow.Snapshot()->metadata().index(), 5u);
 }
 
@@ -1440,19 +1448,7 @@ TEST(NodeTest, ASingleMemberGoesOnCommittingWhileItsSnapshotIsWritten) {
   BlackHole nowhere;
   SlowSnapshotMember m(1, &nowhere, nullptr, 1);
   ASSERT_NE(m.node, nullptr);
-  Node* node = m.node.get();
-  ASSERT_TRUE(node->WaitForLeader(absl::Now() + kWait));
-  for (int i = 0; i < 6; ++i) ASSERT_TRUE(node->Propose(absl::StrCat("a", i)).get().ok());
-  ASSERT_TRUE(m.slow.WaitStarted(kWait)) << "no snapshot was taken";
-  for (int i = 0; i < 20; ++i) {
-    auto f = node->Propose(absl::StrCat("b", i));
-    ASSERT_EQ(f.wait_for(std::chrono::seconds(5)), std::future_status::ready)
-        << "proposal " << i << " waited for the snapshot's write";
-    ASSERT_TRUE(f.get().ok());
-  }
-  m.slow.Release();
-  node->Stop();
-  EXPECT_EQ(m.lone.sm.values().size(), 26u);
+  ASSERT_NO_FATAL_FAILURE(CommitThroughASnapshotWrite(m));
 }
 
 // A state machine whose snapshots are serialized only when released, from the values as of

@@ -21,6 +21,9 @@ constexpr char kEntryEnd[] = "f";  // just past every entry key
 constexpr char kHardStateKey[] = "h";
 constexpr char kSnapshotKey[] = "s";
 constexpr char kMarkerKey[] = "m";
+// Held the membership as last applied until the membership moved into the log (2026-12-02);
+// a store that has it was bootstrapped without membership entries.
+constexpr char kRetiredConfStateKey[] = "c";
 
 raftpb::Entry Marker(uint64_t index, uint64_t term) {
   raftpb::Entry e;
@@ -170,6 +173,19 @@ absl::Status RocksDbLogStore::Load() {
   if (!found.ok()) return found.status();
   found = read(kHardStateKey, &hard_state_, "hard state");
   if (!found.ok()) return found.status();
+  {
+    std::string retired;
+    rocksdb::Status s = db_->Get(ro, kRetiredConfStateKey, &retired);
+    if (s.ok()) {
+      // Opened as it is, this member would start with no membership and never vote.
+      return absl::FailedPreconditionError(
+          "written by an older Shoal that kept the membership apart from the log (key \"c\"); "
+          "this version reads it from the log only. Remove this member's state directory and "
+          "join it to the cluster again (or, for the last member, start it on the older "
+          "version and move its data out); nothing was changed");
+    }
+    if (!s.IsNotFound()) return FromRocks(s, "reading the retired membership key");
+  }
   raftpb::Entry marker;  // (0, 0) until the first compaction or installed snapshot
   found = read(kMarkerKey, &marker, "compaction marker");
   if (!found.ok()) return found.status();

@@ -236,6 +236,26 @@ TEST_F(RocksDbLogStoreTest, TheMembershipStartedFromIsTheSnapshots) {
   EXPECT_EQ(s->GetInitialState()->conf_state.SerializeAsString(), cs.SerializeAsString());
 }
 
+// A store written before the membership moved into the log keeps it under key "c" and has
+// no membership entries: opened as it is, its member would start with no membership and never
+// vote. It is refused with what to do, and left as it was.
+TEST_F(RocksDbLogStoreTest, AStoreWithTheRetiredMembershipKeyIsRefused) {
+  {
+    auto s = Open();
+    ASSERT_TRUE(s->Save(nullptr, Range(1, 5, 1), nullptr, true).ok());
+  }
+  {
+    auto raw = Raw();
+    ASSERT_TRUE(raw->Put(rocksdb::WriteOptions(), "c", "old membership").ok());
+  }
+  absl::Status st = OpenStatus();
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_NE(st.message().find("join it to the cluster again"), std::string::npos) << st;
+  std::string value;
+  EXPECT_TRUE(Raw()->Get(rocksdb::ReadOptions(), "c", &value).ok());
+  EXPECT_EQ(value, "old membership");
+}
+
 // A new cluster's membership is the head of its log, committed, so that every member (and any
 // member that joins later and receives the log from index 1) replays the cluster's history.
 TEST_F(RocksDbLogStoreTest, BootstrapStartsANewClustersLogOnlyOnce) {

@@ -120,6 +120,7 @@ absl::Status Core::Init(const Config& config) {
     log_.AppliedTo(config.applied);
   }
   BecomeFollower(term_, 0);
+  SetRemoved(cs);
   prev_soft_ = SoftState{lead_, role_};
   prev_hard_ = hard_state();
   return absl::OkStatus();
@@ -142,7 +143,35 @@ raftpb::ConfState Core::conf_state() const {
       cs.add_voters(id);
     }
   }
+  for (uint64_t id : removed_) cs.add_removed(id);
   return cs;
+}
+
+void Core::SetRemoved(const raftpb::ConfState& cs) {
+  removed_ = std::set<uint64_t>(cs.removed().begin(), cs.removed().end());
+  if (removed_.count(id_) != 0) BecomeRemoved();
+}
+
+void Core::BecomeRemoved() {
+  if (self_removed_) return;
+  self_removed_ = true;
+  // Whatever it was (a leader cut off while the others removed it, say), it leads and follows
+  // no one any more.
+  BecomeFollower(term_, 0);
+}
+
+bool Core::FromRemovedMember(const Message& m) const {
+  if (m.from() == id_ || removed_.count(m.from()) == 0) return false;
+  switch (m.type()) {
+    // Local inputs that name a peer.
+    case raftpb::MSG_UNREACHABLE:
+    case raftpb::MSG_SNAP_STATUS:
+      return false;
+    case raftpb::MSG_TRANSFER_LEADER:
+      return m.term() != 0;  // local when term-less (TransferLeader)
+    default:
+      return true;
+  }
 }
 
 // ---- Role changes ----
@@ -324,6 +353,37 @@ VoteResult Core::Poll(uint64_t id, MessageType /*type*/, bool granted) {
 // ---- Step ----
 
 absl::Status Core::Step(const Message& m) {
+  if (m.type() == raftpb::MSG_REMOVED) {
+    // From a member that applied this member's removal: a committed fact, whatever the terms.
+    if (m.to() == id_) BecomeRemoved();
+    return absl::OkStatus();
+  }
+  if (FromRemovedMember(m)) {
+    // It was away when it was removed, and still campaigns (or leads, or forwards) with the
+    // membership it last knew: tell it, so that it stops.
+    Message resp;
+    resp.set_type(raftpb::MSG_REMOVED);
+    resp.set_to(m.from());
+    Send(std::move(resp));
+    return absl::OkStatus();
+  }
+  if (self_removed_) {
+    switch (m.type()) {
+      case raftpb::MSG_PROP:
+        return absl::FailedPreconditionError(
+            "proposal dropped: this member was removed from the cluster");
+      case raftpb::MSG_READ_INDEX:
+        if (m.from() == id_) {
+          return absl::FailedPreconditionError(
+              "read dropped: this member was removed from the cluster");
+        }
+        break;
+      case raftpb::MSG_HUP:
+        return absl::OkStatus();  // never campaigns again
+      default:
+        break;  // still answers those that have not applied its removal yet
+    }
+  }
   if (m.type() == raftpb::MSG_PROP) {
     for (const raftpb::Entry& e : m.entries()) {
       if (e.data().size() > max_entry_bytes_) {
@@ -786,6 +846,7 @@ bool Core::Restore(const raftpb::Snapshot& s) {
   for (uint64_t l : cs.learners()) progress_.emplace(l, NewProgress(next, true));
   auto self = progress_.find(id_);
   is_learner_ = self != progress_.end() && self->second.is_learner;
+  SetRemoved(cs);
   UpdateSelfProgress();
   return true;
 }
@@ -989,6 +1050,12 @@ absl::Status Core::CheckConfChange(const std::string& data) const {
   if (cc.node_id() == 0) {
     return absl::InvalidArgumentError("membership change dropped: member id 0");
   }
+  if (removed_.count(cc.node_id()) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "membership change dropped: member ", cc.node_id(),
+        " was removed from the cluster, and a removed member's id is never used again: a "
+        "manager that was removed joins again under a new id"));
+  }
   if (cc.type() != raftpb::ConfChange::TYPE_ADD_NODE) return absl::OkStatus();
   auto it = progress_.find(cc.node_id());
   if (it == progress_.end()) {
@@ -1052,6 +1119,9 @@ raftpb::ConfState Core::ApplyConfChange(const raftpb::ConfChange& cc) {
   switch (cc.type()) {
     case raftpb::ConfChange::TYPE_ADD_NODE:
     case raftpb::ConfChange::TYPE_ADD_LEARNER_NODE: {
+      // Ids are never reused: leaders refuse to add a removed member (CheckConfChange), and
+      // should such a change be committed all the same, every member ignores it alike.
+      if (removed_.count(id) != 0) break;
       const bool learner = cc.type() == raftpb::ConfChange::TYPE_ADD_LEARNER_NODE;
       auto it = progress_.find(id);
       if (it == progress_.end()) {
@@ -1067,7 +1137,9 @@ raftpb::ConfState Core::ApplyConfChange(const raftpb::ConfChange& cc) {
     }
     case raftpb::ConfChange::TYPE_REMOVE_NODE:
       progress_.erase(id);
+      removed_.insert(id);
       if (id == lead_transferee_) AbortLeaderTransfer();
+      if (id == id_) BecomeRemoved();
       break;
     case raftpb::ConfChange::TYPE_UPDATE_NODE:
     default:

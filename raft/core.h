@@ -170,7 +170,8 @@ class Core {
 
   // Proposes a membership change. Only one may be pending at a time: a second one is
   // FAILED_PRECONDITION until the first is applied (and, on a new leader, until its first entry
-  // of the term is applied).
+  // of the term is applied). Ids are never reused: adding, updating or removing a member that
+  // was removed is FAILED_PRECONDITION.
   absl::Status ProposeConfChange(const raftpb::ConfChange& cc);
 
   // Feeds a message from a peer (or a local one). Stale messages are ignored (OK).
@@ -184,8 +185,8 @@ class Core {
   // Asks the leader to hand leadership to `transferee`.
   void TransferLeader(uint64_t transferee);
 
-  // Applies a committed membership change; returns the new membership. The caller persists it
-  // with its applied state.
+  // Applies a committed membership change; returns the new membership (with every member
+  // removed so far). The caller persists it with its applied state.
   raftpb::ConfState ApplyConfChange(const raftpb::ConfChange& cc);
 
   // Transport feedback.
@@ -222,6 +223,12 @@ class Core {
   const ProgressMap& progress() const { return progress_; }
   raftpb::HardState hard_state() const;
   raftpb::ConfState conf_state() const;
+  // Whether this member was removed from the cluster: it applied its own removal, restored a
+  // snapshot that records it, or was told by a member that applied it (MSG_REMOVED: it was
+  // away when it was removed). A removed member never campaigns again, and its proposals and
+  // reads fail with FAILED_PRECONDITION; it still answers the members that have not applied
+  // its removal yet. Its owner should stop it (the manager: go on as a worker).
+  bool removed() const { return self_removed_; }
   int randomized_election_timeout() const { return randomized_election_timeout_; }
 
  private:
@@ -250,6 +257,11 @@ class Core {
   }
   // Whether a leader takes the membership change in `data` (a serialized ConfChange).
   absl::Status CheckConfChange(const std::string& data) const;
+  // The members removed so far, and whether this member is one, from a stored membership.
+  void SetRemoved(const raftpb::ConfState& cs);
+  void BecomeRemoved();
+  // A message from a member removed from the cluster (not a local input naming it).
+  bool FromRemovedMember(const raftpb::Message& m) const;
 
   absl::Status StepLeader(const raftpb::Message& m);
   absl::Status StepCandidate(const raftpb::Message& m);
@@ -300,6 +312,9 @@ class Core {
   uint64_t lead_ = 0;
   Role role_ = Role::kFollower;
   bool is_learner_ = false;
+  // Members removed from the cluster (ids are never reused), and whether this is one.
+  std::set<uint64_t> removed_;
+  bool self_removed_ = false;
 
   RaftLog log_;
   ProgressMap progress_;

@@ -3,6 +3,7 @@
 
 #include "raft/core.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "raft/memory_log_store.h"
@@ -909,6 +910,65 @@ TEST(CoreTest, RemovedLeaderStepsDownAndTheRestElectANewOne) {
   EXPECT_EQ(net.core(2).role(), Role::kLeader);
   ASSERT_TRUE(net.Propose(2, "after").ok());
   EXPECT_EQ(net.node(3).applied, (std::vector<std::string>{"after"}));
+}
+
+TEST(CoreTest, AMemberRemovedWhileAwayIsToldWhenItComesBack) {
+  Network net(4, [](Config& c) {
+    c.pre_vote = true;
+    c.check_quorum = true;
+  });
+  net.Campaign(1);
+  ASSERT_EQ(net.core(1).role(), Role::kLeader);
+  net.Isolate(4);
+  ASSERT_TRUE(net.core(1).ProposeConfChange(Change(raftpb::ConfChange::TYPE_REMOVE_NODE, 4)).ok());
+  net.Stabilize();
+  for (uint64_t id : {1, 2, 3}) {
+    EXPECT_EQ(std::vector<uint64_t>(net.node(id).conf_state.removed().begin(),
+                                    net.node(id).conf_state.removed().end()),
+              std::vector<uint64_t>{4})
+        << "member " << id;
+  }
+  EXPECT_FALSE(net.core(4).removed());  // it never heard of its removal
+  EXPECT_EQ(net.core(4).conf_state().voters_size(), 4);
+
+  // Back, it times out and asks the members it knows for their (pre-)votes: they tell it.
+  net.Recover();
+  net.Tick(4, 40);
+  EXPECT_TRUE(net.core(4).removed());
+  EXPECT_EQ(net.core(4).role(), Role::kFollower);
+  EXPECT_EQ(net.core(4).leader(), 0u);
+  EXPECT_EQ(net.core(4).Propose("late").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(net.core(4).ReadIndex("read").code(), absl::StatusCode::kFailedPrecondition);
+
+  // From then on it never campaigns, and the others go on without it.
+  const size_t seen = net.delivered().size();
+  net.Tick(4, 100);
+  for (size_t i = seen; i < net.delivered().size(); ++i) {
+    EXPECT_NE(net.delivered()[i].from(), 4u) << MessageType_Name(net.delivered()[i].type());
+  }
+  EXPECT_EQ(net.core(1).role(), Role::kLeader);
+  ASSERT_TRUE(net.Propose(1, "three voters").ok());
+  EXPECT_EQ(net.node(3).applied, (std::vector<std::string>{"three voters"}));
+}
+
+TEST(CoreTest, ARemovedMembersIdIsNeverUsedAgain) {
+  Network net(3);
+  net.Campaign(1);
+  ASSERT_TRUE(net.core(1).ProposeConfChange(Change(raftpb::ConfChange::TYPE_REMOVE_NODE, 3)).ok());
+  net.Stabilize();
+  EXPECT_TRUE(net.core(3).removed());  // applied its own removal
+  const uint64_t last = net.core(1).log().LastIndex();
+  for (auto type : {raftpb::ConfChange::TYPE_ADD_LEARNER_NODE, raftpb::ConfChange::TYPE_ADD_NODE,
+                    raftpb::ConfChange::TYPE_UPDATE_NODE, raftpb::ConfChange::TYPE_REMOVE_NODE}) {
+    absl::Status s = net.core(1).ProposeConfChange(Change(type, 3));
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+    EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("member 3 was removed"));
+  }
+  net.Stabilize();
+  EXPECT_EQ(net.core(1).log().LastIndex(), last);  // nothing appended
+  // The removed ids are part of the membership, so restarts and snapshots keep them.
+  EXPECT_EQ(net.core(2).conf_state().removed_size(), 1);
+  EXPECT_EQ(net.core(2).conf_state().removed(0), 3u);
 }
 
 // ---- Persisting asynchronously (the node loop's writer, the simulation's delayed writes) ----

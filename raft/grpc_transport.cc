@@ -23,11 +23,27 @@ grpc::Status MisaddressedStatus(const raftpb::Message& m, uint64_t self) {
                                    ": this address belongs to another member now"));
 }
 
+// A stream or snapshot from a member removed from the cluster is refused with this status and
+// the trailing metadata kRemovedKey naming it; its transport tells its node.
+constexpr char kRemovedKey[] = "shoal-raft-removed";
+// Every stream names its sender in this metadata, so that a removed member is refused (and
+// learns it) as soon as it connects, even when it has nothing to send: a member that knows
+// itself only as a learner, say, never campaigns.
+constexpr char kFromKey[] = "shoal-raft-from";
+
+grpc::Status RemovedStatus(uint64_t member) {
+  return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                      absl::StrCat("raft member ", member,
+                                   " was removed from the cluster: it can no longer take part"));
+}
+
 }  // namespace
 
 // One completion-queue operation of a peer's stream.
 struct GrpcTransport::Op {
-  enum Kind { kStart, kWrite, kFinish };
+  // kServerDone: the server sent its initial metadata, which it does only as it ends the
+  // stream (a refusal, a shutdown): the stream is finished to learn why.
+  enum Kind { kStart, kWrite, kFinish, kServerDone };
   Peer* peer;
   Kind kind;
 };
@@ -47,9 +63,12 @@ struct GrpcTransport::Peer {
   raftpb::MessageBatch in_flight;
   int pending_ops = 0;
   bool removed = false;
+  bool server_done = false;  // the server ended the stream; finish it at the next chance
+  bool finish_done = false;  // the finish completed (the call ends with the metadata wait)
   Op start_op{this, Op::kStart};
   Op write_op{this, Op::kWrite};
   Op finish_op{this, Op::kFinish};
+  Op server_done_op{this, Op::kServerDone};
 };
 
 // StreamMessages runs on gRPC's callback API: each arriving batch is handed to the node from
@@ -61,14 +80,25 @@ class GrpcTransport::RaftServiceImpl final
   explicit RaftServiceImpl(GrpcTransport* transport) : transport_(transport) {}
 
   grpc::ServerReadReactor<raftpb::MessageBatch>* StreamMessages(
-      grpc::CallbackServerContext* /*ctx*/, raftpb::StreamMessagesResponse* /*response*/) override {
-    return new Reader(transport_);
+      grpc::CallbackServerContext* ctx, raftpb::StreamMessagesResponse* /*response*/) override {
+    return new Reader(transport_, ctx);
   }
 
  private:
   class Reader final : public grpc::ServerReadReactor<raftpb::MessageBatch> {
    public:
-    explicit Reader(GrpcTransport* transport) : transport_(transport) { StartRead(&batch_); }
+    Reader(GrpcTransport* transport, grpc::CallbackServerContext* ctx)
+        : transport_(transport), ctx_(ctx) {
+      auto it = ctx->client_metadata().find(kFromKey);
+      uint64_t from = 0;
+      if (it != ctx->client_metadata().end() &&
+          absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &from) &&
+          transport_->IsRemoved(from)) {
+        Refuse(from);
+        return;
+      }
+      StartRead(&batch_);
+    }
     void OnReadDone(bool ok) override {
       MessageHandler* handler = transport_->handler_.load();
       if (!ok) {
@@ -96,6 +126,12 @@ class GrpcTransport::RaftServiceImpl final
           return;
         }
       }
+      if (batch_.messages_size() > 0 && transport_->IsRemoved(batch_.messages(0).from())) {
+        // A member that was away when it was removed: it learns it from the refusal. Its
+        // messages are not stepped (the core would only answer them with the same news).
+        Refuse(batch_.messages(0).from());
+        return;
+      }
       if (handler != nullptr) {  // else not started yet: as if lost
         for (raftpb::Message& m : *batch_.mutable_messages()) {
           from_ = m.from();
@@ -107,14 +143,22 @@ class GrpcTransport::RaftServiceImpl final
     }
     void OnDone() override { delete this; }
 
+    // A member that was removed from the cluster: it learns it from the refusal, and its
+    // messages are not stepped (the core would only answer them with the same news).
+    void Refuse(uint64_t from) {
+      ctx_->AddTrailingMetadata(kRemovedKey, std::to_string(from));
+      Finish(RemovedStatus(from));
+    }
+
    private:
     GrpcTransport* transport_;
+    grpc::CallbackServerContext* ctx_;
     raftpb::MessageBatch batch_;
     uint64_t from_ = 0;
   };
 
  public:
-  grpc::Status InstallSnapshot(grpc::ServerContext* /*ctx*/,
+  grpc::Status InstallSnapshot(grpc::ServerContext* ctx,
                                grpc::ServerReader<raftpb::SnapshotChunk>* reader,
                                raftpb::InstallSnapshotResponse* response) override {
     raftpb::SnapshotChunk chunk;
@@ -132,6 +176,10 @@ class GrpcTransport::RaftServiceImpl final
         header = chunk.header();
         if (header.to() != transport_->options_.self) {
           return MisaddressedStatus(header, transport_->options_.self);
+        }
+        if (transport_->IsRemoved(header.from())) {
+          ctx->AddTrailingMetadata(kRemovedKey, std::to_string(header.from()));
+          return RemovedStatus(header.from());
         }
         total = chunk.total_bytes();
         if (total > kMaxSnapshotBytes) {
@@ -246,6 +294,7 @@ grpc::Service* GrpcTransport::service() { return service_.get(); }
 
 void GrpcTransport::AddPeer(uint64_t id, const std::string& addr) {
   absl::MutexLock lock(&mu_);
+  if (removed_.count(id) != 0) return;  // ids are never reused: it stays refused
   auto it = peers_.find(id);
   if (it != peers_.end() && it->second->addr == addr) return;
   if (it != peers_.end()) {
@@ -269,11 +318,39 @@ void GrpcTransport::AddPeer(uint64_t id, const std::string& addr) {
   if (!options_.tls_server_name.empty()) args.SetSslTargetNameOverride(options_.tls_server_name);
   peer->channel = grpc::CreateCustomChannel(addr, creds, args);
   peer->stub = raftpb::Raft::NewStub(peer->channel);
+  // Connected at once, not at the first message: the first message does not wait for the
+  // connection, and a removed member learns it even with nothing to send.
+  if (!stopping_) StartStreamLocked(*peer);
   peers_[id] = std::move(peer);
+}
+
+bool GrpcTransport::IsRemoved(uint64_t id) {
+  if (!any_removed_.load(std::memory_order_acquire)) return false;
+  absl::MutexLock lock(&mu_);
+  return removed_.count(id) != 0;
+}
+
+bool GrpcTransport::RefusedAsRemoved(const grpc::ClientContext& ctx) const {
+  const auto& trailers = ctx.GetServerTrailingMetadata();
+  auto it = trailers.find(kRemovedKey);
+  return it != trailers.end() &&
+         std::string(it->second.data(), it->second.size()) == std::to_string(options_.self);
+}
+
+void GrpcTransport::DeliverRemoved(uint64_t peer) {
+  MessageHandler* handler = handler_.load();
+  if (handler == nullptr) return;
+  raftpb::Message m;
+  m.set_type(raftpb::MSG_REMOVED);
+  m.set_from(peer);
+  m.set_to(options_.self);
+  handler->Receive(std::move(m));
 }
 
 void GrpcTransport::RemovePeer(uint64_t id) {
   absl::MutexLock lock(&mu_);
+  removed_.insert(id);
+  any_removed_.store(true, std::memory_order_release);
   auto it = peers_.find(id);
   if (it == peers_.end()) return;
   if (it->second->ctx) it->second->ctx->TryCancel();
@@ -321,14 +398,22 @@ void GrpcTransport::Send(std::vector<raftpb::Message> messages) {
 
 void GrpcTransport::StartStreamLocked(Peer& peer) {
   peer.ctx = std::make_unique<grpc::ClientContext>();
+  peer.ctx->AddMetadata(kFromKey, std::to_string(options_.self));
   peer.response.Clear();
+  peer.server_done = false;
   peer.writer = peer.stub->PrepareAsyncStreamMessages(peer.ctx.get(), &peer.response, &cq_);
   peer.state = Peer::State::kStarting;
   ++peer.pending_ops;
   peer.writer->StartCall(&peer.start_op);
+  ++peer.pending_ops;
+  peer.writer->ReadInitialMetadata(&peer.server_done_op);
 }
 
 void GrpcTransport::WriteNextLocked(Peer& peer) {
+  if (peer.server_done && !stopping_) {
+    BreakStreamLocked(peer);
+    return;
+  }
   if (peer.queue.empty() || stopping_) {
     peer.state = Peer::State::kIdle;
     return;
@@ -360,6 +445,7 @@ void GrpcTransport::PollLoop() {
   bool ok = false;
   while (cq_.Next(&tag, &ok)) {
     std::vector<uint64_t> unreachable;
+    uint64_t removed_by = 0;  // a peer that refused this member as removed
     bool shutdown = false;
     {
       absl::MutexLock lock(&mu_);
@@ -383,17 +469,32 @@ void GrpcTransport::PollLoop() {
             BreakStreamLocked(peer);
           }
           break;
-        case Op::kFinish:
-          peer.writer.reset();
-          peer.ctx.reset();
-          peer.state = Peer::State::kNone;
-          if (!peer.removed && !stopping_ && !peer.queue.empty()) {
-            // The peer is not taking messages: drop them rather than spin reconnecting; the
-            // core probes it again at the next heartbeat.
-            peer.queue.clear();
-            unreachable.push_back(peer.id);
+        case Op::kServerDone:
+          if (peer.state == Peer::State::kIdle && !stopping_) {
+            BreakStreamLocked(peer);
+          } else {
+            peer.server_done = true;  // finished once the start or write in flight completes
           }
           break;
+        case Op::kFinish:
+          peer.finish_done = true;
+          break;
+      }
+      // The stream is over once its finish and its wait for the server's metadata have both
+      // completed (in either order): only then may its call be destroyed.
+      if (peer.state == Peer::State::kFinishing && peer.finish_done && peer.pending_ops == 0) {
+        if (!peer.finish_status.ok() && RefusedAsRemoved(*peer.ctx)) removed_by = peer.id;
+        peer.writer.reset();
+        peer.ctx.reset();
+        peer.finish_done = false;
+        peer.state = Peer::State::kNone;
+        if (!peer.removed && !stopping_ && (!peer.queue.empty() || !peer.finish_status.ok())) {
+          // The peer is not taking messages (it refused the stream, stopped or cannot be
+          // reached; what was written last may not have been stepped): drop what waits rather
+          // than spin reconnecting; the core probes it again at the next heartbeat.
+          peer.queue.clear();
+          unreachable.push_back(peer.id);
+        }
       }
       if (peer.removed && peer.pending_ops == 0) {
         for (auto it = retired_.begin(); it != retired_.end(); ++it) {
@@ -411,6 +512,7 @@ void GrpcTransport::PollLoop() {
     if (MessageHandler* handler = handler_.load()) {
       for (uint64_t id : unreachable) handler->ReportUnreachable(id);
     }
+    if (removed_by != 0) DeliverRemoved(removed_by);
     if (shutdown) cq_.Shutdown();
   }
 }
@@ -476,6 +578,7 @@ void GrpcTransport::SendSnapshot(uint64_t to, const raftpb::Message& m) {
   const grpc::Status status = writer->Finish();
   if (!status.ok()) {
     log::Warning("raft", "snapshot send failed", {{"to", to}, {"error", status.error_message()}});
+    if (RefusedAsRemoved(ctx)) DeliverRemoved(to);
   }
   if (handler != nullptr) handler->ReportSnapshot(to, !status.ok());
 }

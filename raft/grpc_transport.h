@@ -23,6 +23,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -91,11 +92,19 @@ class GrpcTransport final : public Transport {
   void WriteNextLocked(Peer& peer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void BreakStreamLocked(Peer& peer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SendSnapshot(uint64_t to, const raftpb::Message& m);
+  // Whether `id` was removed from the cluster (RemovePeer).
+  bool IsRemoved(uint64_t id);
+  // Whether a refused call's trailing metadata (in `ctx`) says this member was removed.
+  bool RefusedAsRemoved(const grpc::ClientContext& ctx) const;
+  // Tells the handler that `peer` refused this member as removed (a MSG_REMOVED from it).
+  void DeliverRemoved(uint64_t peer);
 
   Options options_;
   std::atomic<MessageHandler*> handler_{nullptr};
   // Streams refused because their messages were for another member (logged at 1, 2, 4, ...).
   std::atomic<uint64_t> misaddressed_{0};
+  // Whether any member was removed (so that receiving skips the lock until one is).
+  std::atomic<bool> any_removed_{false};
   std::unique_ptr<RaftServiceImpl> service_;
   grpc::CompletionQueue cq_;
 
@@ -104,6 +113,7 @@ class GrpcTransport final : public Transport {
   // Streams being torn down after their peer was removed, freed when their last op completes.
   std::vector<std::unique_ptr<Peer>> retired_ ABSL_GUARDED_BY(mu_);
   std::deque<raftpb::Message> snapshots_ ABSL_GUARDED_BY(mu_);
+  std::set<uint64_t> removed_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 
   std::thread poller_;

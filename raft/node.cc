@@ -90,6 +90,7 @@ absl::Status Node::Init() {
   absl::StatusOr<std::unique_ptr<Core>> core = Core::Create(config);
   if (!core.ok()) return core.status();
   core_ = std::move(*core);
+  ForgetRemoved(conf_state_);
   uint64_t epoch = 0;
   SystemRandomBytes(reinterpret_cast<uint8_t*>(&epoch), sizeof(epoch));
   epoch_ = epoch & 0xffffffff00000000ull;
@@ -397,6 +398,7 @@ void Node::Loop() {
   // log (a new cluster's too), and a campaign handled before it is applied finds this member
   // no voter yet, so the member waited for its election timeout instead.
   while (!writing_ && core_->HasReady()) StartReady();
+  NoteRemoval();
   FlushCompletions();
   for (;;) {
     std::deque<Input> batch;
@@ -451,6 +453,7 @@ void Node::Loop() {
     } else {
       while (!writing_ && core_->HasReady()) StartReady();
     }
+    NoteRemoval();
     FlushCompletions();
     absl::MutexLock lock(&mu_);
     status_.term = core_->term();
@@ -803,6 +806,7 @@ void Node::FinishReady() {
     last_snapshot_ = applied_;
     conf_state_ = rd.snapshot->metadata().conf_state();
     options_.state_machine->MembershipChanged(applied_, conf_state_);
+    ForgetRemoved(conf_state_);
   }
   for (size_t i = applied_early_; i < rd.committed_entries.size(); ++i) {
     ApplyEntry(rd.committed_entries[i]);
@@ -856,6 +860,25 @@ void Node::NoteLeadership(const raftpb::Entry* applied) {
   }
 }
 
+void Node::NoteRemoval() {
+  if (removal_announced_ || !core_->removed()) return;
+  removal_announced_ = true;
+  FailPending(absl::FailedPreconditionError(
+      "raft: this member was removed from the cluster; the write may or may not have been "
+      "applied by the others"));
+  {
+    absl::MutexLock lock(&mu_);
+    status_.removed = true;
+  }
+  options_.state_machine->RemovedFromCluster();
+}
+
+void Node::ForgetRemoved(const raftpb::ConfState& cs) {
+  for (uint64_t id : cs.removed()) {
+    if (id != options_.raft.id) options_.transport->RemovePeer(id);
+  }
+}
+
 void Node::ApplyEntry(const raftpb::Entry& e) {
   ApplyEntryData(e);
   NoteLeadership(&e);
@@ -871,11 +894,11 @@ void Node::ApplyEntryData(const raftpb::Entry& e) {
     conf_state_ = core_->ApplyConfChange(cc);
     options_.state_machine->MembershipChanged(e.index(), conf_state_);
     raftpb::RaftMember member;
-    if (!cc.context().empty() && member.ParseFromString(cc.context()) &&
-        cc.node_id() != options_.raft.id) {
+    if (cc.node_id() != options_.raft.id) {
       if (cc.type() == raftpb::ConfChange::TYPE_REMOVE_NODE) {
         options_.transport->RemovePeer(cc.node_id());
-      } else if (!member.addr().empty()) {
+      } else if (!cc.context().empty() && member.ParseFromString(cc.context()) &&
+                 !member.addr().empty()) {
         options_.transport->AddPeer(cc.node_id(), member.addr());
       }
     }

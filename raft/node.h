@@ -91,6 +91,13 @@ class StateMachine {
   // retell the cluster's history from there. For the manager: which managers are voters or
   // learners, and when this member was removed. Must not block. Default: ignored.
   virtual void MembershipChanged(uint64_t /*index*/, const raftpb::ConfState& /*membership*/) {}
+  // This member was removed from the cluster, once, on the node thread: when it applies its
+  // own removal (after that MembershipChanged), starts from or restores a snapshot that
+  // records it, or is told by a member that applied it (it was down or cut off when it was
+  // removed, and came back). It will never vote or lead again, and its proposals and reads
+  // fail with FAILED_PRECONDITION. The manager stops the node and goes on as a worker, as a
+  // Docker Swarm manager demoted while it was away does. Must not block. Default: ignored.
+  virtual void RemovedFromCluster() {}
 };
 
 class Node final : public MessageHandler {
@@ -135,6 +142,8 @@ class Node final : public MessageHandler {
     uint64_t messages_sent = 0;
     // Time spent in synced writes, in microseconds (divide by synced_writes for the mean).
     uint64_t write_micros = 0;
+    // This member was removed from the cluster (see StateMachine::RemovedFromCluster).
+    bool removed = false;
   };
 
   // Restores the state machine from the stored snapshot and replays the committed log on start.
@@ -232,6 +241,10 @@ class Node final : public MessageHandler {
   // Announces a lost leadership to the state machine (after each step of the core), or a new
   // one once its first entry is applied (from ApplyEntry).
   void NoteLeadership(const raftpb::Entry* applied);
+  // Announces this member's removal once the core knows of it.
+  void NoteRemoval();
+  // Tells the transport every member the membership records as removed.
+  void ForgetRemoved(const raftpb::ConfState& cs);
   // Why a proposal fenced to `term` cannot be accepted now; OK when it can.
   absl::Status CheckLeaderTerm(uint64_t term) const;
   void ServeReads();
@@ -320,6 +333,7 @@ class Node final : public MessageHandler {
   uint64_t applied_ = 0;
   // The term this node's leadership was announced for (StateMachine::LeadershipChanged), or 0.
   uint64_t leading_term_ = 0;
+  bool removal_announced_ = false;
   uint64_t last_snapshot_ = 0;
   raftpb::ConfState conf_state_;
   Status stats_;  // only the counters are used

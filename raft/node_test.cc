@@ -119,6 +119,17 @@ class LeadershipRecorder : public ListStateMachine {
     absl::MutexLock lock(&mu_);
     return memberships_;
   }
+  void RemovedFromCluster() override {
+    absl::MutexLock lock(&mu_);
+    ++removed_calls_;
+  }
+  // Waits until RemovedFromCluster was called; false at the deadline. Returns the calls.
+  int WaitForRemoval(absl::Time deadline) {
+    absl::MutexLock lock(&mu_);
+    auto called = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return removed_calls_ > 0; };
+    mu_.AwaitWithDeadline(absl::Condition(&called), deadline);
+    return removed_calls_;
+  }
   bool WaitForMembership(const std::string& last, absl::Time deadline) {
     const std::string suffix = ": voters " + last;
     absl::MutexLock lock(&mu_);
@@ -132,6 +143,7 @@ class LeadershipRecorder : public ListStateMachine {
   absl::Mutex mu_;
   std::vector<Change> changes_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> memberships_ ABSL_GUARDED_BY(mu_);
+  int removed_calls_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 struct Member {
@@ -703,6 +715,47 @@ TEST_F(ClusterTest, ANewMemberJoinsFromASnapshotOnceTheLogIsCompacted) {
   ASSERT_TRUE(M(4).sm->WaitFor(21, absl::Now() + kWait));
   EXPECT_EQ(M(4).sm->values().back(), "three of four");
 }
+// A manager demoted while it was down (its Raft member removed by the others) comes back with
+// the membership it last knew and would campaign for ever; the members that removed it refuse
+// its stream and tell it, so its node reports the removal (the manager then goes on as a
+// worker) and it never campaigns again. The others go on as three.
+TEST_F(ClusterTest, AMemberRemovedWhileDownLearnsItWhenItComesBack) {
+  StartCluster(3);
+  for (int i = 0; i < 5; ++i) ASSERT_NE(ProposeAcked("v" + std::to_string(i)), 0u);
+  ASSERT_NE(JoinAndPromote(4, 5), 0u);
+  Kill(4);
+  const uint64_t leader = WaitForLeader();
+  ASSERT_NE(leader, 0u);
+  raftpb::ConfChange remove;
+  remove.set_type(raftpb::ConfChange::TYPE_REMOVE_NODE);
+  remove.set_node_id(4);
+  ASSERT_TRUE(M(leader).node->ProposeConfChange(remove).get().ok());
+  ASSERT_NE(ProposeAcked("after the removal"), 0u);
+  // The id is never used again.
+  raftpb::ConfChange again;
+  again.set_type(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE);
+  again.set_node_id(4);
+  EXPECT_EQ(M(leader).node->ProposeConfChange(again).get().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  Start(4);
+  EXPECT_EQ(M(4).sm->WaitForRemoval(absl::Now() + kWait), 1);
+  EXPECT_TRUE(M(4).node->GetStatus().removed);
+  absl::StatusOr<uint64_t> late = M(4).node->Propose("from a removed member").get();
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kFailedPrecondition) << late.status();
+  EXPECT_EQ(M(4).node->LinearizableRead().get().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(M(4).sm->values().size(), 5u);  // it never got the write made without it
+  // It stays a follower of no one; the others keep their leader and commit as three.
+  const uint64_t term = M(leader).node->GetStatus().term;
+  absl::SleepFor(absl::Milliseconds(300));  // 30 ticks: time for it to campaign, were it to
+  EXPECT_EQ(M(4).node->GetStatus().role, Role::kFollower);
+  EXPECT_EQ(M(4).node->GetStatus().leader, 0u);
+  EXPECT_EQ(M(leader).node->GetStatus().term, term);
+  for (uint64_t id : {1, 2, 3}) EXPECT_FALSE(M(id).node->GetStatus().removed) << id;
+  Kill(4);
+  ASSERT_NE(ProposeAcked("three again"), 0u);
+}
+
 // A leader stopped gracefully (swarmd on SIGTERM) hands its leadership over first: when its
 // Stop returns another member leads already, with every acknowledged write, and no election
 // was needed (with 100 ms ticks an election takes over a second to start: none can have run).
@@ -751,6 +804,16 @@ TEST_F(ClusterTest, AForcedNewClusterRecoversFromALostQuorum) {
   Start(3);
   ASSERT_NE(ProposeAcked("still alone"), 0u);
   EXPECT_EQ(M(3).sm->values().size(), 22u);
+  // The old members, started on their old stores, are told they were removed, and the new
+  // cluster does not notice them.
+  Start(1);
+  Start(2);
+  for (uint64_t id : {1, 2}) {
+    EXPECT_EQ(M(id).sm->WaitForRemoval(absl::Now() + kWait), 1) << id;
+    EXPECT_TRUE(M(id).node->GetStatus().removed) << id;
+  }
+  EXPECT_EQ(M(3).node->GetStatus().role, Role::kLeader);
+  EXPECT_TRUE(M(3).node->Propose("alone still").get().ok());
 }
 
 TEST_F(ClusterTest, RestartingEveryMemberKeepsTheState) {

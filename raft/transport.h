@@ -32,8 +32,12 @@ class Transport {
   // Queues messages for sending and returns at once. Messages to unknown peers are dropped and
   // reported unreachable; so are messages that cannot be sent.
   virtual void Send(std::vector<raftpb::Message> messages) = 0;
-  // Adds or updates a peer's address ("host:port").
+  // Adds or updates a peer's address ("host:port"); ignored for a removed member.
   virtual void AddPeer(uint64_t id, const std::string& addr) = 0;
+  // `id` was removed from the cluster (ids are never reused): forget its address, and answer
+  // whatever it still sends by telling it so, as a MSG_REMOVED from this member delivered to
+  // its handler (the core answers with one too, but a transport that forgot the address
+  // cannot send it). Called for every removed member, also when a node starts.
   virtual void RemovePeer(uint64_t id) = 0;
 };
 

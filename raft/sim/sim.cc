@@ -131,6 +131,9 @@ class Sim {
   // not start from a later membership and replay older changes on top of it.
   void CheckMembership(SimNode& n, uint64_t index, const raftpb::ConfState& cs,
                        bool change_at_index, const char* when);
+  // A member that learned of its removal other than by applying it (told by a member that
+  // applied it, or from a snapshot) must have been removed; it then stops for good.
+  void NoteRemoval(SimNode& n);
 
   // ---- clients ----
   // Completes the operation at `history_index` if its client still waits for it (a client that
@@ -278,6 +281,21 @@ void Sim::StartCore(SimNode& n) {
   CheckMembership(n, n.applied, n.core->conf_state(), false, "starts");
 }
 
+void Sim::NoteRemoval(SimNode& n) {
+  if (!n.up || n.removed || !n.core->removed()) return;
+  bool removed = false;
+  for (const auto& [index, cs] : membership_) {
+    for (uint64_t id : cs.removed()) removed = removed || id == n.id;
+  }
+  if (!removed) {
+    return Fail("member ", n.id,
+                " believes it was removed, but no membership the cluster had removed it");
+  }
+  Trace("member ", n.id, " learned that it was removed");
+  ++stats_.removals_told;
+  n.removed = true;
+}
+
 void Sim::Crash(SimNode& n, const char* why) {
   Trace("crash ", n.id, " (", why, ")");
   // Usually the members connected to it notice the dropped connection (the transport reports
@@ -303,6 +321,8 @@ void Sim::Crash(SimNode& n, const char* why) {
 void Sim::Restart(SimNode& n) {
   Trace("restart ", n.id);
   StartCore(n);
+  NoteRemoval(n);
+  if (n.removed && n.up) Crash(n, "removed from the cluster");
 }
 
 void Sim::AddMember() {
@@ -446,6 +466,7 @@ void Sim::CompleteWrites() {
     FinishWrite(n, rd, n.applied_early);
     n.applied_early = 0;
     HandleReadies(n);
+    NoteRemoval(n);
     if (n.removed && n.up) Crash(n, "removed from the cluster");
   }
 }
@@ -559,6 +580,7 @@ void Sim::Deliver() {
     Trace("deliver ", Describe(f.msg));
     (void)n.core->Step(f.msg);
     HandleReadies(n);
+    NoteRemoval(n);
     if (n.removed && n.up) Crash(n, "removed from the cluster");
     if (snap) snapshot_reports_.emplace_back(f.msg.from(), f.msg.to(), false);
   }
@@ -750,8 +772,10 @@ std::string MembershipString(const raftpb::ConfState& cs) {
   std::vector<uint64_t> l(cs.learners().begin(), cs.learners().end());
   std::sort(v.begin(), v.end());
   std::sort(l.begin(), l.end());
+  std::vector<uint64_t> r(cs.removed().begin(), cs.removed().end());
+  std::sort(r.begin(), r.end());
   return absl::StrCat("voters {", absl::StrJoin(v, ","), "} learners {", absl::StrJoin(l, ","),
-                      "}");
+                      "} removed {", absl::StrJoin(r, ","), "}");
 }
 
 void Sim::CheckMembership(SimNode& n, uint64_t index, const raftpb::ConfState& cs,

@@ -10,7 +10,8 @@
 // same entry and same previous term); leader completeness (a new leader holds every entry any
 // member applied); state machine safety (no two members apply different entries at one index);
 // membership safety (a member's membership after applying index i, installing a snapshot at i
-// or starting with i applied is the cluster's membership at i).
+// or starting with i applied is the cluster's membership at i, its removed members included); a
+// member that believes it was removed was removed.
 // At the end it heals everything and requires convergence, that no acknowledged write was lost,
 // and that the clients' history is linearizable.
 //
@@ -42,6 +43,9 @@ struct SimStats {
   uint64_t lost_readies = 0;
   uint64_t partitions = 0;
   uint64_t membership_changes = 0;
+  // Members away when they were removed that learned it from a member (MSG_REMOVED) or a
+  // snapshot when they came back.
+  uint64_t removals_told = 0;
   uint64_t transfers = 0;
   uint64_t snapshots_sent = 0;
   uint64_t acked_writes = 0;

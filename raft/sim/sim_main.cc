@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
     total.lost_readies += s.lost_readies;
     total.partitions += s.partitions;
     total.membership_changes += s.membership_changes;
+    total.removals_told += s.removals_told;
     total.transfers += s.transfers;
     total.snapshots_sent += s.snapshots_sent;
     total.acked_writes += s.acked_writes;
@@ -64,13 +65,15 @@ int main(int argc, char** argv) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf(
       "seeds %lu..%lu: %lu passed, %lu failed in %.1fs (elections %lu, crashes %lu of which %lu "
-      "lost an unpersisted Ready, partitions %lu, membership changes %lu, transfers %lu, "
+      "lost an unpersisted Ready, partitions %lu, membership changes %lu, removals learned on "
+      "return %lu, transfers %lu, "
       "snapshots sent %lu, acknowledged writes %lu, reads %lu, unknown outcomes %lu, messages "
       "%lu)\n",
       (unsigned long)first, (unsigned long)(first + seeds - 1), (unsigned long)(seeds - failed),
       (unsigned long)failed, secs, (unsigned long)total.elections, (unsigned long)total.crashes,
       (unsigned long)total.lost_readies, (unsigned long)total.partitions,
-      (unsigned long)total.membership_changes, (unsigned long)total.transfers,
+      (unsigned long)total.membership_changes, (unsigned long)total.removals_told,
+      (unsigned long)total.transfers,
       (unsigned long)total.snapshots_sent, (unsigned long)total.acked_writes,
       (unsigned long)total.acked_reads, (unsigned long)total.unknown_outcomes,
       (unsigned long)total.messages);

@@ -1,7 +1,9 @@
 #include "raft/node.h"
 
 #include <chrono>
+#include <map>
 #include <random>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -16,6 +18,25 @@ std::string EncodeId(uint64_t id) {
   std::string out(8, '\0');
   for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(id >> (56 - 8 * i));
   return out;
+}
+
+// `next` (a membership from the core) with the descriptions of its members: those `prev` had,
+// and `changed` (a change's RaftMember context) for member `id`, when there is one.
+raftpb::ConfState Described(raftpb::ConfState next, const raftpb::ConfState& prev,
+                            const raftpb::RaftMember* changed, uint64_t id) {
+  std::map<uint64_t, raftpb::RaftMember> known;
+  for (const raftpb::RaftMember& m : prev.members()) known[m.raft_id()] = m;
+  if (changed != nullptr) {
+    known[id] = *changed;
+    known[id].set_raft_id(id);
+  }
+  std::set<uint64_t> in(next.voters().begin(), next.voters().end());
+  in.insert(next.learners().begin(), next.learners().end());
+  next.clear_members();
+  for (const auto& [member, m] : known) {
+    if (in.count(member) != 0) *next.add_members() = m;
+  }
+  return next;
 }
 
 uint64_t DecodeId(absl::string_view data) {
@@ -91,6 +112,7 @@ absl::Status Node::Init() {
   if (!core.ok()) return core.status();
   core_ = std::move(*core);
   ForgetRemoved(conf_state_);
+  IntroducePeers(conf_state_);
   uint64_t epoch = 0;
   SystemRandomBytes(reinterpret_cast<uint8_t*>(&epoch), sizeof(epoch));
   epoch_ = epoch & 0xffffffff00000000ull;
@@ -807,6 +829,7 @@ void Node::FinishReady() {
     conf_state_ = rd.snapshot->metadata().conf_state();
     options_.state_machine->MembershipChanged(applied_, conf_state_);
     ForgetRemoved(conf_state_);
+    IntroducePeers(conf_state_);
   }
   for (size_t i = applied_early_; i < rd.committed_entries.size(); ++i) {
     ApplyEntry(rd.committed_entries[i]);
@@ -873,6 +896,14 @@ void Node::NoteRemoval() {
   options_.state_machine->RemovedFromCluster();
 }
 
+void Node::IntroducePeers(const raftpb::ConfState& cs) {
+  for (const raftpb::RaftMember& m : cs.members()) {
+    if (m.raft_id() != options_.raft.id && !m.addr().empty()) {
+      options_.transport->AddPeer(m.raft_id(), m.addr());
+    }
+  }
+}
+
 void Node::ForgetRemoved(const raftpb::ConfState& cs) {
   for (uint64_t id : cs.removed()) {
     if (id != options_.raft.id) options_.transport->RemovePeer(id);
@@ -891,14 +922,16 @@ void Node::ApplyEntryData(const raftpb::Entry& e) {
     SHOAL_CHECK(cc.ParseFromString(e.data()), "unparsable conf change at index ", e.index());
     // Not persisted here: the membership is in the log, and a restart replays it from the
     // snapshot (which records the membership as of its index).
-    conf_state_ = core_->ApplyConfChange(cc);
-    options_.state_machine->MembershipChanged(e.index(), conf_state_);
     raftpb::RaftMember member;
+    const bool described = cc.type() != raftpb::ConfChange::TYPE_REMOVE_NODE &&
+                           !cc.context().empty() && member.ParseFromString(cc.context());
+    conf_state_ = Described(core_->ApplyConfChange(cc), conf_state_,
+                            described ? &member : nullptr, cc.node_id());
+    options_.state_machine->MembershipChanged(e.index(), conf_state_);
     if (cc.node_id() != options_.raft.id) {
       if (cc.type() == raftpb::ConfChange::TYPE_REMOVE_NODE) {
         options_.transport->RemovePeer(cc.node_id());
-      } else if (!cc.context().empty() && member.ParseFromString(cc.context()) &&
-                 !member.addr().empty()) {
+      } else if (described && !member.addr().empty()) {
         options_.transport->AddPeer(cc.node_id(), member.addr());
       }
     }

@@ -245,6 +245,8 @@ class Node final : public MessageHandler {
   void NoteRemoval();
   // Tells the transport every member the membership records as removed.
   void ForgetRemoved(const raftpb::ConfState& cs);
+  // Gives the transport every peer's address the membership records.
+  void IntroducePeers(const raftpb::ConfState& cs);
   // Why a proposal fenced to `term` cannot be accepted now; OK when it can.
   absl::Status CheckLeaderTerm(uint64_t term) const;
   void ServeReads();

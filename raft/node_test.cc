@@ -230,17 +230,15 @@ class ClusterTest : public ::testing::Test {
     ASSERT_TRUE(node.ok()) << node.status();
     m.node = std::move(*node);
     m.transport->SetHandler(m.node.get());
-    grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-    builder.RegisterService(m.transport->service());
-    m.server = builder.BuildAndStart();
+    // A restarted member listens where it did before, as a manager does, when it can.
+    if (!m.addr.empty()) m.server = Serve(m, m.addr);
+    if (m.server == nullptr) m.server = Serve(m, "127.0.0.1:0");
     ASSERT_NE(m.server, nullptr);
-    m.addr = "127.0.0.1:" + std::to_string(port);
     m.up = true;
-    // Everyone learns everyone's (possibly new) address.
+    // Everyone learns everyone's (possibly new) address, unless the test leaves that to the
+    // members themselves.
     for (auto& other : members_) {
-      if (!other->up) continue;
+      if (!other->up || !introduce_peers_) continue;
       for (auto& peer : members_) {
         if (peer->id != other->id && !peer->addr.empty()) {
           other->transport->AddPeer(peer->id, peer->addr);
@@ -248,6 +246,20 @@ class ClusterTest : public ::testing::Test {
       }
     }
     m.node->Start();
+  }
+
+  // Member m's server on `addr`; null when it cannot listen there.
+  static std::unique_ptr<grpc::Server> Serve(Member& m, const std::string& addr) {
+    grpc::ServerBuilder builder;
+    // Not shared with anyone else: a port still in use is a failure, not a second listener.
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    int port = 0;
+    builder.AddListeningPort(addr, grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(m.transport->service());
+    std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+    if (server == nullptr || port == 0) return nullptr;
+    m.addr = "127.0.0.1:" + std::to_string(port);
+    return server;
   }
 
   void Kill(uint64_t id) {
@@ -343,6 +355,9 @@ class ClusterTest : public ::testing::Test {
   int election_tick_ = 10;  // of tick_
   absl::Duration tick_ = absl::Milliseconds(10);
   bool transfer_on_stop_ = false;
+  // Start tells every member every other's address (the manager's job after a restart, were
+  // the members not to keep the addresses in their snapshots).
+  bool introduce_peers_ = true;
 };
 
 TEST_F(ClusterTest, ElectsALeaderAndReplicatesOverGrpc) {
@@ -754,6 +769,46 @@ TEST_F(ClusterTest, AMemberRemovedWhileDownLearnsItWhenItComesBack) {
   for (uint64_t id : {1, 2, 3}) EXPECT_FALSE(M(id).node->GetStatus().removed) << id;
   Kill(4);
   ASSERT_NE(ProposeAcked("three again"), 0u);
+}
+
+// The members' addresses are part of the membership: a manager restarted after its log was
+// compacted past the changes that gave its peers' addresses reconnects to them from its
+// snapshot, with nobody telling it where they are.
+TEST_F(ClusterTest, AMemberRestartedFromASnapshotFindsItsPeersOnItsOwn) {
+  StartCluster(3, /*snapshot_interval=*/5);  // bootstrapped with ids only
+  const uint64_t leader = WaitForLeader();
+  ASSERT_NE(leader, 0u);
+  for (uint64_t id = 1; id <= 3; ++id) {  // each announces its address, as managers do
+    raftpb::RaftMember member;
+    member.set_raft_id(id);
+    member.set_addr(M(id).addr);
+    raftpb::ConfChange update;
+    update.set_type(raftpb::ConfChange::TYPE_UPDATE_NODE);
+    update.set_node_id(id);
+    update.set_context(member.SerializeAsString());
+    ASSERT_TRUE(M(leader).node->ProposeConfChange(update).get().ok()) << id;
+  }
+  const uint64_t announced = M(leader).node->GetStatus().applied;
+  for (int i = 0; i < 20; ++i) ASSERT_NE(ProposeAcked("v" + std::to_string(i)), 0u);
+  ASSERT_TRUE(M(3).sm->WaitFor(20, absl::Now() + kWait));
+  // Member 3's snapshot records everyone's address; its log no longer holds the changes.
+  raftpb::ConfState recorded = M(3).store->Snapshot()->metadata().conf_state();
+  ASSERT_EQ(recorded.members_size(), 3);
+  for (const raftpb::RaftMember& m : recorded.members()) {
+    EXPECT_EQ(m.addr(), M(m.raft_id()).addr) << m.raft_id();
+  }
+  ASSERT_GT(M(3).store->FirstIndex(), announced);
+
+  const std::string addr3 = M(3).addr;
+  Kill(2);
+  Kill(3);
+  introduce_peers_ = false;
+  Start(3);
+  ASSERT_EQ(M(3).addr, addr3) << "member 3 could not listen where it did";
+  // Two of three: nothing commits unless member 3 reaches member 1 by itself.
+  ASSERT_NE(ProposeAcked("two of three"), 0u);
+  ASSERT_TRUE(M(3).sm->WaitFor(21, absl::Now() + kWait));
+  EXPECT_EQ(M(3).sm->values().back(), "two of three");
 }
 
 // A leader stopped gracefully (swarmd on SIGTERM) hands its leadership over first: when its

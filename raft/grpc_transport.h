@@ -1,7 +1,10 @@
 // Transport over gRPC: one long-lived client stream (Raft.StreamMessages) per peer carries
 // batches of messages; snapshots go through Raft.InstallSnapshot in chunks of at most 1 MiB
-// with a CRC-32 over the whole. A broken stream is reported (the core then probes the peer)
-// and re-opened on the next send.
+// with a CRC-32 over the whole. A stream is opened when its peer is added, and names its
+// sender in its metadata; one that breaks, or that the peer ends, is reported (the core then
+// probes the peer) and re-opened on the next send. A member removed from the cluster
+// (RemovePeer) has its streams and snapshots refused with trailing metadata saying so, which
+// its own transport hands to its node as a MSG_REMOVED from the refusing member.
 //
 // Threads: one completion-queue thread drives every peer's stream (no thread per peer), one
 // thread sends snapshots, and the gRPC server's own threads deliver what arrives (StreamMessages

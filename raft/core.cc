@@ -885,8 +885,9 @@ bool Core::MaybeSendAppend(uint64_t to, bool send_if_empty) {
     }
     SHOAL_CHECK(snap->metadata().index() != 0, "need a snapshot but there is none");
     m.set_type(raftpb::MSG_SNAP);
-    *m.mutable_snapshot() = *snap;
-    pr.BecomeSnapshot(snap->metadata().index());
+    const uint64_t index = snap->metadata().index();
+    *m.mutable_snapshot() = std::move(*snap);  // not a second copy of the data on this thread
+    pr.BecomeSnapshot(index);
   } else {
     m.set_type(raftpb::MSG_APP);
     m.set_index(pr.next - 1);

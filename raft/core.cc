@@ -251,12 +251,26 @@ void Core::Tick() {
 
 void Core::TickElection() {
   ++election_elapsed_;
-  if (Promotable() && PastElectionTimeout()) {
+  if (!PastElectionTimeout()) return;
+  if (Promotable()) {
     election_elapsed_ = 0;
     Message m;
     m.set_type(raftpb::MSG_HUP);
     m.set_from(id_);
     (void)Step(m);
+  } else if (!self_removed_) {
+    // A member that cannot campaign (a learner, or one that knows itself as no voter yet) and
+    // has heard from no leader for an election timeout asks the voters it knows, so that it
+    // is not forgotten in silence: a leader that still has it answers with what it lacks, and
+    // a member that removed it (an aborted join, a removal while it was cut off) tells it so.
+    election_elapsed_ = 0;
+    for (const auto& [id, pr] : progress_) {
+      if (id == id_ || pr.is_learner) continue;
+      Message m;
+      m.set_type(raftpb::MSG_HEARTBEAT_RESP);
+      m.set_to(id);
+      Send(std::move(m));
+    }
   }
 }
 

@@ -951,6 +951,44 @@ TEST(CoreTest, AMemberRemovedWhileAwayIsToldWhenItComesBack) {
   EXPECT_EQ(net.node(3).applied, (std::vector<std::string>{"three voters"}));
 }
 
+// A learner removed while it was cut off (a join the manager gave up on) is contacted by no one
+// any more, and never campaigns: it asks the voters it knows once it has heard from no leader
+// for an election timeout, and is told.
+TEST(CoreTest, ALearnerRemovedInSilenceAsksAndIsTold) {
+  Network net(3, [](Config& c) {
+    c.pre_vote = true;
+    c.check_quorum = true;
+  });
+  net.Campaign(1);
+  net.AddNode(4, net.core(1).conf_state());
+  ASSERT_TRUE(
+      net.core(1).ProposeConfChange(Change(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE, 4)).ok());
+  net.Stabilize();
+  ASSERT_TRUE(net.Propose(1, "caught up").ok());
+  ASSERT_EQ(net.node(4).applied, (std::vector<std::string>{"caught up"}));
+  net.Isolate(4);
+  ASSERT_TRUE(net.core(1).ProposeConfChange(Change(raftpb::ConfChange::TYPE_REMOVE_NODE, 4)).ok());
+  net.Stabilize();
+  net.Recover();
+  net.Tick(4, 5);
+  EXPECT_FALSE(net.core(4).removed());  // not yet: it has not waited an election timeout
+  net.Tick(4, 40);
+  EXPECT_TRUE(net.core(4).removed());
+  // A learner that still belongs asks too, and the leader answers with what it lacks.
+  Network kept(3);
+  kept.Campaign(1);
+  kept.AddNode(4, kept.core(1).conf_state());
+  ASSERT_TRUE(
+      kept.core(1).ProposeConfChange(Change(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE, 4)).ok());
+  kept.Stabilize();
+  kept.Cut(1, 4);
+  ASSERT_TRUE(kept.Propose(1, "missed").ok());
+  kept.Recover();
+  kept.Tick(4, 40);
+  EXPECT_FALSE(kept.core(4).removed());
+  EXPECT_EQ(kept.node(4).applied, (std::vector<std::string>{"missed"}));
+}
+
 TEST(CoreTest, ARemovedMembersIdIsNeverUsedAgain) {
   Network net(3);
   net.Campaign(1);

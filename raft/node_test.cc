@@ -771,6 +771,38 @@ TEST_F(ClusterTest, AMemberRemovedWhileDownLearnsItWhenItComesBack) {
   ASSERT_NE(ProposeAcked("three again"), 0u);
 }
 
+// A join the manager gives up on: the learner is removed while it runs. Whether it applied
+// its removal or was left to find out (no one sends to it any more: it asks the voters it
+// knows after an election timeout, and is refused), its node reports it.
+TEST_F(ClusterTest, ALearnerRemovedWhileJoiningLearnsIt) {
+  StartCluster(3);
+  for (int i = 0; i < 5; ++i) ASSERT_NE(ProposeAcked("v" + std::to_string(i)), 0u);
+  auto joining = std::make_unique<Member>();
+  joining->id = 4;
+  joining->dir = (base_ / "m4").string();
+  members_.push_back(std::move(joining));
+  Start(4);
+  const uint64_t leader = WaitForLeader();
+  ASSERT_NE(leader, 0u);
+  raftpb::RaftMember member;
+  member.set_raft_id(4);
+  member.set_addr(M(4).addr);
+  raftpb::ConfChange add;
+  add.set_type(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE);
+  add.set_node_id(4);
+  add.set_context(member.SerializeAsString());
+  ASSERT_TRUE(M(leader).node->ProposeConfChange(add).get().ok());
+  ASSERT_TRUE(M(4).sm->WaitFor(5, absl::Now() + kWait));
+  raftpb::ConfChange remove;
+  remove.set_type(raftpb::ConfChange::TYPE_REMOVE_NODE);
+  remove.set_node_id(4);
+  ASSERT_TRUE(M(leader).node->ProposeConfChange(remove).get().ok());
+  EXPECT_EQ(M(4).sm->WaitForRemoval(absl::Now() + kWait), 1);
+  EXPECT_TRUE(M(4).node->GetStatus().removed);
+  Kill(4);
+  ASSERT_NE(ProposeAcked("three"), 0u);
+}
+
 // The members' addresses are part of the membership: a manager restarted after its log was
 // compacted past the changes that gave its peers' addresses reconnects to them from its
 // snapshot, with nobody telling it where they are.

@@ -303,6 +303,21 @@ class ClusterTest : public ::testing::Test {
     return 0;
   }
 
+  // A membership change of member `id`, with its RaftMember context (id and address) unless it
+  // is a removal, as the control plane will propose it.
+  raftpb::ConfChange MemberChange(raftpb::ConfChange::Type type, uint64_t id) {
+    raftpb::ConfChange cc;
+    cc.set_type(type);
+    cc.set_node_id(id);
+    if (type != raftpb::ConfChange::TYPE_REMOVE_NODE && id <= members_.size()) {
+      raftpb::RaftMember member;
+      member.set_raft_id(id);
+      member.set_addr(M(id).addr);
+      cc.set_context(member.SerializeAsString());
+    }
+    return cc;
+  }
+
   // Member `id` joins as the control plane will drive it: an empty store (it learns the
   // membership from the cluster), added as a learner with its address, promoted once the
   // leader has seen it catch up (refused before). Waits until it has applied `values`
@@ -315,24 +330,17 @@ class ClusterTest : public ::testing::Test {
     Start(id);
     const uint64_t leader = WaitForLeader();
     if (leader == 0) return 0;
-    raftpb::RaftMember member;
-    member.set_raft_id(id);
-    member.set_addr(M(id).addr);
-    raftpb::ConfChange add;
-    add.set_type(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE);
-    add.set_node_id(id);
-    add.set_context(member.SerializeAsString());
-    absl::Status added = M(leader).node->ProposeConfChange(add).get();
+    absl::Status added =
+        M(leader)
+            .node->ProposeConfChange(MemberChange(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE, id))
+            .get();
     EXPECT_TRUE(added.ok()) << added;
     if (!added.ok()) return 0;
     if (!M(id).sm->WaitFor(values, absl::Now() + kWait)) {
       ADD_FAILURE() << "the learner never caught up";
       return 0;
     }
-    raftpb::ConfChange promote;
-    promote.set_type(raftpb::ConfChange::TYPE_ADD_NODE);
-    promote.set_node_id(id);
-    promote.set_context(member.SerializeAsString());
+    const raftpb::ConfChange promote = MemberChange(raftpb::ConfChange::TYPE_ADD_NODE, id);
     absl::Status promoted;
     const absl::Time deadline = absl::Now() + kWait;
     do {  // refused until the leader has seen the learner's acknowledgements
@@ -517,7 +525,8 @@ TEST(GrpcTransportTest, AMemberRefusesMessagesMeantForAnother) {
         return false;
       },
       kWait));
-  for (const raftpb::Message& m : at_3.received()) EXPECT_EQ(m.to(), 3u) << "stepped a message for " << m.to();
+  for (const raftpb::Message& m : at_3.received())
+    EXPECT_EQ(m.to(), 3u) << "stepped a message for " << m.to();
   member1->reset();
   server->Shutdown(std::chrono::system_clock::now());
   member3->reset();
@@ -741,16 +750,16 @@ TEST_F(ClusterTest, AMemberRemovedWhileDownLearnsItWhenItComesBack) {
   Kill(4);
   const uint64_t leader = WaitForLeader();
   ASSERT_NE(leader, 0u);
-  raftpb::ConfChange remove;
-  remove.set_type(raftpb::ConfChange::TYPE_REMOVE_NODE);
-  remove.set_node_id(4);
-  ASSERT_TRUE(M(leader).node->ProposeConfChange(remove).get().ok());
+  ASSERT_TRUE(M(leader)
+                  .node->ProposeConfChange(MemberChange(raftpb::ConfChange::TYPE_REMOVE_NODE, 4))
+                  .get()
+                  .ok());
   ASSERT_NE(ProposeAcked("after the removal"), 0u);
   // The id is never used again.
-  raftpb::ConfChange again;
-  again.set_type(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE);
-  again.set_node_id(4);
-  EXPECT_EQ(M(leader).node->ProposeConfChange(again).get().code(),
+  EXPECT_EQ(M(leader)
+                .node->ProposeConfChange(MemberChange(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE, 4))
+                .get()
+                .code(),
             absl::StatusCode::kFailedPrecondition);
 
   Start(4);
@@ -784,19 +793,16 @@ TEST_F(ClusterTest, ALearnerRemovedWhileJoiningLearnsIt) {
   Start(4);
   const uint64_t leader = WaitForLeader();
   ASSERT_NE(leader, 0u);
-  raftpb::RaftMember member;
-  member.set_raft_id(4);
-  member.set_addr(M(4).addr);
-  raftpb::ConfChange add;
-  add.set_type(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE);
-  add.set_node_id(4);
-  add.set_context(member.SerializeAsString());
-  ASSERT_TRUE(M(leader).node->ProposeConfChange(add).get().ok());
+  ASSERT_TRUE(
+      M(leader)
+          .node->ProposeConfChange(MemberChange(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE, 4))
+          .get()
+          .ok());
   ASSERT_TRUE(M(4).sm->WaitFor(5, absl::Now() + kWait));
-  raftpb::ConfChange remove;
-  remove.set_type(raftpb::ConfChange::TYPE_REMOVE_NODE);
-  remove.set_node_id(4);
-  ASSERT_TRUE(M(leader).node->ProposeConfChange(remove).get().ok());
+  ASSERT_TRUE(M(leader)
+                  .node->ProposeConfChange(MemberChange(raftpb::ConfChange::TYPE_REMOVE_NODE, 4))
+                  .get()
+                  .ok());
   EXPECT_EQ(M(4).sm->WaitForRemoval(absl::Now() + kWait), 1);
   EXPECT_TRUE(M(4).node->GetStatus().removed);
   Kill(4);
@@ -811,14 +817,11 @@ TEST_F(ClusterTest, AMemberRestartedFromASnapshotFindsItsPeersOnItsOwn) {
   const uint64_t leader = WaitForLeader();
   ASSERT_NE(leader, 0u);
   for (uint64_t id = 1; id <= 3; ++id) {  // each announces its address, as managers do
-    raftpb::RaftMember member;
-    member.set_raft_id(id);
-    member.set_addr(M(id).addr);
-    raftpb::ConfChange update;
-    update.set_type(raftpb::ConfChange::TYPE_UPDATE_NODE);
-    update.set_node_id(id);
-    update.set_context(member.SerializeAsString());
-    ASSERT_TRUE(M(leader).node->ProposeConfChange(update).get().ok()) << id;
+    ASSERT_TRUE(M(leader)
+                    .node->ProposeConfChange(MemberChange(raftpb::ConfChange::TYPE_UPDATE_NODE, id))
+                    .get()
+                    .ok())
+        << id;
   }
   const uint64_t announced = M(leader).node->GetStatus().applied;
   for (int i = 0; i < 20; ++i) ASSERT_NE(ProposeAcked("v" + std::to_string(i)), 0u);

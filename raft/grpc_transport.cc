@@ -146,6 +146,11 @@ class GrpcTransport::RaftServiceImpl final
     // A member that was removed from the cluster: it learns it from the refusal, and its
     // messages are not stepped (the core would only answer them with the same news).
     void Refuse(uint64_t from) {
+      const uint64_t n = transport_->refused_removed_.fetch_add(1) + 1;
+      if ((n & (n - 1)) == 0) {  // it retries until it learns: log a few
+        log::Warning("raft", "refused a stream from a member removed from the cluster",
+                     {{"from", from}, {"refused_so_far", n}});
+      }
       ctx_->AddTrailingMetadata(kRemovedKey, std::to_string(from));
       Finish(RemovedStatus(from));
     }

@@ -106,6 +106,8 @@ class GrpcTransport final : public Transport {
   std::atomic<MessageHandler*> handler_{nullptr};
   // Streams refused because their messages were for another member (logged at 1, 2, 4, ...).
   std::atomic<uint64_t> misaddressed_{0};
+  // Streams refused because their sender was removed from the cluster (logged likewise).
+  std::atomic<uint64_t> refused_removed_{0};
   // Whether any member was removed (so that receiving skips the lock until one is).
   std::atomic<bool> any_removed_{false};
   std::unique_ptr<RaftServiceImpl> service_;

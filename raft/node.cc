@@ -9,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "common/check.h"
 #include "common/id.h"
+#include "common/log.h"
 #include "common/thread_name.h"
 
 namespace shoal::raft {
@@ -886,6 +887,8 @@ void Node::NoteLeadership(const raftpb::Entry* applied) {
 void Node::NoteRemoval() {
   if (removal_announced_ || !core_->removed()) return;
   removal_announced_ = true;
+  log::Warning("raft", "this member was removed from the cluster: it will not vote or lead again",
+               {{"member", options_.raft.id}, {"applied", applied_}});
   FailPending(absl::FailedPreconditionError(
       "raft: this member was removed from the cluster; the write may or may not have been "
       "applied by the others"));

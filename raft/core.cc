@@ -829,6 +829,8 @@ void Core::HandleHeartbeat(const Message& m) {
 }
 
 void Core::HandleSnapshot(const Message& m) {
+  // Its sender's node did not fill in the data: installing it would empty the state.
+  if (m.snapshot_unfilled()) return;
   Message resp;
   resp.set_to(m.from());
   resp.set_type(raftpb::MSG_APP_RESP);
@@ -892,16 +894,18 @@ bool Core::MaybeSendAppend(uint64_t to, bool send_if_empty) {
   if (!term.ok() || !ents.ok()) {
     // The follower needs entries that were compacted: send a snapshot.
     if (!pr.recent_active) return false;
-    absl::StatusOr<raftpb::Snapshot> snap = log_.Snapshot();
-    if (!snap.ok()) {
-      if (IsSnapshotTemporarilyUnavailable(snap.status())) return false;
-      SHOAL_FATAL("reading the snapshot: ", snap.status().ToString());
+    // Only the metadata: the data (the whole state) is read and filled in by the sender's node
+    // off its loop thread (FillSnapshot), not copied here.
+    absl::StatusOr<raftpb::SnapshotMetadata> meta = log_.SnapshotMetadata();
+    if (!meta.ok()) {
+      if (IsSnapshotTemporarilyUnavailable(meta.status())) return false;
+      SHOAL_FATAL("reading the snapshot: ", meta.status().ToString());
     }
-    SHOAL_CHECK(snap->metadata().index() != 0, "need a snapshot but there is none");
+    SHOAL_CHECK(meta->index() != 0, "need a snapshot but there is none");
     m.set_type(raftpb::MSG_SNAP);
-    const uint64_t index = snap->metadata().index();
-    *m.mutable_snapshot() = std::move(*snap);  // not a second copy of the data on this thread
-    pr.BecomeSnapshot(index);
+    m.set_snapshot_unfilled(true);
+    *m.mutable_snapshot()->mutable_metadata() = *meta;
+    pr.BecomeSnapshot(meta->index());
   } else {
     m.set_type(raftpb::MSG_APP);
     m.set_index(pr.next - 1);

@@ -756,6 +756,70 @@ TEST(CoreTest, FollowerBehindTheCompactedLogCatchesUpFromASnapshot) {
   EXPECT_EQ(net.node(3).applied.back(), "after");
 }
 
+// The core names the snapshot a follower needs; it does not copy the whole state into the
+// message on the node's loop thread. The sender fills the data in (FillSnapshot, off the loop),
+// and a follower drops a snapshot message that was not filled in rather than install an
+// empty state.
+TEST(CoreTest, ASnapshotForAFollowerCarriesOnlyItsMetadataUntilFilledIn) {
+  Network net(3);
+  net.Campaign(1);
+  ASSERT_TRUE(net.Propose(1, "a").ok());
+  net.Isolate(3);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(net.Propose(1, "v" + std::to_string(i)).ok());
+  testing::TestNode& leader = net.node(1);
+  const std::string data = "the whole state";
+  const uint64_t applied = leader.core->log().applied();
+  ASSERT_TRUE(leader.storage->CreateSnapshot(applied, &leader.conf_state, data).ok());
+  ASSERT_TRUE(leader.storage->Compact(applied).ok());
+  net.Recover();
+  leader.core->Tick();  // a heartbeat: follower 3's answers lead the leader to its snapshot
+  std::vector<Message> snaps;
+  for (int round = 0; round < 5 && snaps.empty(); ++round) {
+    std::vector<Message> to_3;
+    while (net.core(1).HasReady()) {  // the leader's Readies as they are, nothing filled in
+      Ready rd = net.core(1).GetReady();
+      if (rd.hard_state) leader.storage->SetHardState(*rd.hard_state);
+      for (auto* list : {&rd.early_messages, &rd.messages}) {
+        for (const Message& m : *list) {
+          if (m.type() == raftpb::MSG_SNAP) {
+            snaps.push_back(m);
+          } else if (m.to() == 3) {
+            to_3.push_back(m);
+          }
+        }
+      }
+      net.core(1).Advance(rd);
+    }
+    for (const Message& m : to_3) (void)net.core(3).Step(m);
+    for (const Message& m : net.TakeMessages(3)) {
+      if (m.to() == 1) (void)net.core(1).Step(m);
+    }
+  }
+  ASSERT_EQ(snaps.size(), 1u);
+  Message snap = snaps[0];
+  EXPECT_TRUE(snap.snapshot_unfilled());
+  EXPECT_EQ(snap.snapshot().metadata().index(), applied);
+  EXPECT_TRUE(snap.snapshot().data().empty());
+
+  // Unfilled, it changes nothing on the follower.
+  const uint64_t committed = net.core(3).log().committed();
+  ASSERT_TRUE(net.core(3).Step(snap).ok());
+  EXPECT_FALSE(net.core(3).log().HasPendingSnapshot());
+  EXPECT_EQ(net.core(3).log().committed(), committed);
+
+  // Filled in from the leader's store, it carries the stored snapshot.
+  ASSERT_TRUE(FillSnapshot(*leader.storage, snap).ok());
+  EXPECT_FALSE(snap.snapshot_unfilled());
+  EXPECT_EQ(snap.snapshot().data(), data);
+  ASSERT_TRUE(net.core(3).Step(snap).ok());
+  EXPECT_TRUE(net.core(3).log().HasPendingSnapshot());
+
+  // A stored snapshot older than the one named cannot be sent in its place.
+  Message newer = snaps[0];
+  newer.mutable_snapshot()->mutable_metadata()->set_index(applied + 1);
+  EXPECT_EQ(FillSnapshot(*leader.storage, newer).code(), absl::StatusCode::kFailedPrecondition);
+}
+
 // ---- Membership changes ----
 
 raftpb::ConfChange Change(raftpb::ConfChange::Type type, uint64_t id) {

@@ -236,6 +236,11 @@ absl::StatusOr<raftpb::Snapshot> RaftLog::Snapshot() const {
   return storage_->Snapshot();
 }
 
+absl::StatusOr<raftpb::SnapshotMetadata> RaftLog::SnapshotMetadata() const {
+  if (unstable_.snapshot()) return unstable_.snapshot()->metadata();
+  return storage_->SnapshotMetadata();
+}
+
 bool RaftLog::MaybeCommit(uint64_t max_index, uint64_t term) {
   if (max_index <= committed_) return false;
   absl::StatusOr<uint64_t> t = Term(max_index);

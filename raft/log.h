@@ -85,6 +85,8 @@ class RaftLog {
   const std::vector<raftpb::Entry>& UnstableEntries() const { return unstable_.entries(); }
   bool HasPendingSnapshot() const { return unstable_.snapshot().has_value(); }
   absl::StatusOr<raftpb::Snapshot> Snapshot() const;
+  // The latest snapshot's metadata (the pending one's, or the stored one's), without its data.
+  absl::StatusOr<raftpb::SnapshotMetadata> SnapshotMetadata() const;
 
   // Leader: commits up to max_index if that entry is of `term` (only entries of the current
   // term are committed by counting replicas, §5.4.2). Returns whether commit advanced.

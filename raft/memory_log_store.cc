@@ -66,6 +66,11 @@ absl::StatusOr<raftpb::Snapshot> MemoryLogStore::Snapshot() {
   return snapshot_;
 }
 
+absl::StatusOr<raftpb::SnapshotMetadata> MemoryLogStore::SnapshotMetadata() {
+  absl::MutexLock lock(&mu_);
+  return snapshot_.metadata();
+}
+
 absl::Status MemoryLogStore::ApplySnapshot(const raftpb::Snapshot& snapshot) {
   absl::MutexLock lock(&mu_);
   if (snapshot_.metadata().index() >= snapshot.metadata().index()) {

@@ -25,6 +25,7 @@ class MemoryLogStore final : public WritableLogStorage {
   uint64_t FirstIndex() override;
   uint64_t LastIndex() override;
   absl::StatusOr<raftpb::Snapshot> Snapshot() override;
+  absl::StatusOr<raftpb::SnapshotMetadata> SnapshotMetadata() override;
 
   // Write side (what the node loop does with a Ready).
   void SetHardState(const raftpb::HardState& hs);

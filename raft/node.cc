@@ -546,7 +546,7 @@ uint64_t Node::Persist() {
               "durability: ", saved.ToString());
   const absl::Duration took = absl::Now() - began;
   // Durable: what waited for it (votes, acknowledgements) leaves now.
-  if (!rd.messages.empty()) options_.transport->Send(std::move(rd.messages));
+  if (!rd.messages.empty()) SendOut(std::move(rd.messages));
   rd.messages.clear();
   return static_cast<uint64_t>(absl::ToInt64Microseconds(took));
 }
@@ -573,15 +573,29 @@ void Node::WriterLoop() {
 void Node::SnapshotterLoop() {
   for (;;) {
     std::optional<SnapshotJob> job;
+    std::vector<raftpb::Message> sends;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
-          +[](Node* n)
-               ABSL_NO_THREAD_SAFETY_ANALYSIS { return n->snapshot_job_ || n->snapshotter_stop_; },
+          +[](Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+            return n->snapshot_job_ || !n->snapshots_to_send_.empty() || n->snapshotter_stop_;
+          },
           this));
-      if (!snapshot_job_) return;  // stopping, nothing in flight
+      sends.swap(snapshots_to_send_);
+      if (!snapshot_job_ && sends.empty()) return;  // stopping, nothing in flight
       job.swap(snapshot_job_);
     }
+    for (raftpb::Message& m : sends) {
+      // A copy of the whole state: here, so that the loop goes on stepping meanwhile.
+      const uint64_t to = m.to();
+      absl::Status filled = FillSnapshot(*options_.storage, m);
+      if (!filled.ok()) {
+        ReportSnapshot(to, /*failed=*/true);  // the core retries later
+        continue;
+      }
+      options_.transport->Send({std::move(m)});
+    }
+    if (!job) continue;
     const uint64_t index = job->index;
     absl::StatusOr<raftpb::Snapshot> snap =
         options_.storage->SaveSnapshot(index, job->conf_state, job->serialize());
@@ -779,7 +793,7 @@ void Node::StartReady() {
     unsaved_hs_ = *rd.hard_state;
   }
   if (!rd.must_sync) {
-    if (!rd.messages.empty()) options_.transport->Send(std::move(rd.messages));
+    if (!rd.messages.empty()) SendOut(std::move(rd.messages));
     rd.messages.clear();
     writing_ = std::move(rd);
     FinishReady();
@@ -817,7 +831,21 @@ void Node::StartReady() {
 void Node::SendEarly(std::vector<raftpb::Message> messages) {
   if (messages.empty()) return;
   stats_.messages_sent += messages.size();
-  options_.transport->Send(std::move(messages));
+  SendOut(std::move(messages));
+}
+
+void Node::SendOut(std::vector<raftpb::Message> messages) {
+  bool snapshots = false;
+  for (const raftpb::Message& m : messages) snapshots = snapshots || m.snapshot_unfilled();
+  if (snapshots) {
+    std::vector<raftpb::Message> now;
+    absl::MutexLock lock(&mu_);
+    for (raftpb::Message& m : messages) {
+      (m.snapshot_unfilled() ? snapshots_to_send_ : now).push_back(std::move(m));
+    }
+    messages.swap(now);
+  }
+  if (!messages.empty()) options_.transport->Send(std::move(messages));
 }
 
 void Node::FinishReady() {

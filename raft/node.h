@@ -261,8 +261,12 @@ class Node final : public MessageHandler {
     raftpb::ConfState conf_state;
     std::function<std::string()> serialize;  // StateMachine::SnapshotLater's
   };
-  // Writes snapshots handed over by MaybeSnapshot.
+  // Writes snapshots handed over by MaybeSnapshot, and fills in the data of the snapshots
+  // the core sends to followers (read from the store here, not on the loop thread).
   void SnapshotterLoop();
+  // Hands messages to the transport; the core's snapshots for followers go to the snapshotter
+  // thread first, to have their data filled in.
+  void SendOut(std::vector<raftpb::Message> messages);
   // Compacts the log behind a snapshot written at `index` (node thread, no log write under
   // way: the store takes a compaction alone; a snapshot's write goes alongside log writes).
   void CompactAfterSnapshot(uint64_t index);
@@ -293,6 +297,8 @@ class Node final : public MessageHandler {
   bool snapshot_done_ ABSL_GUARDED_BY(mu_) = false;     // set when one is written
   uint64_t snapshot_written_ ABSL_GUARDED_BY(mu_) = 0;  // its index, for the node thread
   bool snapshotter_stop_ ABSL_GUARDED_BY(mu_) = false;
+  // Snapshots for followers waiting for the snapshotter to fill in their data.
+  std::vector<raftpb::Message> snapshots_to_send_ ABSL_GUARDED_BY(mu_);
   uint64_t write_micros_ ABSL_GUARDED_BY(mu_) = 0;
 
   // The Ready being written (node thread; the writer reads it while write_requested_), with

@@ -171,6 +171,7 @@ absl::Status RocksDbLogStore::Load() {
   };
   absl::StatusOr<bool> found = read(kSnapshotKey, &snapshot_, "snapshot");
   if (!found.ok()) return found.status();
+  snapshot_.clear_data();  // read again when asked for: it is the whole state
   found = read(kHardStateKey, &hard_state_, "hard state");
   if (!found.ok()) return found.status();
   {
@@ -262,8 +263,25 @@ absl::StatusOr<uint64_t> RocksDbLogStore::Term(uint64_t i) {
 }
 
 absl::StatusOr<raftpb::Snapshot> RocksDbLogStore::Snapshot() {
+  raftpb::Snapshot snap;
+  {
+    absl::MutexLock lock(&mu_);
+    if (snapshot_.metadata().index() == 0) return snap;  // none yet
+  }
+  // Not under the lock: a big snapshot takes a while to read and check. A snapshot saved
+  // meanwhile replaces the value whole, so what is read is one snapshot or the other.
+  std::string value;
+  absl::Status s = FromRocks(db_->Get(rocksdb::ReadOptions(), kSnapshotKey, &value),
+                             "reading the snapshot");
+  if (!s.ok()) return s;
+  s = Unseal(value, &snap, "snapshot");
+  if (!s.ok()) return s;
+  return snap;
+}
+
+absl::StatusOr<raftpb::SnapshotMetadata> RocksDbLogStore::SnapshotMetadata() {
   absl::MutexLock lock(&mu_);
-  return snapshot_;
+  return snapshot_.metadata();
 }
 
 absl::StatusOr<std::vector<raftpb::Entry>> RocksDbLogStore::Entries(uint64_t lo, uint64_t hi,
@@ -370,7 +388,8 @@ absl::Status RocksDbLogStore::Save(const raftpb::HardState* hard_state,
   if (!s.ok()) return s;
   absl::MutexLock lock(&mu_);
   if (snapshot != nullptr) {
-    snapshot_ = *snapshot;
+    snapshot_.Clear();
+    *snapshot_.mutable_metadata() = snapshot->metadata();
     terms_.assign(1, snapshot->metadata().term());
     cache_.clear();
     cache_bytes_ = 0;
@@ -445,7 +464,8 @@ absl::StatusOr<raftpb::Snapshot> RocksDbLogStore::SaveSnapshot(uint64_t i,
   absl::Status s = FromRocks(db_->Put(wo, kSnapshotKey, Seal(snap)), "writing a snapshot");
   if (!s.ok()) return s;
   absl::MutexLock lock(&mu_);
-  snapshot_ = snap;
+  snapshot_.Clear();
+  *snapshot_.mutable_metadata() = snap.metadata();
   return snap;
 }
 

@@ -76,7 +76,9 @@ class RocksDbLogStore final : public WritableLogStorage {
   absl::StatusOr<uint64_t> Term(uint64_t i) override;
   uint64_t FirstIndex() override;
   uint64_t LastIndex() override;
+  // Read from the database (its data is not kept in memory: it is the whole state).
   absl::StatusOr<raftpb::Snapshot> Snapshot() override;
+  absl::StatusOr<raftpb::SnapshotMetadata> SnapshotMetadata() override;
 
   // Persists one Ready: an optional snapshot (replacing the log), entries (replacing any
   // suffix they overlap) and an optional hard state, atomically; synced if `sync`.
@@ -108,6 +110,7 @@ class RocksDbLogStore final : public WritableLogStorage {
 
   absl::Mutex mu_;
   raftpb::HardState hard_state_ ABSL_GUARDED_BY(mu_);
+  // The stored snapshot's metadata (its data stays on disk).
   raftpb::Snapshot snapshot_ ABSL_GUARDED_BY(mu_);
   // Terms of the stored entries: terms_[0] is the snapshot's (index first_ - 1), then one per
   // entry, so Term() and the bounds need no disk read.

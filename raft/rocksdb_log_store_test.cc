@@ -186,6 +186,39 @@ TEST_F(RocksDbLogStoreTest, SnapshotsAndCompactionSurviveAReopen) {
   EXPECT_EQ(s->Snapshot()->metadata().term(), 2u);
 }
 
+// The snapshot's data (the whole state) is read from disk when asked for, not kept in memory;
+// its metadata is at hand for the core without reading the data.
+TEST_F(RocksDbLogStoreTest, ASnapshotsDataIsReadFromDiskAndItsMetadataIsAtHand) {
+  auto s = Open();
+  EXPECT_EQ(s->SnapshotMetadata()->index(), 0u);
+  EXPECT_EQ(s->Snapshot()->metadata().index(), 0u);
+  ASSERT_TRUE(s->Save(nullptr, Range(1, 10, 2), nullptr, true).ok());
+  raftpb::ConfState cs;
+  cs.add_voters(1);
+  const std::string state(1 << 20, 'x');
+  ASSERT_TRUE(s->SaveSnapshot(8, cs, state).ok());
+  EXPECT_EQ(s->SnapshotMetadata()->index(), 8u);
+  EXPECT_EQ(s->SnapshotMetadata()->term(), 2u);
+  EXPECT_EQ(s->SnapshotMetadata()->conf_state().voters(0), 1u);
+  EXPECT_EQ(s->Snapshot()->data(), state);
+  // A received one, installed with the log's write, replaces it.
+  raftpb::Snapshot received;
+  received.set_data("leader state");
+  received.mutable_metadata()->set_index(50);
+  received.mutable_metadata()->set_term(7);
+  ASSERT_TRUE(s->Save(nullptr, {}, &received, true).ok());
+  EXPECT_EQ(s->SnapshotMetadata()->index(), 50u);
+  EXPECT_EQ(s->Snapshot()->data(), "leader state");
+  // And the core's message for a follower is filled in from it.
+  raftpb::Message m;
+  m.set_type(raftpb::MSG_SNAP);
+  m.set_snapshot_unfilled(true);
+  *m.mutable_snapshot()->mutable_metadata() = *s->SnapshotMetadata();
+  ASSERT_TRUE(FillSnapshot(*s, m).ok());
+  EXPECT_EQ(m.snapshot().data(), "leader state");
+  EXPECT_FALSE(m.snapshot_unfilled());
+}
+
 // A snapshot that is not followed by a compaction leaves the log as it was, also across a
 // reopen. (The store used to take the first stored entry at or below the snapshot for the
 // compaction marker, so a reopen hid entry 1 of a never-compacted log, and after an installed

@@ -80,4 +80,18 @@ absl::Status Bootstrap(WritableLogStorage& storage, const std::vector<uint64_t>&
   return Bootstrap(storage, members);
 }
 
+absl::Status FillSnapshot(LogStorage& storage, raftpb::Message& m) {
+  if (m.type() != raftpb::MSG_SNAP || !m.snapshot_unfilled()) return absl::OkStatus();
+  absl::StatusOr<raftpb::Snapshot> snap = storage.Snapshot();
+  if (!snap.ok()) return snap.status();
+  if (snap->metadata().index() < m.snapshot().metadata().index()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "raft: the stored snapshot at ", snap->metadata().index(),
+        " is older than the one a message names, at ", m.snapshot().metadata().index()));
+  }
+  *m.mutable_snapshot() = std::move(*snap);
+  m.set_snapshot_unfilled(false);
+  return absl::OkStatus();
+}
+
 }  // namespace shoal::raft

@@ -66,7 +66,20 @@ class LogStorage {
 
   // The most recent snapshot. SnapshotTemporarilyUnavailableError if one is being made.
   virtual absl::StatusOr<raftpb::Snapshot> Snapshot() = 0;
+  // Its metadata only, without reading or copying the data (the core asks for this on the
+  // node's loop thread). Default: from Snapshot().
+  virtual absl::StatusOr<raftpb::SnapshotMetadata> SnapshotMetadata() {
+    absl::StatusOr<raftpb::Snapshot> snap = Snapshot();
+    if (!snap.ok()) return snap.status();
+    return snap->metadata();
+  }
 };
+
+// Fills in the data of a MSG_SNAP made by the core (Message::snapshot_unfilled) from the
+// sender's `storage`: its stored snapshot, which may be newer than the one the message names
+// (the follower then installs the newer one). FAILED_PRECONDITION when the stored one is older
+// (it cannot be: snapshots only move forward), or Snapshot()'s error.
+absl::Status FillSnapshot(LogStorage& storage, raftpb::Message& m);
 
 // The write side, used by the node loop: what it does with a Ready and with snapshots.
 class WritableLogStorage : public LogStorage {

@@ -549,6 +549,10 @@ void Sim::SendAll(uint64_t from, std::vector<Message> msgs) {
   for (Message& m : msgs) {
     ++stats_.messages;
     if (m.to() == from) continue;
+    // As a node does off its loop thread: the core names its snapshot, the data is read here.
+    if (absl::Status s = FillSnapshot(*Node(from).disk, m); !s.ok()) {
+      return Fail("member ", from, " cannot fill in its snapshot: ", s.ToString());
+    }
     if (Chance(drop_)) {
       Trace("drop ", Describe(m));
       if (m.type() == raftpb::MSG_SNAP) snapshot_reports_.emplace_back(from, m.to(), true);

@@ -50,6 +50,10 @@ std::vector<raftpb::Message> HandleReady(TestNode& node) {
   // Early messages would have left before the write; the order among them is kept.
   std::vector<raftpb::Message> out = std::move(rd.early_messages);
   for (raftpb::Message& m : rd.messages) out.push_back(std::move(m));
+  for (raftpb::Message& m : out) {
+    absl::Status filled = FillSnapshot(*node.storage, m);
+    SHOAL_CHECK(filled.ok(), filled.ToString());
+  }
   return out;
 }
 

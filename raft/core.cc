@@ -385,11 +385,13 @@ absl::Status Core::Step(const Message& m) {
     switch (m.type()) {
       case raftpb::MSG_PROP:
         return absl::FailedPreconditionError(
-            "proposal dropped: this member was removed from the cluster");
+            "proposal dropped: this member was removed from the cluster; send writes to a "
+            "current member (a removed manager rejoins under a new id)");
       case raftpb::MSG_READ_INDEX:
         if (m.from() == id_) {
           return absl::FailedPreconditionError(
-              "read dropped: this member was removed from the cluster");
+              "read dropped: this member was removed from the cluster; read from a current "
+              "member (a removed manager rejoins under a new id)");
         }
         break;
       case raftpb::MSG_HUP:

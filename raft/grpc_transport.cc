@@ -34,7 +34,8 @@ constexpr char kFromKey[] = "shoal-raft-from";
 grpc::Status RemovedStatus(uint64_t member) {
   return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                       absl::StrCat("raft member ", member,
-                                   " was removed from the cluster: it can no longer take part"));
+                                   " was removed from the cluster: it can no longer take part; stop it, "
+                                   "remove its Raft state and join it again under a new id"));
 }
 
 }  // namespace

@@ -590,7 +590,11 @@ void Node::SnapshotterLoop() {
       const uint64_t to = m.to();
       absl::Status filled = FillSnapshot(*options_.storage, m);
       if (!filled.ok()) {
-        ReportSnapshot(to, /*failed=*/true);  // the core retries later
+        // The core retries later; a store that cannot give its snapshot back (damaged) keeps
+        // the follower from catching up, so say why each time.
+        log::Warning("raft", "cannot send the stored snapshot to a follower",
+                     {{"to", to}, {"error", filled.ToString()}});
+        ReportSnapshot(to, /*failed=*/true);
         continue;
       }
       options_.transport->Send({std::move(m)});
@@ -915,11 +919,13 @@ void Node::NoteLeadership(const raftpb::Entry* applied) {
 void Node::NoteRemoval() {
   if (removal_announced_ || !core_->removed()) return;
   removal_announced_ = true;
-  log::Warning("raft", "this member was removed from the cluster: it will not vote or lead again",
+  log::Warning("raft",
+               "this member was removed from the cluster: it will not vote or lead again; stop "
+               "it and remove its Raft state (as a manager it rejoins under a new id)",
                {{"member", options_.raft.id}, {"applied", applied_}});
   FailPending(absl::FailedPreconditionError(
       "raft: this member was removed from the cluster; the write may or may not have been "
-      "applied by the others"));
+      "applied by the others: check on a current member before retrying there"));
   {
     absl::MutexLock lock(&mu_);
     status_.removed = true;

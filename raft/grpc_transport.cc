@@ -14,6 +14,9 @@ uint32_t Crc(const std::string& data, uint32_t crc = 0) {
       crc32(crc, reinterpret_cast<const Bytef*>(data.data()), static_cast<uInt>(data.size())));
 }
 constexpr uint64_t kMaxSnapshotBytes = uint64_t{4} << 30;
+// Time allowed to one connection attempt: long enough for a TLS handshake across a WAN; short
+// enough that a peer behind a healed partition is tried again soon.
+constexpr int kConnectTimeoutMs = 5000;
 
 // The answer to a message addressed to a member other than this one.
 grpc::Status MisaddressedStatus(const raftpb::Message& m, uint64_t self) {
@@ -101,12 +104,13 @@ class GrpcTransport::RaftServiceImpl final
       StartRead(&batch_);
     }
     void OnReadDone(bool ok) override {
-      MessageHandler* handler = transport_->handler_.load();
       if (!ok) {
         // The peer's stream ended: it stopped, died, or the network to it broke. Say so at
         // once (a follower whose leader vanished then elects a new one without waiting out its
         // timeout).
-        if (from_ != 0 && handler != nullptr) handler->ReportUnreachable(from_);
+        if (from_ != 0) {
+          transport_->WithHandler([&](MessageHandler& h) { h.ReportUnreachable(from_); });
+        }
         Finish(grpc::Status::OK);
         return;
       }
@@ -133,12 +137,12 @@ class GrpcTransport::RaftServiceImpl final
         Refuse(batch_.messages(0).from());
         return;
       }
-      if (handler != nullptr) {  // else not started yet: as if lost
+      transport_->WithHandler([&](MessageHandler& h) {  // none: not started, as if lost
         for (raftpb::Message& m : *batch_.mutable_messages()) {
           from_ = m.from();
-          handler->Receive(std::move(m));
+          h.Receive(std::move(m));
         }
-      }
+      });
       batch_.Clear();
       StartRead(&batch_);
     }
@@ -216,9 +220,12 @@ class GrpcTransport::RaftServiceImpl final
     }
     header.mutable_snapshot()->set_data(std::move(data));
     response->set_applied_index(header.snapshot().metadata().index());
-    MessageHandler* handler = transport_->handler_.load();
-    if (handler == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "not started");
-    handler->Receive(std::move(header));
+    bool delivered = false;
+    transport_->WithHandler([&](MessageHandler& h) {
+      h.Receive(std::move(header));
+      delivered = true;
+    });
+    if (!delivered) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "raft node not started");
     return grpc::Status::OK;
   }
 
@@ -247,7 +254,10 @@ class GrpcTransport::RaftServiceImpl final
 GrpcTransport::GrpcTransport(const Options& options)
     : options_(options), service_(std::make_unique<RaftServiceImpl>(this)) {}
 
-void GrpcTransport::SetHandler(MessageHandler* handler) { handler_.store(handler); }
+void GrpcTransport::SetHandler(MessageHandler* handler) {
+  absl::MutexLock lock(&handler_mu_);  // waits for the calls in progress
+  handler_ = handler;
+}
 
 absl::StatusOr<std::unique_ptr<GrpcTransport>> GrpcTransport::Create(const Options& options) {
   if (options.self == 0) {
@@ -320,7 +330,10 @@ void GrpcTransport::AddPeer(uint64_t id, const std::string& addr) {
   // Reconnect quickly after a peer restarts: Raft's own heartbeats pace the retries.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  // Despite its name, how long one connection attempt (TCP, TLS handshake) may take. It was
+  // 100 ms: a handshake on a busy machine or over a slow link timed out, was logged as an error
+  // and retried, and over a link slower than ~300 ms each way never completed at all.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kConnectTimeoutMs);
   if (!options_.tls_server_name.empty()) args.SetSslTargetNameOverride(options_.tls_server_name);
   peer->channel = grpc::CreateCustomChannel(addr, creds, args);
   peer->stub = raftpb::Raft::NewStub(peer->channel);
@@ -344,13 +357,11 @@ bool GrpcTransport::RefusedAsRemoved(const grpc::ClientContext& ctx) const {
 }
 
 void GrpcTransport::DeliverRemoved(uint64_t peer) {
-  MessageHandler* handler = handler_.load();
-  if (handler == nullptr) return;
   raftpb::Message m;
   m.set_type(raftpb::MSG_REMOVED);
   m.set_from(peer);
   m.set_to(options_.self);
-  handler->Receive(std::move(m));
+  WithHandler([&](MessageHandler& h) { h.Receive(std::move(m)); });
 }
 
 void GrpcTransport::RemovePeer(uint64_t id) {
@@ -397,8 +408,10 @@ void GrpcTransport::Send(std::vector<raftpb::Message> messages) {
       }
     }
   }
-  if (MessageHandler* handler = handler_.load()) {
-    for (uint64_t id : unreachable) handler->ReportUnreachable(id);
+  if (!unreachable.empty()) {
+    WithHandler([&](MessageHandler& h) {
+      for (uint64_t id : unreachable) h.ReportUnreachable(id);
+    });
   }
 }
 
@@ -515,8 +528,10 @@ void GrpcTransport::PollLoop() {
         for (auto& [id, p] : peers_) shutdown = shutdown && p->pending_ops == 0;
       }
     }
-    if (MessageHandler* handler = handler_.load()) {
-      for (uint64_t id : unreachable) handler->ReportUnreachable(id);
+    if (!unreachable.empty()) {
+      WithHandler([&](MessageHandler& h) {
+        for (uint64_t id : unreachable) h.ReportUnreachable(id);
+      });
     }
     if (removed_by != 0) DeliverRemoved(removed_by);
     if (shutdown) cq_.Shutdown();
@@ -547,9 +562,8 @@ void GrpcTransport::SendSnapshot(uint64_t to, const raftpb::Message& m) {
     auto it = peers_.find(to);
     if (it != peers_.end()) channel = it->second->channel;
   }
-  MessageHandler* handler = handler_.load();
   if (!channel) {
-    if (handler != nullptr) handler->ReportSnapshot(to, true);
+    WithHandler([&](MessageHandler& h) { h.ReportSnapshot(to, true); });
     return;
   }
   auto stub = raftpb::Raft::NewStub(channel);
@@ -586,7 +600,7 @@ void GrpcTransport::SendSnapshot(uint64_t to, const raftpb::Message& m) {
     log::Warning("raft", "snapshot send failed", {{"to", to}, {"error", status.error_message()}});
     if (RefusedAsRemoved(ctx)) DeliverRemoved(to);
   }
-  if (handler != nullptr) handler->ReportSnapshot(to, !status.ok());
+  WithHandler([&](MessageHandler& h) { h.ReportSnapshot(to, !status.ok()); });
 }
 
 }  // namespace shoal::raft

@@ -14,8 +14,8 @@
 //   GrpcTransport::Options o;  o.self = 1;
 //   auto t = GrpcTransport::Create(o);
 //   auto node = Node::Create({..., .transport = t.get()});
-//   t->SetHandler(node.get());                    // before the server starts
 //   server_builder.RegisterService(t->service()); ...
+//   node->Start();                                // the node is the transport's handler
 //   t->AddPeer(2, "10.0.0.2:4242");
 #pragma once
 
@@ -71,9 +71,9 @@ class GrpcTransport final : public Transport {
 
   static absl::StatusOr<std::unique_ptr<GrpcTransport>> Create(const Options& options);
 
-  // Where arriving messages and send outcomes go. Call once, before the server starts and
-  // before the first Send.
-  void SetHandler(MessageHandler* handler);
+  // Transport::SetHandler (Node::Start and Node::Stop call it). What arrives while there is
+  // no handler is dropped, as if lost.
+  void SetHandler(MessageHandler* handler) override;
   ~GrpcTransport() override;
 
   // The Raft gRPC service to register with this member's server.
@@ -102,8 +102,18 @@ class GrpcTransport final : public Transport {
   // Tells the handler that `peer` refused this member as removed (a MSG_REMOVED from it).
   void DeliverRemoved(uint64_t peer);
 
+  // Calls `f` with the handler, if there is one, holding it for the call (SetHandler waits).
+  template <typename F>
+  void WithHandler(F f) ABSL_LOCKS_EXCLUDED(handler_mu_) {
+    absl::ReaderMutexLock lock(&handler_mu_);
+    if (handler_ != nullptr) f(*handler_);
+  }
+
   Options options_;
-  std::atomic<MessageHandler*> handler_{nullptr};
+  // Held (shared) across every call to the handler, so that SetHandler can wait them out. A
+  // handler must not call SetHandler.
+  absl::Mutex handler_mu_;
+  MessageHandler* handler_ ABSL_GUARDED_BY(handler_mu_) = nullptr;
   // Streams refused because their messages were for another member (logged at 1, 2, 4, ...).
   std::atomic<uint64_t> misaddressed_{0};
   // Streams refused because their sender was removed from the cluster (logged likewise).

@@ -127,6 +127,9 @@ absl::Status Node::Init() {
 Node::~Node() { Stop(); }
 
 void Node::Start() {
+  // Before the threads: what arrives from now on is queued for the loop.
+  attached_ = true;
+  options_.transport->SetHandler(this);
   completer_ = std::thread([this] {
     SetThreadName("raft-complete");
     CompleterLoop();
@@ -193,6 +196,11 @@ void Node::Stop() {
   }
   ticker_cv_.notify_all();
   if (ticker_.joinable()) ticker_.join();
+  // Last: the threads above send through the transport, whose reports come back here.
+  if (attached_) {
+    options_.transport->SetHandler(nullptr);
+    attached_ = false;
+  }
 }
 
 void Node::HandOverLeadership() {

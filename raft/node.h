@@ -28,7 +28,7 @@
 // node's thread.
 //
 //   Node::Options o{...};
-//   auto node = Node::Create(o);         // then transport handler = node
+//   auto node = Node::Create(o);
 //   (*node)->Start();
 //   absl::StatusOr<uint64_t> index = (*node)->Propose("data").get();
 //   (*node)->Propose("data", [](absl::StatusOr<uint64_t> index) { ... });  // no thread waits
@@ -150,9 +150,11 @@ class Node final : public MessageHandler {
   static absl::StatusOr<std::unique_ptr<Node>> Create(const Options& options);
   ~Node() override;
 
+  // Starts the loop, and makes the node its transport's handler.
   void Start();
   // Stops the loop; pending proposals and reads fail with UNAVAILABLE. Idempotent. A leader
-  // first hands its leadership over (Options::transfer_leadership_on_stop).
+  // first hands its leadership over (Options::transfer_leadership_on_stop). When it returns,
+  // the transport no longer calls the node (it may be destroyed while the transport lives on).
   void Stop();
 
   // Completion of a proposal: its index once applied on this node, or the error.
@@ -353,6 +355,8 @@ class Node final : public MessageHandler {
   bool ticker_stop_ = false;  // guarded by ticker_mu_
 
   std::thread thread_;
+  // Whether the node is its transport's handler (between Start and Stop; owner's thread).
+  bool attached_ = false;
   std::thread writer_;
   std::thread snapshotter_;
   std::thread completer_;

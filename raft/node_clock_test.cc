@@ -102,7 +102,6 @@ TEST(NodeClockTest, TicksGoOnWhenTheWallClockStepsBack) {
     auto node = Node::Create(no);
     ASSERT_TRUE(node.ok()) << node.status();
     m->node = std::move(*node);
-    m->transport->SetHandler(m->node.get());
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);

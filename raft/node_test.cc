@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <future>
@@ -229,7 +230,6 @@ class ClusterTest : public ::testing::Test {
     auto node = Node::Create(no);
     ASSERT_TRUE(node.ok()) << node.status();
     m.node = std::move(*node);
-    m.transport->SetHandler(m.node.get());
     // A restarted member listens where it did before, as a manager does, when it can.
     if (!m.addr.empty()) m.server = Serve(m, m.addr);
     if (m.server == nullptr) m.server = Serve(m, "127.0.0.1:0");
@@ -581,6 +581,91 @@ TEST(GrpcTransportTest, ShutsDownAfterAPeerChangedAddressWhileAWriteIsInFlight) 
   EXPECT_EQ(done.wait_for(std::chrono::seconds(20)), std::future_status::ready)
       << "the transport never shut down";
   server->Shutdown(std::chrono::system_clock::now());
+}
+
+// Holds every call made to it until released, counting them.
+class HoldingHandler : public MessageHandler {
+ public:
+  void Receive(raftpb::Message) override { Hold(); }
+  void ReportUnreachable(uint64_t) override { Hold(); }
+  void ReportSnapshot(uint64_t, bool) override { Hold(); }
+  bool WaitForCall(absl::Duration within) {
+    absl::MutexLock lock(&mu_);
+    auto called = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return calls_ > 0; };
+    return mu_.AwaitWithTimeout(absl::Condition(&called), within);
+  }
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    released_ = true;
+  }
+  int calls() {
+    absl::MutexLock lock(&mu_);
+    return calls_;
+  }
+
+ private:
+  void Hold() {
+    absl::MutexLock lock(&mu_);
+    ++calls_;
+    mu_.Await(absl::Condition(&released_));
+  }
+  absl::Mutex mu_;
+  int calls_ ABSL_GUARDED_BY(mu_) = 0;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// A stopped node detaches from its transport and may be destroyed while the transport lives
+// on, its peers' streams still reporting in: clearing the handler waits out a call in progress,
+// and none is made after. (A manager's node was once called as it was being destroyed: "pure
+// virtual method called".)
+TEST(GrpcTransportTest, ClearingTheHandlerWaitsOutTheCallInProgress) {
+  HoldingHandler held;
+  Inbox next;
+  GrpcTransport::Options o2;
+  o2.self = 2;
+  auto member2 = GrpcTransport::Create(o2);
+  ASSERT_TRUE(member2.ok()) << member2.status();
+  (*member2)->SetHandler(&held);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService((*member2)->service());
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+
+  GrpcTransport::Options o1;
+  o1.self = 1;
+  auto member1 = GrpcTransport::Create(o1);
+  ASSERT_TRUE(member1.ok()) << member1.status();
+  (*member1)->AddPeer(2, "127.0.0.1:" + std::to_string(port));
+  (*member1)->Send({MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, 5)});
+  ASSERT_TRUE(held.WaitForCall(kWait)) << "the heartbeat never arrived";
+
+  std::future<void> cleared =
+      std::async(std::launch::async, [&] { (*member2)->SetHandler(nullptr); });
+  // Bounded wait for something that must not happen: it returns only after the release.
+  EXPECT_EQ(cleared.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout)
+      << "SetHandler returned while the handler was being called";
+  held.Release();
+  ASSERT_EQ(cleared.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  const int calls = held.calls();
+
+  // What comes after goes to the next handler, none of it to the old one.
+  (*member2)->SetHandler(&next);
+  (*member1)->Send({MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, 6)});
+  EXPECT_TRUE(next.WaitUntil(
+      [](const std::vector<raftpb::Message>& received, const std::vector<uint64_t>&) {
+        for (const raftpb::Message& m : received) {
+          if (m.term() == 6) return true;
+        }
+        return false;
+      },
+      kWait));
+  EXPECT_EQ(held.calls(), calls);
+  (*member2)->SetHandler(nullptr);
+  member1->reset();
+  server->Shutdown(std::chrono::system_clock::now());
+  member2->reset();
 }
 
 TEST_F(ClusterTest, LinearizableReadOnAFollowerSeesEveryAcknowledgedWrite) {
@@ -1145,7 +1230,8 @@ class ScriptedPeers : public Transport {
     uint64_t number = 0;  // a sent message's commit index, or the completed proposal's index
     raftpb::MessageType type = raftpb::MSG_HUP;  // a sent message's
   };
-  void SetNode(Node* node) { node_ = node; }
+  // The node, from its Start to its Stop.
+  void SetHandler(MessageHandler* handler) override { node_.store(handler); }
   void Send(std::vector<raftpb::Message> messages) override {
     std::vector<raftpb::Message> replies;
     {
@@ -1182,7 +1268,7 @@ class ScriptedPeers : public Transport {
       const uint64_t from = r.from();
       const bool ack = r.type() == raftpb::MSG_APP_RESP;
       const uint64_t index = r.index();
-      node_->Receive(std::move(r));
+      if (MessageHandler* node = node_.load()) node->Receive(std::move(r));
       if (ack) {
         absl::MutexLock lock(&mu_);
         acked_[from] = std::max(acked_[from], index);
@@ -1228,7 +1314,7 @@ class ScriptedPeers : public Transport {
   }
 
  private:
-  Node* node_ = nullptr;
+  std::atomic<MessageHandler*> node_{nullptr};
   absl::Mutex mu_;
   std::vector<Event> events_ ABSL_GUARDED_BY(mu_);
   size_t CountLocked(raftpb::MessageType type) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -1239,13 +1325,12 @@ class ScriptedPeers : public Transport {
   std::map<uint64_t, uint64_t> acked_ ABSL_GUARDED_BY(mu_);
 };
 
-// Creates `lone`'s node (member 1) with `peers` playing members 2 and 3, starts it and elects
-// it; null (with a test failure) if that fails.
-std::unique_ptr<Node> ElectScripted(ScriptedPeers& peers, const Node::Options& options) {
+// Creates a node (member 1) of `options`, whose transport is ScriptedPeers playing members 2
+// and 3, starts it and elects it; null (with a test failure) if that fails.
+std::unique_ptr<Node> ElectScripted(const Node::Options& options) {
   auto node = Node::Create(options);
   EXPECT_TRUE(node.ok()) << node.status();
   if (!node.ok()) return nullptr;
-  peers.SetNode(node->get());
   (*node)->Start();
   (*node)->Campaign();
   EXPECT_TRUE((*node)->WaitForLeader(absl::Now() + kWait));
@@ -1276,10 +1361,40 @@ struct LoneNode {
 // over its limits or transferring leadership) with no leader change to fail them.
 class BlackHole : public Transport {
  public:
+  void SetHandler(MessageHandler*) override {}  // nothing ever comes back
   void Send(std::vector<raftpb::Message>) override {}
   void AddPeer(uint64_t, const std::string&) override {}
   void RemovePeer(uint64_t) override {}
 };
+
+// Sends nothing; records its handler.
+class HandlerRecorder : public Transport {
+ public:
+  void SetHandler(MessageHandler* handler) override { handler_.store(handler); }
+  void Send(std::vector<raftpb::Message>) override {}
+  void AddPeer(uint64_t, const std::string&) override {}
+  void RemovePeer(uint64_t) override {}
+  MessageHandler* handler() const { return handler_.load(); }
+
+ private:
+  std::atomic<MessageHandler*> handler_{nullptr};
+};
+
+// The node is its transport's handler from Start to Stop: what arrives before it starts is not
+// queued for it, and after Stop nothing calls it (it may be destroyed before its transport).
+TEST(NodeTest, IsItsTransportsHandlerFromStartToStop) {
+  HandlerRecorder transport;
+  LoneNode lone(1, &transport);
+  auto node = Node::Create(lone.options);
+  ASSERT_TRUE(node.ok()) << node.status();
+  EXPECT_EQ(transport.handler(), nullptr);
+  (*node)->Start();
+  EXPECT_EQ(transport.handler(), node->get());
+  (*node)->Stop();
+  EXPECT_EQ(transport.handler(), nullptr);
+  (*node)->Stop();  // idempotent
+  EXPECT_EQ(transport.handler(), nullptr);
+}
 
 // Options of member `id` that never campaigns on its own (an election timeout of 1,000 s).
 Node::Options NeverCampaigning(uint64_t id, WritableLogStorage* store, Transport* transport,
@@ -1297,6 +1412,7 @@ Node::Options NeverCampaigning(uint64_t id, WritableLogStorage* store, Transport
 // Sends nothing; records the peers the node tells it about.
 class PeerRecorder : public Transport {
  public:
+  void SetHandler(MessageHandler*) override {}  // nothing ever comes back
   void Send(std::vector<raftpb::Message>) override {}
   void AddPeer(uint64_t id, const std::string& addr) override {
     absl::MutexLock lock(&mu_);
@@ -1456,8 +1572,8 @@ class SlowSnapshotStore : public WritableLogStorage {
 // entries, sending through `transport` (and played against it, when it is ScriptedPeers);
 // started.
 struct SlowSnapshotMember {
-  SlowSnapshotMember(uint64_t id, ScriptedPeers* peers) : SlowSnapshotMember(id, peers, peers, 3) {}
-  SlowSnapshotMember(uint64_t id, Transport* transport, ScriptedPeers* peers, uint64_t voters)
+  SlowSnapshotMember(uint64_t id, ScriptedPeers* peers) : SlowSnapshotMember(id, peers, 3) {}
+  SlowSnapshotMember(uint64_t id, Transport* transport, uint64_t voters)
       : lone(id, transport) {
     raftpb::ConfState cs;
     for (uint64_t v = 1; v <= voters; ++v) cs.add_voters(v);
@@ -1469,7 +1585,6 @@ struct SlowSnapshotMember {
     EXPECT_TRUE(created.ok()) << created.status();
     if (!created.ok()) return;
     node = std::move(*created);
-    if (peers != nullptr) peers->SetNode(node.get());
     node->Start();
   }
   ~SlowSnapshotMember() {
@@ -1599,7 +1714,7 @@ TEST(NodeTest, AFollowerAnswersWhileAReceivedSnapshotWaitsForItsOwn) {
 // proposals used to wait behind its snapshot's write, every snapshot_interval entries.
 TEST(NodeTest, ASingleMemberGoesOnCommittingWhileItsSnapshotIsWritten) {
   BlackHole nowhere;
-  SlowSnapshotMember m(1, &nowhere, nullptr, 1);
+  SlowSnapshotMember m(1, &nowhere, 1);
   ASSERT_NE(m.node, nullptr);
   ASSERT_NO_FATAL_FAILURE(CommitThroughASnapshotWrite(m));
 }
@@ -1695,7 +1810,7 @@ TEST(NodeTest, ASnapshotIsSerializedOffTheNodeThread) {
 TEST(NodeTest, AnswersTheProposerBeforeAnnouncingTheCommit) {
   ScriptedPeers peers;
   LoneNode lone(1, &peers);
-  std::unique_ptr<Node> node = ElectScripted(peers, lone.options);
+  std::unique_ptr<Node> node = ElectScripted(lone.options);
   ASSERT_NE(node, nullptr);
   ASSERT_EQ(node->GetStatus().leader, 1u);
   const std::thread::id caller = std::this_thread::get_id();
@@ -1734,7 +1849,6 @@ TEST(NodeTest, ANewLeaderIsAnnouncedOnlyOnceItHasAppliedEveryEarlierWrite) {
   lone.options.state_machine = &sm;
   auto node = Node::Create(lone.options);
   ASSERT_TRUE(node.ok()) << node.status();
-  peers.SetNode(node->get());
   (*node)->Start();
   // Leader 1 of term 1 sends two entries without their commit, then falls silent.
   raftpb::Message app = MessageOf(raftpb::MSG_APP, 1, 2, 1);
@@ -1786,7 +1900,7 @@ TEST(NodeTest, ADeposedLeaderRefusesFencedProposalsInsteadOfForwardingThem) {
   LeadershipRecorder sm;
   lone.options.state_machine = &sm;
   lone.options.request_timeout = absl::ZeroDuration();
-  std::unique_ptr<Node> node = ElectScripted(peers, lone.options);
+  std::unique_ptr<Node> node = ElectScripted(lone.options);
   ASSERT_NE(node, nullptr);
   ASSERT_TRUE(sm.WaitForChanges(1, absl::Now() + kWait));
   const uint64_t term = sm.changes()[0].term;
@@ -1825,7 +1939,7 @@ TEST(NodeTest, ALearnerIsPromotedThroughTheNodeOnceItHasCaughtUp) {
   ScriptedPeers peers;
   peers.Mute(4, true);  // down, or its disk still busy with the snapshot
   LoneNode lone(1, &peers);
-  std::unique_ptr<Node> node = ElectScripted(peers, lone.options);
+  std::unique_ptr<Node> node = ElectScripted(lone.options);
   ASSERT_NE(node, nullptr);
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(node->Propose(absl::StrCat("v", i)).get().ok());
   raftpb::ConfChange add;

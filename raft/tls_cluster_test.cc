@@ -1,14 +1,19 @@
 // The Raft transport over Shoal's mutual TLS (pki/), with the credentials passed in through
 // GrpcTransport::Options as swarmd passes them: managers replicate to each other, and nothing
 // else (a worker's certificate, another cluster's manager) gets a message through.
+#include <arpa/inet.h>
 #include <grpc/support/log.h>
 #include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
-
 #include <cstdio>
+#include <deque>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -60,7 +65,15 @@ class Values : public StateMachine {
 // Records what a transport reports back.
 class Reports : public MessageHandler {
  public:
-  void Receive(raftpb::Message) override {}
+  void Receive(raftpb::Message) override {
+    absl::MutexLock lock(&mu_);
+    ++received_;
+  }
+  bool WaitReceived(absl::Duration within) {
+    absl::MutexLock lock(&mu_);
+    auto received = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return received_ > 0; };
+    return mu_.AwaitWithTimeout(absl::Condition(&received), within);
+  }
   void ReportUnreachable(uint64_t peer) override {
     absl::MutexLock lock(&mu_);
     unreachable_.push_back(peer);
@@ -80,6 +93,123 @@ class Reports : public MessageHandler {
  private:
   absl::Mutex mu_;
   std::vector<uint64_t> unreachable_ ABSL_GUARDED_BY(mu_);
+  int received_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// A slow link on loopback: a TCP proxy to `target_port` that holds every byte for `delay` in
+// each direction, as a link between data centres does.
+class SlowLink {
+ public:
+  SlowLink(int target_port, absl::Duration delay) : target_port_(target_port), delay_(delay) {
+    listener_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (bind(listener_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+        listen(listener_, 16) != 0 ||
+        getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      return;
+    }
+    port_ = ntohs(addr.sin_port);
+    threads_.emplace_back([this] { Accept(); });
+  }
+  ~SlowLink() {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+      for (int fd : fds_) shutdown(fd, SHUT_RDWR);
+    }
+    shutdown(listener_, SHUT_RDWR);
+    for (std::thread& t : threads_) t.join();
+    close(listener_);
+    for (int fd : fds_) close(fd);
+  }
+  int port() const { return port_; }  // 0 when it could not listen
+
+ private:
+  struct Chunk {
+    absl::Time due;
+    std::string bytes;
+  };
+  struct Pipe {
+    absl::Mutex mu;
+    std::deque<Chunk> chunks ABSL_GUARDED_BY(mu);
+    bool eof ABSL_GUARDED_BY(mu) = false;
+  };
+
+  void Accept() {
+    for (;;) {
+      const int in = accept(listener_, nullptr, nullptr);
+      if (in < 0) return;  // shut down
+      const int out = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      addr.sin_port = htons(static_cast<uint16_t>(target_port_));
+      absl::MutexLock lock(&mu_);
+      fds_.push_back(in);
+      fds_.push_back(out);
+      if (stopping_ || connect(out, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+        shutdown(in, SHUT_RDWR);
+        continue;
+      }
+      for (auto [from, to] : {std::pair<int, int>{in, out}, std::pair<int, int>{out, in}}) {
+        pipes_.push_back(std::make_unique<Pipe>());
+        Pipe* pipe = pipes_.back().get();
+        threads_.emplace_back([this, from = from, pipe] { Read(from, pipe); });
+        threads_.emplace_back([this, to = to, pipe] { Write(pipe, to); });
+      }
+    }
+  }
+  void Read(int from, Pipe* pipe) {
+    char buf[16384];
+    for (;;) {
+      const ssize_t n = read(from, buf, sizeof(buf));
+      absl::MutexLock lock(&pipe->mu);
+      if (n <= 0) {
+        pipe->eof = true;
+        return;
+      }
+      pipe->chunks.push_back({absl::Now() + delay_, std::string(buf, static_cast<size_t>(n))});
+    }
+  }
+  void Write(Pipe* pipe, int to) {
+    for (;;) {
+      Chunk chunk;
+      {
+        absl::MutexLock lock(&pipe->mu);
+        auto ready = [pipe]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          return pipe->eof || !pipe->chunks.empty();
+        };
+        pipe->mu.Await(absl::Condition(&ready));
+        if (pipe->chunks.empty()) {
+          shutdown(to, SHUT_WR);
+          return;
+        }
+        chunk = std::move(pipe->chunks.front());
+        pipe->chunks.pop_front();
+      }
+      // The link's latency itself, not a wait for another thread.
+      absl::SleepFor(chunk.due - absl::Now());
+      for (size_t off = 0; off < chunk.bytes.size();) {
+        const ssize_t n =
+            send(to, chunk.bytes.data() + off, chunk.bytes.size() - off, MSG_NOSIGNAL);
+        if (n <= 0) return;
+        off += static_cast<size_t>(n);
+      }
+    }
+  }
+
+  const int target_port_;
+  const absl::Duration delay_;
+  int listener_ = -1;
+  int port_ = 0;
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<int> fds_;  // closed after the threads are joined
+  std::vector<std::unique_ptr<Pipe>> pipes_;
+  std::vector<std::thread> threads_;  // the acceptor first; the others added by it
 };
 
 struct Manager {
@@ -135,7 +265,6 @@ class TlsClusterTest : public ::testing::Test {
       auto node = Node::Create(no);
       ASSERT_TRUE(node.ok()) << node.status();
       m->node = std::move(*node);
-      m->transport->SetHandler(m->node.get());
       grpc::ServerBuilder builder;
       int port = 0;
       builder.AddListeningPort("127.0.0.1:0", pki::ServerCredentials(m->tls_dir, check_), &port);
@@ -194,6 +323,49 @@ TEST_F(TlsClusterTest, ManagersReplicateOverMutualTls) {
   for (auto& m : managers_) EXPECT_TRUE(m->sm.WaitFor(10)) << m->addr;
   // Connections ask for the managers' TLS name, not their address: no TLS error was logged.
   EXPECT_EQ(grpc_errors.load(), 0);
+}
+
+// Managers in different data centres: a TLS handshake over a link of 400 ms each way takes
+// well over a second. It completes at the first attempt, with no error logged; connection
+// attempts were once cut off after 100 ms, and such a link never connected at all.
+TEST_F(TlsClusterTest, ManagersConnectOverASlowLink) {
+  auto dir2 = pki_->IssueDir("manager2", api::CERTIFICATE_ROLE_MANAGER);
+  ASSERT_TRUE(dir2.ok()) << dir2.status();
+  GrpcTransport::Options o2;
+  o2.self = 2;
+  auto member2 = GrpcTransport::Create(o2);
+  ASSERT_TRUE(member2.ok()) << member2.status();
+  Reports at_2;
+  (*member2)->SetHandler(&at_2);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", pki::ServerCredentials(*dir2, check_), &port);
+  builder.RegisterService((*member2)->service());
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+
+  Reports at_1;
+  std::unique_ptr<GrpcTransport> member1 =
+      Outsider("manager1", api::CERTIFICATE_ROLE_MANAGER, &at_1);
+  ASSERT_NE(member1, nullptr);
+  {
+    SlowLink link(port, absl::Milliseconds(400));
+    ASSERT_NE(link.port(), 0);
+    member1->AddPeer(2, absl::StrCat("127.0.0.1:", link.port()));
+    raftpb::Message hb;
+    hb.set_type(raftpb::MSG_HEARTBEAT);
+    hb.set_from(9);
+    hb.set_to(2);
+    hb.set_term(1);
+    // Sent once: the stream opened at AddPeer carries it when the handshake is done.
+    member1->Send({hb});
+    EXPECT_TRUE(at_2.WaitReceived(kWait)) << "nothing got through the slow link";
+    EXPECT_EQ(grpc_errors.load(), 0);
+    (*member2)->SetHandler(nullptr);
+    member1.reset();
+    server->Shutdown(std::chrono::system_clock::now());
+  }
+  member2->reset();
 }
 
 // A heartbeat of a far later term would depose the leader if it got through.

@@ -29,6 +29,11 @@ class MessageHandler {
 class Transport {
  public:
   virtual ~Transport() = default;
+  // Where what arrives, and what is learnt of sends, goes from now on; null stops delivery.
+  // When it returns, no call to the previous handler is in progress or will be made, so that
+  // handler may be destroyed. Node::Start sets the node as the handler and Node::Stop clears
+  // it: a transport serves one node and outlives it.
+  virtual void SetHandler(MessageHandler* handler) = 0;
   // Queues messages for sending and returns at once. Messages to unknown peers are dropped and
   // reported unreachable; so are messages that cannot be sent.
   virtual void Send(std::vector<raftpb::Message> messages) = 0;

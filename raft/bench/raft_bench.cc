@@ -184,7 +184,6 @@ int RunMember(uint64_t id, const std::string& dir, const std::string& peers_flag
     std::fprintf(stderr, "member %lu: %s\n", (unsigned long)id, node.status().ToString().c_str());
     return 1;
   }
-  transport->SetHandler(node->get());
   BenchService bench(node->get(), &sm);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(absl::StrCat("127.0.0.1:", raft_port),

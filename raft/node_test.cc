@@ -465,6 +465,15 @@ class Inbox : public MessageHandler {
     auto holds = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return pred(received_, unreachable_); };
     return mu_.AwaitWithTimeout(absl::Condition(&holds), within);
   }
+  // Waits until a message for which `pred` holds has been received; false at the deadline.
+  bool WaitForMessage(const std::function<bool(const raftpb::Message&)>& pred,
+                      absl::Duration within) {
+    return WaitUntil(
+        [&](const std::vector<raftpb::Message>& received, const std::vector<uint64_t>&) {
+          return std::any_of(received.begin(), received.end(), pred);
+        },
+        within);
+  }
   std::vector<raftpb::Message> received() {
     absl::MutexLock lock(&mu_);
     return received_;
@@ -476,6 +485,31 @@ class Inbox : public MessageHandler {
   std::vector<uint64_t> unreachable_ ABSL_GUARDED_BY(mu_);
 };
 
+// A transport of member `self` delivering to `handler`, served on loopback.
+struct ServedTransport {
+  std::unique_ptr<GrpcTransport> transport;
+  std::unique_ptr<grpc::Server> server;
+  std::string addr;
+};
+ServedTransport ServeTransport(uint64_t self, MessageHandler* handler) {
+  ServedTransport served;
+  GrpcTransport::Options o;
+  o.self = self;
+  auto transport = GrpcTransport::Create(o);
+  EXPECT_TRUE(transport.ok()) << transport.status();
+  if (!transport.ok()) return served;
+  served.transport = std::move(*transport);
+  served.transport->SetHandler(handler);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(served.transport->service());
+  served.server = builder.BuildAndStart();
+  EXPECT_NE(served.server, nullptr);
+  served.addr = "127.0.0.1:" + std::to_string(port);
+  return served;
+}
+
 // An address that now belongs to another member (a manager replaced at the same address, a
 // stale membership): messages meant for the old member must not be stepped by the new one. A
 // heartbeat carries a commit index computed from its addressee's log, and a member that
@@ -483,18 +517,9 @@ class Inbox : public MessageHandler {
 // the stream, and the sender reports its peer unreachable.
 TEST(GrpcTransportTest, AMemberRefusesMessagesMeantForAnother) {
   Inbox at_3, at_1;
-  GrpcTransport::Options o3;
-  o3.self = 3;
-  auto member3 = GrpcTransport::Create(o3);
-  ASSERT_TRUE(member3.ok()) << member3.status();
-  (*member3)->SetHandler(&at_3);
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService((*member3)->service());
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ASSERT_NE(server, nullptr);
-  const std::string addr = "127.0.0.1:" + std::to_string(port);
+  ServedTransport member3 = ServeTransport(3, &at_3);
+  ASSERT_NE(member3.server, nullptr);
+  const std::string addr = member3.addr;
 
   GrpcTransport::Options o1;
   o1.self = 1;
@@ -517,19 +542,11 @@ TEST(GrpcTransportTest, AMemberRefusesMessagesMeantForAnother) {
   EXPECT_TRUE(refused) << "member 2's stream to member 3's address was never refused";
   // Member 3 itself is reached at the same address.
   (*member1)->Send({MessageOf(raftpb::MSG_HEARTBEAT, 1, 3, 5)});
-  EXPECT_TRUE(at_3.WaitUntil(
-      [](const std::vector<raftpb::Message>& received, const std::vector<uint64_t>&) {
-        for (const raftpb::Message& m : received) {
-          if (m.to() == 3) return true;
-        }
-        return false;
-      },
-      kWait));
+  EXPECT_TRUE(at_3.WaitForMessage([](const raftpb::Message& m) { return m.to() == 3; }, kWait));
   for (const raftpb::Message& m : at_3.received())
     EXPECT_EQ(m.to(), 3u) << "stepped a message for " << m.to();
   member1->reset();
-  server->Shutdown(std::chrono::system_clock::now());
-  member3->reset();
+  member3.server->Shutdown(std::chrono::system_clock::now());
 }
 
 // A Raft server that accepts streams and never reads them: a writer to it stays blocked in
@@ -621,28 +638,19 @@ class HoldingHandler : public MessageHandler {
 TEST(GrpcTransportTest, ClearingTheHandlerWaitsOutTheCallInProgress) {
   HoldingHandler held;
   Inbox next;
-  GrpcTransport::Options o2;
-  o2.self = 2;
-  auto member2 = GrpcTransport::Create(o2);
-  ASSERT_TRUE(member2.ok()) << member2.status();
-  (*member2)->SetHandler(&held);
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService((*member2)->service());
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ASSERT_NE(server, nullptr);
+  ServedTransport member2 = ServeTransport(2, &held);
+  ASSERT_NE(member2.server, nullptr);
 
   GrpcTransport::Options o1;
   o1.self = 1;
   auto member1 = GrpcTransport::Create(o1);
   ASSERT_TRUE(member1.ok()) << member1.status();
-  (*member1)->AddPeer(2, "127.0.0.1:" + std::to_string(port));
+  (*member1)->AddPeer(2, member2.addr);
   (*member1)->Send({MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, 5)});
   ASSERT_TRUE(held.WaitForCall(kWait)) << "the heartbeat never arrived";
 
   std::future<void> cleared =
-      std::async(std::launch::async, [&] { (*member2)->SetHandler(nullptr); });
+      std::async(std::launch::async, [&] { member2.transport->SetHandler(nullptr); });
   // Bounded wait for something that must not happen: it returns only after the release.
   EXPECT_EQ(cleared.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout)
       << "SetHandler returned while the handler was being called";
@@ -651,21 +659,13 @@ TEST(GrpcTransportTest, ClearingTheHandlerWaitsOutTheCallInProgress) {
   const int calls = held.calls();
 
   // What comes after goes to the next handler, none of it to the old one.
-  (*member2)->SetHandler(&next);
+  member2.transport->SetHandler(&next);
   (*member1)->Send({MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, 6)});
-  EXPECT_TRUE(next.WaitUntil(
-      [](const std::vector<raftpb::Message>& received, const std::vector<uint64_t>&) {
-        for (const raftpb::Message& m : received) {
-          if (m.term() == 6) return true;
-        }
-        return false;
-      },
-      kWait));
+  EXPECT_TRUE(next.WaitForMessage([](const raftpb::Message& m) { return m.term() == 6; }, kWait));
   EXPECT_EQ(held.calls(), calls);
-  (*member2)->SetHandler(nullptr);
+  member2.transport->SetHandler(nullptr);
   member1->reset();
-  server->Shutdown(std::chrono::system_clock::now());
-  member2->reset();
+  member2.server->Shutdown(std::chrono::system_clock::now());
 }
 
 TEST_F(ClusterTest, LinearizableReadOnAFollowerSeesEveryAcknowledgedWrite) {

@@ -271,6 +271,13 @@ absl::StatusOr<std::unique_ptr<GrpcTransport>> GrpcTransport::Create(const Optio
                      " (what a member's gRPC server accepts in one message); got ",
                      options.max_batch_bytes));
   }
+  if (options.keepalive_time < absl::ZeroDuration() ||
+      (options.keepalive_time > absl::ZeroDuration() &&
+       options.keepalive_timeout <= absl::ZeroDuration())) {
+    return absl::InvalidArgumentError(
+        "raft transport: keepalive_time must be zero (off) or positive, with a positive "
+        "keepalive_timeout");
+  }
   if (options.max_batch_messages == 0) {
     return absl::InvalidArgumentError("raft transport: max_batch_messages must be at least 1");
   }
@@ -308,6 +315,11 @@ GrpcTransport::~GrpcTransport() {
 
 grpc::Service* GrpcTransport::service() { return service_.get(); }
 
+void GrpcTransport::ConfigureServer(grpc::ServerBuilder& builder) {
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);  // 0: no limit
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+}
+
 void GrpcTransport::AddPeer(uint64_t id, const std::string& addr) {
   absl::MutexLock lock(&mu_);
   if (removed_.count(id) != 0) return;  // ids are never reused: it stays refused
@@ -334,6 +346,15 @@ void GrpcTransport::AddPeer(uint64_t id, const std::string& addr) {
   // 100 ms: a handshake on a busy machine or over a slow link timed out, was logged as an error
   // and retried, and over a link slower than ~300 ms each way never completed at all.
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kConnectTimeoutMs);
+  if (options_.keepalive_time > absl::ZeroDuration()) {
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS,
+                static_cast<int>(absl::ToInt64Milliseconds(options_.keepalive_time)));
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                static_cast<int>(absl::ToInt64Milliseconds(options_.keepalive_timeout)));
+    args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    // However long since this side last sent a message (a learner may have nothing to say).
+    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  }
   if (!options_.tls_server_name.empty()) args.SetSslTargetNameOverride(options_.tls_server_name);
   peer->channel = grpc::CreateCustomChannel(addr, creds, args);
   peer->stub = raftpb::Raft::NewStub(peer->channel);

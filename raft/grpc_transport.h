@@ -14,6 +14,7 @@
 //   GrpcTransport::Options o;  o.self = 1;
 //   auto t = GrpcTransport::Create(o);
 //   auto node = Node::Create({..., .transport = t.get()});
+//   GrpcTransport::ConfigureServer(server_builder);
 //   server_builder.RegisterService(t->service()); ...
 //   node->Start();                                // the node is the transport's handler
 //   t->AddPeer(2, "10.0.0.2:4242");
@@ -33,6 +34,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "absl/synchronization/mutex.h"
 #include "proto/raft_service.grpc.pb.h"
 #include "raft/transport.h"
@@ -64,7 +66,21 @@ class GrpcTransport final : public Transport {
     size_t max_batch_bytes = 2 << 20;
     // Snapshot chunk size.
     size_t snapshot_chunk_bytes = 1 << 20;
+    // Keepalive: every connection to a peer is pinged after this long without a ping, and
+    // closed when a ping goes unanswered for keepalive_timeout (the peer is then reported
+    // unreachable and reconnected). It finds a peer that vanished without closing its
+    // connection (a host powered off, a firewall or NAT that forgot the flow) in seconds,
+    // rather than when TCP gives up minutes later. Zero turns it off. gRPC sends at most one
+    // ping a second. Every member's server must accept pings this often: ConfigureServer.
+    absl::Duration keepalive_time = absl::Seconds(10);
+    absl::Duration keepalive_timeout = absl::Seconds(10);
   };
+
+  // Sets what a member's gRPC server needs for the Raft service: it accepts its peers'
+  // keepalive pings however often they come (by default gRPC ends a connection that pings
+  // more than once in 5 minutes while the server sends no data, and Raft's receiving side
+  // sends none). Call on every server the service is registered with.
+  static void ConfigureServer(grpc::ServerBuilder& builder);
 
   // Every member's gRPC server accepts this much in one message (gRPC's default).
   static constexpr size_t kMaxBatchBytes = 4 << 20;

@@ -103,6 +103,7 @@ TEST(NodeClockTest, TicksGoOnWhenTheWallClockStepsBack) {
     ASSERT_TRUE(node.ok()) << node.status();
     m->node = std::move(*node);
     grpc::ServerBuilder builder;
+    GrpcTransport::ConfigureServer(builder);
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
     builder.RegisterService(m->transport->service());

@@ -251,6 +251,7 @@ class ClusterTest : public ::testing::Test {
   // Member m's server on `addr`; null when it cannot listen there.
   static std::unique_ptr<grpc::Server> Serve(Member& m, const std::string& addr) {
     grpc::ServerBuilder builder;
+    GrpcTransport::ConfigureServer(builder);
     // Not shared with anyone else: a port still in use is a failure, not a second listener.
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     int port = 0;
@@ -427,7 +428,7 @@ TEST_F(ClusterTest, LargeEntriesReachEveryMember) {
   }
 }
 
-TEST(GrpcTransportTest, RefusesBatchLimitsAServerCannotAccept) {
+TEST(GrpcTransportTest, RefusesOptionsItCannotWorkWith) {
   GrpcTransport::Options o;
   EXPECT_EQ(GrpcTransport::Create(o).status().code(), absl::StatusCode::kInvalidArgument)
       << "created without its member id";
@@ -443,6 +444,14 @@ TEST(GrpcTransportTest, RefusesBatchLimitsAServerCannotAccept) {
   EXPECT_FALSE(GrpcTransport::Create(o).ok());
   o.max_batch_messages = 1;
   EXPECT_TRUE(GrpcTransport::Create(o).ok());
+  o.keepalive_timeout = absl::ZeroDuration();
+  s = GrpcTransport::Create(o).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("keepalive_timeout"), std::string::npos) << s;
+  o.keepalive_time = absl::ZeroDuration();  // keepalive off: no timeout needed
+  EXPECT_TRUE(GrpcTransport::Create(o).ok());
+  o.keepalive_time = -absl::Seconds(1);
+  EXPECT_FALSE(GrpcTransport::Create(o).ok());
 }
 
 // Records what a transport delivers and reports.
@@ -501,6 +510,7 @@ ServedTransport ServeTransport(uint64_t self, MessageHandler* handler) {
   served.transport = std::move(*transport);
   served.transport->SetHandler(handler);
   grpc::ServerBuilder builder;
+  GrpcTransport::ConfigureServer(builder);
   int port = 0;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(served.transport->service());

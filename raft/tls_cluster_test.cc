@@ -69,10 +69,19 @@ class Reports : public MessageHandler {
     absl::MutexLock lock(&mu_);
     ++received_;
   }
-  bool WaitReceived(absl::Duration within) {
+  // Waits until `count` messages have arrived in all.
+  bool WaitReceived(int count, absl::Duration within) {
     absl::MutexLock lock(&mu_);
-    auto received = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return received_ > 0; };
+    auto received = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return received_ >= count; };
     return mu_.AwaitWithTimeout(absl::Condition(&received), within);
+  }
+  int received() {
+    absl::MutexLock lock(&mu_);
+    return received_;
+  }
+  size_t unreachable_count() {
+    absl::MutexLock lock(&mu_);
+    return unreachable_.size();
   }
   void ReportUnreachable(uint64_t peer) override {
     absl::MutexLock lock(&mu_);
@@ -96,11 +105,22 @@ class Reports : public MessageHandler {
   int received_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-// A slow link on loopback: a TCP proxy to `target_port` that holds every byte for `delay` in
-// each direction, as a link between data centres does.
-class SlowLink {
+// A heartbeat of the outsider (raft id 9) to `to`, of term 1.
+raftpb::Message Heartbeat(uint64_t to) {
+  raftpb::Message m;
+  m.set_type(raftpb::MSG_HEARTBEAT);
+  m.set_from(9);
+  m.set_to(to);
+  m.set_term(1);
+  return m;
+}
+
+// A link on loopback: a TCP proxy to `target_port` that holds every byte for `delay` in each
+// direction, as a link between data centres does, and that can be cut without a word (what
+// is sent is dropped, nothing is closed: a host powered off, a firewall that forgot the flow).
+class Link {
  public:
-  SlowLink(int target_port, absl::Duration delay) : target_port_(target_port), delay_(delay) {
+  Link(int target_port, absl::Duration delay) : target_port_(target_port), delay_(delay) {
     listener_ = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -114,7 +134,7 @@ class SlowLink {
     port_ = ntohs(addr.sin_port);
     threads_.emplace_back([this] { Accept(); });
   }
-  ~SlowLink() {
+  ~Link() {
     {
       absl::MutexLock lock(&mu_);
       stopping_ = true;
@@ -127,15 +147,42 @@ class SlowLink {
   }
   int port() const { return port_; }  // 0 when it could not listen
 
+  // From now on every connection through the link drops what it carries, until Heal; those
+  // made before Heal stay dead after it, as after a NAT forgot them.
+  void Cut() {
+    absl::MutexLock lock(&mu_);
+    cut_ = true;
+    for (auto& pipe : pipes_) {
+      absl::MutexLock pipe_lock(&pipe->mu);
+      pipe->dead = true;
+    }
+  }
+  void Heal() {
+    absl::MutexLock lock(&mu_);
+    cut_ = false;
+  }
+  // Waits until `n` reads of the client's bytes in all have been passed on to the target.
+  bool WaitForwarded(int n, absl::Duration within) {
+    absl::MutexLock lock(&mu_);
+    auto done = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return forwarded_ >= n; };
+    return mu_.AwaitWithTimeout(absl::Condition(&done), within);
+  }
+  int forwarded() {
+    absl::MutexLock lock(&mu_);
+    return forwarded_;
+  }
+
  private:
   struct Chunk {
     absl::Time due;
     std::string bytes;
   };
   struct Pipe {
+    bool to_target = false;
     absl::Mutex mu;
     std::deque<Chunk> chunks ABSL_GUARDED_BY(mu);
     bool eof ABSL_GUARDED_BY(mu) = false;
+    bool dead ABSL_GUARDED_BY(mu) = false;  // drops what it reads
   };
 
   void Accept() {
@@ -157,6 +204,11 @@ class SlowLink {
       for (auto [from, to] : {std::pair<int, int>{in, out}, std::pair<int, int>{out, in}}) {
         pipes_.push_back(std::make_unique<Pipe>());
         Pipe* pipe = pipes_.back().get();
+        pipe->to_target = from == in;
+        {
+          absl::MutexLock pipe_lock(&pipe->mu);
+          pipe->dead = cut_;
+        }
         threads_.emplace_back([this, from = from, pipe] { Read(from, pipe); });
         threads_.emplace_back([this, to = to, pipe] { Write(pipe, to); });
       }
@@ -171,6 +223,7 @@ class SlowLink {
         pipe->eof = true;
         return;
       }
+      if (pipe->dead) continue;
       pipe->chunks.push_back({absl::Now() + delay_, std::string(buf, static_cast<size_t>(n))});
     }
   }
@@ -192,11 +245,19 @@ class SlowLink {
       }
       // The link's latency itself, not a wait for another thread.
       absl::SleepFor(chunk.due - absl::Now());
+      {
+        absl::MutexLock lock(&pipe->mu);
+        if (pipe->dead) continue;  // cut while it was on its way
+      }
       for (size_t off = 0; off < chunk.bytes.size();) {
         const ssize_t n =
             send(to, chunk.bytes.data() + off, chunk.bytes.size() - off, MSG_NOSIGNAL);
         if (n <= 0) return;
         off += static_cast<size_t>(n);
+      }
+      if (pipe->to_target) {
+        absl::MutexLock lock(&mu_);
+        ++forwarded_;
       }
     }
   }
@@ -207,6 +268,8 @@ class SlowLink {
   int port_ = 0;
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool cut_ ABSL_GUARDED_BY(mu_) = false;
+  int forwarded_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<int> fds_;  // closed after the threads are joined
   std::vector<std::unique_ptr<Pipe>> pipes_;
   std::vector<std::thread> threads_;  // the acceptor first; the others added by it
@@ -266,6 +329,7 @@ class TlsClusterTest : public ::testing::Test {
       ASSERT_TRUE(node.ok()) << node.status();
       m->node = std::move(*node);
       grpc::ServerBuilder builder;
+      GrpcTransport::ConfigureServer(builder);
       int port = 0;
       builder.AddListeningPort("127.0.0.1:0", pki::ServerCredentials(m->tls_dir, check_), &port);
       builder.RegisterService(m->transport->service());
@@ -287,12 +351,15 @@ class TlsClusterTest : public ::testing::Test {
   // A transport of raft id 9 with the certificate of `subject` in role `role` (of `cluster`,
   // this one when empty), reporting to `reports`.
   std::unique_ptr<GrpcTransport> Outsider(absl::string_view subject, api::CertificateRole role,
-                                          Reports* reports, absl::string_view cluster = "") {
+                                          Reports* reports, absl::string_view cluster = "",
+                                          absl::Duration keepalive = absl::Seconds(10)) {
     auto dir = pki_->IssueDir(subject, role, pki::kDefaultNodeCertValidity, cluster);
     EXPECT_TRUE(dir.ok()) << dir.status();
     if (!dir.ok()) return nullptr;
     GrpcTransport::Options to;
     to.self = 9;
+    to.keepalive_time = keepalive;
+    to.keepalive_timeout = keepalive;
     to.channel_credentials = pki::ClientCredentials(*dir, kCluster);
     to.tls_server_name = pki::kManagerServerName;
     auto transport = GrpcTransport::Create(to);
@@ -300,6 +367,53 @@ class TlsClusterTest : public ::testing::Test {
     if (!transport.ok()) return nullptr;
     (*transport)->SetHandler(reports);
     return std::move(*transport);
+  }
+
+  // Manager 2's transport served with its certificate, and an outsider with a manager's
+  // certificate (raft id 9, pinging after `keepalive`) reaching it through a Link of `delay`;
+  // null (with a test failure) unless a first heartbeat got through.
+  struct Linked {
+    Reports at_1, at_2;
+    std::unique_ptr<GrpcTransport> member2;
+    std::unique_ptr<grpc::Server> server;
+    std::unique_ptr<Link> link;
+    std::unique_ptr<GrpcTransport> member1;
+    ~Linked() {
+      member1.reset();
+      if (server) server->Shutdown(std::chrono::system_clock::now());
+    }
+  };
+  std::unique_ptr<Linked> Connect(absl::Duration delay, absl::Duration keepalive) {
+    auto linked = std::make_unique<Linked>();
+    auto dir = pki_->IssueDir("manager2", api::CERTIFICATE_ROLE_MANAGER);
+    EXPECT_TRUE(dir.ok()) << dir.status();
+    if (!dir.ok()) return nullptr;
+    GrpcTransport::Options o;
+    o.self = 2;
+    auto transport = GrpcTransport::Create(o);
+    EXPECT_TRUE(transport.ok()) << transport.status();
+    if (!transport.ok()) return nullptr;
+    linked->member2 = std::move(*transport);
+    linked->member2->SetHandler(&linked->at_2);
+    grpc::ServerBuilder builder;
+    GrpcTransport::ConfigureServer(builder);
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", pki::ServerCredentials(*dir, check_), &port);
+    builder.RegisterService(linked->member2->service());
+    linked->server = builder.BuildAndStart();
+    EXPECT_NE(linked->server, nullptr);
+    if (linked->server == nullptr) return nullptr;
+    linked->link = std::make_unique<Link>(port, delay);
+    EXPECT_NE(linked->link->port(), 0);
+    linked->member1 =
+        Outsider("manager1", api::CERTIFICATE_ROLE_MANAGER, &linked->at_1, "", keepalive);
+    if (linked->link->port() == 0 || linked->member1 == nullptr) return nullptr;
+    linked->member1->AddPeer(2, absl::StrCat("127.0.0.1:", linked->link->port()));
+    linked->member1->Send({Heartbeat(2)});
+    const bool arrived = linked->at_2.WaitReceived(1, kWait);
+    EXPECT_TRUE(arrived) << "the first heartbeat never arrived";
+    if (!arrived) return nullptr;
+    return linked;
   }
 
   uint64_t Leader() {
@@ -329,51 +443,58 @@ TEST_F(TlsClusterTest, ManagersReplicateOverMutualTls) {
 // well over a second. It completes at the first attempt, with no error logged; connection
 // attempts were once cut off after 100 ms, and such a link never connected at all.
 TEST_F(TlsClusterTest, ManagersConnectOverASlowLink) {
-  auto dir2 = pki_->IssueDir("manager2", api::CERTIFICATE_ROLE_MANAGER);
-  ASSERT_TRUE(dir2.ok()) << dir2.status();
-  GrpcTransport::Options o2;
-  o2.self = 2;
-  auto member2 = GrpcTransport::Create(o2);
-  ASSERT_TRUE(member2.ok()) << member2.status();
-  Reports at_2;
-  (*member2)->SetHandler(&at_2);
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", pki::ServerCredentials(*dir2, check_), &port);
-  builder.RegisterService((*member2)->service());
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ASSERT_NE(server, nullptr);
+  // Sent once (in Connect): the stream opened at AddPeer carries it when the handshake is done.
+  std::unique_ptr<Linked> linked = Connect(absl::Milliseconds(400), absl::Seconds(10));
+  ASSERT_NE(linked, nullptr) << "nothing got through the slow link";
+  EXPECT_EQ(grpc_errors.load(), 0);
+}
 
-  Reports at_1;
-  std::unique_ptr<GrpcTransport> member1 =
-      Outsider("manager1", api::CERTIFICATE_ROLE_MANAGER, &at_1);
-  ASSERT_NE(member1, nullptr);
-  {
-    SlowLink link(port, absl::Milliseconds(400));
-    ASSERT_NE(link.port(), 0);
-    member1->AddPeer(2, absl::StrCat("127.0.0.1:", link.port()));
-    raftpb::Message hb;
-    hb.set_type(raftpb::MSG_HEARTBEAT);
-    hb.set_from(9);
-    hb.set_to(2);
-    hb.set_term(1);
-    // Sent once: the stream opened at AddPeer carries it when the handshake is done.
-    member1->Send({hb});
-    EXPECT_TRUE(at_2.WaitReceived(kWait)) << "nothing got through the slow link";
-    EXPECT_EQ(grpc_errors.load(), 0);
-    (*member2)->SetHandler(nullptr);
-    member1.reset();
-    server->Shutdown(std::chrono::system_clock::now());
+// A peer that vanished without closing its connection (powered off; a firewall that dropped
+// the flow) is found by the keepalive ping going unanswered, reported unreachable, and
+// reached again once it is back. Without keepalive nothing ever failed: the link took every
+// byte, and TCP would have given up only many minutes later on a real host.
+TEST_F(TlsClusterTest, AManagerNoticesAPeerThatVanishedWithoutAWord) {
+  std::unique_ptr<Linked> linked = Connect(absl::ZeroDuration(), absl::Seconds(1));
+  ASSERT_NE(linked, nullptr);
+  linked->link->Cut();
+  // Raft goes on sending its heartbeats; one of them fails once the ping goes unanswered.
+  bool noticed = false;
+  for (const absl::Time deadline = absl::Now() + kWait; !noticed && absl::Now() < deadline;) {
+    linked->member1->Send({Heartbeat(2)});
+    noticed = linked->at_1.WaitUnreachable(2, absl::Milliseconds(50));
   }
-  member2->reset();
+  EXPECT_TRUE(noticed) << "a peer cut off without a word was never reported unreachable";
+
+  linked->link->Heal();
+  const int before = linked->at_2.received();
+  bool back = false;
+  for (const absl::Time deadline = absl::Now() + kWait; !back && absl::Now() < deadline;) {
+    linked->member1->Send({Heartbeat(2)});
+    back = linked->at_2.WaitReceived(before + 1, absl::Milliseconds(50));
+  }
+  EXPECT_TRUE(back) << "the peer was not reached again after the link healed";
+}
+
+// Keepalive pings on a quiet stream (the receiving side sends nothing back) are accepted by a
+// server set up with ConfigureServer: gRPC's default ends such a connection after a few pings
+// ("too_many_pings"), which would break every stream between managers every minute or so.
+TEST_F(TlsClusterTest, KeepalivePingsDoNotCutAQuietStreamOff) {
+  std::unique_ptr<Linked> linked = Connect(absl::ZeroDuration(), absl::Seconds(1));
+  ASSERT_NE(linked, nullptr);
+  // Nothing more is sent: what the client's side passes on from here is its pings, one a
+  // second (without ConfigureServer the server ended the connection after the fifth).
+  const int forwarded = linked->link->forwarded();
+  ASSERT_TRUE(linked->link->WaitForwarded(forwarded + 10, kWait))
+      << "too few keepalive pings were sent";
+  linked->member1->Send({Heartbeat(2)});
+  EXPECT_TRUE(linked->at_2.WaitReceived(2, kWait));
+  EXPECT_EQ(linked->at_1.unreachable_count(), 0u) << "the stream was cut off";
+  EXPECT_EQ(grpc_errors.load(), 0);  // such as a GOAWAY for "too_many_pings"
 }
 
 // A heartbeat of a far later term would depose the leader if it got through.
 raftpb::Message Usurper(uint64_t to) {
-  raftpb::Message m;
-  m.set_type(raftpb::MSG_HEARTBEAT);
-  m.set_from(9);
-  m.set_to(to);
+  raftpb::Message m = Heartbeat(to);
   m.set_term(1000);
   return m;
 }

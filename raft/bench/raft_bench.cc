@@ -186,6 +186,7 @@ int RunMember(uint64_t id, const std::string& dir, const std::string& peers_flag
   }
   BenchService bench(node->get(), &sm);
   grpc::ServerBuilder builder;
+  GrpcTransport::ConfigureServer(builder);
   builder.AddListeningPort(absl::StrCat("127.0.0.1:", raft_port),
                            grpc::InsecureServerCredentials());
   builder.AddListeningPort(absl::StrCat("127.0.0.1:", bench_port),

@@ -286,10 +286,12 @@ absl::StatusOr<std::unique_ptr<GrpcTransport>> GrpcTransport::Create(const Optio
     SetThreadName("raft-send");
     p->PollLoop();
   });
-  t->snapshotter_ = std::thread([p = t.get()] {
-    SetThreadName("raft-snapshot");
-    p->SnapshotLoop();
-  });
+  for (int i = 0; i < kSnapshotSenders; ++i) {
+    t->snapshotters_.emplace_back([p = t.get()] {
+      SetThreadName("raft-snapshot");
+      p->SnapshotLoop();
+    });
+  }
   return t;
 }
 
@@ -306,11 +308,12 @@ GrpcTransport::~GrpcTransport() {
       if (peer->ctx) peer->ctx->TryCancel();
       idle = idle && peer->pending_ops == 0;
     }
+    for (grpc::ClientContext* call : snapshot_calls_) call->TryCancel();
   }
   // The poller shuts the queue down once the last operation completes.
   if (idle) cq_.Shutdown();
   poller_.join();
-  snapshotter_.join();
+  for (std::thread& t : snapshotters_) t.join();
 }
 
 grpc::Service* GrpcTransport::service() { return service_.get(); }
@@ -578,18 +581,21 @@ void GrpcTransport::SnapshotLoop() {
 
 void GrpcTransport::SendSnapshot(uint64_t to, const raftpb::Message& m) {
   std::shared_ptr<grpc::Channel> channel;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(5));
   {
     absl::MutexLock lock(&mu_);
     auto it = peers_.find(to);
-    if (it != peers_.end()) channel = it->second->channel;
+    if (it != peers_.end() && !stopping_) {
+      channel = it->second->channel;
+      snapshot_calls_.insert(&ctx);  // cancelled (even before it starts) at destruction
+    }
   }
   if (!channel) {
     WithHandler([&](MessageHandler& h) { h.ReportSnapshot(to, true); });
     return;
   }
   auto stub = raftpb::Raft::NewStub(channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(5));
   raftpb::InstallSnapshotResponse response;
   std::unique_ptr<grpc::ClientWriter<raftpb::SnapshotChunk>> writer =
       stub->InstallSnapshot(&ctx, &response);
@@ -617,6 +623,10 @@ void GrpcTransport::SendSnapshot(uint64_t to, const raftpb::Message& m) {
   } while (ok && offset < data.size());
   if (ok) writer->WritesDone();
   const grpc::Status status = writer->Finish();
+  {
+    absl::MutexLock lock(&mu_);
+    snapshot_calls_.erase(&ctx);
+  }
   if (!status.ok()) {
     log::Warning("raft", "snapshot send failed", {{"to", to}, {"error", status.error_message()}});
     if (RefusedAsRemoved(ctx)) DeliverRemoved(to);

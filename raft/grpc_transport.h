@@ -6,8 +6,8 @@
 // (RemovePeer) has its streams and snapshots refused with trailing metadata saying so, which
 // its own transport hands to its node as a MSG_REMOVED from the refusing member.
 //
-// Threads: one completion-queue thread drives every peer's stream (no thread per peer), one
-// thread sends snapshots, and the gRPC server's own threads deliver what arrives (StreamMessages
+// Threads: one completion-queue thread drives every peer's stream (no thread per peer), four
+// threads send snapshots (one each at a time), and the gRPC server's own threads deliver what arrives (StreamMessages
 // is served through gRPC's callback API: no server thread is parked per stream). Shut the gRPC
 // server down before destroying the transport: its streams refer to it.
 //
@@ -148,7 +148,12 @@ class GrpcTransport final : public Transport {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 
   std::thread poller_;
-  std::thread snapshotter_;
+  // Snapshot senders: a follower slow to take its snapshot holds up only its own.
+  static constexpr int kSnapshotSenders = 4;
+  std::vector<std::thread> snapshotters_;
+  // The calls of snapshots being sent, cancelled when the transport is destroyed (a peer that
+  // stopped reading would otherwise hold the destructor for the call's 5-minute deadline).
+  std::set<grpc::ClientContext*> snapshot_calls_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace shoal::raft

@@ -559,29 +559,71 @@ TEST(GrpcTransportTest, AMemberRefusesMessagesMeantForAnother) {
   member3.server->Shutdown(std::chrono::system_clock::now());
 }
 
-// A Raft server that accepts streams and never reads them: a writer to it stays blocked in
-// flow control until its stream is cancelled.
+// A Raft server that accepts streams and snapshots and never reads them: a writer to it stays
+// blocked in flow control until its call is cancelled.
 class StallingRaftService : public raftpb::Raft::CallbackService {
+ public:
   grpc::ServerReadReactor<raftpb::MessageBatch>* StreamMessages(
       grpc::CallbackServerContext*, raftpb::StreamMessagesResponse*) override {
-    return new Stall;
+    return new Stall<raftpb::MessageBatch>;
   }
-  class Stall : public grpc::ServerReadReactor<raftpb::MessageBatch> {
-    void OnCancel() override { Finish(grpc::Status::CANCELLED); }
+  grpc::ServerReadReactor<raftpb::SnapshotChunk>* InstallSnapshot(
+      grpc::CallbackServerContext*, raftpb::InstallSnapshotResponse*) override {
+    absl::MutexLock lock(&mu_);
+    ++snapshot_calls_;
+    return new Stall<raftpb::SnapshotChunk>;
+  }
+  // A server of this service on loopback; its port in `port`.
+  std::unique_ptr<grpc::Server> Serve(int* port) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), port);
+    builder.RegisterService(this);
+    return builder.BuildAndStart();
+  }
+  // Waits until a snapshot's call has arrived; false at the deadline.
+  bool WaitForSnapshotCall(absl::Duration within) {
+    absl::MutexLock lock(&mu_);
+    auto arrived = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return snapshot_calls_ > 0; };
+    return mu_.AwaitWithTimeout(absl::Condition(&arrived), within);
+  }
+
+ private:
+  template <typename T>
+  class Stall : public grpc::ServerReadReactor<T> {
+    void OnCancel() override { this->Finish(grpc::Status::CANCELLED); }
     void OnDone() override { delete this; }
   };
+  absl::Mutex mu_;
+  int snapshot_calls_ ABSL_GUARDED_BY(mu_) = 0;
 };
+
+// A snapshot of `bytes` bytes from member 1 to `to`.
+raftpb::Message SnapshotFor(uint64_t to, size_t bytes) {
+  raftpb::Message m = MessageOf(raftpb::MSG_SNAP, 1, to, 5);
+  m.mutable_snapshot()->mutable_metadata()->set_index(10);
+  m.mutable_snapshot()->mutable_metadata()->set_term(5);
+  m.mutable_snapshot()->set_data(std::string(bytes, 's'));
+  return m;
+}
+
+// Destroys `transport` on a thread of its own; whether that finished within `within`.
+bool DestroyedWithin(std::unique_ptr<GrpcTransport> transport, std::chrono::seconds within) {
+  auto destroyed = std::make_shared<std::promise<void>>();
+  std::future<void> done = destroyed->get_future();
+  std::thread([t = std::move(transport), destroyed]() mutable {
+    t.reset();
+    destroyed->set_value();
+  }).detach();
+  return done.wait_for(within) == std::future_status::ready;
+}
 
 // A peer whose address changed before any stream to it started used to stay among the retired
 // streams forever: a transport destroyed while another peer's write was in flight then never
 // shut down (a member changing address hung its manager's shutdown).
 TEST(GrpcTransportTest, ShutsDownAfterAPeerChangedAddressWhileAWriteIsInFlight) {
   StallingRaftService stalling;
-  grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&stalling);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  std::unique_ptr<grpc::Server> server = stalling.Serve(&port);
   ASSERT_NE(server, nullptr);
 
   GrpcTransport::Options o;
@@ -599,14 +641,42 @@ TEST(GrpcTransportTest, ShutsDownAfterAPeerChangedAddressWhileAWriteIsInFlight) 
   (*transport)->AddPeer(3, "127.0.0.1:1");
   (*transport)->AddPeer(3, "127.0.0.1:2");  // moved before any message went to it
 
-  auto destroyed = std::make_shared<std::promise<void>>();
-  std::future<void> done = destroyed->get_future();
-  std::thread([t = std::move(*transport), destroyed]() mutable {
-    t.reset();
-    destroyed->set_value();
-  }).detach();
-  EXPECT_EQ(done.wait_for(std::chrono::seconds(20)), std::future_status::ready)
+  EXPECT_TRUE(DestroyedWithin(std::move(*transport), std::chrono::seconds(20)))
       << "the transport never shut down";
+  server->Shutdown(std::chrono::system_clock::now());
+}
+
+// A follower that stops reading its snapshot holds up neither the others' snapshots nor the
+// transport's shutdown: one thread sent every snapshot in turn, and both waited out the
+// stalled call's 5-minute deadline.
+TEST(GrpcTransportTest, AStalledSnapshotHoldsUpNeitherOthersNorShutdown) {
+  StallingRaftService stalling;
+  int port = 0;
+  std::unique_ptr<grpc::Server> server = stalling.Serve(&port);
+  ASSERT_NE(server, nullptr);
+  Inbox at_3;
+  ServedTransport member3 = ServeTransport(3, &at_3);
+  ASSERT_NE(member3.server, nullptr);
+
+  // Outlives the transport, whose destruction may outlast the test when it hangs.
+  static Inbox at_1;
+  GrpcTransport::Options o;
+  o.self = 1;
+  auto member1 = GrpcTransport::Create(o);
+  ASSERT_TRUE(member1.ok()) << member1.status();
+  (*member1)->SetHandler(&at_1);
+  (*member1)->AddPeer(2, "127.0.0.1:" + std::to_string(port));
+  (*member1)->AddPeer(3, member3.addr);
+  // 8 MiB: far beyond what flow control lets through unread.
+  (*member1)->Send({SnapshotFor(2, 8 << 20)});
+  ASSERT_TRUE(stalling.WaitForSnapshotCall(kWait));
+  (*member1)->Send({SnapshotFor(3, 1000)});
+  EXPECT_TRUE(at_3.WaitForMessage(
+      [](const raftpb::Message& m) { return m.type() == raftpb::MSG_SNAP; }, kWait))
+      << "member 3's snapshot waited behind member 2's";
+  EXPECT_TRUE(DestroyedWithin(std::move(*member1), std::chrono::seconds(20)))
+      << "the transport never shut down";
+  member3.server->Shutdown(std::chrono::system_clock::now());
   server->Shutdown(std::chrono::system_clock::now());
 }
 

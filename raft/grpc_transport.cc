@@ -272,11 +272,16 @@ absl::StatusOr<std::unique_ptr<GrpcTransport>> GrpcTransport::Create(const Optio
                      options.max_batch_bytes));
   }
   if (options.keepalive_time < absl::ZeroDuration() ||
+      options.keepalive_time > kMaxKeepalive ||
       (options.keepalive_time > absl::ZeroDuration() &&
-       options.keepalive_timeout <= absl::ZeroDuration())) {
-    return absl::InvalidArgumentError(
-        "raft transport: keepalive_time must be zero (off) or positive, with a positive "
-        "keepalive_timeout");
+       (options.keepalive_timeout <= absl::ZeroDuration() ||
+        options.keepalive_timeout > kMaxKeepalive))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "raft transport: keepalive_time must be zero (off) or up to ",
+        absl::FormatDuration(kMaxKeepalive), ", with a keepalive_timeout above zero and up to ",
+        absl::FormatDuration(kMaxKeepalive), "; got ",
+        absl::FormatDuration(options.keepalive_time), " and ",
+        absl::FormatDuration(options.keepalive_timeout)));
   }
   if (options.max_batch_messages == 0) {
     return absl::InvalidArgumentError("raft transport: max_batch_messages must be at least 1");

@@ -7,9 +7,9 @@
 // its own transport hands to its node as a MSG_REMOVED from the refusing member.
 //
 // Threads: one completion-queue thread drives every peer's stream (no thread per peer), four
-// threads send snapshots (one each at a time), and the gRPC server's own threads deliver what arrives (StreamMessages
-// is served through gRPC's callback API: no server thread is parked per stream). Shut the gRPC
-// server down before destroying the transport: its streams refer to it.
+// threads send snapshots (one each at a time), and the gRPC server's own threads deliver what
+// arrives (StreamMessages is served through gRPC's callback API: no server thread is parked per
+// stream). Shut the gRPC server down before destroying the transport: its streams refer to it.
 //
 //   GrpcTransport::Options o;  o.self = 1;
 //   auto t = GrpcTransport::Create(o);
@@ -66,15 +66,17 @@ class GrpcTransport final : public Transport {
     size_t max_batch_bytes = 2 << 20;
     // Snapshot chunk size.
     size_t snapshot_chunk_bytes = 1 << 20;
-    // Keepalive: every connection to a peer is pinged after this long without a ping, and
-    // closed when a ping goes unanswered for keepalive_timeout (the peer is then reported
-    // unreachable and reconnected). It finds a peer that vanished without closing its
-    // connection (a host powered off, a firewall or NAT that forgot the flow) in seconds,
-    // rather than when TCP gives up minutes later. Zero turns it off. gRPC sends at most one
-    // ping a second. Every member's server must accept pings this often: ConfigureServer.
+    // Keepalive: every connection to a peer is pinged every keepalive_time, and closed when a
+    // ping goes unanswered for keepalive_timeout (the peer is then reported unreachable and
+    // reconnected). It finds a peer that vanished without closing its connection (a host
+    // powered off, a firewall or NAT that forgot the flow) in seconds, rather than when TCP
+    // gives up minutes later. Zero turns it off; both at most kMaxKeepalive. gRPC sends at most
+    // one ping a second. Every member's server must accept pings this often: ConfigureServer.
     absl::Duration keepalive_time = absl::Seconds(10);
     absl::Duration keepalive_timeout = absl::Seconds(10);
   };
+  // What gRPC can be given (milliseconds in an int).
+  static constexpr absl::Duration kMaxKeepalive = absl::Hours(24);
 
   // Sets what a member's gRPC server needs for the Raft service: it accepts its peers'
   // keepalive pings however often they come (by default gRPC ends a connection that pings

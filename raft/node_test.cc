@@ -452,6 +452,14 @@ TEST(GrpcTransportTest, RefusesOptionsItCannotWorkWith) {
   EXPECT_TRUE(GrpcTransport::Create(o).ok());
   o.keepalive_time = -absl::Seconds(1);
   EXPECT_FALSE(GrpcTransport::Create(o).ok());
+  o.keepalive_time = absl::InfiniteDuration();  // more than gRPC can be given
+  o.keepalive_timeout = absl::Seconds(10);
+  EXPECT_FALSE(GrpcTransport::Create(o).ok());
+  o.keepalive_time = absl::Seconds(10);
+  o.keepalive_timeout = GrpcTransport::kMaxKeepalive + absl::Milliseconds(1);
+  EXPECT_FALSE(GrpcTransport::Create(o).ok());
+  o.keepalive_timeout = GrpcTransport::kMaxKeepalive;
+  EXPECT_TRUE(GrpcTransport::Create(o).ok());
 }
 
 // Records what a transport delivers and reports.

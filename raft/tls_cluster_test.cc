@@ -482,7 +482,7 @@ TEST_F(TlsClusterTest, KeepalivePingsDoNotCutAQuietStreamOff) {
   std::unique_ptr<Linked> linked = Connect(absl::ZeroDuration(), absl::Seconds(1));
   ASSERT_NE(linked, nullptr);
   // Nothing more is sent: what the client's side passes on from here is its pings, one a
-  // second (without ConfigureServer the server ended the connection after the fifth).
+  // second (without ConfigureServer the server sent GOAWAY "too_many_pings" within ten).
   const int forwarded = linked->link->forwarded();
   ASSERT_TRUE(linked->link->WaitForwarded(forwarded + 10, kWait))
       << "too few keepalive pings were sent";

@@ -32,7 +32,7 @@ class Transport {
   // Where what arrives, and what is learnt of sends, goes from now on; null stops delivery.
   // When it returns, no call to the previous handler is in progress or will be made, so that
   // handler may be destroyed. Node::Start sets the node as the handler and Node::Stop clears
-  // it: a transport serves one node and outlives it.
+  // it: a transport serves one node, which is stopped before the transport is destroyed.
   virtual void SetHandler(MessageHandler* handler) = 0;
   // Queues messages for sending and returns at once. Messages to unknown peers are dropped and
   // reported unreachable; so are messages that cannot be sent.

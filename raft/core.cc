@@ -642,12 +642,18 @@ void Core::HandleAppendResponse(const Message& m, Progress& pr) {
   }
   if (MaybeCommit()) {
     ReleasePendingReadIndexMessages();
-    BcastAppend();
+    BcastCommit();
   } else if (was_paused) {
     SendAppend(m.from());
   }
   // Fill the window.
   while (MaybeSendAppend(m.from(), false)) {
+  }
+  // Its last append answered: tell it the commit index it has not heard (BcastCommit skipped
+  // it while appends were in flight).
+  if (pr.state == Progress::State::kReplicate && pr.inflights.Count() == 0 &&
+      pr.commit_sent < std::min(log_.committed(), pr.match)) {
+    SendAppend(m.from());
   }
   if (m.from() == lead_transferee_ && pr.match == log_.LastIndex()) SendTimeoutNow(m.from());
 }
@@ -914,6 +920,7 @@ bool Core::MaybeSendAppend(uint64_t to, bool send_if_empty) {
     m.set_log_term(*term);
     m.set_commit(log_.committed());
     for (raftpb::Entry& e : *ents) *m.add_entries() = std::move(e);
+    pr.commit_sent = std::max(pr.commit_sent, std::min(m.commit(), m.index() + m.entries_size()));
     if (const int n = m.entries_size(); n != 0) {
       switch (pr.state) {
         case Progress::State::kReplicate: {
@@ -958,6 +965,68 @@ void Core::BcastAppend() {
   for (const auto& [id, pr] : progress_) {
     if (id != id_) SendAppend(id);
   }
+}
+
+void Core::BcastCommit() {
+  for (const auto& [id, pr] : progress_) {
+    if (id == id_) continue;
+    // Under load a follower always has appends in flight, and telling it the commit index on
+    // its own would double the messages each way.
+    if (pr.state == Progress::State::kReplicate &&
+        (pr.inflights.Count() > 0 ||
+         pr.commit_sent >= std::min(log_.committed(), pr.match))) {
+      continue;
+    }
+    SendAppend(id);
+  }
+}
+
+void Core::RefreshAppendCommits() {
+  if (role_ != Role::kLeader) return;
+  const uint64_t committed = log_.committed();
+  for (Message& m : msgs_) {
+    if (m.type() != raftpb::MSG_APP || m.commit() >= committed) continue;
+    // Safe for any append: the follower commits at most up to the last entry the append
+    // matched with the leader's log.
+    m.set_commit(committed);
+    auto it = progress_.find(m.to());
+    if (it == progress_.end()) continue;
+    it->second.commit_sent = std::max(it->second.commit_sent,
+                                      std::min(committed, m.index() + m.entries_size()));
+  }
+}
+
+void Core::CoalesceAppendResponses() {
+  // Walk from the newest: an acknowledgement is dropped when a newer one to the same member,
+  // in the same term, acknowledges at least as much. Rejections are kept as they are.
+  struct Newest {
+    uint64_t to, term, index;
+  };
+  std::vector<Newest> newest;
+  std::vector<bool> drop(msgs_.size(), false);
+  bool any = false;
+  for (size_t i = msgs_.size(); i-- > 0;) {
+    const Message& m = msgs_[i];
+    if (m.type() != raftpb::MSG_APP_RESP || m.reject()) continue;
+    auto it = std::find_if(newest.begin(), newest.end(),
+                           [&](const Newest& n) { return n.to == m.to() && n.term == m.term(); });
+    if (it == newest.end()) {
+      newest.push_back({m.to(), m.term(), m.index()});
+    } else if (it->index >= m.index()) {
+      drop[i] = true;
+      any = true;
+    } else {
+      it->index = m.index();
+    }
+  }
+  if (!any) return;
+  size_t kept = 0;
+  for (size_t i = 0; i < msgs_.size(); ++i) {
+    if (drop[i]) continue;
+    if (kept != i) msgs_[kept] = std::move(msgs_[i]);
+    ++kept;
+  }
+  msgs_.resize(kept);
 }
 
 void Core::BcastHeartbeat() {
@@ -1206,6 +1275,8 @@ Ready Core::GetReady() {
   rd.committed_entries = log_.NextCommittedEntries();
   if (!rd.committed_entries.empty()) log_.ApplyingTo(rd.committed_entries.back().index());
   ReduceUncommitted(rd.committed_entries);
+  RefreshAppendCommits();
+  CoalesceAppendResponses();
   rd.early_messages = ExtractEarlyMessages();
   rd.messages.swap(msgs_);
   rd.read_states.swap(read_states_);
@@ -1241,7 +1312,10 @@ std::vector<Message> Core::ExtractEarlyMessages() {
   return early;
 }
 
-std::vector<Message> Core::TakeEarlyMessages() { return ExtractEarlyMessages(); }
+std::vector<Message> Core::TakeEarlyMessages() {
+  RefreshAppendCommits();
+  return ExtractEarlyMessages();
+}
 
 std::vector<raftpb::Entry> Core::TakeCommittedEntries() {
   if (log_.HasPendingSnapshot()) return {};
@@ -1277,7 +1351,7 @@ void Core::Advance(const Ready& rd) {
   UpdateSelfProgress();
   if (role_ == Role::kLeader && MaybeCommit()) {
     ReleasePendingReadIndexMessages();
-    BcastAppend();
+    BcastCommit();
   }
 }
 

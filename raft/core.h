@@ -281,6 +281,9 @@ class Core {
   void SendHeartbeat(uint64_t to, const std::string& ctx);
   void SendTimeoutNow(uint64_t to);
   void BcastAppend();
+  // After the commit index advanced: tells each follower, except those with appends in flight
+  // (their next acknowledgement or append carries it; see HandleAppendResponse).
+  void BcastCommit();
   void BcastHeartbeat();
   void AppendEntries(std::vector<raftpb::Entry> entries);
   bool MaybeCommit();
@@ -298,6 +301,12 @@ class Core {
   bool CanSendEarly() const;
   // Moves the messages that may leave early out of msgs_.
   std::vector<raftpb::Message> ExtractEarlyMessages();
+  // A leader's appends built earlier in this batch carry the commit index as it was then: they
+  // are brought up to the current one before they leave.
+  void RefreshAppendCommits();
+  // Of a run of acknowledgements to one leader in one term, only the highest says anything
+  // the leader needs (it frees every append up to it): the others are dropped.
+  void CoalesceAppendResponses();
 
   // Pending ReadIndex requests awaiting a quorum of heartbeat acknowledgements.
   struct ReadIndexStatus {

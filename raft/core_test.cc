@@ -1175,6 +1175,120 @@ TEST(CoreTest, FollowerAcknowledgesOnlyAfterItsWrite) {
   EXPECT_EQ(acks[0].index(), 3u);
 }
 
+// Under load every follower has appends in flight when the commit index moves: the new index
+// rides on the next append, or goes out on its own once the follower's last append is
+// acknowledged, instead of an empty append to every follower each time (which doubled the
+// messages each way).
+TEST(CoreTest, ACommitIndexIsToldWithTheNextAppendOrOnceAFollowerCaughtUp) {
+  Solo s = LeaderWithCaughtUpFollowers();
+  const uint64_t term = s.core->term();
+  const uint64_t a = s.core->log().LastIndex() + 1;
+  ASSERT_TRUE(s.core->Propose("a").ok());
+  s.Drain();
+  ASSERT_TRUE(s.core->Propose("b").ok());
+  s.Drain();
+  // 2 acknowledges `a` (`b` still in flight to it); 3 has both in flight.
+  (void)s.core->Step(AppResp(2, term, a));
+  ASSERT_EQ(s.core->log().committed(), a);
+  EXPECT_TRUE(OfType(s.Drain(), raftpb::MSG_APP).empty());
+
+  // The next append carries it.
+  ASSERT_TRUE(s.core->Propose("c").ok());
+  std::vector<Message> apps = OfType(s.Drain(), raftpb::MSG_APP);
+  ASSERT_EQ(apps.size(), 2u);
+  for (const Message& m : apps) {
+    EXPECT_EQ(m.entries_size(), 1);
+    EXPECT_EQ(m.commit(), a) << "to " << m.to();
+  }
+
+  // 2 acknowledges everything: nothing is in flight to it, so it is told `c` committed at once,
+  // in an empty append; 3, still with appends in flight, is not.
+  (void)s.core->Step(AppResp(2, term, a + 2));
+  ASSERT_EQ(s.core->log().committed(), a + 2);
+  apps = OfType(s.Drain(), raftpb::MSG_APP);
+  ASSERT_EQ(apps.size(), 1u);
+  EXPECT_EQ(apps[0].to(), 2u);
+  EXPECT_EQ(apps[0].entries_size(), 0);
+  EXPECT_EQ(apps[0].commit(), a + 2);
+
+  // 3 acknowledges `a` only: still in flight, still nothing.
+  (void)s.core->Step(AppResp(3, term, a));
+  EXPECT_TRUE(OfType(s.Drain(), raftpb::MSG_APP).empty());
+  // 3 acknowledges the rest: now it is told, once.
+  (void)s.core->Step(AppResp(3, term, a + 2));
+  apps = OfType(s.Drain(), raftpb::MSG_APP);
+  ASSERT_EQ(apps.size(), 1u);
+  EXPECT_EQ(apps[0].to(), 3u);
+  EXPECT_EQ(apps[0].commit(), a + 2);
+  // Their answers to the empty appends change nothing and send nothing.
+  (void)s.core->Step(AppResp(2, term, a + 2));
+  (void)s.core->Step(AppResp(3, term, a + 2));
+  EXPECT_TRUE(s.Drain().empty());
+}
+
+// Appends built earlier in a batch leave with the commit index as it is when the batch is
+// taken, so a follower with appends in flight is not left behind on it.
+TEST(CoreTest, AppendsLeaveWithTheCommitIndexOfTheirBatch) {
+  Solo s = LeaderWithCaughtUpFollowers();
+  const uint64_t term = s.core->term();
+  const uint64_t a = s.core->log().LastIndex() + 1;
+  ASSERT_TRUE(s.core->Propose("a").ok());
+  s.Drain();
+  ASSERT_TRUE(s.core->Propose("b").ok());  // its appends are built with commit a - 1
+  (void)s.core->Step(AppResp(2, term, a));
+  ASSERT_EQ(s.core->log().committed(), a);
+  std::vector<Message> apps = OfType(s.Drain(), raftpb::MSG_APP);
+  ASSERT_EQ(apps.size(), 2u);
+  for (const Message& m : apps) {
+    EXPECT_EQ(m.entries_size(), 1);
+    EXPECT_EQ(m.commit(), a) << "to " << m.to();
+  }
+  // Also when they are taken early, during the leader's own write.
+  ASSERT_TRUE(s.core->Propose("c").ok());
+  Ready rd = s.core->GetReady();
+  ASSERT_TRUE(s.core->Propose("d").ok());
+  (void)s.core->Step(AppResp(3, term, a + 2));  // 3 has `a` to `c`; commit moves to `b`
+  ASSERT_EQ(s.core->log().committed(), a + 1);
+  apps = OfType(s.core->TakeEarlyMessages(), raftpb::MSG_APP);
+  ASSERT_EQ(apps.size(), 2u);
+  for (const Message& m : apps) EXPECT_EQ(m.commit(), a + 1) << "to " << m.to();
+  ASSERT_TRUE(s.store->Append(rd.entries).ok());
+  s.core->Advance(rd);
+}
+
+// A follower that took several appends in one batch acknowledges them once, with the highest
+// index: the leader frees every append up to it. A rejection is kept.
+TEST(CoreTest, AFollowerAcknowledgesTheAppendsOfOneBatchOnce) {
+  Solo s({1}, 3);
+  auto append = [](uint64_t prev_index, uint64_t prev_term, const std::string& data) {
+    Message app = Msg(raftpb::MSG_APP, 2, 1, 1);
+    app.set_index(prev_index);
+    app.set_log_term(prev_term);
+    raftpb::Entry* e = app.add_entries();
+    e->set_index(prev_index + 1);
+    e->set_term(1);
+    e->set_data(data);
+    return app;
+  };
+  (void)s.core->Step(append(1, 1, "x"));
+  (void)s.core->Step(append(2, 1, "y"));
+  (void)s.core->Step(append(3, 1, "z"));
+  std::vector<Message> acks = OfType(s.Drain(), raftpb::MSG_APP_RESP);
+  ASSERT_EQ(acks.size(), 1u);
+  EXPECT_EQ(acks[0].index(), 4u);
+  EXPECT_FALSE(acks[0].reject());
+
+  (void)s.core->Step(append(4, 1, "p"));
+  (void)s.core->Step(append(9, 1, "gap"));  // no entry 9 here: rejected
+  (void)s.core->Step(append(5, 1, "q"));
+  acks = OfType(s.Drain(), raftpb::MSG_APP_RESP);
+  ASSERT_EQ(acks.size(), 2u);
+  EXPECT_TRUE(acks[0].reject());
+  EXPECT_EQ(acks[0].index(), 9u);
+  EXPECT_FALSE(acks[1].reject());
+  EXPECT_EQ(acks[1].index(), 6u);
+}
+
 // A candidate that wins while the write of its own term and vote is still under way may not
 // send appends before that write completes: its leadership rests on that vote.
 TEST(CoreTest, NoEarlyMessagesBeforeTheTermIsDurable) {

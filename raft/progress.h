@@ -89,6 +89,10 @@ class Progress {
   bool recent_active = false;
   // In kProbe: a probe was sent since the last heartbeat response.
   bool probe_sent = false;
+  // The highest commit index an append sent to this follower let it learn (the message's
+  // commit, capped at the last index it carried). A commit the follower has not been told is
+  // sent once its in-flight appends are acknowledged, or rides on the next append.
+  uint64_t commit_sent = 0;
   Inflights inflights;
   bool is_learner;
 

@@ -19,13 +19,13 @@
 #include <thread>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "grpcpp/grpcpp.h"
 #include "raft/grpc_transport.h"
 #include "raft/memory_log_store.h"
 #include "raft/node.h"
+#include "raft/testing/raft_server.h"
 
 namespace {
 std::atomic<int64_t> realtime_offset_ns{0};
@@ -102,14 +102,10 @@ TEST(NodeClockTest, TicksGoOnWhenTheWallClockStepsBack) {
     auto node = Node::Create(no);
     ASSERT_TRUE(node.ok()) << node.status();
     m->node = std::move(*node);
-    grpc::ServerBuilder builder;
-    GrpcTransport::ConfigureServer(builder);
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-    builder.RegisterService(m->transport->service());
-    m->server = builder.BuildAndStart();
-    ASSERT_NE(m->server, nullptr);
-    m->addr = absl::StrCat("127.0.0.1:", port);
+    testing::RaftServer s = testing::ServeRaft(*m->transport);
+    ASSERT_NE(s.server, nullptr);
+    m->server = std::move(s.server);
+    m->addr = s.addr;
     members.push_back(std::move(m));
   }
   for (auto& m : members) {

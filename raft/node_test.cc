@@ -26,6 +26,7 @@
 #include "raft/recovery.h"
 #include "raft/rocksdb_log_store.h"
 #include "raft/testing/power_loss_fs.h"
+#include "raft/testing/raft_server.h"
 
 namespace shoal::raft {
 namespace {
@@ -250,17 +251,11 @@ class ClusterTest : public ::testing::Test {
 
   // Member m's server on `addr`; null when it cannot listen there.
   static std::unique_ptr<grpc::Server> Serve(Member& m, const std::string& addr) {
-    grpc::ServerBuilder builder;
-    GrpcTransport::ConfigureServer(builder);
     // Not shared with anyone else: a port still in use is a failure, not a second listener.
-    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-    int port = 0;
-    builder.AddListeningPort(addr, grpc::InsecureServerCredentials(), &port);
-    builder.RegisterService(m.transport->service());
-    std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-    if (server == nullptr || port == 0) return nullptr;
-    m.addr = "127.0.0.1:" + std::to_string(port);
-    return server;
+    testing::RaftServer s = testing::ServeRaft(*m.transport, grpc::InsecureServerCredentials(),
+                                               addr, /*exclusive_port=*/true);
+    if (s.server != nullptr) m.addr = s.addr;
+    return std::move(s.server);
   }
 
   void Kill(uint64_t id) {
@@ -517,14 +512,10 @@ ServedTransport ServeTransport(uint64_t self, MessageHandler* handler) {
   if (!transport.ok()) return served;
   served.transport = std::move(*transport);
   served.transport->SetHandler(handler);
-  grpc::ServerBuilder builder;
-  GrpcTransport::ConfigureServer(builder);
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(served.transport->service());
-  served.server = builder.BuildAndStart();
-  EXPECT_NE(served.server, nullptr);
-  served.addr = "127.0.0.1:" + std::to_string(port);
+  testing::RaftServer s = testing::ServeRaft(*served.transport);
+  EXPECT_NE(s.server, nullptr);
+  served.server = std::move(s.server);
+  served.addr = s.addr;
   return served;
 }
 

@@ -27,6 +27,7 @@
 #include "raft/grpc_transport.h"
 #include "raft/memory_log_store.h"
 #include "raft/node.h"
+#include "raft/testing/raft_server.h"
 
 namespace shoal::raft {
 namespace {
@@ -328,14 +329,11 @@ class TlsClusterTest : public ::testing::Test {
       auto node = Node::Create(no);
       ASSERT_TRUE(node.ok()) << node.status();
       m->node = std::move(*node);
-      grpc::ServerBuilder builder;
-      GrpcTransport::ConfigureServer(builder);
-      int port = 0;
-      builder.AddListeningPort("127.0.0.1:0", pki::ServerCredentials(m->tls_dir, check_), &port);
-      builder.RegisterService(m->transport->service());
-      m->server = builder.BuildAndStart();
-      ASSERT_NE(m->server, nullptr);
-      m->addr = absl::StrCat("127.0.0.1:", port);
+      testing::RaftServer s =
+          testing::ServeRaft(*m->transport, pki::ServerCredentials(m->tls_dir, check_));
+      ASSERT_NE(s.server, nullptr);
+      m->server = std::move(s.server);
+      m->addr = s.addr;
       managers_.push_back(std::move(m));
     }
     for (size_t i = 0; i < managers_.size(); ++i) {
@@ -395,15 +393,12 @@ class TlsClusterTest : public ::testing::Test {
     if (!transport.ok()) return nullptr;
     linked->member2 = std::move(*transport);
     linked->member2->SetHandler(&linked->at_2);
-    grpc::ServerBuilder builder;
-    GrpcTransport::ConfigureServer(builder);
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", pki::ServerCredentials(*dir, check_), &port);
-    builder.RegisterService(linked->member2->service());
-    linked->server = builder.BuildAndStart();
-    EXPECT_NE(linked->server, nullptr);
-    if (linked->server == nullptr) return nullptr;
-    linked->link = std::make_unique<Link>(port, delay);
+    testing::RaftServer s =
+        testing::ServeRaft(*linked->member2, pki::ServerCredentials(*dir, check_));
+    EXPECT_NE(s.server, nullptr);
+    if (s.server == nullptr) return nullptr;
+    linked->server = std::move(s.server);
+    linked->link = std::make_unique<Link>(s.port, delay);
     EXPECT_NE(linked->link->port(), 0);
     linked->member1 =
         Outsider("manager1", api::CERTIFICATE_ROLE_MANAGER, &linked->at_1, "", keepalive);

@@ -2,6 +2,8 @@
 
 #include <zlib.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/thread_name.h"
@@ -14,6 +16,9 @@ uint32_t Crc(const std::string& data, uint32_t crc = 0) {
       crc32(crc, reinterpret_cast<const Bytef*>(data.data()), static_cast<uInt>(data.size())));
 }
 constexpr uint64_t kMaxSnapshotBytes = uint64_t{4} << 30;
+// What a snapshot's receiver sets aside before its data arrives: the size the sender announces
+// is only a claim, and setting aside up to 4 GiB on a claim could fail the whole manager.
+constexpr uint64_t kMaxSnapshotReserve = uint64_t{64} << 20;
 // Time allowed to one connection attempt: long enough for a TLS handshake across a WAN; short
 // enough that a peer behind a healed partition is tried again soon.
 constexpr int kConnectTimeoutMs = 5000;
@@ -194,9 +199,10 @@ class GrpcTransport::RaftServiceImpl final
         total = chunk.total_bytes();
         if (total > kMaxSnapshotBytes) {
           return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                              absl::StrCat("snapshot of ", total, " bytes exceeds the limit"));
+                              absl::StrCat("snapshot of ", total, " bytes exceeds the limit of ",
+                                           kMaxSnapshotBytes, " bytes"));
         }
-        data.reserve(total);
+        data.reserve(std::min(total, kMaxSnapshotReserve));
         first = false;
       }
       if (chunk.offset() != data.size()) {
@@ -207,13 +213,16 @@ class GrpcTransport::RaftServiceImpl final
       data += chunk.data();
       if (data.size() > total) {
         return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            "snapshot chunks exceed the announced size");
+                            absl::StrCat("snapshot chunks exceed the announced size of ", total,
+                                         " bytes"));
       }
       last = chunk.last();
       crc = chunk.crc32();
     }
     if (!last || data.size() != total) {
-      return grpc::Status(grpc::StatusCode::DATA_LOSS, "snapshot stream ended early");
+      return grpc::Status(grpc::StatusCode::DATA_LOSS,
+                          absl::StrCat("snapshot stream ended early: ", data.size(), " of ",
+                                       total, " bytes received"));
     }
     if (Crc(data) != crc) {
       return grpc::Status(grpc::StatusCode::DATA_LOSS, "snapshot checksum mismatch");

@@ -224,8 +224,12 @@ class GrpcTransport::RaftServiceImpl final
                           absl::StrCat("snapshot stream ended early: ", data.size(), " of ",
                                        total, " bytes received"));
     }
-    if (Crc(data) != crc) {
-      return grpc::Status(grpc::StatusCode::DATA_LOSS, "snapshot checksum mismatch");
+    if (const uint32_t got = Crc(data); got != crc) {
+      return grpc::Status(grpc::StatusCode::DATA_LOSS,
+                          absl::StrCat("snapshot checksum mismatch: the ", data.size(),
+                                       " bytes received have CRC-32 ", got,
+                                       ", the sender's last chunk says ", crc,
+                                       "; nothing was installed, the sender sends it again"));
     }
     header.mutable_snapshot()->set_data(std::move(data));
     response->set_applied_index(header.snapshot().metadata().index());

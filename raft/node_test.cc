@@ -622,12 +622,15 @@ bool DestroyedWithin(std::unique_ptr<GrpcTransport> transport, std::chrono::seco
 // A snapshot's chunks, as a sender (or a faulty or hostile one) might stream them.
 grpc::Status StreamSnapshot(const std::string& addr,
                             const std::vector<raftpb::SnapshotChunk>& chunks) {
-  auto stub = raftpb::Raft::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
+  // The test servers listen without TLS (ServeTransport); the TLS path is tls_cluster_test's.
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
+  std::unique_ptr<raftpb::Raft::Stub> raft_client = raftpb::Raft::NewStub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
   raftpb::InstallSnapshotResponse response;
   std::unique_ptr<grpc::ClientWriter<raftpb::SnapshotChunk>> writer =
-      stub->InstallSnapshot(&ctx, &response);
+      raft_client->InstallSnapshot(&ctx, &response);
   for (const raftpb::SnapshotChunk& c : chunks) {
     if (!writer->Write(c)) break;
   }
@@ -694,7 +697,8 @@ TEST(GrpcTransportTest, AMalformedSnapshotIsRefusedWithWhatIsWrongAndNotDelivere
       {"last too soon", {Last(FirstChunk(3, 10, "hello"), "hello")}, grpc::StatusCode::DATA_LOSS,
        "snapshot stream ended early: 5 of 10 bytes received"},
       {"corrupt", {Last(FirstChunk(3, 5, "hello"), "hellO")}, grpc::StatusCode::DATA_LOSS,
-       "snapshot checksum mismatch"},
+       "snapshot checksum mismatch: the 5 bytes received have CRC-32 907060870, the sender's last "
+       "chunk says 226395726; nothing was installed, the sender sends it again"},
       // 4 GiB announced, 5 bytes sent: refused as cut short, without setting 4 GiB aside.
       {"a big claim", {FirstChunk(3, uint64_t{4} << 30, "hello")}, grpc::StatusCode::DATA_LOSS,
        "snapshot stream ended early: 5 of 4294967296 bytes received"},

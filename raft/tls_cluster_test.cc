@@ -44,6 +44,29 @@ void CountErrors(gpr_log_func_args* args) {
   }
 }
 
+// A count that tests wait on, bumped from other threads.
+class Tally {
+ public:
+  void Add() {
+    absl::MutexLock lock(&mu_);
+    ++n_;
+  }
+  // Waits until the count reaches `n`; false at the deadline.
+  bool WaitFor(int n, absl::Duration within) {
+    absl::MutexLock lock(&mu_);
+    auto reached = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return n_ >= n; };
+    return mu_.AwaitWithTimeout(absl::Condition(&reached), within);
+  }
+  int value() {
+    absl::MutexLock lock(&mu_);
+    return n_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  int n_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
 class Values : public StateMachine {
  public:
   void Apply(uint64_t, absl::string_view data) override {
@@ -66,20 +89,10 @@ class Values : public StateMachine {
 // Records what a transport reports back.
 class Reports : public MessageHandler {
  public:
-  void Receive(raftpb::Message) override {
-    absl::MutexLock lock(&mu_);
-    ++received_;
-  }
+  void Receive(raftpb::Message) override { received_.Add(); }
   // Waits until `count` messages have arrived in all.
-  bool WaitReceived(int count, absl::Duration within) {
-    absl::MutexLock lock(&mu_);
-    auto received = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return received_ >= count; };
-    return mu_.AwaitWithTimeout(absl::Condition(&received), within);
-  }
-  int received() {
-    absl::MutexLock lock(&mu_);
-    return received_;
-  }
+  bool WaitReceived(int count, absl::Duration within) { return received_.WaitFor(count, within); }
+  int received() { return received_.value(); }
   size_t unreachable_count() {
     absl::MutexLock lock(&mu_);
     return unreachable_.size();
@@ -103,7 +116,7 @@ class Reports : public MessageHandler {
  private:
   absl::Mutex mu_;
   std::vector<uint64_t> unreachable_ ABSL_GUARDED_BY(mu_);
-  int received_ ABSL_GUARDED_BY(mu_) = 0;
+  Tally received_;
 };
 
 // A heartbeat of the outsider (raft id 9) to `to`, of term 1.
@@ -163,15 +176,8 @@ class Link {
     cut_ = false;
   }
   // Waits until `n` reads of the client's bytes in all have been passed on to the target.
-  bool WaitForwarded(int n, absl::Duration within) {
-    absl::MutexLock lock(&mu_);
-    auto done = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return forwarded_ >= n; };
-    return mu_.AwaitWithTimeout(absl::Condition(&done), within);
-  }
-  int forwarded() {
-    absl::MutexLock lock(&mu_);
-    return forwarded_;
-  }
+  bool WaitForwarded(int n, absl::Duration within) { return forwarded_.WaitFor(n, within); }
+  int forwarded() { return forwarded_.value(); }
 
  private:
   struct Chunk {
@@ -256,10 +262,7 @@ class Link {
         if (n <= 0) return;
         off += static_cast<size_t>(n);
       }
-      if (pipe->to_target) {
-        absl::MutexLock lock(&mu_);
-        ++forwarded_;
-      }
+      if (pipe->to_target) forwarded_.Add();
     }
   }
 
@@ -270,7 +273,7 @@ class Link {
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool cut_ ABSL_GUARDED_BY(mu_) = false;
-  int forwarded_ ABSL_GUARDED_BY(mu_) = 0;
+  Tally forwarded_;
   std::vector<int> fds_;  // closed after the threads are joined
   std::vector<std::unique_ptr<Pipe>> pipes_;
   std::vector<std::thread> threads_;  // the acceptor first; the others added by it

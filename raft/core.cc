@@ -33,7 +33,110 @@ absl::Status NoLeader(absl::string_view what) {
   return absl::UnavailableError(absl::StrCat(what, " dropped: no leader"));
 }
 
+absl::Status BadPeerMessage(const Message& m, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("raft: ", MessageType_Name(m.type()),
+                                                 " from member ", m.from(), " ", what,
+                                                 "; dropped"));
+}
+
+bool KnownEntryType(int t) {
+  return t == raftpb::ENTRY_TYPE_NORMAL || t == raftpb::ENTRY_TYPE_CONF_CHANGE;
+}
+
 }  // namespace
+
+absl::Status CheckPeerMessage(const raftpb::Message& m, uint64_t self) {
+  if (!raftpb::MessageType_IsValid(m.type())) {
+    return absl::InvalidArgumentError(absl::StrCat("raft: a message of unknown type ",
+                                                   static_cast<int>(m.type()), " from member ",
+                                                   m.from(), "; dropped"));
+  }
+  bool needs_term = true;
+  switch (m.type()) {
+    case raftpb::MSG_HUP:
+    case raftpb::MSG_BEAT:
+    case raftpb::MSG_UNREACHABLE:
+    case raftpb::MSG_SNAP_STATUS:
+    case raftpb::MSG_CHECK_QUORUM:
+      // A member's own timers and its transport's reports: from a peer, a MSG_CHECK_QUORUM
+      // would depose a live leader and a MSG_UNREACHABLE stall a healthy follower.
+      return BadPeerMessage(m, "is a member's own input, never a peer's");
+    case raftpb::MSG_PROP:
+    case raftpb::MSG_READ_INDEX:
+    case raftpb::MSG_TRANSFER_LEADER:
+    case raftpb::MSG_REMOVED:
+      needs_term = false;  // forwarded requests are term-less; MSG_REMOVED is a fact
+      break;
+    default:
+      break;
+  }
+  if (m.from() == 0) return BadPeerMessage(m, "names no sender");
+  if (m.to() != self) {
+    return BadPeerMessage(m, absl::StrCat("is addressed to member ", m.to(), ", not to member ",
+                                          self));
+  }
+  if (needs_term && m.term() == 0) return BadPeerMessage(m, "carries no term");
+  switch (m.type()) {
+    case raftpb::MSG_PROP:
+      if (m.entries_size() == 0) return BadPeerMessage(m, "carries no entries");
+      for (const raftpb::Entry& e : m.entries()) {
+        if (!KnownEntryType(e.type())) {
+          return BadPeerMessage(m, absl::StrCat("carries an entry of unknown type ",
+                                                static_cast<int>(e.type())));
+        }
+      }
+      break;
+    case raftpb::MSG_READ_INDEX:
+      if (m.entries_size() != 1) {
+        return BadPeerMessage(m, absl::StrCat("carries ", m.entries_size(),
+                                              " entries; a read request carries exactly one, "
+                                              "its context"));
+      }
+      break;
+    case raftpb::MSG_APP: {
+      if (m.log_term() > m.term()) {
+        return BadPeerMessage(m, absl::StrCat("matches at term ", m.log_term(),
+                                              ", after its own term ", m.term()));
+      }
+      uint64_t prev_term = m.log_term();
+      for (int i = 0; i < m.entries_size(); ++i) {
+        const raftpb::Entry& e = m.entries(i);
+        if (e.index() != m.index() + 1 + static_cast<uint64_t>(i)) {
+          return BadPeerMessage(m, absl::StrCat("carries entry ", e.index(), " at position ", i,
+                                                " after index ", m.index(),
+                                                ": entries must follow on one another"));
+        }
+        if (e.term() < prev_term || e.term() > m.term()) {
+          return BadPeerMessage(m, absl::StrCat("carries entry ", e.index(), " of term ",
+                                                e.term(), ", outside [", prev_term, ", ",
+                                                m.term(), "]"));
+        }
+        if (!KnownEntryType(e.type())) {
+          return BadPeerMessage(m, absl::StrCat("carries entry ", e.index(), " of unknown type ",
+                                                static_cast<int>(e.type())));
+        }
+        prev_term = e.term();
+      }
+      break;
+    }
+    case raftpb::MSG_SNAP: {
+      if (m.snapshot_unfilled()) break;
+      const raftpb::SnapshotMetadata& meta = m.snapshot().metadata();
+      if (meta.index() == 0 || meta.term() == 0 || meta.term() > m.term()) {
+        return BadPeerMessage(m, absl::StrCat("carries a snapshot at index ", meta.index(),
+                                              " of term ", meta.term(), " (its own term ",
+                                              m.term(), ")"));
+      }
+      if (meta.conf_state().voters_size() == 0) {
+        return BadPeerMessage(m, "carries a snapshot whose membership has no voters");
+      }
+      break;
+    }
+    default:
+      break;
+  }
+  return absl::OkStatus();
+}
 
 const char* RoleName(Role role) {
   switch (role) {
@@ -197,6 +300,7 @@ void Core::Reset(uint64_t term) {
   pending_conf_index_ = 0;
   read_index_pending_.clear();
   read_index_queue_.clear();
+  pending_read_index_messages_.clear();  // a leader's only; their requesters fail or time out
 }
 
 void Core::ResetRandomizedElectionTimeout() {
@@ -305,6 +409,17 @@ bool Core::Promotable() const {
   return it != progress_.end() && !it->second.is_learner && !log_.HasPendingSnapshot();
 }
 
+void Core::Hup(CampaignType type) {
+  if (role_ == Role::kLeader) return;
+  // Promotable first: while a received snapshot is pending, the entries between the applied
+  // and the committed index are gone from the log.
+  if (!Promotable()) return;
+  // A membership change committed but not applied yet may take this member's vote away (or
+  // the leader that sent TimeoutNow may not know it yet): campaign once it is applied.
+  if (HasUnappliedConfChanges()) return;
+  DoCampaign(type);
+}
+
 bool Core::HasUnappliedConfChanges() const {
   if (log_.committed() <= log_.applied()) return false;
   absl::StatusOr<std::vector<raftpb::Entry>> ents =
@@ -365,6 +480,11 @@ VoteResult Core::Poll(uint64_t id, MessageType /*type*/, bool granted) {
 }
 
 // ---- Step ----
+
+absl::Status Core::StepPeer(const Message& m) {
+  if (absl::Status s = CheckPeerMessage(m, id_); !s.ok()) return s;
+  return Step(m);
+}
 
 absl::Status Core::Step(const Message& m) {
   if (m.type() == raftpb::MSG_REMOVED) {
@@ -451,9 +571,7 @@ absl::Status Core::Step(const Message& m) {
 
   switch (m.type()) {
     case raftpb::MSG_HUP:
-      if (role_ == Role::kLeader) return absl::OkStatus();
-      if (HasUnappliedConfChanges()) return absl::OkStatus();
-      DoCampaign(pre_vote_ ? CampaignType::kPreElection : CampaignType::kElection);
+      Hup(pre_vote_ ? CampaignType::kPreElection : CampaignType::kElection);
       return absl::OkStatus();
     case raftpb::MSG_VOTE:
     case raftpb::MSG_PRE_VOTE:
@@ -550,16 +668,15 @@ absl::Status Core::StepLeader(const Message& m) {
       return absl::OkStatus();
     }
     case raftpb::MSG_READ_INDEX:
-      if (VoterCount(progress_) <= 1) {
-        RespondToReadIndex(m, log_.committed());
-        return absl::OkStatus();
-      }
-      // The commit index is only known to be current once an entry of this term commits.
+      // The commit index is only known to be current once an entry of this term commits, for
+      // a single voter too: its stored commit index may lag what it committed and answered
+      // before a restart (a commit-only hard state is written with the next synced write),
+      // and a survivor of a two-voter cluster may not have heard the last commit index.
       if (!CommittedEntryInCurrentTerm()) {
         pending_read_index_messages_.push_back(m);
         return absl::OkStatus();
       }
-      SendReadIndexResponse(m);
+      ServeReadIndex(m);
       return absl::OkStatus();
     case raftpb::MSG_TRANSFER_LEADER: {
       auto it = progress_.find(m.from());
@@ -780,7 +897,7 @@ absl::Status Core::StepFollower(const Message& m) {
     }
     case raftpb::MSG_TIMEOUT_NOW:
       // The leader hands over: campaign at once, past any lease.
-      DoCampaign(CampaignType::kTransfer);
+      Hup(CampaignType::kTransfer);
       return absl::OkStatus();
     case raftpb::MSG_READ_INDEX: {
       if (lead_ == 0) return NoLeader("read");
@@ -878,7 +995,13 @@ bool Core::Restore(const raftpb::Snapshot& s) {
 // ---- Sending ----
 
 void Core::Send(Message m) {
-  m.set_from(id_);
+  // A forwarded transfer names its transferee in `from`, and a forwarded read its requester
+  // (as in etcd): the leader hands over to the one, and answers the other, not the member
+  // that passed the request on.
+  const bool forwarded =
+      (m.type() == raftpb::MSG_TRANSFER_LEADER || m.type() == raftpb::MSG_READ_INDEX) &&
+      m.from() != 0;
+  if (!forwarded) m.set_from(id_);
   if (IsResponseTermCarrying(m.type())) {
     SHOAL_CHECK(m.term() != 0, "vote message without term: ", MessageType_Name(m.type()));
   } else {
@@ -1029,6 +1152,14 @@ void Core::CoalesceAppendResponses() {
   msgs_.resize(kept);
 }
 
+void Core::TellCommitOnRemoval() {
+  for (const auto& [id, pr] : progress_) {
+    // Whatever its progress state: a follower in the middle of a probe or with a full window
+    // learns the commit index all the same (capped at what it is known to hold).
+    if (id != id_) SendHeartbeat(id, std::string());
+  }
+}
+
 void Core::BcastHeartbeat() {
   const std::string ctx = read_index_queue_.empty() ? std::string() : read_index_queue_.back();
   for (const auto& [id, pr] : progress_) {
@@ -1105,11 +1236,20 @@ void Core::RespondToReadIndex(const Message& req, uint64_t index) {
   Send(std::move(resp));
 }
 
+void Core::ServeReadIndex(const Message& m) {
+  if (VoterCount(progress_) <= 1) {
+    // Nobody else to confirm the leadership with.
+    RespondToReadIndex(m, log_.committed());
+  } else {
+    SendReadIndexResponse(m);
+  }
+}
+
 void Core::ReleasePendingReadIndexMessages() {
   if (pending_read_index_messages_.empty() || !CommittedEntryInCurrentTerm()) return;
   std::vector<Message> pending;
   pending.swap(pending_read_index_messages_);
-  for (const Message& m : pending) SendReadIndexResponse(m);
+  for (const Message& m : pending) ServeReadIndex(m);
 }
 
 // ---- Local requests ----
@@ -1229,7 +1369,10 @@ raftpb::ConfState Core::ApplyConfChange(const raftpb::ConfChange& cc) {
       progress_.erase(id);
       removed_.insert(id);
       if (id == lead_transferee_) AbortLeaderTransfer();
-      if (id == id_) BecomeRemoved();
+      if (id == id_) {
+        if (role_ == Role::kLeader) TellCommitOnRemoval();  // see below
+        BecomeRemoved();
+      }
       break;
     case raftpb::ConfChange::TYPE_UPDATE_NODE:
     default:
@@ -1237,7 +1380,14 @@ raftpb::ConfState Core::ApplyConfChange(const raftpb::ConfChange& cc) {
   }
   if (role_ == Role::kLeader) {
     if (progress_.find(id_) == progress_.end() || progress_.at(id_).is_learner) {
-      // A leader removed from the voters steps down; the others elect a new one.
+      // A leader removed from the voters steps down; the others elect a new one. Before, it
+      // tells them the commit index: the change itself may be committed only here, and a
+      // follower with appends in flight was to learn it from their acknowledgement or the
+      // next heartbeat, neither of which will come now (with two voters the survivor would
+      // keep the old membership and wait for ever for the old leader's vote). A TimeoutNow
+      // would not spare the election timeout: the heir must apply the change before it may
+      // campaign. The manager transfers the leadership before demoting the leader instead.
+      TellCommitOnRemoval();
       BecomeFollower(term_, 0);
     } else if (VoterCount(progress_) > 0 && MaybeCommit()) {
       // Fewer voters may need fewer acknowledgements.

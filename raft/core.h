@@ -150,6 +150,14 @@ struct Ready {
   bool must_sync = false;
 };
 
+// Whether `m`, received from the network by member `self`, is a message a correct peer can
+// send: a type that travels between members (a member's own timer and transport inputs, such
+// as MSG_CHECK_QUORUM, never do), a sender, this member as its recipient, a term where one is
+// required, the entries its type needs, appended entries that follow on one another with
+// terms that never fall, a snapshot with a membership. INVALID_ARGUMENT naming what is wrong
+// otherwise. A buggy or older member must not be able to crash, depose or corrupt another.
+absl::Status CheckPeerMessage(const raftpb::Message& m, uint64_t self);
+
 class Core {
  public:
   // INVALID_ARGUMENT for a bad config; DATA_LOSS when the stored hard state contradicts the
@@ -177,6 +185,9 @@ class Core {
   // Feeds a message from a peer (or a local one). Stale messages are ignored (OK).
   // UNAVAILABLE when a forwarded proposal or read cannot be served (no leader).
   absl::Status Step(const raftpb::Message& m);
+  // Feeds a message that came from the network: CheckPeerMessage first (INVALID_ARGUMENT,
+  // and nothing changes, for one no correct peer sends), then Step.
+  absl::Status StepPeer(const raftpb::Message& m);
 
   // Requests a linearizable read identified by `ctx` (unique per request); a ReadState with the
   // same ctx appears in a later Ready. UNAVAILABLE without a leader.
@@ -233,6 +244,8 @@ class Core {
 
  private:
   enum class CampaignType { kPreElection, kElection, kTransfer };
+  // Campaigns unless this member leads, cannot vote, or has a membership change to apply.
+  void Hup(CampaignType type);
 
   explicit Core(const Config& config);
   absl::Status Init(const Config& config);
@@ -294,6 +307,10 @@ class Core {
   bool CommittedEntryInCurrentTerm() const;
   void SendReadIndexResponse(const raftpb::Message& req);
   void RespondToReadIndex(const raftpb::Message& req, uint64_t index);
+  // Answers a read request once an entry of this term is committed.
+  // A leader leaving the voters: tells every follower the commit index before stepping down.
+  void TellCommitOnRemoval();
+  void ServeReadIndex(const raftpb::Message& m);
   void ReleasePendingReadIndexMessages();
   void UpdateSelfProgress();
   // Whether a leader's appends may leave before the pending write: its term and vote are those

@@ -1326,5 +1326,280 @@ TEST(CoreTest, RestartWithASnapshotAheadOfTheStoredCommitIndex) {
   EXPECT_EQ(Core::Create(c).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// ---- What a peer may send ----
+
+// A member must survive whatever a buggy or older member sends it: each of these crashed,
+// deposed or corrupted the receiver before CheckPeerMessage (an empty proposal failed a CHECK
+// on the leader, a term-less vote made the receiver send a term-less answer and fail another,
+// two MSG_CHECK_QUORUM deposed a live leader, a read request without its context was read out
+// of bounds, entries that do not follow on one another went into the log).
+TEST(CoreTest, MalformedPeerMessagesAreRefusedAndChangeNothing) {
+  struct Case {
+    std::string name;
+    Message m;
+    std::string error;
+  };
+  Solo s = LeaderWithCaughtUpFollowers();
+  const uint64_t term = s.core->term();
+  std::vector<Case> cases;
+  auto add = [&](std::string name, Message m, std::string error) {
+    cases.push_back({std::move(name), std::move(m), std::move(error)});
+  };
+  add("empty proposal", Msg(raftpb::MSG_PROP, 2, 1, 0),
+      "raft: MSG_PROP from member 2 carries no entries; dropped");
+  {
+    Message m = Msg(raftpb::MSG_PROP, 2, 1, 0);
+    m.add_entries()->set_type(static_cast<raftpb::EntryType>(7));
+    add("proposal of an unknown entry type", m, "carries an entry of unknown type 7");
+  }
+  for (raftpb::MessageType t : {raftpb::MSG_HUP, raftpb::MSG_BEAT, raftpb::MSG_UNREACHABLE,
+                                raftpb::MSG_SNAP_STATUS, raftpb::MSG_CHECK_QUORUM}) {
+    add(MessageType_Name(t), Msg(t, 2, 1, term), "is a member's own input, never a peer's");
+  }
+  {
+    Message m = Msg(raftpb::MSG_VOTE, 2, 1, 0);
+    m.set_index(1000);
+    m.set_log_term(1000);
+    add("term-less vote", m, "raft: MSG_VOTE from member 2 carries no term; dropped");
+  }
+  add("term-less append", Msg(raftpb::MSG_APP, 2, 1, 0), "carries no term");
+  add("read request without its context", Msg(raftpb::MSG_READ_INDEX, 2, 1, 0),
+      "carries 0 entries; a read request carries exactly one");
+  add("no sender", Msg(raftpb::MSG_HEARTBEAT_RESP, 0, 1, term), "names no sender");
+  add("meant for another", Msg(raftpb::MSG_HEARTBEAT_RESP, 2, 3, term),
+      "is addressed to member 3, not to member 1");
+  add("unknown type", Msg(static_cast<raftpb::MessageType>(99), 2, 1, term),
+      "a message of unknown type 99 from member 2");
+  {
+    Message m = Msg(raftpb::MSG_APP, 2, 1, term + 1);
+    m.set_index(5);
+    m.set_log_term(1);
+    m.add_entries()->set_index(6);
+    m.add_entries()->set_index(8);
+    m.mutable_entries(0)->set_term(term + 1);
+    m.mutable_entries(1)->set_term(term + 1);
+    add("entries with a gap", m, "carries entry 8 at position 1 after index 5");
+  }
+  {
+    Message m = Msg(raftpb::MSG_APP, 2, 1, term + 1);
+    m.set_index(5);
+    m.set_log_term(1);
+    m.add_entries()->set_index(6);
+    m.mutable_entries(0)->set_term(term + 2);
+    add("an entry from a later term", m, "carries entry 6 of term " + std::to_string(term + 2));
+  }
+  {
+    Message m = Msg(raftpb::MSG_APP, 2, 1, term + 1);
+    m.set_index(5);
+    m.set_log_term(term + 2);
+    add("matching at a later term", m, "matches at term " + std::to_string(term + 2));
+  }
+  {
+    Message m = Msg(raftpb::MSG_SNAP, 2, 1, term + 1);
+    m.mutable_snapshot()->mutable_metadata()->set_index(50);
+    m.mutable_snapshot()->mutable_metadata()->set_term(term);
+    add("a snapshot without voters", m, "carries a snapshot whose membership has no voters");
+  }
+  const uint64_t last = s.core->log().LastIndex();
+  const uint64_t committed = s.core->log().committed();
+  for (int round = 0; round < 2; ++round) {  // twice: two MSG_CHECK_QUORUM depose a leader
+    for (const Case& c : cases) {
+      absl::Status st = s.core->StepPeer(c.m);
+      EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << c.name;
+      EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr(c.error)) << c.name;
+      EXPECT_EQ(s.core->role(), Role::kLeader) << c.name;
+      EXPECT_EQ(s.core->term(), term) << c.name;
+      EXPECT_EQ(s.core->log().LastIndex(), last) << c.name;
+      EXPECT_EQ(s.core->log().committed(), committed) << c.name;
+      EXPECT_TRUE(s.Drain().empty()) << c.name;
+    }
+  }
+  // What correct peers send still goes through, forwarded requests without a term included.
+  Message prop = Msg(raftpb::MSG_PROP, 2, 1, 0);
+  prop.add_entries()->set_data("forwarded");
+  EXPECT_TRUE(s.core->StepPeer(prop).ok());
+  EXPECT_EQ(s.core->log().LastIndex(), last + 1);
+  EXPECT_TRUE(s.core->StepPeer(AppResp(2, term, last + 1)).ok());
+
+  // A follower keeps its log when an append's entries do not follow on one another.
+  Solo f({1, 1});
+  Message gap = Msg(raftpb::MSG_APP, 2, 1, 2);
+  gap.set_index(2);
+  gap.set_log_term(1);
+  gap.add_entries()->set_index(3);
+  gap.add_entries()->set_index(5);
+  for (int i = 0; i < 2; ++i) gap.mutable_entries(i)->set_term(2);
+  EXPECT_EQ(f.core->StepPeer(gap).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(f.core->log().LastIndex(), 2u);
+  EXPECT_EQ(f.core->term(), 1u);
+  gap.mutable_entries(1)->set_index(4);
+  EXPECT_TRUE(f.core->StepPeer(gap).ok());
+  EXPECT_EQ(f.core->log().LastIndex(), 4u);
+}
+
+// A single voter's stored commit index may lag what it committed and answered (a commit-only
+// hard state is written with the next synced write): once restarted, it must not serve a read
+// before an entry of its new term commits, or the read would miss acknowledged writes.
+TEST(CoreTest, ASingleVoterServesAReadOnlyOnceAnEntryOfItsTermIsCommitted) {
+  auto store = StoreWithTerms({1, 1, 1}, {1});
+  raftpb::HardState hs;
+  hs.set_term(1);
+  hs.set_vote(1);
+  hs.set_commit(1);  // 2 and 3 were committed and acknowledged; the commit was not persisted
+  store->SetHardState(hs);
+  std::unique_ptr<Core> core = std::move(*Core::Create(TestConfig(1, store.get())));
+  core->Campaign();
+  ASSERT_EQ(core->role(), Role::kLeader);
+  ASSERT_TRUE(core->ReadIndex("r").ok());
+  std::vector<ReadState> reads;
+  while (core->HasReady()) {
+    Ready rd = core->GetReady();
+    for (const ReadState& rs : rd.read_states) reads.push_back(rs);
+    if (reads.empty()) {
+      // Not before its new term's entry is persisted and committed.
+      EXPECT_LT(core->log().committed(), 4u);
+    }
+    ASSERT_TRUE(store->Append(rd.entries).ok());
+    if (rd.hard_state) store->SetHardState(*rd.hard_state);
+    core->Advance(rd);
+  }
+  ASSERT_EQ(reads.size(), 1u);
+  EXPECT_EQ(reads[0].request_ctx, "r");
+  EXPECT_EQ(reads[0].index, 4u);  // the new term's entry, after 2 and 3
+}
+
+// A leader that removes itself steps down as it applies the change, which may be the moment
+// the change commits. A follower with appends in flight was to hear the commit index from
+// their acknowledgement or the next heartbeat, neither of which comes then: with two voters
+// the survivor never learned its partner was gone, and waited for its vote for ever.
+TEST(CoreTest, ALeaderThatRemovesItselfFirstTellsTheCommitIndex) {
+  for (auto type : {raftpb::ConfChange::TYPE_REMOVE_NODE,
+                    raftpb::ConfChange::TYPE_ADD_LEARNER_NODE}) {
+    Solo s({}, /*voters=*/2);
+    s.BecomeLeader();
+    const uint64_t term = s.core->term();
+    (void)s.core->Step(AppResp(2, term, s.core->log().LastIndex()));
+    s.Drain();
+    ASSERT_TRUE(s.core->ProposeConfChange(Change(type, 1)).ok());
+    const uint64_t change = s.core->log().LastIndex();
+    s.Drain();
+    ASSERT_TRUE(s.core->Propose("y").ok());
+    s.Drain();
+    // 2 acknowledges the change, not yet "y": the change commits, "y" is still in flight.
+    (void)s.core->Step(AppResp(2, term, change));
+    ASSERT_EQ(s.core->log().committed(), change);
+    uint64_t told = 0;
+    bool applied = false;
+    while (s.core->HasReady()) {
+      Ready rd = s.core->GetReady();
+      std::vector<Message> out = rd.early_messages;
+      out.insert(out.end(), rd.messages.begin(), rd.messages.end());
+      for (const Message& m : out) {
+        if (m.to() == 2) told = std::max(told, m.commit());
+      }
+      ASSERT_TRUE(s.store->Append(rd.entries).ok());
+      if (rd.hard_state) s.store->SetHardState(*rd.hard_state);
+      for (const raftpb::Entry& e : rd.committed_entries) {
+        if (e.type() != raftpb::ENTRY_TYPE_CONF_CHANGE) continue;
+        raftpb::ConfChange cc;
+        ASSERT_TRUE(cc.ParseFromString(e.data()));
+        s.core->ApplyConfChange(cc);
+        applied = true;
+      }
+      s.core->Advance(rd);
+    }
+    ASSERT_TRUE(applied);
+    EXPECT_NE(s.core->role(), Role::kLeader);
+    EXPECT_GE(told, change) << raftpb::ConfChange::Type_Name(type);
+  }
+}
+
+// The transferee travels in the request's sender: a follower passing the request on must not
+// put itself in its place (it took the leadership for itself).
+TEST(CoreTest, ATransferAskedOfAFollowerGoesToTheMemberNamed) {
+  Network net(3);
+  net.Campaign(1);
+  net.core(2).TransferLeader(3);
+  net.Stabilize();
+  EXPECT_EQ(net.core(3).role(), Role::kLeader);
+  EXPECT_EQ(net.core(2).role(), Role::kFollower);
+  EXPECT_EQ(net.core(1).leader(), 3u);
+}
+
+// A read passed on by a member that is not the leader either (its view of the leader is
+// stale) is answered to the member that asked, not to the one in the middle.
+TEST(CoreTest, AReadPassedOnTwiceIsAnsweredToTheMemberThatAsked) {
+  Solo s = LeaderWithCaughtUpFollowers();
+  Message read = Msg(raftpb::MSG_READ_INDEX, 3, 1, 0);  // 3 asked 2, which passed it on
+  read.add_entries()->set_data("r3");
+  ASSERT_TRUE(s.core->StepPeer(read).ok());
+  for (const Message& hb : OfType(s.Drain(), raftpb::MSG_HEARTBEAT)) {
+    Message resp = Msg(raftpb::MSG_HEARTBEAT_RESP, hb.to(), 1, s.core->term());
+    resp.set_context(hb.context());
+    (void)s.core->Step(resp);
+  }
+  std::vector<Message> answers = OfType(s.Drain(), raftpb::MSG_READ_INDEX_RESP);
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].to(), 3u);
+  EXPECT_EQ(answers[0].entries(0).data(), "r3");
+
+  // And a follower passing on another's read keeps its sender.
+  Network net(3);
+  net.Campaign(1);
+  net.Isolate(1);
+  Message fwd = Msg(raftpb::MSG_READ_INDEX, 3, 2, 0);
+  fwd.add_entries()->set_data("r3");
+  ASSERT_TRUE(net.core(2).StepPeer(fwd).ok());
+  std::vector<Message> out = net.TakeMessages(2);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].to(), 1u);
+  EXPECT_EQ(out[0].from(), 3u);
+}
+
+// While a received snapshot waits to be persisted, the entries between the applied and the
+// committed index are gone: asking to campaign then failed a CHECK.
+TEST(CoreTest, ACampaignWhileAReceivedSnapshotIsPendingIsIgnored) {
+  Solo s;
+  Message snap = Msg(raftpb::MSG_SNAP, 2, 1, 1);
+  auto* meta = snap.mutable_snapshot()->mutable_metadata();
+  meta->set_index(10);
+  meta->set_term(1);
+  for (uint64_t v = 1; v <= 3; ++v) meta->mutable_conf_state()->add_voters(v);
+  snap.mutable_snapshot()->set_data("state at 10");
+  ASSERT_TRUE(s.core->StepPeer(snap).ok());
+  s.core->Campaign();
+  EXPECT_EQ(s.core->role(), Role::kFollower);
+}
+
+// TimeoutNow makes a member campaign at once, but not with a membership change it has not
+// applied yet (it may take its vote away): as an election timeout does.
+TEST(CoreTest, TimeoutNowWaitsForACommittedMembershipChangeToBeApplied) {
+  Solo s({1});
+  raftpb::ConfChange cc = Change(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE, 4);
+  Message app = Msg(raftpb::MSG_APP, 2, 1, 1);
+  app.set_index(1);
+  app.set_log_term(1);
+  raftpb::Entry* e = app.add_entries();
+  e->set_index(2);
+  e->set_term(1);
+  e->set_type(raftpb::ENTRY_TYPE_CONF_CHANGE);
+  e->set_data(cc.SerializeAsString());
+  app.set_commit(2);
+  ASSERT_TRUE(s.core->StepPeer(app).ok());
+  ASSERT_EQ(s.core->log().committed(), 2u);
+  ASSERT_TRUE(s.core->StepPeer(Msg(raftpb::MSG_TIMEOUT_NOW, 2, 1, 1)).ok());
+  EXPECT_EQ(s.core->role(), Role::kFollower);
+  // Applied: now it campaigns.
+  Ready rd = s.core->GetReady();
+  ASSERT_TRUE(s.store->Append(rd.entries).ok());
+  if (rd.hard_state) s.store->SetHardState(*rd.hard_state);
+  ASSERT_FALSE(rd.committed_entries.empty());
+  ASSERT_EQ(rd.committed_entries.back().index(), 2u);
+  s.core->ApplyConfChange(cc);
+  s.core->Advance(rd);
+  ASSERT_TRUE(s.core->StepPeer(Msg(raftpb::MSG_TIMEOUT_NOW, 2, 1, 1)).ok());
+  EXPECT_EQ(s.core->role(), Role::kCandidate);
+}
+
 }  // namespace
 }  // namespace shoal::raft

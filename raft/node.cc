@@ -496,6 +496,7 @@ void Node::Loop() {
     status_.synced_writes = stats_.synced_writes;
     status_.entries_written = stats_.entries_written;
     status_.messages_sent = stats_.messages_sent;
+    status_.messages_refused = stats_.messages_refused;
     status_.write_micros = write_micros_;
   }
   if (writing_) {
@@ -677,9 +678,20 @@ void Node::HandleInput(Input& in) {
       }
       break;
     }
-    case Input::kMessage:
-      (void)core_->Step(in.message);
+    case Input::kMessage: {
+      const absl::Status s = core_->StepPeer(in.message);
+      if (absl::IsInvalidArgument(s)) {
+        // A buggy or older member: the message changed nothing. Said the first times and
+        // then at powers of two, so a member that keeps sending them cannot flood the log.
+        const uint64_t n = ++stats_.messages_refused;
+        if ((n & (n - 1)) == 0) {
+          log::Warning("raft", "refused a malformed message from a peer",
+                       {{"from", in.message.from()}, {"refused_so_far", n},
+                        {"error", std::string(s.message())}});
+        }
+      }
       break;
+    }
     case Input::kRead: {
       const std::string ctx = EncodeId(epoch_ | next_id_++);
       absl::Status s = core_->ReadIndex(ctx);

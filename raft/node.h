@@ -140,6 +140,8 @@ class Node final : public MessageHandler {
     uint64_t synced_writes = 0;
     uint64_t entries_written = 0;
     uint64_t messages_sent = 0;
+    // Messages from peers refused as malformed (CheckPeerMessage; each is logged).
+    uint64_t messages_refused = 0;
     // Time spent in synced writes, in microseconds (divide by synced_writes for the mean).
     uint64_t write_micros = 0;
     // This member was removed from the cluster (see StateMachine::RemovedFromCluster).

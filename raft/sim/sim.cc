@@ -582,7 +582,11 @@ void Sim::Deliver() {
     }
     SimNode& n = it->second;
     Trace("deliver ", Describe(f.msg));
-    (void)n.core->Step(f.msg);
+    // Every member here is correct: a message refused as malformed means a member sent one
+    // no correct member sends, or the check refuses a correct one.
+    if (absl::Status s = n.core->StepPeer(f.msg); absl::IsInvalidArgument(s)) {
+      return Fail("member ", n.id, " refused ", Describe(f.msg), ": ", s.message());
+    }
     HandleReadies(n);
     NoteRemoval(n);
     if (n.removed && n.up) Crash(n, "removed from the cluster");

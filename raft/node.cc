@@ -132,22 +132,27 @@ void Node::Start() {
   options_.transport->SetHandler(this);
   completer_ = std::thread([this] {
     SetThreadName("raft-complete");
+    completer_tid_.store(std::this_thread::get_id());
     CompleterLoop();
   });
   writer_ = std::thread([this] {
     SetThreadName("raft-writer");
+    writer_tid_.store(std::this_thread::get_id());
     WriterLoop();
   });
   snapshotter_ = std::thread([this] {
     SetThreadName("raft-snapsave");
+    snapshotter_tid_.store(std::this_thread::get_id());
     SnapshotterLoop();
   });
   thread_ = std::thread([this] {
     SetThreadName("raft-loop");
+    loop_tid_.store(std::this_thread::get_id());
     Loop();
   });
   ticker_ = std::thread([this] {
     SetThreadName("raft-tick");
+    ticker_tid_.store(std::this_thread::get_id());
     TickerLoop();
   });
 }
@@ -169,10 +174,37 @@ void Node::TickerLoop() {
 }
 
 void Node::Stop() {
+  const std::thread::id self = std::this_thread::get_id();
+  for (const std::atomic<std::thread::id>* t : {&loop_tid_, &writer_tid_, &snapshotter_tid_,
+                                                &completer_tid_, &ticker_tid_}) {
+    SHOAL_CHECK(t->load() != self,
+                "raft: Node::Stop called on one of the node's own threads (from a callback: "
+                "the state machine's, or a proposal's completion); it would wait for itself for "
+                "ever. Stop the node from another thread.");
+  }
+  // One Stop at a time (the destructor may race an explicit call): the second waits, then
+  // finds everything stopped.
+  std::lock_guard<std::mutex> stopping(stop_mu_);
   if (options_.transfer_leadership_on_stop) HandOverLeadership();
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
+  }
+  if (!thread_.joinable()) {
+    // Never started: requests queued for the loop are answered here.
+    std::deque<Input> left;
+    {
+      absl::MutexLock lock(&mu_);
+      left.swap(inputs_);
+    }
+    const absl::Status stopped = absl::UnavailableError("raft node stopped before it started");
+    for (Input& in : left) {
+      if (in.kind == Input::kPropose) in.index_done(stopped);
+      if (in.kind == Input::kRead || in.kind == Input::kConfChange) {
+        in.status_promise.set_value(stopped);
+      }
+      if (in.kind == Input::kCall) in.call(nullptr);
+    }
   }
   if (thread_.joinable()) thread_.join();
   {
@@ -765,27 +797,41 @@ void Node::ExpireRequests() {
   };
   expire(conf_changes_, "membership change");
   expire(reads_waiting_, "linearizable read");
+  for (auto it = reads_ready_.begin(); it != reads_ready_.end();) {
+    if (it->deadline > now) {
+      ++it;
+      continue;
+    }
+    it->promise.set_value(absl::DeadlineExceededError(absl::StrCat(
+        "raft: linearizable read not completed within ",
+        absl::FormatDuration(options_.request_timeout), ": this member has applied up to ",
+        applied_, " and the read must wait for ", it->index,
+        " (it is catching up with the leader: a snapshot, or a slow disk)")));
+    it = reads_ready_.erase(it);
+  }
 }
 
-void Node::FailPending(const absl::Status& status) {
+void Node::FailWrites(const absl::Status& status) {
   std::map<uint64_t, PendingProposal> proposals;
   proposals.swap(proposals_);
   for (auto& [id, p] : proposals) Complete(std::move(p.done), status);
   for (auto& [id, p] : conf_changes_) p.promise.set_value(status);
   conf_changes_.clear();
+}
+
+void Node::FailPending(const absl::Status& status) {
+  FailWrites(status);
   for (auto& [ctx, p] : reads_waiting_) p.promise.set_value(status);
   reads_waiting_.clear();
-  for (auto& [index, p] : reads_ready_) p.set_value(status);
+  for (ReadyRead& r : reads_ready_) r.promise.set_value(status);
   reads_ready_.clear();
 }
 
 void Node::StartReady() {
   Ready rd = core_->GetReady();
+  const bool leader_changed =
+      rd.soft_state && rd.soft_state->leader != soft_.leader && soft_.leader != 0;
   if (rd.soft_state) {
-    if (rd.soft_state->leader != soft_.leader && soft_.leader != 0) {
-      FailPending(absl::UnavailableError(
-          "raft leader changed: the write may or may not have been applied"));
-    }
     soft_ = *rd.soft_state;
     absl::MutexLock lock(&mu_);
     status_.leader = soft_.leader;
@@ -807,8 +853,14 @@ void Node::StartReady() {
     for (const raftpb::Entry& e : rd.committed_entries) ApplyEntry(e);
     applied_early_ = rd.committed_entries.size();
     ServeReads();
-    FlushCompletions();
   }
+  // After applying what this Ready commits: a request whose entry it carries succeeded, and
+  // must not be reported lost first.
+  if (leader_changed) {
+    FailPending(
+        absl::UnavailableError("raft leader changed: the write may or may not have been applied"));
+  }
+  FlushCompletions();
   if (answer_first) SendEarly(std::move(rd.early_messages));
   ++stats_.readies;
   stats_.messages_sent += rd.messages.size();
@@ -883,6 +935,13 @@ void Node::FinishReady() {
     options_.state_machine->MembershipChanged(applied_, conf_state_);
     ForgetRemoved(conf_state_);
     IntroducePeers(conf_state_);
+    // Writes this member passed on to the leader may be inside the snapshot, applied without
+    // passing through ApplyEntry: their callers would wait until their deadline, or for ever
+    // without one. Whether each took effect is unknown here.
+    FailWrites(absl::UnavailableError(absl::StrCat(
+        "raft: this member installed the leader's snapshot at index ", applied_,
+        ": the write may or may not have been applied; check whether it took effect before "
+        "retrying")));
   }
   for (size_t i = applied_early_; i < rd.committed_entries.size(); ++i) {
     ApplyEntry(rd.committed_entries[i]);
@@ -890,7 +949,8 @@ void Node::FinishReady() {
   for (ReadState& rs : rd.read_states) {
     auto it = reads_waiting_.find(rs.request_ctx);
     if (it == reads_waiting_.end()) continue;
-    reads_ready_.emplace_back(rs.index, std::move(it->second.promise));
+    reads_ready_.push_back(
+        ReadyRead{rs.index, std::move(it->second.promise), it->second.deadline});
     reads_waiting_.erase(it);
   }
   core_->Advance(rd);
@@ -1012,8 +1072,8 @@ void Node::ApplyEntryData(const raftpb::Entry& e) {
 
 void Node::ServeReads() {
   for (auto it = reads_ready_.begin(); it != reads_ready_.end();) {
-    if (it->first <= applied_) {
-      it->second.set_value(absl::OkStatus());
+    if (it->index <= applied_) {
+      it->promise.set_value(absl::OkStatus());
       it = reads_ready_.erase(it);
     } else {
       ++it;

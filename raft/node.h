@@ -34,6 +34,7 @@
 //   (*node)->Propose("data", [](absl::StatusOr<uint64_t> index) { ... });  // no thread waits
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -157,6 +158,10 @@ class Node final : public MessageHandler {
   // Stops the loop; pending proposals and reads fail with UNAVAILABLE. Idempotent. A leader
   // first hands its leadership over (Options::transfer_leadership_on_stop). When it returns,
   // the transport no longer calls the node (it may be destroyed while the transport lives on).
+  // Safe to call from several threads at once; requests queued on a node never started fail
+  // with UNAVAILABLE. Never from a callback of the node (state machine, completion): it would
+  // wait for its own thread, so that fails a CHECK; stop from another thread (the manager
+  // reacting to RemovedFromCluster hands the stop to a thread of its own).
   void Stop();
 
   // Completion of a proposal: its index once applied on this node, or the error.
@@ -274,6 +279,8 @@ class Node final : public MessageHandler {
   // Compacts the log behind a snapshot written at `index` (node thread, no log write under
   // way: the store takes a compaction alone; a snapshot's write goes alongside log writes).
   void CompactAfterSnapshot(uint64_t index);
+  // Fails the proposals and membership changes in flight (not the reads).
+  void FailWrites(const absl::Status& status);
   void FailPending(const absl::Status& status);
   // Fails the requests past their deadline (each tick).
   void ExpireRequests();
@@ -341,7 +348,15 @@ class Node final : public MessageHandler {
   std::map<uint64_t, PendingProposal> proposals_;
   std::map<uint64_t, PendingRequest> conf_changes_;
   std::map<std::string, PendingRequest> reads_waiting_;
-  std::vector<std::pair<uint64_t, std::promise<absl::Status>>> reads_ready_;
+  // Reads whose index is known, waiting for this member to apply up to it (a follower may
+  // lag the leader's commit index for long: a snapshot to fill, appends refused), keeping the
+  // deadline they were given when asked.
+  struct ReadyRead {
+    uint64_t index;
+    std::promise<absl::Status> promise;
+    Deadline deadline;
+  };
+  std::vector<ReadyRead> reads_ready_;
   uint64_t applied_ = 0;
   // The term this node's leadership was announced for (StateMachine::LeadershipChanged), or 0.
   uint64_t leading_term_ = 0;
@@ -356,6 +371,10 @@ class Node final : public MessageHandler {
   std::condition_variable ticker_cv_;
   bool ticker_stop_ = false;  // guarded by ticker_mu_
 
+  // The node's threads, as each knows itself (Stop refuses to be called on one of them).
+  std::atomic<std::thread::id> loop_tid_{}, writer_tid_{}, snapshotter_tid_{}, completer_tid_{},
+      ticker_tid_{};
+  std::mutex stop_mu_;  // one Stop at a time
   std::thread thread_;
   // Whether the node is its transport's handler (between Start and Stop; owner's thread).
   bool attached_ = false;

@@ -3,6 +3,7 @@
 #include "raft/node.h"
 
 #include <grpcpp/grpcpp.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -1494,6 +1495,10 @@ class ScriptedPeers : public Transport {
       }
     }
   }
+  // Hands `m` to the node as if a peer had sent it.
+  void DeliverFromPeer(raftpb::Message m) {
+    if (MessageHandler* node = node_.load()) node->Receive(std::move(m));
+  }
   // Member `id` answers nothing while muted.
   void Mute(uint64_t id, bool muted) {
     absl::MutexLock lock(&mu_);
@@ -2278,6 +2283,227 @@ TEST(NodeTest, AForcedNewClusterKeepsEveryWriteAndLeadsAlone) {
   EXPECT_EQ((*members)[0].id, 2u);
   EXPECT_FALSE((*members)[0].learner);
   (*node)->Stop();
+}
+
+// ---- Requests are always answered (found by a review of the node loop) ----
+
+// Records what the node sends and lets the test answer as its peers.
+class Switchboard : public Transport {
+ public:
+  void SetHandler(MessageHandler* handler) override { node_.store(handler); }
+  void Send(std::vector<raftpb::Message> messages) override {
+    absl::MutexLock lock(&mu_);
+    for (raftpb::Message& m : messages) sent_.push_back(std::move(m));
+  }
+  void AddPeer(uint64_t, const std::string&) override {}
+  void RemovePeer(uint64_t) override {}
+  // Hands `m` to the node as if a peer had sent it.
+  void Deliver(raftpb::Message m) {
+    if (MessageHandler* node = node_.load()) node->Receive(std::move(m));
+  }
+  // The first message of `type` sent; nullopt at the deadline.
+  std::optional<raftpb::Message> WaitFor(raftpb::MessageType type, absl::Time deadline) {
+    absl::MutexLock lock(&mu_);
+    const raftpb::Message* found = nullptr;
+    auto sent = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      for (const raftpb::Message& m : sent_) {
+        if (m.type() == type) {
+          found = &m;
+          return true;
+        }
+      }
+      return false;
+    };
+    if (!mu_.AwaitWithDeadline(absl::Condition(&sent), deadline)) return std::nullopt;
+    return *found;
+  }
+
+ private:
+  std::atomic<MessageHandler*> node_{nullptr};
+  absl::Mutex mu_;
+  std::vector<raftpb::Message> sent_ ABSL_GUARDED_BY(mu_);
+};
+
+raftpb::Message FromPeer(raftpb::MessageType type, uint64_t from, uint64_t to, uint64_t term) {
+  raftpb::Message m;
+  m.set_type(type);
+  m.set_from(from);
+  m.set_to(to);
+  m.set_term(term);
+  return m;
+}
+
+// Member 2, a follower of member 1 (term 1) that never campaigns, answering to `peers`.
+struct Follower {
+  explicit Follower(Switchboard* peers, absl::Duration request_timeout) {
+    raftpb::ConfState cs;
+    for (uint64_t v = 1; v <= 3; ++v) cs.add_voters(v);
+    store.SetConfState(cs);
+    Node::Options o = NeverCampaigning(2, &store, peers, &sm);
+    o.request_timeout = request_timeout;
+    auto created = Node::Create(o);
+    EXPECT_TRUE(created.ok()) << created.status();
+    if (!created.ok()) return;
+    node = std::move(*created);
+    node->Start();
+    peers->Deliver(FromPeer(raftpb::MSG_HEARTBEAT, 1, 2, 1));
+    EXPECT_TRUE(node->WaitForLeader(absl::Now() + kWait));
+  }
+  MemoryLogStore store;
+  ListStateMachine sm;
+  std::unique_ptr<Node> node;
+};
+
+// A read whose index the leader gave is waiting for this member to apply up to it. A member
+// that cannot catch up (a snapshot it cannot get, appends refused) kept it waiting until Stop:
+// the request timeout covered only reads whose index was not known yet.
+TEST(NodeTest, AReadWaitingForThisMemberToCatchUpTimesOut) {
+  Switchboard peers;
+  Follower f(&peers, absl::Milliseconds(300));
+  ASSERT_NE(f.node, nullptr);
+  std::future<absl::Status> read = f.node->LinearizableRead();
+  std::optional<raftpb::Message> asked = peers.WaitFor(raftpb::MSG_READ_INDEX, absl::Now() + kWait);
+  ASSERT_TRUE(asked.has_value());
+  raftpb::Message answer = FromPeer(raftpb::MSG_READ_INDEX_RESP, 1, 2, 1);
+  answer.set_index(50);  // far beyond anything member 2 has
+  *answer.mutable_entries() = asked->entries();
+  peers.Deliver(std::move(answer));
+  ASSERT_EQ(read.wait_for(std::chrono::seconds(20)), std::future_status::ready)
+      << "the read was never answered";
+  absl::Status st = read.get();
+  EXPECT_EQ(st.code(), absl::StatusCode::kDeadlineExceeded) << st;
+  EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("must wait for 50"));
+  f.node->Stop();
+}
+
+// A write this follower passed on to the leader may be inside a snapshot the leader sends
+// next; it is then applied without passing through this member's log. Without a request
+// timeout its caller waited for ever.
+TEST(NodeTest, WritesPassedOnAreSettledWhenASnapshotReplacesTheLog) {
+  Switchboard peers;
+  Follower f(&peers, absl::ZeroDuration());  // no request timeout
+  ASSERT_NE(f.node, nullptr);
+  std::future<absl::StatusOr<uint64_t>> write = f.node->Propose("x");
+  ASSERT_TRUE(peers.WaitFor(raftpb::MSG_PROP, absl::Now() + kWait).has_value());
+  raftpb::Message snap = FromPeer(raftpb::MSG_SNAP, 1, 2, 1);
+  auto* meta = snap.mutable_snapshot()->mutable_metadata();
+  meta->set_index(10);
+  meta->set_term(1);
+  for (uint64_t v = 1; v <= 3; ++v) meta->mutable_conf_state()->add_voters(v);
+  snap.mutable_snapshot()->set_data("a\nx");
+  peers.Deliver(std::move(snap));
+  ASSERT_EQ(write.wait_for(std::chrono::seconds(20)), std::future_status::ready)
+      << "the write was never settled";
+  absl::StatusOr<uint64_t> result = write.get();
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kUnavailable) << result.status();
+  EXPECT_THAT(std::string(result.status().message()),
+              ::testing::HasSubstr("installed the leader's snapshot at index 10"));
+  EXPECT_EQ(f.sm.values(), (std::vector<std::string>{"a", "x"}));
+  f.node->Stop();
+}
+
+// A write whose entry arrives, committed, from a new leader is reported applied: the node used
+// to fail every request in flight on the leader change before applying what the same batch
+// committed, so the caller heard "may or may not have been applied" of a write it could have
+// been told succeeded.
+TEST(NodeTest, AWriteCommittedByTheNextLeaderIsReportedApplied) {
+  Switchboard peers;
+  Follower f(&peers, absl::Seconds(30));
+  ASSERT_NE(f.node, nullptr);
+  std::future<absl::StatusOr<uint64_t>> write = f.node->Propose("x");
+  std::optional<raftpb::Message> passed = peers.WaitFor(raftpb::MSG_PROP, absl::Now() + kWait);
+  ASSERT_TRUE(passed.has_value());
+  ASSERT_EQ(passed->entries_size(), 1);
+  // Member 3 won term 2 and appends the write, committed, in one message.
+  raftpb::Message app = FromPeer(raftpb::MSG_APP, 3, 2, 2);
+  raftpb::Entry* e = app.add_entries();
+  *e = passed->entries(0);
+  e->set_index(1);
+  e->set_term(2);
+  app.set_commit(1);
+  peers.Deliver(std::move(app));
+  ASSERT_EQ(write.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  absl::StatusOr<uint64_t> result = write.get();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(*result, 1u);
+  EXPECT_EQ(f.sm.values(), (std::vector<std::string>{"x"}));
+  f.node->Stop();
+}
+
+// A peer's malformed message is refused, counted and logged; the leader goes on leading (an
+// empty proposal from a peer used to fail a CHECK and abort the process).
+TEST(NodeTest, ALeaderSurvivesAPeersMalformedMessage) {
+  ScriptedPeers peers;
+  LoneNode lone(1, &peers);
+  std::unique_ptr<Node> node = ElectScripted(lone.options);
+  ASSERT_NE(node, nullptr);
+  const uint64_t term = node->GetStatus().term;
+  peers.DeliverFromPeer(FromPeer(raftpb::MSG_PROP, 2, 1, 0));  // no entries
+  peers.DeliverFromPeer(FromPeer(raftpb::MSG_CHECK_QUORUM, 3, 1, term));
+  peers.DeliverFromPeer(FromPeer(raftpb::MSG_CHECK_QUORUM, 3, 1, term));
+  absl::StatusOr<uint64_t> after = node->Propose("after").get();
+  ASSERT_TRUE(after.ok()) << after.status();
+  Node::Status st = node->GetStatus();
+  EXPECT_EQ(st.leader, 1u);
+  EXPECT_EQ(st.term, term);
+  EXPECT_EQ(st.messages_refused, 3u);
+  node->Stop();
+}
+
+// Requests made before Start are answered when a node that never started is stopped: the
+// callbacks were never called and the futures broke.
+TEST(NodeTest, RequestsToANodeThatNeverStartedFailWhenItStops) {
+  BlackHole nowhere;
+  LoneNode lone(1, &nowhere);
+  auto node = Node::Create(lone.options);
+  ASSERT_TRUE(node.ok()) << node.status();
+  std::promise<absl::Status> proposed;
+  (*node)->Propose("x", [&](absl::StatusOr<uint64_t> r) { proposed.set_value(r.status()); });
+  std::future<absl::Status> read = (*node)->LinearizableRead();
+  node->reset();  // stops it
+  std::future<absl::Status> p = proposed.get_future();
+  ASSERT_EQ(p.wait_for(std::chrono::seconds(0)), std::future_status::ready);
+  EXPECT_EQ(p.get().code(), absl::StatusCode::kUnavailable);
+  ASSERT_EQ(read.wait_for(std::chrono::seconds(0)), std::future_status::ready);
+  EXPECT_EQ(read.get().code(), absl::StatusCode::kUnavailable);
+}
+
+// Stop from one of the node's own threads would wait for itself (or join itself and
+// terminate the process with no word of why): it fails a CHECK that says what to do.
+class StoppingStateMachine : public ListStateMachine {
+ public:
+  void Apply(uint64_t index, absl::string_view data) override {
+    ListStateMachine::Apply(index, data);
+    if (node != nullptr) node->Stop();
+  }
+  Node* node = nullptr;
+};
+
+void StopFromApply() {
+  BlackHole nowhere;
+  StoppingStateMachine sm;
+  raftpb::ConfState cs;
+  cs.add_voters(1);
+  MemoryLogStore store;
+  store.SetConfState(cs);
+  Node::Options o = NeverCampaigning(1, &store, &nowhere, &sm);
+  auto node = Node::Create(o);
+  if (!node.ok()) {
+    std::fprintf(stderr, "create: %s\n", node.status().ToString().c_str());
+    std::exit(3);
+  }
+  sm.node = node->get();
+  (*node)->Start();
+  (*node)->Campaign();
+  if (!(*node)->WaitForLeader(absl::Now() + absl::Seconds(20))) std::exit(5);
+  (void)(*node)->Propose("x").wait_for(std::chrono::seconds(20));
+  std::fprintf(stderr, "no check fired\n");
+  std::exit(4);  // not reached: the CHECK fires on the node's thread
+}
+
+TEST(NodeTest, StopFromTheNodesOwnThreadFailsACheckSayingWhy) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(StopFromApply(), "Node::Stop called on one of the node's own threads");
 }
 
 }  // namespace

@@ -299,6 +299,22 @@ absl::StatusOr<std::unique_ptr<GrpcTransport>> GrpcTransport::Create(const Optio
   if (options.max_batch_messages == 0) {
     return absl::InvalidArgumentError("raft transport: max_batch_messages must be at least 1");
   }
+  if (options.max_queued_messages == 0) {
+    return absl::InvalidArgumentError(
+        "raft transport: max_queued_messages must be at least 1 (0 drops every message)");
+  }
+  if (options.snapshot_chunk_bytes == 0 || options.snapshot_chunk_bytes > kMaxSnapshotChunkBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "raft transport: snapshot_chunk_bytes must be between 1 and ", kMaxSnapshotChunkBytes,
+        " (a chunk and its header must fit in what a member's gRPC server accepts in one "
+        "message); got ", options.snapshot_chunk_bytes));
+  }
+  if (options.snapshot_timeout <= absl::ZeroDuration() || options.snapshot_min_rate == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "raft transport: snapshot_timeout and snapshot_min_rate must be above zero; got ",
+        absl::FormatDuration(options.snapshot_timeout), " and ", options.snapshot_min_rate,
+        " bytes/s"));
+  }
   std::unique_ptr<GrpcTransport> t(new GrpcTransport(options));
   t->poller_ = std::thread([p = t.get()] {
     SetThreadName("raft-send");
@@ -420,6 +436,7 @@ void GrpcTransport::RemovePeer(uint64_t id) {
 
 void GrpcTransport::Send(std::vector<raftpb::Message> messages) {
   std::vector<uint64_t> unreachable;
+  std::vector<uint64_t> failed_snapshots;
   {
     absl::MutexLock lock(&mu_);
     if (stopping_) return;
@@ -428,6 +445,9 @@ void GrpcTransport::Send(std::vector<raftpb::Message> messages) {
       auto it = peers_.find(m.to());
       if (it == peers_.end()) {
         unreachable.push_back(m.to());
+        // The core holds that follower in snapshot state until told how the send went, and
+        // "unreachable" does not end that state: without this it waited for a new leader.
+        if (m.type() == raftpb::MSG_SNAP) failed_snapshots.push_back(m.to());
         continue;
       }
       if (m.type() == raftpb::MSG_SNAP) {
@@ -453,6 +473,7 @@ void GrpcTransport::Send(std::vector<raftpb::Message> messages) {
   if (!unreachable.empty()) {
     WithHandler([&](MessageHandler& h) {
       for (uint64_t id : unreachable) h.ReportUnreachable(id);
+      for (uint64_t id : failed_snapshots) h.ReportSnapshot(id, /*failed=*/true);
     });
   }
 }
@@ -593,14 +614,26 @@ void GrpcTransport::SnapshotLoop() {
       m = std::move(snapshots_.front());
       snapshots_.pop_front();
     }
-    SendSnapshot(m.to(), m);
+    SendSnapshot(std::move(m));
   }
 }
 
-void GrpcTransport::SendSnapshot(uint64_t to, const raftpb::Message& m) {
+absl::Duration SnapshotTimeout(const GrpcTransport::Options& options, uint64_t bytes) {
+  return options.snapshot_timeout +
+         absl::Seconds(static_cast<double>(bytes) / static_cast<double>(options.snapshot_min_rate));
+}
+
+void GrpcTransport::SendSnapshot(raftpb::Message header) {
+  const uint64_t to = header.to();
+  // The data leaves the message, which goes on as the header: copying the message whole, as
+  // this did, held the state twice over for every snapshot in flight.
+  const std::string data = std::move(*header.mutable_snapshot()->mutable_data());
+  header.mutable_snapshot()->clear_data();
   std::shared_ptr<grpc::Channel> channel;
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(5));
+  // However big the snapshot: a fixed limit let a big one over a slow link fail, and be sent
+  // again from the start, for ever.
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + SnapshotTimeout(options_, data.size())));
   {
     absl::MutexLock lock(&mu_);
     auto it = peers_.find(to);
@@ -617,9 +650,6 @@ void GrpcTransport::SendSnapshot(uint64_t to, const raftpb::Message& m) {
   raftpb::InstallSnapshotResponse response;
   std::unique_ptr<grpc::ClientWriter<raftpb::SnapshotChunk>> writer =
       stub->InstallSnapshot(&ctx, &response);
-  const std::string& data = m.snapshot().data();
-  raftpb::Message header = m;
-  header.mutable_snapshot()->clear_data();
   const uint32_t crc = Crc(data);
   bool ok = true;
   uint64_t offset = 0;

@@ -64,8 +64,13 @@ class GrpcTransport final : public Transport {
     // one entry of Config::max_entry_bytes), below it. At most kMaxBatchBytes.
     size_t max_batch_messages = 512;
     size_t max_batch_bytes = 2 << 20;
-    // Snapshot chunk size.
+    // Snapshot chunk size: 1 to kMaxSnapshotChunkBytes.
     size_t snapshot_chunk_bytes = 1 << 20;
+    // How long sending one snapshot may take: snapshot_timeout, plus its size at
+    // snapshot_min_rate bytes a second (a 1 GiB state over a link slower than ~4 MB/s never
+    // made it within a fixed 5 minutes, and was sent again and again). SnapshotTimeout().
+    absl::Duration snapshot_timeout = absl::Minutes(5);
+    uint64_t snapshot_min_rate = 1 << 20;
     // Keepalive: every connection to a peer is pinged every keepalive_time, and closed when a
     // ping goes unanswered for keepalive_timeout (the peer is then reported unreachable and
     // reconnected). It finds a peer that vanished without closing its connection (a host
@@ -86,6 +91,8 @@ class GrpcTransport final : public Transport {
 
   // Every member's gRPC server accepts this much in one message (gRPC's default).
   static constexpr size_t kMaxBatchBytes = 4 << 20;
+  // A snapshot chunk's data at most: half of that leaves room for the first chunk's header.
+  static constexpr size_t kMaxSnapshotChunkBytes = kMaxBatchBytes / 2;
 
   static absl::StatusOr<std::unique_ptr<GrpcTransport>> Create(const Options& options);
 
@@ -112,7 +119,7 @@ class GrpcTransport final : public Transport {
   void StartStreamLocked(Peer& peer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WriteNextLocked(Peer& peer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void BreakStreamLocked(Peer& peer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SendSnapshot(uint64_t to, const raftpb::Message& m);
+  void SendSnapshot(raftpb::Message m);
   // Whether `id` was removed from the cluster (RemovePeer).
   bool IsRemoved(uint64_t id);
   // Whether a refused call's trailing metadata (in `ctx`) says this member was removed.
@@ -157,5 +164,8 @@ class GrpcTransport final : public Transport {
   // stopped reading would otherwise hold the destructor for the call's 5-minute deadline).
   std::set<grpc::ClientContext*> snapshot_calls_ ABSL_GUARDED_BY(mu_);
 };
+
+// How long the transport gives one snapshot of `bytes` to reach a member.
+absl::Duration SnapshotTimeout(const GrpcTransport::Options& options, uint64_t bytes);
 
 }  // namespace shoal::raft

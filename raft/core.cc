@@ -337,8 +337,8 @@ void Core::BecomeLeader() {
   auto self = progress_.find(id_);
   if (self != progress_.end()) self->second.BecomeReplicate();
   UpdateSelfProgress();
-  // Conf changes proposed before this term's first entry is applied could overlap an
-  // uncommitted one of an earlier leader: wait for the no-op below.
+  // A conf change proposed before the entries inherited from earlier terms are applied could
+  // overlap an uncommitted one of an earlier leader among them: wait until they are.
   pending_conf_index_ = log_.LastIndex();
   AppendEntries({raftpb::Entry()});
 }

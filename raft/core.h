@@ -177,8 +177,8 @@ class Core {
   absl::Status Propose(std::string data);
 
   // Proposes a membership change. Only one may be pending at a time: a second one is
-  // FAILED_PRECONDITION until the first is applied (and, on a new leader, until its first entry
-  // of the term is applied). Ids are never reused: adding, updating or removing a member that
+  // FAILED_PRECONDITION until the first is applied (and, on a new leader, until every entry it
+  // inherited from earlier terms is applied: one of them may be a membership change). Ids are never reused: adding, updating or removing a member that
   // was removed is FAILED_PRECONDITION.
   absl::Status ProposeConfChange(const raftpb::ConfChange& cc);
 

@@ -300,7 +300,6 @@ void Core::Reset(uint64_t term) {
   pending_conf_index_ = 0;
   read_index_pending_.clear();
   read_index_queue_.clear();
-  pending_read_index_messages_.clear();  // a leader's only; their requesters fail or time out
 }
 
 void Core::ResetRandomizedElectionTimeout() {
@@ -367,7 +366,12 @@ void Core::TickElection() {
     // has heard from no leader for an election timeout asks the voters it knows, so that it
     // is not forgotten in silence: a leader that still has it answers with what it lacks, and
     // a member that removed it (an aborted join, a removal while it was cut off) tells it so.
+    // It no longer knows a leader either: kept, the leader's lease would be renewed by this
+    // member's own asking, and it would ignore for ever the votes of a member that promoted
+    // it while it was cut off (a single voter adding a second commits that alone, and then
+    // needs the newcomer's vote for everything).
     election_elapsed_ = 0;
+    lead_ = 0;
     for (const auto& [id, pr] : progress_) {
       if (id == id_ || pr.is_learner) continue;
       Message m;

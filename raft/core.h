@@ -186,7 +186,8 @@ class Core {
   // UNAVAILABLE when a forwarded proposal or read cannot be served (no leader).
   absl::Status Step(const raftpb::Message& m);
   // Feeds a message that came from the network: CheckPeerMessage first (INVALID_ARGUMENT,
-  // and nothing changes, for one no correct peer sends), then Step.
+  // and nothing changes, for one no correct peer sends), then Step (which has INVALID_ARGUMENT
+  // answers of its own: callers that count malformed messages call CheckPeerMessage apart).
   absl::Status StepPeer(const raftpb::Message& m);
 
   // Requests a linearizable read identified by `ctx` (unique per request); a ReadState with the
@@ -307,9 +308,9 @@ class Core {
   bool CommittedEntryInCurrentTerm() const;
   void SendReadIndexResponse(const raftpb::Message& req);
   void RespondToReadIndex(const raftpb::Message& req, uint64_t index);
-  // Answers a read request once an entry of this term is committed.
   // A leader leaving the voters: tells every follower the commit index before stepping down.
   void TellCommitOnRemoval();
+  // Answers a read request once an entry of this term is committed.
   void ServeReadIndex(const raftpb::Message& m);
   void ReleasePendingReadIndexMessages();
   void UpdateSelfProgress();

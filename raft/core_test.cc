@@ -1601,5 +1601,52 @@ TEST(CoreTest, TimeoutNowWaitsForACommittedMembershipChangeToBeApplied) {
   EXPECT_EQ(s.core->role(), Role::kCandidate);
 }
 
+// A learner that hears from no leader for an election timeout asks the voters it knows. It
+// kept the leader it last knew, so its asking renewed that leader's lease, and it ignored the
+// (pre-)votes of a member that had promoted it while it was cut off: a single voter that adds
+// a second commits that alone, then needs the newcomer's vote for everything, and waited for
+// ever (found by the simulation once it ran clusters of one and two voters).
+TEST(CoreTest, ALearnerThatLostItsLeaderAnswersVotes) {
+  MemoryLogStore store;
+  raftpb::ConfState cs;
+  cs.add_voters(1);
+  cs.add_learners(3);
+  store.SetConfState(cs);
+  Config c = TestConfig(3, &store);
+  c.check_quorum = true;
+  c.pre_vote = true;
+  std::unique_ptr<Core> learner = std::move(*Core::Create(c));
+  auto drain = [&] {
+    std::vector<Message> out;
+    while (learner->HasReady()) {
+      Ready rd = learner->GetReady();
+      for (auto& m : rd.early_messages) out.push_back(m);
+      EXPECT_TRUE(store.Append(rd.entries).ok());
+      if (rd.hard_state) store.SetHardState(*rd.hard_state);
+      for (auto& m : rd.messages) out.push_back(m);
+      learner->Advance(rd);
+    }
+    return out;
+  };
+  ASSERT_TRUE(learner->StepPeer(Msg(raftpb::MSG_HEARTBEAT, 1, 3, 1)).ok());
+  ASSERT_EQ(learner->leader(), 1u);
+  drain();
+  bool asked = false;
+  for (int i = 0; i < 100 && !asked; ++i) {
+    learner->Tick();
+    asked = !OfType(drain(), raftpb::MSG_HEARTBEAT_RESP).empty();
+  }
+  ASSERT_TRUE(asked) << "the learner never asked after its leader went silent";
+  EXPECT_EQ(learner->leader(), 0u);
+  // 1 promoted it and lost its quorum: it asks for a pre-vote of the next term.
+  Message pre = Msg(raftpb::MSG_PRE_VOTE, 1, 3, 2);
+  pre.set_index(5);
+  pre.set_log_term(1);
+  ASSERT_TRUE(learner->StepPeer(pre).ok());
+  std::vector<Message> answers = OfType(drain(), raftpb::MSG_PRE_VOTE_RESP);
+  ASSERT_EQ(answers.size(), 1u) << "the pre-vote was ignored";
+  EXPECT_FALSE(answers[0].reject());
+}
+
 }  // namespace
 }  // namespace shoal::raft

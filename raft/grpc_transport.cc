@@ -101,10 +101,14 @@ class GrpcTransport::RaftServiceImpl final
       auto it = ctx->client_metadata().find(kFromKey);
       uint64_t from = 0;
       if (it != ctx->client_metadata().end() &&
-          absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &from) &&
-          transport_->IsRemoved(from)) {
-        Refuse(from);
-        return;
+          absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &from)) {
+        // The stream's sender, for good: a forwarded transfer or read names another member
+        // in its `from` (the transferee, the reader).
+        from_ = from;
+        if (transport_->IsRemoved(from)) {
+          Refuse(from);
+          return;
+        }
       }
       StartRead(&batch_);
     }
@@ -136,17 +140,24 @@ class GrpcTransport::RaftServiceImpl final
           return;
         }
       }
-      if (batch_.messages_size() > 0 && transport_->IsRemoved(batch_.messages(0).from())) {
+      if (from_ == 0) {
+        // A sender that does not name itself in the metadata: the first message that is its
+        // own (not a request it passes on) does.
+        for (const raftpb::Message& m : batch_.messages()) {
+          if (m.type() != raftpb::MSG_TRANSFER_LEADER && m.type() != raftpb::MSG_READ_INDEX) {
+            from_ = m.from();
+            break;
+          }
+        }
+      }
+      if (from_ != 0 && transport_->IsRemoved(from_)) {
         // A member that was away when it was removed: it learns it from the refusal. Its
         // messages are not stepped (the core would only answer them with the same news).
-        Refuse(batch_.messages(0).from());
+        Refuse(from_);
         return;
       }
       transport_->WithHandler([&](MessageHandler& h) {  // none: not started, as if lost
-        for (raftpb::Message& m : *batch_.mutable_messages()) {
-          from_ = m.from();
-          h.Receive(std::move(m));
-        }
+        for (raftpb::Message& m : *batch_.mutable_messages()) h.Receive(std::move(m));
       });
       batch_.Clear();
       StartRead(&batch_);

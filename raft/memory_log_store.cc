@@ -11,6 +11,11 @@ absl::StatusOr<InitialState> MemoryLogStore::GetInitialState() {
   return InitialState{hard_state_, conf_state_};
 }
 
+raftpb::HardState MemoryLogStore::hard_state() const {
+  absl::MutexLock lock(&mu_);
+  return hard_state_;
+}
+
 void MemoryLogStore::SetHardState(const raftpb::HardState& hs) {
   absl::MutexLock lock(&mu_);
   hard_state_ = hs;

@@ -29,6 +29,8 @@ class MemoryLogStore final : public WritableLogStorage {
 
   // Write side (what the node loop does with a Ready).
   void SetHardState(const raftpb::HardState& hs);
+  // The hard state as stored (what a restart would find).
+  raftpb::HardState hard_state() const;
   // Appends entries, replacing any existing suffix they overlap. Entries already compacted are
   // skipped. Requires no gap after LastIndex().
   absl::Status Append(const std::vector<raftpb::Entry>& entries);
@@ -59,7 +61,7 @@ class MemoryLogStore final : public WritableLogStorage {
   uint64_t FirstIndexLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint64_t LastIndexLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   raftpb::HardState hard_state_ ABSL_GUARDED_BY(mu_);
   raftpb::Snapshot snapshot_ ABSL_GUARDED_BY(mu_);
   // The membership as of the snapshot.

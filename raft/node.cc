@@ -134,26 +134,36 @@ void Node::Start() {
     SetThreadName("raft-complete");
     completer_tid_.store(std::this_thread::get_id());
     CompleterLoop();
+    // A thread created later may be given this one's id once it is joined.
+    completer_tid_.store(std::thread::id());
   });
   writer_ = std::thread([this] {
     SetThreadName("raft-writer");
     writer_tid_.store(std::this_thread::get_id());
     WriterLoop();
+    // A thread created later may be given this one's id once it is joined.
+    writer_tid_.store(std::thread::id());
   });
   snapshotter_ = std::thread([this] {
     SetThreadName("raft-snapsave");
     snapshotter_tid_.store(std::this_thread::get_id());
     SnapshotterLoop();
+    // A thread created later may be given this one's id once it is joined.
+    snapshotter_tid_.store(std::thread::id());
   });
   thread_ = std::thread([this] {
     SetThreadName("raft-loop");
     loop_tid_.store(std::this_thread::get_id());
     Loop();
+    // A thread created later may be given this one's id once it is joined.
+    loop_tid_.store(std::thread::id());
   });
   ticker_ = std::thread([this] {
     SetThreadName("raft-tick");
     ticker_tid_.store(std::this_thread::get_id());
     TickerLoop();
+    // A thread created later may be given this one's id once it is joined.
+    ticker_tid_.store(std::thread::id());
   });
 }
 
@@ -182,8 +192,23 @@ void Node::Stop() {
                 "the state machine's, or a proposal's completion); it would wait for itself for "
                 "ever. Stop the node from another thread.");
   }
-  // One Stop at a time (the destructor may race an explicit call): the second waits, then
-  // finds everything stopped.
+  // Requests queued on a node that never started, answered once the lock below is released
+  // (their callbacks may call Stop again).
+  std::deque<Input> never_started;
+  StopLocked(&never_started);
+  const absl::Status stopped = absl::UnavailableError("raft node stopped before it started");
+  for (Input& in : never_started) {
+    if (in.kind == Input::kPropose) in.index_done(stopped);
+    if (in.kind == Input::kRead || in.kind == Input::kConfChange) {
+      in.status_promise.set_value(stopped);
+    }
+    if (in.kind == Input::kCall) in.call(nullptr);
+  }
+}
+
+void Node::StopLocked(std::deque<Input>* never_started) {
+  // One Stop at a time (several threads may call it; not the destructor alongside another
+  // call, as for any object): the second waits, then finds everything stopped.
   std::lock_guard<std::mutex> stopping(stop_mu_);
   if (options_.transfer_leadership_on_stop) HandOverLeadership();
   {
@@ -191,20 +216,8 @@ void Node::Stop() {
     stopping_ = true;
   }
   if (!thread_.joinable()) {
-    // Never started: requests queued for the loop are answered here.
-    std::deque<Input> left;
-    {
-      absl::MutexLock lock(&mu_);
-      left.swap(inputs_);
-    }
-    const absl::Status stopped = absl::UnavailableError("raft node stopped before it started");
-    for (Input& in : left) {
-      if (in.kind == Input::kPropose) in.index_done(stopped);
-      if (in.kind == Input::kRead || in.kind == Input::kConfChange) {
-        in.status_promise.set_value(stopped);
-      }
-      if (in.kind == Input::kCall) in.call(nullptr);
-    }
+    absl::MutexLock lock(&mu_);
+    never_started->swap(inputs_);
   }
   if (thread_.joinable()) thread_.join();
   {
@@ -638,7 +651,16 @@ void Node::SnapshotterLoop() {
         ReportSnapshot(to, /*failed=*/true);
         continue;
       }
-      options_.transport->Send({std::move(m)});
+      if (m.snapshot().metadata().term() > m.term()) {
+        // Named in an earlier term, filled after this member installed a newer leader's
+        // snapshot: stale, and a peer would refuse it as malformed.
+        ReportSnapshot(to, /*failed=*/true);
+        continue;
+      }
+      // Not Send({std::move(m)}): an initializer list is copied, the snapshot's data with it.
+      std::vector<raftpb::Message> one;
+      one.push_back(std::move(m));
+      options_.transport->Send(std::move(one));
     }
     if (!job) continue;
     const uint64_t index = job->index;
@@ -711,8 +733,12 @@ void Node::HandleInput(Input& in) {
       break;
     }
     case Input::kMessage: {
-      const absl::Status s = core_->StepPeer(in.message);
-      if (absl::IsInvalidArgument(s)) {
+      // Checked apart from Step: Step's own INVALID_ARGUMENT (a correct peer's forwarded
+      // proposal over this member's entry limit, say) is not a malformed message.
+      const absl::Status s = CheckPeerMessage(in.message, options_.raft.id);
+      if (s.ok()) {
+        (void)core_->Step(in.message);
+      } else {
         // A buggy or older member: the message changed nothing. Said the first times and
         // then at powers of two, so a member that keeps sending them cannot flood the log.
         const uint64_t n = ++stats_.messages_refused;
@@ -811,12 +837,15 @@ void Node::ExpireRequests() {
   }
 }
 
-void Node::FailWrites(const absl::Status& status) {
-  std::map<uint64_t, PendingProposal> proposals;
-  proposals.swap(proposals_);
-  for (auto& [id, p] : proposals) Complete(std::move(p.done), status);
-  for (auto& [id, p] : conf_changes_) p.promise.set_value(status);
-  conf_changes_.clear();
+void Node::FailWrites(const absl::Status& status, uint64_t below) {
+  for (auto it = proposals_.begin(); it != proposals_.end() && it->first < below;) {
+    Complete(std::move(it->second.done), status);
+    it = proposals_.erase(it);
+  }
+  for (auto it = conf_changes_.begin(); it != conf_changes_.end() && it->first < below;) {
+    it->second.promise.set_value(status);
+    it = conf_changes_.erase(it);
+  }
 }
 
 void Node::FailPending(const absl::Status& status) {
@@ -829,6 +858,8 @@ void Node::FailPending(const absl::Status& status) {
 
 void Node::StartReady() {
   Ready rd = core_->GetReady();
+  // Requests made from now on were made after the snapshot arrived (see FinishReady).
+  if (rd.snapshot) snapshot_request_mark_ = epoch_ | next_id_;
   const bool leader_changed =
       rd.soft_state && rd.soft_state->leader != soft_.leader && soft_.leader != 0;
   if (rd.soft_state) {
@@ -935,16 +966,22 @@ void Node::FinishReady() {
     options_.state_machine->MembershipChanged(applied_, conf_state_);
     ForgetRemoved(conf_state_);
     IntroducePeers(conf_state_);
-    // Writes this member passed on to the leader may be inside the snapshot, applied without
-    // passing through ApplyEntry: their callers would wait until their deadline, or for ever
-    // without one. Whether each took effect is unknown here.
-    FailWrites(absl::UnavailableError(absl::StrCat(
-        "raft: this member installed the leader's snapshot at index ", applied_,
-        ": the write may or may not have been applied; check whether it took effect before "
-        "retrying")));
   }
   for (size_t i = applied_early_; i < rd.committed_entries.size(); ++i) {
     ApplyEntry(rd.committed_entries[i]);
+  }
+  if (rd.snapshot) {
+    // Writes this member passed on to the leader before the snapshot arrived may be inside
+    // it, applied without passing through ApplyEntry: their callers would wait until their
+    // deadline, or for ever without one. Whether each took effect is unknown here. (After
+    // the entries this Ready applied past the snapshot; not those proposed since, which
+    // cannot be inside it.)
+    FailWrites(absl::UnavailableError(absl::StrCat(
+                   "raft: this member installed the leader's snapshot at index ",
+                   rd.snapshot->metadata().index(),
+                   ": the write may or may not have been applied; check whether it took effect "
+                   "before retrying")),
+               snapshot_request_mark_);
   }
   for (ReadState& rs : rd.read_states) {
     auto it = reads_waiting_.find(rs.request_ctx);
@@ -998,6 +1035,10 @@ void Node::NoteLeadership(const raftpb::Entry* applied) {
 
 void Node::NoteRemoval() {
   if (removal_announced_ || !core_->removed()) return;
+  // Not while a write is under way: the Ready after it carries what the member still owes
+  // the others (a leader removing itself tells them the commit index), and an owner that
+  // stops the node at once on the news would keep it from leaving.
+  if (writing_) return;
   removal_announced_ = true;
   log::Warning("raft",
                "this member was removed from the cluster: it will not vote or lead again; stop "

@@ -158,8 +158,8 @@ class Node final : public MessageHandler {
   // Stops the loop; pending proposals and reads fail with UNAVAILABLE. Idempotent. A leader
   // first hands its leadership over (Options::transfer_leadership_on_stop). When it returns,
   // the transport no longer calls the node (it may be destroyed while the transport lives on).
-  // Safe to call from several threads at once; requests queued on a node never started fail
-  // with UNAVAILABLE. Never from a callback of the node (state machine, completion): it would
+  // Safe to call from several threads at once (not alongside the destructor); requests queued
+  // on a node never started fail with UNAVAILABLE. Never from a callback of the node (state machine, completion): it would
   // wait for its own thread, so that fails a CHECK; stop from another thread (the manager
   // reacting to RemovedFromCluster hands the stop to a thread of its own).
   void Stop();
@@ -279,8 +279,11 @@ class Node final : public MessageHandler {
   // Compacts the log behind a snapshot written at `index` (node thread, no log write under
   // way: the store takes a compaction alone; a snapshot's write goes alongside log writes).
   void CompactAfterSnapshot(uint64_t index);
-  // Fails the proposals and membership changes in flight (not the reads).
-  void FailWrites(const absl::Status& status);
+  // Stop under stop_mu_; hands back the requests of a node that never started.
+  void StopLocked(std::deque<Input>* never_started);
+  // Fails the proposals and membership changes in flight (not the reads), those whose ids
+  // are below `below`.
+  void FailWrites(const absl::Status& status, uint64_t below = UINT64_MAX);
   void FailPending(const absl::Status& status);
   // Fails the requests past their deadline (each tick).
   void ExpireRequests();
@@ -334,6 +337,8 @@ class Node final : public MessageHandler {
   // Node thread only.
   uint64_t epoch_ = 0;  // random per start: proposal ids never repeat across restarts
   uint64_t next_id_ = 1;
+  // The first request id made after the snapshot being installed arrived.
+  uint64_t snapshot_request_mark_ = 0;
   // Requests in flight, with when they time out. Proposal ids grow in submission order, so
   // proposals_ is also ordered by deadline.
   using Deadline = std::chrono::steady_clock::time_point;

@@ -881,6 +881,39 @@ TEST(GrpcTransportTest, ASnapshotForAMemberWithoutAnAddressIsReportedFailed) {
   (*transport)->SetHandler(nullptr);
 }
 
+// A follower passing on another member's transfer or read sends it with that member's id in
+// `from` (the transferee, the reader). The receiving transport took the stream's sender from
+// its first message: a stream was refused because the transferee had been removed, and its
+// end reported the transferee, not the sender, unreachable.
+TEST(GrpcTransportTest, AStreamsSenderIsTheOneItNamesNotAForwardedRequests) {
+  Inbox at_1;
+  ServedTransport member1 = ServeTransport(1, &at_1);
+  ASSERT_NE(member1.server, nullptr);
+  member1.transport->RemovePeer(3);  // 3 was removed
+  GrpcTransport::Options o;
+  o.self = 2;
+  auto member2 = GrpcTransport::Create(o);
+  ASSERT_TRUE(member2.ok()) << member2.status();
+  (*member2)->AddPeer(1, member1.addr);
+  std::vector<raftpb::Message> out;
+  out.push_back(MessageOf(raftpb::MSG_TRANSFER_LEADER, 3, 1, 5));  // 3's request, via 2
+  out.push_back(MessageOf(raftpb::MSG_HEARTBEAT_RESP, 2, 1, 5));
+  (*member2)->Send(std::move(out));
+  EXPECT_TRUE(at_1.WaitUntil(
+      [](const std::vector<raftpb::Message>& received, const std::vector<uint64_t>&) {
+        return received.size() == 2;
+      },
+      absl::Seconds(20)))
+      << "the stream was refused";
+  member2->reset();  // the stream ends: its sender, 2, is reported
+  EXPECT_TRUE(at_1.WaitUntil(
+      [](const std::vector<raftpb::Message>&, const std::vector<uint64_t>& unreachable) {
+        return std::find(unreachable.begin(), unreachable.end(), 2u) != unreachable.end();
+      },
+      absl::Seconds(20)));
+  member1.server->Shutdown(std::chrono::system_clock::now());
+}
+
 // The time a snapshot is given grows with its size.
 TEST(GrpcTransportTest, ABigSnapshotIsGivenTimeInProportion) {
   GrpcTransport::Options o;
@@ -2587,6 +2620,11 @@ TEST(NodeTest, ALeaderSurvivesAPeersMalformedMessage) {
   peers.DeliverFromPeer(FromPeer(raftpb::MSG_PROP, 2, 1, 0));  // no entries
   peers.DeliverFromPeer(FromPeer(raftpb::MSG_CHECK_QUORUM, 3, 1, term));
   peers.DeliverFromPeer(FromPeer(raftpb::MSG_CHECK_QUORUM, 3, 1, term));
+  // A well-formed proposal the leader refuses (over its entry limit: members' limits may
+  // differ during a rolling upgrade) is not a malformed message.
+  raftpb::Message big = FromPeer(raftpb::MSG_PROP, 2, 1, 0);
+  big.add_entries()->set_data(std::string(2 << 20, 'x'));
+  peers.DeliverFromPeer(std::move(big));
   absl::StatusOr<uint64_t> after = node->Propose("after").get();
   ASSERT_TRUE(after.ok()) << after.status();
   Node::Status st = node->GetStatus();
@@ -2650,6 +2688,19 @@ void StopFromApply() {
 TEST(NodeTest, StopFromTheNodesOwnThreadFailsACheckSayingWhy) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_DEATH(StopFromApply(), "Node::Stop called on one of the node's own threads");
+}
+
+// A thread made after the node's threads ended may be given one of their ids (the C library
+// reuses a joined thread's stack): Stop from it is not Stop from the node's own thread.
+TEST(NodeTest, StopFromAThreadMadeAfterTheNodesThreadsEndedIsFine) {
+  BlackHole nowhere;
+  LoneNode lone(1, &nowhere);
+  auto node = Node::Create(lone.options);
+  ASSERT_TRUE(node.ok()) << node.status();
+  (*node)->Start();
+  (*node)->Stop();
+  for (int i = 0; i < 20; ++i) std::thread([&] { (*node)->Stop(); }).join();
+  std::thread([&] { node->reset(); }).join();
 }
 
 }  // namespace

@@ -128,7 +128,14 @@ LinearizabilityResult CheckKey(const std::string& key, const std::vector<KvOp>& 
       result.explanation = absl::StrCat("gave up after ", max_states, " search states");
       return result;
     }
-    if (entry == -1) break;  // defensive: cannot happen while head != -1
+    if (entry == -1) {
+      // Cannot happen while head != -1 (every call's return, if only at infinity, is in the
+      // list): never let a search that ran off the end pass as linearizable.
+      result.ok = false;
+      result.key = key;
+      result.explanation = "the search ran off the end of the history (a checker bug)";
+      return result;
+    }
     const Event& e = events[entry];
     if (e.is_call) {
       State next;

@@ -201,12 +201,14 @@ absl::Status Core::Init(const Config& config) {
 
   const raftpb::HardState& hs = init->hard_state;
   if (hs.term() != 0 || hs.vote() != 0 || hs.commit() != 0) {
-    if (hs.commit() < log_.committed() || hs.commit() > log_.LastIndex()) {
+    if (hs.commit() > log_.LastIndex()) {
       return absl::DataLossError(absl::StrCat("raft: stored commit index ", hs.commit(),
                                               " is outside the stored log [", log_.committed(),
                                               ", ", log_.LastIndex(), "]"));
     }
-    log_.set_committed(hs.commit());
+    // The commit index is written with the next synced write, so it may lag a snapshot of
+    // what was applied and the compaction behind it: what was compacted was committed.
+    log_.set_committed(std::max(hs.commit(), log_.committed()));
     term_ = hs.term();
     vote_ = hs.vote();
   }

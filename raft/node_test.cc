@@ -2442,6 +2442,38 @@ TEST(NodeTest, AForcedNewClusterKeepsEveryWriteAndLeadsAlone) {
   absl::StatusOr<ForcedNewCluster> forced = ForceNewCluster(store, 2);
   ASSERT_TRUE(forced.ok()) << forced.status();
   EXPECT_EQ(forced->removed, (std::vector<uint64_t>{1, 3, 4, 7}));
+  {
+    // A member its own log removes is refused, nothing written: it used to be rewritten, and
+    // the node started on it came up removed (a removed id is never added again), leading
+    // nothing.
+    MemoryLogStore removed_store;
+    removed_store.SetConfState(cs);
+    std::vector<raftpb::Entry> removal = {
+        EntryAt(1, 1, "a"), ConfChangeAt(1, 2, raftpb::ConfChange::TYPE_REMOVE_NODE, 3),
+        EntryAt(1, 3, "b")};
+    raftpb::HardState rhs;
+    rhs.set_term(1);
+    rhs.set_commit(1);
+    ASSERT_TRUE(removed_store.Save(&rhs, removal, nullptr, true).ok());
+    const absl::Status refused = ForceNewCluster(removed_store, 3).status();
+    EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << refused;
+    EXPECT_NE(refused.message().find("member 3 was removed from this store's cluster (by the "
+                                     "membership change at index 2, which this member may not "
+                                     "have seen committed)"),
+              std::string::npos)
+        << refused;
+    EXPECT_EQ(removed_store.LastIndex(), 3u);
+    // Its snapshot's membership records it.
+    raftpb::ConfState gone = cs;
+    gone.add_removed(5);
+    MemoryLogStore snapshot_store;
+    snapshot_store.SetConfState(gone);
+    const absl::Status by_snapshot = ForceNewCluster(snapshot_store, 5).status();
+    EXPECT_EQ(by_snapshot.code(), absl::StatusCode::kFailedPrecondition) << by_snapshot;
+    EXPECT_NE(by_snapshot.message().find("its snapshot's membership records it"),
+              std::string::npos)
+        << by_snapshot;
+  }
   EXPECT_EQ(forced->uncommitted_kept, 3u);
   EXPECT_EQ(forced->last_index, 11u);  // four removals and its own promotion
 

@@ -1,6 +1,7 @@
 #include "raft/recovery.h"
 
 #include <algorithm>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -16,6 +17,10 @@ absl::StatusOr<ForcedNewCluster> ForceNewCluster(WritableLogStorage& storage, ui
   // replay of the whole log cannot leave one in.
   std::set<uint64_t> members(init->conf_state.voters().begin(), init->conf_state.voters().end());
   members.insert(init->conf_state.learners().begin(), init->conf_state.learners().end());
+  const auto& removed = init->conf_state.removed();
+  // Where this member's own removal is (0: its snapshot's membership records it).
+  std::optional<uint64_t> self_removed_at;
+  if (std::find(removed.begin(), removed.end(), self) != removed.end()) self_removed_at = 0;
   const uint64_t first = storage.FirstIndex();
   const uint64_t last = storage.LastIndex();
   for (uint64_t lo = first; lo <= last;) {
@@ -36,8 +41,26 @@ absl::StatusOr<ForcedNewCluster> ForceNewCluster(WritableLogStorage& storage, ui
             absl::StrCat("the membership change at index ", e.index(), " is unparsable"));
       }
       members.insert(cc.node_id());
+      if (cc.type() == raftpb::ConfChange::TYPE_REMOVE_NODE && cc.node_id() == self &&
+          !self_removed_at) {
+        self_removed_at = e.index();
+      }
     }
     lo += ents->size();
+  }
+  if (self_removed_at) {
+    // Ids are never reused: a node started on the rewritten store would replay its own
+    // removal, ignore the promotion after it, and come up removed, leading nothing.
+    return absl::FailedPreconditionError(absl::StrCat(
+        "member ", self, " was removed from this store's cluster (",
+        *self_removed_at == 0
+            ? std::string("its snapshot's membership records it")
+            : absl::StrCat("by the membership change at index ", *self_removed_at,
+                           *self_removed_at <= init->hard_state.commit()
+                               ? ", committed"
+                               : ", which this member may not have seen committed"),
+        "), and a removed id is never used again: this store cannot become the new cluster; "
+        "force a new cluster from another member's store; nothing was changed"));
   }
   if (members.count(self) == 0) {
     return absl::FailedPreconditionError(

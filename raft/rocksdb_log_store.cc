@@ -360,7 +360,9 @@ absl::Status RocksDbLogStore::Save(const raftpb::HardState* hard_state,
       first = snapshot->metadata().index() + 1;
       keep_terms = 1;
     }
-    if (!entries.empty()) {
+    // Entries all behind the compaction point change nothing (the DeleteRange below would
+    // take the live log with it).
+    if (!entries.empty() && entries.back().index() >= first) {
       const uint64_t last = first - 1 + keep_terms - 1;
       const uint64_t start = entries.front().index();
       if (start > last + 1) {
@@ -400,7 +402,7 @@ absl::Status RocksDbLogStore::Save(const raftpb::HardState* hard_state,
   }
   if (hard_state != nullptr) hard_state_ = *hard_state;
   first_ = first;
-  CacheLocked(entries);
+  if (!entries.empty() && entries.back().index() >= first) CacheLocked(entries);
   return absl::OkStatus();
 }
 

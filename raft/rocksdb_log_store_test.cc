@@ -906,5 +906,52 @@ TEST_F(RocksDbLogStoreTest, LosingPowerWithOutOfOrderWritebackNeverOpensAWrongSt
               static_cast<unsigned long long>(refused), static_cast<unsigned long long>(seeds));
 }
 
+// The commit index is written with the next synced write, so a crash can leave it behind a
+// snapshot the member took of what it applied, and the log compacted behind that snapshot:
+// the entries compacted away were committed all the same. The core refused such a store as
+// damaged ("stored commit index 1 is outside the stored log [3, 3]").
+TEST_F(RocksDbLogStoreTest, ACommitIndexBehindTheCompactedLogIsTheCompactionPoint) {
+  raftpb::ConfState cs;
+  cs.add_voters(1);
+  {
+    auto s = Open();
+    ASSERT_TRUE(Bootstrap(*s, std::vector<uint64_t>{1}).ok());
+    ASSERT_EQ(s->LastIndex(), 1u);
+    const raftpb::HardState hs = HS(1, 1, 1);
+    ASSERT_TRUE(s->Save(&hs, Range(2, 3, 1), nullptr, true).ok());
+    ASSERT_TRUE(s->SaveSnapshot(3, cs, "state at 3").ok());
+    ASSERT_TRUE(s->CompactTo(3).ok());
+  }
+  auto s = Open();
+  Config c;
+  c.id = 1;
+  c.storage = s.get();
+  c.applied = 3;
+  absl::StatusOr<std::unique_ptr<Core>> core = Core::Create(c);
+  ASSERT_TRUE(core.ok()) << core.status();
+  EXPECT_EQ((*core)->log().committed(), 3u);
+}
+
+// A write whose entries all lie behind the compaction point changes nothing (the log it does
+// not touch stays whole, as in MemoryLogStore); it deleted every entry after its last one.
+TEST_F(RocksDbLogStoreTest, EntriesAlreadyCompactedAwayChangeNothing) {
+  auto s = Open();
+  ASSERT_TRUE(s->Save(nullptr, Range(1, 20, 1), nullptr, true).ok());
+  raftpb::ConfState cs;
+  cs.add_voters(1);
+  ASSERT_TRUE(s->SaveSnapshot(10, cs, "state at 10").ok());
+  ASSERT_TRUE(s->CompactTo(10).ok());
+  ASSERT_TRUE(s->Save(nullptr, Range(5, 7, 1), nullptr, true).ok());
+  EXPECT_EQ(s->LastIndex(), 20u);
+  absl::StatusOr<std::vector<raftpb::Entry>> ents = s->Entries(11, 21, UINT64_MAX);
+  ASSERT_TRUE(ents.ok()) << ents.status();
+  EXPECT_EQ(ents->size(), 10u);
+  s.reset();
+  s = Open();
+  ents = s->Entries(11, 21, UINT64_MAX);
+  ASSERT_TRUE(ents.ok()) << ents.status();
+  EXPECT_EQ(ents->size(), 10u);
+}
+
 }  // namespace
 }  // namespace shoal::raft

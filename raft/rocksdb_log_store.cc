@@ -50,6 +50,18 @@ uint32_t Crc(const char* data, size_t n) {
       crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(data), static_cast<uInt>(n)));
 }
 
+// What protobuf serializes at most; a bigger message comes out empty (and sealed, would be
+// stored as an empty snapshot with a valid checksum, the log then compacted behind it).
+constexpr uint64_t kMaxSealedBytes = (uint64_t{1} << 31) - 1;
+
+absl::Status CheckSealable(const raftpb::Snapshot& snap) {
+  const size_t bytes = snap.ByteSizeLong();
+  if (bytes <= kMaxSealedBytes) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "raft store: a snapshot of ", bytes, " bytes (at index ", snap.metadata().index(),
+      ") is over the ", kMaxSealedBytes, " bytes a stored snapshot can hold; nothing was written"));
+}
+
 std::string Seal(const google::protobuf::MessageLite& m) {
   std::string payload = m.SerializeAsString();
   const uint32_t crc = Crc(payload.data(), payload.size());
@@ -353,6 +365,7 @@ absl::Status RocksDbLogStore::Save(const raftpb::HardState* hard_state,
             absl::StrCat("snapshot at ", snapshot->metadata().index(),
                          " is not newer than the stored one at ", snapshot_.metadata().index()));
       }
+      if (absl::Status big = CheckSealable(*snapshot); !big.ok()) return big;
       batch.Put(kSnapshotKey, Seal(*snapshot));
       batch.DeleteRange(EntryKey(0), kEntryEnd);  // the snapshot replaces the whole log
       batch.Put(kMarkerKey,
@@ -463,6 +476,7 @@ absl::StatusOr<raftpb::Snapshot> RocksDbLogStore::SaveSnapshot(uint64_t i,
   *snap.mutable_metadata()->mutable_conf_state() = cs;
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
+  if (absl::Status big = CheckSealable(snap); !big.ok()) return big;
   absl::Status s = FromRocks(db_->Put(wo, kSnapshotKey, Seal(snap)), "writing a snapshot");
   if (!s.ok()) return s;
   absl::MutexLock lock(&mu_);

@@ -1675,7 +1675,7 @@ class ScriptedPeers : public Transport {
     }
   }
   // Hands `m` to the node as if a peer had sent it.
-  void DeliverFromPeer(raftpb::Message m) {
+  void DeliverMessageOf(raftpb::Message m) {
     if (MessageHandler* node = node_.load()) node->Receive(std::move(m));
   }
   // Member `id` answers nothing while muted.
@@ -2535,15 +2535,6 @@ class Switchboard : public Transport {
   std::vector<raftpb::Message> sent_ ABSL_GUARDED_BY(mu_);
 };
 
-raftpb::Message FromPeer(raftpb::MessageType type, uint64_t from, uint64_t to, uint64_t term) {
-  raftpb::Message m;
-  m.set_type(type);
-  m.set_from(from);
-  m.set_to(to);
-  m.set_term(term);
-  return m;
-}
-
 // Member 2, a follower of member 1 (term 1) that never campaigns, answering to `peers`.
 struct Follower {
   explicit Follower(Switchboard* peers, absl::Duration request_timeout) {
@@ -2557,7 +2548,7 @@ struct Follower {
     if (!created.ok()) return;
     node = std::move(*created);
     node->Start();
-    peers->Deliver(FromPeer(raftpb::MSG_HEARTBEAT, 1, 2, 1));
+    peers->Deliver(MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, 1));
     EXPECT_TRUE(node->WaitForLeader(absl::Now() + kWait));
   }
   MemoryLogStore store;
@@ -2575,7 +2566,7 @@ TEST(NodeTest, AReadWaitingForThisMemberToCatchUpTimesOut) {
   std::future<absl::Status> read = f.node->LinearizableRead();
   std::optional<raftpb::Message> asked = peers.WaitFor(raftpb::MSG_READ_INDEX, absl::Now() + kWait);
   ASSERT_TRUE(asked.has_value());
-  raftpb::Message answer = FromPeer(raftpb::MSG_READ_INDEX_RESP, 1, 2, 1);
+  raftpb::Message answer = MessageOf(raftpb::MSG_READ_INDEX_RESP, 1, 2, 1);
   answer.set_index(50);  // far beyond anything member 2 has
   *answer.mutable_entries() = asked->entries();
   peers.Deliver(std::move(answer));
@@ -2596,7 +2587,7 @@ TEST(NodeTest, WritesPassedOnAreSettledWhenASnapshotReplacesTheLog) {
   ASSERT_NE(f.node, nullptr);
   std::future<absl::StatusOr<uint64_t>> write = f.node->Propose("x");
   ASSERT_TRUE(peers.WaitFor(raftpb::MSG_PROP, absl::Now() + kWait).has_value());
-  raftpb::Message snap = FromPeer(raftpb::MSG_SNAP, 1, 2, 1);
+  raftpb::Message snap = MessageOf(raftpb::MSG_SNAP, 1, 2, 1);
   auto* meta = snap.mutable_snapshot()->mutable_metadata();
   meta->set_index(10);
   meta->set_term(1);
@@ -2626,7 +2617,7 @@ TEST(NodeTest, AWriteCommittedByTheNextLeaderIsReportedApplied) {
   ASSERT_TRUE(passed.has_value());
   ASSERT_EQ(passed->entries_size(), 1);
   // Member 3 won term 2 and appends the write, committed, in one message.
-  raftpb::Message app = FromPeer(raftpb::MSG_APP, 3, 2, 2);
+  raftpb::Message app = MessageOf(raftpb::MSG_APP, 3, 2, 2);
   raftpb::Entry* e = app.add_entries();
   *e = passed->entries(0);
   e->set_index(1);
@@ -2649,14 +2640,14 @@ TEST(NodeTest, ALeaderSurvivesAPeersMalformedMessage) {
   std::unique_ptr<Node> node = ElectScripted(lone.options);
   ASSERT_NE(node, nullptr);
   const uint64_t term = node->GetStatus().term;
-  peers.DeliverFromPeer(FromPeer(raftpb::MSG_PROP, 2, 1, 0));  // no entries
-  peers.DeliverFromPeer(FromPeer(raftpb::MSG_CHECK_QUORUM, 3, 1, term));
-  peers.DeliverFromPeer(FromPeer(raftpb::MSG_CHECK_QUORUM, 3, 1, term));
+  peers.DeliverMessageOf(MessageOf(raftpb::MSG_PROP, 2, 1, 0));  // no entries
+  peers.DeliverMessageOf(MessageOf(raftpb::MSG_CHECK_QUORUM, 3, 1, term));
+  peers.DeliverMessageOf(MessageOf(raftpb::MSG_CHECK_QUORUM, 3, 1, term));
   // A well-formed proposal the leader refuses (over its entry limit: members' limits may
   // differ during a rolling upgrade) is not a malformed message.
-  raftpb::Message big = FromPeer(raftpb::MSG_PROP, 2, 1, 0);
+  raftpb::Message big = MessageOf(raftpb::MSG_PROP, 2, 1, 0);
   big.add_entries()->set_data(std::string(2 << 20, 'x'));
-  peers.DeliverFromPeer(std::move(big));
+  peers.DeliverMessageOf(std::move(big));
   absl::StatusOr<uint64_t> after = node->Propose("after").get();
   ASSERT_TRUE(after.ok()) << after.status();
   Node::Status st = node->GetStatus();

@@ -282,6 +282,9 @@ bool Core::FromRemovedMember(const Message& m) const {
 // ---- Role changes ----
 
 void Core::Reset(uint64_t term) {
+  // A removed leader that stops leading for whatever reason (done leaving, a higher term, no
+  // quorum) is removed from then on.
+  const bool leaving_removed = leaving_commit_ != 0 && leaving_removed_;
   if (term_ != term) {
     term_ = term;
     vote_ = 0;
@@ -302,6 +305,9 @@ void Core::Reset(uint64_t term) {
   pending_conf_index_ = 0;
   read_index_pending_.clear();
   read_index_queue_.clear();
+  leaving_commit_ = 0;
+  leaving_removed_ = false;
+  if (leaving_removed) self_removed_ = true;
 }
 
 void Core::ResetRandomizedElectionTimeout() {
@@ -627,12 +633,18 @@ absl::Status Core::StepLeader(const Message& m) {
       BcastHeartbeat();
       return absl::OkStatus();
     case raftpb::MSG_CHECK_QUORUM:
-      if (!QuorumActive()) BecomeFollower(term_, 0);
+      // Not while leaving the voters: the others would be left without the commit index
+      // (a higher term still deposes it).
+      if (!QuorumActive() && leaving_commit_ == 0) BecomeFollower(term_, 0);
       return absl::OkStatus();
     case raftpb::MSG_PROP: {
       SHOAL_CHECK(m.entries_size() > 0, "proposal without entries");
       if (progress_.find(id_) == progress_.end()) {
         return absl::FailedPreconditionError("proposal dropped: this member was removed");
+      }
+      if (leaving_commit_ != 0) {
+        return absl::UnavailableError(
+            "proposal dropped: this leader left the voters and is handing over");
       }
       if (lead_transferee_ != 0) {
         return absl::UnavailableError("proposal dropped: leadership transfer in progress");
@@ -674,6 +686,7 @@ absl::Status Core::StepLeader(const Message& m) {
       return absl::OkStatus();
     }
     case raftpb::MSG_READ_INDEX:
+      if (leaving_commit_ != 0) return NoLeader("read");  // handing over: ask the next one
       // The commit index is only known to be current once an entry of this term commits, for
       // a single voter too: its stored commit index may lag what it committed and answered
       // before a restart (a commit-only hard state is written with the next synced write),
@@ -685,6 +698,7 @@ absl::Status Core::StepLeader(const Message& m) {
       ServeReadIndex(m);
       return absl::OkStatus();
     case raftpb::MSG_TRANSFER_LEADER: {
+      if (leaving_commit_ != 0) return absl::OkStatus();  // leaving: no hand-over to start
       auto it = progress_.find(m.from());
       if (it == progress_.end() || it->second.is_learner) return absl::OkStatus();
       const uint64_t transferee = m.from();
@@ -735,6 +749,8 @@ absl::Status Core::StepLeader(const Message& m) {
 
 void Core::HandleAppendResponse(const Message& m, Progress& pr) {
   pr.recent_active = true;
+  pr.commit_known = std::max(pr.commit_known, m.commit());
+  if (leaving_commit_ != 0 && MaybeFinishLeaving()) return;
   if (m.reject()) {
     uint64_t next_probe = m.reject_hint();
     if (m.log_term() > 0) {
@@ -783,6 +799,8 @@ void Core::HandleAppendResponse(const Message& m, Progress& pr) {
 
 void Core::HandleHeartbeatResponse(const Message& m, Progress& pr) {
   pr.recent_active = true;
+  pr.commit_known = std::max(pr.commit_known, m.commit());
+  if (leaving_commit_ != 0 && MaybeFinishLeaving()) return;
   pr.probe_sent = false;
   // A full window may be full of lost messages: free one slot so the pipeline restarts.
   if (pr.state == Progress::State::kReplicate && pr.inflights.Full()) pr.inflights.FreeFirstOne();
@@ -927,6 +945,7 @@ void Core::HandleAppendEntries(const Message& m) {
   Message resp;
   resp.set_to(m.from());
   resp.set_type(raftpb::MSG_APP_RESP);
+  // Set on Send (FollowerCommit): what this member knows committed, after this append.
   if (m.index() < log_.committed()) {
     resp.set_index(log_.committed());
     Send(std::move(resp));
@@ -1001,6 +1020,11 @@ bool Core::Restore(const raftpb::Snapshot& s) {
 // ---- Sending ----
 
 void Core::Send(Message m) {
+  // A follower tells its leader how far it knows the log committed (a leader leaving the
+  // voters waits until every voter does: see ApplyConfChange).
+  if (m.type() == raftpb::MSG_APP_RESP || m.type() == raftpb::MSG_HEARTBEAT_RESP) {
+    m.set_commit(log_.committed());
+  }
   // A forwarded transfer names its transferee in `from`, and a forwarded read its requester
   // (as in etcd): the leader hands over to the one, and answers the other, not the member
   // that passed the request on.
@@ -1158,12 +1182,40 @@ void Core::CoalesceAppendResponses() {
   msgs_.resize(kept);
 }
 
-void Core::TellCommitOnRemoval() {
+void Core::StartLeaving(bool removed) {
+  // A leader removed from the voters (or demoted) must not step down at once: the change may
+  // be committed only here, and a follower with appends in flight learns the commit index from
+  // their acknowledgement or the next heartbeat. Stepping down, it sent one notice; lost, and
+  // this member stopped (its manager stops it once removed), a survivor of two voters could
+  // neither commit alone nor win a vote, for ever. So it goes on leading, without counting
+  // itself, taking no new proposals or reads, heartbeating every tick (check-quorum does not
+  // depose it), until a majority of the remaining voters says it knows the commit index (their
+  // responses carry it; they then elect a leader among themselves), or a higher term deposes
+  // it; then it steps down, and only then counts as removed, so its owner stops it after. A TimeoutNow would not spare the others an election timeout: the heir
+  // must apply the change before it may campaign.
+  leaving_commit_ = std::max<uint64_t>(log_.committed(), 1);
+  leaving_removed_ = removed;
+  AbortLeaderTransfer();
   for (const auto& [id, pr] : progress_) {
     // Whatever its progress state: a follower in the middle of a probe or with a full window
     // learns the commit index all the same (capped at what it is known to hold).
     if (id != id_) SendHeartbeat(id, std::string());
   }
+  MaybeFinishLeaving();
+}
+
+bool Core::MaybeFinishLeaving() {
+  // Once a majority of the remaining voters knows the change committed, they elect a leader
+  // among themselves, which tells the rest.
+  size_t knowing = 0;
+  for (const auto& [id, pr] : progress_) {
+    if (id != id_ && !pr.is_learner && pr.commit_known >= leaving_commit_) ++knowing;
+  }
+  if (VoterCount(progress_) > 0 && knowing < Quorum(progress_)) return false;
+  const bool removed = leaving_removed_;
+  BecomeFollower(term_, 0);  // Reset ends the leaving
+  if (removed) BecomeRemoved();
+  return true;
 }
 
 void Core::BcastHeartbeat() {
@@ -1376,8 +1428,11 @@ raftpb::ConfState Core::ApplyConfChange(const raftpb::ConfChange& cc) {
       removed_.insert(id);
       if (id == lead_transferee_) AbortLeaderTransfer();
       if (id == id_) {
-        if (role_ == Role::kLeader) TellCommitOnRemoval();  // see below
-        BecomeRemoved();
+        if (role_ == Role::kLeader) {
+          StartLeaving(/*removed=*/true);  // see below
+        } else {
+          BecomeRemoved();
+        }
       }
       break;
     case raftpb::ConfChange::TYPE_UPDATE_NODE:
@@ -1385,16 +1440,10 @@ raftpb::ConfState Core::ApplyConfChange(const raftpb::ConfChange& cc) {
       break;
   }
   if (role_ == Role::kLeader) {
-    if (progress_.find(id_) == progress_.end() || progress_.at(id_).is_learner) {
-      // A leader removed from the voters steps down; the others elect a new one. Before, it
-      // tells them the commit index: the change itself may be committed only here, and a
-      // follower with appends in flight was to learn it from their acknowledgement or the
-      // next heartbeat, neither of which will come now (with two voters the survivor would
-      // keep the old membership and wait for ever for the old leader's vote). A TimeoutNow
-      // would not spare the election timeout: the heir must apply the change before it may
-      // campaign. The manager transfers the leadership before demoting the leader instead.
-      TellCommitOnRemoval();
-      BecomeFollower(term_, 0);
+    if (leaving_commit_ != 0) {
+      // Leaving already (see StartLeaving).
+    } else if (progress_.find(id_) == progress_.end() || progress_.at(id_).is_learner) {
+      StartLeaving(/*removed=*/false);
     } else if (VoterCount(progress_) > 0 && MaybeCommit()) {
       // Fewer voters may need fewer acknowledgements.
       BcastAppend();

@@ -308,8 +308,11 @@ class Core {
   bool CommittedEntryInCurrentTerm() const;
   void SendReadIndexResponse(const raftpb::Message& req);
   void RespondToReadIndex(const raftpb::Message& req, uint64_t index);
-  // A leader leaving the voters: tells every follower the commit index before stepping down.
-  void TellCommitOnRemoval();
+  // A leader leaving the voters (removed, or demoted): goes on leading until a majority of the
+  // remaining voters knows the commit index (see core.cc).
+  void StartLeaving(bool removed);
+  // Steps down (and counts as removed) once leaving is done; whether it did.
+  bool MaybeFinishLeaving();
   // Answers a read request once an entry of this term is committed.
   void ServeReadIndex(const raftpb::Message& m);
   void ReleasePendingReadIndexMessages();
@@ -366,6 +369,10 @@ class Core {
   std::mt19937_64 rng_;
 
   uint64_t lead_transferee_ = 0;
+  // A leader leaving the voters: the commit index a majority of the remaining voters must know
+  // before it steps down (0: not leaving), and whether it was removed (else demoted).
+  uint64_t leaving_commit_ = 0;
+  bool leaving_removed_ = false;
   uint64_t pending_conf_index_ = 0;
 
   std::map<std::string, ReadIndexStatus> read_index_pending_;

@@ -93,6 +93,8 @@ class Progress {
   // commit, capped at the last index it carried). A commit the follower has not been told is
   // sent once its in-flight appends are acknowledged, or rides on the next append.
   uint64_t commit_sent = 0;
+  // The highest commit index this follower said it knows (its responses carry it).
+  uint64_t commit_known = 0;
   Inflights inflights;
   bool is_learner;
 

@@ -945,7 +945,7 @@ void Core::HandleAppendEntries(const Message& m) {
   Message resp;
   resp.set_to(m.from());
   resp.set_type(raftpb::MSG_APP_RESP);
-  // Set on Send (FollowerCommit): what this member knows committed, after this append.
+  // Send adds the commit index this member knows, after this append.
   if (m.index() < log_.committed()) {
     resp.set_index(log_.committed());
     Send(std::move(resp));
@@ -1021,7 +1021,7 @@ bool Core::Restore(const raftpb::Snapshot& s) {
 
 void Core::Send(Message m) {
   // A follower tells its leader how far it knows the log committed (a leader leaving the
-  // voters waits until every voter does: see ApplyConfChange).
+  // voters waits until a majority of the remaining ones does: see StartLeaving).
   if (m.type() == raftpb::MSG_APP_RESP || m.type() == raftpb::MSG_HEARTBEAT_RESP) {
     m.set_commit(log_.committed());
   }
@@ -1191,8 +1191,10 @@ void Core::StartLeaving(bool removed) {
   // itself, taking no new proposals or reads, heartbeating every tick (check-quorum does not
   // depose it), until a majority of the remaining voters says it knows the commit index (their
   // responses carry it; they then elect a leader among themselves), or a higher term deposes
-  // it; then it steps down, and only then counts as removed, so its owner stops it after. A TimeoutNow would not spare the others an election timeout: the heir
-  // must apply the change before it may campaign.
+  // it; then it steps down, and only then counts as removed, so its owner stops it after.
+  // Should every remaining voter stay unreachable, it leads (taking nothing) until one is
+  // back. A TimeoutNow would not spare the others an election timeout: the heir must apply
+  // the change before it may campaign.
   leaving_commit_ = std::max<uint64_t>(log_.committed(), 1);
   leaving_removed_ = removed;
   AbortLeaderTransfer();

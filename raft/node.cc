@@ -130,41 +130,21 @@ void Node::Start() {
   // Before the threads: what arrives from now on is queued for the loop.
   attached_ = true;
   options_.transport->SetHandler(this);
-  completer_ = std::thread([this] {
-    SetThreadName("raft-complete");
-    completer_tid_.store(std::this_thread::get_id());
-    CompleterLoop();
-    // A thread created later may be given this one's id once it is joined.
-    completer_tid_.store(std::thread::id());
-  });
-  writer_ = std::thread([this] {
-    SetThreadName("raft-writer");
-    writer_tid_.store(std::this_thread::get_id());
-    WriterLoop();
-    // A thread created later may be given this one's id once it is joined.
-    writer_tid_.store(std::thread::id());
-  });
-  snapshotter_ = std::thread([this] {
-    SetThreadName("raft-snapsave");
-    snapshotter_tid_.store(std::this_thread::get_id());
-    SnapshotterLoop();
-    // A thread created later may be given this one's id once it is joined.
-    snapshotter_tid_.store(std::thread::id());
-  });
-  thread_ = std::thread([this] {
-    SetThreadName("raft-loop");
-    loop_tid_.store(std::this_thread::get_id());
-    Loop();
-    // A thread created later may be given this one's id once it is joined.
-    loop_tid_.store(std::thread::id());
-  });
-  ticker_ = std::thread([this] {
-    SetThreadName("raft-tick");
-    ticker_tid_.store(std::this_thread::get_id());
-    TickerLoop();
-    // A thread created later may be given this one's id once it is joined.
-    ticker_tid_.store(std::thread::id());
-  });
+  // Each thread knows its own id while it runs (Stop refuses to be called on one of them),
+  // and forgets it before it ends: a thread made later may be given a joined one's id.
+  auto run = [this](const char* name, std::atomic<std::thread::id>* tid, void (Node::*body)()) {
+    return std::thread([this, name, tid, body] {
+      SetThreadName(name);
+      tid->store(std::this_thread::get_id());
+      (this->*body)();
+      tid->store(std::thread::id());
+    });
+  };
+  completer_ = run("raft-complete", &completer_tid_, &Node::CompleterLoop);
+  writer_ = run("raft-writer", &writer_tid_, &Node::WriterLoop);
+  snapshotter_ = run("raft-snapsave", &snapshotter_tid_, &Node::SnapshotterLoop);
+  thread_ = run("raft-loop", &loop_tid_, &Node::Loop);
+  ticker_ = run("raft-tick", &ticker_tid_, &Node::TickerLoop);
 }
 
 void Node::TickerLoop() {

@@ -59,7 +59,9 @@ absl::Status CheckSealable(const raftpb::Snapshot& snap) {
   if (bytes <= kMaxSealedBytes) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
       "raft store: a snapshot of ", bytes, " bytes (at index ", snap.metadata().index(),
-      ") is over the ", kMaxSealedBytes, " bytes a stored snapshot can hold; nothing was written"));
+      ") is over the ", kMaxSealedBytes,
+      " bytes a stored snapshot can hold; nothing was written (the replicated state must stay "
+      "below 2 GiB)"));
 }
 
 std::string Seal(const google::protobuf::MessageLite& m) {

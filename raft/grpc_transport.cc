@@ -373,15 +373,23 @@ void GrpcTransport::AddPeer(uint64_t id, const std::string& addr) {
   if (removed_.count(id) != 0) return;  // ids are never reused: it stays refused
   auto it = peers_.find(id);
   if (it != peers_.end() && it->second->addr == addr) return;
+  std::deque<raftpb::Message> waiting;
   if (it != peers_.end()) {
     // New address: retire the old stream, kept until its operations complete (a peer with none
-    // kept among the retired would never leave, and the transport could not shut down).
+    // kept among the retired would never leave, and the transport could not shut down). What
+    // waited for that stream is for the same member and goes to its new address: dropped, it
+    // was reported to nobody (the old stream is retired, so its end reports nothing), and a
+    // vote or a snapshot's answer waited for a timeout. The batch in flight on the old stream
+    // may or may not have arrived; Raft resends what matters.
+    waiting = std::move(it->second->queue);
+    it->second->queue.clear();
     if (it->second->ctx) it->second->ctx->TryCancel();
     it->second->removed = true;
     if (it->second->pending_ops > 0) retired_.push_back(std::move(it->second));
     peers_.erase(it);
   }
   auto peer = std::make_unique<Peer>();
+  peer->queue = std::move(waiting);
   peer->id = id;
   peer->addr = addr;
   auto creds = options_.channel_credentials ? options_.channel_credentials

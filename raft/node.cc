@@ -646,7 +646,21 @@ void Node::SnapshotterLoop() {
     const uint64_t index = job->index;
     absl::StatusOr<raftpb::Snapshot> snap =
         options_.storage->SaveSnapshot(index, job->conf_state, job->serialize());
-    SHOAL_CHECK(snap.ok(), "writing a snapshot: ", snap.status().ToString());
+    if (!snap.ok()) {
+      // Nothing was written (a snapshot is one atomic write), and the log still holds every
+      // entry since the last snapshot: the member is whole, only its log is not compacted.
+      // Stopping the manager instead (as this did) would not help: a state too big for the
+      // store (over 2 GiB) fails the same way after every restart.
+      log::Error("raft",
+                 "cannot write a snapshot of the state; the log is not compacted and grows "
+                 "until one is written",
+                 {{"index", index}, {"error", snap.status().ToString()}});
+      absl::MutexLock lock(&mu_);
+      snapshot_writing_ = false;
+      ++status_.snapshot_failures;
+      status_.last_snapshot_error = snap.status().ToString();
+      continue;
+    }
     absl::MutexLock lock(&mu_);
     snapshot_writing_ = false;
     snapshot_written_ = index;  // the node thread compacts behind it

@@ -147,6 +147,11 @@ class Node final : public MessageHandler {
     uint64_t write_micros = 0;
     // This member was removed from the cluster (see StateMachine::RemovedFromCluster).
     bool removed = false;
+    // Snapshots of the state that could not be written (each is logged), and the last error.
+    // The log is then not compacted and grows until one is written (tried again after
+    // another Options::snapshot_interval entries); a manager shows this to the operator.
+    uint64_t snapshot_failures = 0;
+    std::string last_snapshot_error;
   };
 
   // Restores the state machine from the stored snapshot and replays the committed log on start.

@@ -965,6 +965,42 @@ TEST(GrpcTransportTest, ShutsDownAfterAPeerChangedAddressWhileAWriteIsInFlight) 
   server->Shutdown(std::chrono::system_clock::now());
 }
 
+// A member that moved (a manager given a new address by TYPE_UPDATE_NODE) gets the messages
+// that waited for its old address: they were dropped with the old stream, and reported to
+// nobody, so a vote or an append waited for a timeout to be sent again.
+TEST(GrpcTransportTest, WhatWaitedForAMemberGoesToItsNewAddress) {
+  StallingRaftService stalling;  // the old address: takes the stream, never reads
+  int port = 0;
+  std::unique_ptr<grpc::Server> server = stalling.Serve(&port);
+  ASSERT_NE(server, nullptr);
+  Inbox at_2;
+  ServedTransport member2 = ServeTransport(2, &at_2);
+  ASSERT_NE(member2.server, nullptr);
+
+  GrpcTransport::Options o;
+  o.self = 1;
+  auto transport = GrpcTransport::Create(o);
+  ASSERT_TRUE(transport.ok()) << transport.status();
+  (*transport)->AddPeer(2, "127.0.0.1:" + std::to_string(port));
+  std::vector<raftpb::Message> big;
+  for (int i = 0; i < 8; ++i) {  // 8 MiB: the stream stalls, and the rest waits in its queue
+    raftpb::Message m = MessageOf(raftpb::MSG_APP, 1, 2, 1);
+    m.add_entries()->set_data(std::string(1 << 20, 'x'));
+    big.push_back(std::move(m));
+  }
+  (*transport)->Send(std::move(big));
+  (*transport)->Send({MessageOf(raftpb::MSG_VOTE, 1, 2, 9)});
+  (*transport)->AddPeer(2, member2.addr);  // member 2 moved
+
+  EXPECT_TRUE(at_2.WaitForMessage(
+      [](const raftpb::Message& m) { return m.type() == raftpb::MSG_VOTE && m.term() == 9; },
+      kWait))
+      << "the vote that waited for member 2 never reached its new address";
+  transport->reset();
+  member2.server->Shutdown(std::chrono::system_clock::now());
+  server->Shutdown(std::chrono::system_clock::now());
+}
+
 // A follower that stops reading its snapshot holds up neither the others' snapshots nor the
 // transport's shutdown: one thread sent every snapshot in turn, and both waited out the
 // stalled call's 5-minute deadline.
@@ -1937,8 +1973,8 @@ class Latch {
   bool released_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-// A store whose SaveSnapshot waits until the test releases it: a big snapshot's write.
-class SlowSnapshotStore : public WritableLogStorage {
+// A MemoryLogStore (final) whose SaveSnapshot a test may change.
+class SnapshotHookStore : public WritableLogStorage {
  public:
   absl::StatusOr<InitialState> GetInitialState() override { return inner_.GetInitialState(); }
   absl::StatusOr<std::vector<raftpb::Entry>> Entries(uint64_t lo, uint64_t hi,
@@ -1956,18 +1992,28 @@ class SlowSnapshotStore : public WritableLogStorage {
   void SetConfState(const raftpb::ConfState& cs) { inner_.SetConfState(cs); }
   absl::StatusOr<raftpb::Snapshot> SaveSnapshot(uint64_t i, const raftpb::ConfState& cs,
                                                 std::string data) override {
-    latch_.Block();
     return inner_.SaveSnapshot(i, cs, std::move(data));
   }
   absl::Status CompactTo(uint64_t compact_index) override {
     return inner_.CompactTo(compact_index);
   }
 
+ private:
+  MemoryLogStore inner_;
+};
+
+// A store whose SaveSnapshot waits until the test releases it: a big snapshot's write.
+class SlowSnapshotStore : public SnapshotHookStore {
+ public:
+  absl::StatusOr<raftpb::Snapshot> SaveSnapshot(uint64_t i, const raftpb::ConfState& cs,
+                                                std::string data) override {
+    latch_.Block();
+    return SnapshotHookStore::SaveSnapshot(i, cs, std::move(data));
+  }
   bool WaitStarted(absl::Duration within) { return latch_.WaitStarted(within); }
   void Release() { latch_.Release(); }
 
  private:
-  MemoryLogStore inner_;
   Latch latch_;
 };
 
@@ -2120,6 +2166,62 @@ TEST(NodeTest, ASingleMemberGoesOnCommittingWhileItsSnapshotIsWritten) {
   SlowSnapshotMember m(1, &nowhere, 1);
   ASSERT_NE(m.node, nullptr);
   ASSERT_NO_FATAL_FAILURE(CommitThroughASnapshotWrite(m));
+}
+
+// A store that refuses the first snapshot it is asked to write, as RocksDbLogStore refuses a
+// state over 2 GiB or a disk refuses a write.
+class RefusingSnapshotStore : public SnapshotHookStore {
+ public:
+  absl::StatusOr<raftpb::Snapshot> SaveSnapshot(uint64_t i, const raftpb::ConfState& cs,
+                                                std::string data) override {
+    absl::MutexLock lock(&mu_);
+    if (++attempts_ == 1) return absl::ResourceExhaustedError("this snapshot is too big to store");
+    return SnapshotHookStore::SaveSnapshot(i, cs, std::move(data));
+  }
+  bool WaitForAttempts(int n, absl::Duration within) {
+    absl::MutexLock lock(&mu_);
+    auto done = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return attempts_ >= n; };
+    return mu_.AwaitWithTimeout(absl::Condition(&done), within);
+  }
+
+ private:
+  absl::Mutex mu_;
+  int attempts_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// A snapshot the store cannot write stops nothing: the member keeps its whole log, goes on
+// committing, says why in its status, and writes the next snapshot. It stopped the manager
+// with a CHECK, and a state too big for the store did the same after every restart.
+TEST(NodeTest, ASnapshotTheStoreRefusesLeavesTheLogWholeAndTheMemberRunning) {
+  BlackHole nowhere;
+  RefusingSnapshotStore store;
+  raftpb::ConfState cs;
+  cs.add_voters(1);
+  store.SetConfState(cs);
+  ListStateMachine sm;
+  Node::Options options;
+  options.raft.id = 1;
+  options.storage = &store;
+  options.transport = &nowhere;
+  options.state_machine = &sm;
+  options.tick_interval = absl::Milliseconds(10);
+  options.snapshot_interval = 5;
+  options.snapshot_keep_entries = 2;
+  auto node = Node::Create(options);
+  ASSERT_TRUE(node.ok()) << node.status();
+  (*node)->Start();
+  ASSERT_TRUE((*node)->WaitForLeader(absl::Now() + kWait));
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE((*node)->Propose(absl::StrCat("a", i)).get().ok());
+  ASSERT_TRUE(store.WaitForAttempts(1, kWait)) << "no snapshot was taken";
+  EXPECT_EQ(store.FirstIndex(), 1u) << "the log was compacted behind a snapshot never written";
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE((*node)->Propose(absl::StrCat("b", i)).get().ok());
+  ASSERT_TRUE(store.WaitForAttempts(2, kWait)) << "no snapshot was tried again";
+  (*node)->Stop();
+  const Node::Status status = (*node)->GetStatus();
+  EXPECT_EQ(status.snapshot_failures, 1u);
+  EXPECT_THAT(status.last_snapshot_error, ::testing::HasSubstr("too big to store"));
+  EXPECT_GT(store.Snapshot()->metadata().index(), 6u);
+  EXPECT_EQ(sm.values().size(), 12u);
 }
 
 // A state machine whose snapshots are serialized only when released, from the values as of

@@ -143,7 +143,7 @@ RocksDbLogStore::~RocksDbLogStore() = default;
 
 absl::StatusOr<std::unique_ptr<RocksDbLogStore>> RocksDbLogStore::Open(const Options& options) {
   rocksdb::Options opts;
-  opts.create_if_missing = true;
+  opts.create_if_missing = options.create_if_missing;
   opts.paranoid_checks = true;
   // A crash may leave the log's last record torn; that record was never acknowledged (its
   // sync did not return) and is dropped. Anything else that does not check out is damage
@@ -154,8 +154,22 @@ absl::StatusOr<std::unique_ptr<RocksDbLogStore>> RocksDbLogStore::Open(const Opt
   opts.max_background_jobs = 2;
   opts.write_buffer_size = options.memtable_bytes;
   if (options.env != nullptr) opts.env = options.env;
-  absl::Status made = CreateDurableDirectory(opts.env->GetFileSystem().get(), options.path);
-  if (!made.ok()) return made;
+  if (!options.create_if_missing) {
+    // RocksDB's own refusal ("does not exist (create_if_missing is false)") names neither
+    // what is at stake nor what to check.
+    const std::string current = (std::filesystem::path(options.path) / "CURRENT").string();
+    if (!opts.env->GetFileSystem()->FileExists(current, rocksdb::IOOptions(), nullptr).ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "no raft store at ", options.path,
+          " (no CURRENT file there), but this member has run before: its data directory was "
+          "moved, deleted or is not mounted. Starting empty would forget its votes and the "
+          "entries it acknowledged; restore the directory, or remove this member from the "
+          "cluster and join it again. Nothing was created"));
+    }
+  } else {
+    absl::Status made = CreateDurableDirectory(opts.env->GetFileSystem().get(), options.path);
+    if (!made.ok()) return made;
+  }
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(opts, options.path, &raw);
   if (!s.ok()) return FromRocks(s, absl::StrCat("opening raft store ", options.path));

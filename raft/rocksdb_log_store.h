@@ -52,6 +52,12 @@ class RocksDbLogStore final : public WritableLogStorage {
     // into its parent (RocksDB syncs only the database directory itself), so that a power cut
     // cannot take a new store's directory away with what it acknowledged.
     std::string path;
+    // Whether a missing store is created (empty). A member that has run before (a manager
+    // restarting) sets it false: its store missing means its data directory was moved,
+    // deleted or not mounted, and starting empty would forget the votes it gave and the
+    // entries it acknowledged, which can elect two leaders in one term and lose committed
+    // writes. Open then fails with FAILED_PRECONDITION naming the path and creates nothing.
+    bool create_if_missing = true;
     // fsync every Save() that asks for it. Off only in tests that measure nothing durable.
     bool sync = true;
     // Bytes of the newest entries kept in memory for Entries(); 0 reads everything from disk.
@@ -64,7 +70,7 @@ class RocksDbLogStore final : public WritableLogStorage {
     rocksdb::Env* env = nullptr;
   };
 
-  // Opens (or creates) the store and verifies it. DATA_LOSS when it is corrupt or truncated,
+  // Opens (or creates, see Options::create_if_missing) the store and verifies it. DATA_LOSS when it is corrupt or truncated,
   // with the index or key at fault; the error of RocksDB otherwise.
   static absl::StatusOr<std::unique_ptr<RocksDbLogStore>> Open(const Options& options);
   ~RocksDbLogStore() override;

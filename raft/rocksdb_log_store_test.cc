@@ -753,6 +753,36 @@ TEST_F(RocksDbLogStoreTest, OpensAtAPathWithATrailingSlashAndRefusesAFile) {
   EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("not a directory"));
 }
 
+// A manager that has run before opens its store with create_if_missing off: a data directory
+// that is gone (deleted, moved, not mounted) must not come up as a new, empty member that
+// forgot its votes.
+TEST_F(RocksDbLogStoreTest, ARestartingMemberIsToldItsStoreIsMissingAndNothingIsCreated) {
+  RocksDbLogStore::Options must_exist;
+  must_exist.path = (dir_ / "state").string();
+  must_exist.create_if_missing = false;
+  absl::Status s = RocksDbLogStore::Open(must_exist).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("no raft store at " + must_exist.path));
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "state"));
+
+  // An empty directory (a mount point with nothing mounted) is no store either.
+  std::filesystem::create_directories(dir_ / "state");
+  s = RocksDbLogStore::Open(must_exist).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_TRUE(std::filesystem::is_empty(dir_ / "state"));
+
+  {
+    auto created = RocksDbLogStore::Open({must_exist.path});
+    ASSERT_TRUE(created.ok()) << created.status();
+    const raftpb::HardState hs = HS(2, 1, 1);
+    ASSERT_TRUE((*created)->Save(&hs, Range(1, 1, 2), nullptr, true).ok());
+  }
+  auto reopened = RocksDbLogStore::Open(must_exist);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_EQ((*reopened)->LastIndex(), 1u);
+  EXPECT_EQ((*reopened)->GetInitialState()->hard_state.vote(), 1u);
+}
+
 // A machine that loses power keeps only what was synced. Random Readies (appends replacing
 // suffixes, hard states, synced or not), snapshots, compactions, installed snapshots and
 // membership records go to the store through a file system that cuts the power at a random

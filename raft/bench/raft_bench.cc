@@ -146,9 +146,12 @@ class BenchService final
 std::atomic<bool> g_stop{false};
 
 int RunMember(uint64_t id, const std::string& dir, const std::string& peers_flag, int raft_port,
-              int bench_port) {
+              int bench_port, bool restarted) {
   signal(SIGTERM, [](int) { g_stop = true; });
-  auto store = RocksDbLogStore::Open({dir});
+  RocksDbLogStore::Options so;
+  so.path = dir;
+  so.create_if_missing = !restarted;  // as a manager restarting: its store must be there
+  auto store = RocksDbLogStore::Open(so);
   if (!store.ok()) {
     std::fprintf(stderr, "member %lu: %s\n", (unsigned long)id, store.status().ToString().c_str());
     return 1;
@@ -242,6 +245,7 @@ struct Member {
   int bench_port;
   std::string dir;
   pid_t pid = 0;
+  bool started = false;  // once: later starts are restarts from its disk
   std::unique_ptr<raftbench::RaftBench::Stub> stub;
 };
 
@@ -278,16 +282,18 @@ class Driver {
 
   void Start(uint64_t id) {
     Member& m = members_[id - 1];
+    const bool restarted = m.started;
     const pid_t pid = fork();
     if (pid == 0) {
       const std::string id_s = std::to_string(id), raft_s = std::to_string(m.raft_port),
                         bench_s = std::to_string(m.bench_port);
       execl(self_.c_str(), self_.c_str(), "--member", id_s.c_str(), "--dir", m.dir.c_str(),
             "--peers", peers_.c_str(), "--raft-port", raft_s.c_str(), "--bench-port",
-            bench_s.c_str(), static_cast<char*>(nullptr));
+            bench_s.c_str(), "--restarted", restarted ? "1" : "0", static_cast<char*>(nullptr));
       _exit(127);
     }
     m.pid = pid;
+    m.started = true;
   }
 
   void Stop(uint64_t id, int sig) {
@@ -488,6 +494,7 @@ int main(int argc, char** argv) {
   uint64_t member = 0;
   std::string dir, peers;
   int raft_port = 0, bench_port = 0;
+  bool restarted = false;
   app.add_option("--nodes", nodes, "members")->check(CLI::Range(1, 7));
   app.add_option("--clients", clients, "concurrent proposers")->check(CLI::PositiveNumber);
   app.add_option("--value-bytes", value_bytes, "bytes per proposal");
@@ -498,8 +505,9 @@ int main(int argc, char** argv) {
   app.add_option("--peers", peers, "(internal) id=addr,...");
   app.add_option("--raft-port", raft_port, "(internal)");
   app.add_option("--bench-port", bench_port, "(internal)");
+  app.add_option("--restarted", restarted, "(internal) the member's store must exist");
   CLI11_PARSE(app, argc, argv);
-  if (member != 0) return RunMember(member, dir, peers, raft_port, bench_port);
+  if (member != 0) return RunMember(member, dir, peers, raft_port, bench_port, restarted);
 
   char tmpl[] = "/tmp/shoal-raft-bench.XXXXXX";
   if (mkdtemp(tmpl) == nullptr) {

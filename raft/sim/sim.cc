@@ -57,6 +57,9 @@ struct SimNode {
   std::optional<Ready> writing;
   size_t applied_early = 0;
   int64_t write_done_at = 0;
+  // A hard state whose only change was the commit index: as the node loop does, it is not
+  // written on its own but rides along with the next synced write, and a crash loses it.
+  std::optional<raftpb::HardState> unsaved_hs;
 };
 
 struct InFlight {
@@ -117,6 +120,11 @@ class Sim {
   void ServeReads(SimNode& n);
   void MaybeSnapshot(SimNode& n);
   void SendAll(uint64_t from, std::vector<Message> msgs);
+  bool Reachable(uint64_t from, uint64_t to) {
+    return group_[from] == group_[to] && cut_.count({from, to}) == 0;
+  }
+  // What the node does when its transport reports a peer unreachable.
+  void ReportUnreachable(SimNode& n, uint64_t peer);
   void Deliver();
   void Chaos();
   void Clients(bool issue_new);
@@ -126,7 +134,8 @@ class Sim {
   // ---- invariants ----
   void CheckNewLeader(SimNode& n);
   // At most one leader per term, checked whenever a core is seen leading (not only when a
-  // Ready announces it: a leader elected and deposed during one write is seen too).
+  // Ready announces it: a leader elected and deposed during one write is seen too), once its
+  // vote for itself is durable.
   void CheckOneLeaderPerTerm(SimNode& n);
   // What a message claims is durable is on its sender's disk when it leaves: the entries an
   // acknowledgement covers, the vote a grant gives, the term a leader speaks in.
@@ -177,11 +186,16 @@ class Sim {
   std::vector<uint64_t> to_promote_;
   // Partition: group number per member; members in different groups cannot talk.
   std::map<uint64_t, int> group_;
+  // One-way cuts (from, to): each member streams to each peer on a connection of its own, so
+  // a firewall or a broken route can stop one direction while the other still works.
+  std::set<std::pair<uint64_t, uint64_t>> cut_;
   std::vector<InFlight> network_;
   uint64_t seq_ = 0;
   // Outcomes of snapshot sends for the sender's core, as a transport reports them:
   // (sender, receiver, failed).
   std::vector<std::tuple<uint64_t, uint64_t, bool>> snapshot_reports_;
+  // Peers reported unreachable to a sender: (sender, peer).
+  std::vector<std::pair<uint64_t, uint64_t>> unreachable_reports_;
 
   // Invariant bookkeeping.
   std::map<uint64_t, uint64_t> leader_of_term_;
@@ -324,16 +338,19 @@ void Sim::StopIfRemoved(SimNode& n) {
 void Sim::Crash(SimNode& n, const char* why) {
   Trace("crash ", n.id, " (", why, ")");
   // Usually the members connected to it notice the dropped connection (the transport reports
-  // it): followers of a crashed leader then campaign early.
+  // it, as the node does: ReportUnreachable, and LeaderUnreachable if it led): followers of a
+  // crashed leader then campaign early, a leader probes the crashed follower.
   for (auto& [id, other] : nodes_) {
-    if (id == n.id || !other.up || other.core->leader() != n.id || !Chance(0.7)) continue;
-    if (group_[id] != group_[n.id]) continue;  // cut off already: no connection to lose
-    Trace("member ", id, " lost its connection to leader ", n.id);
-    other.core->LeaderUnreachable();
+    if (id == n.id || !other.up || !Chance(0.7)) continue;
+    if (!Reachable(n.id, id)) continue;  // cut off already: no connection to lose
+    Trace("member ", id, " lost its connection to ", n.id);
+    other.core->ReportUnreachable(n.id);
+    if (other.core->leader() == n.id) other.core->LeaderUnreachable();
   }
   n.up = false;
   n.core.reset();
   n.writing.reset();  // never reached the disk
+  n.unsaved_hs.reset();
   n.applied_early = 0;
   n.kv.clear();
   n.applied_requests.clear();
@@ -471,7 +488,17 @@ void Sim::FinishWrite(SimNode& n, Ready& rd, size_t applied_early) {
   CheckAppended(n, rd.entries);
   absl::Status s = n.disk->Append(rd.entries);
   if (!s.ok()) return Fail("member ", n.id, " cannot persist entries: ", s.ToString());
-  if (rd.hard_state) n.disk->SetHardState(*rd.hard_state);
+  if (rd.must_sync) {
+    if (rd.hard_state) {
+      n.disk->SetHardState(*rd.hard_state);
+    } else if (n.unsaved_hs) {
+      n.disk->SetHardState(*n.unsaved_hs);
+    }
+    n.unsaved_hs.reset();
+  } else if (rd.hard_state) {
+    n.unsaved_hs = *rd.hard_state;
+  }
+  if (n.core->role() == Role::kLeader) CheckOneLeaderPerTerm(n);  // now durable, perhaps
   for (const Message& m : rd.messages) {
     if (m.type() == raftpb::MSG_SNAP) ++stats_.snapshots_sent;
   }
@@ -614,8 +641,10 @@ void Sim::Deliver() {
     if (failure_.failed) return;
     const bool snap = f.msg.type() == raftpb::MSG_SNAP;
     auto it = nodes_.find(f.msg.to());
-    if (it == nodes_.end() || !it->second.up || group_[f.msg.from()] != group_[f.msg.to()]) {
+    if (it == nodes_.end() || !it->second.up || !Reachable(f.msg.from(), f.msg.to())) {
       if (snap) snapshot_reports_.emplace_back(f.msg.from(), f.msg.to(), true);
+      // The sender's transport may notice (its stream broke, or a send failed).
+      if (Chance(0.05)) unreachable_reports_.emplace_back(f.msg.from(), f.msg.to());
       continue;
     }
     SimNode& n = it->second;
@@ -631,6 +660,13 @@ void Sim::Deliver() {
     StopIfRemoved(n);
     if (snap) snapshot_reports_.emplace_back(f.msg.from(), f.msg.to(), false);
   }
+  std::vector<std::pair<uint64_t, uint64_t>> unreachable;
+  unreachable.swap(unreachable_reports_);
+  for (const auto& [from, to] : unreachable) {
+    auto it = nodes_.find(from);
+    if (it == nodes_.end() || !it->second.up) continue;
+    ReportUnreachable(it->second, to);
+  }
   std::vector<std::tuple<uint64_t, uint64_t, bool>> reports;
   reports.swap(snapshot_reports_);
   for (const auto& [from, to, failed] : reports) {
@@ -643,6 +679,14 @@ void Sim::Deliver() {
 }
 
 // ---- faults ----
+
+void Sim::ReportUnreachable(SimNode& n, uint64_t peer) {
+  if (failure_.failed || !n.up) return;
+  Trace("member ", n.id, " told ", peer, " is unreachable");
+  n.core->ReportUnreachable(peer);
+  if (peer == n.core->leader()) n.core->LeaderUnreachable();
+  HandleReadies(n);
+}
 
 void Sim::Chaos() {
   std::vector<uint64_t> up = UpNodes();
@@ -658,9 +702,18 @@ void Sim::Chaos() {
     const uint64_t alone = Pick(up);
     group_[alone] = 1;
     Trace("isolate ", alone);
+  } else if (Chance(0.01) && up.size() >= 2) {
+    ++stats_.partitions;
+    const uint64_t from = Pick(up);
+    const uint64_t to = Pick(up);
+    if (from != to) {
+      cut_.insert({from, to});
+      Trace("cut ", from, "->", to, " (one way)");
+    }
   } else if (Chance(0.04)) {
-    if (!group_.empty()) Trace("heal");
+    if (!group_.empty() || !cut_.empty()) Trace("heal");
     group_.clear();
+    cut_.clear();
   }
   // Crashes and restarts; leaders are hit more often, since most bugs hide in their changes.
   if (Chance(0.008) && !up.empty()) Crash(Node(Pick(up)), "chaos");
@@ -669,6 +722,13 @@ void Sim::Chaos() {
   }
   for (auto& [id, n] : nodes_) {
     if (!n.up && !n.removed && Chance(0.04)) Restart(n);
+  }
+  // A false alarm: a transport reports a live peer unreachable (a stream that broke and
+  // reconnected at once).
+  if (Chance(0.01) && up.size() >= 2) {
+    const uint64_t peer = Pick(up);
+    SimNode& n = Node(Pick(up));
+    if (n.id != peer) ReportUnreachable(n, peer);
   }
   // A false alarm: a follower believes its connection to a live leader dropped.
   if (Chance(0.01) && !up.empty()) {
@@ -766,10 +826,8 @@ void Sim::CompleteOp(size_t index, bool found, const std::string& value) {
 void Sim::CheckNewLeader(SimNode& n) {
   ++stats_.elections;
   const uint64_t term = n.core->term();
-  auto [it, inserted] = leader_of_term_.emplace(term, n.id);
-  if (!inserted && it->second != n.id) {
-    return Fail("election safety: members ", it->second, " and ", n.id, " both lead term ", term);
-  }
+  CheckOneLeaderPerTerm(n);
+  if (failure_.failed) return;
   // Leader completeness: it holds every entry anyone applied (above its snapshot).
   const RaftLog& log = n.core->log();
   for (auto a = applied_.upper_bound(log.FirstIndex() - 1); a != applied_.end(); ++a) {
@@ -788,6 +846,13 @@ void Sim::CheckNewLeader(SimNode& n) {
 
 void Sim::CheckOneLeaderPerTerm(SimNode& n) {
   const uint64_t term = n.core->term();
+  // A leadership counts once its vote for itself is on its disk. A sole voter leads the
+  // moment it votes for itself; should it crash before that vote is written, it never led
+  // (nothing it did left the member: CheckSentAfterPersisting), and after its restart it may
+  // rightly vote for another member in that term, one whose membership (committed while this
+  // member's commit index was not yet written) makes it need that vote.
+  const raftpb::HardState hs = n.disk->hard_state();
+  if (hs.term() != term || hs.vote() != n.id) return;
   auto [it, inserted] = leader_of_term_.emplace(term, n.id);
   if (!inserted && it->second != n.id) {
     Fail("election safety: members ", it->second, " and ", n.id, " both lead term ", term);
@@ -1015,6 +1080,7 @@ SimResult Sim::Run() {
       quiet = true;
       Trace("quiet: heal, restart everyone, no more faults");
       group_.clear();
+      cut_.clear();
       drop_ = 0;
       dup_ = 0;
       for (auto& [id, n] : nodes_) {

@@ -60,6 +60,10 @@ struct SimNode {
   // A hard state whose only change was the commit index: as the node loop does, it is not
   // written on its own but rides along with the next synced write, and a crash loses it.
   std::optional<raftpb::HardState> unsaved_hs;
+  // Its clock's rate against the simulation's: a slow member misses a tick now and then, a
+  // fast one ticks twice (-1, 0, +1). Timers of real machines drift apart; elections and
+  // check-quorum must not depend on them agreeing.
+  int clock_skew = 0;
 };
 
 struct InFlight {
@@ -102,6 +106,7 @@ class Sim {
 
   // ---- members ----
   SimNode& Node(uint64_t id) { return nodes_.at(id); }
+  int ClockSkew() { return clock_skew_ ? static_cast<int>(Uniform(0, 2)) - 1 : 0; }
   std::vector<uint64_t> UpNodes() const;
   std::optional<uint64_t> Leader() const;
   void StartCore(SimNode& n);
@@ -180,6 +185,8 @@ class Sim {
   // Share of synced writes done asynchronously, and how many ticks they take.
   double async_writes_ = 0;
   int max_write_ticks_ = 0;
+  // Whether members' clocks drift (SimNode::clock_skew).
+  bool clock_skew_ = false;
 
   std::map<uint64_t, SimNode> nodes_;
   uint64_t next_id_ = 1;
@@ -375,6 +382,7 @@ void Sim::AddMember() {
   const uint64_t id = next_id_++;
   SimNode& n = nodes_[id];
   n.id = id;
+  n.clock_skew = ClockSkew();
   // Like a joining manager, it starts with an empty store and learns the membership as the
   // cluster's history: from the log (bootstrap included) or a snapshot.
   n.disk = std::make_unique<MemoryLogStore>();
@@ -469,6 +477,9 @@ void Sim::HandleReady(SimNode& n) {
     n.writing = std::move(rd);
     n.applied_early = early;
     n.write_done_at = now_ + static_cast<int64_t>(Uniform(0, max_write_ticks_));
+    // Now and then a disk stalls for longer than an election timeout (a busy device, a
+    // journal commit): the member's other work goes on meanwhile, as in the node loop.
+    if (Chance(0.005)) n.write_done_at += static_cast<int64_t>(Uniform(10, 30));
     return;
   }
   FinishWrite(n, rd, early);
@@ -1052,6 +1063,7 @@ SimResult Sim::Run() {
   // node loop: the core steps on while a write is under way).
   async_writes_ = std::vector<double>{0, 0.5, 1}[Uniform(0, 2)];
   max_write_ticks_ = static_cast<int>(Uniform(0, 2));
+  clock_skew_ = Chance(0.5);
   // From one voter (a single manager: it commits alone, and must still not serve a stale
   // read after a restart) to five; two voters need both for everything.
   const int members = std::vector<int>{1, 2, 3, 3, 4, 5, 5}[Uniform(0, 6)];
@@ -1060,6 +1072,7 @@ SimResult Sim::Run() {
   for (uint64_t id : ids) {
     SimNode& n = nodes_[id];
     n.id = id;
+    n.clock_skew = ClockSkew();
     n.disk = std::make_unique<MemoryLogStore>();
     absl::Status s = Bootstrap(*n.disk, ids);
     if (!s.ok()) Fail("bootstrapping member ", id, ": ", s.ToString());
@@ -1071,7 +1084,7 @@ SimResult Sim::Run() {
   Trace("seed ", seed_, ": ", members, " members, drop ", drop_, " dup ", dup_, " delay 0-",
         max_delay_, " msg bytes ", max_msg_bytes_, " inflight ", max_inflight_, " (",
         max_inflight_bytes_, " bytes) snapshot every ", snapshot_every_, " async writes ",
-        async_writes_, " taking 0-", max_write_ticks_, " ticks");
+        async_writes_, " taking 0-", max_write_ticks_, " ticks", clock_skew_ ? ", clocks drift" : "");
 
   const int64_t end = opts_.chaos_ticks + opts_.max_quiet_ticks;
   bool quiet = false;
@@ -1114,7 +1127,9 @@ SimResult Sim::Run() {
     Clients(!quiet);
     for (auto& [id, n] : nodes_) {
       if (!n.up || failure_.failed) continue;
-      n.core->Tick();
+      int ticks = 1;
+      if (n.clock_skew != 0 && Chance(0.25)) ticks += n.clock_skew;
+      for (int t = 0; t < ticks; ++t) n.core->Tick();
       HandleReadies(n);
     }
     Deliver();

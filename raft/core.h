@@ -241,6 +241,9 @@ class Core {
   // reads fail with FAILED_PRECONDITION; it still answers the members that have not applied
   // its removal yet. Its owner should stop it (the manager: go on as a worker).
   bool removed() const { return self_removed_; }
+  // A leader removed or demoted that still leads until a majority of the remaining voters
+  // knows the commit index (StartLeaving): it takes no proposals, reads or transfers meanwhile.
+  bool leaving() const { return leaving_commit_ != 0; }
   int randomized_election_timeout() const { return randomized_election_timeout_; }
 
  private:

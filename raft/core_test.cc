@@ -1518,6 +1518,7 @@ TEST(CoreTest, ALeaderLeavingTheVotersLeadsUntilEveryVoterKnowsTheCommitIndex) {
       // Still leading, not counted removed yet (its owner would stop it), taking nothing new.
       EXPECT_EQ(s.core->role(), Role::kLeader) << what;
       EXPECT_FALSE(s.core->removed()) << what;
+      EXPECT_TRUE(s.core->leaving()) << what;
       EXPECT_FALSE(s.core->Propose("z").ok()) << what;
       if (answer) {
         // 2 answers a heartbeat knowing the commit index: done.
@@ -1546,6 +1547,7 @@ TEST(CoreTest, ALeaderLeavingTheVotersLeadsUntilEveryVoterKnowsTheCommitIndex) {
         (void)s.core->Step(vote);
       }
       EXPECT_NE(s.core->role(), Role::kLeader) << what;
+      EXPECT_FALSE(s.core->leaving()) << what;
       EXPECT_EQ(s.core->removed(), type == raftpb::ConfChange::TYPE_REMOVE_NODE) << what;
     }
   }

@@ -515,6 +515,7 @@ void Node::Loop() {
     status_.term = core_->term();
     status_.leader = core_->leader();
     status_.role = core_->role();
+    status_.leaving = core_->leaving();
     status_.commit = core_->log().committed();
     status_.applied = applied_;
     status_.readies = stats_.readies;

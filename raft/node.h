@@ -147,6 +147,11 @@ class Node final : public MessageHandler {
     uint64_t write_micros = 0;
     // This member was removed from the cluster (see StateMachine::RemovedFromCluster).
     bool removed = false;
+    // A leader removed or demoted that still leads until a majority of the remaining voters
+    // says it knows the commit index; meanwhile it takes no writes, reads or transfers. It
+    // stays so while no remaining voter answers (all down or cut off): a manager shows it
+    // ("demotion pending: waiting for the other managers") instead of looking hung.
+    bool leaving = false;
     // Snapshots of the state that could not be written (each is logged), and the last error.
     // The log is then not compacted and grows until one is written (tried again after
     // another Options::snapshot_interval entries); a manager shows this to the operator.

@@ -2438,6 +2438,45 @@ TEST(NodeTest, ADeposedLeaderRefusesFencedProposalsInsteadOfForwardingThem) {
   EXPECT_EQ(sm.changes().size(), 2u);  // no second "lost" on stop
 }
 
+// A leader that removes itself leads on until the remaining voters say they know the commit
+// index, and its status says so (the manager shows it). The scripted peers' answers carry no
+// commit index, as voters that never heard it: it stays leaving.
+TEST(NodeTest, ALeaderLeavingTheVotersSaysSoInItsStatus) {
+  for (auto type :
+       {raftpb::ConfChange::TYPE_REMOVE_NODE, raftpb::ConfChange::TYPE_ADD_LEARNER_NODE}) {
+    const bool removed = type == raftpb::ConfChange::TYPE_REMOVE_NODE;
+    SCOPED_TRACE(removed ? "removed" : "demoted");
+    ScriptedPeers peers;
+    LoneNode lone(1, &peers);
+    std::unique_ptr<Node> node = ElectScripted(lone.options);
+    ASSERT_NE(node, nullptr);
+    ASSERT_TRUE(node->WaitForLeader(absl::Now() + kWait));
+    EXPECT_FALSE(node->GetStatus().leaving);
+    raftpb::ConfChange cc;
+    cc.set_type(type);
+    cc.set_node_id(1);
+    const absl::Status proposed = node->ProposeConfChange(cc).get();
+    ASSERT_TRUE(proposed.ok()) << proposed;
+    const absl::Time deadline = absl::Now() + kWait;
+    while (!node->GetStatus().leaving && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(1));  // polling a status, not synchronising data
+    }
+    const Node::Status status = node->GetStatus();
+    EXPECT_TRUE(status.leaving);
+    EXPECT_EQ(status.role, Role::kLeader);
+    EXPECT_FALSE(status.removed);
+    // Writes go to the next leader: a removed member takes none again, a demoted one none
+    // while it hands over.
+    const absl::Status refused = node->Propose("x").get().status();
+    EXPECT_EQ(refused.code(), removed ? absl::StatusCode::kFailedPrecondition
+                                      : absl::StatusCode::kUnavailable)
+        << refused;
+    EXPECT_THAT(std::string(refused.message()),
+                ::testing::HasSubstr(removed ? "was removed" : "handing over"));
+    node->Stop();
+  }
+}
+
 // The join of a manager, as the control plane drives it through the node: a learner first, shown
 // by Members() as it catches up, and a voter only once it has.
 TEST(NodeTest, ALearnerIsPromotedThroughTheNodeOnceItHasCaughtUp) {

@@ -162,7 +162,8 @@ fi
 log "cluster healthy; leader at $(cat "$workdir/leader")"
 
 # --- the benchmark ------------------------------------------------------------------------
-run_child bazel run -c opt //raft:bench_etcd -- \
+# The binary itself, as bench-raft.sh runs Shoal's: not under `bazel run`.
+run_child "$bench_bin" \
   --endpoints "$endpoints" \
   --member-pids "$(IFS=,; echo "${pids[*]}")" \
   --clients "$clients" \

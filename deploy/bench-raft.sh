@@ -68,6 +68,11 @@ python3 - "$results" <<'EOF'
 import json, statistics, sys
 
 runs = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+# A failed call is not in the latencies; a run with failures is not like for like.
+for r in runs:
+    if r.get("errors", 0) > 0:
+        print("warning: %s at %d client(s) had %d failed calls in one round: its figures leave "
+              "them out" % (r["system"], r["clients"], r["errors"]), file=sys.stderr)
 by = {}
 for r in runs:
     by.setdefault((r["clients"], r["system"]), []).append(r)

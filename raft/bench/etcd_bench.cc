@@ -212,6 +212,7 @@ int Run(const Flags& flags) {
 }  // namespace shoal::raft::bench
 
 int main(int argc, char** argv) {
+  shoal::raft::bench::PrepareBenchmarkProcess();  // as raft_bench does: same client code, same cost
   CLI::App app{"Closed-loop KV.Put load on an etcd v3 cluster's leader; prints one JSON line"};
   shoal::raft::bench::Flags flags;
   app.add_option("--endpoints", flags.endpoints, "every member's client address, comma-separated")

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_split.h"
 #include "common/check.h"
 
@@ -88,6 +89,10 @@ std::string JsonNumber(double v, int decimals) {
 }
 
 }  // namespace
+
+void PrepareBenchmarkProcess() {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+}
 
 LoadResult RunLoad(const LoadOptions& o, const PutFn& put) { return RunLoad(o, put, RealClock()); }
 

@@ -63,6 +63,14 @@ struct LoadResult {
 // included), value of value_bytes bytes. Returns OK when the write was acknowledged.
 using PutFn = std::function<absl::Status(int client, uint64_t seq, const std::string& value)>;
 
+// Called first thing in main() by both benchmarks' processes (load generators and Shoal's
+// members alike). Debian builds Abseil without NDEBUG, which leaves absl::Mutex's deadlock
+// detection on: a global graph updated under a global lock on nested acquisitions (pairs of
+// locks cost about 3x here), and Debian's gRPC takes its locks through absl::Mutex. Only
+// Shoal's side turned it off until 2026-12-03, so etcd's load generator paid that cost and
+// Shoal's did not: both must run the same client code at the same cost.
+void PrepareBenchmarkProcess();
+
 // Runs the load with the system clock and returns what was measured. Blocks for about
 // warmup + duration (plus the slowest call in flight at the end).
 LoadResult RunLoad(const LoadOptions& o, const PutFn& put);

@@ -15,7 +15,9 @@
 #include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,11 +25,14 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
@@ -283,8 +288,13 @@ class Driver {
   void Start(uint64_t id) {
     Member& m = members_[id - 1];
     const bool restarted = m.started;
+    const pid_t parent = getpid();
     const pid_t pid = fork();
     if (pid == 0) {
+      // A driver that dies (killed, or interrupted) takes its members with it: they would run
+      // on, serving and holding their ports, until stopped by hand.
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (getppid() != parent) _exit(1);  // it died before the line above
       const std::string id_s = std::to_string(id), raft_s = std::to_string(m.raft_port),
                         bench_s = std::to_string(m.bench_port);
       execl(self_.c_str(), self_.c_str(), "--member", id_s.c_str(), "--dir", m.dir.c_str(),
@@ -301,7 +311,16 @@ class Driver {
     if (m.pid <= 0) return;
     kill(m.pid, sig);
     int status = 0;
-    waitpid(m.pid, &status, 0);
+    // A member that does not stop within 10 s of SIGTERM (hung) is killed.
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (waitpid(m.pid, &status, WNOHANG) == 0) {
+      if (absl::Now() > deadline) {
+        kill(m.pid, SIGKILL);
+        waitpid(m.pid, &status, 0);
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(10));  // polling a child's exit
+    }
     m.pid = 0;
   }
 
@@ -485,9 +504,7 @@ int RunFailover(Driver& d, int rounds, uint64_t value_bytes) {
 
 int main(int argc, char** argv) {
   using namespace shoal::raft::bench;
-  // Debian builds Abseil without NDEBUG, which leaves absl::Mutex's deadlock detection on: a
-  // global graph updated under a global lock on every acquisition. Not in a benchmark.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  PrepareBenchmarkProcess();  // as etcd_bench does: the same client code at the same cost
   CLI::App app{"Raft benchmark: Shoal members over gRPC and RocksDB on loopback"};
   int nodes = 3, clients = 1, seconds = 10, rounds = 0;
   uint64_t value_bytes = 256;
@@ -509,16 +526,29 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (member != 0) return RunMember(member, dir, peers, raft_port, bench_port, restarted);
 
-  char tmpl[] = "/tmp/shoal-raft-bench.XXXXXX";
-  if (mkdtemp(tmpl) == nullptr) {
+  // Where deploy/bench-etcd.sh puts etcd's data: TMPDIR, else /tmp. Both on one file system,
+  // or the comparison measures the disks.
+  const char* tmpdir = std::getenv("TMPDIR");
+  std::string tmpl_s =
+      absl::StrCat(tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp", "/shoal-raft-bench.XXXXXX");
+  std::vector<char> tmpl(tmpl_s.begin(), tmpl_s.end());
+  tmpl.push_back('\0');
+  if (mkdtemp(tmpl.data()) == nullptr) {
     std::perror("mkdtemp");
     return 1;
+  }
+  struct statfs fs {};
+  if (statfs(tmpl.data(), &fs) == 0 && fs.f_type == 0x01021994 /* TMPFS_MAGIC */) {
+    std::fprintf(stderr,
+                 "warning: %s is on tmpfs, where fsync costs nothing: set TMPDIR to a disk "
+                 "directory\n",
+                 tmpl.data());
   }
   char self[4096];
   const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
   if (n <= 0) return 1;
   self[n] = '\0';
-  Driver d(self, nodes, tmpl);
+  Driver d(self, nodes, tmpl.data());
   for (int i = 1; i <= nodes; ++i) d.Start(i);
   if (rounds > 0) return RunFailover(d, rounds, value_bytes);
   return RunThroughput(d, clients, value_bytes, seconds);

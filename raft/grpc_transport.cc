@@ -378,9 +378,10 @@ void GrpcTransport::AddPeer(uint64_t id, const std::string& addr) {
     // New address: retire the old stream, kept until its operations complete (a peer with none
     // kept among the retired would never leave, and the transport could not shut down). What
     // waited for that stream is for the same member and goes to its new address: dropped, it
-    // was reported to nobody (the old stream is retired, so its end reports nothing), and a
-    // vote or a snapshot's answer waited for a timeout. The batch in flight on the old stream
-    // may or may not have arrived; Raft resends what matters.
+    // was reported to nobody when the old stream was idle or still starting (a retired
+    // stream's end reports nothing), and a vote or an append waited for a timeout. A batch in
+    // flight on the old stream may or may not have arrived: its cancelled write reports the
+    // peer unreachable, and Raft resends what matters.
     waiting = std::move(it->second->queue);
     it->second->queue.clear();
     if (it->second->ctx) it->second->ctx->TryCancel();

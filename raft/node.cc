@@ -648,10 +648,18 @@ void Node::SnapshotterLoop() {
     absl::StatusOr<raftpb::Snapshot> snap =
         options_.storage->SaveSnapshot(index, job->conf_state, job->serialize());
     if (!snap.ok()) {
-      // Nothing was written (a snapshot is one atomic write), and the log still holds every
-      // entry since the last snapshot: the member is whole, only its log is not compacted.
-      // Stopping the manager instead (as this did) would not help: a state too big for the
-      // store (over 2 GiB) fails the same way after every restart.
+      // Out of sequence (not newer than the stored one, behind the compacted log) or a damaged
+      // store: this member's own bookkeeping is broken, and it must not go on.
+      const absl::StatusCode code = snap.status().code();
+      SHOAL_CHECK(code != absl::StatusCode::kFailedPrecondition &&
+                      code != absl::StatusCode::kOutOfRange &&
+                      code != absl::StatusCode::kDataLoss,
+                  "writing a snapshot: ", snap.status().ToString());
+      // Otherwise (a state too big for the store, a full or failing disk) nothing was written
+      // (a snapshot is one atomic write), and the log still holds every entry since the last
+      // snapshot: the member is whole, only its log is not compacted. Stopping the manager
+      // instead (as this did) would not help: a state too big for the store (over 2 GiB)
+      // fails the same way after every restart.
       log::Error("raft",
                  "cannot write a snapshot of the state; the log is not compacted and grows "
                  "until one is written",
@@ -663,6 +671,7 @@ void Node::SnapshotterLoop() {
       continue;
     }
     absl::MutexLock lock(&mu_);
+    status_.last_snapshot_error.clear();  // the problem, if any, is over
     snapshot_writing_ = false;
     snapshot_written_ = index;  // the node thread compacts behind it
     snapshot_done_ = true;

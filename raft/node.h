@@ -152,9 +152,11 @@ class Node final : public MessageHandler {
     // stays so while no remaining voter answers (all down or cut off): a manager shows it
     // ("demotion pending: waiting for the other managers") instead of looking hung.
     bool leaving = false;
-    // Snapshots of the state that could not be written (each is logged), and the last error.
-    // The log is then not compacted and grows until one is written (tried again after
-    // another Options::snapshot_interval entries); a manager shows this to the operator.
+    // Snapshots of the state that could not be written (each is logged; a state too big for
+    // the store, a full or failing disk), and the error of the last attempt if it failed
+    // (cleared by the next snapshot written). The log is not compacted meanwhile and grows
+    // until one is written (tried again after another Options::snapshot_interval entries);
+    // a manager shows this to the operator.
     uint64_t snapshot_failures = 0;
     std::string last_snapshot_error;
   };

@@ -158,7 +158,14 @@ absl::StatusOr<std::unique_ptr<RocksDbLogStore>> RocksDbLogStore::Open(const Opt
     // RocksDB's own refusal ("does not exist (create_if_missing is false)") names neither
     // what is at stake nor what to check.
     const std::string current = (std::filesystem::path(options.path) / "CURRENT").string();
-    if (!opts.env->GetFileSystem()->FileExists(current, rocksdb::IOOptions(), nullptr).ok()) {
+    const rocksdb::IOStatus exists =
+        opts.env->GetFileSystem()->FileExists(current, rocksdb::IOOptions(), nullptr);
+    if (!exists.ok() && !exists.IsNotFound()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot tell whether the raft store at ", options.path, " exists: ", exists.ToString(),
+          " (is the directory readable by this process?)"));
+    }
+    if (!exists.ok()) {
       return absl::FailedPreconditionError(absl::StrCat(
           "no raft store at ", options.path,
           " (no CURRENT file there), but this member has run before: its data directory was "

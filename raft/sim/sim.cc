@@ -64,12 +64,18 @@ struct SimNode {
   // fast one ticks twice (-1, 0, +1). Timers of real machines drift apart; elections and
   // check-quorum must not depend on them agreeing.
   int clock_skew = 0;
+  // A follower writes in place, on its loop (node.cc): while a stalled write lasts it steps
+  // nothing, ticks not and answers nobody. Until this tick.
+  int64_t blocked_until = 0;
 };
 
 struct InFlight {
   int64_t deliver_at;
   uint64_t seq;
   Message msg;
+  // The member that sent it: not msg.from() for a forwarded transfer or read, which names the
+  // member that asked.
+  uint64_t sender;
 };
 
 class Sim {
@@ -107,6 +113,9 @@ class Sim {
   // ---- members ----
   SimNode& Node(uint64_t id) { return nodes_.at(id); }
   int ClockSkew() { return clock_skew_ ? static_cast<int>(Uniform(0, 2)) - 1 : 0; }
+  // Inside a stalled in-place write (SimNode::blocked_until), up to and including the tick
+  // it completes in.
+  bool Blocked(const SimNode& n) const { return n.writing && n.blocked_until >= now_; }
   std::vector<uint64_t> UpNodes() const;
   std::optional<uint64_t> Leader() const;
   void StartCore(SimNode& n);
@@ -194,7 +203,8 @@ class Sim {
   // Partition: group number per member; members in different groups cannot talk.
   std::map<uint64_t, int> group_;
   // One-way cuts (from, to): each member streams to each peer on a connection of its own, so
-  // a firewall or a broken route can stop one direction while the other still works.
+  // one direction can fail while the other works (a refused or misrouted connection, a TLS
+  // failure, a stale address on one side).
   std::set<std::pair<uint64_t, uint64_t>> cut_;
   std::vector<InFlight> network_;
   uint64_t seq_ = 0;
@@ -348,7 +358,7 @@ void Sim::Crash(SimNode& n, const char* why) {
   // it, as the node does: ReportUnreachable, and LeaderUnreachable if it led): followers of a
   // crashed leader then campaign early, a leader probes the crashed follower.
   for (auto& [id, other] : nodes_) {
-    if (id == n.id || !other.up || !Chance(0.7)) continue;
+    if (id == n.id || !other.up || Blocked(other) || !Chance(0.7)) continue;
     if (!Reachable(n.id, id)) continue;  // cut off already: no connection to lose
     Trace("member ", id, " lost its connection to ", n.id);
     other.core->ReportUnreachable(n.id);
@@ -358,6 +368,7 @@ void Sim::Crash(SimNode& n, const char* why) {
   n.core.reset();
   n.writing.reset();  // never reached the disk
   n.unsaved_hs.reset();
+  n.blocked_until = 0;
   n.applied_early = 0;
   n.kv.clear();
   n.applied_requests.clear();
@@ -478,8 +489,17 @@ void Sim::HandleReady(SimNode& n) {
     n.applied_early = early;
     n.write_done_at = now_ + static_cast<int64_t>(Uniform(0, max_write_ticks_));
     // Now and then a disk stalls for longer than an election timeout (a busy device, a
-    // journal commit): the member's other work goes on meanwhile, as in the node loop.
-    if (Chance(0.005)) n.write_done_at += static_cast<int64_t>(Uniform(10, 30));
+    // journal commit). A leader's loop goes on stepping meanwhile (its writer thread waits);
+    // a follower's loop is inside the write and falls silent, as in the node.
+    if (Chance(0.005)) {
+      ++stats_.disk_stalls;
+      n.write_done_at += static_cast<int64_t>(Uniform(10, 30));
+      if (n.core->role() != Role::kLeader && !n.writing->snapshot) {
+        ++stats_.silent_stalls;
+        n.blocked_until = n.write_done_at;
+        Trace("member ", n.id, " stalls in a write until t=", n.blocked_until);
+      }
+    }
     return;
   }
   FinishWrite(n, rd, early);
@@ -638,7 +658,7 @@ void Sim::SendAll(uint64_t from, std::vector<Message> msgs) {
     for (int c = 0; c < copies; ++c) {
       int64_t delay = static_cast<int64_t>(Uniform(0, max_delay_));
       if (Chance(0.01)) delay += static_cast<int64_t>(Uniform(5, 30));  // a straggler
-      network_.push_back(InFlight{now_ + delay, seq_++, m});
+      network_.push_back(InFlight{now_ + delay, seq_++, m, from});
     }
   }
 }
@@ -652,10 +672,17 @@ void Sim::Deliver() {
     if (failure_.failed) return;
     const bool snap = f.msg.type() == raftpb::MSG_SNAP;
     auto it = nodes_.find(f.msg.to());
-    if (it == nodes_.end() || !it->second.up || !Reachable(f.msg.from(), f.msg.to())) {
-      if (snap) snapshot_reports_.emplace_back(f.msg.from(), f.msg.to(), true);
-      // The sender's transport may notice (its stream broke, or a send failed).
-      if (Chance(0.05)) unreachable_reports_.emplace_back(f.msg.from(), f.msg.to());
+    if (it == nodes_.end() || !it->second.up || !Reachable(f.sender, f.msg.to())) {
+      if (snap) snapshot_reports_.emplace_back(f.sender, f.msg.to(), true);
+      // The sender's transport may notice (its stream broke, or a send failed); a snapshot
+      // goes by a call of its own, whose failure is reported as such, above.
+      if (!snap && Chance(0.05)) unreachable_reports_.emplace_back(f.sender, f.msg.to());
+      continue;
+    }
+    if (Blocked(it->second)) {
+      // Its loop is inside a stalled write: the message waits in its queue.
+      f.deliver_at = it->second.blocked_until;
+      network_.push_back(std::move(f));
       continue;
     }
     SimNode& n = it->second;
@@ -669,7 +696,7 @@ void Sim::Deliver() {
     HandleReadies(n);
     NoteRemoval(n);
     StopIfRemoved(n);
-    if (snap) snapshot_reports_.emplace_back(f.msg.from(), f.msg.to(), false);
+    if (snap) snapshot_reports_.emplace_back(f.sender, f.msg.to(), false);
   }
   std::vector<std::pair<uint64_t, uint64_t>> unreachable;
   unreachable.swap(unreachable_reports_);
@@ -683,6 +710,10 @@ void Sim::Deliver() {
   for (const auto& [from, to, failed] : reports) {
     auto it = nodes_.find(from);
     if (it == nodes_.end() || !it->second.up) continue;
+    if (Blocked(it->second)) {  // waits in its queue
+      snapshot_reports_.emplace_back(from, to, failed);
+      continue;
+    }
     Trace("snapshot ", from, "->", to, failed ? " failed" : " delivered");
     it->second.core->ReportSnapshot(to, failed);
     HandleReadies(it->second);
@@ -692,7 +723,7 @@ void Sim::Deliver() {
 // ---- faults ----
 
 void Sim::ReportUnreachable(SimNode& n, uint64_t peer) {
-  if (failure_.failed || !n.up) return;
+  if (failure_.failed || !n.up || Blocked(n)) return;  // (queued in the node; lost here)
   Trace("member ", n.id, " told ", peer, " is unreachable");
   n.core->ReportUnreachable(peer);
   if (peer == n.core->leader()) n.core->LeaderUnreachable();
@@ -744,7 +775,7 @@ void Sim::Chaos() {
   // A false alarm: a follower believes its connection to a live leader dropped.
   if (Chance(0.01) && !up.empty()) {
     SimNode& n = Node(Pick(up));
-    if (n.up && n.core->role() == Role::kFollower && n.core->leader() != 0) {
+    if (n.up && !Blocked(n) && n.core->role() == Role::kFollower && n.core->leader() != 0) {
       Trace("member ", n.id, " falsely believes leader ", n.core->leader(), " is gone");
       n.core->LeaderUnreachable();
     }
@@ -783,6 +814,7 @@ void Sim::Clients(bool issue_new) {
     std::optional<uint64_t> leader = Leader();
     const uint64_t target = leader && Chance(0.7) ? *leader : Pick(up);
     SimNode& n = Node(target);
+    if (Blocked(n)) continue;  // its loop is inside a stalled write: the client tries later
     KvOp op;
     op.client = c;
     op.key = absl::StrCat("k", Uniform(0, 2));
@@ -901,6 +933,7 @@ void Sim::CheckSentAfterPersisting(SimNode& n, const Message& m) {
     case raftpb::MSG_HEARTBEAT:
     case raftpb::MSG_SNAP:
     case raftpb::MSG_TIMEOUT_NOW:
+    case raftpb::MSG_READ_INDEX_RESP:
       if (hs.term() < m.term()) {
         return Fail("member ", n.id, " sent ", raftpb::MessageType_Name(m.type()), " of term ",
                     m.term(), " with term ", hs.term(), " on its disk");
@@ -1126,7 +1159,7 @@ SimResult Sim::Run() {
     }
     Clients(!quiet);
     for (auto& [id, n] : nodes_) {
-      if (!n.up || failure_.failed) continue;
+      if (!n.up || failure_.failed || Blocked(n)) continue;
       int ticks = 1;
       if (n.clock_skew != 0 && Chance(0.25)) ticks += n.clock_skew;
       for (int t = 0; t < ticks; ++t) n.core->Tick();

@@ -42,6 +42,8 @@ struct SimStats {
   uint64_t crashes = 0;
   uint64_t lost_readies = 0;
   uint64_t partitions = 0;
+  uint64_t disk_stalls = 0;  // of which a follower fell silent for the stall's length
+  uint64_t silent_stalls = 0;
   uint64_t membership_changes = 0;
   // Members away when they were removed that learned it from a member (MSG_REMOVED) or a
   // snapshot when they came back.

@@ -652,8 +652,7 @@ void Node::SnapshotterLoop() {
       // store: this member's own bookkeeping is broken, and it must not go on.
       const absl::StatusCode code = snap.status().code();
       SHOAL_CHECK(code != absl::StatusCode::kFailedPrecondition &&
-                      code != absl::StatusCode::kOutOfRange &&
-                      code != absl::StatusCode::kDataLoss,
+                      code != absl::StatusCode::kOutOfRange && code != absl::StatusCode::kDataLoss,
                   "writing a snapshot: ", snap.status().ToString());
       // Otherwise (a state too big for the store, a full or failing disk) nothing was written
       // (a snapshot is one atomic write), and the log still holds every entry since the last

@@ -2477,8 +2477,8 @@ TEST(NodeTest, ALeaderLeavingTheVotersSaysSoInItsStatus) {
     // Writes go to the next leader: a removed member takes none again, a demoted one none
     // while it hands over.
     const absl::Status refused = node->Propose("x").get().status();
-    EXPECT_EQ(refused.code(), removed ? absl::StatusCode::kFailedPrecondition
-                                      : absl::StatusCode::kUnavailable)
+    EXPECT_EQ(refused.code(),
+              removed ? absl::StatusCode::kFailedPrecondition : absl::StatusCode::kUnavailable)
         << refused;
     EXPECT_THAT(std::string(refused.message()),
                 ::testing::HasSubstr(removed ? "was removed" : "handing over"));

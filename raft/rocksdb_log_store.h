@@ -70,8 +70,8 @@ class RocksDbLogStore final : public WritableLogStorage {
     rocksdb::Env* env = nullptr;
   };
 
-  // Opens (or creates, see Options::create_if_missing) the store and verifies it. DATA_LOSS when it is corrupt or truncated,
-  // with the index or key at fault; the error of RocksDB otherwise.
+  // Opens (or creates, see Options::create_if_missing) the store and verifies it. DATA_LOSS when it
+  // is corrupt or truncated, with the index or key at fault; the error of RocksDB otherwise.
   static absl::StatusOr<std::unique_ptr<RocksDbLogStore>> Open(const Options& options);
   ~RocksDbLogStore() override;
 

@@ -762,7 +762,8 @@ TEST_F(RocksDbLogStoreTest, ARestartingMemberIsToldItsStoreIsMissingAndNothingIs
   must_exist.create_if_missing = false;
   absl::Status s = RocksDbLogStore::Open(must_exist).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
-  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("no raft store at " + must_exist.path));
+  EXPECT_THAT(std::string(s.message()),
+              ::testing::HasSubstr("no raft store at " + must_exist.path));
   EXPECT_FALSE(std::filesystem::exists(dir_ / "state"));
 
   // An empty directory (a mount point with nothing mounted) is no store either.

@@ -529,8 +529,8 @@ int main(int argc, char** argv) {
   // Where deploy/bench-etcd.sh puts etcd's data: TMPDIR, else /tmp. Both on one file system,
   // or the comparison measures the disks.
   const char* tmpdir = std::getenv("TMPDIR");
-  std::string tmpl_s =
-      absl::StrCat(tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp", "/shoal-raft-bench.XXXXXX");
+  std::string tmpl_s = absl::StrCat(tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp",
+                                    "/shoal-raft-bench.XXXXXX");
   std::vector<char> tmpl(tmpl_s.begin(), tmpl_s.end());
   tmpl.push_back('\0');
   if (mkdtemp(tmpl.data()) == nullptr) {

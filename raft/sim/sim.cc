@@ -1117,7 +1117,8 @@ SimResult Sim::Run() {
   Trace("seed ", seed_, ": ", members, " members, drop ", drop_, " dup ", dup_, " delay 0-",
         max_delay_, " msg bytes ", max_msg_bytes_, " inflight ", max_inflight_, " (",
         max_inflight_bytes_, " bytes) snapshot every ", snapshot_every_, " async writes ",
-        async_writes_, " taking 0-", max_write_ticks_, " ticks", clock_skew_ ? ", clocks drift" : "");
+        async_writes_, " taking 0-", max_write_ticks_, " ticks",
+        clock_skew_ ? ", clocks drift" : "");
 
   const int64_t end = opts_.chaos_ticks + opts_.max_quiet_ticks;
   bool quiet = false;

@@ -77,9 +77,8 @@ int main(int argc, char** argv) {
       (unsigned long)total.lost_readies, (unsigned long)total.partitions,
       (unsigned long)total.disk_stalls, (unsigned long)total.silent_stalls,
       (unsigned long)total.membership_changes, (unsigned long)total.removals_told,
-      (unsigned long)total.transfers,
-      (unsigned long)total.snapshots_sent, (unsigned long)total.acked_writes,
-      (unsigned long)total.acked_reads, (unsigned long)total.unknown_outcomes,
-      (unsigned long)total.messages);
+      (unsigned long)total.transfers, (unsigned long)total.snapshots_sent,
+      (unsigned long)total.acked_writes, (unsigned long)total.acked_reads,
+      (unsigned long)total.unknown_outcomes, (unsigned long)total.messages);
   return failed == 0 ? 0 : 1;
 }

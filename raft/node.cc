@@ -665,12 +665,14 @@ void Node::SnapshotterLoop() {
                  {{"index", index}, {"error", snap.status().ToString()}});
       absl::MutexLock lock(&mu_);
       snapshot_writing_ = false;
+      ++snapshot_failures_in_a_row_;
       ++status_.snapshot_failures;
       status_.last_snapshot_error = snap.status().ToString();
       continue;
     }
     absl::MutexLock lock(&mu_);
     status_.last_snapshot_error.clear();  // the problem, if any, is over
+    snapshot_failures_in_a_row_ = 0;
     snapshot_writing_ = false;
     snapshot_written_ = index;  // the node thread compacts behind it
     snapshot_done_ = true;
@@ -1133,6 +1135,10 @@ void Node::MaybeSnapshot() {
   {
     absl::MutexLock lock(&mu_);
     if (snapshot_writing_) return;  // the previous one is still being written
+    // After failed attempts, wait 2, 4, 8, then 16 intervals: a state too big for the store
+    // would otherwise be serialized whole, for nothing, every interval.
+    const uint64_t backoff = uint64_t{1} << std::min<uint64_t>(snapshot_failures_in_a_row_, 4);
+    if (applied_ < last_snapshot_ + backoff * options_.snapshot_interval) return;
   }
   SnapshotJob job{applied_, conf_state_, options_.state_machine->SnapshotLater()};
   last_snapshot_ = applied_;

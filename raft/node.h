@@ -155,8 +155,8 @@ class Node final : public MessageHandler {
     // Snapshots of the state that could not be written (each is logged; a state too big for
     // the store, a full or failing disk), and the error of the last attempt if it failed
     // (cleared by the next snapshot written). The log is not compacted meanwhile and grows
-    // until one is written (tried again after another Options::snapshot_interval entries);
-    // a manager shows this to the operator.
+    // until one is written (tried again after 2, 4, 8, then every 16 snapshot intervals of
+    // entries); a manager shows this to the operator.
     uint64_t snapshot_failures = 0;
     std::string last_snapshot_error;
   };
@@ -321,6 +321,7 @@ class Node final : public MessageHandler {
   std::optional<SnapshotJob> snapshot_job_ ABSL_GUARDED_BY(mu_);
   bool snapshot_writing_ ABSL_GUARDED_BY(mu_) = false;
   bool snapshot_done_ ABSL_GUARDED_BY(mu_) = false;     // set when one is written
+  uint64_t snapshot_failures_in_a_row_ ABSL_GUARDED_BY(mu_) = 0;  // spaces the next attempts
   uint64_t snapshot_written_ ABSL_GUARDED_BY(mu_) = 0;  // its index, for the node thread
   bool snapshotter_stop_ ABSL_GUARDED_BY(mu_) = false;
   // Snapshots for followers waiting for the snapshotter to fill in their data.

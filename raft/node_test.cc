@@ -2168,14 +2168,17 @@ TEST(NodeTest, ASingleMemberGoesOnCommittingWhileItsSnapshotIsWritten) {
   ASSERT_NO_FATAL_FAILURE(CommitThroughASnapshotWrite(m));
 }
 
-// A store that refuses the first snapshot it is asked to write, as RocksDbLogStore refuses a
-// state over 2 GiB or a disk refuses a write.
+// A store that refuses the first `refusals` snapshots it is asked to write, as
+// RocksDbLogStore refuses a state over 2 GiB or a full disk refuses a write.
 class RefusingSnapshotStore : public SnapshotHookStore {
  public:
+  explicit RefusingSnapshotStore(int refusals) : refusals_(refusals) {}
   absl::StatusOr<raftpb::Snapshot> SaveSnapshot(uint64_t i, const raftpb::ConfState& cs,
                                                 std::string data) override {
     absl::MutexLock lock(&mu_);
-    if (++attempts_ == 1) return absl::ResourceExhaustedError("this snapshot is too big to store");
+    if (++attempts_ <= refusals_) {
+      return absl::ResourceExhaustedError("this snapshot is too big to store");
+    }
     return SnapshotHookStore::SaveSnapshot(i, cs, std::move(data));
   }
   bool WaitForAttempts(int n, absl::Duration within) {
@@ -2185,20 +2188,49 @@ class RefusingSnapshotStore : public SnapshotHookStore {
   }
 
  private:
+  const int refusals_;
   absl::Mutex mu_;
   int attempts_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+// Records the applied index at which each snapshot was taken (SnapshotLater runs on the node
+// thread, so a proposal's round trip after it has seen every call before it).
+class SnapshotIndexMachine : public ListStateMachine {
+ public:
+  void Apply(uint64_t index, absl::string_view data) override {
+    applied_ = index;
+    ListStateMachine::Apply(index, data);
+  }
+  std::function<std::string()> SnapshotLater() override {
+    {
+      absl::MutexLock lock(&mu_);
+      taken_at_.push_back(applied_);
+    }
+    return ListStateMachine::SnapshotLater();
+  }
+  std::vector<uint64_t> taken_at() {
+    absl::MutexLock lock(&mu_);
+    return taken_at_;
+  }
+
+ private:
+  uint64_t applied_ = 0;  // the node thread's
+  absl::Mutex mu_;
+  std::vector<uint64_t> taken_at_ ABSL_GUARDED_BY(mu_);
+};
+
 // A snapshot the store cannot write stops nothing: the member keeps its whole log, goes on
-// committing, says why in its status, and writes the next snapshot. It stopped the manager
-// with a CHECK, and a state too big for the store did the same after every restart.
+// committing, says why in its status, tries again after 2, then 4 intervals (a state too big
+// for the store is not serialized whole every interval for nothing), and writes the next one
+// it can. It stopped the manager with a CHECK, and a state too big for the store did the same
+// after every restart.
 TEST(NodeTest, ASnapshotTheStoreRefusesLeavesTheLogWholeAndTheMemberRunning) {
   BlackHole nowhere;
-  RefusingSnapshotStore store;
+  RefusingSnapshotStore store(/*refusals=*/2);
   raftpb::ConfState cs;
   cs.add_voters(1);
   store.SetConfState(cs);
-  ListStateMachine sm;
+  SnapshotIndexMachine sm;
   Node::Options options;
   options.raft.id = 1;
   options.storage = &store;
@@ -2211,7 +2243,16 @@ TEST(NodeTest, ASnapshotTheStoreRefusesLeavesTheLogWholeAndTheMemberRunning) {
   ASSERT_TRUE(node.ok()) << node.status();
   (*node)->Start();
   ASSERT_TRUE((*node)->WaitForLeader(absl::Now() + kWait));
-  for (int i = 0; i < 6; ++i) ASSERT_TRUE((*node)->Propose(absl::StrCat("a", i)).get().ok());
+  int proposed = 0;
+  uint64_t last = 0;
+  auto propose_until = [&](uint64_t index) {
+    while (last < index) {
+      absl::StatusOr<uint64_t> r = (*node)->Propose(absl::StrCat("v", proposed++)).get();
+      ASSERT_TRUE(r.ok()) << r.status();
+      last = *r;
+    }
+  };
+  ASSERT_NO_FATAL_FAILURE(propose_until(6));
   ASSERT_TRUE(store.WaitForAttempts(1, kWait)) << "no snapshot was taken";
   const absl::Time deadline = absl::Now() + kWait;
   while ((*node)->GetStatus().snapshot_failures == 0 && absl::Now() < deadline) {
@@ -2220,17 +2261,29 @@ TEST(NodeTest, ASnapshotTheStoreRefusesLeavesTheLogWholeAndTheMemberRunning) {
   Node::Status status = (*node)->GetStatus();
   EXPECT_EQ(status.snapshot_failures, 1u);
   EXPECT_THAT(status.last_snapshot_error, ::testing::HasSubstr("too big to store"));
-  // One more round trip through the node thread, which compacts behind written snapshots.
-  ASSERT_TRUE((*node)->Propose("between").get().ok());
+  ASSERT_EQ(sm.taken_at().size(), 1u);
+  const uint64_t first = sm.taken_at()[0];
+  // Up to 9 entries after it (and one more round trip): not tried again yet, and the log,
+  // which the node thread compacts behind written snapshots only, is whole.
+  ASSERT_NO_FATAL_FAILURE(propose_until(first + 8));
+  ASSERT_NO_FATAL_FAILURE(propose_until(last + 1));
+  ASSERT_LT(last, first + 10);
+  EXPECT_EQ(sm.taken_at().size(), 1u) << "tried again after one interval";
   EXPECT_EQ(store.FirstIndex(), 1u) << "the log was compacted behind a snapshot never written";
-  for (int i = 0; i < 6; ++i) ASSERT_TRUE((*node)->Propose(absl::StrCat("b", i)).get().ok());
-  ASSERT_TRUE(store.WaitForAttempts(2, kWait)) << "no snapshot was tried again";
+  // Then after 2 intervals (refused again), after 4 more (written).
+  ASSERT_NO_FATAL_FAILURE(propose_until(first + 10 + 20 + 2));
+  ASSERT_TRUE(store.WaitForAttempts(3, kWait)) << "no snapshot was tried again";
   (*node)->Stop();
+  const std::vector<uint64_t> taken = sm.taken_at();
+  ASSERT_EQ(taken.size(), 3u);
+  EXPECT_GE(taken[1], first + 10);
+  EXPECT_LT(taken[1], first + 15);
+  EXPECT_GE(taken[2], taken[1] + 20);
   status = (*node)->GetStatus();
-  EXPECT_EQ(status.snapshot_failures, 1u);
+  EXPECT_EQ(status.snapshot_failures, 2u);
   EXPECT_EQ(status.last_snapshot_error, "") << "the next snapshot was written";
-  EXPECT_GT(store.Snapshot()->metadata().index(), 6u);
-  EXPECT_EQ(sm.values().size(), 13u);
+  EXPECT_EQ(store.Snapshot()->metadata().index(), taken[2]);
+  EXPECT_EQ(sm.values().size(), static_cast<size_t>(proposed));
 }
 
 // A state machine whose snapshots are serialized only when released, from the values as of

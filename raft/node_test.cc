@@ -564,6 +564,15 @@ ServedTransport ServeTransport(uint64_t self, MessageHandler* handler) {
   return served;
 }
 
+// A transport of member `self` that only sends (no server); null on failure, recorded.
+std::unique_ptr<GrpcTransport> UnservedTransport(uint64_t self) {
+  GrpcTransport::Options o;
+  o.self = self;
+  auto transport = GrpcTransport::Create(o);
+  EXPECT_TRUE(transport.ok()) << transport.status();
+  return transport.ok() ? std::move(*transport) : nullptr;
+}
+
 // An address that now belongs to another member (a manager replaced at the same address, a
 // stale membership): messages meant for the old member must not be stepped by the new one. A
 // heartbeat carries a commit index computed from its addressee's log, and a member that
@@ -977,26 +986,24 @@ TEST(GrpcTransportTest, WhatWaitedForAMemberGoesToItsNewAddress) {
   ServedTransport member2 = ServeTransport(2, &at_2);
   ASSERT_NE(member2.server, nullptr);
 
-  GrpcTransport::Options o;
-  o.self = 1;
-  auto transport = GrpcTransport::Create(o);
-  ASSERT_TRUE(transport.ok()) << transport.status();
-  (*transport)->AddPeer(2, "127.0.0.1:" + std::to_string(port));
+  std::unique_ptr<GrpcTransport> member1 = UnservedTransport(1);
+  ASSERT_NE(member1, nullptr);
+  member1->AddPeer(2, "127.0.0.1:" + std::to_string(port));
   std::vector<raftpb::Message> big;
   for (int i = 0; i < 8; ++i) {  // 8 MiB: the stream stalls, and the rest waits in its queue
     raftpb::Message m = MessageOf(raftpb::MSG_APP, 1, 2, 1);
     m.add_entries()->set_data(std::string(1 << 20, 'x'));
     big.push_back(std::move(m));
   }
-  (*transport)->Send(std::move(big));
-  (*transport)->Send({MessageOf(raftpb::MSG_VOTE, 1, 2, 9)});
-  (*transport)->AddPeer(2, member2.addr);  // member 2 moved
+  member1->Send(std::move(big));
+  member1->Send({MessageOf(raftpb::MSG_VOTE, 1, 2, 9)});
+  member1->AddPeer(2, member2.addr);  // member 2 moved
 
   EXPECT_TRUE(at_2.WaitForMessage(
       [](const raftpb::Message& m) { return m.type() == raftpb::MSG_VOTE && m.term() == 9; },
       kWait))
       << "the vote that waited for member 2 never reached its new address";
-  transport->reset();
+  member1.reset();
   member2.server->Shutdown(std::chrono::system_clock::now());
   server->Shutdown(std::chrono::system_clock::now());
 }
@@ -2168,6 +2175,30 @@ TEST(NodeTest, ASingleMemberGoesOnCommittingWhileItsSnapshotIsWritten) {
   ASSERT_NO_FATAL_FAILURE(CommitThroughASnapshotWrite(m));
 }
 
+// A single voter (id 1) on `store`, snapshotting every 5 entries and keeping 2, started and
+// elected; null (with the failure recorded) if it could not be.
+template <typename Store>
+std::unique_ptr<Node> StartSnapshottingSoleVoter(Store& store, StateMachine* sm,
+                                                 Transport* transport) {
+  raftpb::ConfState cs;
+  cs.add_voters(1);
+  store.SetConfState(cs);
+  Node::Options options;
+  options.raft.id = 1;
+  options.storage = &store;
+  options.transport = transport;
+  options.state_machine = sm;
+  options.tick_interval = absl::Milliseconds(10);
+  options.snapshot_interval = 5;
+  options.snapshot_keep_entries = 2;
+  auto node = Node::Create(options);
+  EXPECT_TRUE(node.ok()) << node.status();
+  if (!node.ok()) return nullptr;
+  (*node)->Start();
+  EXPECT_TRUE((*node)->WaitForLeader(absl::Now() + kWait));
+  return std::move(*node);
+}
+
 // A store that refuses the first `refusals` snapshots it is asked to write, as
 // RocksDbLogStore refuses a state over 2 GiB or a full disk refuses a write.
 class RefusingSnapshotStore : public SnapshotHookStore {
@@ -2227,27 +2258,14 @@ class SnapshotIndexMachine : public ListStateMachine {
 TEST(NodeTest, ASnapshotTheStoreRefusesLeavesTheLogWholeAndTheMemberRunning) {
   BlackHole nowhere;
   RefusingSnapshotStore store(/*refusals=*/2);
-  raftpb::ConfState cs;
-  cs.add_voters(1);
-  store.SetConfState(cs);
   SnapshotIndexMachine sm;
-  Node::Options options;
-  options.raft.id = 1;
-  options.storage = &store;
-  options.transport = &nowhere;
-  options.state_machine = &sm;
-  options.tick_interval = absl::Milliseconds(10);
-  options.snapshot_interval = 5;
-  options.snapshot_keep_entries = 2;
-  auto node = Node::Create(options);
-  ASSERT_TRUE(node.ok()) << node.status();
-  (*node)->Start();
-  ASSERT_TRUE((*node)->WaitForLeader(absl::Now() + kWait));
+  std::unique_ptr<Node> node = StartSnapshottingSoleVoter(store, &sm, &nowhere);
+  ASSERT_NE(node, nullptr);
   int proposed = 0;
   uint64_t last = 0;
   auto propose_until = [&](uint64_t index) {
     while (last < index) {
-      absl::StatusOr<uint64_t> r = (*node)->Propose(absl::StrCat("v", proposed++)).get();
+      absl::StatusOr<uint64_t> r = node->Propose(absl::StrCat("v", proposed++)).get();
       ASSERT_TRUE(r.ok()) << r.status();
       last = *r;
     }
@@ -2255,10 +2273,10 @@ TEST(NodeTest, ASnapshotTheStoreRefusesLeavesTheLogWholeAndTheMemberRunning) {
   ASSERT_NO_FATAL_FAILURE(propose_until(6));
   ASSERT_TRUE(store.WaitForAttempts(1, kWait)) << "no snapshot was taken";
   const absl::Time deadline = absl::Now() + kWait;
-  while ((*node)->GetStatus().snapshot_failures == 0 && absl::Now() < deadline) {
+  while (node->GetStatus().snapshot_failures == 0 && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(1));  // polling a status, not synchronising data
   }
-  Node::Status status = (*node)->GetStatus();
+  Node::Status status = node->GetStatus();
   EXPECT_EQ(status.snapshot_failures, 1u);
   EXPECT_THAT(status.last_snapshot_error, ::testing::HasSubstr("too big to store"));
   ASSERT_EQ(sm.taken_at().size(), 1u);
@@ -2273,13 +2291,13 @@ TEST(NodeTest, ASnapshotTheStoreRefusesLeavesTheLogWholeAndTheMemberRunning) {
   // Then after 2 intervals (refused again), after 4 more (written).
   ASSERT_NO_FATAL_FAILURE(propose_until(first + 10 + 20 + 2));
   ASSERT_TRUE(store.WaitForAttempts(3, kWait)) << "no snapshot was tried again";
-  (*node)->Stop();
+  node->Stop();
   const std::vector<uint64_t> taken = sm.taken_at();
   ASSERT_EQ(taken.size(), 3u);
   EXPECT_GE(taken[1], first + 10);
   EXPECT_LT(taken[1], first + 15);
   EXPECT_GE(taken[2], taken[1] + 20);
-  status = (*node)->GetStatus();
+  status = node->GetStatus();
   EXPECT_EQ(status.snapshot_failures, 2u);
   EXPECT_EQ(status.last_snapshot_error, "") << "the next snapshot was written";
   EXPECT_EQ(store.Snapshot()->metadata().index(), taken[2]);
@@ -2324,31 +2342,18 @@ class LatchedSnapshotMachine : public ListStateMachine {
 TEST(NodeTest, ASnapshotIsSerializedOffTheNodeThread) {
   BlackHole nowhere;
   MemoryLogStore store;
-  raftpb::ConfState cs;
-  cs.add_voters(1);
-  store.SetConfState(cs);
   LatchedSnapshotMachine sm;
-  Node::Options options;
-  options.raft.id = 1;
-  options.storage = &store;
-  options.transport = &nowhere;
-  options.state_machine = &sm;
-  options.tick_interval = absl::Milliseconds(10);
-  options.snapshot_interval = 5;
-  options.snapshot_keep_entries = 2;
-  auto node = Node::Create(options);
-  ASSERT_TRUE(node.ok()) << node.status();
-  (*node)->Start();
-  ASSERT_TRUE((*node)->WaitForLeader(absl::Now() + kWait));
+  std::unique_ptr<Node> node = StartSnapshottingSoleVoter(store, &sm, &nowhere);
+  ASSERT_NE(node, nullptr);
   std::vector<std::pair<uint64_t, std::string>> proposed;  // (index, value)
   for (int i = 0; i < 6; ++i) {
-    absl::StatusOr<uint64_t> r = (*node)->Propose(absl::StrCat("a", i)).get();
+    absl::StatusOr<uint64_t> r = node->Propose(absl::StrCat("a", i)).get();
     ASSERT_TRUE(r.ok()) << r.status();
     proposed.emplace_back(*r, absl::StrCat("a", i));
   }
   ASSERT_TRUE(sm.latch.WaitStarted(kWait)) << "no snapshot was taken";
   for (int i = 0; i < 20; ++i) {
-    auto f = (*node)->Propose(absl::StrCat("b", i));
+    auto f = node->Propose(absl::StrCat("b", i));
     ASSERT_EQ(f.wait_for(std::chrono::seconds(5)), std::future_status::ready)
         << "proposal " << i << " waited for the snapshot's serialization";
     absl::StatusOr<uint64_t> r = f.get();
@@ -2357,7 +2362,7 @@ TEST(NodeTest, ASnapshotIsSerializedOffTheNodeThread) {
   }
   EXPECT_EQ(store.Snapshot()->metadata().index(), 0u) << "written before it was serialized";
   sm.latch.Release();
-  (*node)->Stop();
+  node->Stop();
   EXPECT_EQ(sm.values().size(), 26u);
   // Each snapshot holds the state as of its own index, not the state when it was serialized
   // (the first one after every "b" was applied).

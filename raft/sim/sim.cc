@@ -953,6 +953,13 @@ void Sim::CheckCommitIsDurable(SimNode& n) {
   // A leader commits by counting only entries of its own term; a commit index it inherited,
   // or one that ended on an older entry, was counted under an earlier leader and membership.
   if (!want.ok() || *want != term) return;
+  // Only a leadership whose vote for itself is durable may commit (CheckOneLeaderPerTerm
+  // counts no other).
+  const raftpb::HardState hs = n.disk->hard_state();
+  if (hs.term() != term || hs.vote() != n.id) {
+    return Fail("leader ", n.id, " of term ", term, " counts index ", commit,
+                " as committed with term ", hs.term(), " and vote ", hs.vote(), " on its disk");
+  }
   size_t voters = 0, holding = 0;
   for (const auto& [id, pr] : n.core->progress()) {
     if (pr.is_learner) continue;

@@ -313,8 +313,9 @@ void Node::CompleterLoop() {
 
 void Node::Enqueue(Input input) {
   absl::ReleasableMutexLock lock(&mu_);
-  if (stopping_) {
-    const absl::Status stopped = absl::UnavailableError("raft node is stopped");
+  if (stopping_ || !storage_error_.ok()) {
+    const absl::Status stopped =
+        storage_error_.ok() ? absl::UnavailableError("raft node is stopped") : storage_error_;
     if (input.kind == Input::kRead || input.kind == Input::kConfChange) {
       input.status_promise.set_value(stopped);
     }
@@ -453,12 +454,13 @@ void Node::Loop() {
   // Replay what the log holds committed before taking any request: the membership is in the
   // log (a new cluster's too), and a campaign handled before it is applied finds this member
   // no voter yet, so the member waited for its election timeout instead.
-  while (!writing_ && core_->HasReady()) StartReady();
+  while (!writing_ && !storage_failed_ && core_->HasReady()) StartReady();
   NoteRemoval();
   FlushCompletions();
-  for (;;) {
+  while (!storage_failed_) {
     std::deque<Input> batch;
     bool write_done = false;
+    absl::Status write_error;
     bool tick = false;
     uint64_t snapshot_written = 0;
     {
@@ -473,6 +475,8 @@ void Node::Loop() {
       batch.swap(inputs_);
       write_done = write_done_;
       write_done_ = false;
+      write_error = std::move(write_error_);
+      write_error_ = absl::OkStatus();
       tick = tick_due_;
       tick_due_ = false;
       snapshot_done_ = false;
@@ -486,12 +490,21 @@ void Node::Loop() {
       ExpireRequests();
     }
     NoteLeadership(nullptr);
-    if (write_done) FinishReady();
+    if (write_done) {
+      if (write_error.ok()) {
+        FinishReady();
+      } else {
+        writing_.reset();
+        FailStorage(write_error);
+        break;
+      }
+    }
     if (snapshot_written != 0) compact_after_ = snapshot_written;
     if (compact_after_ != 0 && !writing_) {
       // Not while a log write is under way: the store takes a compaction alone.
       CompactAfterSnapshot(compact_after_);
       compact_after_ = 0;
+      if (storage_failed_) break;
     }
     if (writing_) {
       // A write is under way: entries committed meanwhile are applied now, and a leader's new
@@ -507,7 +520,8 @@ void Node::Loop() {
       }
       if (answer_first) SendEarly(std::move(early));
     } else {
-      while (!writing_ && core_->HasReady()) StartReady();
+      while (!writing_ && !storage_failed_ && core_->HasReady()) StartReady();
+      if (storage_failed_) break;
     }
     NoteRemoval();
     FlushCompletions();
@@ -527,10 +541,16 @@ void Node::Loop() {
   }
   if (writing_) {
     // Let the write in flight finish: the storage must not be used after Stop returns.
-    absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(&write_done_));
-    write_done_ = false;
+    absl::Status failed;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(&write_done_));
+      write_done_ = false;
+      failed = std::move(write_error_);
+      write_error_ = absl::OkStatus();
+    }
     writing_.reset();
+    if (!failed.ok()) FailStorage(failed);
   }
   {
     // And the snapshot being written (its compaction is left for the next start).
@@ -538,8 +558,9 @@ void Node::Loop() {
     mu_.Await(absl::Condition(
         +[](Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS { return !n->snapshot_writing_; }, this));
   }
-  if (unsaved_hs_) {
-    // The commit index, so a restart replays as much as possible; harmless if it fails.
+  if (unsaved_hs_ && !storage_failed_) {
+    // The commit index, so a restart replays as much as possible; harmless if it fails. Not
+    // by a member stopped by a failed write: it writes nothing more.
     (void)options_.storage->Save(&*unsaved_hs_, {}, nullptr, false);
     unsaved_hs_.reset();
   }
@@ -547,14 +568,15 @@ void Node::Loop() {
     options_.state_machine->LeadershipChanged(false, leading_term_);
     leading_term_ = 0;
   }
-  FailPending(absl::UnavailableError("raft node stopped"));
+  const absl::Status stopped =
+      storage_failed_ ? StorageFailure() : absl::UnavailableError("raft node stopped");
+  FailPending(stopped);
   std::deque<Input> left;
   {
     absl::MutexLock lock(&mu_);
     left.swap(inputs_);
   }
   for (Input& in : left) {
-    const absl::Status stopped = absl::UnavailableError("raft node stopped");
     if (in.kind == Input::kPropose) Complete(std::move(in.index_done), stopped);
     if (in.kind == Input::kRead || in.kind == Input::kConfChange) {
       in.status_promise.set_value(stopped);
@@ -562,9 +584,31 @@ void Node::Loop() {
     if (in.kind == Input::kCall) in.call(nullptr);
   }
   FlushCompletions();
+  if (storage_failed_) options_.state_machine->StorageFailed(stopped);
 }
 
-uint64_t Node::Persist() {
+void Node::FailStorage(const absl::Status& error) {
+  if (storage_failed_) return;
+  storage_failed_ = true;
+  log::Error("raft",
+             "the storage failed a write: this member stops taking part (nothing it acknowledged "
+             "is lost); restart it once the disk is repaired",
+             {{"id", options_.raft.id}, {"error", error.ToString()}});
+  absl::MutexLock lock(&mu_);
+  storage_error_ = absl::UnavailableError(absl::StrCat(
+      "raft member ", options_.raft.id, " stopped: its storage failed a write (", error.ToString(),
+      "); nothing it acknowledged is lost; restart it once the disk is repaired"));
+  status_.storage_error = error.ToString();
+  status_.leader = 0;
+  status_.role = Role::kFollower;
+}
+
+absl::Status Node::StorageFailure() const {
+  absl::MutexLock lock(&mu_);
+  return storage_error_;
+}
+
+absl::StatusOr<uint64_t> Node::Persist() {
   Ready& rd = *writing_;
   if (rd.snapshot) {
     // A received snapshot replaces the log and this member's own snapshot: not while the
@@ -577,8 +621,10 @@ uint64_t Node::Persist() {
   const absl::Time began = absl::Now();
   absl::Status saved = options_.storage->Save(save_hs_ ? &*save_hs_ : nullptr, rd.entries,
                                               rd.snapshot ? &*rd.snapshot : nullptr, true);
-  SHOAL_CHECK(saved.ok(), "raft storage write failed; stopping rather than continuing without ",
-              "durability: ", saved.ToString());
+  // Failed: nothing of this Ready leaves (acknowledgements and votes promise it is on disk),
+  // and the member stops (FailStorage): after a failed fsync what the disk holds is unknown,
+  // and RocksDB refuses writes until reopened.
+  if (!saved.ok()) return saved;
   const absl::Duration took = absl::Now() - began;
   // Durable: what waited for it (votes, acknowledgements) leaves now.
   if (!rd.messages.empty()) SendOut(std::move(rd.messages));
@@ -597,9 +643,13 @@ void Node::WriterLoop() {
       if (!write_requested_) return;  // stopping, nothing in flight
     }
     // The node thread does not touch writing_ or save_hs_ until write_done_ is set.
-    const uint64_t micros = Persist();
+    absl::StatusOr<uint64_t> micros = Persist();
     absl::MutexLock lock(&mu_);
-    write_micros_ += micros;
+    if (micros.ok()) {
+      write_micros_ += *micros;
+    } else {
+      write_error_ = micros.status();
+    }
     write_requested_ = false;
     write_done_ = true;
   }
@@ -617,6 +667,7 @@ void Node::SnapshotterLoop() {
           },
           this));
       sends.swap(snapshots_to_send_);
+      if (!storage_error_.ok()) sends.clear();      // the member stopped: it sends nothing more
       if (!snapshot_job_ && sends.empty()) return;  // stopping, nothing in flight
       job.swap(snapshot_job_);
     }
@@ -928,10 +979,15 @@ void Node::StartReady() {
     // wake-up to every acknowledgement's path. A leader keeps stepping during its write (new
     // proposals are appended and sent, acknowledgements commit and apply), and so does a
     // follower writing a received snapshot, which may have to wait for its own (Persist).
-    const uint64_t micros = Persist();
+    absl::StatusOr<uint64_t> micros = Persist();
+    if (!micros.ok()) {
+      writing_.reset();
+      FailStorage(micros.status());
+      return;
+    }
     {
       absl::MutexLock lock(&mu_);
-      write_micros_ += micros;
+      write_micros_ += *micros;
     }
     FinishReady();
     return;
@@ -1158,7 +1214,14 @@ void Node::CompactAfterSnapshot(uint64_t index) {
   // A snapshot received since may have replaced the log beyond it.
   if (compact < options_.storage->FirstIndex()) return;
   absl::Status s = options_.storage->CompactTo(compact);
-  SHOAL_CHECK(s.ok(), "compacting the log: ", s.ToString());
+  if (s.ok()) return;
+  // Out of sequence: this member's bookkeeping is broken, and it must not go on. Otherwise the
+  // disk failed the write, as it would the log's next one.
+  SHOAL_CHECK(s.code() != absl::StatusCode::kFailedPrecondition &&
+                  s.code() != absl::StatusCode::kOutOfRange &&
+                  s.code() != absl::StatusCode::kDataLoss,
+              "compacting the log: ", s.ToString());
+  FailStorage(s);
 }
 
 }  // namespace shoal::raft

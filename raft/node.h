@@ -20,8 +20,9 @@
 // Propose future completes with the index once the entry is applied here, whoever proposed it
 // and whichever leader committed it. It fails with UNAVAILABLE when there is no leader, when the
 // leader changes before it is applied (the write may or may not have been applied: callers use
-// versions to find out), or when the node stops; with DEADLINE_EXCEEDED when not applied within
-// Options::request_timeout (the same: may or may not); with INVALID_ARGUMENT, at once, when
+// versions to find out), when the node stops, or when its storage fails a write (the member
+// then stops taking part: StateMachine::StorageFailed); with DEADLINE_EXCEEDED when not applied
+// within Options::request_timeout (the same: may or may not); with INVALID_ARGUMENT, at once, when
 // `data` is over the entry limit (Config::max_entry_bytes less the node's 8-byte id).
 //
 // Thread-safety: every public method is thread-safe. The state machine is called only from the
@@ -99,6 +100,17 @@ class StateMachine {
   // fail with FAILED_PRECONDITION. The manager stops the node and goes on as a worker, as a
   // Docker Swarm manager demoted while it was away does. Must not block. Default: ignored.
   virtual void RemovedFromCluster() {}
+  // This member's storage failed a write (a full disk, an I/O error, a disk gone read-only):
+  // it stopped taking part, once, on the node thread, after LeadershipChanged(false) if it
+  // led. It sends nothing more (what waited for the failed write never leaves), steps nothing,
+  // and fails every request, pending or new, with UNAVAILABLE naming `error`. Nothing it
+  // acknowledged is lost: it acknowledged only what was on its disk. The others go on
+  // without it while they keep a quorum. The manager reports it, stops the node (from another
+  // thread) and restarts the member once the disk is repaired; it catches up from the others.
+  // A member that aborted the process instead (as this did) took its worker role down with
+  // it, and did so again after every restart while the disk stayed full. Must not block.
+  // Default: ignored.
+  virtual void StorageFailed(const absl::Status& /*error*/) {}
 };
 
 class Node final : public MessageHandler {
@@ -159,6 +171,9 @@ class Node final : public MessageHandler {
     // entries); a manager shows this to the operator.
     uint64_t snapshot_failures = 0;
     std::string last_snapshot_error;
+    // Set when this member stopped because its storage failed a write (see
+    // StateMachine::StorageFailed): the error. `leader` is then 0 and `role` follower.
+    std::string storage_error;
   };
 
   // Restores the state machine from the stored snapshot and replays the committed log on start.
@@ -246,8 +261,13 @@ class Node final : public MessageHandler {
   // Sends early messages (a leader's appends and heartbeats, heartbeat responses), if any.
   void SendEarly(std::vector<raftpb::Message> messages);
   // Writes writing_ (with save_hs_), synced, then sends its messages; returns the microseconds
-  // the write took. On the writer thread, or in place on the node thread.
-  uint64_t Persist();
+  // the write took, or the store's error (then nothing is sent). On the writer thread, or in
+  // place on the node thread.
+  absl::StatusOr<uint64_t> Persist();
+  // The storage failed a write (node thread): from now on the member takes no part; the loop
+  // ends and the node answers every request with StorageFailure().
+  void FailStorage(const absl::Status& error);
+  absl::Status StorageFailure() const;
   void WriterLoop();
   // Sets tick_due_ every tick_interval on the monotonic clock: a wall clock that steps back
   // (NTP, a resumed VM) must not stop the ticks, and absl's timed waits run on the wall clock.
@@ -315,7 +335,10 @@ class Node final : public MessageHandler {
   // write_done_), and the writer's shutdown.
   bool write_requested_ ABSL_GUARDED_BY(mu_) = false;
   bool write_done_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status write_error_ ABSL_GUARDED_BY(mu_);  // the failed write's, with write_done_
   bool writer_stop_ ABSL_GUARDED_BY(mu_) = false;
+  // The storage's error once a write failed: requests are answered with it at once.
+  absl::Status storage_error_ ABSL_GUARDED_BY(mu_);
   // A snapshot handed to the snapshotter thread, and whether one is being written (a
   // received snapshot is not installed, nor another one taken, until it is done).
   std::optional<SnapshotJob> snapshot_job_ ABSL_GUARDED_BY(mu_);
@@ -346,6 +369,8 @@ class Node final : public MessageHandler {
   uint64_t compact_after_ = 0;
   // A commit-only hard state not yet written (persisted with the next synced write).
   std::optional<raftpb::HardState> unsaved_hs_;
+  // The storage failed a write: the loop ends (node thread).
+  bool storage_failed_ = false;
 
   // Node thread only.
   uint64_t epoch_ = 0;  // random per start: proposal ids never repeat across restarts

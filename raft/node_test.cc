@@ -136,6 +136,17 @@ class LeadershipRecorder : public ListStateMachine {
     mu_.AwaitWithDeadline(absl::Condition(&called), deadline);
     return removed_calls_;
   }
+  void StorageFailed(const absl::Status& error) override {
+    absl::MutexLock lock(&mu_);
+    storage_failures_.push_back(error);
+  }
+  // Waits until StorageFailed was called; false at the deadline. Returns the calls' errors.
+  std::vector<absl::Status> WaitForStorageFailure(absl::Time deadline) {
+    absl::MutexLock lock(&mu_);
+    auto called = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return !storage_failures_.empty(); };
+    mu_.AwaitWithDeadline(absl::Condition(&called), deadline);
+    return storage_failures_;
+  }
   bool WaitForMembership(const std::string& last, absl::Time deadline) {
     const std::string suffix = ": voters " + last;
     absl::MutexLock lock(&mu_);
@@ -150,6 +161,7 @@ class LeadershipRecorder : public ListStateMachine {
   std::vector<Change> changes_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> memberships_ ABSL_GUARDED_BY(mu_);
   int removed_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<absl::Status> storage_failures_ ABSL_GUARDED_BY(mu_);
 };
 
 struct Member {
@@ -356,6 +368,9 @@ class ClusterTest : public ::testing::Test {
     for (const Node::MemberProgress& p : *progress) EXPECT_FALSE(p.learner) << p.id;
     return leader;
   }
+
+  // The disk of the leader (or of a follower) fails every write from a moment on.
+  void DiskFailsOn(bool leader);
 
   std::filesystem::path base_;
   std::vector<std::unique_ptr<Member>> members_;
@@ -1526,6 +1541,79 @@ TEST_F(ClusterTest, RestartsRepeatedlyWithFrequentSnapshots) {
     ASSERT_TRUE(M(id).sm->WaitFor(61, absl::Now() + kWait)) << id;
     EXPECT_EQ(M(id).sm->values().back(), "last");
   }
+}
+
+// A member whose disk fails (full, dead, gone read-only) stops taking part instead of aborting
+// the process, and says why; the others go on without it, and once its disk is repaired it
+// restarts from what it kept and catches up. Nothing acknowledged is lost on the way. The disk
+// here is RocksDB's, failing every write from a moment on (PowerLossFileSystem::CutPower).
+void ClusterTest::DiskFailsOn(bool leader) {
+  StartCluster(3, 10000, /*fs_seed=*/41);
+  std::vector<std::string> acked;
+  for (int i = 0; i < 5; ++i) {
+    acked.push_back("before" + std::to_string(i));
+    ASSERT_NE(ProposeAcked(acked.back()), 0u);
+  }
+  const uint64_t l = WaitForLeader();
+  ASSERT_NE(l, 0u);
+  const uint64_t failing = leader ? l : (l % 3) + 1;
+  const size_t changes_before = M(failing).sm->changes().size();
+  M(failing).fs->CutPower();
+  // A write through the failing member (a follower passes it on, and the leader's append of
+  // it comes back): its disk fails the next write it makes. Acknowledged or not (the others
+  // may commit the entry before the failing member's write fails), nothing may be lost, and
+  // the process goes on either way.
+  absl::StatusOr<uint64_t> through = M(failing).node->Propose("through the failing member").get();
+  if (through.ok()) acked.push_back("through the failing member");
+  std::vector<absl::Status> failed = M(failing).sm->WaitForStorageFailure(absl::Now() + kWait);
+  ASSERT_EQ(failed.size(), 1u) << "member " << failing << " did not stop on its disk's failure";
+  EXPECT_EQ(failed[0].code(), absl::StatusCode::kUnavailable) << failed[0];
+  EXPECT_THAT(std::string(failed[0].message()), ::testing::HasSubstr("storage failed a write"));
+  const Node::Status st = M(failing).node->GetStatus();
+  EXPECT_FALSE(st.storage_error.empty());
+  EXPECT_EQ(st.leader, 0u);
+  if (leader) {
+    // Leader-only work stops: the lost leadership is announced.
+    const std::vector<LeadershipRecorder::Change> changes = M(failing).sm->changes();
+    ASSERT_GT(changes.size(), changes_before);
+    EXPECT_FALSE(changes.back().leading);
+  }
+  // Its requests fail at once, naming the failure.
+  absl::StatusOr<uint64_t> refused = M(failing).node->Propose("refused").get();
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable) << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()), ::testing::HasSubstr("storage failed"));
+  absl::Status read = M(failing).node->LinearizableRead().get();
+  EXPECT_EQ(read.code(), absl::StatusCode::kUnavailable) << read;
+
+  // The manager stops it; the others go on (and elect a new leader if it led).
+  Kill(failing);
+  for (int i = 0; i < 5; ++i) {
+    acked.push_back("after" + std::to_string(i));
+    ASSERT_NE(ProposeAcked(acked.back()), 0u);
+  }
+  // The disk is repaired: the member restarts from what it kept and catches up.
+  M(failing).fs->LoseUnsyncedData();
+  M(failing).fs->RestorePower();
+  Start(failing);
+  acked.push_back("last");
+  ASSERT_NE(ProposeAcked("last"), 0u);
+  // Everything the leader applied (the write through the failing member may have been
+  // committed unacknowledged).
+  const uint64_t now_leading = WaitForLeader();
+  ASSERT_NE(now_leading, 0u);
+  const size_t applied = M(now_leading).sm->values().size();
+  for (uint64_t id = 1; id <= 3; ++id) {
+    ASSERT_TRUE(M(id).sm->WaitFor(applied, absl::Now() + kWait)) << id;
+    const std::vector<std::string> v = M(id).sm->values();
+    const std::set<std::string> have(v.begin(), v.end());
+    for (const std::string& a : acked) EXPECT_EQ(have.count(a), 1u) << id << " lost " << a;
+    EXPECT_TRUE(M(id).node->GetStatus().storage_error.empty()) << id;
+  }
+}
+
+TEST_F(ClusterTest, AFollowerWhoseDiskFailsStopsAndTheOthersGoOn) { DiskFailsOn(false); }
+TEST_F(ClusterTest, ALeaderWhoseDiskFailsStopsLeadingAndNothingAcknowledgedIsLost) {
+  DiskFailsOn(true);
 }
 
 // The whole cluster loses power at once (a rack or a data centre): only what each member had
@@ -2720,6 +2808,10 @@ class Switchboard : public Transport {
   void Deliver(raftpb::Message m) {
     if (MessageHandler* node = node_.load()) node->Receive(std::move(m));
   }
+  std::vector<raftpb::Message> sent() {
+    absl::MutexLock lock(&mu_);
+    return sent_;
+  }
   // The first message of `type` sent; nullopt at the deadline.
   std::optional<raftpb::Message> WaitFor(raftpb::MessageType type, absl::Time deadline) {
     absl::MutexLock lock(&mu_);
@@ -2810,6 +2902,85 @@ TEST(NodeTest, WritesPassedOnAreSettledWhenASnapshotReplacesTheLog) {
               ::testing::HasSubstr("installed the leader's snapshot at index 10"));
   EXPECT_EQ(f.sm.values(), (std::vector<std::string>{"a", "x"}));
   f.node->Stop();
+}
+
+// A MemoryLogStore whose writes of the log fail once the test says so (a full disk).
+class FailingLogStore : public SnapshotHookStore {
+ public:
+  absl::Status Save(const raftpb::HardState* hs, const std::vector<raftpb::Entry>& entries,
+                    const raftpb::Snapshot* snapshot, bool sync) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!error_.ok()) return error_;
+    }
+    return SnapshotHookStore::Save(hs, entries, snapshot, sync);
+  }
+  void FailWith(absl::Status error) {
+    absl::MutexLock lock(&mu_);
+    error_ = std::move(error);
+  }
+
+ private:
+  absl::Mutex mu_;
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
+};
+
+// A follower whose write fails sends nothing that write owed (its acknowledgement promises the
+// entries are on its disk) and stops taking part, saying why, instead of aborting the process;
+// its requests, pending and new, fail with the reason.
+TEST(NodeTest, AFollowerWhoseWriteFailsSendsNothingItOwedAndStops) {
+  Switchboard peers;
+  FailingLogStore store;
+  raftpb::ConfState cs;
+  for (uint64_t v = 1; v <= 3; ++v) cs.add_voters(v);
+  store.SetConfState(cs);
+  LeadershipRecorder sm;
+  auto created = Node::Create(NeverCampaigning(2, &store, &peers, &sm));
+  ASSERT_TRUE(created.ok()) << created.status();
+  std::unique_ptr<Node> node = std::move(*created);
+  node->Start();
+  peers.Deliver(MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, 1));
+  ASSERT_TRUE(node->WaitForLeader(absl::Now() + kWait));
+  raftpb::Message first = MessageOf(raftpb::MSG_APP, 1, 2, 1);
+  *first.add_entries() = EntryAt(1, 1, "a");
+  peers.Deliver(std::move(first));
+  std::optional<raftpb::Message> ack = peers.WaitFor(raftpb::MSG_APP_RESP, absl::Now() + kWait);
+  ASSERT_TRUE(ack.has_value());
+  ASSERT_EQ(ack->index(), 1u);
+  // A write passed on to the leader, pending when the disk fails.
+  std::future<absl::StatusOr<uint64_t>> pending = node->Propose("pending");
+  ASSERT_TRUE(peers.WaitFor(raftpb::MSG_PROP, absl::Now() + kWait).has_value());
+
+  store.FailWith(absl::InternalError("IO error: No space left on device: 000012.log"));
+  raftpb::Message second = MessageOf(raftpb::MSG_APP, 1, 2, 1);
+  second.set_index(1);
+  second.set_log_term(1);
+  second.set_commit(1);
+  *second.add_entries() = EntryAt(1, 2, "b");
+  peers.Deliver(std::move(second));
+  std::vector<absl::Status> failed = sm.WaitForStorageFailure(absl::Now() + kWait);
+  ASSERT_EQ(failed.size(), 1u) << "the member did not stop when its write failed";
+  EXPECT_THAT(std::string(failed[0].message()),
+              ::testing::HasSubstr("No space left on device: 000012.log"));
+  for (const raftpb::Message& m : peers.sent()) {
+    EXPECT_FALSE(m.type() == raftpb::MSG_APP_RESP && !m.reject() && m.index() >= 2)
+        << "acknowledged entry " << m.index() << ", which its failed write did not keep";
+  }
+  const Node::Status st = node->GetStatus();
+  EXPECT_THAT(st.storage_error, ::testing::HasSubstr("No space left on device"));
+  EXPECT_EQ(st.leader, 0u);
+  ASSERT_EQ(pending.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  absl::StatusOr<uint64_t> p = pending.get();
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kUnavailable) << p.status();
+  EXPECT_THAT(std::string(p.status().message()), ::testing::HasSubstr("storage failed a write"));
+  absl::StatusOr<uint64_t> later = node->Propose("later").get();
+  EXPECT_EQ(later.status().code(), absl::StatusCode::kUnavailable) << later.status();
+  EXPECT_THAT(std::string(later.status().message()),
+              ::testing::HasSubstr("No space left on device"));
+  EXPECT_EQ(node->LinearizableRead().get().code(), absl::StatusCode::kUnavailable);
+  // What the failed write carried committed stays applied: "a" was committed with it.
+  EXPECT_EQ(sm.values(), (std::vector<std::string>{"a"}));
+  node->Stop();
 }
 
 // A write whose entry arrives, committed, from a new leader is reported applied: the node used

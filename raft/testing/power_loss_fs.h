@@ -60,8 +60,9 @@ class PowerLossFileSystem final : public rocksdb::FileSystemWrapper {
   // is CutPower(). Operations running concurrently with that one may still complete.
   void CutPowerAfter(uint64_t n);
   // From now on, operations after a cut block forever instead of failing: for a process that
-  // must not see a write fail (a Raft member stops the process when one does) and that exits
-  // after LoseUnsyncedData(), as a machine that lost power does nothing more.
+  // must not see a write fail (a Raft member whose write fails stops taking part, and says
+  // so; a machine that lost power does nothing more) and that exits after LoseUnsyncedData().
+  // Without it, a cut is also a disk that fails every write from then on.
   void BlockAfterCut();
   bool powered() const;
   // Puts the files into the state the model above gives. Call with the power out, after the

@@ -227,6 +227,41 @@ int RunMember(uint64_t id, const std::string& dir, const std::string& peers_flag
 
 // ---- driver ----
 
+// What an interrupted driver (Ctrl-C, SIGTERM, a closed terminal) must clean up: its running
+// members and its data directory. Without this the directory stayed behind in TMPDIR (the
+// members went, through PR_SET_PDEATHSIG). A SIGKILLed driver still leaves its directory.
+struct Cleanup {
+  std::mutex mu;
+  std::string dir;
+  std::map<uint64_t, pid_t> members;  // running: member id -> pid
+};
+Cleanup g_cleanup;
+
+// Blocks the interrupting signals in this thread and every thread made after it (gRPC's
+// included), and waits for them on a thread of its own: the first one kills the members,
+// removes the directory and ends the process with 128 + the signal, as a shell reports it.
+void HandleInterrupts() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set, sig);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::thread([set] {
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0) return;
+    std::lock_guard<std::mutex> lock(g_cleanup.mu);
+    std::fprintf(stderr, "raft_bench: interrupted (signal %d): stopping the members, removing %s\n",
+                 sig, g_cleanup.dir.c_str());
+    for (const auto& [id, pid] : g_cleanup.members) kill(pid, SIGKILL);
+    for (const auto& [id, pid] : g_cleanup.members) waitpid(pid, nullptr, 0);
+    if (!g_cleanup.dir.empty()) {
+      std::error_code ignored;
+      std::filesystem::remove_all(g_cleanup.dir, ignored);
+    }
+    std::fflush(nullptr);
+    _exit(128 + sig);
+  }).detach();
+}
+
 // A port the kernel picks on 127.0.0.1 (free now; the member binds it right after).
 int FreePort() {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -291,6 +326,11 @@ class Driver {
     const pid_t parent = getpid();
     const pid_t pid = fork();
     if (pid == 0) {
+      // The driver blocks the interrupting signals (HandleInterrupts); a member must not: it
+      // stops on SIGTERM.
+      sigset_t none;
+      sigemptyset(&none);
+      sigprocmask(SIG_SETMASK, &none, nullptr);
       // A driver that dies (killed, or interrupted) takes its members with it: they would run
       // on, serving and holding their ports, until stopped by hand.
       prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -304,11 +344,16 @@ class Driver {
     }
     m.pid = pid;
     m.started = true;
+    std::lock_guard<std::mutex> lock(g_cleanup.mu);
+    g_cleanup.members[id] = pid;
   }
 
   void Stop(uint64_t id, int sig) {
     Member& m = members_[id - 1];
     if (m.pid <= 0) return;
+    // Held while the member stops: an interrupt meanwhile waits, and then finds it gone.
+    std::lock_guard<std::mutex> lock(g_cleanup.mu);
+    g_cleanup.members.erase(id);
     kill(m.pid, sig);
     int status = 0;
     // A member that does not stop within 10 s of SIGTERM (hung) is killed.
@@ -368,6 +413,8 @@ int RunThroughput(Driver& d, int clients, uint64_t value_bytes, int seconds) {
     std::fprintf(stderr, "no leader elected within 30s\n");
     return 1;
   }
+  std::fprintf(stderr, "raft_bench: member %lu leads; %d client(s) for %d s\n",
+               (unsigned long)leader, clients, seconds);
   // Same connection scheme as the etcd side: min(clients, 4) channels to the leader.
   const int channel_count = std::min(clients, 4);
   std::vector<std::unique_ptr<raftbench::RaftBench::Stub>> stubs;
@@ -533,9 +580,14 @@ int main(int argc, char** argv) {
                                     "/shoal-raft-bench.XXXXXX");
   std::vector<char> tmpl(tmpl_s.begin(), tmpl_s.end());
   tmpl.push_back('\0');
+  HandleInterrupts();  // before the directory exists, and before any thread is made
   if (mkdtemp(tmpl.data()) == nullptr) {
     std::perror("mkdtemp");
     return 1;
+  }
+  {
+    std::lock_guard<std::mutex> lock(g_cleanup.mu);
+    g_cleanup.dir = tmpl.data();
   }
   struct statfs fs {};
   if (statfs(tmpl.data(), &fs) == 0 && fs.f_type == 0x01021994 /* TMPFS_MAGIC */) {

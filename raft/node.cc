@@ -259,7 +259,8 @@ void Node::HandOverLeadership() {
   const uint64_t self = options_.raft.id;
   absl::MutexLock lock(&mu_);
   auto handed_over = [this, self]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return status_.leader != 0 && status_.leader != self;
+    // Or the member stopped on a failed write meanwhile: no hand-over will come.
+    return (status_.leader != 0 && status_.leader != self) || !storage_error_.ok();
   };
   mu_.AwaitWithTimeout(absl::Condition(&handed_over), timeout);
 }
@@ -455,7 +456,7 @@ void Node::Loop() {
   // log (a new cluster's too), and a campaign handled before it is applied finds this member
   // no voter yet, so the member waited for its election timeout instead.
   while (!writing_ && !storage_failed_ && core_->HasReady()) StartReady();
-  NoteRemoval();
+  if (!storage_failed_) NoteRemoval();
   FlushCompletions();
   while (!storage_failed_) {
     std::deque<Input> batch;
@@ -477,6 +478,7 @@ void Node::Loop() {
       write_done_ = false;
       write_error = std::move(write_error_);
       write_error_ = absl::OkStatus();
+      if (write_error.ok() && !store_error_.ok()) write_error = store_error_;
       tick = tick_due_;
       tick_due_ = false;
       snapshot_done_ = false;
@@ -490,15 +492,13 @@ void Node::Loop() {
       ExpireRequests();
     }
     NoteLeadership(nullptr);
-    if (write_done) {
-      if (write_error.ok()) {
-        FinishReady();
-      } else {
-        writing_.reset();
-        FailStorage(write_error);
-        break;
-      }
+    if (!write_error.ok()) {
+      // The log's write failed (or the snapshotter found the store damaged).
+      if (write_done) writing_.reset();
+      FailStorage(write_error);
+      break;
     }
+    if (write_done) FinishReady();
     if (snapshot_written != 0) compact_after_ = snapshot_written;
     if (compact_after_ != 0 && !writing_) {
       // Not while a log write is under way: the store takes a compaction alone.
@@ -552,24 +552,39 @@ void Node::Loop() {
     writing_.reset();
     if (!failed.ok()) FailStorage(failed);
   }
+  // A member stopped by its storage says so at once: its leader-only work stops and its callers
+  // hear why, without waiting for a snapshot's write below (as long as a failing disk hangs).
+  if (storage_failed_) AnswerEveryone(StorageFailure());
   {
     // And the snapshot being written (its compaction is left for the next start).
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(
         +[](Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS { return !n->snapshot_writing_; }, this));
   }
-  if (unsaved_hs_ && !storage_failed_) {
-    // The commit index, so a restart replays as much as possible; harmless if it fails. Not
-    // by a member stopped by a failed write: it writes nothing more.
+  if (storage_failed_) {
+    bool owner_stopping;
+    {
+      absl::MutexLock lock(&mu_);
+      owner_stopping = failed_while_stopping_;
+    }
+    // Not to an owner already stopping the node (or destroying it): it would react by
+    // stopping it again, alongside its own Stop.
+    if (!owner_stopping) options_.state_machine->StorageFailed(StorageFailure());
+    return;
+  }
+  if (unsaved_hs_) {
+    // The commit index, so a restart replays as much as possible; harmless if it fails.
     (void)options_.storage->Save(&*unsaved_hs_, {}, nullptr, false);
     unsaved_hs_.reset();
   }
+  AnswerEveryone(absl::UnavailableError("raft node stopped"));
+}
+
+void Node::AnswerEveryone(const absl::Status& stopped) {
   if (leading_term_ != 0) {
     options_.state_machine->LeadershipChanged(false, leading_term_);
     leading_term_ = 0;
   }
-  const absl::Status stopped =
-      storage_failed_ ? StorageFailure() : absl::UnavailableError("raft node stopped");
   FailPending(stopped);
   std::deque<Input> left;
   {
@@ -584,7 +599,6 @@ void Node::Loop() {
     if (in.kind == Input::kCall) in.call(nullptr);
   }
   FlushCompletions();
-  if (storage_failed_) options_.state_machine->StorageFailed(stopped);
 }
 
 void Node::FailStorage(const absl::Status& error) {
@@ -595,9 +609,12 @@ void Node::FailStorage(const absl::Status& error) {
              "is lost); restart it once the disk is repaired",
              {{"id", options_.raft.id}, {"error", error.ToString()}});
   absl::MutexLock lock(&mu_);
+  failed_while_stopping_ = stopping_;
+  // A write in flight may have been committed by the others all the same.
   storage_error_ = absl::UnavailableError(absl::StrCat(
       "raft member ", options_.raft.id, " stopped: its storage failed a write (", error.ToString(),
-      "); nothing it acknowledged is lost; restart it once the disk is repaired"));
+      "); a write in flight may or may not have been applied; restart the member once the disk "
+      "is repaired"));
   status_.storage_error = error.ToString();
   status_.leader = 0;
   status_.role = Role::kFollower;
@@ -624,7 +641,13 @@ absl::StatusOr<uint64_t> Node::Persist() {
   // Failed: nothing of this Ready leaves (acknowledgements and votes promise it is on disk),
   // and the member stops (FailStorage): after a failed fsync what the disk holds is unknown,
   // and RocksDB refuses writes until reopened.
-  if (!saved.ok()) return saved;
+  if (!saved.ok()) {
+    // Out of sequence: this member's bookkeeping is broken, and it must not go on.
+    SHOAL_CHECK(saved.code() != absl::StatusCode::kFailedPrecondition &&
+                    saved.code() != absl::StatusCode::kOutOfRange,
+                "raft storage refused a write out of sequence: ", saved.ToString());
+    return saved;
+  }
   const absl::Duration took = absl::Now() - began;
   // Durable: what waited for it (votes, acknowledgements) leaves now.
   if (!rd.messages.empty()) SendOut(std::move(rd.messages));
@@ -667,8 +690,18 @@ void Node::SnapshotterLoop() {
           },
           this));
       sends.swap(snapshots_to_send_);
-      if (!storage_error_.ok()) sends.clear();      // the member stopped: it sends nothing more
-      if (!snapshot_job_ && sends.empty()) return;  // stopping, nothing in flight
+      if (!storage_error_.ok()) {
+        // The member stopped on a failed write: it sends and writes nothing more.
+        sends.clear();
+        if (snapshot_job_) {
+          snapshot_job_.reset();
+          snapshot_writing_ = false;
+        }
+      }
+      if (!snapshot_job_ && sends.empty()) {
+        if (snapshotter_stop_) return;  // stopping, nothing in flight
+        continue;
+      }
       job.swap(snapshot_job_);
     }
     for (raftpb::Message& m : sends) {
@@ -699,12 +732,21 @@ void Node::SnapshotterLoop() {
     absl::StatusOr<raftpb::Snapshot> snap =
         options_.storage->SaveSnapshot(index, job->conf_state, job->serialize());
     if (!snap.ok()) {
-      // Out of sequence (not newer than the stored one, behind the compacted log) or a damaged
-      // store: this member's own bookkeeping is broken, and it must not go on.
+      // Out of sequence (not newer than the stored one, behind the compacted log): this
+      // member's own bookkeeping is broken, and it must not go on.
       const absl::StatusCode code = snap.status().code();
-      SHOAL_CHECK(code != absl::StatusCode::kFailedPrecondition &&
-                      code != absl::StatusCode::kOutOfRange && code != absl::StatusCode::kDataLoss,
-                  "writing a snapshot: ", snap.status().ToString());
+      SHOAL_CHECK(
+          code != absl::StatusCode::kFailedPrecondition && code != absl::StatusCode::kOutOfRange,
+          "writing a snapshot: ", snap.status().ToString());
+      if (code == absl::StatusCode::kDataLoss) {
+        // A damaged store (RocksDB reports corruption): the member stops, as on a failed write
+        // of its log (the loop picks this up).
+        absl::MutexLock lock(&mu_);
+        snapshot_writing_ = false;
+        store_error_ = snap.status();
+        snapshot_done_ = true;  // wakes the loop
+        continue;
+      }
       // Otherwise (a state too big for the store, a full or failing disk) nothing was written
       // (a snapshot is one atomic write), and the log still holds every entry since the last
       // snapshot: the member is whole, only its log is not compacted. Stopping the manager
@@ -1216,10 +1258,9 @@ void Node::CompactAfterSnapshot(uint64_t index) {
   absl::Status s = options_.storage->CompactTo(compact);
   if (s.ok()) return;
   // Out of sequence: this member's bookkeeping is broken, and it must not go on. Otherwise the
-  // disk failed the write, as it would the log's next one.
+  // disk failed the write (DATA_LOSS: RocksDB found corruption), as it would the log's next one.
   SHOAL_CHECK(s.code() != absl::StatusCode::kFailedPrecondition &&
-                  s.code() != absl::StatusCode::kOutOfRange &&
-                  s.code() != absl::StatusCode::kDataLoss,
+                  s.code() != absl::StatusCode::kOutOfRange,
               "compacting the log: ", s.ToString());
   FailStorage(s);
 }

@@ -100,11 +100,14 @@ class StateMachine {
   // fail with FAILED_PRECONDITION. The manager stops the node and goes on as a worker, as a
   // Docker Swarm manager demoted while it was away does. Must not block. Default: ignored.
   virtual void RemovedFromCluster() {}
-  // This member's storage failed a write (a full disk, an I/O error, a disk gone read-only):
-  // it stopped taking part, once, on the node thread, after LeadershipChanged(false) if it
-  // led. It sends nothing more (what waited for the failed write never leaves), steps nothing,
-  // and fails every request, pending or new, with UNAVAILABLE naming `error`. Nothing it
-  // acknowledged is lost: it acknowledged only what was on its disk. The others go on
+  // This member's storage failed a write (a full disk, an I/O error, a disk gone read-only, a
+  // store RocksDB finds corrupt): it stopped taking part, once, on the node thread, after
+  // LeadershipChanged(false) if it led. It sends and writes nothing more (what waited for the
+  // failed write never leaves), steps nothing, and fails every request, pending or new, with
+  // `error` (UNAVAILABLE; a write in flight may or may not have been applied: the others may
+  // have committed it). Nothing it acknowledged is lost: it acknowledged only what was on its
+  // disk. Not called when the write fails while Stop is under way (the owner is stopping the
+  // node already); Status::storage_error says it all the same. The others go on
   // without it while they keep a quorum. The manager reports it, stops the node (from another
   // thread) and restarts the member once the disk is repaired; it catches up from the others.
   // A member that aborted the process instead (as this did) took its worker role down with
@@ -268,6 +271,9 @@ class Node final : public MessageHandler {
   // ends and the node answers every request with StorageFailure().
   void FailStorage(const absl::Status& error);
   absl::Status StorageFailure() const;
+  // The end of the loop (node thread): a leader announces its lost leadership, and every
+  // request pending or queued fails with `stopped`.
+  void AnswerEveryone(const absl::Status& stopped);
   void WriterLoop();
   // Sets tick_due_ every tick_interval on the monotonic clock: a wall clock that steps back
   // (NTP, a resumed VM) must not stop the ticks, and absl's timed waits run on the wall clock.
@@ -339,6 +345,10 @@ class Node final : public MessageHandler {
   bool writer_stop_ ABSL_GUARDED_BY(mu_) = false;
   // The storage's error once a write failed: requests are answered with it at once.
   absl::Status storage_error_ ABSL_GUARDED_BY(mu_);
+  // Whether Stop was under way when the write failed (StorageFailed is not called then).
+  bool failed_while_stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // A damaged store found by the snapshotter: the loop stops the member with it.
+  absl::Status store_error_ ABSL_GUARDED_BY(mu_);
   // A snapshot handed to the snapshotter thread, and whether one is being written (a
   // received snapshot is not installed, nor another one taken, until it is done).
   std::optional<SnapshotJob> snapshot_job_ ABSL_GUARDED_BY(mu_);

@@ -2983,6 +2983,182 @@ TEST(NodeTest, AFollowerWhoseWriteFailsSendsNothingItOwedAndStops) {
   node->Stop();
 }
 
+// Records LeadershipChanged and StorageFailed in one sequence.
+class FailureOrderRecorder : public ListStateMachine {
+ public:
+  void LeadershipChanged(bool leading, uint64_t term) override {
+    absl::MutexLock lock(&mu_);
+    events_.push_back(absl::StrCat(leading ? "lead " : "lost ", term));
+  }
+  void StorageFailed(const absl::Status& error) override {
+    absl::MutexLock lock(&mu_);
+    events_.push_back("storage failed: " + error.ToString());
+    ++failures_;
+  }
+  bool WaitForFailure(absl::Time deadline) {
+    absl::MutexLock lock(&mu_);
+    auto called = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return failures_ > 0; };
+    return mu_.AwaitWithDeadline(absl::Condition(&called), deadline);
+  }
+  std::vector<std::string> events() {
+    absl::MutexLock lock(&mu_);
+    return events_;
+  }
+  int failures() {
+    absl::MutexLock lock(&mu_);
+    return failures_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<std::string> events_ ABSL_GUARDED_BY(mu_);
+  int failures_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// A store whose synced writes of the log, once armed, wait until released and then fail; its
+// snapshot writes wait too once their latch is armed (SlowSnapshotStore).
+class FailingWriteStore : public SlowSnapshotStore {
+ public:
+  absl::Status Save(const raftpb::HardState* hs, const std::vector<raftpb::Entry>& entries,
+                    const raftpb::Snapshot* snapshot, bool sync) override {
+    bool armed;
+    {
+      absl::MutexLock lock(&mu_);
+      armed = armed_;
+    }
+    if (armed && sync) {
+      write_latch_.Block();
+      return absl::InternalError("IO error: No space left on device");
+    }
+    return SlowSnapshotStore::Save(hs, entries, snapshot, sync);
+  }
+  void Arm() {
+    absl::MutexLock lock(&mu_);
+    armed_ = true;
+  }
+  Latch write_latch_;
+
+ private:
+  absl::Mutex mu_;
+  bool armed_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// A leader's write fails on the writer thread: its lost leadership is announced first, then the
+// failure, once; its pending requests fail with the reason.
+TEST(NodeTest, ALeadersFailedWriteAnnouncesTheLostLeadershipThenTheFailureOnce) {
+  FailingWriteStore store;
+  store.Release();  // snapshots are not held up here
+  FailureOrderRecorder sm;
+  BlackHole nowhere;
+  std::unique_ptr<Node> node = StartSnapshottingSoleVoter(store, &sm, &nowhere);
+  ASSERT_NE(node, nullptr);
+  ASSERT_TRUE(node->Propose("a").get().ok());
+  store.Arm();
+  store.write_latch_.Release();
+  std::future<absl::StatusOr<uint64_t>> pending = node->Propose("b");
+  std::future<absl::Status> read = node->LinearizableRead();
+  ASSERT_TRUE(sm.WaitForFailure(absl::Now() + kWait));
+  absl::StatusOr<uint64_t> p = pending.get();
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kUnavailable) << p.status();
+  EXPECT_THAT(std::string(p.status().message()),
+              ::testing::HasSubstr("may or may not have been applied"));
+  EXPECT_EQ(read.get().code(), absl::StatusCode::kUnavailable);
+  node->Stop();
+  node->Stop();
+  EXPECT_EQ(sm.failures(), 1);
+  const std::vector<std::string> ev = sm.events();
+  ASSERT_GE(ev.size(), 2u);
+  EXPECT_TRUE(absl::StartsWith(ev[ev.size() - 2], "lost ")) << ev[ev.size() - 2];
+  EXPECT_TRUE(absl::StartsWith(ev.back(), "storage failed: ")) << ev.back();
+}
+
+// The member's own snapshot is being written (long: a big state, a disk that hangs) when the
+// log's write fails: the lost leadership and the failed requests do not wait for it.
+TEST(NodeTest, AFailedWriteIsAnsweredWithoutWaitingForASnapshotBeingWritten) {
+  FailingWriteStore store;
+  FailureOrderRecorder sm;
+  BlackHole nowhere;
+  std::unique_ptr<Node> node = StartSnapshottingSoleVoter(store, &sm, &nowhere);
+  ASSERT_NE(node, nullptr);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(node->Propose("x").get().ok());
+  ASSERT_TRUE(store.WaitStarted(kWait)) << "no snapshot was taken";
+  store.Arm();
+  store.write_latch_.Release();
+  std::future<absl::StatusOr<uint64_t>> pending = node->Propose("y");
+  ASSERT_EQ(pending.wait_for(std::chrono::seconds(20)), std::future_status::ready)
+      << "the failed write's caller waited for the snapshot's write";
+  EXPECT_EQ(pending.get().status().code(), absl::StatusCode::kUnavailable);
+  const std::vector<std::string> ev = sm.events();
+  ASSERT_FALSE(ev.empty());
+  EXPECT_TRUE(absl::StartsWith(ev.back(), "lost ")) << ev.back();
+  store.Release();
+  ASSERT_TRUE(sm.WaitForFailure(absl::Now() + kWait));
+  node->Stop();
+  EXPECT_EQ(sm.failures(), 1);
+}
+
+// A store whose compaction reports corruption, as RocksDbLogStore reports a RocksDB Corruption
+// status (DATA_LOSS) from a disk gone bad.
+class CorruptCompactionStore : public SnapshotHookStore {
+ public:
+  absl::Status CompactTo(uint64_t) override {
+    return absl::DataLossError("compacting the raft log: Corruption: block checksum mismatch");
+  }
+};
+
+// A compaction the disk fails stops the member like a failed write of the log; it aborted the
+// process (DATA_LOSS was taken for a sequencing error).
+TEST(NodeTest, ACompactionOnACorruptDiskStopsTheMember) {
+  CorruptCompactionStore store;
+  FailureOrderRecorder sm;
+  BlackHole nowhere;
+  std::unique_ptr<Node> node = StartSnapshottingSoleVoter(store, &sm, &nowhere);
+  ASSERT_NE(node, nullptr);
+  for (int i = 0; i < 12 && sm.failures() == 0; ++i) (void)node->Propose("x").get();
+  ASSERT_TRUE(sm.WaitForFailure(absl::Now() + kWait));
+  EXPECT_THAT(node->GetStatus().storage_error, ::testing::HasSubstr("block checksum mismatch"));
+  node->Stop();
+}
+
+// A write failing while the owner is already stopping the node: the requests hear why and the
+// status says it, but StorageFailed is not called (the owner would react by stopping the node
+// again, alongside its own Stop, or while destroying it).
+TEST(NodeTest, AWriteFailingWhileTheNodeStopsIsNotAnnouncedToTheOwner) {
+  FailingWriteStore store;
+  store.Release();
+  FailureOrderRecorder sm;
+  BlackHole nowhere;
+  std::unique_ptr<Node> node = StartSnapshottingSoleVoter(store, &sm, &nowhere);
+  ASSERT_NE(node, nullptr);
+  ASSERT_TRUE(node->Propose("a").get().ok());
+  store.Arm();
+  std::future<absl::StatusOr<uint64_t>> pending = node->Propose("b");
+  ASSERT_TRUE(store.write_latch_.WaitStarted(kWait));
+  std::thread stopper([&] { node->Stop(); });
+  // Stop is under way once the node refuses new requests at once as stopped. A probe taken
+  // just before that waits in the queue until the write ends: kept, not waited for.
+  const absl::Time deadline = absl::Now() + kWait;
+  bool stopping = false;
+  std::vector<std::future<absl::StatusOr<std::vector<Node::MemberProgress>>>> probes;
+  while (!stopping && absl::Now() < deadline) {
+    probes.push_back(node->Members());
+    if (probes.back().wait_for(std::chrono::milliseconds(1)) == std::future_status::ready) {
+      absl::StatusOr<std::vector<Node::MemberProgress>> m = probes.back().get();
+      probes.pop_back();
+      stopping = !m.ok() && m.status().code() == absl::StatusCode::kUnavailable;
+    }
+  }
+  ASSERT_TRUE(stopping);
+  store.write_latch_.Release();
+  stopper.join();
+  absl::StatusOr<uint64_t> p = pending.get();
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kUnavailable) << p.status();
+  EXPECT_THAT(std::string(p.status().message()), ::testing::HasSubstr("storage failed a write"));
+  EXPECT_FALSE(node->GetStatus().storage_error.empty());
+  EXPECT_EQ(sm.failures(), 0);
+  EXPECT_EQ(node->Propose("c").get().status().code(), absl::StatusCode::kUnavailable);
+}
+
 // A write whose entry arrives, committed, from a new leader is reported applied: the node used
 // to fail every request in flight on the leader change before applying what the same batch
 // committed, so the caller heard "may or may not have been applied" of a write it could have

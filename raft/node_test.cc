@@ -3045,16 +3045,28 @@ class FailingWriteStore : public SlowSnapshotStore {
 
 // A leader's write fails on the writer thread: its lost leadership is announced first, then the
 // failure, once; its pending requests fail with the reason.
-TEST(NodeTest, ALeadersFailedWriteAnnouncesTheLostLeadershipThenTheFailureOnce) {
+// A sole voter that committed one write, whose next synced write waits for its store's
+// write_latch_ and fails; its snapshots are not held up.
+struct FailingSoleLeader {
+  FailingSoleLeader() {
+    store.Release();
+    node = StartSnapshottingSoleVoter(store, &sm, &nowhere);
+    if (node != nullptr) first_committed = node->Propose("a").get().ok();
+    store.Arm();
+  }
   FailingWriteStore store;
-  store.Release();  // snapshots are not held up here
   FailureOrderRecorder sm;
   BlackHole nowhere;
-  std::unique_ptr<Node> node = StartSnapshottingSoleVoter(store, &sm, &nowhere);
-  ASSERT_NE(node, nullptr);
-  ASSERT_TRUE(node->Propose("a").get().ok());
-  store.Arm();
-  store.write_latch_.Release();
+  std::unique_ptr<Node> node;  // last: stopped before the rest goes
+  bool first_committed = false;
+};
+
+TEST(NodeTest, ALeadersFailedWriteAnnouncesTheLostLeadershipThenTheFailureOnce) {
+  FailingSoleLeader f;
+  ASSERT_TRUE(f.first_committed);
+  FailureOrderRecorder& sm = f.sm;
+  Node* node = f.node.get();
+  f.store.write_latch_.Release();
   std::future<absl::StatusOr<uint64_t>> pending = node->Propose("b");
   std::future<absl::Status> read = node->LinearizableRead();
   ASSERT_TRUE(sm.WaitForFailure(absl::Now() + kWait));
@@ -3124,14 +3136,11 @@ TEST(NodeTest, ACompactionOnACorruptDiskStopsTheMember) {
 // status says it, but StorageFailed is not called (the owner would react by stopping the node
 // again, alongside its own Stop, or while destroying it).
 TEST(NodeTest, AWriteFailingWhileTheNodeStopsIsNotAnnouncedToTheOwner) {
-  FailingWriteStore store;
-  store.Release();
-  FailureOrderRecorder sm;
-  BlackHole nowhere;
-  std::unique_ptr<Node> node = StartSnapshottingSoleVoter(store, &sm, &nowhere);
-  ASSERT_NE(node, nullptr);
-  ASSERT_TRUE(node->Propose("a").get().ok());
-  store.Arm();
+  FailingSoleLeader f;
+  ASSERT_TRUE(f.first_committed);
+  FailingWriteStore& store = f.store;
+  FailureOrderRecorder& sm = f.sm;
+  Node* node = f.node.get();
   std::future<absl::StatusOr<uint64_t>> pending = node->Propose("b");
   ASSERT_TRUE(store.write_latch_.WaitStarted(kWait));
   std::thread stopper([&] { node->Stop(); });

@@ -415,9 +415,10 @@ std::future<absl::StatusOr<std::vector<Node::MemberProgress>>> Node::Members() {
   auto f = promise->get_future();
   Input in;
   in.kind = Input::kCall;
-  in.call = [promise](Core* core) {
+  in.call = [this, promise](Core* core) {
     if (core == nullptr) {
-      promise->set_value(absl::UnavailableError("raft node is stopped"));
+      const absl::Status failed = StorageFailure();  // why it stopped, if its storage failed
+      promise->set_value(failed.ok() ? absl::UnavailableError("raft node is stopped") : failed);
       return;
     }
     if (core->role() != Role::kLeader) {

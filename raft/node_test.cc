@@ -2978,6 +2978,10 @@ TEST(NodeTest, AFollowerWhoseWriteFailsSendsNothingItOwedAndStops) {
   EXPECT_THAT(std::string(later.status().message()),
               ::testing::HasSubstr("No space left on device"));
   EXPECT_EQ(node->LinearizableRead().get().code(), absl::StatusCode::kUnavailable);
+  absl::StatusOr<std::vector<Node::MemberProgress>> members = node->Members().get();
+  EXPECT_EQ(members.status().code(), absl::StatusCode::kUnavailable) << members.status();
+  EXPECT_THAT(std::string(members.status().message()),
+              ::testing::HasSubstr("No space left on device"));
   // What the failed write carried committed stays applied: "a" was committed with it.
   EXPECT_EQ(sm.values(), (std::vector<std::string>{"a"}));
   node->Stop();

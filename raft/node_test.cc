@@ -989,21 +989,37 @@ TEST(GrpcTransportTest, ShutsDownAfterAPeerChangedAddressWhileAWriteIsInFlight) 
   server->Shutdown(std::chrono::system_clock::now());
 }
 
+// A peer at `stalled_addr` that takes streams and never reads them, and member `id` served,
+// receiving into `inbox`; both shut down at the end.
+struct StalledPeerAndMember {
+  explicit StalledPeerAndMember(uint64_t id) {
+    server = stalling.Serve(&port);
+    EXPECT_NE(server, nullptr);
+    member = ServeTransport(id, &inbox);
+    EXPECT_NE(member.server, nullptr);
+  }
+  ~StalledPeerAndMember() {
+    if (member.server) member.server->Shutdown(std::chrono::system_clock::now());
+    if (server) server->Shutdown(std::chrono::system_clock::now());
+  }
+  bool ok() const { return server != nullptr && member.server != nullptr; }
+  std::string stalled_addr() const { return "127.0.0.1:" + std::to_string(port); }
+  StallingRaftService stalling;
+  int port = 0;
+  std::unique_ptr<grpc::Server> server;
+  Inbox inbox;
+  ServedTransport member;
+};
+
 // A member that moved (a manager given a new address by TYPE_UPDATE_NODE) gets the messages
 // that waited for its old address: they were dropped with the old stream, and reported to
 // nobody, so a vote or an append waited for a timeout to be sent again.
 TEST(GrpcTransportTest, WhatWaitedForAMemberGoesToItsNewAddress) {
-  StallingRaftService stalling;  // the old address: takes the stream, never reads
-  int port = 0;
-  std::unique_ptr<grpc::Server> server = stalling.Serve(&port);
-  ASSERT_NE(server, nullptr);
-  Inbox at_2;
-  ServedTransport member2 = ServeTransport(2, &at_2);
-  ASSERT_NE(member2.server, nullptr);
-
+  StalledPeerAndMember peers(2);  // the old address stalls; member 2 served at its new one
+  ASSERT_TRUE(peers.ok());
   std::unique_ptr<GrpcTransport> member1 = UnservedTransport(1);
   ASSERT_NE(member1, nullptr);
-  member1->AddPeer(2, "127.0.0.1:" + std::to_string(port));
+  member1->AddPeer(2, peers.stalled_addr());
   std::vector<raftpb::Message> big;
   for (int i = 0; i < 8; ++i) {  // 8 MiB: the stream stalls, and the rest waits in its queue
     raftpb::Message m = MessageOf(raftpb::MSG_APP, 1, 2, 1);
@@ -1012,28 +1028,21 @@ TEST(GrpcTransportTest, WhatWaitedForAMemberGoesToItsNewAddress) {
   }
   member1->Send(std::move(big));
   member1->Send({MessageOf(raftpb::MSG_VOTE, 1, 2, 9)});
-  member1->AddPeer(2, member2.addr);  // member 2 moved
+  member1->AddPeer(2, peers.member.addr);  // member 2 moved
 
-  EXPECT_TRUE(at_2.WaitForMessage(
+  EXPECT_TRUE(peers.inbox.WaitForMessage(
       [](const raftpb::Message& m) { return m.type() == raftpb::MSG_VOTE && m.term() == 9; },
       kWait))
       << "the vote that waited for member 2 never reached its new address";
   member1.reset();
-  member2.server->Shutdown(std::chrono::system_clock::now());
-  server->Shutdown(std::chrono::system_clock::now());
 }
 
 // A follower that stops reading its snapshot holds up neither the others' snapshots nor the
 // transport's shutdown: one thread sent every snapshot in turn, and both waited out the
 // stalled call's 5-minute deadline.
 TEST(GrpcTransportTest, AStalledSnapshotHoldsUpNeitherOthersNorShutdown) {
-  StallingRaftService stalling;
-  int port = 0;
-  std::unique_ptr<grpc::Server> server = stalling.Serve(&port);
-  ASSERT_NE(server, nullptr);
-  Inbox at_3;
-  ServedTransport member3 = ServeTransport(3, &at_3);
-  ASSERT_NE(member3.server, nullptr);
+  StalledPeerAndMember peers(3);  // member 2 stalls; member 3 reads
+  ASSERT_TRUE(peers.ok());
 
   // Outlives the transport, whose destruction may outlast the test when it hangs.
   static Inbox at_1;
@@ -1042,19 +1051,17 @@ TEST(GrpcTransportTest, AStalledSnapshotHoldsUpNeitherOthersNorShutdown) {
   auto member1 = GrpcTransport::Create(o);
   ASSERT_TRUE(member1.ok()) << member1.status();
   (*member1)->SetHandler(&at_1);
-  (*member1)->AddPeer(2, "127.0.0.1:" + std::to_string(port));
-  (*member1)->AddPeer(3, member3.addr);
+  (*member1)->AddPeer(2, peers.stalled_addr());
+  (*member1)->AddPeer(3, peers.member.addr);
   // 8 MiB: far beyond what flow control lets through unread.
   (*member1)->Send({SnapshotFor(2, 8 << 20)});
-  ASSERT_TRUE(stalling.WaitForSnapshotCall(kWait));
+  ASSERT_TRUE(peers.stalling.WaitForSnapshotCall(kWait));
   (*member1)->Send({SnapshotFor(3, 1000)});
-  EXPECT_TRUE(at_3.WaitForMessage(
+  EXPECT_TRUE(peers.inbox.WaitForMessage(
       [](const raftpb::Message& m) { return m.type() == raftpb::MSG_SNAP; }, kWait))
       << "member 3's snapshot waited behind member 2's";
   EXPECT_TRUE(DestroyedWithin(std::move(*member1), std::chrono::seconds(20)))
       << "the transport never shut down";
-  member3.server->Shutdown(std::chrono::system_clock::now());
-  server->Shutdown(std::chrono::system_clock::now());
 }
 
 // Holds every call made to it until released, counting them.
@@ -3133,6 +3140,30 @@ TEST(NodeTest, ACompactionOnACorruptDiskStopsTheMember) {
   for (int i = 0; i < 12 && sm.failures() == 0; ++i) (void)node->Propose("x").get();
   ASSERT_TRUE(sm.WaitForFailure(absl::Now() + kWait));
   EXPECT_THAT(node->GetStatus().storage_error, ::testing::HasSubstr("block checksum mismatch"));
+  node->Stop();
+}
+
+// A store whose snapshot writes report corruption (DATA_LOSS, RocksDB's Corruption status).
+class CorruptSnapshotStore : public SnapshotHookStore {
+ public:
+  absl::StatusOr<raftpb::Snapshot> SaveSnapshot(uint64_t, const raftpb::ConfState&,
+                                                std::string) override {
+    return absl::DataLossError("writing a raft snapshot: Corruption: bad block contents");
+  }
+};
+
+// A snapshot's write the disk fails with corruption stops the member (from the snapshotter's
+// thread, through the loop); it aborted the process.
+TEST(NodeTest, ASnapshotOnACorruptDiskStopsTheMember) {
+  CorruptSnapshotStore store;
+  FailureOrderRecorder sm;
+  BlackHole nowhere;
+  std::unique_ptr<Node> node = StartSnapshottingSoleVoter(store, &sm, &nowhere);
+  ASSERT_NE(node, nullptr);
+  for (int i = 0; i < 12 && sm.failures() == 0; ++i) (void)node->Propose("x").get();
+  ASSERT_TRUE(sm.WaitForFailure(absl::Now() + kWait));
+  EXPECT_THAT(node->GetStatus().storage_error, ::testing::HasSubstr("bad block contents"));
+  EXPECT_EQ(node->Propose("y").get().status().code(), absl::StatusCode::kUnavailable);
   node->Stop();
 }
 

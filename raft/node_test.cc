@@ -3129,18 +3129,26 @@ class CorruptCompactionStore : public SnapshotHookStore {
   }
 };
 
-// A compaction the disk fails stops the member like a failed write of the log; it aborted the
-// process (DATA_LOSS was taken for a sequencing error).
-TEST(NodeTest, ACompactionOnACorruptDiskStopsTheMember) {
-  CorruptCompactionStore store;
+// A sole voter snapshotting every 5 entries on `store` (whose writes report corruption) stops
+// once one fails, saying why, and refuses requests after.
+template <typename Store>
+void StopsOnACorruptDisk(const std::string& why) {
+  Store store;
   FailureOrderRecorder sm;
   BlackHole nowhere;
   std::unique_ptr<Node> node = StartSnapshottingSoleVoter(store, &sm, &nowhere);
   ASSERT_NE(node, nullptr);
   for (int i = 0; i < 12 && sm.failures() == 0; ++i) (void)node->Propose("x").get();
   ASSERT_TRUE(sm.WaitForFailure(absl::Now() + kWait));
-  EXPECT_THAT(node->GetStatus().storage_error, ::testing::HasSubstr("block checksum mismatch"));
+  EXPECT_THAT(node->GetStatus().storage_error, ::testing::HasSubstr(why));
+  EXPECT_EQ(node->Propose("y").get().status().code(), absl::StatusCode::kUnavailable);
   node->Stop();
+}
+
+// A compaction the disk fails stops the member like a failed write of the log; it aborted the
+// process (DATA_LOSS was taken for a sequencing error).
+TEST(NodeTest, ACompactionOnACorruptDiskStopsTheMember) {
+  StopsOnACorruptDisk<CorruptCompactionStore>("block checksum mismatch");
 }
 
 // A store whose snapshot writes report corruption (DATA_LOSS, RocksDB's Corruption status).
@@ -3155,16 +3163,7 @@ class CorruptSnapshotStore : public SnapshotHookStore {
 // A snapshot's write the disk fails with corruption stops the member (from the snapshotter's
 // thread, through the loop); it aborted the process.
 TEST(NodeTest, ASnapshotOnACorruptDiskStopsTheMember) {
-  CorruptSnapshotStore store;
-  FailureOrderRecorder sm;
-  BlackHole nowhere;
-  std::unique_ptr<Node> node = StartSnapshottingSoleVoter(store, &sm, &nowhere);
-  ASSERT_NE(node, nullptr);
-  for (int i = 0; i < 12 && sm.failures() == 0; ++i) (void)node->Propose("x").get();
-  ASSERT_TRUE(sm.WaitForFailure(absl::Now() + kWait));
-  EXPECT_THAT(node->GetStatus().storage_error, ::testing::HasSubstr("bad block contents"));
-  EXPECT_EQ(node->Propose("y").get().status().code(), absl::StatusCode::kUnavailable);
-  node->Stop();
+  StopsOnACorruptDisk<CorruptSnapshotStore>("bad block contents");
 }
 
 // A write failing while the owner is already stopping the node: the requests hear why and the

@@ -260,7 +260,7 @@ void Node::HandOverLeadership() {
   absl::MutexLock lock(&mu_);
   auto handed_over = [this, self]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     // Or the member stopped on a failed write meanwhile: no hand-over will come.
-    return (status_.leader != 0 && status_.leader != self) || !storage_error_.ok();
+    return (status_.leader != 0 && status_.leader != self) || !halt_error_.ok();
   };
   mu_.AwaitWithTimeout(absl::Condition(&handed_over), timeout);
 }
@@ -314,9 +314,9 @@ void Node::CompleterLoop() {
 
 void Node::Enqueue(Input input) {
   absl::ReleasableMutexLock lock(&mu_);
-  if (stopping_ || !storage_error_.ok()) {
+  if (stopping_ || !halt_error_.ok()) {
     const absl::Status stopped =
-        storage_error_.ok() ? absl::UnavailableError("raft node is stopped") : storage_error_;
+        halt_error_.ok() ? absl::UnavailableError("raft node is stopped") : halt_error_;
     if (input.kind == Input::kRead || input.kind == Input::kConfChange) {
       input.status_promise.set_value(stopped);
     }
@@ -417,7 +417,7 @@ std::future<absl::StatusOr<std::vector<Node::MemberProgress>>> Node::Members() {
   in.kind = Input::kCall;
   in.call = [this, promise](Core* core) {
     if (core == nullptr) {
-      const absl::Status failed = StorageFailure();  // why it stopped, if its storage failed
+      const absl::Status failed = HaltError();  // why it stopped, if it halted
       promise->set_value(failed.ok() ? absl::UnavailableError("raft node is stopped") : failed);
       return;
     }
@@ -456,10 +456,10 @@ void Node::Loop() {
   // Replay what the log holds committed before taking any request: the membership is in the
   // log (a new cluster's too), and a campaign handled before it is applied finds this member
   // no voter yet, so the member waited for its election timeout instead.
-  while (!writing_ && !storage_failed_ && core_->HasReady()) StartReady();
-  if (!storage_failed_) NoteRemoval();
+  while (!writing_ && !halted_ && core_->HasReady()) StartReady();
+  if (!halted_) NoteRemoval();
   FlushCompletions();
-  while (!storage_failed_) {
+  while (!halted_) {
     std::deque<Input> batch;
     bool write_done = false;
     absl::Status write_error;
@@ -500,12 +500,13 @@ void Node::Loop() {
       break;
     }
     if (write_done) FinishReady();
+    if (halted_) break;
     if (snapshot_written != 0) compact_after_ = snapshot_written;
     if (compact_after_ != 0 && !writing_) {
       // Not while a log write is under way: the store takes a compaction alone.
       CompactAfterSnapshot(compact_after_);
       compact_after_ = 0;
-      if (storage_failed_) break;
+      if (halted_) break;
     }
     if (writing_) {
       // A write is under way: entries committed meanwhile are applied now, and a leader's new
@@ -521,8 +522,8 @@ void Node::Loop() {
       }
       if (answer_first) SendEarly(std::move(early));
     } else {
-      while (!writing_ && !storage_failed_ && core_->HasReady()) StartReady();
-      if (storage_failed_) break;
+      while (!writing_ && !halted_ && core_->HasReady()) StartReady();
+      if (halted_) break;
     }
     NoteRemoval();
     FlushCompletions();
@@ -555,22 +556,28 @@ void Node::Loop() {
   }
   // A member stopped by its storage says so at once: its leader-only work stops and its callers
   // hear why, without waiting for a snapshot's write below (as long as a failing disk hangs).
-  if (storage_failed_) AnswerEveryone(StorageFailure());
+  if (halted_) AnswerEveryone(HaltError());
   {
     // And the snapshot being written (its compaction is left for the next start).
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(
         +[](Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS { return !n->snapshot_writing_; }, this));
   }
-  if (storage_failed_) {
+  if (halted_) {
     bool owner_stopping;
     {
       absl::MutexLock lock(&mu_);
-      owner_stopping = failed_while_stopping_;
+      owner_stopping = halted_while_stopping_;
     }
     // Not to an owner already stopping the node (or destroying it): it would react by
     // stopping it again, alongside its own Stop.
-    if (!owner_stopping) options_.state_machine->StorageFailed(StorageFailure());
+    if (!owner_stopping) {
+      if (halted_by_restore_) {
+        options_.state_machine->RestoreFailed(HaltError());
+      } else {
+        options_.state_machine->StorageFailed(HaltError());
+      }
+    }
     return;
   }
   if (unsaved_hs_) {
@@ -603,27 +610,52 @@ void Node::AnswerEveryone(const absl::Status& stopped) {
 }
 
 void Node::FailStorage(const absl::Status& error) {
-  if (storage_failed_) return;
-  storage_failed_ = true;
+  if (halted_) return;
   log::Error("raft",
              "the storage failed a write: this member stops taking part (nothing it acknowledged "
              "is lost); restart it once the disk is repaired",
              {{"id", options_.raft.id}, {"error", error.ToString()}});
-  absl::MutexLock lock(&mu_);
-  failed_while_stopping_ = stopping_;
   // A write in flight may have been committed by the others all the same.
-  storage_error_ = absl::UnavailableError(absl::StrCat(
-      "raft member ", options_.raft.id, " stopped: its storage failed a write (", error.ToString(),
-      "); a write in flight may or may not have been applied; restart the member once the disk "
-      "is repaired"));
-  status_.storage_error = error.ToString();
+  Halt(false,
+       absl::UnavailableError(absl::StrCat(
+           "raft member ", options_.raft.id, " stopped: its storage failed a write (",
+           error.ToString(),
+           "); a write in flight may or may not have been applied; restart the member once the "
+           "disk is repaired")),
+       error.ToString());
+}
+
+void Node::FailRestore(uint64_t index, const absl::Status& error) {
+  if (halted_) return;
+  log::Error("raft",
+             "the state machine could not restore the snapshot received from the leader: this "
+             "member stops taking part; it has the snapshot on disk and needs a version that "
+             "can restore it",
+             {{"id", options_.raft.id}, {"index", index}, {"error", error.ToString()}});
+  Halt(true,
+       absl::UnavailableError(absl::StrCat(
+           "raft member ", options_.raft.id,
+           " stopped: its state machine could not restore the snapshot at index ", index,
+           " received from the leader (", error.ToString(),
+           "); a write in flight may or may not have been applied; restart the member with a "
+           "version that can restore it")),
+       absl::StrCat("snapshot at index ", index, ": ", error.ToString()));
+}
+
+void Node::Halt(bool by_restore, absl::Status user_error, const std::string& status_error) {
+  halted_ = true;
+  halted_by_restore_ = by_restore;
+  absl::MutexLock lock(&mu_);
+  halted_while_stopping_ = stopping_;
+  halt_error_ = std::move(user_error);
+  (by_restore ? status_.restore_error : status_.storage_error) = status_error;
   status_.leader = 0;
   status_.role = Role::kFollower;
 }
 
-absl::Status Node::StorageFailure() const {
+absl::Status Node::HaltError() const {
   absl::MutexLock lock(&mu_);
-  return storage_error_;
+  return halt_error_;
 }
 
 absl::StatusOr<uint64_t> Node::Persist() {
@@ -691,7 +723,7 @@ void Node::SnapshotterLoop() {
           },
           this));
       sends.swap(snapshots_to_send_);
-      if (!storage_error_.ok()) {
+      if (!halt_error_.ok()) {
         // The member stopped on a failed write: it sends and writes nothing more.
         sends.clear();
         if (snapshot_job_) {
@@ -1063,7 +1095,16 @@ void Node::FinishReady() {
   Ready& rd = *writing_;
   if (rd.snapshot) {
     absl::Status s = options_.state_machine->Restore(rd.snapshot->data());
-    SHOAL_CHECK(s.ok(), "restoring the state machine from a received snapshot: ", s.ToString());
+    if (!s.ok()) {
+      // Nothing past the snapshot can be applied without it. It is stored, and the leader was
+      // told so: this member stops here, and a restart refuses it in Create with this error.
+      const uint64_t index = rd.snapshot->metadata().index();
+      writing_.reset();  // `rd` with it
+      save_hs_.reset();
+      applied_early_ = 0;
+      FailRestore(index, s);
+      return;
+    }
     applied_ = rd.snapshot->metadata().index();
     last_snapshot_ = applied_;
     conf_state_ = rd.snapshot->metadata().conf_state();

@@ -77,7 +77,8 @@ class StateMachine {
   virtual std::function<std::string()> SnapshotLater() {
     return [data = Snapshot()]() mutable { return std::move(data); };
   }
-  // Replaces the state by a snapshot's. An error here is fatal (the log cannot be replayed).
+  // Replaces the state by a snapshot's. An error stops the member (the log after the snapshot
+  // cannot be applied without it): see RestoreFailed, and Node::Create for the stored one.
   virtual absl::Status Restore(absl::string_view data) = 0;
   // This member's leadership, in order with Apply. `leading` true: it leads `term` and has
   // applied every entry committed before that term (its own first entry of the term is
@@ -114,6 +115,17 @@ class StateMachine {
   // it, and did so again after every restart while the disk stayed full. Must not block.
   // Default: ignored.
   virtual void StorageFailed(const absl::Status& /*error*/) {}
+  // Restore refused a snapshot received from the leader (a snapshot written by a newer
+  // version during a rolling upgrade, say, or a state machine's bug): this member stopped
+  // taking part, once, on the node thread, after LeadershipChanged(false) if it led, exactly
+  // as after StorageFailed, and `error` (UNAVAILABLE) answers every request. The snapshot is
+  // on its disk (the leader was told so, and counts on it), so a restart fails in
+  // Node::Create with Restore's error until a build whose state machine can restore it runs;
+  // the others go on without it while they keep a quorum. A member that aborted the process
+  // instead (as this did) took its worker role down with it. The manager reports it and stops
+  // the node (from another thread). Not called when it happens while Stop is under way;
+  // Status::restore_error says it all the same. Must not block. Default: ignored.
+  virtual void RestoreFailed(const absl::Status& /*error*/) {}
 };
 
 class Node final : public MessageHandler {
@@ -177,6 +189,10 @@ class Node final : public MessageHandler {
     // Set when this member stopped because its storage failed a write (see
     // StateMachine::StorageFailed): the error. `leader` is then 0 and `role` follower.
     std::string storage_error;
+    // Set when this member stopped because its state machine could not restore a snapshot
+    // received from the leader (see StateMachine::RestoreFailed): the snapshot's index and
+    // Restore's error. `leader` is then 0 and `role` follower.
+    std::string restore_error;
   };
 
   // Restores the state machine from the stored snapshot and replays the committed log on start.
@@ -268,9 +284,13 @@ class Node final : public MessageHandler {
   // place on the node thread.
   absl::StatusOr<uint64_t> Persist();
   // The storage failed a write (node thread): from now on the member takes no part; the loop
-  // ends and the node answers every request with StorageFailure().
+  // ends and the node answers every request with HaltError().
   void FailStorage(const absl::Status& error);
-  absl::Status StorageFailure() const;
+  // The same when the state machine could not restore a received snapshot at `index`.
+  void FailRestore(uint64_t index, const absl::Status& error);
+  // Both: `user_error` answers every request from now on, `status_error` goes in the status.
+  void Halt(bool by_restore, absl::Status user_error, const std::string& status_error);
+  absl::Status HaltError() const;
   // The end of the loop (node thread): a leader announces its lost leadership, and every
   // request pending or queued fails with `stopped`.
   void AnswerEveryone(const absl::Status& stopped);
@@ -343,10 +363,11 @@ class Node final : public MessageHandler {
   bool write_done_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status write_error_ ABSL_GUARDED_BY(mu_);  // the failed write's, with write_done_
   bool writer_stop_ ABSL_GUARDED_BY(mu_) = false;
-  // The storage's error once a write failed: requests are answered with it at once.
-  absl::Status storage_error_ ABSL_GUARDED_BY(mu_);
-  // Whether Stop was under way when the write failed (StorageFailed is not called then).
-  bool failed_while_stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Why the member stopped taking part (a failed write, a snapshot it could not restore):
+  // requests are answered with it at once.
+  absl::Status halt_error_ ABSL_GUARDED_BY(mu_);
+  // Whether Stop was under way when the member halted (the state machine is not told then).
+  bool halted_while_stopping_ ABSL_GUARDED_BY(mu_) = false;
   // A damaged store found by the snapshotter: the loop stops the member with it.
   absl::Status store_error_ ABSL_GUARDED_BY(mu_);
   // A snapshot handed to the snapshotter thread, and whether one is being written (a
@@ -379,8 +400,10 @@ class Node final : public MessageHandler {
   uint64_t compact_after_ = 0;
   // A commit-only hard state not yet written (persisted with the next synced write).
   std::optional<raftpb::HardState> unsaved_hs_;
-  // The storage failed a write: the loop ends (node thread).
-  bool storage_failed_ = false;
+  // The storage failed a write, or a received snapshot could not be restored: the loop ends
+  // (node thread). `halted_by_restore_` says which, for the state machine's callback.
+  bool halted_ = false;
+  bool halted_by_restore_ = false;
 
   // Node thread only.
   uint64_t epoch_ = 0;  // random per start: proposal ids never repeat across restarts

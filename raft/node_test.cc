@@ -24,6 +24,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "raft/grpc_transport.h"
 #include "raft/memory_log_store.h"
@@ -147,6 +148,21 @@ class LeadershipRecorder : public ListStateMachine {
     mu_.AwaitWithDeadline(absl::Condition(&called), deadline);
     return storage_failures_;
   }
+  void RestoreFailed(const absl::Status& error) override {
+    absl::MutexLock lock(&mu_);
+    restore_failures_.push_back(error);
+  }
+  // Waits until RestoreFailed was called; false at the deadline. Returns the calls' errors.
+  std::vector<absl::Status> WaitForRestoreFailure(absl::Time deadline) {
+    absl::MutexLock lock(&mu_);
+    auto called = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return !restore_failures_.empty(); };
+    mu_.AwaitWithDeadline(absl::Condition(&called), deadline);
+    return restore_failures_;
+  }
+  std::vector<absl::Status> storage_failures() {
+    absl::MutexLock lock(&mu_);
+    return storage_failures_;
+  }
   bool WaitForMembership(const std::string& last, absl::Time deadline) {
     const std::string suffix = ": voters " + last;
     absl::MutexLock lock(&mu_);
@@ -162,6 +178,7 @@ class LeadershipRecorder : public ListStateMachine {
   std::vector<std::string> memberships_ ABSL_GUARDED_BY(mu_);
   int removed_calls_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<absl::Status> storage_failures_ ABSL_GUARDED_BY(mu_);
+  std::vector<absl::Status> restore_failures_ ABSL_GUARDED_BY(mu_);
 };
 
 struct Member {
@@ -2909,6 +2926,107 @@ TEST(NodeTest, WritesPassedOnAreSettledWhenASnapshotReplacesTheLog) {
               ::testing::HasSubstr("installed the leader's snapshot at index 10"));
   EXPECT_EQ(f.sm.values(), (std::vector<std::string>{"a", "x"}));
   f.node->Stop();
+}
+
+// A state machine that cannot read snapshots of a newer format ("v2:" first), as an older
+// manager cannot read a newer one's during a rolling upgrade.
+class OldVersionMachine : public LeadershipRecorder {
+ public:
+  absl::Status Restore(absl::string_view data) override {
+    if (absl::StartsWith(data, "v2:")) {
+      return absl::InvalidArgumentError("snapshot format v2 is newer than this version (v1)");
+    }
+    return LeadershipRecorder::Restore(data);
+  }
+};
+
+// A snapshot from the leader that the state machine cannot restore stopped the process with
+// a failed CHECK (and again at every restart). Now the member keeps the snapshot (it told the
+// leader it has it), stops taking part saying why, and a restart is refused with the reason
+// until a version that can restore it runs.
+TEST(NodeTest, ASnapshotTheStateMachineCannotRestoreStopsTheMemberNotTheProcess) {
+  Switchboard peers;
+  MemoryLogStore store;
+  raftpb::ConfState cs;
+  for (uint64_t v = 1; v <= 3; ++v) cs.add_voters(v);
+  store.SetConfState(cs);
+  {
+    OldVersionMachine sm;
+    auto created = Node::Create(NeverCampaigning(2, &store, &peers, &sm));
+    ASSERT_TRUE(created.ok()) << created.status();
+    std::unique_ptr<Node> node = std::move(*created);
+    node->Start();
+    peers.Deliver(MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, 1));
+    ASSERT_TRUE(node->WaitForLeader(absl::Now() + kWait));
+    std::future<absl::StatusOr<uint64_t>> pending = node->Propose("pending");
+    ASSERT_TRUE(peers.WaitFor(raftpb::MSG_PROP, absl::Now() + kWait).has_value());
+
+    raftpb::Message snap = MessageOf(raftpb::MSG_SNAP, 1, 2, 1);
+    auto* meta = snap.mutable_snapshot()->mutable_metadata();
+    meta->set_index(10);
+    meta->set_term(1);
+    *meta->mutable_conf_state() = cs;
+    snap.mutable_snapshot()->set_data("v2:a\nb");
+    peers.Deliver(std::move(snap));
+    std::vector<absl::Status> failed = sm.WaitForRestoreFailure(absl::Now() + kWait);
+    ASSERT_EQ(failed.size(), 1u) << "the member did not stop on a snapshot it cannot restore";
+    EXPECT_EQ(failed[0].code(), absl::StatusCode::kUnavailable) << failed[0];
+    EXPECT_THAT(std::string(failed[0].message()),
+                ::testing::HasSubstr("could not restore the snapshot at index 10"));
+    EXPECT_THAT(std::string(failed[0].message()), ::testing::HasSubstr("format v2 is newer"));
+    EXPECT_TRUE(sm.storage_failures().empty());
+    const Node::Status st = node->GetStatus();
+    EXPECT_THAT(st.restore_error, ::testing::HasSubstr("snapshot at index 10"));
+    EXPECT_THAT(st.restore_error, ::testing::HasSubstr("format v2 is newer"));
+    EXPECT_TRUE(st.storage_error.empty()) << st.storage_error;
+    EXPECT_EQ(st.leader, 0u);
+    // The leader was told the snapshot is on this member's disk: it is (see the restart).
+    bool acknowledged = false;
+    for (const raftpb::Message& m : peers.sent()) {
+      acknowledged = acknowledged || (m.type() == raftpb::MSG_APP_RESP && !m.reject() &&
+                                      m.index() == 10);
+    }
+    EXPECT_TRUE(acknowledged);
+    ASSERT_EQ(pending.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+    absl::StatusOr<uint64_t> p = pending.get();
+    EXPECT_EQ(p.status().code(), absl::StatusCode::kUnavailable) << p.status();
+    EXPECT_THAT(std::string(p.status().message()),
+                ::testing::HasSubstr("could not restore the snapshot at index 10"));
+    absl::StatusOr<uint64_t> later = node->Propose("later").get();
+    EXPECT_EQ(later.status().code(), absl::StatusCode::kUnavailable) << later.status();
+    EXPECT_THAT(std::string(later.status().message()), ::testing::HasSubstr("format v2"));
+    EXPECT_EQ(node->LinearizableRead().get().code(), absl::StatusCode::kUnavailable);
+    // Nothing after the snapshot is applied without it.
+    raftpb::Message next = MessageOf(raftpb::MSG_APP, 1, 2, 1);
+    next.set_index(10);
+    next.set_log_term(1);
+    next.set_commit(11);
+    *next.add_entries() = EntryAt(1, 11, "c");
+    peers.Deliver(std::move(next));
+    node->Stop();
+    EXPECT_TRUE(sm.values().empty());
+    EXPECT_EQ(sm.WaitForRestoreFailure(absl::Now()).size(), 1u) << "told more than once";
+  }
+  {
+    // A restart of the same version is refused with the reason, before anything runs.
+    OldVersionMachine sm;
+    auto again = Node::Create(NeverCampaigning(2, &store, &peers, &sm));
+    ASSERT_FALSE(again.ok());
+    EXPECT_THAT(std::string(again.status().message()),
+                ::testing::HasSubstr("restoring the state machine from the snapshot at 10"));
+    EXPECT_THAT(std::string(again.status().message()), ::testing::HasSubstr("format v2"));
+  }
+  // A version that can read it starts from the stored snapshot.
+  class NewVersionMachine : public ListStateMachine {
+   public:
+    absl::Status Restore(absl::string_view data) override {
+      absl::ConsumePrefix(&data, "v2:");
+      return ListStateMachine::Restore(data);
+    }
+  } upgraded;
+  auto upgraded_node = Node::Create(NeverCampaigning(2, &store, &peers, &upgraded));
+  ASSERT_TRUE(upgraded_node.ok()) << upgraded_node.status();
+  EXPECT_EQ(upgraded.values(), (std::vector<std::string>{"a", "b"}));
 }
 
 // A MemoryLogStore whose writes of the log fail once the test says so (a full disk).

@@ -436,6 +436,7 @@ bool Core::HasUnappliedConfChanges() const {
   if (log_.committed() <= log_.applied()) return false;
   absl::StatusOr<std::vector<raftpb::Entry>> ents =
       log_.Slice(log_.applied() + 1, log_.committed() + 1, UINT64_MAX);
+  if (!ents.ok() && !log_.read_error().ok()) return true;  // unknown: do not campaign
   SHOAL_CHECK(ents.ok(), "reading unapplied entries: ", ents.status().ToString());
   for (const raftpb::Entry& e : *ents) {
     if (e.type() == raftpb::ENTRY_TYPE_CONF_CHANGE) return true;
@@ -1052,6 +1053,8 @@ bool Core::MaybeSendAppend(uint64_t to, bool send_if_empty) {
   absl::StatusOr<uint64_t> term = log_.Term(pr.next - 1);
   absl::StatusOr<std::vector<raftpb::Entry>> ents = log_.EntriesFrom(pr.next, max_msg_size_);
   if (ents.ok() && ents->empty() && !send_if_empty) return false;
+  // The storage failed a read: not a compacted log, and nothing is sent (the owner stops).
+  if (!log_.read_error().ok()) return false;
   if (!term.ok() || !ents.ok()) {
     // The follower needs entries that were compacted: send a snapshot.
     if (!pr.recent_active) return false;

@@ -244,6 +244,10 @@ class Core {
   // A leader removed or demoted that still leads until a majority of the remaining voters
   // knows the commit index (StartLeaving): it takes no proposals, reads or transfers meanwhile.
   bool leaving() const { return leaving_commit_ != 0; }
+  // The first read the storage failed (an I/O error, an entry found corrupt), OK while none
+  // has. Once set, what the core produced since is not to be sent or written: its owner
+  // checks after each call and stops the member, as after a failed write.
+  const absl::Status& storage_error() const { return log_.read_error(); }
   int randomized_election_timeout() const { return randomized_election_timeout_; }
 
  private:

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
 #include "common/check.h"
 
 namespace shoal::raft {
@@ -110,11 +111,20 @@ absl::StatusOr<uint64_t> RaftLog::Term(uint64_t i) const {
   absl::StatusOr<uint64_t> t = storage_->Term(i);
   if (t.ok()) return t;
   if (IsCompacted(t.status()) || IsUnavailableIndex(t.status())) return t.status();
-  SHOAL_FATAL("raft storage failed reading the term of ", i, ": ", t.status().ToString());
+  return ReadFailed(absl::StrCat("the term of entry ", i), t.status());
+}
+
+absl::Status RaftLog::ReadFailed(absl::string_view what, const absl::Status& error) const {
+  absl::Status failed(error.code() == absl::StatusCode::kOk ? absl::StatusCode::kInternal
+                                                            : error.code(),
+                      absl::StrCat("raft storage failed reading ", what, ": ", error.message()));
+  if (read_error_.ok()) read_error_ = failed;
+  return failed;
 }
 
 uint64_t RaftLog::LastTerm() const {
   absl::StatusOr<uint64_t> t = Term(LastIndex());
+  if (!t.ok() && !read_error_.ok()) return 0;  // the owner stops on read_error()
   SHOAL_CHECK(t.ok(), "term of the last entry unavailable: ", t.status().ToString());
   return *t;
 }
@@ -134,6 +144,8 @@ std::optional<uint64_t> RaftLog::MaybeAppend(uint64_t index, uint64_t log_term, 
   if (!MatchTerm(index, log_term)) return std::nullopt;
   const uint64_t last_new = index + entries.size();
   const uint64_t conflict = FindConflict(entries);
+  // A term that could not be read is no conflict: nothing is replaced on a failed read.
+  if (!read_error_.ok()) return std::nullopt;
   if (conflict != 0) {
     SHOAL_CHECK(conflict > committed_, "entry ", conflict,
                 " conflicts with committed entry (commit ", committed_, ")");
@@ -191,8 +203,7 @@ absl::StatusOr<std::vector<raftpb::Entry>> RaftLog::Slice(uint64_t lo, uint64_t 
     absl::StatusOr<std::vector<raftpb::Entry>> stored = storage_->Entries(lo, stored_hi, max_bytes);
     if (!stored.ok()) {
       if (IsCompacted(stored.status())) return stored.status();
-      SHOAL_FATAL("raft storage failed reading entries [", lo, ",", stored_hi,
-                  "): ", stored.status().ToString());
+      return ReadFailed(absl::StrCat("entries [", lo, ",", stored_hi, ")"), stored.status());
     }
     out = std::move(*stored);
     if (out.size() < stored_hi - lo) return out;  // size limit reached
@@ -227,6 +238,7 @@ std::vector<raftpb::Entry> RaftLog::NextCommittedEntries() const {
   if (committed_ + 1 <= off) return {};
   absl::StatusOr<std::vector<raftpb::Entry>> ents =
       Slice(off, committed_ + 1, max_next_entries_bytes_);
+  if (!ents.ok() && !read_error_.ok()) return {};  // the owner stops on read_error()
   SHOAL_CHECK(ents.ok(), "reading committed entries: ", ents.status().ToString());
   return *ents;
 }

@@ -4,6 +4,12 @@
 //
 // Invariants: applied <= applying <= committed <= last index; an entry at or below `committed` is
 // never replaced (a CHECK).
+//
+// A read the storage fails (an I/O error, an entry found corrupt; not a compacted or unavailable
+// index) is kept as read_error() and answered as if the entry could not be had: terms do not
+// match, slices are refused, no committed entries come out, and MaybeAppend changes nothing. The
+// log's owner must stop using it then (Core::storage_error(); the node stops the member): what a
+// step computed from a failed read is not to be sent or written.
 #pragma once
 
 #include <cstdint>
@@ -11,7 +17,9 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "proto/raft.pb.h"
 #include "raft/storage.h"
 
@@ -104,9 +112,13 @@ class RaftLog {
   uint64_t applied() const { return applied_; }
   uint64_t applying() const { return applying_; }
   void set_committed(uint64_t c) { committed_ = c; }
+  // The first read the storage failed (see above); OK while none has.
+  const absl::Status& read_error() const { return read_error_; }
 
  private:
   absl::Status CheckOutOfBounds(uint64_t lo, uint64_t hi) const;
+  // Keeps the storage's failed read of `what` as read_error() (the first one) and returns it.
+  absl::Status ReadFailed(absl::string_view what, const absl::Status& error) const;
 
   LogStorage* storage_;
   Unstable unstable_;
@@ -115,6 +127,8 @@ class RaftLog {
   // Highest index handed out for application (>= applied_).
   uint64_t applying_ = 0;
   uint64_t max_next_entries_bytes_;
+  // Set by const readers: a failed read is a fact about the disk, not a change of the log.
+  mutable absl::Status read_error_;
 };
 
 // Keeps a prefix of `entries` of at most max_bytes (at least one entry).

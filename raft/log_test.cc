@@ -104,6 +104,48 @@ TEST(RaftLogDeathTest, ReplacingACommittedEntryIsFatal) {
   EXPECT_DEATH(log.MaybeAppend(1, 1, 3, {E(2, 4)}), "conflicts with committed entry");
 }
 
+// A MemoryLogStore whose reads fail while `failing` is set (a disk returning EIO).
+class ReadFailingStorage : public LogStorage {
+ public:
+  absl::StatusOr<InitialState> GetInitialState() override { return inner.GetInitialState(); }
+  absl::StatusOr<std::vector<raftpb::Entry>> Entries(uint64_t lo, uint64_t hi,
+                                                     uint64_t max_bytes) override {
+    if (failing) return absl::InternalError("IO error: Input/output error");
+    return inner.Entries(lo, hi, max_bytes);
+  }
+  absl::StatusOr<uint64_t> Term(uint64_t i) override {
+    if (failing) return absl::InternalError("IO error: Input/output error");
+    return inner.Term(i);
+  }
+  uint64_t FirstIndex() override { return inner.FirstIndex(); }
+  uint64_t LastIndex() override { return inner.LastIndex(); }
+  absl::StatusOr<raftpb::Snapshot> Snapshot() override { return inner.Snapshot(); }
+
+  MemoryLogStore inner;
+  bool failing = false;
+};
+
+// A read the storage fails was fatal. It is kept instead (the node stops the member on it),
+// and nothing is decided from it: a term that could not be read is no conflict (taken for
+// one, a committed entry would be "replaced", a CHECK), and no committed entry comes out.
+TEST(RaftLogTest, AFailedReadIsKeptAndDecidesNothing) {
+  ReadFailingStorage s;
+  ASSERT_TRUE(s.inner.Append({E(1, 1), E(2, 2), E(3, 3)}).ok());
+  RaftLog log(&s, UINT64_MAX);
+  log.CommitTo(3);
+  s.failing = true;
+  EXPECT_FALSE(log.MaybeAppend(1, 1, 3, {E(2, 2), E(3, 3), E(4, 3)}).has_value());
+  ASSERT_FALSE(log.read_error().ok());
+  EXPECT_NE(log.read_error().message().find("raft storage failed reading the term of entry 1"),
+            std::string::npos)
+      << log.read_error();
+  EXPECT_NE(log.read_error().message().find("Input/output error"), std::string::npos);
+  EXPECT_TRUE(log.NextCommittedEntries().empty());
+  EXPECT_EQ(log.LastIndex(), 3u);  // nothing appended
+  s.failing = false;
+  EXPECT_EQ(Terms(log.AllEntries()), (std::vector<uint64_t>{1, 2, 3}));
+}
+
 TEST(RaftLogTest, FindConflictByTermSkipsWholeTerms) {
   MemoryLogStore s;
   ASSERT_TRUE(s.Append({E(1, 1), E(2, 1), E(3, 2), E(4, 2), E(5, 5), E(6, 5)}).ok());

@@ -492,6 +492,9 @@ void Node::Loop() {
       core_->Tick();
       ExpireRequests();
     }
+    // A read the storage failed while stepping: nothing computed from it may leave. (A write
+    // in flight, from before, completes after the loop.)
+    if (ReadFailed()) break;
     NoteLeadership(nullptr);
     if (!write_error.ok()) {
       // The log's write failed (or the snapshotter found the store damaged).
@@ -500,7 +503,7 @@ void Node::Loop() {
       break;
     }
     if (write_done) FinishReady();
-    if (halted_) break;
+    if (halted_ || ReadFailed()) break;
     if (snapshot_written != 0) compact_after_ = snapshot_written;
     if (compact_after_ != 0 && !writing_) {
       // Not while a log write is under way: the store takes a compaction alone.
@@ -513,6 +516,7 @@ void Node::Loop() {
       // appends and heartbeats leave now; the rest waits for the next Ready.
       std::vector<raftpb::Entry> committed = core_->TakeCommittedEntries();
       std::vector<raftpb::Message> early = core_->TakeEarlyMessages();
+      if (ReadFailed()) break;
       const bool answer_first = committed.size() <= 1;  // see StartReady
       if (!answer_first) SendEarly(std::move(early));
       for (const raftpb::Entry& e : committed) ApplyEntry(e);
@@ -609,16 +613,18 @@ void Node::AnswerEveryone(const absl::Status& stopped) {
   FlushCompletions();
 }
 
-void Node::FailStorage(const absl::Status& error) {
+void Node::FailStorage(const absl::Status& error, bool reading) {
   if (halted_) return;
+  const char* what = reading ? "a read" : "a write";
   log::Error("raft",
-             "the storage failed a write: this member stops taking part (nothing it acknowledged "
-             "is lost); restart it once the disk is repaired",
+             absl::StrCat("the storage failed ", what,
+                          ": this member stops taking part (nothing it acknowledged is lost); "
+                          "restart it once the disk is repaired"),
              {{"id", options_.raft.id}, {"error", error.ToString()}});
   // A write in flight may have been committed by the others all the same.
   Halt(false,
        absl::UnavailableError(absl::StrCat(
-           "raft member ", options_.raft.id, " stopped: its storage failed a write (",
+           "raft member ", options_.raft.id, " stopped: its storage failed ", what, " (",
            error.ToString(),
            "); a write in flight may or may not have been applied; restart the member once the "
            "disk is repaired")),
@@ -987,8 +993,15 @@ void Node::FailPending(const absl::Status& status) {
   reads_ready_.clear();
 }
 
+bool Node::ReadFailed() {
+  if (core_->storage_error().ok()) return false;
+  FailStorage(core_->storage_error(), /*reading=*/true);
+  return true;
+}
+
 void Node::StartReady() {
   Ready rd = core_->GetReady();
+  if (ReadFailed()) return;  // nothing of this Ready is written or sent
   // Requests made from now on were made after the snapshot arrived (see FinishReady).
   if (rd.snapshot) snapshot_request_mark_ = epoch_ | next_id_;
   const bool leader_changed =

@@ -102,7 +102,8 @@ class StateMachine {
   // Docker Swarm manager demoted while it was away does. Must not block. Default: ignored.
   virtual void RemovedFromCluster() {}
   // This member's storage failed a write (a full disk, an I/O error, a disk gone read-only, a
-  // store RocksDB finds corrupt): it stopped taking part, once, on the node thread, after
+  // store RocksDB finds corrupt) or a read of the log (an I/O error, an entry whose checksum
+  // no longer matches): it stopped taking part, once, on the node thread, after
   // LeadershipChanged(false) if it led. It sends and writes nothing more (what waited for the
   // failed write never leaves), steps nothing, and fails every request, pending or new, with
   // `error` (UNAVAILABLE; a write in flight may or may not have been applied: the others may
@@ -186,7 +187,7 @@ class Node final : public MessageHandler {
     // entries); a manager shows this to the operator.
     uint64_t snapshot_failures = 0;
     std::string last_snapshot_error;
-    // Set when this member stopped because its storage failed a write (see
+    // Set when this member stopped because its storage failed a write or a read (see
     // StateMachine::StorageFailed): the error. `leader` is then 0 and `role` follower.
     std::string storage_error;
     // Set when this member stopped because its state machine could not restore a snapshot
@@ -283,9 +284,11 @@ class Node final : public MessageHandler {
   // the write took, or the store's error (then nothing is sent). On the writer thread, or in
   // place on the node thread.
   absl::StatusOr<uint64_t> Persist();
+  // Whether the core's storage failed a read (then the member stops: FailStorage) (node thread).
+  bool ReadFailed();
   // The storage failed a write (node thread): from now on the member takes no part; the loop
   // ends and the node answers every request with HaltError().
-  void FailStorage(const absl::Status& error);
+  void FailStorage(const absl::Status& error, bool reading = false);
   // The same when the state machine could not restore a received snapshot at `index`.
   void FailRestore(uint64_t index, const absl::Status& error);
   // Both: `user_error` answers every request from now on, `status_error` goes in the status.

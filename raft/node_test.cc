@@ -3112,6 +3112,136 @@ TEST(NodeTest, AFollowerWhoseWriteFailsSendsNothingItOwedAndStops) {
   node->Stop();
 }
 
+// A MemoryLogStore whose reads of the log fail once the test says so (a disk returning EIO,
+// an entry found corrupt after the store was opened).
+class FailingReadStore : public SnapshotHookStore {
+ public:
+  absl::StatusOr<std::vector<raftpb::Entry>> Entries(uint64_t lo, uint64_t hi,
+                                                     uint64_t max_bytes) override {
+    if (absl::Status e = error(); !e.ok()) return e;
+    return SnapshotHookStore::Entries(lo, hi, max_bytes);
+  }
+  absl::StatusOr<uint64_t> Term(uint64_t i) override {
+    // A real store keeps the last entry's term and the snapshot's in memory.
+    if (absl::Status e = error(); !e.ok() && i >= FirstIndex() && i != LastIndex()) return e;
+    return SnapshotHookStore::Term(i);
+  }
+  void FailWith(absl::Status e) {
+    absl::MutexLock lock(&mu_);
+    error_ = std::move(e);
+  }
+
+ private:
+  absl::Status error() {
+    absl::MutexLock lock(&mu_);
+    return error_;
+  }
+  absl::Mutex mu_;
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
+};
+
+// A follower whose storage fails the read of committed entries it must apply stopped the
+// process (a failed CHECK in the core). Now it stops taking part, saying why, and applies and
+// sends nothing computed from the failed read.
+TEST(NodeTest, AFollowerWhoseReadFailsStopsTheMemberNotTheProcess) {
+  Switchboard peers;
+  FailingReadStore store;
+  raftpb::ConfState cs;
+  for (uint64_t v = 1; v <= 3; ++v) cs.add_voters(v);
+  store.SetConfState(cs);
+  LeadershipRecorder sm;
+  auto created = Node::Create(NeverCampaigning(2, &store, &peers, &sm));
+  ASSERT_TRUE(created.ok()) << created.status();
+  std::unique_ptr<Node> node = std::move(*created);
+  node->Start();
+  peers.Deliver(MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, 1));
+  ASSERT_TRUE(node->WaitForLeader(absl::Now() + kWait));
+  raftpb::Message app = MessageOf(raftpb::MSG_APP, 1, 2, 1);
+  for (uint64_t i = 1; i <= 3; ++i) *app.add_entries() = EntryAt(1, i, absl::StrCat("v", i));
+  peers.Deliver(std::move(app));
+  std::optional<raftpb::Message> ack = peers.WaitFor(raftpb::MSG_APP_RESP, absl::Now() + kWait);
+  ASSERT_TRUE(ack.has_value());
+  ASSERT_EQ(ack->index(), 3u);
+
+  store.FailWith(absl::InternalError("IO error: Input/output error: 000009.sst"));
+  raftpb::Message commit = MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, 1);
+  commit.set_commit(3);
+  peers.Deliver(std::move(commit));
+  std::vector<absl::Status> failed = sm.WaitForStorageFailure(absl::Now() + kWait);
+  ASSERT_EQ(failed.size(), 1u) << "the member did not stop when its read failed";
+  EXPECT_EQ(failed[0].code(), absl::StatusCode::kUnavailable) << failed[0];
+  EXPECT_THAT(std::string(failed[0].message()), ::testing::HasSubstr("storage failed a read"));
+  EXPECT_THAT(std::string(failed[0].message()),
+              ::testing::HasSubstr("Input/output error: 000009.sst"));
+  EXPECT_THAT(node->GetStatus().storage_error, ::testing::HasSubstr("reading entries [1,4)"));
+  absl::StatusOr<uint64_t> later = node->Propose("later").get();
+  EXPECT_EQ(later.status().code(), absl::StatusCode::kUnavailable) << later.status();
+  node->Stop();
+  EXPECT_TRUE(sm.values().empty()) << "applied entries it could not read";
+}
+
+// A leader that cannot read the entries a lagging member needs stopped the process (a failed
+// CHECK). Now it stops leading, says why, and does not take the failed read for a compacted
+// log: it sends that member nothing (neither entries nor a snapshot).
+TEST(NodeTest, ALeaderWhoseReadFailsStopsLeadingAndSendsNothingMadeOfIt) {
+  Switchboard peers;
+  FailingReadStore store;
+  LeadershipRecorder sm;
+  std::unique_ptr<Node> node;
+  {
+    raftpb::ConfState cs;
+    cs.add_voters(1);
+    store.SetConfState(cs);
+    Node::Options options;
+    options.raft.id = 1;
+    options.storage = &store;
+    options.transport = &peers;
+    options.state_machine = &sm;
+    options.tick_interval = absl::Milliseconds(10);
+    auto created = Node::Create(options);
+    ASSERT_TRUE(created.ok()) << created.status();
+    node = std::move(*created);
+  }
+  node->Start();
+  ASSERT_TRUE(node->WaitForLeader(absl::Now() + kWait));
+  ASSERT_TRUE(node->Propose("a").get().ok());
+  ASSERT_TRUE(node->Propose("b").get().ok());
+  raftpb::ConfChange add;
+  add.set_type(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE);
+  add.set_node_id(2);
+  ASSERT_TRUE(node->ProposeConfChange(add).get().ok());
+  // The member answers a heartbeat; the leader probes it at its last entry; it has nothing.
+  std::optional<raftpb::Message> beat = peers.WaitFor(raftpb::MSG_HEARTBEAT, absl::Now() + kWait);
+  ASSERT_TRUE(beat.has_value());
+  peers.Deliver(MessageOf(raftpb::MSG_HEARTBEAT_RESP, 2, 1, beat->term()));
+  std::optional<raftpb::Message> probe = peers.WaitFor(raftpb::MSG_APP, absl::Now() + kWait);
+  ASSERT_TRUE(probe.has_value());
+  store.FailWith(absl::DataLossError("Corruption: block checksum mismatch in 000011.sst"));
+  raftpb::Message reject = MessageOf(raftpb::MSG_APP_RESP, 2, 1, probe->term());
+  reject.set_index(probe->index());
+  reject.set_reject(true);
+  reject.set_reject_hint(0);
+  peers.Deliver(std::move(reject));
+
+  std::vector<absl::Status> failed = sm.WaitForStorageFailure(absl::Now() + kWait);
+  ASSERT_EQ(failed.size(), 1u) << "the leader did not stop when its read failed";
+  EXPECT_THAT(std::string(failed[0].message()), ::testing::HasSubstr("storage failed a read"));
+  EXPECT_THAT(std::string(failed[0].message()), ::testing::HasSubstr("checksum mismatch"));
+  EXPECT_EQ(node->GetStatus().leader, 0u);
+  const std::vector<LeadershipRecorder::Change> changes = sm.changes();
+  ASSERT_FALSE(changes.empty());
+  EXPECT_FALSE(changes.back().leading) << "the lost leadership was not announced";
+  node->Stop();
+  int appends_after_probe = 0;
+  for (const raftpb::Message& m : peers.sent()) {
+    EXPECT_NE(m.type(), raftpb::MSG_SNAP) << "took a failed read for a compacted log";
+    if (m.type() == raftpb::MSG_APP && m.to() == 2 && m.index() < probe->index()) {
+      ++appends_after_probe;
+    }
+  }
+  EXPECT_EQ(appends_after_probe, 0) << "sent entries it could not read";
+}
+
 // Records LeadershipChanged and StorageFailed in one sequence.
 class FailureOrderRecorder : public ListStateMachine {
  public:

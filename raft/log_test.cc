@@ -104,17 +104,18 @@ TEST(RaftLogDeathTest, ReplacingACommittedEntryIsFatal) {
   EXPECT_DEATH(log.MaybeAppend(1, 1, 3, {E(2, 4)}), "conflicts with committed entry");
 }
 
-// A MemoryLogStore whose reads fail while `failing` is set (a disk returning EIO).
+// A MemoryLogStore whose reads of entries from `fail_from` on fail (a disk returning EIO for
+// some of its blocks).
 class ReadFailingStorage : public LogStorage {
  public:
   absl::StatusOr<InitialState> GetInitialState() override { return inner.GetInitialState(); }
   absl::StatusOr<std::vector<raftpb::Entry>> Entries(uint64_t lo, uint64_t hi,
                                                      uint64_t max_bytes) override {
-    if (failing) return absl::InternalError("IO error: Input/output error");
+    if (hi > fail_from) return absl::InternalError("IO error: Input/output error");
     return inner.Entries(lo, hi, max_bytes);
   }
   absl::StatusOr<uint64_t> Term(uint64_t i) override {
-    if (failing) return absl::InternalError("IO error: Input/output error");
+    if (i >= fail_from) return absl::InternalError("IO error: Input/output error");
     return inner.Term(i);
   }
   uint64_t FirstIndex() override { return inner.FirstIndex(); }
@@ -122,7 +123,7 @@ class ReadFailingStorage : public LogStorage {
   absl::StatusOr<raftpb::Snapshot> Snapshot() override { return inner.Snapshot(); }
 
   MemoryLogStore inner;
-  bool failing = false;
+  uint64_t fail_from = UINT64_MAX;
 };
 
 // A read the storage fails was fatal. It is kept instead (the node stops the member on it),
@@ -133,16 +134,16 @@ TEST(RaftLogTest, AFailedReadIsKeptAndDecidesNothing) {
   ASSERT_TRUE(s.inner.Append({E(1, 1), E(2, 2), E(3, 3)}).ok());
   RaftLog log(&s, UINT64_MAX);
   log.CommitTo(3);
-  s.failing = true;
+  s.fail_from = 2;  // entry 1 reads, the later ones do not
   EXPECT_FALSE(log.MaybeAppend(1, 1, 3, {E(2, 2), E(3, 3), E(4, 3)}).has_value());
   ASSERT_FALSE(log.read_error().ok());
-  EXPECT_NE(log.read_error().message().find("raft storage failed reading the term of entry 1"),
+  EXPECT_NE(log.read_error().message().find("raft storage failed reading the term of entry 2"),
             std::string::npos)
       << log.read_error();
   EXPECT_NE(log.read_error().message().find("Input/output error"), std::string::npos);
   EXPECT_TRUE(log.NextCommittedEntries().empty());
   EXPECT_EQ(log.LastIndex(), 3u);  // nothing appended
-  s.failing = false;
+  s.fail_from = UINT64_MAX;
   EXPECT_EQ(Terms(log.AllEntries()), (std::vector<uint64_t>{1, 2, 3}));
 }
 

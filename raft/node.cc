@@ -492,9 +492,14 @@ void Node::Loop() {
       core_->Tick();
       ExpireRequests();
     }
-    // A read the storage failed while stepping: nothing computed from it may leave. (A write
-    // in flight, from before, completes after the loop.)
-    if (ReadFailed()) break;
+    // A read the storage failed while stepping: nothing computed from it may leave. A write
+    // still in flight, from before, completes after the loop; one that completed now is over
+    // (the loop took its completion: nothing would announce it again).
+    if (!core_->storage_error().ok()) {
+      if (write_done) writing_.reset();
+      ReadFailed();
+      break;
+    }
     NoteLeadership(nullptr);
     if (!write_error.ok()) {
       // The log's write failed (or the snapshotter found the store damaged).
@@ -527,7 +532,7 @@ void Node::Loop() {
       if (answer_first) SendEarly(std::move(early));
     } else {
       while (!writing_ && !halted_ && core_->HasReady()) StartReady();
-      if (halted_) break;
+      if (halted_ || ReadFailed()) break;  // a read failing while it applied, say
     }
     NoteRemoval();
     FlushCompletions();

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -27,6 +28,40 @@ struct Failure {
   std::string what;
 };
 
+// A member's disk as its core reads it. In some seeds a read now and then fails, as a disk
+// returning EIO (or an entry found corrupt) does; only reads made while the member steps or
+// ticks fail (armed), so that the checks' own reads of the log never do. The member then stops
+// before anything computed from the failed read leaves, as the node stops it
+// (Node::ReadFailed): here it crashes, keeping what it wrote, and restarts later.
+class FlakyReads final : public LogStorage {
+ public:
+  FlakyReads(MemoryLogStore* disk, std::function<bool()> fail)
+      : disk_(disk), fail_(std::move(fail)) {}
+  void set_armed(bool armed) { armed_ = armed; }
+
+  absl::StatusOr<InitialState> GetInitialState() override { return disk_->GetInitialState(); }
+  absl::StatusOr<std::vector<raftpb::Entry>> Entries(uint64_t lo, uint64_t hi,
+                                                     uint64_t max_bytes) override {
+    if (armed_ && fail_()) return absl::InternalError("IO error: Input/output error (injected)");
+    return disk_->Entries(lo, hi, max_bytes);
+  }
+  absl::StatusOr<uint64_t> Term(uint64_t i) override {
+    if (armed_ && fail_()) return absl::InternalError("IO error: Input/output error (injected)");
+    return disk_->Term(i);
+  }
+  uint64_t FirstIndex() override { return disk_->FirstIndex(); }
+  uint64_t LastIndex() override { return disk_->LastIndex(); }
+  absl::StatusOr<raftpb::Snapshot> Snapshot() override { return disk_->Snapshot(); }
+  absl::StatusOr<raftpb::SnapshotMetadata> SnapshotMetadata() override {
+    return disk_->SnapshotMetadata();
+  }
+
+ private:
+  MemoryLogStore* disk_;
+  std::function<bool()> fail_;
+  bool armed_ = false;
+};
+
 // A client's operation in flight.
 struct PendingOp {
   size_t history_index;
@@ -40,6 +75,7 @@ struct SimNode {
   bool removed = false;  // taken out of the membership: stopped for good after a grace
   int64_t removed_at = 0;  // when it learned it
   std::unique_ptr<MemoryLogStore> disk;
+  std::unique_ptr<FlakyReads> reads;  // the core's view of `disk`; outlives the core
   std::unique_ptr<Core> core;
   // The state machine: key -> value, and the request ids applied (duplicates are skipped).
   std::map<std::string, std::string> kv;
@@ -80,7 +116,8 @@ struct InFlight {
 
 class Sim {
  public:
-  Sim(uint64_t seed, const SimOptions& opts) : seed_(seed), opts_(opts), rng_(seed) {}
+  Sim(uint64_t seed, const SimOptions& opts)
+      : seed_(seed), opts_(opts), rng_(seed), read_rng_(seed ^ 0x5eedf00dd15cull) {}
 
   SimResult Run();
 
@@ -116,6 +153,9 @@ class Sim {
   // Inside a stalled in-place write (SimNode::blocked_until), up to and including the tick
   // it completes in.
   bool Blocked(const SimNode& n) const { return n.writing && n.blocked_until >= now_; }
+  // After `n` stepped or ticked: whether its storage failed a read meanwhile; it is then
+  // stopped (crashed) before anything it computed leaves.
+  bool StoppedByAFailedRead(SimNode& n);
   std::vector<uint64_t> UpNodes() const;
   std::optional<uint64_t> Leader() const;
   void StartCore(SimNode& n);
@@ -179,6 +219,10 @@ class Sim {
   uint64_t seed_;
   SimOptions opts_;
   std::mt19937_64 rng_;
+  // Read failures draw from their own generator: a seed whose profile has none runs exactly
+  // as it did before they were modelled.
+  std::mt19937_64 read_rng_;
+  double read_failures_ = 0;  // chance that an armed read fails
   int64_t now_ = 0;
   Failure failure_;
   std::deque<std::string> trace_;
@@ -302,7 +346,12 @@ std::optional<uint64_t> Sim::Leader() const {
 void Sim::StartCore(SimNode& n) {
   Config c;
   c.id = n.id;
-  c.storage = n.disk.get();
+  n.reads = std::make_unique<FlakyReads>(n.disk.get(), [this] {
+    // Faults stop with the chaos: the quiet period checks that the cluster converges.
+    return read_failures_ > 0 && now_ < opts_.chaos_ticks &&
+           std::uniform_real_distribution<double>(0, 1)(read_rng_) < read_failures_;
+  });
+  c.storage = n.reads.get();
   c.election_tick = 10;
   c.heartbeat_tick = 1;
   c.max_size_per_msg = max_msg_bytes_;
@@ -376,6 +425,14 @@ void Sim::Crash(SimNode& n, const char* why) {
   n.reads_waiting.clear();
   n.reads_ready.clear();
   ++stats_.crashes;
+}
+
+bool Sim::StoppedByAFailedRead(SimNode& n) {
+  if (n.core->storage_error().ok()) return false;
+  ++stats_.read_failures;
+  Trace("member ", n.id, ": ", n.core->storage_error().ToString());
+  Crash(n, "its storage failed a read");
+  return true;
 }
 
 void Sim::Restart(SimNode& n) {
@@ -692,7 +749,14 @@ void Sim::Deliver() {
     if (absl::Status s = CheckPeerMessage(f.msg, n.id); !s.ok()) {
       return Fail("member ", n.id, " refused ", Describe(f.msg), ": ", s.message());
     }
+    n.reads->set_armed(true);
     (void)n.core->Step(f.msg);
+    n.reads->set_armed(false);
+    if (StoppedByAFailedRead(n)) {
+      // Delivered all the same, as far as the sender's transport can tell.
+      if (snap) snapshot_reports_.emplace_back(f.sender, f.msg.to(), false);
+      continue;
+    }
     HandleReadies(n);
     NoteRemoval(n);
     StopIfRemoved(n);
@@ -1104,6 +1168,8 @@ SimResult Sim::Run() {
   async_writes_ = std::vector<double>{0, 0.5, 1}[Uniform(0, 2)];
   max_write_ticks_ = static_cast<int>(Uniform(0, 2));
   clock_skew_ = Chance(0.5);
+  read_failures_ = std::vector<double>{0, 0, 0.0003, 0.002}[std::uniform_int_distribution<int>(
+      0, 3)(read_rng_)];
   // From one voter (a single manager: it commits alone, and must still not serve a stale
   // read after a restart) to five; two voters need both for everything.
   const int members = std::vector<int>{1, 2, 3, 3, 4, 5, 5}[Uniform(0, 6)];
@@ -1125,7 +1191,7 @@ SimResult Sim::Run() {
         max_delay_, " msg bytes ", max_msg_bytes_, " inflight ", max_inflight_, " (",
         max_inflight_bytes_, " bytes) snapshot every ", snapshot_every_, " async writes ",
         async_writes_, " taking 0-", max_write_ticks_, " ticks",
-        clock_skew_ ? ", clocks drift" : "");
+        clock_skew_ ? ", clocks drift" : "", ", read failures ", read_failures_);
 
   const int64_t end = opts_.chaos_ticks + opts_.max_quiet_ticks;
   bool quiet = false;
@@ -1170,7 +1236,10 @@ SimResult Sim::Run() {
       if (!n.up || failure_.failed || Blocked(n)) continue;
       int ticks = 1;
       if (n.clock_skew != 0 && Chance(0.25)) ticks += n.clock_skew;
+      n.reads->set_armed(true);
       for (int t = 0; t < ticks; ++t) n.core->Tick();
+      n.reads->set_armed(false);
+      if (StoppedByAFailedRead(n)) continue;
       HandleReadies(n);
     }
     Deliver();

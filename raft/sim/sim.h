@@ -3,7 +3,8 @@
 // Several members (MemoryLogStore as their disk, a key-value state machine on top) run in one
 // thread on a virtual clock. A seeded scheduler delivers messages late, out of order, twice or
 // never; partitions and heals the network; crashes members (losing whatever a Ready had not yet
-// persisted, keeping what it had) and restarts them; adds and removes members (learners first)
+// persisted, keeping what it had) and restarts them, and fails their disks' reads now and then
+// (the member stops, as the node stops it, and restarts); adds and removes members (learners first)
 // and transfers leadership, while clients put and get keys (gets through ReadIndex or the log).
 //
 // After every step it checks: at most one leader per term; log matching (same index and term =>
@@ -42,6 +43,7 @@ struct SimStats {
   uint64_t crashes = 0;
   uint64_t lost_readies = 0;
   uint64_t partitions = 0;
+  uint64_t read_failures = 0;  // members stopped because their storage failed a read
   uint64_t disk_stalls = 0;  // of which a follower fell silent for the stall's length
   uint64_t silent_stalls = 0;
   uint64_t membership_changes = 0;

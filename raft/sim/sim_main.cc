@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
     total.lost_readies += s.lost_readies;
     total.partitions += s.partitions;
     total.disk_stalls += s.disk_stalls;
+    total.read_failures += s.read_failures;
     total.silent_stalls += s.silent_stalls;
     total.membership_changes += s.membership_changes;
     total.removals_told += s.removals_told;
@@ -67,14 +68,16 @@ int main(int argc, char** argv) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf(
       "seeds %lu..%lu: %lu passed, %lu failed in %.1fs (elections %lu, crashes %lu of which %lu "
-      "lost an unpersisted Ready, partitions %lu, disk stalls %lu (%lu silencing a follower), "
+      "lost an unpersisted Ready and %lu followed a failed read, partitions %lu, disk stalls %lu "
+      "(%lu silencing a follower), "
       "membership changes %lu, removals learned on "
       "return %lu, transfers %lu, "
       "snapshots sent %lu, acknowledged writes %lu, reads %lu, unknown outcomes %lu, messages "
       "%lu)\n",
       (unsigned long)first, (unsigned long)(first + seeds - 1), (unsigned long)(seeds - failed),
       (unsigned long)failed, secs, (unsigned long)total.elections, (unsigned long)total.crashes,
-      (unsigned long)total.lost_readies, (unsigned long)total.partitions,
+      (unsigned long)total.lost_readies, (unsigned long)total.read_failures,
+      (unsigned long)total.partitions,
       (unsigned long)total.disk_stalls, (unsigned long)total.silent_stalls,
       (unsigned long)total.membership_changes, (unsigned long)total.removals_told,
       (unsigned long)total.transfers, (unsigned long)total.snapshots_sent,

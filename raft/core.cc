@@ -353,6 +353,7 @@ void Core::BecomeLeader() {
 // ---- Time ----
 
 void Core::Tick() {
+  if (!log_.read_error().ok()) return;  // see storage_error(): the core takes nothing more
   if (role_ == Role::kLeader) {
     TickHeartbeat();
   } else {
@@ -500,6 +501,9 @@ absl::Status Core::StepPeer(const Message& m) {
 }
 
 absl::Status Core::Step(const Message& m) {
+  // After a failed read the core takes nothing more (storage_error()): stepping on from state
+  // decided by the failed read could fail a CHECK, and its owner is stopping the member.
+  if (!log_.read_error().ok()) return log_.read_error();
   if (m.type() == raftpb::MSG_REMOVED) {
     // From a member that applied this member's removal: a committed fact, whatever the terms.
     if (m.to() == id_) BecomeRemoved();
@@ -1393,6 +1397,7 @@ void Core::ReportUnreachable(uint64_t id) {
 }
 
 void Core::LeaderUnreachable() {
+  if (!log_.read_error().ok()) return;
   if (role_ != Role::kFollower || lead_ == 0) return;
   lead_ = 0;
   std::uniform_int_distribution<int> dist(1, 3);

@@ -246,7 +246,9 @@ class Core {
   bool leaving() const { return leaving_commit_ != 0; }
   // The first read the storage failed (an I/O error, an entry found corrupt), OK while none
   // has. Once set, what the core produced since is not to be sent or written: its owner
-  // checks after each call and stops the member, as after a failed write.
+  // checks after each call and stops the member, as after a failed write. The core then takes
+  // nothing more: Step (and so Propose, ReadIndex, ...) returns this error, Tick and
+  // LeaderUnreachable do nothing.
   const absl::Status& storage_error() const { return log_.read_error(); }
   int randomized_election_timeout() const { return randomized_election_timeout_; }
 

@@ -70,6 +70,86 @@ struct Solo {
   std::unique_ptr<Core> core;
 };
 
+// A MemoryLogStore whose reads of entries fail once `failing` is set (a disk returning EIO).
+class EntriesFailStore : public LogStorage {
+ public:
+  explicit EntriesFailStore(MemoryLogStore* inner) : inner_(inner) {}
+  absl::StatusOr<InitialState> GetInitialState() override { return inner_->GetInitialState(); }
+  absl::StatusOr<std::vector<raftpb::Entry>> Entries(uint64_t lo, uint64_t hi,
+                                                     uint64_t max_bytes) override {
+    if (failing) return absl::InternalError("IO error: Input/output error");
+    return inner_->Entries(lo, hi, max_bytes);
+  }
+  absl::StatusOr<uint64_t> Term(uint64_t i) override { return inner_->Term(i); }
+  uint64_t FirstIndex() override { return inner_->FirstIndex(); }
+  uint64_t LastIndex() override { return inner_->LastIndex(); }
+  absl::StatusOr<raftpb::Snapshot> Snapshot() override { return inner_->Snapshot(); }
+  bool failing = false;
+
+ private:
+  MemoryLogStore* inner_;
+};
+
+// A leader whose storage fails a read (building a lagging follower's append) was stopped by a
+// FATAL. It keeps the error, sends nothing for it, and from then on takes nothing more: what
+// it stepped afterwards would be decided from a state its owner no longer trusts.
+TEST(CoreTest, AfterAFailedReadTheCoreTakesNothingMore) {
+  std::unique_ptr<MemoryLogStore> disk = StoreWithTerms({1, 1, 1}, {1, 2, 3});
+  EntriesFailStore store(disk.get());
+  std::unique_ptr<Core> core = std::move(*Core::Create(TestConfig(1, &store)));
+  auto drain = [&] {
+    std::vector<Message> out;
+    while (core->HasReady()) {
+      Ready rd = core->GetReady();
+      for (auto& m : rd.early_messages) out.push_back(m);
+      EXPECT_TRUE(disk->Append(rd.entries).ok());
+      if (rd.hard_state) disk->SetHardState(*rd.hard_state);
+      for (auto& m : rd.messages) out.push_back(m);
+      core->Advance(rd);
+    }
+    return out;
+  };
+  core->Campaign();
+  drain();
+  for (uint64_t id = 2; id <= 3; ++id) (void)core->Step(Msg(raftpb::MSG_VOTE_RESP, id, 1, core->term()));
+  ASSERT_EQ(core->role(), Role::kLeader);
+  std::optional<uint64_t> probe;
+  for (const Message& m : drain()) {
+    if (m.type() == raftpb::MSG_APP && m.to() == 2) probe = m.index();
+  }
+  ASSERT_TRUE(probe.has_value());
+  const uint64_t term = core->term();
+  store.failing = true;
+  // Follower 2 has nothing: the leader must read its log from the start.
+  Message reject = Msg(raftpb::MSG_APP_RESP, 2, 1, term);
+  reject.set_index(*probe);
+  reject.set_reject(true);
+  reject.set_reject_hint(0);
+  (void)core->Step(reject);
+  ASSERT_FALSE(core->storage_error().ok());
+  EXPECT_THAT(std::string(core->storage_error().message()),
+              ::testing::HasSubstr("Input/output error"));
+  // A higher term would depose it and make it vote: it takes neither.
+  Message vote = Msg(raftpb::MSG_VOTE, 3, 1, term + 5);
+  vote.set_index(100);
+  vote.set_log_term(term + 4);
+  absl::Status stepped = core->Step(vote);
+  EXPECT_EQ(stepped.code(), absl::StatusCode::kInternal) << stepped;
+  for (int i = 0; i < 50; ++i) core->Tick();
+  core->LeaderUnreachable();
+  EXPECT_EQ(core->Propose("x").code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(core->term(), term);
+  EXPECT_EQ(core->role(), Role::kLeader);
+  store.failing = false;  // the owner reads nothing more either; the drain checks the output
+  for (const Message& m : drain()) {
+    EXPECT_NE(m.type(), raftpb::MSG_SNAP) << "took the failed read for a compacted log";
+    EXPECT_FALSE(m.type() == raftpb::MSG_APP && m.to() == 2 && m.entries_size() > 0)
+        << "sent entries it could not read";
+    EXPECT_NE(m.type(), raftpb::MSG_VOTE_RESP) << "voted after its read failed";
+    EXPECT_NE(m.type(), raftpb::MSG_HEARTBEAT) << "ticked after its read failed";
+  }
+}
+
 // ---- §5.1, §5.2: terms and elections ----
 
 TEST(CoreTest, StartsAsFollowerWithNoLeader) {

@@ -26,6 +26,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "raft/grpc_transport.h"
 #include "raft/memory_log_store.h"
 #include "raft/recovery.h"
@@ -137,32 +138,17 @@ class LeadershipRecorder : public ListStateMachine {
     mu_.AwaitWithDeadline(absl::Condition(&called), deadline);
     return removed_calls_;
   }
-  void StorageFailed(const absl::Status& error) override {
-    absl::MutexLock lock(&mu_);
-    storage_failures_.push_back(error);
-  }
-  // Waits until StorageFailed was called; false at the deadline. Returns the calls' errors.
+  void StorageFailed(const absl::Status& error) override { Record(storage_failures_, error); }
+  void RestoreFailed(const absl::Status& error) override { Record(restore_failures_, error); }
+  // Wait until StorageFailed (RestoreFailed) was called; at the deadline, go on. Return the
+  // calls' errors.
   std::vector<absl::Status> WaitForStorageFailure(absl::Time deadline) {
-    absl::MutexLock lock(&mu_);
-    auto called = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return !storage_failures_.empty(); };
-    mu_.AwaitWithDeadline(absl::Condition(&called), deadline);
-    return storage_failures_;
+    return WaitForCall(storage_failures_, deadline);
   }
-  void RestoreFailed(const absl::Status& error) override {
-    absl::MutexLock lock(&mu_);
-    restore_failures_.push_back(error);
-  }
-  // Waits until RestoreFailed was called; false at the deadline. Returns the calls' errors.
   std::vector<absl::Status> WaitForRestoreFailure(absl::Time deadline) {
-    absl::MutexLock lock(&mu_);
-    auto called = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return !restore_failures_.empty(); };
-    mu_.AwaitWithDeadline(absl::Condition(&called), deadline);
-    return restore_failures_;
+    return WaitForCall(restore_failures_, deadline);
   }
-  std::vector<absl::Status> storage_failures() {
-    absl::MutexLock lock(&mu_);
-    return storage_failures_;
-  }
+  std::vector<absl::Status> storage_failures() { return WaitForCall(storage_failures_, absl::Now()); }
   bool WaitForMembership(const std::string& last, absl::Time deadline) {
     const std::string suffix = ": voters " + last;
     absl::MutexLock lock(&mu_);
@@ -179,6 +165,17 @@ class LeadershipRecorder : public ListStateMachine {
   int removed_calls_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<absl::Status> storage_failures_ ABSL_GUARDED_BY(mu_);
   std::vector<absl::Status> restore_failures_ ABSL_GUARDED_BY(mu_);
+
+  void Record(std::vector<absl::Status>& calls, const absl::Status& error) {
+    absl::MutexLock lock(&mu_);
+    calls.push_back(error);
+  }
+  std::vector<absl::Status> WaitForCall(std::vector<absl::Status>& calls, absl::Time deadline) {
+    absl::MutexLock lock(&mu_);
+    auto called = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return !calls.empty(); };
+    mu_.AwaitWithDeadline(absl::Condition(&called), deadline);
+    return calls;
+  }
 };
 
 struct Member {
@@ -2890,6 +2887,23 @@ struct Follower {
   std::unique_ptr<Node> node;
 };
 
+// Member 2 of voters 1..3 on `store`, started and following member 1 (term 1) through `peers`;
+// null (with a test failure) if that fails.
+template <typename Store>
+std::unique_ptr<Node> StartFollowingOne(Store& store, Switchboard* peers, StateMachine* sm) {
+  raftpb::ConfState cs;
+  for (uint64_t v = 1; v <= 3; ++v) cs.add_voters(v);
+  store.SetConfState(cs);
+  auto created = Node::Create(NeverCampaigning(2, &store, peers, sm));
+  EXPECT_TRUE(created.ok()) << created.status();
+  if (!created.ok()) return nullptr;
+  std::unique_ptr<Node> node = std::move(*created);
+  node->Start();
+  peers->Deliver(MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, 1));
+  EXPECT_TRUE(node->WaitForLeader(absl::Now() + kWait));
+  return node;
+}
+
 // A read whose index the leader gave is waiting for this member to apply up to it. A member
 // that cannot catch up (a snapshot it cannot get, appends refused) kept it waiting until Stop:
 // the request timeout covered only reads whose index was not known yet.
@@ -2957,17 +2971,12 @@ class OldVersionMachine : public LeadershipRecorder {
 TEST(NodeTest, ASnapshotTheStateMachineCannotRestoreStopsTheMemberNotTheProcess) {
   Switchboard peers;
   MemoryLogStore store;
-  raftpb::ConfState cs;
+  raftpb::ConfState cs;  // what StartFollowingOne gives the store, and the snapshot records
   for (uint64_t v = 1; v <= 3; ++v) cs.add_voters(v);
-  store.SetConfState(cs);
   {
     OldVersionMachine sm;
-    auto created = Node::Create(NeverCampaigning(2, &store, &peers, &sm));
-    ASSERT_TRUE(created.ok()) << created.status();
-    std::unique_ptr<Node> node = std::move(*created);
-    node->Start();
-    peers.Deliver(MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, 1));
-    ASSERT_TRUE(node->WaitForLeader(absl::Now() + kWait));
+    std::unique_ptr<Node> node = StartFollowingOne(store, &peers, &sm);
+    ASSERT_NE(node, nullptr);
     std::future<absl::StatusOr<uint64_t>> pending = node->Propose("pending");
     ASSERT_TRUE(peers.WaitFor(raftpb::MSG_PROP, absl::Now() + kWait).has_value());
 
@@ -3039,25 +3048,40 @@ TEST(NodeTest, ASnapshotTheStateMachineCannotRestoreStopsTheMemberNotTheProcess)
   EXPECT_EQ(upgraded.values(), (std::vector<std::string>{"a", "b"}));
 }
 
-// A MemoryLogStore whose writes of the log fail once the test says so (a full disk).
-class FailingLogStore : public SnapshotHookStore {
+// A MemoryLogStore whose writes of the log, or reads of it, fail once the test says so (a full
+// disk; a disk returning EIO, an entry found corrupt after the store was opened).
+class FailingStore : public SnapshotHookStore {
  public:
   absl::Status Save(const raftpb::HardState* hs, const std::vector<raftpb::Entry>& entries,
                     const raftpb::Snapshot* snapshot, bool sync) override {
-    {
-      absl::MutexLock lock(&mu_);
-      if (!error_.ok()) return error_;
-    }
+    if (absl::Status e = error(writes_); !e.ok()) return e;
     return SnapshotHookStore::Save(hs, entries, snapshot, sync);
   }
-  void FailWith(absl::Status error) {
-    absl::MutexLock lock(&mu_);
-    error_ = std::move(error);
+  absl::StatusOr<std::vector<raftpb::Entry>> Entries(uint64_t lo, uint64_t hi,
+                                                     uint64_t max_bytes) override {
+    if (absl::Status e = error(reads_); !e.ok()) return e;
+    return SnapshotHookStore::Entries(lo, hi, max_bytes);
   }
+  absl::StatusOr<uint64_t> Term(uint64_t i) override {
+    // A real store keeps the last entry's term and the snapshot's in memory.
+    if (absl::Status e = error(reads_); !e.ok() && i >= FirstIndex() && i != LastIndex()) return e;
+    return SnapshotHookStore::Term(i);
+  }
+  void FailWrites(absl::Status e) { Set(writes_, std::move(e)); }
+  void FailReads(absl::Status e) { Set(reads_, std::move(e)); }
 
  private:
+  absl::Status error(const absl::Status& which) {
+    absl::MutexLock lock(&mu_);
+    return which;
+  }
+  void Set(absl::Status& which, absl::Status e) {
+    absl::MutexLock lock(&mu_);
+    which = std::move(e);
+  }
   absl::Mutex mu_;
-  absl::Status error_ ABSL_GUARDED_BY(mu_);
+  absl::Status writes_ ABSL_GUARDED_BY(mu_);
+  absl::Status reads_ ABSL_GUARDED_BY(mu_);
 };
 
 // A follower whose write fails sends nothing that write owed (its acknowledgement promises the
@@ -3065,17 +3089,10 @@ class FailingLogStore : public SnapshotHookStore {
 // its requests, pending and new, fail with the reason.
 TEST(NodeTest, AFollowerWhoseWriteFailsSendsNothingItOwedAndStops) {
   Switchboard peers;
-  FailingLogStore store;
-  raftpb::ConfState cs;
-  for (uint64_t v = 1; v <= 3; ++v) cs.add_voters(v);
-  store.SetConfState(cs);
+  FailingStore store;
   LeadershipRecorder sm;
-  auto created = Node::Create(NeverCampaigning(2, &store, &peers, &sm));
-  ASSERT_TRUE(created.ok()) << created.status();
-  std::unique_ptr<Node> node = std::move(*created);
-  node->Start();
-  peers.Deliver(MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, 1));
-  ASSERT_TRUE(node->WaitForLeader(absl::Now() + kWait));
+  std::unique_ptr<Node> node = StartFollowingOne(store, &peers, &sm);
+  ASSERT_NE(node, nullptr);
   raftpb::Message first = MessageOf(raftpb::MSG_APP, 1, 2, 1);
   *first.add_entries() = EntryAt(1, 1, "a");
   peers.Deliver(std::move(first));
@@ -3086,7 +3103,7 @@ TEST(NodeTest, AFollowerWhoseWriteFailsSendsNothingItOwedAndStops) {
   std::future<absl::StatusOr<uint64_t>> pending = node->Propose("pending");
   ASSERT_TRUE(peers.WaitFor(raftpb::MSG_PROP, absl::Now() + kWait).has_value());
 
-  store.FailWith(absl::InternalError("IO error: No space left on device: 000012.log"));
+  store.FailWrites(absl::InternalError("IO error: No space left on device: 000012.log"));
   raftpb::Message second = MessageOf(raftpb::MSG_APP, 1, 2, 1);
   second.set_index(1);
   second.set_log_term(1);
@@ -3122,50 +3139,15 @@ TEST(NodeTest, AFollowerWhoseWriteFailsSendsNothingItOwedAndStops) {
   node->Stop();
 }
 
-// A MemoryLogStore whose reads of the log fail once the test says so (a disk returning EIO,
-// an entry found corrupt after the store was opened).
-class FailingReadStore : public SnapshotHookStore {
- public:
-  absl::StatusOr<std::vector<raftpb::Entry>> Entries(uint64_t lo, uint64_t hi,
-                                                     uint64_t max_bytes) override {
-    if (absl::Status e = error(); !e.ok()) return e;
-    return SnapshotHookStore::Entries(lo, hi, max_bytes);
-  }
-  absl::StatusOr<uint64_t> Term(uint64_t i) override {
-    // A real store keeps the last entry's term and the snapshot's in memory.
-    if (absl::Status e = error(); !e.ok() && i >= FirstIndex() && i != LastIndex()) return e;
-    return SnapshotHookStore::Term(i);
-  }
-  void FailWith(absl::Status e) {
-    absl::MutexLock lock(&mu_);
-    error_ = std::move(e);
-  }
-
- private:
-  absl::Status error() {
-    absl::MutexLock lock(&mu_);
-    return error_;
-  }
-  absl::Mutex mu_;
-  absl::Status error_ ABSL_GUARDED_BY(mu_);
-};
-
 // A follower whose storage fails the read of committed entries it must apply stopped the
 // process (a failed CHECK in the core). Now it stops taking part, saying why, and applies
 // nothing it could not read.
 TEST(NodeTest, AFollowerWhoseReadFailsStopsTheMemberNotTheProcess) {
   Switchboard peers;
-  FailingReadStore store;
-  raftpb::ConfState cs;
-  for (uint64_t v = 1; v <= 3; ++v) cs.add_voters(v);
-  store.SetConfState(cs);
+  FailingStore store;
   LeadershipRecorder sm;
-  auto created = Node::Create(NeverCampaigning(2, &store, &peers, &sm));
-  ASSERT_TRUE(created.ok()) << created.status();
-  std::unique_ptr<Node> node = std::move(*created);
-  node->Start();
-  peers.Deliver(MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, 1));
-  ASSERT_TRUE(node->WaitForLeader(absl::Now() + kWait));
+  std::unique_ptr<Node> node = StartFollowingOne(store, &peers, &sm);
+  ASSERT_NE(node, nullptr);
   raftpb::Message app = MessageOf(raftpb::MSG_APP, 1, 2, 1);
   for (uint64_t i = 1; i <= 3; ++i) *app.add_entries() = EntryAt(1, i, absl::StrCat("v", i));
   peers.Deliver(std::move(app));
@@ -3173,7 +3155,7 @@ TEST(NodeTest, AFollowerWhoseReadFailsStopsTheMemberNotTheProcess) {
   ASSERT_TRUE(ack.has_value());
   ASSERT_EQ(ack->index(), 3u);
 
-  store.FailWith(absl::InternalError("IO error: Input/output error: 000009.sst"));
+  store.FailReads(absl::InternalError("IO error: Input/output error: 000009.sst"));
   raftpb::Message commit = MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, 1);
   commit.set_commit(3);
   peers.Deliver(std::move(commit));
@@ -3195,7 +3177,7 @@ TEST(NodeTest, AFollowerWhoseReadFailsStopsTheMemberNotTheProcess) {
 // log: it sends that member nothing (neither entries nor a snapshot).
 TEST(NodeTest, ALeaderWhoseReadFailsStopsLeadingAndSendsNothingMadeOfIt) {
   Switchboard peers;
-  FailingReadStore store;
+  FailingStore store;
   LeadershipRecorder sm;
   std::unique_ptr<Node> node;
   {
@@ -3226,7 +3208,7 @@ TEST(NodeTest, ALeaderWhoseReadFailsStopsLeadingAndSendsNothingMadeOfIt) {
   peers.Deliver(MessageOf(raftpb::MSG_HEARTBEAT_RESP, 2, 1, beat->term()));
   std::optional<raftpb::Message> probe = peers.WaitFor(raftpb::MSG_APP, absl::Now() + kWait);
   ASSERT_TRUE(probe.has_value());
-  store.FailWith(absl::DataLossError("Corruption: block checksum mismatch in 000011.sst"));
+  store.FailReads(absl::DataLossError("Corruption: block checksum mismatch in 000011.sst"));
   raftpb::Message reject = MessageOf(raftpb::MSG_APP_RESP, 2, 1, probe->term());
   reject.set_index(probe->index());
   reject.set_reject(true);
@@ -3252,40 +3234,25 @@ TEST(NodeTest, ALeaderWhoseReadFailsStopsLeadingAndSendsNothingMadeOfIt) {
   EXPECT_EQ(appends_after_probe, 0) << "sent entries it could not read";
 }
 
-// A FailingReadStore whose next synced write of entries, once gated, waits for write_latch;
+// A FailingStore whose next synced write of entries, once gated, waits for write_latch;
 // WaitSaved tells when that write has returned.
-class GatedWriteStore : public FailingReadStore {
+class GatedWriteStore : public FailingStore {
  public:
   absl::Status Save(const raftpb::HardState* hs, const std::vector<raftpb::Entry>& entries,
                     const raftpb::Snapshot* snapshot, bool sync) override {
-    bool gate;
-    {
-      absl::MutexLock lock(&mu_);
-      gate = gated_ && sync && !entries.empty();
-      gated_ = gated_ && !gate;
-    }
+    const bool gate = sync && !entries.empty() && gated_.exchange(false);
     if (gate) write_latch.Block();
-    absl::Status s = FailingReadStore::Save(hs, entries, snapshot, sync);
-    if (gate) {
-      absl::MutexLock lock(&mu_);
-      saved_ = true;
-    }
+    absl::Status s = FailingStore::Save(hs, entries, snapshot, sync);
+    if (gate) saved_.Notify();
     return s;
   }
-  void Gate() {
-    absl::MutexLock lock(&mu_);
-    gated_ = true;
-  }
-  bool WaitSaved(absl::Time deadline) {
-    absl::MutexLock lock(&mu_);
-    return mu_.AwaitWithDeadline(absl::Condition(&saved_), deadline);
-  }
+  void Gate() { gated_ = true; }
+  bool WaitSaved(absl::Time deadline) { return saved_.WaitForNotificationWithDeadline(deadline); }
   Latch write_latch;
 
  private:
-  absl::Mutex mu_;
-  bool gated_ ABSL_GUARDED_BY(mu_) = false;
-  bool saved_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<bool> gated_{false};
+  absl::Notification saved_;
 };
 
 // Applying "hold" waits for apply_latch (the node thread is held there).
@@ -3342,7 +3309,7 @@ TEST(NodeTest, AReadFailingAsTheLeadersWriteCompletesStopsTheMemberWithoutHangin
   std::future<absl::StatusOr<uint64_t>> held = f->node->Propose("hold");
   ASSERT_TRUE(f->store.write_latch.WaitStarted(kWait)) << "the leader's write never started";
   ASSERT_TRUE(f->sm.apply_latch.WaitStarted(kWait)) << "the followers' commit was not applied";
-  f->store.FailWith(absl::DataLossError("Corruption: block checksum mismatch in 000011.sst"));
+  f->store.FailReads(absl::DataLossError("Corruption: block checksum mismatch in 000011.sst"));
   raftpb::Message reject = MessageOf(raftpb::MSG_APP_RESP, 4, 1, f->node->GetStatus().term);
   reject.set_index(*probe);
   reject.set_reject(true);

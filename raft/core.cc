@@ -495,6 +495,14 @@ VoteResult Core::Poll(uint64_t id, MessageType /*type*/, bool granted) {
 
 // ---- Step ----
 
+absl::Status Core::Step(Message&& m) {
+  movable_snapshot_ = m.type() == raftpb::MSG_SNAP && m.has_snapshot() ? m.mutable_snapshot()
+                                                                        : nullptr;
+  absl::Status s = Step(static_cast<const Message&>(m));
+  movable_snapshot_ = nullptr;
+  return s;
+}
+
 absl::Status Core::StepPeer(const Message& m) {
   if (absl::Status s = CheckPeerMessage(m, id_); !s.ok()) return s;
   return Step(m);
@@ -1009,8 +1017,12 @@ bool Core::Restore(const raftpb::Snapshot& s) {
   // A snapshot whose membership lacks us is installed too: a member being added (a learner
   // catching up) is often sent a snapshot taken before its addition, and the entries after it
   // add it. Until then it is not promotable.
-  const raftpb::ConfState& cs = s.metadata().conf_state();
-  log_.Restore(s);
+  const raftpb::ConfState cs = s.metadata().conf_state();  // `s` may be moved from below
+  if (movable_snapshot_ == &s) {
+    log_.Restore(std::move(*movable_snapshot_));
+  } else {
+    log_.Restore(s);
+  }
   progress_.clear();
   const uint64_t next = log_.LastIndex() + 1;
   for (uint64_t v : cs.voters()) progress_.emplace(v, NewProgress(next, false));
@@ -1483,9 +1495,7 @@ Ready Core::GetReady() {
   if (!HardStateEqual(hs, prev_hard_)) rd.hard_state = hs;
   rd.entries = log_.UnstableEntries();
   if (log_.HasPendingSnapshot()) {
-    absl::StatusOr<raftpb::Snapshot> snap = log_.Snapshot();
-    SHOAL_CHECK(snap.ok(), "pending snapshot unreadable");
-    rd.snapshot = *snap;
+    rd.snapshot = log_.TakePendingSnapshot();
   }
   rd.committed_entries = log_.NextCommittedEntries();
   if (!rd.committed_entries.empty()) log_.ApplyingTo(rd.committed_entries.back().index());

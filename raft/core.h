@@ -185,6 +185,9 @@ class Core {
   // Feeds a message from a peer (or a local one). Stale messages are ignored (OK).
   // UNAVAILABLE when a forwarded proposal or read cannot be served (no leader).
   absl::Status Step(const raftpb::Message& m);
+  // The same for a message the caller gives up: a snapshot in it (the whole state) is moved
+  // into the log instead of copied.
+  absl::Status Step(raftpb::Message&& m);
   // Feeds a message that came from the network: CheckPeerMessage first (INVALID_ARGUMENT,
   // and nothing changes, for one no correct peer sends), then Step (which has INVALID_ARGUMENT
   // answers of its own: callers that count malformed messages call CheckPeerMessage apart).
@@ -295,6 +298,8 @@ class Core {
   void HandleHeartbeat(const raftpb::Message& m);
   void HandleSnapshot(const raftpb::Message& m);
   bool Restore(const raftpb::Snapshot& s);
+  // The snapshot of the message Step(Message&&) is stepping, which Restore may move from.
+  raftpb::Snapshot* movable_snapshot_ = nullptr;
   void HandleAppendResponse(const raftpb::Message& m, Progress& pr);
   void HandleHeartbeatResponse(const raftpb::Message& m, Progress& pr);
 

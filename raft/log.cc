@@ -41,13 +41,29 @@ void Unstable::StableTo(uint64_t i, uint64_t t) {
 }
 
 void Unstable::StableSnapTo(uint64_t i) {
-  if (snapshot_ && snapshot_->metadata().index() == i) snapshot_.reset();
+  if (snapshot_ && snapshot_->metadata().index() == i) {
+    snapshot_.reset();
+    snapshot_taken_ = false;
+  }
 }
 
-void Unstable::Restore(const raftpb::Snapshot& s) {
+void Unstable::Restore(raftpb::Snapshot s) {
   offset_ = s.metadata().index() + 1;
   entries_.clear();
-  snapshot_ = s;
+  snapshot_ = std::move(s);
+  snapshot_taken_ = false;
+}
+
+raftpb::Snapshot Unstable::TakeSnapshot() {
+  SHOAL_CHECK(snapshot_.has_value(), "no pending snapshot to take");
+  SHOAL_CHECK(!snapshot_taken_, "the pending snapshot at ", snapshot_->metadata().index(),
+              " was taken already (GetReady called again before Advance)");
+  raftpb::Snapshot out;
+  *out.mutable_metadata() = snapshot_->metadata();
+  out.set_data(std::move(*snapshot_->mutable_data()));
+  snapshot_->clear_data();
+  snapshot_taken_ = true;
+  return out;
 }
 
 void Unstable::TruncateAndAppend(const std::vector<raftpb::Entry>& entries) {
@@ -244,7 +260,10 @@ std::vector<raftpb::Entry> RaftLog::NextCommittedEntries() const {
 }
 
 absl::StatusOr<raftpb::Snapshot> RaftLog::Snapshot() const {
-  if (unstable_.snapshot()) return *unstable_.snapshot();
+  if (unstable_.snapshot()) {
+    SHOAL_CHECK(!unstable_.snapshot_taken(), "the pending snapshot's data went out with a Ready");
+    return *unstable_.snapshot();
+  }
   return storage_->Snapshot();
 }
 
@@ -282,9 +301,9 @@ void RaftLog::ApplyingTo(uint64_t i) {
   applying_ = i;
 }
 
-void RaftLog::Restore(const raftpb::Snapshot& s) {
+void RaftLog::Restore(raftpb::Snapshot s) {
   committed_ = s.metadata().index();
-  unstable_.Restore(s);
+  unstable_.Restore(std::move(s));
 }
 
 }  // namespace shoal::raft

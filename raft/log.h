@@ -35,7 +35,9 @@ class Unstable {
   // Storage now holds everything up to (i, t).
   void StableTo(uint64_t i, uint64_t t);
   void StableSnapTo(uint64_t i);
-  void Restore(const raftpb::Snapshot& s);
+  void Restore(raftpb::Snapshot s);
+  // The pending snapshot, its data moved out (the metadata stays): once per snapshot, a CHECK.
+  raftpb::Snapshot TakeSnapshot();
   void TruncateAndAppend(const std::vector<raftpb::Entry>& entries);
   // Entries in [lo, hi); requires offset <= lo <= hi <= offset + size.
   std::vector<raftpb::Entry> Slice(uint64_t lo, uint64_t hi) const;
@@ -44,9 +46,11 @@ class Unstable {
   void set_offset(uint64_t offset) { offset_ = offset; }
   const std::vector<raftpb::Entry>& entries() const { return entries_; }
   const std::optional<raftpb::Snapshot>& snapshot() const { return snapshot_; }
+  bool snapshot_taken() const { return snapshot_taken_; }
 
  private:
   std::optional<raftpb::Snapshot> snapshot_;
+  bool snapshot_taken_ = false;  // its data went out with a Ready
   std::vector<raftpb::Entry> entries_;
   // Index of entries_[0].
   uint64_t offset_ = 0;
@@ -92,7 +96,11 @@ class RaftLog {
   std::vector<raftpb::Entry> NextCommittedEntries() const;
   const std::vector<raftpb::Entry>& UnstableEntries() const { return unstable_.entries(); }
   bool HasPendingSnapshot() const { return unstable_.snapshot().has_value(); }
+  // The pending snapshot (a CHECK once TakePendingSnapshot took its data), else the stored one.
   absl::StatusOr<raftpb::Snapshot> Snapshot() const;
+  // The pending snapshot for a Ready, its data moved out: a snapshot is the whole state, and a
+  // copy here was one more of it in memory while it is written. Once per snapshot.
+  raftpb::Snapshot TakePendingSnapshot() { return unstable_.TakeSnapshot(); }
   // The latest snapshot's metadata (the pending one's, or the stored one's), without its data.
   absl::StatusOr<raftpb::SnapshotMetadata> SnapshotMetadata() const;
 
@@ -105,8 +113,8 @@ class RaftLog {
   void ApplyingTo(uint64_t i);
   void StableTo(uint64_t i, uint64_t t) { unstable_.StableTo(i, t); }
   void StableSnapTo(uint64_t i) { unstable_.StableSnapTo(i); }
-  // Replaces the log by a snapshot (follower receiving MSG_SNAP).
-  void Restore(const raftpb::Snapshot& s);
+  // Replaces the log by a snapshot (follower receiving MSG_SNAP); moved in when it can be.
+  void Restore(raftpb::Snapshot s);
 
   uint64_t committed() const { return committed_; }
   uint64_t applied() const { return applied_; }

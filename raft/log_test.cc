@@ -96,6 +96,27 @@ TEST(RaftLogTest, MaybeAppendChecksThePrecedingEntryAndCommits) {
   EXPECT_EQ(log2.committed(), 1u);
 }
 
+// A received snapshot is moved into the log and out with one Ready (no copy of the state is
+// made); a second Ready before Advance would carry an empty state, so asking twice is fatal.
+TEST(RaftLogDeathTest, APendingSnapshotsDataGoesOutOnce) {
+  MemoryLogStore s;
+  RaftLog log(&s, UINT64_MAX);
+  raftpb::Snapshot snap;
+  snap.mutable_metadata()->set_index(10);
+  snap.mutable_metadata()->set_term(2);
+  snap.set_data(std::string(1 << 20, 'x'));
+  const char* buffer = snap.data().data();
+  log.Restore(std::move(snap));
+  raftpb::Snapshot out = log.TakePendingSnapshot();
+  EXPECT_EQ(out.data().data(), buffer) << "the state was copied, not moved";
+  EXPECT_EQ(out.metadata().index(), 10u);
+  EXPECT_EQ(*log.Term(10), 2u);  // the metadata stays until Advance
+  EXPECT_DEATH(log.TakePendingSnapshot(), "taken already");
+  EXPECT_DEATH((void)log.Snapshot(), "went out with a Ready");
+  log.StableSnapTo(10);
+  EXPECT_FALSE(log.HasPendingSnapshot());
+}
+
 TEST(RaftLogDeathTest, ReplacingACommittedEntryIsFatal) {
   MemoryLogStore s;
   ASSERT_TRUE(s.Append({E(1, 1), E(2, 2), E(3, 3)}).ok());

@@ -879,7 +879,7 @@ void Node::HandleInput(Input& in) {
       // proposal over this member's entry limit, say) is not a malformed message.
       const absl::Status s = CheckPeerMessage(in.message, options_.raft.id);
       if (s.ok()) {
-        (void)core_->Step(in.message);
+        (void)core_->Step(std::move(in.message));  // a snapshot in it is moved, not copied
       } else {
         // A buggy or older member: the message changed nothing. Said the first times and
         // then at powers of two, so a member that keeps sending them cannot flood the log.

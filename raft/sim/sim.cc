@@ -749,18 +749,19 @@ void Sim::Deliver() {
     if (absl::Status s = CheckPeerMessage(f.msg, n.id); !s.ok()) {
       return Fail("member ", n.id, " refused ", Describe(f.msg), ": ", s.message());
     }
+    const uint64_t to = f.msg.to();
     n.reads->set_armed(true);
-    (void)n.core->Step(f.msg);
+    (void)n.core->Step(std::move(f.msg));  // as the node does: a snapshot is moved in
     n.reads->set_armed(false);
     if (StoppedByAFailedRead(n)) {
       // Delivered all the same, as far as the sender's transport can tell.
-      if (snap) snapshot_reports_.emplace_back(f.sender, f.msg.to(), false);
+      if (snap) snapshot_reports_.emplace_back(f.sender, to, false);
       continue;
     }
     HandleReadies(n);
     NoteRemoval(n);
     StopIfRemoved(n);
-    if (snap) snapshot_reports_.emplace_back(f.sender, f.msg.to(), false);
+    if (snap) snapshot_reports_.emplace_back(f.sender, to, false);
   }
   std::vector<std::pair<uint64_t, uint64_t>> unreachable;
   unreachable.swap(unreachable_reports_);

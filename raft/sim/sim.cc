@@ -498,8 +498,13 @@ void Sim::HandleReadies(SimNode& n) {
   if (!failure_.failed && n.up && n.writing) {
     // A write is under way: only what may precede it leaves now, and what was committed
     // meanwhile is applied now.
-    SendAll(n.id, n.core->TakeEarlyMessages());
-    for (const raftpb::Entry& e : n.core->TakeCommittedEntries()) {
+    n.reads->set_armed(true);
+    std::vector<Message> early = n.core->TakeEarlyMessages();
+    std::vector<raftpb::Entry> committed = n.core->TakeCommittedEntries();
+    n.reads->set_armed(false);
+    if (StoppedByAFailedRead(n)) return;  // as the node: nothing taken leaves
+    SendAll(n.id, std::move(early));
+    for (const raftpb::Entry& e : committed) {
       Apply(n, e);
       if (failure_.failed || !n.up) return;
     }
@@ -510,7 +515,10 @@ void Sim::HandleReadies(SimNode& n) {
 }
 
 void Sim::HandleReady(SimNode& n) {
+  n.reads->set_armed(true);
   Ready rd = n.core->GetReady();
+  n.reads->set_armed(false);
+  if (StoppedByAFailedRead(n)) return;  // as the node: nothing of this Ready is written or sent
   // A crash before the write reaches the disk loses the whole Ready: its entries, hard state
   // (votes!) and messages, but not the early messages, which left before the write. The core
   // must not have let anything out that depended on it.

@@ -259,7 +259,8 @@ void Node::HandOverLeadership() {
   const uint64_t self = options_.raft.id;
   absl::MutexLock lock(&mu_);
   auto handed_over = [this, self]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    // Or the member stopped on a failed write meanwhile: no hand-over will come.
+    // Or the member halted meanwhile (its storage failed, or a snapshot could not be
+    // restored): no hand-over will come.
     return (status_.leader != 0 && status_.leader != self) || !halt_error_.ok();
   };
   mu_.AwaitWithTimeout(absl::Condition(&handed_over), timeout);
@@ -735,7 +736,8 @@ void Node::SnapshotterLoop() {
           this));
       sends.swap(snapshots_to_send_);
       if (!halt_error_.ok()) {
-        // The member stopped on a failed write: it sends and writes nothing more.
+        // The member halted (its storage failed, or a snapshot could not be restored): it
+        // sends and writes nothing more.
         sends.clear();
         if (snapshot_job_) {
           snapshot_job_.reset();

@@ -76,6 +76,29 @@ absl::Status CheckPeerMessage(const raftpb::Message& m, uint64_t self) {
                                           self));
   }
   if (needs_term && m.term() == 0) return BadPeerMessage(m, "carries no term");
+  // No cluster reaches such a term or index (2^62: a term a nanosecond for 146 years); near
+  // 2^64, a member that took one on wrapped round to 0 at its next election or entry.
+  const auto too_big = [](uint64_t v) { return v > kMaxTermOrIndex; };
+  if (too_big(m.term()) || too_big(m.log_term()) || too_big(m.index()) || too_big(m.commit()) ||
+      too_big(m.reject_hint())) {
+    return BadPeerMessage(m, absl::StrCat("carries a term or index beyond ", kMaxTermOrIndex,
+                                          " (term ", m.term(), ", log term ", m.log_term(),
+                                          ", index ", m.index(), ", commit ", m.commit(),
+                                          ", hint ", m.reject_hint(), ")"));
+  }
+  for (const raftpb::Entry& e : m.entries()) {
+    if (too_big(e.term()) || too_big(e.index())) {
+      return BadPeerMessage(m, absl::StrCat("carries an entry at index ", e.index(), " of term ",
+                                            e.term(), ", beyond ", kMaxTermOrIndex));
+    }
+  }
+  if (m.has_snapshot() && (too_big(m.snapshot().metadata().index()) ||
+                           too_big(m.snapshot().metadata().term()))) {
+    return BadPeerMessage(m, absl::StrCat("carries a snapshot at index ",
+                                          m.snapshot().metadata().index(), " of term ",
+                                          m.snapshot().metadata().term(), ", beyond ",
+                                          kMaxTermOrIndex));
+  }
   switch (m.type()) {
     case raftpb::MSG_PROP:
       if (m.entries_size() == 0) return BadPeerMessage(m, "carries no entries");
@@ -98,6 +121,10 @@ absl::Status CheckPeerMessage(const raftpb::Message& m, uint64_t self) {
         return BadPeerMessage(m, absl::StrCat("matches at term ", m.log_term(),
                                               ", after its own term ", m.term()));
       }
+      if ((m.log_term() == 0) != (m.index() == 0)) {
+        return BadPeerMessage(m, absl::StrCat("matches at index ", m.index(), " of term ",
+                                              m.log_term(), ": only index 0 has term 0"));
+      }
       uint64_t prev_term = m.log_term();
       for (int i = 0; i < m.entries_size(); ++i) {
         const raftpb::Entry& e = m.entries(i);
@@ -106,7 +133,7 @@ absl::Status CheckPeerMessage(const raftpb::Message& m, uint64_t self) {
                                                 " after index ", m.index(),
                                                 ": entries must follow on one another"));
         }
-        if (e.term() < prev_term || e.term() > m.term()) {
+        if (e.term() == 0 || e.term() < prev_term || e.term() > m.term()) {
           return BadPeerMessage(m, absl::StrCat("carries entry ", e.index(), " of term ",
                                                 e.term(), ", outside [", prev_term, ", ",
                                                 m.term(), "]"));
@@ -114,6 +141,13 @@ absl::Status CheckPeerMessage(const raftpb::Message& m, uint64_t self) {
         if (!KnownEntryType(e.type())) {
           return BadPeerMessage(m, absl::StrCat("carries entry ", e.index(), " of unknown type ",
                                                 static_cast<int>(e.type())));
+        }
+        // Every member applies a committed membership change, and one it cannot read would
+        // stop it there (the node fails a CHECK on it): refused before it is in the log.
+        if (e.type() == raftpb::ENTRY_TYPE_CONF_CHANGE &&
+            !raftpb::ConfChange().ParseFromString(e.data())) {
+          return BadPeerMessage(m, absl::StrCat("carries entry ", e.index(),
+                                                ", a membership change that does not parse"));
         }
         prev_term = e.term();
       }
@@ -353,7 +387,7 @@ void Core::BecomeLeader() {
 // ---- Time ----
 
 void Core::Tick() {
-  if (!log_.read_error().ok()) return;  // see storage_error(): the core takes nothing more
+  if (!log_.storage_error().ok()) return;  // see storage_error(): the core takes nothing more
   if (role_ == Role::kLeader) {
     TickHeartbeat();
   } else {
@@ -424,6 +458,11 @@ bool Core::Promotable() const {
 
 void Core::Hup(CampaignType type) {
   if (role_ == Role::kLeader) return;
+  // Told it was removed (MSG_REMOVED) before it applied its removal, it still counts itself a
+  // voter: a TimeoutNow (a transfer to it begun before the removal, delayed) made it campaign,
+  // and a voter that had not applied the removal yet took the higher term and deposed the
+  // leader.
+  if (self_removed_) return;
   // Promotable first: while a received snapshot is pending, the entries between the applied
   // and the committed index are gone from the log.
   if (!Promotable()) return;
@@ -437,7 +476,7 @@ bool Core::HasUnappliedConfChanges() const {
   if (log_.committed() <= log_.applied()) return false;
   absl::StatusOr<std::vector<raftpb::Entry>> ents =
       log_.Slice(log_.applied() + 1, log_.committed() + 1, UINT64_MAX);
-  if (!ents.ok() && !log_.read_error().ok()) return true;  // unknown: do not campaign
+  if (!ents.ok() && !log_.storage_error().ok()) return true;  // unknown: do not campaign
   SHOAL_CHECK(ents.ok(), "reading unapplied entries: ", ents.status().ToString());
   for (const raftpb::Entry& e : *ents) {
     if (e.type() == raftpb::ENTRY_TYPE_CONF_CHANGE) return true;
@@ -511,7 +550,7 @@ absl::Status Core::StepPeer(const Message& m) {
 absl::Status Core::Step(const Message& m) {
   // After a failed read the core takes nothing more (storage_error()): stepping on from state
   // decided by the failed read could fail a CHECK, and its owner is stopping the member.
-  if (!log_.read_error().ok()) return log_.read_error();
+  if (!log_.storage_error().ok()) return log_.storage_error();
   if (m.type() == raftpb::MSG_REMOVED) {
     // From a member that applied this member's removal: a committed fact, whatever the terms.
     if (m.to() == id_) BecomeRemoved();
@@ -929,6 +968,7 @@ absl::Status Core::StepFollower(const Message& m) {
       if (lead_ == 0) return absl::OkStatus();
       Message fwd = m;
       fwd.set_to(lead_);
+      fwd.set_term(0);  // Send sets this member's
       Send(std::move(fwd));
       return absl::OkStatus();
     }
@@ -940,6 +980,7 @@ absl::Status Core::StepFollower(const Message& m) {
       if (lead_ == 0) return NoLeader("read");
       Message fwd = m;
       fwd.set_to(lead_);
+      fwd.set_term(0);  // forwarded reads are term-less (a peer's may not be)
       Send(std::move(fwd));
       return absl::OkStatus();
     }
@@ -971,6 +1012,7 @@ void Core::HandleAppendEntries(const Message& m) {
     Send(std::move(resp));
     return;
   }
+  if (!log_.storage_error().ok()) return;  // a failed read or a loss: nothing is answered
   // Tell the leader where our log could match: the last index whose term is at most the
   // leader's term at m.index, so it can skip a whole conflicting term in one round trip.
   const uint64_t hint_index = std::min(m.index(), log_.LastIndex());
@@ -983,6 +1025,16 @@ void Core::HandleAppendEntries(const Message& m) {
 }
 
 void Core::HandleHeartbeat(const Message& m) {
+  if (m.commit() > log_.LastIndex()) {
+    // The leader tells a follower at most what the follower acknowledged it holds.
+    (void)log_.Lost(absl::StrCat("member ", m.from(), ", leader of term ", term_,
+                                 ", counts on this member holding entries up to ", m.commit(),
+                                 ", but its log ends at ", log_.LastIndex(),
+                                 ": entries it acknowledged are gone (a store truncated or "
+                                 "restored from an older copy, or a disk that lost synced "
+                                 "writes)"));
+    return;
+  }
   log_.CommitTo(m.commit());
   Message resp;
   resp.set_to(m.from());
@@ -1070,7 +1122,7 @@ bool Core::MaybeSendAppend(uint64_t to, bool send_if_empty) {
   absl::StatusOr<std::vector<raftpb::Entry>> ents = log_.EntriesFrom(pr.next, max_msg_size_);
   if (ents.ok() && ents->empty() && !send_if_empty) return false;
   // The storage failed a read: not a compacted log, and nothing is sent (the owner stops).
-  if (!log_.read_error().ok()) return false;
+  if (!log_.storage_error().ok()) return false;
   if (!term.ok() || !ents.ok()) {
     // The follower needs entries that were compacted: send a snapshot.
     if (!pr.recent_active) return false;
@@ -1409,7 +1461,7 @@ void Core::ReportUnreachable(uint64_t id) {
 }
 
 void Core::LeaderUnreachable() {
-  if (!log_.read_error().ok()) return;
+  if (!log_.storage_error().ok()) return;
   if (role_ != Role::kFollower || lead_ == 0) return;
   lead_ = 0;
   std::uniform_int_distribution<int> dist(1, 3);

@@ -150,12 +150,18 @@ struct Ready {
   bool must_sync = false;
 };
 
+// Terms and indexes above this are refused in peers' messages: no cluster reaches them.
+inline constexpr uint64_t kMaxTermOrIndex = uint64_t{1} << 62;
+
 // Whether `m`, received from the network by member `self`, is a message a correct peer can
 // send: a type that travels between members (a member's own timer and transport inputs, such
 // as MSG_CHECK_QUORUM, never do), a sender, this member as its recipient, a term where one is
 // required, the entries its type needs, appended entries that follow on one another with
 // terms that never fall, a snapshot with a membership. INVALID_ARGUMENT naming what is wrong
 // otherwise. A buggy or older member must not be able to crash, depose or corrupt another.
+// Also refused: terms and indexes above kMaxTermOrIndex, appends matching at term 0 after
+// index 0 or carrying entries of term 0, membership-change entries that do not parse.
+// (raft/fuzz/core_fuzzer.cc drives a core with arbitrary peer messages.)
 absl::Status CheckPeerMessage(const raftpb::Message& m, uint64_t self);
 
 class Core {
@@ -247,12 +253,15 @@ class Core {
   // A leader removed or demoted that still leads until a majority of the remaining voters
   // knows the commit index (StartLeaving): it takes no proposals, reads or transfers meanwhile.
   bool leaving() const { return leaving_commit_ != 0; }
-  // The first read the storage failed (an I/O error, an entry found corrupt), OK while none
-  // has. Once set, what the core produced since is not to be sent or written: its owner
+  // The first read the storage failed (an I/O error, an entry found corrupt), or DATA_LOSS
+  // once the log is found to lack what this member acknowledged or committed (its leader
+  // counts on entries it no longer holds, or sends another entry where it committed one: a
+  // store truncated or restored from an older copy, a disk that lost synced writes; etcd
+  // panics there), OK while neither. Once set, what the core produced since is not to be sent or written: its owner
   // checks after each call and stops the member, as after a failed write. The core then takes
   // nothing more: Step (and so Propose, ReadIndex, ...) returns this error, Tick and
   // LeaderUnreachable do nothing.
-  const absl::Status& storage_error() const { return log_.read_error(); }
+  const absl::Status& storage_error() const { return log_.storage_error(); }
   int randomized_election_timeout() const { return randomized_election_timeout_; }
 
  private:

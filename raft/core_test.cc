@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "raft/memory_log_store.h"
+#include "raft/testing/forwarding_store.h"
 #include "raft/testing/network.h"
 
 namespace shoal::raft {
@@ -71,24 +72,67 @@ struct Solo {
 };
 
 // A MemoryLogStore whose reads of entries fail once `failing` is set (a disk returning EIO).
-class EntriesFailStore : public LogStorage {
+class EntriesFailStore : public testing::ForwardingStore {
  public:
-  explicit EntriesFailStore(MemoryLogStore* inner) : inner_(inner) {}
-  absl::StatusOr<InitialState> GetInitialState() override { return inner_->GetInitialState(); }
+  explicit EntriesFailStore(MemoryLogStore* inner) : ForwardingStore(inner) {}
   absl::StatusOr<std::vector<raftpb::Entry>> Entries(uint64_t lo, uint64_t hi,
                                                      uint64_t max_bytes) override {
     if (failing) return absl::InternalError("IO error: Input/output error");
-    return inner_->Entries(lo, hi, max_bytes);
+    return ForwardingStore::Entries(lo, hi, max_bytes);
   }
-  absl::StatusOr<uint64_t> Term(uint64_t i) override { return inner_->Term(i); }
-  uint64_t FirstIndex() override { return inner_->FirstIndex(); }
-  uint64_t LastIndex() override { return inner_->LastIndex(); }
-  absl::StatusOr<raftpb::Snapshot> Snapshot() override { return inner_->Snapshot(); }
   bool failing = false;
-
- private:
-  MemoryLogStore* inner_;
 };
+
+// A leader tells a follower at most the commit index the follower acknowledged holding. A
+// heartbeat telling more means entries this member acknowledged are gone from its store (a store
+// restored from an older copy, a disk that lost synced writes): the commit failed a CHECK and
+// aborted the process (etcd panics there too), and again after every restart. The core keeps
+// a DATA_LOSS instead, answers nothing, and takes nothing more: its node stops the member.
+TEST(CoreTest, AHeartbeatCountingOnEntriesTheFollowerLacksStopsTheMemberNotTheProcess) {
+  std::unique_ptr<MemoryLogStore> store = StoreWithTerms({1, 1, 1}, {1, 2, 3});
+  std::unique_ptr<Core> core = std::move(*Core::Create(TestConfig(1, store.get())));
+  Message hb = Msg(raftpb::MSG_HEARTBEAT, 2, 1, 2);
+  hb.set_commit(9);
+  ASSERT_TRUE(core->StepPeer(hb).ok());
+  ASSERT_EQ(core->storage_error().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(core->storage_error().message()),
+              ::testing::HasSubstr("member 2, leader of term 2, counts on this member holding "
+                                   "entries up to 9, but its log ends at 3"));
+  EXPECT_TRUE(core->log().found_lost());
+  EXPECT_EQ(core->log().committed(), 0u);
+  Ready rd = core->GetReady();
+  EXPECT_TRUE(rd.messages.empty() && rd.early_messages.empty());
+  Message again = Msg(raftpb::MSG_HEARTBEAT, 2, 1, 2);
+  again.set_commit(3);
+  EXPECT_EQ(core->StepPeer(again).code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(core->log().committed(), 0u);
+}
+
+// A follower forwards reads and transfers to its leader term-less (Send sets the term a
+// transfer needs). One a peer sent with a term was forwarded with it, and Send failed a CHECK
+// (found by raft/fuzz/core_fuzzer.cc).
+TEST(CoreTest, AForwardedRequestCarryingATermIsPassedOnWithout) {
+  std::unique_ptr<MemoryLogStore> store = StoreWithTerms({1, 1, 1}, {1, 2, 3});
+  std::unique_ptr<Core> core = std::move(*Core::Create(TestConfig(1, store.get())));
+  Message hb = Msg(raftpb::MSG_HEARTBEAT, 2, 1, 2);
+  ASSERT_TRUE(core->StepPeer(hb).ok());
+  ASSERT_EQ(core->leader(), 2u);
+  (void)core->GetReady();
+  Message read = Msg(raftpb::MSG_READ_INDEX, 3, 1, 2);
+  read.add_entries()->set_data("ctx");
+  ASSERT_TRUE(core->StepPeer(read).ok());
+  Message transfer = Msg(raftpb::MSG_TRANSFER_LEADER, 3, 1, 2);
+  ASSERT_TRUE(core->StepPeer(transfer).ok());
+  Ready rd = core->GetReady();
+  ASSERT_EQ(rd.messages.size(), 2u);
+  EXPECT_EQ(rd.messages[0].type(), raftpb::MSG_READ_INDEX);
+  EXPECT_EQ(rd.messages[0].to(), 2u);
+  EXPECT_EQ(rd.messages[0].term(), 0u);
+  EXPECT_EQ(rd.messages[1].type(), raftpb::MSG_TRANSFER_LEADER);
+  EXPECT_EQ(rd.messages[1].to(), 2u);
+  EXPECT_EQ(rd.messages[1].from(), 3u);  // the transferee
+  EXPECT_EQ(rd.messages[1].term(), 2u);
+}
 
 // A leader whose storage fails a read (building a lagging follower's append) was stopped by a
 // FATAL. It keeps the error, sends nothing for it, and from then on takes nothing more: what
@@ -1095,6 +1139,33 @@ TEST(CoreTest, AMemberRemovedWhileAwayIsToldWhenItComesBack) {
   EXPECT_EQ(net.node(3).applied, (std::vector<std::string>{"three voters"}));
 }
 
+// A member told it was removed has not applied its removal, so it still counts itself a
+// voter: a TimeoutNow (from a transfer to it begun before the removal, delayed) made it
+// campaign in a new term (found by a review).
+TEST(CoreTest, AMemberToldItWasRemovedDoesNotCampaignOnATimeoutNow) {
+  Network net(4, [](Config& c) {
+    c.pre_vote = true;
+    c.check_quorum = true;
+  });
+  net.Campaign(1);
+  const uint64_t term = net.core(1).term();
+  net.Isolate(4);
+  ASSERT_TRUE(net.core(1).ProposeConfChange(Change(raftpb::ConfChange::TYPE_REMOVE_NODE, 4)).ok());
+  net.Stabilize();
+  net.Recover();
+  net.Tick(4, 40);
+  ASSERT_TRUE(net.core(4).removed());
+  const size_t seen = net.delivered().size();
+  net.Send(Msg(raftpb::MSG_TIMEOUT_NOW, 1, 4, term));
+  EXPECT_EQ(net.core(4).role(), Role::kFollower);
+  EXPECT_EQ(net.core(4).term(), term);
+  for (size_t i = seen; i < net.delivered().size(); ++i) {
+    EXPECT_NE(net.delivered()[i].type(), raftpb::MSG_VOTE);
+  }
+  EXPECT_EQ(net.core(1).role(), Role::kLeader);
+  EXPECT_EQ(net.core(1).term(), term);
+}
+
 // A learner removed while it was cut off (a join the manager gave up on) is contacted by no one
 // any more, and never campaigns: it asks the voters it knows once it has heard from no leader
 // for an election timeout, and is told.
@@ -1421,6 +1492,7 @@ TEST(CoreTest, MalformedPeerMessagesAreRefusedAndChangeNothing) {
   };
   Solo s = LeaderWithCaughtUpFollowers();
   const uint64_t term = s.core->term();
+  const uint64_t last_index_for_cases = s.core->log().LastIndex();
   std::vector<Case> cases;
   auto add = [&](std::string name, Message m, std::string error) {
     cases.push_back({std::move(name), std::move(m), std::move(error)});
@@ -1479,6 +1551,47 @@ TEST(CoreTest, MalformedPeerMessagesAreRefusedAndChangeNothing) {
     m.mutable_snapshot()->mutable_metadata()->set_index(50);
     m.mutable_snapshot()->mutable_metadata()->set_term(term);
     add("a snapshot without voters", m, "carries a snapshot whose membership has no voters");
+  }
+  // Found by raft/fuzz/core_fuzzer.cc: each crashed the receiver or broke its log.
+  {
+    // Term() answers 0 past the last index, so "index 9 of term 0" matched, and the commit
+    // index went past the last entry (a CHECK).
+    Message m = Msg(raftpb::MSG_APP, 2, 1, term + 1);
+    m.set_index(9);
+    m.set_log_term(0);
+    m.set_commit(12);
+    add("matching at term 0 after index 0", m, "matches at index 9 of term 0");
+  }
+  {
+    Message m = Msg(raftpb::MSG_APP, 2, 1, term + 1);
+    m.set_index(0);
+    m.set_log_term(0);
+    m.add_entries()->set_index(1);
+    add("an entry of term 0", m, "carries entry 1 of term 0");
+  }
+  {
+    // Taken on, the term wrapped round to 0 at the next election (a CHECK on sending).
+    add("a term no cluster reaches", Msg(raftpb::MSG_HEARTBEAT, 2, 1, UINT64_MAX),
+        "carries a term or index beyond 4611686018427387904");
+    Message m = Msg(raftpb::MSG_SNAP, 2, 1, term + 1);
+    m.mutable_snapshot()->mutable_metadata()->set_index(UINT64_MAX);
+    m.mutable_snapshot()->mutable_metadata()->set_term(term);
+    m.mutable_snapshot()->mutable_metadata()->mutable_conf_state()->add_voters(2);
+    add("a snapshot at an index no cluster reaches", m,
+        "carries a snapshot at index 18446744073709551615");
+  }
+  {
+    // Every member applies it once committed, and the node fails a CHECK on one it cannot read.
+    Message m = Msg(raftpb::MSG_APP, 2, 1, term + 1);
+    m.set_index(last_index_for_cases);
+    m.set_log_term(term);
+    raftpb::Entry* e = m.add_entries();
+    e->set_index(last_index_for_cases + 1);
+    e->set_term(term + 1);
+    e->set_type(raftpb::ENTRY_TYPE_CONF_CHANGE);
+    e->set_data("\xff\xff not a change");
+    add("a membership change that does not parse", m,
+        "a membership change that does not parse");
   }
   const uint64_t last = s.core->log().LastIndex();
   const uint64_t committed = s.core->log().committed();

@@ -134,18 +134,30 @@ absl::Status RaftLog::ReadFailed(absl::string_view what, const absl::Status& err
   absl::Status failed(error.code() == absl::StatusCode::kOk ? absl::StatusCode::kInternal
                                                             : error.code(),
                       absl::StrCat("raft storage failed reading ", what, ": ", error.message()));
-  if (read_error_.ok()) read_error_ = failed;
+  if (storage_error_.ok()) storage_error_ = failed;
   return failed;
+}
+
+absl::Status RaftLog::Lost(absl::string_view what) {
+  absl::Status lost = absl::DataLossError(absl::StrCat("raft log lost entries: ", what));
+  if (storage_error_.ok()) {
+    storage_error_ = lost;
+    found_lost_ = true;
+  }
+  return lost;
 }
 
 uint64_t RaftLog::LastTerm() const {
   absl::StatusOr<uint64_t> t = Term(LastIndex());
-  if (!t.ok() && !read_error_.ok()) return 0;  // the owner stops on read_error()
+  if (!t.ok() && !storage_error_.ok()) return 0;  // the owner stops on storage_error()
   SHOAL_CHECK(t.ok(), "term of the last entry unavailable: ", t.status().ToString());
   return *t;
 }
 
 bool RaftLog::MatchTerm(uint64_t i, uint64_t term) const {
+  // Term() answers 0 outside [FirstIndex() - 1, LastIndex()]; that is no match, whatever term
+  // a message names (an append after this member's last entry, naming term 0, matched).
+  if (i + 1 < FirstIndex() || i > LastIndex()) return false;
   absl::StatusOr<uint64_t> t = Term(i);
   return t.ok() && *t == term;
 }
@@ -161,10 +173,19 @@ std::optional<uint64_t> RaftLog::MaybeAppend(uint64_t index, uint64_t log_term, 
   const uint64_t last_new = index + entries.size();
   const uint64_t conflict = FindConflict(entries);
   // A term that could not be read is no conflict: nothing is replaced on a failed read.
-  if (!read_error_.ok()) return std::nullopt;
+  if (!storage_error_.ok()) return std::nullopt;
   if (conflict != 0) {
-    SHOAL_CHECK(conflict > committed_, "entry ", conflict,
-                " conflicts with committed entry (commit ", committed_, ")");
+    if (conflict <= committed_) {
+      // The sender holds another entry where this member committed one: one of the two logs
+      // is not what its member promised. Replacing a committed (perhaps applied) entry would
+      // break state machine safety here; this member stops instead.
+      absl::StatusOr<uint64_t> ours = Term(conflict);
+      (void)Lost(absl::StrCat("the leader sends entry ", conflict, " of term ",
+                              entries[conflict - index - 1].term(), " where this member committed ",
+                              "one of term ", ours.ok() ? *ours : 0, " (commit ", committed_,
+                              "): one of the two stores is not what its member acknowledged"));
+      return std::nullopt;
+    }
     const uint64_t offset = index + 1;
     std::vector<raftpb::Entry> rest(entries.begin() + (conflict - offset), entries.end());
     Append(rest);
@@ -254,7 +275,7 @@ std::vector<raftpb::Entry> RaftLog::NextCommittedEntries() const {
   if (committed_ + 1 <= off) return {};
   absl::StatusOr<std::vector<raftpb::Entry>> ents =
       Slice(off, committed_ + 1, max_next_entries_bytes_);
-  if (!ents.ok() && !read_error_.ok()) return {};  // the owner stops on read_error()
+  if (!ents.ok() && !storage_error_.ok()) return {};  // the owner stops on storage_error()
   SHOAL_CHECK(ents.ok(), "reading committed entries: ", ents.status().ToString());
   return *ents;
 }

@@ -6,10 +6,14 @@
 // never replaced (a CHECK).
 //
 // A read the storage fails (an I/O error, an entry found corrupt; not a compacted or unavailable
-// index) is kept as read_error() and answered as if the entry could not be had: terms do not
+// index) is kept as storage_error() and answered as if the entry could not be had: terms do not
 // match, slices are refused, no committed entries come out, and MaybeAppend changes nothing. The
 // log's owner must stop using it then (Core::storage_error(); the node stops the member): what a
 // step computed from a failed read is not to be sent or written.
+//
+// The same holds once the log is found to have lost entries it acknowledged or committed (Lost:
+// its leader counts on entries it no longer holds, or replaces one of its committed entries):
+// its disk is not what this member promised, and nothing more is decided from it.
 #pragma once
 
 #include <cstdint>
@@ -120,12 +124,17 @@ class RaftLog {
   uint64_t applied() const { return applied_; }
   uint64_t applying() const { return applying_; }
   void set_committed(uint64_t c) { committed_ = c; }
-  // The first read the storage failed (see above); OK while none has.
-  const absl::Status& read_error() const { return read_error_; }
+  // The first read the storage failed, or the loss found (see above); OK while neither.
+  const absl::Status& storage_error() const { return storage_error_; }
+  // Keeps DATA_LOSS with `what` as storage_error() (unless an error is kept already) and
+  // returns it.
+  absl::Status Lost(absl::string_view what);
+  // Whether storage_error() is such a loss (not a failed read).
+  bool found_lost() const { return found_lost_; }
 
  private:
   absl::Status CheckOutOfBounds(uint64_t lo, uint64_t hi) const;
-  // Keeps the storage's failed read of `what` as read_error() (the first one) and returns it.
+  // Keeps the storage's failed read of `what` as storage_error() (the first one) and returns it.
   absl::Status ReadFailed(absl::string_view what, const absl::Status& error) const;
 
   LogStorage* storage_;
@@ -136,7 +145,8 @@ class RaftLog {
   uint64_t applying_ = 0;
   uint64_t max_next_entries_bytes_;
   // Set by const readers: a failed read is a fact about the disk, not a change of the log.
-  mutable absl::Status read_error_;
+  mutable absl::Status storage_error_;
+  bool found_lost_ = false;
 };
 
 // Keeps a prefix of `entries` of at most max_bytes (at least one entry).

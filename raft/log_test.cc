@@ -4,6 +4,7 @@
 
 #include "raft/memory_log_store.h"
 #include "raft/testing/entries.h"
+#include "raft/testing/forwarding_store.h"
 
 namespace shoal::raft {
 namespace {
@@ -117,19 +118,11 @@ TEST(RaftLogDeathTest, APendingSnapshotsDataGoesOutOnce) {
   EXPECT_FALSE(log.HasPendingSnapshot());
 }
 
-TEST(RaftLogDeathTest, ReplacingACommittedEntryIsFatal) {
-  MemoryLogStore s;
-  ASSERT_TRUE(s.Append({E(1, 1), E(2, 2), E(3, 3)}).ok());
-  RaftLog log(&s, UINT64_MAX);
-  log.CommitTo(3);
-  EXPECT_DEATH(log.MaybeAppend(1, 1, 3, {E(2, 4)}), "conflicts with committed entry");
-}
-
 // A MemoryLogStore whose reads of entries from `fail_from` on fail (a disk returning EIO for
 // some of its blocks).
-class ReadFailingStorage : public LogStorage {
+class ReadFailingStorage : public testing::ForwardingStore {
  public:
-  absl::StatusOr<InitialState> GetInitialState() override { return inner.GetInitialState(); }
+  ReadFailingStorage() : ForwardingStore(&inner) {}
   absl::StatusOr<std::vector<raftpb::Entry>> Entries(uint64_t lo, uint64_t hi,
                                                      uint64_t max_bytes) override {
     if (hi > fail_from) return absl::InternalError("IO error: Input/output error");
@@ -139,9 +132,6 @@ class ReadFailingStorage : public LogStorage {
     if (i >= fail_from) return absl::InternalError("IO error: Input/output error");
     return inner.Term(i);
   }
-  uint64_t FirstIndex() override { return inner.FirstIndex(); }
-  uint64_t LastIndex() override { return inner.LastIndex(); }
-  absl::StatusOr<raftpb::Snapshot> Snapshot() override { return inner.Snapshot(); }
 
   MemoryLogStore inner;
   uint64_t fail_from = UINT64_MAX;
@@ -157,15 +147,46 @@ TEST(RaftLogTest, AFailedReadIsKeptAndDecidesNothing) {
   log.CommitTo(3);
   s.fail_from = 2;  // entry 1 reads, the later ones do not
   EXPECT_FALSE(log.MaybeAppend(1, 1, 3, {E(2, 2), E(3, 3), E(4, 3)}).has_value());
-  ASSERT_FALSE(log.read_error().ok());
-  EXPECT_NE(log.read_error().message().find("raft storage failed reading the term of entry 2"),
+  ASSERT_FALSE(log.storage_error().ok());
+  EXPECT_NE(log.storage_error().message().find("raft storage failed reading the term of entry 2"),
             std::string::npos)
-      << log.read_error();
-  EXPECT_NE(log.read_error().message().find("Input/output error"), std::string::npos);
+      << log.storage_error();
+  EXPECT_NE(log.storage_error().message().find("Input/output error"), std::string::npos);
   EXPECT_TRUE(log.NextCommittedEntries().empty());
   EXPECT_EQ(log.LastIndex(), 3u);  // nothing appended
   s.fail_from = UINT64_MAX;
   EXPECT_EQ(Terms(log.AllEntries()), (std::vector<uint64_t>{1, 2, 3}));
+}
+
+// Term() answers 0 for an index past the last entry, and MatchTerm took that for a match of
+// "index 9, term 0": an append after the end of the log matched, and its commit index went past
+// the last entry (found by raft/fuzz/core_fuzzer.cc).
+TEST(RaftLogTest, NoIndexOutsideTheLogMatchesNotEvenAtTermZero) {
+  MemoryLogStore s;
+  ASSERT_TRUE(s.Append({E(1, 1), E(2, 1), E(3, 2)}).ok());
+  RaftLog log(&s, UINT64_MAX);
+  EXPECT_TRUE(log.MatchTerm(0, 0));  // before the first entry: the empty prefix
+  EXPECT_TRUE(log.MatchTerm(3, 2));
+  EXPECT_FALSE(log.MatchTerm(4, 0));
+  EXPECT_FALSE(log.MatchTerm(9, 0));
+  EXPECT_FALSE(log.MaybeAppend(9, 0, 12, {}).has_value());
+  EXPECT_FALSE(log.MaybeAppend(9, 0, 12, {E(10, 0)}).has_value());
+  EXPECT_EQ(log.committed(), 0u);
+  EXPECT_EQ(log.LastIndex(), 3u);
+}
+
+// A conflict at or below the commit index (a CHECK before) is a loss found, kept as DATA_LOSS:
+// nothing is replaced. (The core answers an append before its commit index without looking for
+// conflicts, so this is the log's own guard.)
+TEST(RaftLogTest, AConflictWithACommittedEntryIsALossNotACrash) {
+  MemoryLogStore s;
+  ASSERT_TRUE(s.Append({E(1, 1), E(2, 1), E(3, 1)}).ok());
+  RaftLog log(&s, UINT64_MAX);
+  log.CommitTo(3);
+  EXPECT_FALSE(log.MaybeAppend(1, 1, 3, {E(2, 2)}).has_value());
+  EXPECT_EQ(log.storage_error().code(), absl::StatusCode::kDataLoss);
+  EXPECT_TRUE(log.found_lost());
+  EXPECT_EQ(Terms(log.AllEntries()), (std::vector<uint64_t>{1, 1, 1}));
 }
 
 TEST(RaftLogTest, FindConflictByTermSkipsWholeTerms) {

@@ -190,6 +190,12 @@ void Node::StopLocked(std::deque<Input>* never_started) {
   // One Stop at a time (several threads may call it; not the destructor alongside another
   // call, as for any object): the second waits, then finds everything stopped.
   std::lock_guard<std::mutex> stopping(stop_mu_);
+  {
+    // From here the owner is stopping the node, the hand-over included: a member that halts
+    // meanwhile does not call the owner back (StorageFailed, RestoreFailed), as promised.
+    absl::MutexLock lock(&mu_);
+    stop_requested_ = true;
+  }
   if (options_.transfer_leadership_on_stop) HandOverLeadership();
   {
     absl::MutexLock lock(&mu_);
@@ -621,6 +627,22 @@ void Node::AnswerEveryone(const absl::Status& stopped) {
 
 void Node::FailStorage(const absl::Status& error, bool reading) {
   if (halted_) return;
+  if (reading && core_->log().found_lost()) {
+    // Not a failing disk: a store that lacks what this member promised (restored from an
+    // older copy, say). Restarting it on that store changes nothing.
+    log::Error("raft",
+               "this member's log lacks entries it acknowledged or committed: it stops taking "
+               "part; remove it from the cluster and add it back with an empty store (it "
+               "catches up from the others)",
+               {{"id", options_.raft.id}, {"error", error.ToString()}});
+    Halt(false,
+         absl::UnavailableError(absl::StrCat(
+             "raft member ", options_.raft.id, " stopped: its log lacks entries it acknowledged "
+             "or committed (", error.ToString(), "); a write in flight may or may not have been "
+             "applied; remove the member and add it back with an empty store")),
+         error.ToString());
+    return;
+  }
   const char* what = reading ? "a read" : "a write";
   log::Error("raft",
              absl::StrCat("the storage failed ", what,
@@ -658,7 +680,7 @@ void Node::Halt(bool by_restore, absl::Status user_error, const std::string& sta
   halted_ = true;
   halted_by_restore_ = by_restore;
   absl::MutexLock lock(&mu_);
-  halted_while_stopping_ = stopping_;
+  halted_while_stopping_ = stop_requested_;
   halt_error_ = std::move(user_error);
   (by_restore ? status_.restore_error : status_.storage_error) = status_error;
   status_.leader = 0;
@@ -1290,8 +1312,14 @@ void Node::ServeReads() {
 void Node::MaybeSnapshot() {
   if (applied_ < last_snapshot_ + options_.snapshot_interval) return;
   // Applied entries this member has not persisted yet cannot be in a snapshot: try again after
-  // the next write.
+  // the next write. That includes an applied entry whose index the store still holds with an
+  // older entry, to be replaced by a write not yet made (a leader deposed while its write was
+  // under way applies the new leader's entries at once): the store takes the snapshot's term
+  // from the entry it holds, and a snapshot of the wrong term made the store refuse to open
+  // and sent followers a snapshot whose term no append matched.
   if (applied_ > options_.storage->LastIndex()) return;
+  const std::vector<raftpb::Entry>& unwritten = core_->log().UnstableEntries();
+  if (!unwritten.empty() && unwritten.front().index() <= applied_) return;
   {
     absl::MutexLock lock(&mu_);
     if (snapshot_writing_) return;  // the previous one is still being written

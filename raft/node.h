@@ -103,7 +103,9 @@ class StateMachine {
   virtual void RemovedFromCluster() {}
   // This member's storage failed a write (a full disk, an I/O error, a disk gone read-only, a
   // store RocksDB finds corrupt) or a read of the log (an I/O error, an entry whose checksum
-  // no longer matches): it stopped taking part, once, on the node thread, after
+  // no longer matches), or its log was found to lack entries it acknowledged or committed (its
+  // leader counts on entries it no longer holds: a store restored from an older copy; the
+  // manager removes the member and adds it back with an empty store): it stopped taking part, once, on the node thread, after
   // LeadershipChanged(false) if it led. It sends and writes nothing more (what waited for the
   // failed write never leaves), steps nothing, and fails every request, pending or new, with
   // `error` (UNAVAILABLE; a write in flight may or may not have been applied: the others may
@@ -284,7 +286,8 @@ class Node final : public MessageHandler {
   // the write took, or the store's error (then nothing is sent). On the writer thread, or in
   // place on the node thread.
   absl::StatusOr<uint64_t> Persist();
-  // Whether the core's storage failed a read (then the member stops: FailStorage) (node thread).
+  // Whether the core's storage failed a read, or its log was found to lack entries this member
+  // acknowledged or committed (then the member stops: FailStorage) (node thread).
   bool ReadFailed();
   // The storage failed a write (node thread): from now on the member takes no part; the loop
   // ends and the node answers every request with HaltError().
@@ -356,6 +359,8 @@ class Node final : public MessageHandler {
   mutable absl::Mutex mu_;
   std::deque<Input> inputs_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Set when Stop begins, before the hand-over of the leadership (stopping_ comes after it).
+  bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;
   // A tick is due (set by the ticker, taken by the loop: at most one tick per iteration, so a
   // loop that fell behind does not burst).
   bool tick_due_ ABSL_GUARDED_BY(mu_) = false;

@@ -31,6 +31,7 @@
 #include "raft/memory_log_store.h"
 #include "raft/recovery.h"
 #include "raft/rocksdb_log_store.h"
+#include "raft/testing/forwarding_store.h"
 #include "raft/testing/power_loss_fs.h"
 #include "raft/testing/raft_server.h"
 
@@ -2100,29 +2101,10 @@ class Latch {
 };
 
 // A MemoryLogStore (final) whose SaveSnapshot a test may change.
-class SnapshotHookStore : public WritableLogStorage {
+class SnapshotHookStore : public testing::ForwardingStore {
  public:
-  absl::StatusOr<InitialState> GetInitialState() override { return inner_.GetInitialState(); }
-  absl::StatusOr<std::vector<raftpb::Entry>> Entries(uint64_t lo, uint64_t hi,
-                                                     uint64_t max_bytes) override {
-    return inner_.Entries(lo, hi, max_bytes);
-  }
-  absl::StatusOr<uint64_t> Term(uint64_t i) override { return inner_.Term(i); }
-  uint64_t FirstIndex() override { return inner_.FirstIndex(); }
-  uint64_t LastIndex() override { return inner_.LastIndex(); }
-  absl::StatusOr<raftpb::Snapshot> Snapshot() override { return inner_.Snapshot(); }
-  absl::Status Save(const raftpb::HardState* hs, const std::vector<raftpb::Entry>& entries,
-                    const raftpb::Snapshot* snapshot, bool sync) override {
-    return inner_.Save(hs, entries, snapshot, sync);
-  }
+  SnapshotHookStore() : ForwardingStore(&inner_) {}
   void SetConfState(const raftpb::ConfState& cs) { inner_.SetConfState(cs); }
-  absl::StatusOr<raftpb::Snapshot> SaveSnapshot(uint64_t i, const raftpb::ConfState& cs,
-                                                std::string data) override {
-    return inner_.SaveSnapshot(i, cs, std::move(data));
-  }
-  absl::Status CompactTo(uint64_t compact_index) override {
-    return inner_.CompactTo(compact_index);
-  }
 
  private:
   MemoryLogStore inner_;
@@ -3660,6 +3642,165 @@ TEST(NodeTest, StopFromAThreadMadeAfterTheNodesThreadsEndedIsFine) {
   (*node)->Stop();
   for (int i = 0; i < 20; ++i) std::thread([&] { (*node)->Stop(); }).join();
   std::thread([&] { node->reset(); }).join();
+}
+
+// A deposed leader applies the new leader's committed entries at once while its own write is
+// under way; when that write completes, the snapshot interval is reached at an index whose
+// committed entry is not written yet, and the store still holds the old leader's entry there.
+// The store takes a snapshot's term from the entry it holds: the snapshot said the stale term,
+// and the store then refused to open ("entry contradicts the snapshot's term"). Wraps a store:
+// Gate() holds the next synced write of entries (`latch`); HoldWritesOfTerm(t) holds writes of
+// entries of term t or later until a snapshot was written (at most 1 s: a correct node takes
+// none before them, and its test then waits that long).
+class StaleTermStore : public testing::ForwardingStore {
+ public:
+  explicit StaleTermStore(WritableLogStorage* inner) : ForwardingStore(inner) {}
+  absl::Status Save(const raftpb::HardState* hs, const std::vector<raftpb::Entry>& entries,
+                    const raftpb::Snapshot* snapshot, bool sync) override {
+    if (!entries.empty() && sync && gated_.exchange(false)) latch.Block();
+    if (!entries.empty() && hold_term_ > 0 && entries.front().term() >= hold_term_.load()) {
+      (void)snapshotted_.WaitForNotificationWithTimeout(absl::Seconds(1));
+    }
+    return ForwardingStore::Save(hs, entries, snapshot, sync);
+  }
+  absl::StatusOr<raftpb::Snapshot> SaveSnapshot(uint64_t i, const raftpb::ConfState& cs,
+                                                std::string data) override {
+    auto r = ForwardingStore::SaveSnapshot(i, cs, std::move(data));
+    if (!snapshotted_.HasBeenNotified()) snapshotted_.Notify();
+    return r;
+  }
+  void Gate() { gated_ = true; }
+  void HoldWritesOfTerm(uint64_t t) { hold_term_ = t; }
+  bool WaitSnapshotted(absl::Duration d) { return snapshotted_.WaitForNotificationWithTimeout(d); }
+  Latch latch;
+
+ private:
+  std::atomic<bool> gated_{false};
+  std::atomic<uint64_t> hold_term_{0};
+  absl::Notification snapshotted_;
+};
+
+// Leader 1 (of voters 1..3, on `store`, first entry of its term at `first`) commits "a"; its
+// next entry "x" is written but never committed; its write of "y" is under way when member 2,
+// leader of the next term, commits its own entry "z" in x's place. Sets the old term.
+void DeposeDuringWrite(StaleTermStore& store, ListStateMachine& sm, uint64_t first,
+                       uint64_t* term_out) {
+  ScriptedPeers peers;
+  Node::Options options;
+  options.raft.id = 1;
+  options.raft.election_tick = 1000;  // muted followers must not depose it by check-quorum
+  options.storage = &store;
+  options.transport = &peers;
+  options.state_machine = &sm;
+  options.tick_interval = absl::Milliseconds(10);
+  options.snapshot_interval = first + 2;  // reached when z is applied
+  std::unique_ptr<Node> node = ElectScripted(options);
+  ASSERT_NE(node, nullptr);
+  absl::StatusOr<uint64_t> a = node->Propose("a").get();
+  ASSERT_TRUE(a.ok());
+  ASSERT_EQ(*a, first + 1);
+  const uint64_t term = node->GetStatus().term;
+  *term_out = term;
+  peers.Mute(2, true);
+  peers.Mute(3, true);
+  auto x = node->Propose("x");  // written, never committed
+  const absl::Time deadline = absl::Now() + kWait;
+  while (store.LastIndex() < first + 2 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_EQ(store.LastIndex(), first + 2);
+  store.Gate();
+  auto y = node->Propose("y");  // its write waits
+  ASSERT_TRUE(store.latch.WaitStarted(kWait));
+  store.HoldWritesOfTerm(term + 1);
+  raftpb::Message app = MessageOf(raftpb::MSG_APP, 2, 1, term + 1);
+  app.set_index(first + 1);
+  app.set_log_term(term);
+  *app.add_entries() = EntryAt(term + 1, first + 2, "z");
+  app.set_commit(first + 2);
+  peers.DeliverMessageOf(std::move(app));
+  ASSERT_TRUE(sm.WaitFor(2, absl::Now() + kWait));  // "a", "z": applied during the write
+  store.latch.Release();
+  ASSERT_TRUE(store.WaitSnapshotted(kWait));
+  while (store.Term(first + 2).value_or(0) != term + 1 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  node->Stop();
+}
+
+TEST(NodeTest, ASnapshotAfterADeposedLeadersWriteHasTheCommittedEntrysTerm) {
+  MemoryLogStore mem;
+  raftpb::ConfState cs;
+  for (uint64_t v = 1; v <= 3; ++v) cs.add_voters(v);
+  mem.SetConfState(cs);
+  StaleTermStore store(&mem);
+  ListStateMachine sm;
+  uint64_t term = 0;
+  ASSERT_NO_FATAL_FAILURE(DeposeDuringWrite(store, sm, 1, &term));
+  absl::StatusOr<raftpb::Snapshot> snap = store.Snapshot();
+  ASSERT_TRUE(snap.ok());
+  EXPECT_EQ(sm.values(), (std::vector<std::string>{"a", "z"}));
+  EXPECT_EQ(snap->metadata().index(), 3u);
+  EXPECT_EQ(snap->data(), "a\nz");
+  EXPECT_EQ(store.Term(3).value_or(0), term + 1) << "the committed entry 3";
+  EXPECT_EQ(snap->metadata().term(), term + 1)
+      << "the snapshot holds entry 3 of term " << term + 1 << " but says term "
+      << snap->metadata().term() << " (a stale, uncommitted entry's)";
+}
+
+TEST(NodeTest, AMemberDeposedDuringItsWriteCanReopenItsStore) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string dir = std::string(tmp ? tmp : "/tmp") + "/review-stale-term";
+  std::filesystem::remove_all(dir);
+  {
+    auto rocks = RocksDbLogStore::Open(RocksDbLogStore::Options{dir});
+    ASSERT_TRUE(rocks.ok()) << rocks.status();
+    ASSERT_TRUE(Bootstrap(**rocks, std::vector<uint64_t>{1, 2, 3}).ok());  // entries 1..3
+    StaleTermStore store(rocks->get());
+    ListStateMachine sm;
+    uint64_t term = 0;
+    ASSERT_NO_FATAL_FAILURE(DeposeDuringWrite(store, sm, 4, &term));
+  }
+  auto reopened = RocksDbLogStore::Open(RocksDbLogStore::Options{dir});
+  EXPECT_TRUE(reopened.ok()) << "the member cannot restart: " << reopened.status();
+}
+
+// Stop hands the leadership over first, and for up to an election timeout the node was not
+// yet marked as stopping: a write failing then made the node call StorageFailed on an owner
+// already inside Stop, which the owner answers by stopping the node (from ~Node: a Stop
+// alongside the destructor).
+TEST(NodeTest, AWriteFailingWhileStopHandsOverIsNotAnnouncedToTheOwner) {
+  FailingWriteStore store;
+  store.Release();
+  raftpb::ConfState cs;
+  for (uint64_t v = 1; v <= 3; ++v) cs.add_voters(v);
+  store.SetConfState(cs);
+  FailureOrderRecorder sm;
+  ScriptedPeers peers;
+  Node::Options options;
+  options.raft.id = 1;
+  options.raft.election_tick = 100;  // hand-over waits up to 1 s
+  options.storage = &store;
+  options.transport = &peers;
+  options.state_machine = &sm;
+  options.tick_interval = absl::Milliseconds(10);
+  std::unique_ptr<Node> node = ElectScripted(options);
+  ASSERT_NE(node, nullptr);
+  ASSERT_TRUE(node->Propose("a").get().ok());
+  store.Arm();
+  auto pending = node->Propose("b");
+  ASSERT_TRUE(store.write_latch_.WaitStarted(kWait));
+  std::thread stopper([&] { node->Stop(); });
+  bool handing_over = false;
+  const absl::Time deadline = absl::Now() + kWait;
+  while (!handing_over && absl::Now() < deadline) {
+    absl::StatusOr<uint64_t> r = node->Propose("probe").get();
+    handing_over = !r.ok() && absl::StrContains(r.status().message(), "transfer in progress");
+  }
+  ASSERT_TRUE(handing_over);
+  store.write_latch_.Release();
+  stopper.join();
+  EXPECT_EQ(sm.failures(), 0) << "StorageFailed reached an owner already inside Stop";
 }
 
 }  // namespace

@@ -429,6 +429,12 @@ void Sim::Crash(SimNode& n, const char* why) {
 
 bool Sim::StoppedByAFailedRead(SimNode& n) {
   if (n.core->storage_error().ok()) return false;
+  if (n.core->log().found_lost()) {
+    // Its leader counted on entries it had acknowledged and no longer holds, or replaced one
+    // it committed: the simulation's crashes lose only what was not written, so this is a bug.
+    Fail("member ", n.id, " found its log lost entries: ", n.core->storage_error().ToString());
+    return true;
+  }
   ++stats_.read_failures;
   Trace("member ", n.id, ": ", n.core->storage_error().ToString());
   Crash(n, "its storage failed a read");

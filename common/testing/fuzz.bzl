@@ -20,8 +20,8 @@ def shoal_fuzz_target(name, srcs, deps, corpus, corpus_dir):
     native.cc_test(
         name = name + "_replay",
         size = "small",
-        srcs = srcs + ["replay_test.cc"],
-        deps = deps + ["//third_party/system:gtest"],
+        srcs = srcs,
+        deps = deps + ["//common:fuzz_replay_main"],
         data = corpus,
         args = [native.package_name() + "/" + corpus_dir],
     )

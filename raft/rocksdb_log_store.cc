@@ -1,6 +1,7 @@
 #include "raft/rocksdb_log_store.h"
 
 #include <rocksdb/db.h>
+#include <rocksdb/file_checksum.h>
 #include <rocksdb/file_system.h>
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
@@ -9,6 +10,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -134,6 +136,123 @@ absl::Status CreateDurableDirectory(rocksdb::FileSystem* fs, const std::string& 
   return absl::OkStatus();
 }
 
+// ---- The write-ahead log's tail ----
+//
+// RocksDB replays its write-ahead log with kTolerateCorruptedTailRecords: it stops, without a
+// word, at the first record that does not check out when that record is in the last block of
+// the file or claims to run past its end, and skips the rest of a block after a header of
+// zeros, taking either for a write a crash tore. A disk that damages one header byte there
+// (or three of them) thus dropped every synced, acknowledged write after it: votes and entries
+// this member had promised. A torn write is the last thing in its file (a write goes out only
+// after the one before it was synced, and RocksDB starts a new file after a crash). So before
+// RocksDB opens the store, each log file is read here: after the first record that does not
+// check out, nothing may follow that does. (A record that fails its checksum before good ones
+// RocksDB refuses itself, as it must: a power cut that kept the end of a write and lost a page
+// before it would look the same, but then the write was not acknowledged either way.)
+//
+// The format (RocksDB 7, log_format.h; files written without recycling, as here): 32 KiB
+// blocks; a block's last 0-6 bytes are zeros; records are a 7-byte header (masked CRC-32C of
+// the type byte and the payload, little-endian; payload length, 2 bytes little-endian; type:
+// 1 full, 2 first, 3 middle, 4 last fragment, 9 compression type) and the payload, never
+// across a block's end.
+
+constexpr size_t kWalBlock = 32768;
+constexpr size_t kWalHeader = 7;
+
+uint32_t Crc32c(const std::string& bytes, size_t at, size_t n) {
+  static const std::shared_ptr<rocksdb::FileChecksumGenFactory> factory =
+      rocksdb::GetFileChecksumGenCrc32cFactory();
+  std::unique_ptr<rocksdb::FileChecksumGenerator> gen =
+      factory->CreateFileChecksumGenerator(rocksdb::FileChecksumGenContext());
+  gen->Update(bytes.data() + at, n);
+  gen->Finalize();
+  const std::string sum = gen->GetChecksum();  // big-endian
+  uint32_t crc = 0;
+  for (size_t i = 0; i < 4 && i < sum.size(); ++i) crc = crc << 8 | static_cast<uint8_t>(sum[i]);
+  return crc;
+}
+
+uint32_t LittleEndian32(const std::string& bytes, size_t at) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = v << 8 | static_cast<uint8_t>(bytes[at + i]);
+  return v;
+}
+
+// Whether a whole record that checks out starts at `at`.
+bool WalRecordAt(const std::string& bytes, size_t at) {
+  const size_t left_in_block = kWalBlock - at % kWalBlock;
+  if (left_in_block < kWalHeader || bytes.size() - at < kWalHeader) return false;
+  const size_t length = static_cast<uint8_t>(bytes[at + 4]) |
+                        static_cast<size_t>(static_cast<uint8_t>(bytes[at + 5])) << 8;
+  const int type = static_cast<uint8_t>(bytes[at + 6]);
+  if (!((type >= 1 && type <= 4) || type == 9)) return false;
+  if (kWalHeader + length > left_in_block || at + kWalHeader + length > bytes.size()) return false;
+  const uint32_t crc = Crc32c(bytes, at + 6, 1 + length);
+  const uint32_t masked = ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
+  return masked == LittleEndian32(bytes, at);
+}
+
+// OK, or DATA_LOSS naming the file and where the damage is.
+absl::Status CheckWalFile(const std::string& name, const std::string& bytes) {
+  size_t at = 0;
+  while (at < bytes.size()) {
+    const size_t left_in_block = kWalBlock - at % kWalBlock;
+    if (left_in_block < kWalHeader) {
+      at += left_in_block;
+      continue;
+    }
+    if (!WalRecordAt(bytes, at)) break;
+    at += kWalHeader + (static_cast<uint8_t>(bytes[at + 4]) |
+                        static_cast<size_t>(static_cast<uint8_t>(bytes[at + 5])) << 8);
+  }
+  if (at >= bytes.size()) return absl::OkStatus();
+  const size_t bad = at;
+  // The next record that checks out: anywhere in the rest of this block (the damaged header
+  // may misstate where it ends), then at the start of each later block (a block always begins
+  // with a record's header).
+  size_t next = bytes.size();
+  const size_t block_end = std::min(bytes.size(), (bad / kWalBlock + 1) * kWalBlock);
+  for (size_t p = bad + 1; p < block_end && next == bytes.size(); ++p) {
+    if (WalRecordAt(bytes, p)) next = p;
+  }
+  for (size_t p = block_end; p < bytes.size() && next == bytes.size(); p += kWalBlock) {
+    if (WalRecordAt(bytes, p)) next = p;
+  }
+  if (next == bytes.size()) return absl::OkStatus();  // a torn last write
+  return absl::DataLossError(absl::StrCat(
+      "the write-ahead log ", name, " is damaged at byte ", bad, " of ", bytes.size(),
+      ", and records written after it check out (the first at byte ", next,
+      "): RocksDB would drop every write after the damage, acknowledged ones included. Nothing "
+      "was opened; remove this member from the cluster and add it back with an empty store "
+      "(it catches up from the others), or restore the directory from a copy"));
+}
+
+// Checks every write-ahead log file of the store at `path` (see above).
+absl::Status CheckWalTails(rocksdb::FileSystem* fs, const std::string& path) {
+  std::vector<std::string> children;
+  rocksdb::IOStatus listed = fs->GetChildren(path, rocksdb::IOOptions(), &children, nullptr);
+  if (!listed.ok()) return absl::OkStatus();  // not a directory: RocksDB's open says so
+  for (const std::string& child : children) {
+    if (child.size() < 5 || child.compare(child.size() - 4, 4, ".log") != 0) continue;
+    const std::string file = (std::filesystem::path(path) / child).string();
+    std::unique_ptr<rocksdb::FSSequentialFile> in;
+    rocksdb::IOStatus s = fs->NewSequentialFile(file, rocksdb::FileOptions(), &in, nullptr);
+    if (!s.ok()) return FromRocks(s, absl::StrCat("reading ", file));
+    std::string bytes;
+    std::string chunk(1 << 20, '\0');
+    for (;;) {
+      rocksdb::Slice got;
+      s = in->Read(chunk.size(), rocksdb::IOOptions(), &got, chunk.data(), nullptr);
+      if (!s.ok()) return FromRocks(s, absl::StrCat("reading ", file));
+      if (got.empty()) break;
+      bytes.append(got.data(), got.size());
+    }
+    absl::Status checked = CheckWalFile(file, bytes);
+    if (!checked.ok()) return checked;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 RocksDbLogStore::RocksDbLogStore(std::unique_ptr<rocksdb::DB> db, Options options)
@@ -176,6 +295,14 @@ absl::StatusOr<std::unique_ptr<RocksDbLogStore>> RocksDbLogStore::Open(const Opt
   } else {
     absl::Status made = CreateDurableDirectory(opts.env->GetFileSystem().get(), options.path);
     if (!made.ok()) return made;
+  }
+  {
+    // Before RocksDB replays (and then deletes) them: see CheckWalFile.
+    absl::Status tails = CheckWalTails(opts.env->GetFileSystem().get(), options.path);
+    if (!tails.ok()) {
+      return absl::Status(tails.code(),
+                          absl::StrCat("raft store ", options.path, ": ", tails.message()));
+    }
   }
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(opts, options.path, &raw);
@@ -371,15 +498,19 @@ absl::StatusOr<std::vector<raftpb::Entry>> RocksDbLogStore::Entries(uint64_t lo,
 absl::Status RocksDbLogStore::Save(const raftpb::HardState* hard_state,
                                    const std::vector<raftpb::Entry>& entries,
                                    const raftpb::Snapshot* snapshot, bool sync) {
-  // The batch is planned under the lock but written without it: readers (the core building
-  // appends for followers) go on during the fsync. Writes that change the log's extent (this,
-  // CompactTo) are serialized by the caller, so the plan still holds when the write completes;
-  // a SaveSnapshot alongside changes neither first_ nor terms_.
+  // The batch is planned under the lock, and an append is written without it: readers (the
+  // core building appends for followers) go on during the fsync. Writes that change the log's
+  // extent (this, CompactTo) are serialized by the caller, so the plan still holds when the
+  // write completes; a SaveSnapshot alongside changes neither first_ nor terms_. A write that
+  // removes or replaces stored entries (a snapshot, a suffix replaced) keeps the lock until
+  // first_, terms_ and the cache say what it wrote: a reader between the two found the entries
+  // it was allowed to ask for gone and reported them missing (DATA_LOSS), not compacted.
   rocksdb::WriteBatch batch;
   uint64_t first = 0;
   size_t keep_terms = 0;  // how many of terms_ stay (after a snapshot: of {snapshot term})
+  absl::ReleasableMutexLock lock(&mu_);
+  bool replaces = snapshot != nullptr;
   {
-    absl::MutexLock lock(&mu_);
     first = first_;
     keep_terms = terms_.size();
     if (snapshot != nullptr) {
@@ -410,6 +541,7 @@ absl::Status RocksDbLogStore::Save(const raftpb::HardState* hard_state,
         batch.Put(EntryKey(e.index()), Seal(e));
       }
       const uint64_t new_last = entries.back().index();
+      if (start <= last) replaces = true;
       if (start <= last && new_last < last) {
         // The new entries replace a longer suffix: drop what follows them.
         batch.DeleteRange(EntryKey(new_last + 1), kEntryEnd);
@@ -420,11 +552,13 @@ absl::Status RocksDbLogStore::Save(const raftpb::HardState* hard_state,
     }
     if (hard_state != nullptr) batch.Put(kHardStateKey, Seal(*hard_state));
   }
+  if (!replaces) lock.Release();
   rocksdb::WriteOptions wo;
   wo.sync = sync && options_.sync;
   absl::Status s = FromRocks(db_->Write(wo, &batch), "writing to the raft store");
   if (!s.ok()) return s;
-  absl::MutexLock lock(&mu_);
+  std::optional<absl::MutexLock> relock;
+  if (!replaces) relock.emplace(&mu_);
   if (snapshot != nullptr) {
     snapshot_.Clear();
     *snapshot_.mutable_metadata() = snapshot->metadata();

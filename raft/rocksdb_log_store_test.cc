@@ -56,6 +56,57 @@ class RocksDbLogStoreTest : public ::testing::Test {
     return s.ok() ? std::move(*s) : nullptr;
   }
   absl::Status OpenStatus() { return RocksDbLogStore::Open({dir_.string()}).status(); }
+  // A fresh store in which a child process makes `n` synced Readies (entry i with 100 bytes
+  // and commit i) and dies: everything is in the write-ahead log. Returns the log file.
+  std::filesystem::path WriteReadiesAndDie(uint64_t n) {
+    std::filesystem::remove_all(dir_);
+    const pid_t child = fork();
+    if (child == 0) {
+      auto opened = RocksDbLogStore::Open({dir_.string()});
+      if (!opened.ok()) _exit(2);
+      for (uint64_t i = 1; i <= n; ++i) {
+        const raftpb::HardState hs = HS(1, 1, i);
+        if (!(*opened)->Save(&hs, {E(i, 1, std::string(100, 'x'))}, nullptr, true).ok()) {
+          _exit(3);
+        }
+      }
+      _exit(0);  // as a crash: nothing flushed or closed
+    }
+    int status = 0;
+    EXPECT_EQ(waitpid(child, &status, 0), child);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    std::filesystem::path wal;
+    for (const auto& f : std::filesystem::directory_iterator(dir_)) {
+      if (f.path().extension() == ".log" &&
+          (wal.empty() || f.file_size() > std::filesystem::file_size(wal))) {
+        wal = f.path();
+      }
+    }
+    return wal;
+  }
+  static std::string ReadFile(const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  static void WriteFile(const std::filesystem::path& path, const std::string& bytes) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << bytes;
+  }
+  // Where the records of a write-ahead log begin (7-byte headers: CRC, length, type; none
+  // across a 32 KiB block's end).
+  static std::vector<size_t> RecordStarts(const std::string& bytes) {
+    std::vector<size_t> starts;
+    for (size_t at = 0; at + 7 <= bytes.size();) {
+      if (at / 32768 != (at + 6) / 32768) {
+        at = (at / 32768 + 1) * 32768;
+        continue;
+      }
+      starts.push_back(at);
+      at += 7 + (static_cast<uint8_t>(bytes[at + 4]) |
+                 static_cast<size_t>(static_cast<uint8_t>(bytes[at + 5])) << 8);
+    }
+    return starts;
+  }
   // Direct access to the database, to damage it the way a disk or a bug would.
   std::unique_ptr<rocksdb::DB> Raw() {
     rocksdb::DB* db = nullptr;
@@ -458,45 +509,56 @@ TEST_F(RocksDbLogStoreTest, KillDuringWritesKeepsEveryAcknowledgedReady) {
 TEST_F(RocksDbLogStoreTest, DetectsACorruptRecordInTheMiddleOfTheLog) {
   for (const int fifths : {1, 2, 3}) {
     SCOPED_TRACE(absl::StrCat("byte flipped at ", fifths, "/5 of the log"));
-    std::filesystem::remove_all(dir_);
-    const pid_t child = fork();
-    ASSERT_GE(child, 0);
-    if (child == 0) {
-      auto opened = RocksDbLogStore::Open({dir_.string()});
-      if (!opened.ok()) _exit(2);
-      for (uint64_t i = 1; i <= 60; ++i) {
-        const raftpb::HardState hs = HS(1, 1, i);
-        if (!(*opened)->Save(&hs, {E(i, 1, std::string(100, 'x'))}, nullptr, true).ok()) {
-          _exit(3);
-        }
-      }
-      _exit(0);  // as a crash: nothing flushed or closed, everything is in the log
-    }
-    int status = 0;
-    ASSERT_EQ(waitpid(child, &status, 0), child);
-    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-    std::filesystem::path wal;
-    for (const auto& f : std::filesystem::directory_iterator(dir_)) {
-      if (f.path().extension() == ".log" &&
-          (wal.empty() || f.file_size() > std::filesystem::file_size(wal))) {
-        wal = f.path();
-      }
-    }
+    const std::filesystem::path wal = WriteReadiesAndDie(60);
     ASSERT_FALSE(wal.empty());
-    const uint64_t size = std::filesystem::file_size(wal);
-    ASSERT_GT(size, 60u * 100);
-    {
-      const auto at = static_cast<std::streamoff>(size * fifths / 5);
-      std::fstream f(wal, std::ios::in | std::ios::out | std::ios::binary);
-      char c = 0;
-      f.seekg(at);
-      f.get(c);
-      f.seekp(at);
-      f.put(static_cast<char>(c ^ 0x5a));
-    }
+    std::string bytes = ReadFile(wal);
+    ASSERT_GT(bytes.size(), 60u * 100);
+    bytes[bytes.size() * fifths / 5] ^= 0x5a;
+    WriteFile(wal, bytes);
     absl::Status st = OpenStatus();
     EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
   }
+}
+
+// RocksDB takes a record that does not check out in the last block of its log (or a header of
+// zeros anywhere) for a write a crash tore, and drops without a word everything after it: a
+// header byte damaged a third of the way into a 60-Ready log opened with 20 entries and the
+// votes of 40 writes gone (found by a review). The store reads the log's tail itself first:
+// records that check out after the damage mean it was no torn write.
+TEST_F(RocksDbLogStoreTest, ADamagedRecordHeaderBeforeGoodRecordsIsRefusedNotTakenForATornTail) {
+  for (const int mode : {0, 1}) {
+    SCOPED_TRACE(mode == 0 ? "length made too long" : "length and type zeroed");
+    const std::filesystem::path wal = WriteReadiesAndDie(60);
+    ASSERT_FALSE(wal.empty());
+    std::string bytes = ReadFile(wal);
+    ASSERT_LT(bytes.size(), 32768u);  // all in the last block, where RocksDB tolerates damage
+    const std::vector<size_t> starts = RecordStarts(bytes);
+    ASSERT_GE(starts.size(), 60u);
+    const size_t victim = starts[starts.size() / 3];
+    if (mode == 0) {
+      bytes[victim + 5] = static_cast<char>(0x7f);  // the length's high byte
+    } else {
+      bytes[victim + 4] = bytes[victim + 5] = bytes[victim + 6] = 0;
+    }
+    WriteFile(wal, bytes);
+    absl::Status st = OpenStatus();
+    EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+    EXPECT_THAT(std::string(st.message()),
+                ::testing::HasSubstr(absl::StrCat("is damaged at byte ", victim)));
+    EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("records written after it"));
+  }
+}
+
+// What a crash leaves is still accepted: the last record cut short (never acknowledged).
+TEST_F(RocksDbLogStoreTest, ATornLastWriteIsStillAccepted) {
+  const std::filesystem::path wal = WriteReadiesAndDie(60);
+  std::string bytes = ReadFile(wal);
+  const std::vector<size_t> starts = RecordStarts(bytes);
+  bytes.resize(starts.back() + 9);  // the last record's header and two bytes of it
+  WriteFile(wal, bytes);
+  auto s = Open();
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->LastIndex(), 59u);
 }
 
 // The core runs on the RocksDB store and picks up where it stopped after a restart.
@@ -986,6 +1048,57 @@ TEST_F(RocksDbLogStoreTest, EntriesAlreadyCompactedAwayChangeNothing) {
 
 // Protobuf serializes at most 2 GiB: a bigger snapshot came out empty, was stored with a valid
 // checksum and reported written, and the log was then compacted behind it.
+// Reads may run alongside the one writer (storage.h). A Save that installed a snapshot wrote
+// its batch and only then moved the store's first index: a reader in between passed the bounds
+// check, found the entries gone, and reported them missing (DATA_LOSS, which stops a member),
+// not compacted (found by a review; the node reads nothing below a snapshot it is installing,
+// issue #5's readers may). A race: the old store failed within about 100 rounds in each of 5
+// runs (the Term() callers widen the window), the fixed one never does.
+TEST_F(RocksDbLogStoreTest, AReaderAlongsideASnapshotsInstallSeesTheOldLogOrACompaction) {
+  for (int round = 0; round < 300; ++round) {
+    std::filesystem::remove_all(dir_);
+    RocksDbLogStore::Options o{dir_.string()};
+    o.entry_cache_bytes = 0;  // every read from disk
+    o.sync = false;
+    absl::StatusOr<std::unique_ptr<RocksDbLogStore>> opened = RocksDbLogStore::Open(o);
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    RocksDbLogStore& store = **opened;
+    ASSERT_TRUE(store.Save(nullptr, Range(1, 20, 1), nullptr, true).ok());
+    std::atomic<bool> done{false};
+    std::atomic<int> wrong{0};
+    std::vector<std::thread> readers;
+    for (int t = 0; t < 2; ++t) {
+      readers.emplace_back([&] {
+        while (!done.load()) {
+          for (int k = 0; k < 50; ++k) (void)store.Term(7);
+        }
+      });
+      readers.emplace_back([&] {
+        while (!done.load()) {
+          absl::StatusOr<std::vector<raftpb::Entry>> e = store.Entries(5, 10, UINT64_MAX);
+          if (!e.ok() && !IsCompacted(e.status())) {
+            if (wrong.fetch_add(1) == 0) ADD_FAILURE() << e.status();
+            return;
+          }
+          if (e.ok() && e->size() != 5) {
+            if (wrong.fetch_add(1) == 0) ADD_FAILURE() << e->size() << " entries of 5";
+            return;
+          }
+        }
+      });
+    }
+    raftpb::Snapshot snap;
+    snap.mutable_metadata()->set_index(100);
+    snap.mutable_metadata()->set_term(2);
+    snap.mutable_metadata()->mutable_conf_state()->add_voters(1);
+    snap.set_data("state");
+    EXPECT_TRUE(store.Save(nullptr, {}, &snap, true).ok());
+    done = true;
+    for (std::thread& t : readers) t.join();
+    if (wrong.load() > 0) break;
+  }
+}
+
 TEST_F(RocksDbLogStoreTest, ASnapshotTooBigToStoreIsRefusedAndWritesNothing) {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   GTEST_SKIP() << "a 2 GiB allocation under a sanitizer";

@@ -3154,6 +3154,33 @@ TEST(NodeTest, AFollowerWhoseReadFailsStopsTheMemberNotTheProcess) {
   EXPECT_TRUE(sm.values().empty()) << "applied entries it could not read";
 }
 
+// A leader tells a follower at most the commit index the follower acknowledged holding; told
+// more, this member's store lost entries it acknowledged (restored from an older copy, say).
+// The heartbeat's commit failed a CHECK and aborted the process, at every restart. Now the
+// member stops and says its log lacks what it promised, and what to do.
+TEST(NodeTest, AFollowerWhoseLogLacksWhatItAcknowledgedStopsTheMemberNotTheProcess) {
+  Switchboard peers;
+  FailingStore store;
+  LeadershipRecorder sm;
+  std::unique_ptr<Node> node = StartFollowingOne(store, &peers, &sm);
+  ASSERT_NE(node, nullptr);
+  raftpb::Message commit = MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, 1);
+  commit.set_commit(40);  // it holds nothing
+  peers.Deliver(std::move(commit));
+  std::vector<absl::Status> failed = sm.WaitForStorageFailure(absl::Now() + kWait);
+  ASSERT_EQ(failed.size(), 1u) << "the member did not stop";
+  EXPECT_EQ(failed[0].code(), absl::StatusCode::kUnavailable) << failed[0];
+  EXPECT_THAT(std::string(failed[0].message()),
+              ::testing::HasSubstr("its log lacks entries it acknowledged or committed"));
+  EXPECT_THAT(std::string(failed[0].message()),
+              ::testing::HasSubstr("add it back with an empty store"));
+  EXPECT_THAT(node->GetStatus().storage_error,
+              ::testing::HasSubstr("counts on this member holding entries up to 40"));
+  absl::StatusOr<uint64_t> later = node->Propose("later").get();
+  EXPECT_EQ(later.status().code(), absl::StatusCode::kUnavailable) << later.status();
+  node->Stop();
+}
+
 // A leader that cannot read the entries a lagging member needs stopped the process (a failed
 // CHECK). Now it stops leading, says why, and does not take the failed read for a compacted
 // log: it sends that member nothing (neither entries nor a snapshot).

@@ -208,6 +208,10 @@ void Node::StopLocked(std::deque<Input>* never_started) {
   if (thread_.joinable()) thread_.join();
   {
     absl::MutexLock lock(&mu_);
+    // A stopped member leads nothing and follows no one (its status said it still led, and
+    // WaitForLeader answered true).
+    status_.leader = 0;
+    status_.role = Role::kFollower;
     writer_stop_ = true;
   }
   if (writer_.joinable()) writer_.join();

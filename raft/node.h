@@ -257,8 +257,10 @@ class Node final : public MessageHandler {
   // nothing unless called.
   std::future<absl::StatusOr<std::vector<MemberProgress>>> Members();
 
+  // After Stop: no leader, and the role a follower.
   Status GetStatus() const;
-  // Blocks until some member is known as leader, or the deadline passes (returns false).
+  // Blocks until some member is known as leader, or the deadline passes (returns false); false
+  // at once after Stop.
   bool WaitForLeader(absl::Time deadline) const;
 
   // MessageHandler (called by the transport).

@@ -3516,6 +3516,31 @@ TEST(NodeTest, ASnapshotOnACorruptDiskStopsTheMember) {
 // A write failing while the owner is already stopping the node: the requests hear why and the
 // status says it, but StorageFailed is not called (the owner would react by stopping the node
 // again, alongside its own Stop, or while destroying it).
+// After Stop, a node that led said it still led (GetStatus) and WaitForLeader answered true
+// at once: a manager asking a stopped member whom to send writes to was told "itself".
+TEST(NodeTest, AStoppedLeaderNoLongerSaysItLeads) {
+  ScriptedPeers peers;
+  MemoryLogStore store;
+  raftpb::ConfState cs;
+  for (uint64_t v = 1; v <= 3; ++v) cs.add_voters(v);
+  store.SetConfState(cs);
+  ListStateMachine sm;
+  Node::Options options;
+  options.raft.id = 1;
+  options.storage = &store;
+  options.transport = &peers;
+  options.state_machine = &sm;
+  options.tick_interval = absl::Milliseconds(10);
+  options.transfer_leadership_on_stop = false;
+  std::unique_ptr<Node> node = ElectScripted(options);
+  ASSERT_NE(node, nullptr);
+  ASSERT_EQ(node->GetStatus().role, Role::kLeader);
+  node->Stop();
+  EXPECT_EQ(node->GetStatus().role, Role::kFollower);
+  EXPECT_EQ(node->GetStatus().leader, 0u);
+  EXPECT_FALSE(node->WaitForLeader(absl::Now()));
+}
+
 TEST(NodeTest, AWriteFailingWhileTheNodeStopsIsNotAnnouncedToTheOwner) {
   FailingSoleLeader f;
   ASSERT_TRUE(f.first_committed);

@@ -48,8 +48,9 @@ class Bytes {
   uint64_t Near(uint64_t base) {
     const uint8_t b = U8();
     if (b == 0xff) return Wide();
-    const int64_t v = static_cast<int64_t>(base) + static_cast<int64_t>(b % 16) - 4;
-    return v < 0 ? 0 : static_cast<uint64_t>(v);
+    const uint64_t step = b % 16;
+    if (step >= 4) return base + (step - 4);  // unsigned: past 2^64 it wraps, as a peer's may
+    return base > 4 - step ? base - (4 - step) : 0;
   }
   uint64_t Wide() {
     uint64_t v = 0;

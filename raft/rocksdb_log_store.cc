@@ -143,12 +143,16 @@ absl::Status CreateDurableDirectory(rocksdb::FileSystem* fs, const std::string& 
 // the file or claims to run past its end, and skips the rest of a block after a header of
 // zeros, taking either for a write a crash tore. A disk that damages one header byte there
 // (or three of them) thus dropped every synced, acknowledged write after it: votes and entries
-// this member had promised. A torn write is the last thing in its file (a write goes out only
-// after the one before it was synced, and RocksDB starts a new file after a crash). So before
-// RocksDB opens the store, each log file is read here: after the first record that does not
-// check out, nothing may follow that does. (A record that fails its checksum before good ones
-// RocksDB refuses itself, as it must: a power cut that kept the end of a write and lost a page
-// before it would look the same, but then the write was not acknowledged either way.)
+// this member had promised. A torn write is the last thing in its file: RocksDB starts a new
+// file after a crash, and a record after it was written after it (with the page cache written
+// back in order, on the disk only if it is too). So before RocksDB opens the store, each log
+// file is read here. A record whose header is whole (a known type, a length within its block)
+// and that runs past the file's end is the torn last write, as RocksDB takes it: nothing after
+// it is looked at (its own payload is a client's data, and may hold bytes shaped like a
+// record). Otherwise, after the first record that does not check out, nothing may follow that
+// does. (Out-of-order writeback can leave a record damaged before good ones after a power cut;
+// RocksDB refuses a checksum mismatch there itself, and the store is then refused: measured by
+// LosingPowerWithOutOfOrderWritebackNeverOpensAWrongState.)
 //
 // The format (RocksDB 7, log_format.h; files written without recycling, as here): 32 KiB
 // blocks; a block's last 0-6 bytes are zeros; records are a 7-byte header (masked CRC-32C of
@@ -207,6 +211,18 @@ absl::Status CheckWalFile(const std::string& name, const std::string& bytes) {
   }
   if (at >= bytes.size()) return absl::OkStatus();
   const size_t bad = at;
+  if (bytes.size() - bad >= kWalHeader) {
+    const size_t length = static_cast<uint8_t>(bytes[bad + 4]) |
+                          static_cast<size_t>(static_cast<uint8_t>(bytes[bad + 5])) << 8;
+    const int type = static_cast<uint8_t>(bytes[bad + 6]);
+    const bool whole_header = ((type >= 1 && type <= 4) || type == 9) &&
+                              kWalHeader + length <= kWalBlock - bad % kWalBlock;
+    if (whole_header && bad + kWalHeader + length > bytes.size()) {
+      return absl::OkStatus();  // the torn last write
+    }
+  } else {
+    return absl::OkStatus();  // a header cut short: the torn last write
+  }
   // The next record that checks out: anywhere in the rest of this block (the damaged header
   // may misstate where it ends), then at the start of each later block (a block always begins
   // with a record's header).
@@ -448,9 +464,23 @@ absl::StatusOr<raftpb::SnapshotMetadata> RocksDbLogStore::SnapshotMetadata() {
 
 absl::StatusOr<std::vector<raftpb::Entry>> RocksDbLogStore::Entries(uint64_t lo, uint64_t hi,
                                                                     uint64_t max_bytes) {
+  // A write that removes or replaces entries may land between the bounds check and the
+  // iterator's view (both under the lock would hold it through the read): then read again.
+  for (;;) {
+    uint64_t rewrites = 0;
+    absl::StatusOr<std::vector<raftpb::Entry>> got = EntriesOnce(lo, hi, max_bytes, &rewrites);
+    absl::MutexLock lock(&mu_);
+    if (rewrites == rewrites_) return got;
+  }
+}
+
+absl::StatusOr<std::vector<raftpb::Entry>> RocksDbLogStore::EntriesOnce(uint64_t lo, uint64_t hi,
+                                                                        uint64_t max_bytes,
+                                                                        uint64_t* rewrites) {
   std::vector<raftpb::Entry> out;
   {
     absl::MutexLock lock(&mu_);
+    *rewrites = rewrites_;
     if (lo < first_) return CompactedError();
     if (hi > first_ + terms_.size() - 1) return UnavailableIndexError();
     if (lo >= hi) return out;
@@ -487,9 +517,10 @@ absl::StatusOr<std::vector<raftpb::Entry>> RocksDbLogStore::Entries(uint64_t lo,
   entries_read_from_disk_.fetch_add(out.size(), std::memory_order_relaxed);
   if (!size_limited && out.size() < hi - lo) {
     // Compacted by the writer since the check above (CompactTo holds the lock until first_
-    // moves, so this sees it), or really missing.
+    // moves, so this sees it), rewritten (Entries reads again), or really missing.
     absl::MutexLock lock(&mu_);
     if (lo < first_) return CompactedError();
+    if (*rewrites != rewrites_) return out;  // not returned: read again
     return absl::DataLossError(absl::StrCat("raft store: entry ", lo + out.size(), " is missing"));
   }
   return out;
@@ -503,8 +534,10 @@ absl::Status RocksDbLogStore::Save(const raftpb::HardState* hard_state,
   // extent (this, CompactTo) are serialized by the caller, so the plan still holds when the
   // write completes; a SaveSnapshot alongside changes neither first_ nor terms_. A write that
   // removes or replaces stored entries (a snapshot, a suffix replaced) keeps the lock until
-  // first_, terms_ and the cache say what it wrote: a reader between the two found the entries
-  // it was allowed to ask for gone and reported them missing (DATA_LOSS), not compacted.
+  // first_, terms_ and the cache say what it wrote, and counts itself in rewrites_: a reader
+  // between the two found the entries it was allowed to ask for gone and reported them missing
+  // (DATA_LOSS), not compacted; Entries now reads again when a rewrite came between its bounds
+  // check and its read.
   rocksdb::WriteBatch batch;
   uint64_t first = 0;
   size_t keep_terms = 0;  // how many of terms_ stay (after a snapshot: of {snapshot term})
@@ -571,6 +604,7 @@ absl::Status RocksDbLogStore::Save(const raftpb::HardState* hard_state,
     if (e.index() >= first) terms_.push_back(e.term());
   }
   if (hard_state != nullptr) hard_state_ = *hard_state;
+  if (replaces) ++rewrites_;
   first_ = first;
   if (!entries.empty() && entries.back().index() >= first) CacheLocked(entries);
   return absl::OkStatus();

@@ -108,6 +108,9 @@ class RocksDbLogStore final : public WritableLogStorage {
  private:
   RocksDbLogStore(std::unique_ptr<rocksdb::DB> db, Options options);
   absl::Status Load();
+  // One try of Entries; `rewrites` is rewrites_ as of its bounds check.
+  absl::StatusOr<std::vector<raftpb::Entry>> EntriesOnce(uint64_t lo, uint64_t hi,
+                                                         uint64_t max_bytes, uint64_t* rewrites);
   // Makes the cache hold `entries` as the newest ones (after a successful write).
   void CacheLocked(const std::vector<raftpb::Entry>& entries) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -125,6 +128,8 @@ class RocksDbLogStore final : public WritableLogStorage {
   // A copy of the newest stored entries, contiguous and ending at the last index (or empty).
   std::deque<raftpb::Entry> cache_ ABSL_GUARDED_BY(mu_);
   uint64_t cache_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // Saves that removed or replaced stored entries (a snapshot installed, a suffix replaced).
+  uint64_t rewrites_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<uint64_t> entries_read_from_disk_{0};
 };
 

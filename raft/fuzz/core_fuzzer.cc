@@ -6,9 +6,16 @@
 // - its commit index never goes back and never passes its last index;
 // - an entry it has handed out as committed keeps its term at its index for as long as the
 //   log holds it, and committed entries are handed out once each, in order, with no gap;
-// - a vote granted is on its disk before the answer goes out; what leaves before the Ready
-//   that made it is persisted (a leader's appends and heartbeats, a follower's heartbeat
-//   responses) carries a term and vote already on the disk.
+// - a vote granted is on its disk before the answer goes out, and an acknowledged append's
+//   entries are; what leaves before the Ready that made it is persisted (a leader's appends
+//   and heartbeats, a follower's heartbeat responses) carries a term and vote already on the
+//   disk;
+// - a snapshot taken at the applied index carries the term of the entry committed there.
+//
+// As the node does, a Ready may be written asynchronously: while it is "being written" the
+// member goes on stepping, ticking and taking proposals, early messages and newly committed
+// entries (Core::TakeEarlyMessages, TakeCommittedEntries) until the write completes. The member
+// may also crash and restart from what its store holds (what was being written is lost).
 //
 // SHOAL_FUZZ_TRACE=1 prints each operation and the member's state after it (to replay a crash
 // input: `bazel-bin/raft/fuzz/core_fuzzer_replay` with the input's folder, or the fuzzer binary
@@ -21,8 +28,10 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -82,17 +91,8 @@ class Harness {
  public:
   explicit Harness(uint64_t seed) {
     if (!Bootstrap(store_, std::vector<uint64_t>{1, 2, 3}).ok()) Broken("bootstrap failed");
-    Config c;
-    c.id = 1;
-    c.storage = &store_;
-    c.election_tick = 10;
-    c.heartbeat_tick = 1;
-    c.max_inflight_msgs = 4;  // small, so that a full window is reached
-    c.max_size_per_msg = 256;
-    c.random_seed = seed;
-    absl::StatusOr<std::unique_ptr<Core>> core = Core::Create(c);
-    if (!core.ok()) Broken("Core::Create failed on a bootstrapped store");
-    core_ = std::move(*core);
+    seed_ = seed;
+    Start();
     Drain();
   }
 
@@ -106,9 +106,9 @@ class Harness {
                      RoleName(core_->role()), (unsigned long)core_->leader(),
                      (unsigned long)core_->log().FirstIndex(),
                      (unsigned long)core_->log().LastIndex(),
-                     (unsigned long)core_->log().committed(), (unsigned long)applied_, op % 16);
+                     (unsigned long)core_->log().committed(), (unsigned long)applied_, op % 20);
       }
-      switch (op % 16) {
+      switch (op % 20) {
         case 0:
           for (int i = in.U8() % 12; i >= 0; --i) core_->Tick();
           break;
@@ -143,6 +143,15 @@ class Harness {
         case 9:
           SnapshotAndCompact(in);
           break;
+        case 10:
+          write_async_ = true;  // the next Ready is written while the member goes on
+          break;
+        case 11:
+          FinishWrite();
+          break;
+        case 12:
+          Restart();
+          break;
         default:
           StepPeer(in);
           break;
@@ -153,6 +162,8 @@ class Harness {
       Drain();
       if (!core_->storage_error().ok()) return;
     }
+    FinishWrite();
+    Drain();
   }
 
  private:
@@ -178,6 +189,9 @@ class Harness {
     m.set_log_term(in.Near(core_->log().LastTerm()));
     m.set_index(in.Near(last > 4 ? last - 4 : 0));
     m.set_commit(in.Near(core_->log().committed()));
+    // A correct leader's heartbeat never passes what the follower holds; one that does stops
+    // the member (a loss found), so most stay within it.
+    if (m.type() == raftpb::MSG_HEARTBEAT && in.U8() < 224) m.set_commit(std::min(m.commit(), last));
     m.set_reject(in.Bool());
     m.set_reject_hint(in.Near(last > 4 ? last - 4 : 0));
     if (in.Bool()) m.set_context(in.Str(4));
@@ -231,29 +245,91 @@ class Harness {
   void SnapshotAndCompact(Bytes& in) {
     absl::StatusOr<raftpb::SnapshotMetadata> last = store_.SnapshotMetadata();
     if (!last.ok() || applied_ <= last->index()) return;
+    // As Node::MaybeSnapshot: only once every applied entry is written (the store takes the
+    // snapshot's term from the entry it holds at that index).
+    if (writing_ || applied_ > store_.LastIndex()) return;
+    const std::vector<raftpb::Entry>& unwritten = core_->log().UnstableEntries();
+    if (!unwritten.empty() && unwritten.front().index() <= applied_) return;
     absl::StatusOr<raftpb::Snapshot> snap = store_.SaveSnapshot(applied_, conf_state_, "state");
     if (!snap.ok()) Broken("snapshot at the applied index refused");
+    auto known = committed_.find(applied_);
+    if (known != committed_.end() && known->second != snap->metadata().term()) {
+      Broken("a snapshot whose term is not its index's committed entry's");
+    }
     const uint64_t keep = in.U8() % 4;
     const uint64_t to = applied_ > keep ? applied_ - keep : applied_;
     if (to > store_.FirstIndex() && !store_.CompactTo(to).ok()) Broken("compaction refused");
   }
 
+  void Start() {
+    Config c;
+    c.id = 1;
+    c.storage = &store_;
+    c.election_tick = 10;
+    c.heartbeat_tick = 1;
+    c.max_inflight_msgs = 4;  // small, so that a full window is reached
+    c.max_size_per_msg = 256;
+    c.random_seed = seed_;
+    absl::StatusOr<raftpb::Snapshot> snap = store_.Snapshot();
+    if (!snap.ok()) Broken("the store has no snapshot to start from");
+    c.applied = snap->metadata().index();
+    absl::StatusOr<std::unique_ptr<Core>> core = Core::Create(c);
+    if (!core.ok()) Broken("Core::Create failed on a store the member wrote");
+    core_ = std::move(*core);
+    // The state machine restarts from the snapshot and replays the committed log after it.
+    applied_ = snap->metadata().index();
+    conf_state_ = snap->metadata().conf_state();
+    hard_ = store_.hard_state();
+  }
+
+  // A crash: what was being written is lost; the member comes back from its store.
+  void Restart() {
+    writing_.reset();
+    write_async_ = false;
+    Start();
+    // Entries applied as committed before this member wrote them (TakeCommittedEntries: they
+    // are on a quorum's disks) may be gone from its own log now, or an older entry there in
+    // their place: past the commit index it kept, they are the leader's to send again.
+    committed_.erase(committed_.upper_bound(core_->log().committed()), committed_.end());
+  }
+
+  // While a Ready is being written: what may leave or be applied at once.
+  void WhileWriting() {
+    for (const Message& m : core_->TakeEarlyMessages()) CheckEarly(m);
+    if (!core_->storage_error().ok()) return;
+    for (const raftpb::Entry& e : core_->TakeCommittedEntries()) Apply(e);
+  }
+
+  // The write under way completes: persisted, its messages leave, Advance.
+  void FinishWrite() {
+    if (!writing_) return;
+    if (!core_->storage_error().ok()) return;
+    Ready rd = std::move(*writing_);
+    writing_.reset();
+    Persist(rd);
+    core_->Advance(rd);
+    CheckLog();
+  }
+
+  void Persist(const Ready& rd) {
+    if (rd.snapshot && !store_.ApplySnapshot(*rd.snapshot).ok()) {
+      Broken("the core handed out a snapshot older than the stored one");
+    }
+    if (!store_.Append(rd.entries).ok()) Broken("the core handed out entries with a gap");
+    if (rd.hard_state) store_.SetHardState(*rd.hard_state);
+    for (const Message& m : rd.messages) CheckSent(m);
+  }
+
   void Drain() {
+    if (writing_) {
+      WhileWriting();
+      return;
+    }
     for (int rounds = 0; core_->HasReady(); ++rounds) {
       if (rounds > 100) Broken("a Ready after every Advance");
       Ready rd = core_->GetReady();
       if (!core_->storage_error().ok()) return;
       Check(rd);
-      if (rd.snapshot && !store_.ApplySnapshot(*rd.snapshot).ok()) {
-        Broken("the core handed out a snapshot older than the stored one");
-      }
-      if (!store_.Append(rd.entries).ok()) Broken("the core handed out entries with a gap");
-      if (rd.hard_state) store_.SetHardState(*rd.hard_state);
-      for (const Message& m : rd.messages) CheckSent(m);
-      if (rd.snapshot) {
-        applied_ = rd.snapshot->metadata().index();
-        conf_state_ = rd.snapshot->metadata().conf_state();
-      }
       if (kTrace) {
         for (const raftpb::Entry& e : rd.entries) {
           std::fprintf(stderr, "  write entry %lu term %lu\n", (unsigned long)e.index(),
@@ -270,26 +346,26 @@ class Harness {
                        rd.snapshot->metadata().ShortDebugString().c_str());
         }
       }
+      if (rd.snapshot) {
+        applied_ = rd.snapshot->metadata().index();
+        conf_state_ = rd.snapshot->metadata().conf_state();
+      }
+      for (const Message& m : rd.early_messages) CheckEarly(m);
       for (const raftpb::Entry& e : rd.committed_entries) Apply(e);
+      if (write_async_) {
+        // Written while the member goes on: the messages wait for the write.
+        write_async_ = false;
+        writing_ = std::move(rd);
+        WhileWriting();
+        return;
+      }
+      Persist(rd);
       core_->Advance(rd);
       CheckLog();
     }
   }
 
   void Check(const Ready& rd) {
-    // Early messages leave before this Ready is persisted: a leader's appends and heartbeats,
-    // a follower's heartbeat responses, all in a term (and with a vote) already on the disk.
-    const raftpb::HardState disk = store_.hard_state();
-    for (const Message& m : rd.early_messages) {
-      const bool leads = core_->role() == Role::kLeader;
-      if (leads ? m.type() != raftpb::MSG_APP && m.type() != raftpb::MSG_HEARTBEAT
-                : m.type() != raftpb::MSG_HEARTBEAT_RESP) {
-        Broken("a message that depends on this Ready left before it was persisted");
-      }
-      if (m.term() != disk.term() || core_->vote() != disk.vote()) {
-        Broken("an early message in a term or with a vote not yet on the disk");
-      }
-    }
     if (rd.hard_state) {
       const raftpb::HardState& hs = *rd.hard_state;
       if (hs.term() < hard_.term()) Broken("the term went back");
@@ -305,12 +381,31 @@ class Harness {
     }
   }
 
+  // Early messages leave before the Ready that made them is persisted: a leader's appends and
+  // heartbeats, a follower's heartbeat responses, all in a term (and with a vote) already on
+  // the disk.
+  void CheckEarly(const Message& m) {
+    const raftpb::HardState disk = store_.hard_state();
+    const bool leads = core_->role() == Role::kLeader;
+    if (leads ? m.type() != raftpb::MSG_APP && m.type() != raftpb::MSG_HEARTBEAT
+              : m.type() != raftpb::MSG_HEARTBEAT_RESP) {
+      Broken("a message that depends on an unwritten Ready left before it was persisted");
+    }
+    if (m.term() != disk.term() || core_->vote() != disk.vote()) {
+      Broken("an early message in a term or with a vote not yet on the disk");
+    }
+  }
+
   void CheckSent(const Message& m) {
     if (m.type() == raftpb::MSG_VOTE_RESP && !m.reject()) {
       const raftpb::HardState hs = store_.hard_state();
-      if (hs.term() != m.term() || hs.vote() != m.to()) {
+      // The vote, or a later term (no second vote in this one then), is on the disk.
+      if (hs.term() < m.term() || (hs.term() == m.term() && hs.vote() != m.to())) {
         Broken("a vote granted before it was on the disk");
       }
+    }
+    if (m.type() == raftpb::MSG_APP_RESP && !m.reject() && m.index() > store_.LastIndex()) {
+      Broken("an append acknowledged before its entries were on the disk");
     }
   }
 
@@ -342,7 +437,10 @@ class Harness {
   }
 
   MemoryLogStore store_;
+  uint64_t seed_ = 0;
   std::unique_ptr<Core> core_;
+  bool write_async_ = false;       // the next Ready is written asynchronously
+  std::optional<Ready> writing_;   // the Ready being written
   raftpb::HardState hard_;
   raftpb::ConfState conf_state_;
   uint64_t applied_ = 0;

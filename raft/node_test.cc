@@ -3282,7 +3282,9 @@ class HoldingMachine : public LeadershipRecorder {
 // arrives, whose answer needs entries the disk can no longer read. (On the old code the hang
 // needs the write's completion to be flagged before the loop resumes, which the test makes
 // all but certain but cannot force: it never fails on the fixed code.)
-TEST(NodeTest, AReadFailingAsTheLeadersWriteCompletesStopsTheMemberWithoutHanging) {
+// One attempt; false when the scenario did not come about (the leader answered the rejection
+// without reading the store: about 1 run in 40 on a loaded machine, not yet understood).
+bool ReadFailingAsTheLeadersWriteCompletes() {
   // On the heap, and left behind if the node hangs, so that the other tests still run.
   struct Fixture {
     ScriptedPeers peers;
@@ -3303,42 +3305,68 @@ TEST(NodeTest, AReadFailingAsTheLeadersWriteCompletesStopsTheMemberWithoutHangin
   options.state_machine = &f->sm;
   options.tick_interval = absl::Milliseconds(10);
   f->node = ElectScripted(options);
-  ASSERT_NE(f->node, nullptr);
-  ASSERT_TRUE(f->node->Propose("a").get().ok());
+  EXPECT_NE(f->node, nullptr);
+  if (f->node == nullptr) return true;
+  EXPECT_TRUE(f->node->Propose("a").get().ok());
   f->peers.Mute(4, true);
   raftpb::ConfChange add;
   add.set_type(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE);
   add.set_node_id(4);
-  ASSERT_TRUE(f->node->ProposeConfChange(add).get().ok());
+  EXPECT_TRUE(f->node->ProposeConfChange(add).get().ok());
   f->peers.DeliverMessageOf(MessageOf(raftpb::MSG_HEARTBEAT_RESP, 4, 1, f->node->GetStatus().term));
   std::optional<uint64_t> probe = f->peers.WaitForAppendTo(4, absl::Now() + kWait);
-  ASSERT_TRUE(probe.has_value()) << "the leader never probed the learner";
+  EXPECT_TRUE(probe.has_value()) << "the leader never probed the learner";
+  if (!probe.has_value()) return true;
 
   f->store.Gate();
   std::future<absl::StatusOr<uint64_t>> held = f->node->Propose("hold");
-  ASSERT_TRUE(f->store.write_latch.WaitStarted(kWait)) << "the leader's write never started";
-  ASSERT_TRUE(f->sm.apply_latch.WaitStarted(kWait)) << "the followers' commit was not applied";
+  EXPECT_TRUE(f->store.write_latch.WaitStarted(kWait)) << "the leader's write never started";
+  EXPECT_TRUE(f->sm.apply_latch.WaitStarted(kWait)) << "the followers' commit was not applied";
   f->store.FailReads(absl::DataLossError("Corruption: block checksum mismatch in 000011.sst"));
+  // The learner's latest probe (the node thread is held in the apply, so no newer one can
+  // leave): a rejection of an earlier one is stale and ignored, and nothing would be read (on
+  // a loaded machine the leader had probed again, 1 run in 30).
+  probe = f->peers.WaitForAppendTo(4, absl::Now() + kWait);
   raftpb::Message reject = MessageOf(raftpb::MSG_APP_RESP, 4, 1, f->node->GetStatus().term);
   reject.set_index(*probe);
   reject.set_reject(true);
   reject.set_reject_hint(0);
   f->peers.DeliverMessageOf(std::move(reject));
   f->store.write_latch.Release();
-  ASSERT_TRUE(f->store.WaitSaved(absl::Now() + kWait));
+  EXPECT_TRUE(f->store.WaitSaved(absl::Now() + kWait));
   f->sm.apply_latch.Release();
 
   std::vector<absl::Status> failed = f->sm.WaitForStorageFailure(absl::Now() + kWait);
   if (failed.size() != 1) {
-    ADD_FAILURE() << "the leader never finished stopping after its read failed (left running)";
-    return;  // `f` is left behind: its node's thread may never end
+    const Node::Status st = f->node->GetStatus();
+    std::future<absl::StatusOr<uint64_t>> alive = f->node->Propose("alive?");
+    const bool loop_alive = alive.wait_for(std::chrono::seconds(2)) == std::future_status::ready;
+    if (loop_alive && st.storage_error.empty() && st.role == Role::kLeader) {
+      f->node->Stop();  // nothing was read: the scenario did not come about
+      delete f;
+      return false;
+    }
+    ADD_FAILURE() << "the leader never finished stopping after its read failed (left running; "
+                  << "role " << RoleName(st.role) << ", storage error '" << st.storage_error
+                  << "', loop " << (loop_alive ? "alive" : "stuck") << ")";
+    return true;  // `f` is left behind: its node's thread may never end
   }
   EXPECT_THAT(std::string(failed[0].message()), ::testing::HasSubstr("storage failed a read"));
   EXPECT_THAT(std::string(failed[0].message()), ::testing::HasSubstr("checksum mismatch"));
-  ASSERT_EQ(held.wait_for(std::chrono::seconds(20)), std::future_status::ready);
-  EXPECT_TRUE(held.get().ok()) << "the held write was committed and applied";
+  EXPECT_EQ(held.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  if (held.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+    EXPECT_TRUE(held.get().ok()) << "the held write was committed and applied";
+  }
   f->node->Stop();
   delete f;
+  return true;
+}
+
+TEST(NodeTest, AReadFailingAsTheLeadersWriteCompletesStopsTheMemberWithoutHanging) {
+  int attempts = 0;
+  while (!ReadFailingAsTheLeadersWriteCompletes() && ++attempts < 5) {
+  }
+  EXPECT_LT(attempts, 5) << "the scenario never came about";
 }
 
 // Records LeadershipChanged and StorageFailed in one sequence.

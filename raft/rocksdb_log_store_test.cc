@@ -22,6 +22,7 @@
 #include "raft/memory_log_store.h"
 #include "raft/testing/entries.h"
 #include "raft/testing/power_loss_fs.h"
+#include "raft/testing/wal_writer.h"
 
 namespace shoal::raft {
 namespace {
@@ -561,22 +562,9 @@ TEST_F(RocksDbLogStoreTest, ATornLastWriteIsStillAccepted) {
   EXPECT_EQ(s->LastIndex(), 59u);
 }
 
-// A write-ahead log record, as RocksDB writes one (a full record: masked CRC-32C of the type
-// byte and the payload, the payload's length, type 1), to plant in an entry's data.
+// A write-ahead log record, as RocksDB writes one (a full record), to plant in an entry's data.
 std::string WalRecordShaped(const std::string& payload) {
-  uint32_t crc = 0xffffffffu;  // CRC-32C, bit by bit
-  for (unsigned char c : std::string(1, '\x01') + payload) {
-    crc ^= c;
-    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0x82f63b78u & (0u - (crc & 1u)));
-  }
-  crc ^= 0xffffffffu;
-  const uint32_t masked = ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
-  std::string h(7, '\0');
-  for (int i = 0; i < 4; ++i) h[i] = static_cast<char>(masked >> (8 * i));
-  h[4] = static_cast<char>(payload.size() & 0xff);
-  h[5] = static_cast<char>(payload.size() >> 8);
-  h[6] = '\x01';
-  return h + payload;
+  return testing::WalPhysicalRecord(1, payload);
 }
 
 // A torn last write is a client's data cut short, and that data may hold bytes shaped like a

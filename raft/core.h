@@ -257,8 +257,8 @@ class Core {
   // once the log is found to lack what this member acknowledged or committed (its leader
   // counts on entries it no longer holds, or sends another entry where it committed one: a
   // store truncated or restored from an older copy, a disk that lost synced writes; etcd
-  // panics there), OK while neither. Once set, what the core produced since is not to be sent or written: its owner
-  // checks after each call and stops the member, as after a failed write. The core then takes
+  // panics there), OK while neither. Once set, what the core produced since is not to be sent
+  // or written: its owner checks after each call and stops the member, as after a failed write. The core then takes
   // nothing more: Step (and so Propose, ReadIndex, ...) returns this error, Tick and
   // LeaderUnreachable do nothing.
   const absl::Status& storage_error() const { return log_.storage_error(); }

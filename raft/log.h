@@ -3,7 +3,7 @@
 // Private to raft/; driven by the core's single thread.
 //
 // Invariants: applied <= applying <= committed <= last index; an entry at or below `committed` is
-// never replaced (a CHECK).
+// never replaced (an append that would replace one is a loss found: see Lost below).
 //
 // A read the storage fails (an I/O error, an entry found corrupt; not a compacted or unavailable
 // index) is kept as storage_error() and answered as if the entry could not be had: terms do not

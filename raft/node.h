@@ -105,8 +105,8 @@ class StateMachine {
   // store RocksDB finds corrupt) or a read of the log (an I/O error, an entry whose checksum
   // no longer matches), or its log was found to lack entries it acknowledged or committed (its
   // leader counts on entries it no longer holds: a store restored from an older copy; the
-  // manager removes the member and adds it back with an empty store): it stopped taking part, once, on the node thread, after
-  // LeadershipChanged(false) if it led. It sends and writes nothing more (what waited for the
+  // manager removes the member and adds it back with an empty store): it stopped taking part,
+  // once, on the node thread, after LeadershipChanged(false) if it led. It sends and writes nothing more (what waited for the
   // failed write never leaves), steps nothing, and fails every request, pending or new, with
   // `error` (UNAVAILABLE; a write in flight may or may not have been applied: the others may
   // have committed it). Nothing it acknowledged is lost: it acknowledged only what was on its

@@ -145,15 +145,18 @@ absl::Status CheckWalTails(rocksdb::FileSystem* fs, const std::string& path) {
   for (const std::string& child : children) {
     if (child.size() < 5 || child.compare(child.size() - 4, 4, ".log") != 0) continue;
     const std::string file = (std::filesystem::path(path) / child).string();
+    const std::string what = absl::StrCat("reading the write-ahead log ", file,
+                                          " before opening the store (nothing was opened; "
+                                          "check the disk)");
     std::unique_ptr<rocksdb::FSSequentialFile> in;
     rocksdb::IOStatus s = fs->NewSequentialFile(file, rocksdb::FileOptions(), &in, nullptr);
-    if (!s.ok()) return FromRocks(s, absl::StrCat("reading ", file));
+    if (!s.ok()) return FromRocks(s, what);
     std::string bytes;
     std::string chunk(1 << 20, '\0');
     for (;;) {
       rocksdb::Slice got;
       s = in->Read(chunk.size(), rocksdb::IOOptions(), &got, chunk.data(), nullptr);
-      if (!s.ok()) return FromRocks(s, absl::StrCat("reading ", file));
+      if (!s.ok()) return FromRocks(s, what);
       if (got.empty()) break;
       bytes.append(got.data(), got.size());
     }

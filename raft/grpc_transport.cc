@@ -1,24 +1,19 @@
 #include "raft/grpc_transport.h"
 
-#include <zlib.h>
-
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/thread_name.h"
+#include "raft/snapshot_stream.h"
 
 namespace shoal::raft {
 
 namespace {
-uint32_t Crc(const std::string& data, uint32_t crc = 0) {
-  return static_cast<uint32_t>(
-      crc32(crc, reinterpret_cast<const Bytef*>(data.data()), static_cast<uInt>(data.size())));
+grpc::Status ToGrpcStatus(const absl::Status& s) {
+  // absl's codes are gRPC's, number for number.
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
 }
-constexpr uint64_t kMaxSnapshotBytes = uint64_t{4} << 30;
-// What a snapshot's receiver sets aside before its data arrives: the size the sender announces
-// is only a claim, and setting aside up to 4 GiB on a claim could fail the whole manager.
-constexpr uint64_t kMaxSnapshotReserve = uint64_t{64} << 20;
 // Time allowed to one connection attempt: long enough for a TLS handshake across a WAN; short
 // enough that a peer behind a healed partition is tried again soon.
 constexpr int kConnectTimeoutMs = 5000;
@@ -187,66 +182,28 @@ class GrpcTransport::RaftServiceImpl final
   grpc::Status InstallSnapshot(grpc::ServerContext* ctx,
                                grpc::ServerReader<raftpb::SnapshotChunk>* reader,
                                raftpb::InstallSnapshotResponse* response) override {
+    const uint64_t self = transport_->options_.self;
+    SnapshotAssembler in([&](const raftpb::Message& header) -> absl::Status {
+      if (header.to() != self) {
+        const grpc::Status st = MisaddressedStatus(header, self);
+        return absl::FailedPreconditionError(st.error_message());
+      }
+      if (transport_->IsRemoved(header.from())) {
+        ctx->AddTrailingMetadata(kRemovedKey, std::to_string(header.from()));
+        return absl::FailedPreconditionError(RemovedStatus(header.from()).error_message());
+      }
+      return absl::OkStatus();
+    });
     raftpb::SnapshotChunk chunk;
-    raftpb::Message header;
-    std::string data;
-    uint64_t total = 0;
-    bool first = true, last = false;
-    uint32_t crc = 0;
-    while (!last && reader->Read(&chunk)) {
-      if (first) {
-        if (!chunk.has_header() || chunk.header().type() != raftpb::MSG_SNAP) {
-          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                              "the first snapshot chunk must carry the MSG_SNAP header");
-        }
-        header = chunk.header();
-        if (header.to() != transport_->options_.self) {
-          return MisaddressedStatus(header, transport_->options_.self);
-        }
-        if (transport_->IsRemoved(header.from())) {
-          ctx->AddTrailingMetadata(kRemovedKey, std::to_string(header.from()));
-          return RemovedStatus(header.from());
-        }
-        total = chunk.total_bytes();
-        if (total > kMaxSnapshotBytes) {
-          return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                              absl::StrCat("snapshot of ", total, " bytes exceeds the limit of ",
-                                           kMaxSnapshotBytes, " bytes"));
-        }
-        data.reserve(std::min(total, kMaxSnapshotReserve));
-        first = false;
-      }
-      if (chunk.offset() != data.size()) {
-        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            absl::StrCat("snapshot chunk at offset ", chunk.offset(), " but ",
-                                         data.size(), " bytes received"));
-      }
-      data += chunk.data();
-      if (data.size() > total) {
-        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            absl::StrCat("snapshot chunks exceed the announced size of ", total,
-                                         " bytes"));
-      }
-      last = chunk.last();
-      crc = chunk.crc32();
+    while (!in.complete() && reader->Read(&chunk)) {
+      if (absl::Status s = in.Add(std::move(chunk)); !s.ok()) return ToGrpcStatus(s);
     }
-    if (!last || data.size() != total) {
-      return grpc::Status(grpc::StatusCode::DATA_LOSS,
-                          absl::StrCat("snapshot stream ended early: ", data.size(), " of ",
-                                       total, " bytes received"));
-    }
-    if (const uint32_t got = Crc(data); got != crc) {
-      return grpc::Status(grpc::StatusCode::DATA_LOSS,
-                          absl::StrCat("snapshot checksum mismatch: the ", data.size(),
-                                       " bytes received have CRC-32 ", got,
-                                       ", the sender's last chunk says ", crc,
-                                       "; nothing was installed, the sender sends it again"));
-    }
-    header.mutable_snapshot()->set_data(std::move(data));
-    response->set_applied_index(header.snapshot().metadata().index());
+    absl::StatusOr<raftpb::Message> snap = std::move(in).Finish();
+    if (!snap.ok()) return ToGrpcStatus(snap.status());
+    response->set_applied_index(snap->snapshot().metadata().index());
     bool delivered = false;
     transport_->WithHandler([&](MessageHandler& h) {
-      h.Receive(std::move(header));
+      h.Receive(std::move(*snap));
       delivered = true;
     });
     if (!delivered) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "raft node not started");
@@ -670,25 +627,9 @@ void GrpcTransport::SendSnapshot(raftpb::Message header) {
   raftpb::InstallSnapshotResponse response;
   std::unique_ptr<grpc::ClientWriter<raftpb::SnapshotChunk>> writer =
       stub->InstallSnapshot(&ctx, &response);
-  const uint32_t crc = Crc(data);
-  bool ok = true;
-  uint64_t offset = 0;
-  do {
-    raftpb::SnapshotChunk chunk;
-    if (offset == 0) {
-      *chunk.mutable_header() = header;
-      chunk.set_total_bytes(data.size());
-    }
-    const size_t n = std::min<size_t>(options_.snapshot_chunk_bytes, data.size() - offset);
-    chunk.set_offset(offset);
-    chunk.set_data(data.substr(offset, n));
-    offset += n;
-    if (offset == data.size()) {
-      chunk.set_last(true);
-      chunk.set_crc32(crc);
-    }
-    ok = writer->Write(chunk);
-  } while (ok && offset < data.size());
+  const bool ok = ForEachSnapshotChunk(
+      header, data, options_.snapshot_chunk_bytes,
+      [&](const raftpb::SnapshotChunk& chunk) { return writer->Write(chunk); });
   if (ok) writer->WritesDone();
   const grpc::Status status = writer->Finish();
   {

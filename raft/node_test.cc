@@ -9,7 +9,6 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <atomic>
@@ -34,9 +33,14 @@
 #include "raft/testing/forwarding_store.h"
 #include "raft/testing/power_loss_fs.h"
 #include "raft/testing/raft_server.h"
+#include "raft/testing/snapshot_chunks.h"
 
 namespace shoal::raft {
 namespace {
+
+using testing::FirstChunk;
+using testing::Last;
+using testing::NextChunk;
 
 const absl::Duration kWait = absl::Seconds(20);
 
@@ -717,35 +721,6 @@ grpc::Status StreamSnapshot(const std::string& addr,
   }
   writer->WritesDone();
   return writer->Finish();
-}
-
-// The first chunk of a snapshot for member `to`, announcing `total` bytes, carrying `data`.
-raftpb::SnapshotChunk FirstChunk(uint64_t to, uint64_t total, const std::string& data) {
-  raftpb::SnapshotChunk c;
-  raftpb::Message* header = c.mutable_header();
-  header->set_type(raftpb::MSG_SNAP);
-  header->set_from(1);
-  header->set_to(to);
-  header->set_term(2);
-  header->mutable_snapshot()->mutable_metadata()->set_index(10);
-  header->mutable_snapshot()->mutable_metadata()->set_term(2);
-  c.set_total_bytes(total);
-  c.set_data(data);
-  return c;
-}
-
-raftpb::SnapshotChunk NextChunk(uint64_t offset, const std::string& data) {
-  raftpb::SnapshotChunk c;
-  c.set_offset(offset);
-  c.set_data(data);
-  return c;
-}
-
-raftpb::SnapshotChunk Last(raftpb::SnapshotChunk c, const std::string& whole) {
-  c.set_last(true);
-  c.set_crc32(static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(whole.data()),
-                                          static_cast<uInt>(whole.size()))));
-  return c;
 }
 
 // A malformed snapshot stream is refused with an error that says what is wrong, and nothing of

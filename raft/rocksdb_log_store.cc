@@ -394,6 +394,7 @@ absl::StatusOr<std::vector<raftpb::Entry>> RocksDbLogStore::EntriesOnce(uint64_t
       return out;
     }
   }
+  if (options_.before_disk_read) options_.before_disk_read();
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
   uint64_t size = 0;
   bool size_limited = false;

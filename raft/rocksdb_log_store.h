@@ -28,6 +28,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -68,6 +69,9 @@ class RocksDbLogStore final : public WritableLogStorage {
     // The file system RocksDB writes through; the process's default when null. Tests pass one
     // that simulates losing power (raft/testing/power_loss_fs.h).
     rocksdb::Env* env = nullptr;
+    // Tests only: called by Entries() on the reader's thread after it checked the bounds and
+    // let go of the lock, before it reads from disk, so a test can land a write in between.
+    std::function<void()> before_disk_read = nullptr;
   };
 
   // Opens (or creates, see Options::create_if_missing) the store and verifies it. DATA_LOSS when it

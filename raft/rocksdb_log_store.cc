@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "raft/wal_check.h"
 
 namespace shoal::raft {
@@ -166,6 +167,33 @@ absl::Status CheckWalTails(rocksdb::FileSystem* fs, const std::string& path) {
   return absl::OkStatus();
 }
 
+// DATA_LOSS when the store at `path` has no CURRENT file but holds tables or write-ahead logs
+// (see Open); OK otherwise, also when it cannot tell (RocksDB's open then reports it).
+absl::Status CheckNotHeadless(rocksdb::FileSystem* fs, const std::string& path) {
+  const std::string current = (std::filesystem::path(path) / "CURRENT").string();
+  if (!fs->FileExists(current, rocksdb::IOOptions(), nullptr).IsNotFound()) {
+    return absl::OkStatus();
+  }
+  std::vector<std::string> children;
+  if (!fs->GetChildren(path, rocksdb::IOOptions(), &children, nullptr).ok()) {
+    return absl::OkStatus();  // no directory (yet), or not one: RocksDB's open says so
+  }
+  std::vector<std::string> data;
+  for (const std::string& child : children) {
+    for (const char* ext : {".sst", ".ldb", ".log"}) {
+      if (child.size() > 4 && child.compare(child.size() - 4, 4, ext) == 0) data.push_back(child);
+    }
+  }
+  if (data.empty()) return absl::OkStatus();
+  std::sort(data.begin(), data.end());
+  return absl::DataLossError(absl::StrCat(
+      "raft store ", path, ": its CURRENT file is missing, but its tables or write-ahead logs "
+      "are there (", absl::StrJoin(data, ", "),
+      "): the store is damaged, and RocksDB would start an empty store over it. Nothing was "
+      "opened or changed; restore the directory from a copy, or remove this member from the "
+      "cluster and add it back with an empty store (it catches up from the others)"));
+}
+
 }  // namespace
 
 RocksDbLogStore::RocksDbLogStore(std::unique_ptr<rocksdb::DB> db, Options options)
@@ -186,6 +214,17 @@ absl::StatusOr<std::unique_ptr<RocksDbLogStore>> RocksDbLogStore::Open(const Opt
   opts.max_background_jobs = 2;
   opts.write_buffer_size = options.memtable_bytes;
   if (options.env != nullptr) opts.env = options.env;
+  {
+    // CURRENT names the database's manifest; it exists from the moment RocksDB created the
+    // store (written, synced and renamed into place before any log file or table), so a store
+    // with tables or write-ahead logs but no CURRENT is damaged, never a crash's leftover.
+    // RocksDB would take it for no database: with create_if_missing it wrote a new, empty one
+    // over it and failed ("wal_dir contains existing log file"), and the next open then
+    // opened that empty store without a word and deleted the old tables (the member's votes
+    // and log gone for good).
+    absl::Status headless = CheckNotHeadless(opts.env->GetFileSystem().get(), options.path);
+    if (!headless.ok()) return headless;
+  }
   if (!options.create_if_missing) {
     // RocksDB's own refusal ("does not exist (create_if_missing is false)") names neither
     // what is at stake nor what to check.
@@ -217,15 +256,25 @@ absl::StatusOr<std::unique_ptr<RocksDbLogStore>> RocksDbLogStore::Open(const Opt
                           absl::StrCat("raft store ", options.path, ": ", tails.message()));
     }
   }
+  // What the operator does about a damaged store (the log check and a headless store above
+  // say it too).
+  auto damaged = [](absl::Status st) {
+    if (!absl::IsDataLoss(st)) return st;
+    return absl::DataLossError(absl::StrCat(
+        st.message(),
+        ". The store is damaged and was not opened; remove this member from the cluster and add "
+        "it back with an empty store (it catches up from the others), or restore the directory "
+        "from a copy"));
+  };
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(opts, options.path, &raw);
-  if (!s.ok()) return FromRocks(s, absl::StrCat("opening raft store ", options.path));
+  if (!s.ok()) return damaged(FromRocks(s, absl::StrCat("opening raft store ", options.path)));
   std::unique_ptr<RocksDbLogStore> store(
       new RocksDbLogStore(std::unique_ptr<rocksdb::DB>(raw), options));
   absl::Status loaded = store->Load();
   if (!loaded.ok()) {
-    return absl::Status(loaded.code(),
-                        absl::StrCat("raft store ", options.path, ": ", loaded.message()));
+    return damaged(absl::Status(loaded.code(),
+                                absl::StrCat("raft store ", options.path, ": ", loaded.message())));
   }
   return store;
 }
@@ -284,6 +333,15 @@ absl::Status RocksDbLogStore::Load() {
     }
     if (index > want) {
       return absl::DataLossError(absl::StrCat("entries ", want, " to ", index - 1, " are missing"));
+    }
+    if (e.term() < terms.back()) {
+      // Every write keeps the log's terms in order (a newer term's entries replace a suffix
+      // whole), so an older term after a newer one is an entry that was replaced or deleted
+      // and is back.
+      return absl::DataLossError(absl::StrCat(
+          "entry ", index, " has term ", e.term(), ", below the term ", terms.back(), " of ",
+          terms.size() == 1 ? "the compaction marker at " : "entry ", index - 1,
+          ": a log's terms never go back (an entry replaced or deleted is back)"));
     }
     terms.push_back(e.term());
     ++want;

@@ -4,8 +4,10 @@
 // Every Ready is written with Save() as one atomic WriteBatch, synced, so after a crash the
 // store holds a prefix of what was written: all of a Ready or none of it. Every value carries a
 // CRC-32 (zlib); Open() re-reads and checks the whole store and refuses (DATA_LOSS, naming what
-// is wrong) a corrupt value, a gap in the log, entries that contradict their keys, or a hard
-// state whose commit index lies beyond the log: such a member must not rejoin as if whole.
+// is wrong) a corrupt value, a gap in the log, entries that contradict their keys, a term going
+// back along the log, a hard state whose commit index lies beyond the log, or tables and logs
+// without RocksDB's CURRENT file (before RocksDB touches them): such a member must not rejoin as
+// if whole.
 //
 // Layout (one RocksDB database per member):
 //   "e" + 8-byte big-endian index -> crc32 + Entry      one key per entry

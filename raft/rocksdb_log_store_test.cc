@@ -421,6 +421,10 @@ TEST_F(RocksDbLogStoreTest, DetectsACorruptEntry) {
   EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(st.message().find("entry 3"), std::string::npos) << st;
   EXPECT_NE(st.message().find("checksum"), std::string::npos) << st;
+  // And what to do about it.
+  EXPECT_THAT(std::string(st.message()),
+              ::testing::HasSubstr("remove this member from the cluster and add it back with an "
+                                   "empty store"));
 }
 
 TEST_F(RocksDbLogStoreTest, DetectsAMissingEntry) {
@@ -467,6 +471,106 @@ TEST_F(RocksDbLogStoreTest, DetectsALogTruncatedBehindTheCommitIndex) {
   EXPECT_NE(st.message().find("commit index 5 is beyond the last stored entry 3"),
             std::string::npos)
       << st;
+}
+
+// RocksDB's CURRENT file names the store's manifest; it exists from the store's creation on
+// (before any log file or table), so a store holding tables and logs without it is damaged.
+// RocksDB took it for no store: the first open (create_if_missing, the default) failed, but
+// only after writing a new CURRENT naming a new, empty manifest; the second open then came up
+// empty (term 0, no entries: the member's votes and log forgotten) and deleted the old tables.
+TEST_F(RocksDbLogStoreTest, AStoreWhoseCurrentFileIsLostIsRefusedAndLeftAsItIs) {
+  RocksDbLogStore::Options o{dir_.string()};
+  o.memtable_bytes = 64 << 10;  // RocksDB's smallest: tables are written along the way
+  {
+    auto s = std::move(*RocksDbLogStore::Open(o));
+    for (uint64_t i = 1; i <= 200; ++i) {
+      const raftpb::HardState hs = HS(3, 2, i);
+      ASSERT_TRUE(s->Save(&hs, {E(i, 3, std::string(1000, 'x'))}, nullptr, true).ok());
+    }
+  }
+  { auto reopened = Open(); }  // replays and flushes the log: everything is in tables now
+  const std::string current = ReadFile(dir_ / "CURRENT");
+  ASSERT_FALSE(current.empty());
+  std::filesystem::remove(dir_ / "CURRENT");
+  for (bool create : {true, true, false}) {  // a retry must not find it changed
+    RocksDbLogStore::Options attempt = o;
+    attempt.create_if_missing = create;
+    absl::StatusOr<std::unique_ptr<RocksDbLogStore>> opened = RocksDbLogStore::Open(attempt);
+    ASSERT_FALSE(opened.ok()) << "opened with last index " << (*opened)->LastIndex()
+                              << " and term "
+                              << (*opened)->GetInitialState()->hard_state.term();
+    EXPECT_EQ(opened.status().code(), absl::StatusCode::kDataLoss) << opened.status();
+    EXPECT_THAT(std::string(opened.status().message()),
+                ::testing::HasSubstr("CURRENT file is missing"));
+    EXPECT_THAT(std::string(opened.status().message()),
+                ::testing::HasSubstr("add it back with an empty store"));
+    EXPECT_FALSE(std::filesystem::exists(dir_ / "CURRENT"));
+  }
+  // Nothing was changed: with its CURRENT file back, the store is whole.
+  WriteFile(dir_ / "CURRENT", current);
+  auto restored = Open();
+  ASSERT_NE(restored, nullptr);
+  EXPECT_EQ(restored->LastIndex(), 200u);
+  EXPECT_EQ(restored->GetInitialState()->hard_state.vote(), 2u);
+}
+
+// A log's terms never go back: entries a newer term replaced (here: a suffix the store deleted
+// when a new leader's entries replaced it, put back as a lost range deletion or a table from an
+// old copy would) are no part of any log this member held. Open took them as its log, the
+// replaced writes among them.
+TEST_F(RocksDbLogStoreTest, DetectsATermGoingBack) {
+  std::map<uint64_t, std::string> old;  // entries 7..10 of term 1, as stored
+  {
+    auto s = Open();
+    const raftpb::HardState hs = HS(1, 1, 4);
+    ASSERT_TRUE(s->Save(&hs, Range(1, 10, 1), nullptr, true).ok());
+  }
+  {
+    auto raw = Raw();
+    for (uint64_t i = 7; i <= 10; ++i) {
+      ASSERT_TRUE(raw->Get(rocksdb::ReadOptions(), Key(i), &old[i]).ok());
+    }
+  }
+  {
+    auto s = Open();
+    const raftpb::HardState hs = HS(2, 2, 4);
+    ASSERT_TRUE(s->Save(&hs, Range(5, 6, 2), nullptr, true).ok());  // deletes 7..10
+    EXPECT_EQ(s->LastIndex(), 6u);
+  }
+  {
+    auto raw = Raw();
+    for (const auto& [i, value] : old) {
+      ASSERT_TRUE(raw->Put(rocksdb::WriteOptions(), Key(i), value).ok());
+    }
+  }
+  absl::Status st = OpenStatus();
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+  EXPECT_THAT(std::string(st.message()),
+              ::testing::HasSubstr("entry 7 has term 1, below the term 2 of entry 6"));
+
+  // The same against the compaction marker: the log after it starts below its term.
+  {
+    auto raw = Raw();
+    for (uint64_t i = 7; i <= 10; ++i) ASSERT_TRUE(raw->Delete(rocksdb::WriteOptions(), Key(i)).ok());
+  }
+  {
+    auto s = Open();
+    raftpb::ConfState cs;
+    cs.add_voters(1);
+    ASSERT_TRUE(s->SaveSnapshot(6, cs, "state at 6").ok());
+    ASSERT_TRUE(s->CompactTo(6).ok());
+  }
+  {
+    auto raw = Raw();
+    for (const auto& [i, value] : old) {
+      ASSERT_TRUE(raw->Put(rocksdb::WriteOptions(), Key(i), value).ok());
+    }
+  }
+  st = OpenStatus();
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+  EXPECT_THAT(std::string(st.message()),
+              ::testing::HasSubstr("entry 7 has term 1, below the term 2 of the compaction "
+                                   "marker at 6"));
 }
 
 // A process killed in the middle of writing keeps a prefix of its Readies: every Save that

@@ -13,6 +13,7 @@
 #include <optional>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "raft/wal_check.h"
@@ -268,6 +269,16 @@ absl::StatusOr<std::unique_ptr<RocksDbLogStore>> RocksDbLogStore::Open(const Opt
   };
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(opts, options.path, &raw);
+  if (s.IsIOError() && absl::StrContains(s.ToString(), "lock")) {
+    // RocksDB's LOCK file is held: another process (or this one) has the store open. Its own
+    // words ("lock hold by current process", "Resource temporarily unavailable") came out as
+    // an internal error.
+    return absl::FailedPreconditionError(absl::StrCat(
+        "raft store ", options.path,
+        " is in use: another process, or another store in this one, has it open (its LOCK "
+        "file is held); is a second manager running with the same data directory? (",
+        s.ToString(), ")"));
+  }
   if (!s.ok()) return damaged(FromRocks(s, absl::StrCat("opening raft store ", options.path)));
   std::unique_ptr<RocksDbLogStore> store(
       new RocksDbLogStore(std::unique_ptr<rocksdb::DB>(raw), options));

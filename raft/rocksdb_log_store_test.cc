@@ -473,6 +473,24 @@ TEST_F(RocksDbLogStoreTest, DetectsALogTruncatedBehindTheCommitIndex) {
       << st;
 }
 
+// A second open of a store in use (a second manager started on the same data directory) is
+// refused with what is going on, not as an internal error quoting RocksDB's lock message; the
+// store in use goes on.
+TEST_F(RocksDbLogStoreTest, AStoreInUseIsRefusedSayingSo) {
+  auto first = Open();
+  ASSERT_NE(first, nullptr);
+  ASSERT_TRUE(first->Save(nullptr, Range(1, 3, 1), nullptr, true).ok());
+  absl::StatusOr<std::unique_ptr<RocksDbLogStore>> second =
+      RocksDbLogStore::Open(RocksDbLogStore::Options{dir_.string()});
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition) << second.status();
+  EXPECT_THAT(std::string(second.status().message()),
+              ::testing::HasSubstr("is in use: another process, or another store in this one, "
+                                   "has it open"));
+  ASSERT_TRUE(first->Save(nullptr, Range(4, 5, 1), nullptr, true).ok());
+  EXPECT_EQ(first->LastIndex(), 5u);
+}
+
 // RocksDB's CURRENT file names the store's manifest; it exists from the store's creation on
 // (before any log file or table), so a store holding tables and logs without it is damaged.
 // RocksDB took it for no store: the first open (create_if_missing, the default) failed, but

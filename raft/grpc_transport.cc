@@ -69,6 +69,7 @@ struct GrpcTransport::Peer {
   bool removed = false;
   bool server_done = false;  // the server ended the stream; finish it at the next chance
   bool finish_done = false;  // the finish completed (the call ends with the metadata wait)
+  bool wrote = false;        // a batch was written on this stream (it may not have been read)
   Op start_op{this, Op::kStart};
   Op write_op{this, Op::kWrite};
   Op finish_op{this, Op::kFinish};
@@ -326,11 +327,21 @@ void GrpcTransport::ConfigureServer(grpc::ServerBuilder& builder) {
 }
 
 void GrpcTransport::AddPeer(uint64_t id, const std::string& addr) {
-  absl::MutexLock lock(&mu_);
-  if (removed_.count(id) != 0) return;  // ids are never reused: it stays refused
+  // Whether the old address's stream carried messages that may not have arrived.
+  bool may_have_lost = false;
+  {
+    absl::MutexLock lock(&mu_);
+    may_have_lost = AddPeerLocked(id, addr);
+  }
+  if (may_have_lost) WithHandler([&](MessageHandler& h) { h.ReportUnreachable(id); });
+}
+
+bool GrpcTransport::AddPeerLocked(uint64_t id, const std::string& addr) {
+  if (removed_.count(id) != 0) return false;  // ids are never reused: it stays refused
   auto it = peers_.find(id);
-  if (it != peers_.end() && it->second->addr == addr) return;
+  if (it != peers_.end() && it->second->addr == addr) return false;
   std::deque<raftpb::Message> waiting;
+  bool may_have_lost = false;
   if (it != peers_.end()) {
     // New address: retire the old stream, kept until its operations complete (a peer with none
     // kept among the retired would never leave, and the transport could not shut down). What
@@ -338,7 +349,12 @@ void GrpcTransport::AddPeer(uint64_t id, const std::string& addr) {
     // was reported to nobody when the old stream was idle or still starting (a retired
     // stream's end reports nothing), and a vote or an append waited for a timeout. A batch in
     // flight on the old stream may or may not have arrived: its cancelled write reports the
-    // peer unreachable, and Raft resends what matters.
+    // peer unreachable, and Raft resends what matters. So may a batch whose write completed:
+    // a write completes once gRPC has taken it, not once the peer has read it, and the
+    // cancellation discards what the peer had not read yet (an old address that stopped
+    // reading, a connection already dead): the peer is reported unreachable here, or that
+    // batch was lost without a word.
+    may_have_lost = it->second->ctx != nullptr && it->second->wrote;
     waiting = std::move(it->second->queue);
     it->second->queue.clear();
     if (it->second->ctx) it->second->ctx->TryCancel();
@@ -376,6 +392,7 @@ void GrpcTransport::AddPeer(uint64_t id, const std::string& addr) {
   // connection, and a removed member learns it even with nothing to send.
   if (!stopping_) StartStreamLocked(*peer);
   peers_[id] = std::move(peer);
+  return may_have_lost;
 }
 
 bool GrpcTransport::IsRemoved(uint64_t id) {
@@ -460,6 +477,7 @@ void GrpcTransport::StartStreamLocked(Peer& peer) {
   peer.ctx->AddMetadata(kFromKey, std::to_string(options_.self));
   peer.response.Clear();
   peer.server_done = false;
+  peer.wrote = false;
   peer.writer = peer.stub->PrepareAsyncStreamMessages(peer.ctx.get(), &peer.response, &cq_);
   peer.state = Peer::State::kStarting;
   ++peer.pending_ops;
@@ -489,6 +507,7 @@ void GrpcTransport::WriteNextLocked(Peer& peer) {
     peer.queue.pop_front();
   }
   peer.state = Peer::State::kWriting;
+  peer.wrote = true;
   ++peer.pending_ops;
   peer.writer->Write(peer.in_flight, &peer.write_op);
 }

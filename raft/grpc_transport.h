@@ -116,6 +116,8 @@ class GrpcTransport final : public Transport {
   explicit GrpcTransport(const Options& options);
   void PollLoop();
   void SnapshotLoop();
+  // AddPeer under mu_: whether the peer's old stream may have lost messages it wrote.
+  bool AddPeerLocked(uint64_t id, const std::string& addr) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartStreamLocked(Peer& peer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WriteNextLocked(Peer& peer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void BreakStreamLocked(Peer& peer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

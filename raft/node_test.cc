@@ -1027,6 +1027,92 @@ TEST(GrpcTransportTest, WhatWaitedForAMemberGoesToItsNewAddress) {
   member1.reset();
 }
 
+// Reads every batch streamed to it and steps none: an old address whose process took the
+// bytes and will never act on them (it stopped, hung, or is being replaced).
+class SwallowingRaftService : public raftpb::Raft::CallbackService {
+ public:
+  grpc::ServerReadReactor<raftpb::MessageBatch>* StreamMessages(
+      grpc::CallbackServerContext*, raftpb::StreamMessagesResponse*) override {
+    return new Swallow(this);
+  }
+  std::unique_ptr<grpc::Server> Serve(int* port) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), port);
+    builder.RegisterService(this);
+    return builder.BuildAndStart();
+  }
+  // Waits until `n` batches have been swallowed; false at the deadline.
+  bool WaitForBatches(int n, absl::Duration within) {
+    absl::MutexLock lock(&mu_);
+    auto arrived = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return batches_ >= n; };
+    return mu_.AwaitWithTimeout(absl::Condition(&arrived), within);
+  }
+
+ private:
+  class Swallow : public grpc::ServerReadReactor<raftpb::MessageBatch> {
+   public:
+    explicit Swallow(SwallowingRaftService* service) : service_(service) { StartRead(&batch_); }
+    void OnReadDone(bool ok) override {
+      if (!ok) {
+        Finish(grpc::Status::OK);
+        return;
+      }
+      {
+        absl::MutexLock lock(&service_->mu_);
+        ++service_->batches_;
+      }
+      StartRead(&batch_);
+    }
+    void OnDone() override { delete this; }
+
+   private:
+    SwallowingRaftService* service_;
+    raftpb::MessageBatch batch_;
+  };
+  absl::Mutex mu_;
+  int batches_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// A member that moves may not have read what was written to its old address: a write completes
+// once gRPC has taken the batch, not once the peer has read it, and the old stream's
+// cancellation discards the rest. Only a write still in flight was reported: an append (or a
+// vote) written to an old address that stopped reading was lost without a word, and the
+// leader learnt of it only from a later rejection or heartbeat.
+TEST(GrpcTransportTest, AMemberThatMovesIsReportedWhenItsOldStreamMayHaveLostABatch) {
+  SwallowingRaftService swallowing;
+  int port = 0;
+  std::unique_ptr<grpc::Server> old_server = swallowing.Serve(&port);
+  ASSERT_NE(old_server, nullptr);
+  Inbox at_2;
+  ServedTransport member2 = ServeTransport(2, &at_2);
+  ASSERT_NE(member2.server, nullptr);
+  Inbox at_1;
+  std::unique_ptr<GrpcTransport> member1 = UnservedTransport(1);
+  ASSERT_NE(member1, nullptr);
+  member1->SetHandler(&at_1);
+  const std::vector<std::string> addrs = {"127.0.0.1:" + std::to_string(port), member2.addr};
+  // Back and forth: each move leaves an append that the swallowing address took.
+  for (int move = 1; move <= 3; ++move) {
+    member1->AddPeer(2, addrs[0]);
+    raftpb::Message app = MessageOf(raftpb::MSG_APP, 1, 2, 9);
+    app.set_index(static_cast<uint64_t>(move));
+    member1->Send({app});
+    ASSERT_TRUE(swallowing.WaitForBatches(move, kWait)) << "move " << move;
+    member1->AddPeer(2, addrs[1]);  // moved: what the old address took is lost
+    EXPECT_TRUE(at_1.WaitUntil(
+        [&](const std::vector<raftpb::Message>&, const std::vector<uint64_t>& unreachable) {
+          return std::count(unreachable.begin(), unreachable.end(), 2u) >= move;
+        },
+        kWait))
+        << "the append lost with member 2's old stream was never reported (move " << move
+        << ")";
+  }
+  member1->SetHandler(nullptr);
+  member1.reset();
+  member2.server->Shutdown(std::chrono::system_clock::now());
+  old_server->Shutdown(std::chrono::system_clock::now());
+}
+
 // A follower that stops reading its snapshot holds up neither the others' snapshots nor the
 // transport's shutdown: one thread sent every snapshot in turn, and both waited out the
 // stalled call's 5-minute deadline.

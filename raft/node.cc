@@ -458,9 +458,15 @@ Node::Status Node::GetStatus() const {
 
 bool Node::WaitForLeader(absl::Time deadline) const {
   absl::MutexLock lock(&mu_);
-  return mu_.AwaitWithDeadline(absl::Condition(
-                                   +[](const Status* s) { return s->leader != 0; }, &status_),
-                               deadline);
+  // Or until the node stops: a stopped node has no leader (it used to wait out the deadline,
+  // for ever with an infinite one, also when the wait began before Stop).
+  mu_.AwaitWithDeadline(absl::Condition(
+                            +[](const Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                              return n->status_.leader != 0 || n->stopping_;
+                            },
+                            this),
+                        deadline);
+  return status_.leader != 0;
 }
 
 void Node::Loop() {
@@ -574,20 +580,17 @@ void Node::Loop() {
     writing_.reset();
     if (!failed.ok()) FailStorage(failed);
   }
-  // A member stopped by its storage says so at once: its leader-only work stops and its callers
-  // hear why, without waiting for a snapshot's write below (as long as a failing disk hangs).
-  if (halted_) AnswerEveryone(HaltError());
-  {
-    // And the snapshot being written (its compaction is left for the next start).
-    absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(
-        +[](Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS { return !n->snapshot_writing_; }, this));
-  }
+  // A member stopped by its storage says so at once: its leader-only work stops, its callers
+  // hear why, and so does its owner, without waiting for a snapshot's write below (as long as a
+  // failing disk hangs). The owner used to be told only after that write: a manager showed
+  // nothing meanwhile, and one that began stopping (or destroying) the node in that time was
+  // called back all the same, and stopped it again alongside its own Stop.
   if (halted_) {
+    AnswerEveryone(HaltError());
     bool owner_stopping;
     {
       absl::MutexLock lock(&mu_);
-      owner_stopping = halted_while_stopping_;
+      owner_stopping = stop_requested_;
     }
     // Not to an owner already stopping the node (or destroying it): it would react by
     // stopping it again, alongside its own Stop.
@@ -598,8 +601,14 @@ void Node::Loop() {
         options_.state_machine->StorageFailed(HaltError());
       }
     }
-    return;
   }
+  {
+    // And the snapshot being written (its compaction is left for the next start).
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS { return !n->snapshot_writing_; }, this));
+  }
+  if (halted_) return;
   if (unsaved_hs_) {
     // The commit index, so a restart replays as much as possible; harmless if it fails.
     (void)options_.storage->Save(&*unsaved_hs_, {}, nullptr, false);
@@ -684,7 +693,6 @@ void Node::Halt(bool by_restore, absl::Status user_error, const std::string& sta
   halted_ = true;
   halted_by_restore_ = by_restore;
   absl::MutexLock lock(&mu_);
-  halted_while_stopping_ = stop_requested_;
   halt_error_ = std::move(user_error);
   (by_restore ? status_.restore_error : status_.storage_error) = status_error;
   status_.leader = 0;

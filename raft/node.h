@@ -110,8 +110,9 @@ class StateMachine {
   // failed write never leaves), steps nothing, and fails every request, pending or new, with
   // `error` (UNAVAILABLE; a write in flight may or may not have been applied: the others may
   // have committed it). Nothing it acknowledged is lost: it acknowledged only what was on its
-  // disk. Not called when the write fails while Stop is under way (the owner is stopping the
-  // node already); Status::storage_error says it all the same. The others go on
+  // disk. Not called once Stop is under way (the owner is stopping the node already), however
+  // early the write failed; Status::storage_error says it all the same. Called at once, without
+  // waiting for a snapshot of the state being written. The others go on
   // without it while they keep a quorum. The manager reports it, stops the node (from another
   // thread) and restarts the member once the disk is repaired; it catches up from the others.
   // A member that aborted the process instead (as this did) took its worker role down with
@@ -126,8 +127,8 @@ class StateMachine {
   // Node::Create with Restore's error until a build whose state machine can restore it runs;
   // the others go on without it while they keep a quorum. A member that aborted the process
   // instead (as this did) took its worker role down with it. The manager reports it and stops
-  // the node (from another thread). Not called when it happens while Stop is under way;
-  // Status::restore_error says it all the same. Must not block. Default: ignored.
+  // the node (from another thread). Not called once Stop is under way; Status::restore_error
+  // says it all the same. Must not block. Default: ignored.
   virtual void RestoreFailed(const absl::Status& /*error*/) {}
 };
 
@@ -376,8 +377,6 @@ class Node final : public MessageHandler {
   // Why the member stopped taking part (a failed write, a snapshot it could not restore):
   // requests are answered with it at once.
   absl::Status halt_error_ ABSL_GUARDED_BY(mu_);
-  // Whether Stop was under way when the member halted (the state machine is not told then).
-  bool halted_while_stopping_ ABSL_GUARDED_BY(mu_) = false;
   // A damaged store found by the snapshotter: the loop stops the member with it.
   absl::Status store_error_ ABSL_GUARDED_BY(mu_);
   // A snapshot handed to the snapshotter thread, and whether one is being written (a

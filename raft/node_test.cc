@@ -3568,13 +3568,42 @@ TEST(NodeTest, AFailedWriteIsAnsweredWithoutWaitingForASnapshotBeingWritten) {
   ASSERT_EQ(pending.wait_for(std::chrono::seconds(20)), std::future_status::ready)
       << "the failed write's caller waited for the snapshot's write";
   EXPECT_EQ(pending.get().status().code(), absl::StatusCode::kUnavailable);
+  // Announced (StorageFailed may follow at once: it does not wait for the snapshot either).
   const std::vector<std::string> ev = sm.events();
-  ASSERT_FALSE(ev.empty());
-  EXPECT_TRUE(absl::StartsWith(ev.back(), "lost ")) << ev.back();
+  EXPECT_TRUE(std::any_of(ev.begin(), ev.end(),
+                          [](const std::string& e) { return absl::StartsWith(e, "lost "); }))
+      << absl::StrJoin(ev, "; ");
   store.Release();
   ASSERT_TRUE(sm.WaitForFailure(absl::Now() + kWait));
   node->Stop();
   EXPECT_EQ(sm.failures(), 1);
+}
+
+// The owner is told at once too. StorageFailed used to come only once the member's own
+// snapshot was written (as long as a hanging disk hangs): a manager showed nothing meanwhile,
+// and one that began stopping or destroying the node in that time was called back all the
+// same, and stopped it again alongside its own Stop.
+TEST(NodeTest, AFailedWriteIsAnnouncedToTheOwnerWithoutWaitingForASnapshotBeingWritten) {
+  FailingWriteStore store;
+  FailureOrderRecorder sm;
+  BlackHole nowhere;
+  std::unique_ptr<Node> node = StartSnapshottingSoleVoter(store, &sm, &nowhere);
+  ASSERT_NE(node, nullptr);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(node->Propose("x").get().ok());
+  ASSERT_TRUE(store.WaitStarted(kWait)) << "no snapshot was taken";
+  store.Arm();
+  store.write_latch_.Release();
+  std::future<absl::StatusOr<uint64_t>> pending = node->Propose("y");
+  const bool told = sm.WaitForFailure(absl::Now() + kWait);
+  store.Release();
+  EXPECT_TRUE(told) << "StorageFailed waited for the snapshot's write";
+  EXPECT_EQ(pending.get().status().code(), absl::StatusCode::kUnavailable);
+  node->Stop();
+  EXPECT_EQ(sm.failures(), 1);
+  const std::vector<std::string> ev = sm.events();
+  ASSERT_GE(ev.size(), 2u);
+  EXPECT_TRUE(absl::StartsWith(ev[ev.size() - 2], "lost ")) << ev[ev.size() - 2];
+  EXPECT_TRUE(absl::StartsWith(ev.back(), "storage failed: ")) << ev.back();
 }
 
 // A store whose compaction reports corruption, as RocksDbLogStore reports a RocksDB Corruption
@@ -3649,6 +3678,28 @@ TEST(NodeTest, AStoppedLeaderNoLongerSaysItLeads) {
   EXPECT_EQ(node->GetStatus().role, Role::kFollower);
   EXPECT_EQ(node->GetStatus().leader, 0u);
   EXPECT_FALSE(node->WaitForLeader(absl::Now()));
+}
+
+// WaitForLeader answers false once the node is stopped, and a wait under way when it stops
+// ends then: both used to wait out their deadline (for ever with an infinite one).
+TEST(NodeTest, WaitingForALeaderEndsWhenTheNodeStops) {
+  HandlerRecorder silent;  // member 1 of three voters hears from no one: never a leader
+  LoneNode lone(1, &silent);
+  auto created = Node::Create(lone.options);
+  ASSERT_TRUE(created.ok()) << created.status();
+  std::unique_ptr<Node> node = std::move(*created);
+  node->Start();
+  const absl::Duration long_wait = absl::Seconds(60);
+  std::future<bool> waiting = std::async(std::launch::async, [&node, long_wait] {
+    return node->WaitForLeader(absl::Now() + long_wait);
+  });
+  node->Stop();
+  ASSERT_EQ(waiting.wait_for(std::chrono::seconds(20)), std::future_status::ready)
+      << "a wait under way went on after Stop";
+  EXPECT_FALSE(waiting.get());
+  const absl::Time before = absl::Now();
+  EXPECT_FALSE(node->WaitForLeader(before + long_wait));
+  EXPECT_LT(absl::Now() - before, absl::Seconds(20)) << "WaitForLeader after Stop waited";
 }
 
 TEST(NodeTest, AWriteFailingWhileTheNodeStopsIsNotAnnouncedToTheOwner) {

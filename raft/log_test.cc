@@ -212,6 +212,21 @@ TEST(RaftLogTest, UnstableEntriesBecomeStableOnlyIfUnchanged) {
   EXPECT_EQ(log.LastIndex(), 2u);
 }
 
+// An append that replaces the middle of what is not written yet keeps exactly what comes
+// before it (a new leader overwriting a deposed leader's tail while its write is under way).
+// Keeping one stale entry more passed the core tests and 10,000 simulated seeds (a mutation
+// test, sixteenth session).
+TEST(RaftLogTest, ReplacingTheMiddleOfTheUnwrittenEntriesKeepsExactlyWhatComesBefore) {
+  MemoryLogStore s;
+  RaftLog log(&s, UINT64_MAX);
+  log.Append({E(1, 1), E(2, 1), E(3, 1), E(4, 1)});
+  log.Append({E(3, 2)});
+  EXPECT_EQ(Terms(log.UnstableEntries()), (std::vector<uint64_t>{1, 1, 2}));
+  EXPECT_EQ(log.LastIndex(), 3u);
+  log.Append({E(2, 3), E(3, 3)});
+  EXPECT_EQ(Terms(log.UnstableEntries()), (std::vector<uint64_t>{1, 3, 3}));
+}
+
 TEST(RaftLogTest, OnlyEntriesOfTheGivenTermAreCommittedByCounting) {
   MemoryLogStore s;
   ASSERT_TRUE(s.Append({E(1, 1), E(2, 2)}).ok());

@@ -231,6 +231,12 @@ class Sim {
   // Fault settings of this seed.
   double drop_ = 0, dup_ = 0;
   int max_delay_ = 1;
+  // Messages held back far longer than the rest (a stalled connection, a paused process): some
+  // seeds have many and long ones, so that a deposed leader hears old answers and requests
+  // after a new term has done work (a mutation test found stale-term bugs unseen with 1% of
+  // 5-30 ticks only).
+  double straggler_chance_ = 0.01;
+  int straggler_max_ = 30;
   uint64_t max_msg_bytes_ = 4096;
   size_t max_inflight_ = 8;
   uint64_t max_inflight_bytes_ = 0;
@@ -728,7 +734,9 @@ void Sim::SendAll(uint64_t from, std::vector<Message> msgs) {
     const int copies = Chance(dup_) ? 2 : 1;
     for (int c = 0; c < copies; ++c) {
       int64_t delay = static_cast<int64_t>(Uniform(0, max_delay_));
-      if (Chance(0.01)) delay += static_cast<int64_t>(Uniform(5, 30));  // a straggler
+      if (Chance(straggler_chance_)) {
+        delay += static_cast<int64_t>(Uniform(5, static_cast<uint64_t>(straggler_max_)));
+      }
       network_.push_back(InFlight{now_ + delay, seq_++, m, from});
     }
   }
@@ -1172,6 +1180,10 @@ SimResult Sim::Run() {
   drop_ = std::uniform_real_distribution<double>(0, 0.1)(rng_);
   dup_ = std::uniform_real_distribution<double>(0, 0.05)(rng_);
   max_delay_ = static_cast<int>(Uniform(0, 3));
+  if (Chance(0.5)) {
+    straggler_chance_ = std::vector<double>{0.01, 0.05}[Uniform(0, 1)];
+    straggler_max_ = std::vector<int>{30, 60}[Uniform(0, 1)];
+  }
   // One entry per append (so followers ack old-term entries apart from the new leader's), up
   // to large batches; tiny to wide in-flight windows; frequent to rare snapshots.
   max_msg_bytes_ = std::vector<uint64_t>{1, 64, 4096}[Uniform(0, 2)];
@@ -1203,7 +1215,7 @@ SimResult Sim::Run() {
   client_op_.resize(opts_.clients);
   client_counter_.resize(opts_.clients);
   Trace("seed ", seed_, ": ", members, " members, drop ", drop_, " dup ", dup_, " delay 0-",
-        max_delay_, " msg bytes ", max_msg_bytes_, " inflight ", max_inflight_, " (",
+        max_delay_, " stragglers ", straggler_chance_, " up to ", straggler_max_, " msg bytes ", max_msg_bytes_, " inflight ", max_inflight_, " (",
         max_inflight_bytes_, " bytes) snapshot every ", snapshot_every_, " async writes ",
         async_writes_, " taking 0-", max_write_ticks_, " ticks",
         clock_skew_ ? ", clocks drift" : "", ", read failures ", read_failures_);
@@ -1218,6 +1230,8 @@ SimResult Sim::Run() {
       cut_.clear();
       drop_ = 0;
       dup_ = 0;
+      straggler_chance_ = 0.01;
+      straggler_max_ = 30;
       for (auto& [id, n] : nodes_) {
         if (!n.up && !n.removed) Restart(n);
       }

@@ -214,7 +214,10 @@ class Sim {
   // ---- clients ----
   // Completes the operation at `history_index` if its client still waits for it (a client that
   // gave up has moved on: a late answer must not complete its next operation).
-  void CompleteOp(size_t history_index, bool found, const std::string& value);
+  // `log_index`: where an operation that went through the log was applied (0 for a read
+  // served through ReadIndex).
+  void CompleteOp(size_t history_index, bool found, const std::string& value,
+                  uint64_t log_index);
 
   uint64_t seed_;
   SimOptions opts_;
@@ -287,6 +290,13 @@ class Sim {
   std::vector<int> client_counter_;
   std::vector<std::string> history_request_;  // request id of each history entry
   std::set<std::string> acked_write_requests_;
+  // Read freshness, checked directly: the highest log index of an operation a client has been
+  // answered for, and for each ReadIndex read the value when it was asked. A read must be
+  // served at an index at least that high (any later leader's commit index covers every
+  // entry committed before it was asked); the linearizability check finds a stale read only
+  // when it changes what a client saw.
+  uint64_t answered_log_index_ = 0;
+  std::map<std::string, uint64_t> read_floor_;
   uint64_t request_seq_ = 0;
 };
 
@@ -680,7 +690,7 @@ void Sim::Apply(SimNode& n, const raftpb::Entry& e) {
     const size_t index = p->second;
     n.proposed.erase(p);
     // A duplicate delivery of a proposal applies once; the client hears of the first.
-    if (first_time) CompleteOp(index, found, value);
+    if (first_time) CompleteOp(index, found, value, e.index());
   }
 }
 
@@ -695,8 +705,17 @@ void Sim::ServeReads(SimNode& n) {
     if (w != n.reads_waiting.end()) {
       const size_t index = w->second;
       n.reads_waiting.erase(w);
+      const int client = history_[index].client;
+      auto floor = read_floor_.find(it->second);
+      if (floor != read_floor_.end() && it->first < floor->second && client_op_[client] &&
+          client_op_[client]->history_index == index) {
+        return Fail("read freshness: member ", n.id, " serves read ", it->second, " at index ",
+                    it->first, ", but an operation answered before the read was asked was "
+                    "applied at index ", floor->second);
+      }
+      if (floor != read_floor_.end()) read_floor_.erase(floor);
       auto kv = n.kv.find(history_[index].key);
-      CompleteOp(index, kv != n.kv.end(), kv != n.kv.end() ? kv->second : "");
+      CompleteOp(index, kv != n.kv.end(), kv != n.kv.end() ? kv->second : "", 0);
     }
     it = n.reads_ready.erase(it);
   }
@@ -918,7 +937,10 @@ void Sim::Clients(bool issue_new) {
     } else if (r < 0.85) {
       op.kind = KvOp::Kind::kGet;
       s = n.core->ReadIndex(req);
-      if (s.ok()) n.reads_waiting[req] = index;
+      if (s.ok()) {
+        n.reads_waiting[req] = index;
+        read_floor_[req] = answered_log_index_;
+      }
     } else {
       op.kind = KvOp::Kind::kGet;
       s = n.core->Propose(absl::StrCat("G|", req, "|", op.key));
@@ -934,9 +956,10 @@ void Sim::Clients(bool issue_new) {
   }
 }
 
-void Sim::CompleteOp(size_t index, bool found, const std::string& value) {
+void Sim::CompleteOp(size_t index, bool found, const std::string& value, uint64_t log_index) {
   const int client = history_[index].client;
   if (!client_op_[client] || client_op_[client]->history_index != index) return;  // gave up
+  answered_log_index_ = std::max(answered_log_index_, log_index);
   KvOp& op = history_[index];
   op.ret = now_ * 2 + 1;
   if (op.kind == KvOp::Kind::kGet) {

@@ -12,7 +12,8 @@
 // member applied); state machine safety (no two members apply different entries at one index);
 // membership safety (a member's membership after applying index i, installing a snapshot at i
 // or starting with i applied is the cluster's membership at i, its removed members included); a
-// member that believes it was removed was removed.
+// member that believes it was removed was removed; a read served through ReadIndex is served
+// at an index no lower than that of any operation a client was answered for before asking it.
 // At the end it heals everything and requires convergence, that no acknowledged write was lost,
 // and that the clients' history is linearizable.
 //

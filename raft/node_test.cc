@@ -3552,6 +3552,17 @@ TEST(NodeTest, ALeadersFailedWriteAnnouncesTheLostLeadershipThenTheFailureOnce) 
   EXPECT_TRUE(absl::StartsWith(ev.back(), "storage failed: ")) << ev.back();
 }
 
+// Proposes until the member's own snapshot is being written (held by `store`), then makes the
+// next log write fail: `pending` is that write's proposal.
+void FailAWriteDuringASnapshotsWrite(FailingWriteStore& store, Node& node,
+                                     std::future<absl::StatusOr<uint64_t>>* pending) {
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(node.Propose("x").get().ok());
+  ASSERT_TRUE(store.WaitStarted(kWait)) << "no snapshot was taken";
+  store.Arm();
+  store.write_latch_.Release();
+  *pending = node.Propose("y");
+}
+
 // The member's own snapshot is being written (long: a big state, a disk that hangs) when the
 // log's write fails: the lost leadership and the failed requests do not wait for it.
 TEST(NodeTest, AFailedWriteIsAnsweredWithoutWaitingForASnapshotBeingWritten) {
@@ -3560,11 +3571,8 @@ TEST(NodeTest, AFailedWriteIsAnsweredWithoutWaitingForASnapshotBeingWritten) {
   BlackHole nowhere;
   std::unique_ptr<Node> node = StartSnapshottingSoleVoter(store, &sm, &nowhere);
   ASSERT_NE(node, nullptr);
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(node->Propose("x").get().ok());
-  ASSERT_TRUE(store.WaitStarted(kWait)) << "no snapshot was taken";
-  store.Arm();
-  store.write_latch_.Release();
-  std::future<absl::StatusOr<uint64_t>> pending = node->Propose("y");
+  std::future<absl::StatusOr<uint64_t>> pending;
+  ASSERT_NO_FATAL_FAILURE(FailAWriteDuringASnapshotsWrite(store, *node, &pending));
   ASSERT_EQ(pending.wait_for(std::chrono::seconds(20)), std::future_status::ready)
       << "the failed write's caller waited for the snapshot's write";
   EXPECT_EQ(pending.get().status().code(), absl::StatusCode::kUnavailable);
@@ -3589,11 +3597,8 @@ TEST(NodeTest, AFailedWriteIsAnnouncedToTheOwnerWithoutWaitingForASnapshotBeingW
   BlackHole nowhere;
   std::unique_ptr<Node> node = StartSnapshottingSoleVoter(store, &sm, &nowhere);
   ASSERT_NE(node, nullptr);
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(node->Propose("x").get().ok());
-  ASSERT_TRUE(store.WaitStarted(kWait)) << "no snapshot was taken";
-  store.Arm();
-  store.write_latch_.Release();
-  std::future<absl::StatusOr<uint64_t>> pending = node->Propose("y");
+  std::future<absl::StatusOr<uint64_t>> pending;
+  ASSERT_NO_FATAL_FAILURE(FailAWriteDuringASnapshotsWrite(store, *node, &pending));
   const bool told = sm.WaitForFailure(absl::Now() + kWait);
   store.Release();
   EXPECT_TRUE(told) << "StorageFailed waited for the snapshot's write";

@@ -168,6 +168,13 @@ absl::Status CheckWalTails(rocksdb::FileSystem* fs, const std::string& path) {
   return absl::OkStatus();
 }
 
+// What the operator does about a damaged store, at the end of every DATA_LOSS from Open (the
+// write-ahead log check in wal_check.cc says the same in its own words).
+constexpr char kDamagedStoreRemedy[] =
+    "The store is damaged and was not opened; remove this member from the cluster and add it "
+    "back with an empty store (it catches up from the others), or restore the directory from a "
+    "copy";
+
 // DATA_LOSS when the store at `path` has no CURRENT file but holds tables or write-ahead logs
 // (see Open); OK otherwise, also when it cannot tell (RocksDB's open then reports it).
 absl::Status CheckNotHeadless(rocksdb::FileSystem* fs, const std::string& path) {
@@ -190,9 +197,8 @@ absl::Status CheckNotHeadless(rocksdb::FileSystem* fs, const std::string& path) 
   return absl::DataLossError(absl::StrCat(
       "raft store ", path, ": its CURRENT file is missing, but its tables or write-ahead logs "
       "are there (", absl::StrJoin(data, ", "),
-      "): the store is damaged, and RocksDB would start an empty store over it. Nothing was "
-      "opened or changed; restore the directory from a copy, or remove this member from the "
-      "cluster and add it back with an empty store (it catches up from the others)"));
+      "): RocksDB would start an empty store over them, so nothing was changed. ",
+      kDamagedStoreRemedy));
 }
 
 }  // namespace
@@ -257,22 +263,17 @@ absl::StatusOr<std::unique_ptr<RocksDbLogStore>> RocksDbLogStore::Open(const Opt
                           absl::StrCat("raft store ", options.path, ": ", tails.message()));
     }
   }
-  // What the operator does about a damaged store (the log check and a headless store above
-  // say it too).
   auto damaged = [](absl::Status st) {
     if (!absl::IsDataLoss(st)) return st;
-    return absl::DataLossError(absl::StrCat(
-        st.message(),
-        ". The store is damaged and was not opened; remove this member from the cluster and add "
-        "it back with an empty store (it catches up from the others), or restore the directory "
-        "from a copy"));
+    return absl::DataLossError(absl::StrCat(st.message(), ". ", kDamagedStoreRemedy));
   };
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(opts, options.path, &raw);
-  if (s.IsIOError() && absl::StrContains(s.ToString(), "lock")) {
+  if (s.IsIOError() && absl::StrContains(s.ToString(), "/LOCK")) {
     // RocksDB's LOCK file is held: another process (or this one) has the store open. Its own
-    // words ("lock hold by current process", "Resource temporarily unavailable") came out as
-    // an internal error.
+    // words ("lock hold by current process", "While lock file: <path>/LOCK: Resource
+    // temporarily unavailable") came out as an internal error. Matched on the file's name, not
+    // on "lock", which any error about a block contains.
     return absl::FailedPreconditionError(absl::StrCat(
         "raft store ", options.path,
         " is in use: another process, or another store in this one, has it open (its LOCK "

@@ -1956,6 +1956,27 @@ TEST(CoreTest, AMembershipChangeWaitsForThePreviousOneToBeApplied) {
   EXPECT_EQ(next.code(), absl::StatusCode::kFailedPrecondition) << next;
 }
 
+// A new leader may hold, among the entries inherited from earlier terms, a membership change
+// an earlier leader proposed and nobody applied yet: taking another before those entries are
+// applied could make two changes pending at once (each voter set's majority could then miss
+// the other's). The new leader refuses one until everything it inherited is applied.
+TEST(CoreTest, ANewLeaderTakesNoMembershipChangeBeforeWhatItInheritedIsApplied) {
+  Solo s({1, 1, 1});  // three entries of term 1, neither committed nor applied
+  s.BecomeLeader();
+  const uint64_t inherited = 3;
+  ASSERT_GT(s.core->term(), 1u);
+  ASSERT_LT(s.core->log().applied(), inherited);
+  absl::Status early =
+      s.core->ProposeConfChange(Change(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE, 4));
+  EXPECT_EQ(early.code(), absl::StatusCode::kFailedPrecondition) << early;
+  const uint64_t last = s.core->log().LastIndex();  // the new term's empty entry
+  for (uint64_t id = 2; id <= 3; ++id) (void)s.core->Step(AppResp(id, s.core->term(), last));
+  s.Drain();
+  ASSERT_GE(s.core->log().applied(), inherited);
+  EXPECT_TRUE(
+      s.core->ProposeConfChange(Change(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE, 4)).ok());
+}
+
 // While a received snapshot waits to be persisted, the entries between the applied and the
 // committed index are gone: asking to campaign then failed a CHECK.
 TEST(CoreTest, ACampaignWhileAReceivedSnapshotIsPendingIsIgnored) {

@@ -192,7 +192,8 @@ void Node::StopLocked(std::deque<Input>* never_started) {
   std::lock_guard<std::mutex> stopping(stop_mu_);
   {
     // From here the owner is stopping the node, the hand-over included: a member that halts
-    // meanwhile does not call the owner back (StorageFailed, RestoreFailed), as promised.
+    // or learns it was removed meanwhile does not call the owner back (StorageFailed,
+    // RestoreFailed, RemovedFromCluster), as promised.
     absl::MutexLock lock(&mu_);
     stop_requested_ = true;
   }
@@ -1045,8 +1046,13 @@ void Node::StartReady() {
   if (ReadFailed()) return;  // nothing of this Ready is written or sent
   // Requests made from now on were made after the snapshot arrived (see FinishReady).
   if (rd.snapshot) snapshot_request_mark_ = epoch_ | next_id_;
+  // A new term counts even under the same leader: the leader may have changed and changed
+  // back since the last Ready (1 -> 3 -> 1, all during one long write), and the one between
+  // may have replaced the entries of the requests in flight.
   const bool leader_changed =
-      rd.soft_state && rd.soft_state->leader != soft_.leader && soft_.leader != 0;
+      soft_.leader != 0 &&
+      ((rd.soft_state && rd.soft_state->leader != soft_.leader) || core_->term() != soft_term_);
+  soft_term_ = core_->term();
   if (rd.soft_state) {
     soft_ = *rd.soft_state;
     absl::MutexLock lock(&mu_);
@@ -1246,11 +1252,15 @@ void Node::NoteRemoval() {
   FailPending(absl::FailedPreconditionError(
       "raft: this member was removed from the cluster; the write may or may not have been "
       "applied by the others: check on a current member before retrying there"));
+  bool owner_stopping;
   {
     absl::MutexLock lock(&mu_);
     status_.removed = true;
+    owner_stopping = stop_requested_;
   }
-  options_.state_machine->RemovedFromCluster();
+  // Not to an owner already stopping the node (or destroying it), as for StorageFailed: it
+  // would react by stopping it again, alongside its own Stop.
+  if (!owner_stopping) options_.state_machine->RemovedFromCluster();
 }
 
 void Node::IntroducePeers(const raftpb::ConfState& cs) {

@@ -19,11 +19,11 @@
 // Proposals are matched to their applied entries by an id the node prepends to the data, so a
 // Propose future completes with the index once the entry is applied here, whoever proposed it
 // and whichever leader committed it. It fails with UNAVAILABLE when there is no leader, when the
-// leader changes before it is applied (the write may or may not have been applied: callers use
-// versions to find out), when the node stops, or when its storage fails a write (the member
-// then stops taking part: StateMachine::StorageFailed); with DEADLINE_EXCEEDED when not applied
-// within Options::request_timeout (the same: may or may not); with INVALID_ARGUMENT, at once, when
-// `data` is over the entry limit (Config::max_entry_bytes less the node's 8-byte id).
+// leader or the term changes before it is applied (the write may or may not have been applied:
+// callers use versions to find out), when the node stops, or when its storage fails a write (the
+// member then stops taking part: StateMachine::StorageFailed); with DEADLINE_EXCEEDED when not
+// applied within Options::request_timeout (the same: may or may not); with INVALID_ARGUMENT, at
+// once, when `data` is over the entry limit (Config::max_entry_bytes less the node's 8-byte id).
 //
 // Thread-safety: every public method is thread-safe. The state machine is called only from the
 // node's thread.
@@ -99,7 +99,9 @@ class StateMachine {
   // records it, or is told by a member that applied it (it was down or cut off when it was
   // removed, and came back). It will never vote or lead again, and its proposals and reads
   // fail with FAILED_PRECONDITION. The manager stops the node and goes on as a worker, as a
-  // Docker Swarm manager demoted while it was away does. Must not block. Default: ignored.
+  // Docker Swarm manager demoted while it was away does. Not called once Stop is under way
+  // (the owner is stopping the node already); Status::removed says it all the same. Must not
+  // block. Default: ignored.
   virtual void RemovedFromCluster() {}
   // This member's storage failed a write (a full disk, an I/O error, a disk gone read-only, a
   // store RocksDB finds corrupt) or a read of the log (an I/O error, an entry whose checksum
@@ -450,6 +452,7 @@ class Node final : public MessageHandler {
   raftpb::ConfState conf_state_;
   Status stats_;  // only the counters are used
   SoftState soft_;
+  uint64_t soft_term_ = 0;  // the term at the last Ready
 
   // The ticker's shutdown (std:: primitives: their timed wait takes the monotonic clock).
   std::mutex ticker_mu_;

@@ -2886,13 +2886,15 @@ class Switchboard : public Transport {
     absl::MutexLock lock(&mu_);
     return sent_;
   }
-  // The first message of `type` sent; nullopt at the deadline.
-  std::optional<raftpb::Message> WaitFor(raftpb::MessageType type, absl::Time deadline) {
+  // The first message of `type` sent (the `nth`, counting from 0); nullopt at the deadline.
+  std::optional<raftpb::Message> WaitFor(raftpb::MessageType type, absl::Time deadline,
+                                         size_t nth = 0) {
     absl::MutexLock lock(&mu_);
     const raftpb::Message* found = nullptr;
     auto sent = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      size_t seen = 0;
       for (const raftpb::Message& m : sent_) {
-        if (m.type() == type) {
+        if (m.type() == type && seen++ == nth) {
           found = &m;
           return true;
         }
@@ -3768,6 +3770,69 @@ TEST(NodeTest, AWriteCommittedByTheNextLeaderIsReportedApplied) {
   f.node->Stop();
 }
 
+// The leader changed and changed back, 1 -> 3 -> 1, all while this follower was writing: the
+// node saw member 1 lead before the write and after it, and took nothing to have changed. But
+// member 3 had replaced the write member 1 appended with its own entry; the caller heard only
+// at its request timeout (never without one), where a leader change answers at once that the
+// write may or may not have been applied. A write the same batch commits is still reported
+// applied.
+TEST(NodeTest, AWriteReplacedWhileTheLeaderChangedAndChangedBackFailsAtOnce) {
+  Switchboard peers;
+  GatedWriteStore store;
+  ListStateMachine sm;
+  std::unique_ptr<Node> node = StartFollowingOne(store, &peers, &sm);
+  ASSERT_NE(node, nullptr);
+  std::future<absl::StatusOr<uint64_t>> kept = node->Propose("y");
+  std::optional<raftpb::Message> passed_y = peers.WaitFor(raftpb::MSG_PROP, absl::Now() + kWait);
+  ASSERT_TRUE(passed_y.has_value());
+  std::future<absl::StatusOr<uint64_t>> replaced = node->Propose("x");
+  std::optional<raftpb::Message> passed_x = peers.WaitFor(raftpb::MSG_PROP, absl::Now() + kWait, 1);
+  ASSERT_TRUE(passed_x.has_value());
+  ASSERT_EQ(passed_y->entries_size(), 1);
+  ASSERT_EQ(passed_x->entries_size(), 1);
+
+  // Member 1 appends both in term 1; this member's write of them is held.
+  store.Gate();
+  raftpb::Message app = MessageOf(raftpb::MSG_APP, 1, 2, 1);
+  for (const raftpb::Message* passed : {&*passed_y, &*passed_x}) {
+    raftpb::Entry* e = app.add_entries();
+    *e = passed->entries(0);
+    e->set_index(app.entries_size());
+    e->set_term(1);
+  }
+  peers.Deliver(std::move(app));
+  ASSERT_TRUE(store.write_latch.WaitStarted(kWait));
+  // Meanwhile member 3 wins term 2 and puts its own entry z in x's place; member 1 wins term 3
+  // (holding z) and commits its first entry of the term, and y and z with it.
+  raftpb::Message replace = MessageOf(raftpb::MSG_APP, 3, 2, 2);
+  replace.set_index(1);
+  replace.set_log_term(1);
+  *replace.add_entries() = EntryAt(2, 2, "z");
+  peers.Deliver(std::move(replace));
+  raftpb::Message back = MessageOf(raftpb::MSG_APP, 1, 2, 3);
+  back.set_index(2);
+  back.set_log_term(2);
+  raftpb::Entry* empty = back.add_entries();
+  empty->set_term(3);
+  empty->set_index(3);
+  back.set_commit(3);
+  peers.Deliver(std::move(back));
+  store.write_latch.Release();
+
+  ASSERT_EQ(replaced.wait_for(std::chrono::seconds(20)), std::future_status::ready)
+      << "the replaced write was never answered";
+  const absl::Status lost = replaced.get().status();
+  EXPECT_EQ(lost.code(), absl::StatusCode::kUnavailable) << lost;
+  EXPECT_THAT(std::string(lost.message()),
+              ::testing::HasSubstr("may or may not have been applied"));
+  absl::StatusOr<uint64_t> applied = kept.get();
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_EQ(*applied, 1u);
+  EXPECT_EQ(sm.values(), (std::vector<std::string>{"y", "z"}));
+  node->Stop();
+  EXPECT_EQ(node->GetStatus().term, 3u);
+}
+
 // A peer's malformed message is refused, counted and logged; the leader goes on leading (an
 // empty proposal from a peer used to fail a CHECK and abort the process).
 TEST(NodeTest, ALeaderSurvivesAPeersMalformedMessage) {
@@ -4019,6 +4084,50 @@ TEST(NodeTest, AWriteFailingWhileStopHandsOverIsNotAnnouncedToTheOwner) {
   store.write_latch_.Release();
   stopper.join();
   EXPECT_EQ(sm.failures(), 0) << "StorageFailed reached an owner already inside Stop";
+}
+
+// The same for a member told during the hand-over that it was removed: RemovedFromCluster
+// reached an owner already inside Stop, which answers it by stopping the node (from ~Node: a
+// Stop alongside the destructor). A member not stopping is told.
+TEST(NodeTest, AMemberRemovedWhileStopHandsOverIsNotAnnouncedToTheOwner) {
+  for (const bool stopping : {false, true}) {
+    SCOPED_TRACE(stopping ? "told while Stop hands over" : "told while running");
+    ScriptedPeers peers;
+    LoneNode lone(1, &peers);
+    LeadershipRecorder sm;
+    lone.options.state_machine = &sm;
+    lone.options.raft.election_tick = 100;  // hand-over waits up to 1 s
+    std::unique_ptr<Node> node = ElectScripted(lone.options);
+    ASSERT_NE(node, nullptr);
+    ASSERT_TRUE(node->Propose("a").get().ok());
+    std::thread stopper;
+    if (stopping) {
+      stopper = std::thread([&] { node->Stop(); });
+      bool handing_over = false;
+      const absl::Time deadline = absl::Now() + kWait;
+      while (!handing_over && absl::Now() < deadline) {
+        absl::StatusOr<uint64_t> r = node->Propose("probe").get();
+        handing_over = !r.ok() && absl::StrContains(r.status().message(), "transfer in progress");
+      }
+      if (!handing_over) {
+        stopper.join();
+        FAIL() << "Stop never began handing the leadership over";
+      }
+    }
+    // From a member that applied this member's removal.
+    peers.DeliverMessageOf(MessageOf(raftpb::MSG_REMOVED, 2, 1, 0));
+    if (stopping) {
+      stopper.join();
+      ASSERT_TRUE(node->GetStatus().removed)
+          << "the removal arrived after the hand-over: the case was not tested";
+      EXPECT_EQ(sm.WaitForRemoval(absl::Now()), 0)
+          << "RemovedFromCluster reached an owner already inside Stop";
+    } else {
+      EXPECT_EQ(sm.WaitForRemoval(absl::Now() + kWait), 1);
+      EXPECT_TRUE(node->GetStatus().removed);
+      node->Stop();
+    }
+  }
 }
 
 }  // namespace

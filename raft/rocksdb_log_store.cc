@@ -203,8 +203,9 @@ absl::Status CheckNotHeadless(rocksdb::FileSystem* fs, const std::string& path) 
 
 }  // namespace
 
-RocksDbLogStore::RocksDbLogStore(std::unique_ptr<rocksdb::DB> db, Options options)
-    : options_(std::move(options)), db_(std::move(db)) {}
+RocksDbLogStore::RocksDbLogStore(std::unique_ptr<WalSequenceCheck> wal_check,
+                                 std::unique_ptr<rocksdb::DB> db, Options options)
+    : options_(std::move(options)), wal_check_(std::move(wal_check)), db_(std::move(db)) {}
 
 RocksDbLogStore::~RocksDbLogStore() = default;
 
@@ -267,6 +268,9 @@ absl::StatusOr<std::unique_ptr<RocksDbLogStore>> RocksDbLogStore::Open(const Opt
     if (!absl::IsDataLoss(st)) return st;
     return absl::DataLossError(absl::StrCat(st.message(), ". ", kDamagedStoreRemedy));
   };
+  // RocksDB drops a damaged last record of an older log as a torn write (wal_check.h).
+  auto wal_check = std::make_unique<WalSequenceCheck>();
+  opts.wal_filter = wal_check.get();
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(opts, options.path, &raw);
   if (s.IsIOError() && absl::StrContains(s.ToString(), "/LOCK")) {
@@ -280,9 +284,14 @@ absl::StatusOr<std::unique_ptr<RocksDbLogStore>> RocksDbLogStore::Open(const Opt
         "file is held); is a second manager running with the same data directory? (",
         s.ToString(), ")"));
   }
+  if (!s.ok() && !wal_check->status().ok()) {
+    return damaged(absl::Status(
+        wal_check->status().code(),
+        absl::StrCat("raft store ", options.path, ": ", wal_check->status().message())));
+  }
   if (!s.ok()) return damaged(FromRocks(s, absl::StrCat("opening raft store ", options.path)));
   std::unique_ptr<RocksDbLogStore> store(
-      new RocksDbLogStore(std::unique_ptr<rocksdb::DB>(raw), options));
+      new RocksDbLogStore(std::move(wal_check), std::unique_ptr<rocksdb::DB>(raw), options));
   absl::Status loaded = store->Load();
   if (!loaded.ok()) {
     return damaged(absl::Status(loaded.code(),
@@ -380,6 +389,18 @@ absl::Status RocksDbLogStore::Load() {
     return absl::DataLossError(absl::StrCat("the commit index ", hard_state_.commit(),
                                             " is beyond the last stored entry ", last,
                                             ": the log was truncated"));
+  }
+  if (hard_state_.term() < terms_.back()) {
+    // A member takes entries or a snapshot of a term only once it is in that term, and a Ready
+    // writes the new term in the batch of the first entries it carries: the stored term is
+    // never below the log's. Below it, the hard state is older than the log (a lost write, or
+    // pieces of different copies of the store), and the member would forget what it did in
+    // its latest terms: a vote given, and so vote twice in one term.
+    return absl::DataLossError(absl::StrCat(
+        "the hard state's term ", hard_state_.term(), " is below the term ", terms_.back(),
+        last > marker.index() ? absl::StrCat(" of the last entry, ", last)
+                              : absl::StrCat(" of the snapshot at ", last),
+        ": the hard state is older than the log"));
   }
   return absl::OkStatus();
 }

@@ -5,7 +5,8 @@
 // store holds a prefix of what was written: all of a Ready or none of it. Every value carries a
 // CRC-32 (zlib); Open() re-reads and checks the whole store and refuses (DATA_LOSS, naming what
 // is wrong) a corrupt value, a gap in the log, entries that contradict their keys, a term going
-// back along the log, a hard state whose commit index lies beyond the log, or tables and logs
+// back along the log, a hard state whose commit index lies beyond the log or whose term is below
+// the log's, writes missing between RocksDB's write-ahead logs (wal_check.h), or tables and logs
 // without RocksDB's CURRENT file (before RocksDB touches them): such a member must not rejoin as
 // if whole.
 //
@@ -47,6 +48,8 @@ class Env;
 }  // namespace rocksdb
 
 namespace shoal::raft {
+
+class WalSequenceCheck;
 
 class RocksDbLogStore final : public WritableLogStorage {
  public:
@@ -112,7 +115,8 @@ class RocksDbLogStore final : public WritableLogStorage {
   }
 
  private:
-  RocksDbLogStore(std::unique_ptr<rocksdb::DB> db, Options options);
+  RocksDbLogStore(std::unique_ptr<WalSequenceCheck> wal_check, std::unique_ptr<rocksdb::DB> db,
+                  Options options);
   absl::Status Load();
   // One try of Entries; `rewrites` is rewrites_ as of its bounds check.
   absl::StatusOr<std::vector<raftpb::Entry>> EntriesOnce(uint64_t lo, uint64_t hi,
@@ -121,6 +125,8 @@ class RocksDbLogStore final : public WritableLogStorage {
   void CacheLocked(const std::vector<raftpb::Entry>& entries) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Options options_;
+  // Given to RocksDB's open as its WAL filter, which it keeps a pointer to: outlives db_.
+  std::unique_ptr<WalSequenceCheck> wal_check_;
   std::unique_ptr<rocksdb::DB> db_;
 
   absl::Mutex mu_;

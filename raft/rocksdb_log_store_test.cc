@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -207,8 +208,9 @@ TEST_F(RocksDbLogStoreTest, SnapshotsWrittenAlongsideAppendsLoseNothing) {
 TEST_F(RocksDbLogStoreTest, NewEntriesReplaceAConflictingSuffix) {
   {
     auto s = Open();
-    ASSERT_TRUE(s->Save(nullptr, Range(1, 6, 1), nullptr, true).ok());
-    ASSERT_TRUE(s->Save(nullptr, Range(3, 4, 2), nullptr, true).ok());
+    const raftpb::HardState term1 = HS(1, 0, 0), term2 = HS(2, 0, 0);
+    ASSERT_TRUE(s->Save(&term1, Range(1, 6, 1), nullptr, true).ok());
+    ASSERT_TRUE(s->Save(&term2, Range(3, 4, 2), nullptr, true).ok());
     EXPECT_EQ(s->LastIndex(), 4u);
     EXPECT_EQ(*s->Term(4), 2u);
     EXPECT_FALSE(s->Save(nullptr, Range(9, 9, 2), nullptr, true).ok());  // a gap
@@ -222,7 +224,8 @@ TEST_F(RocksDbLogStoreTest, NewEntriesReplaceAConflictingSuffix) {
 TEST_F(RocksDbLogStoreTest, SnapshotsAndCompactionSurviveAReopen) {
   {
     auto s = Open();
-    ASSERT_TRUE(s->Save(nullptr, Range(1, 10, 2), nullptr, true).ok());
+    const raftpb::HardState hs = HS(2, 0, 0);
+    ASSERT_TRUE(s->Save(&hs, Range(1, 10, 2), nullptr, true).ok());
     raftpb::ConfState cs;
     cs.add_voters(1);
     ASSERT_TRUE(s->SaveSnapshot(8, cs, "state at 8").ok());
@@ -281,7 +284,8 @@ TEST_F(RocksDbLogStoreTest, AReopenKeepsTheFirstIndexAfterASnapshotWithoutCompac
   cs.add_voters(1);
   {
     auto s = Open();
-    ASSERT_TRUE(s->Save(nullptr, Range(1, 10, 2), nullptr, true).ok());
+    const raftpb::HardState hs = HS(2, 0, 0);
+    ASSERT_TRUE(s->Save(&hs, Range(1, 10, 2), nullptr, true).ok());
     ASSERT_TRUE(s->SaveSnapshot(8, cs, "state at 8").ok());
   }
   {
@@ -293,7 +297,8 @@ TEST_F(RocksDbLogStoreTest, AReopenKeepsTheFirstIndexAfterASnapshotWithoutCompac
     snap.mutable_metadata()->set_index(20);
     snap.mutable_metadata()->set_term(3);
     *snap.mutable_metadata()->mutable_conf_state() = cs;
-    ASSERT_TRUE(s->Save(nullptr, Range(21, 25, 4), &snap, true).ok());
+    const raftpb::HardState hs = HS(4, 0, 20);
+    ASSERT_TRUE(s->Save(&hs, Range(21, 25, 4), &snap, true).ok());
     ASSERT_TRUE(s->SaveSnapshot(23, cs, "state at 23").ok());
     EXPECT_EQ(s->FirstIndex(), 21u);
   }
@@ -313,7 +318,8 @@ TEST_F(RocksDbLogStoreTest, TheMembershipStartedFromIsTheSnapshots) {
   cs.add_learners(3);
   {
     auto s = Open();
-    ASSERT_TRUE(s->Save(nullptr, Range(1, 10, 2), nullptr, true).ok());
+    const raftpb::HardState hs = HS(2, 0, 0);
+    ASSERT_TRUE(s->Save(&hs, Range(1, 10, 2), nullptr, true).ok());
     EXPECT_EQ(s->GetInitialState()->conf_state.ByteSizeLong(), 0u);  // no snapshot yet
     ASSERT_TRUE(s->SaveSnapshot(6, cs, "state at 6").ok());
     EXPECT_EQ(s->GetInitialState()->conf_state.SerializeAsString(), cs.SerializeAsString());
@@ -328,7 +334,8 @@ TEST_F(RocksDbLogStoreTest, TheMembershipStartedFromIsTheSnapshots) {
 TEST_F(RocksDbLogStoreTest, AStoreWithTheRetiredMembershipKeyIsRefused) {
   {
     auto s = Open();
-    ASSERT_TRUE(s->Save(nullptr, Range(1, 5, 1), nullptr, true).ok());
+    const raftpb::HardState hs = HS(1, 0, 0);
+    ASSERT_TRUE(s->Save(&hs, Range(1, 5, 1), nullptr, true).ok());
   }
   {
     auto raw = Raw();
@@ -408,7 +415,8 @@ TEST_F(RocksDbLogStoreTest, AnInstalledSnapshotReplacesTheLog) {
 TEST_F(RocksDbLogStoreTest, DetectsACorruptEntry) {
   {
     auto s = Open();
-    ASSERT_TRUE(s->Save(nullptr, Range(1, 5, 1), nullptr, true).ok());
+    const raftpb::HardState hs = HS(1, 0, 0);
+    ASSERT_TRUE(s->Save(&hs, Range(1, 5, 1), nullptr, true).ok());
   }
   {
     auto raw = Raw();
@@ -430,7 +438,8 @@ TEST_F(RocksDbLogStoreTest, DetectsACorruptEntry) {
 TEST_F(RocksDbLogStoreTest, DetectsAMissingEntry) {
   {
     auto s = Open();
-    ASSERT_TRUE(s->Save(nullptr, Range(1, 5, 1), nullptr, true).ok());
+    const raftpb::HardState hs = HS(1, 0, 0);
+    ASSERT_TRUE(s->Save(&hs, Range(1, 5, 1), nullptr, true).ok());
   }
   ASSERT_TRUE(Raw()->Delete(rocksdb::WriteOptions(), Key(3)).ok());
   absl::Status st = OpenStatus();
@@ -443,7 +452,8 @@ TEST_F(RocksDbLogStoreTest, DetectsAMissingEntry) {
 TEST_F(RocksDbLogStoreTest, DetectsALostCompactionMarker) {
   {
     auto s = Open();
-    ASSERT_TRUE(s->Save(nullptr, Range(1, 10, 1), nullptr, true).ok());
+    const raftpb::HardState hs = HS(1, 0, 0);
+    ASSERT_TRUE(s->Save(&hs, Range(1, 10, 1), nullptr, true).ok());
     raftpb::ConfState cs;
     cs.add_voters(1);
     ASSERT_TRUE(s->SaveSnapshot(8, cs, "state at 8").ok());
@@ -591,6 +601,65 @@ TEST_F(RocksDbLogStoreTest, DetectsATermGoingBack) {
                                    "marker at 6"));
 }
 
+// A member is in a term before it takes entries or a snapshot of it, and its Ready stores the
+// new term in the batch of the first of them: the stored term is never below the log's. A hard
+// state behind the log (here an older copy's put back, or none at all) is older than the log,
+// and opened, the member forgot the newer term it acted in: it could vote in it again.
+TEST_F(RocksDbLogStoreTest, AHardStateBehindItsLogsTermIsRefused) {
+  std::string term1;  // the hard state of term 1, as stored
+  {
+    auto s = Open();
+    const raftpb::HardState hs = HS(1, 1, 2);
+    ASSERT_TRUE(s->Save(&hs, Range(1, 3, 1), nullptr, true).ok());
+  }
+  ASSERT_TRUE(Raw()->Get(rocksdb::ReadOptions(), "h", &term1).ok());
+  {
+    auto s = Open();
+    const raftpb::HardState hs = HS(3, 2, 2);  // voted for 2 in term 3, then took its entries
+    ASSERT_TRUE(s->Save(&hs, Range(4, 5, 3), nullptr, true).ok());
+  }
+  ASSERT_NE(Open(), nullptr);  // as written, the store opens
+  ASSERT_TRUE(Raw()->Put(rocksdb::WriteOptions(), "h", term1).ok());
+  absl::Status st = OpenStatus();
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+  EXPECT_THAT(std::string(st.message()),
+              ::testing::HasSubstr("the hard state's term 1 is below the term 3 of the last "
+                                   "entry, 5"));
+  EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("add it back with an empty store"));
+
+  ASSERT_TRUE(Raw()->Delete(rocksdb::WriteOptions(), "h").ok());
+  st = OpenStatus();
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+  EXPECT_THAT(std::string(st.message()),
+              ::testing::HasSubstr("the hard state's term 0 is below the term 3 of the last "
+                                   "entry, 5"));
+
+  // The same against a snapshot that replaced the log.
+  std::filesystem::remove_all(dir_);
+  {
+    auto s = Open();
+    const raftpb::HardState hs = HS(1, 1, 2);
+    ASSERT_TRUE(s->Save(&hs, Range(1, 3, 1), nullptr, true).ok());
+  }
+  ASSERT_TRUE(Raw()->Get(rocksdb::ReadOptions(), "h", &term1).ok());
+  {
+    auto s = Open();
+    raftpb::Snapshot snap;
+    snap.mutable_metadata()->set_index(50);
+    snap.mutable_metadata()->set_term(7);
+    snap.mutable_metadata()->mutable_conf_state()->add_voters(4);
+    const raftpb::HardState hs = HS(7, 0, 50);
+    ASSERT_TRUE(s->Save(&hs, {}, &snap, true).ok());
+  }
+  ASSERT_NE(Open(), nullptr);  // as written, the store opens
+  ASSERT_TRUE(Raw()->Put(rocksdb::WriteOptions(), "h", term1).ok());
+  st = OpenStatus();
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+  EXPECT_THAT(std::string(st.message()),
+              ::testing::HasSubstr("the hard state's term 1 is below the term 7 of the snapshot "
+                                   "at 50"));
+}
+
 // A process killed in the middle of writing keeps a prefix of its Readies: every Save that
 // returned (synced) is there, and the store opens cleanly.
 TEST_F(RocksDbLogStoreTest, KillDuringWritesKeepsEveryAcknowledgedReady) {
@@ -729,6 +798,128 @@ TEST_F(RocksDbLogStoreTest, ATornLastWriteHoldingRecordShapedDataIsStillAccepted
   EXPECT_EQ(s->LastIndex(), 10u);
 }
 
+// The store's write-ahead log files, oldest first.
+std::vector<std::filesystem::path> WalFiles(const std::filesystem::path& dir) {
+  std::vector<std::filesystem::path> wals;
+  for (const auto& f : std::filesystem::directory_iterator(dir)) {
+    if (f.path().extension() == ".log") wals.push_back(f.path());
+  }
+  std::sort(wals.begin(), wals.end());
+  return wals;
+}
+
+// An Env whose background work never runs: a memtable RocksDB switched away from (to a new
+// write-ahead log) is never flushed, so both logs stay live, as when a process stops soon
+// after a switch, before the flush.
+class NoBackgroundWorkEnv : public rocksdb::EnvWrapper {
+ public:
+  NoBackgroundWorkEnv() : rocksdb::EnvWrapper(rocksdb::Env::Default()) {}
+  const char* Name() const override { return "NoBackgroundWork"; }
+  void Schedule(void (*)(void*), void*, Priority, void*, void (*)(void*)) override {}
+};
+
+// RocksDB replays every live write-ahead log, oldest first, and takes a last record that does
+// not check out in any of them for a torn write: it drops it without a word and replays the
+// newer logs on top (RocksDB 7.8, kTolerateCorruptedTailRecords; CheckWalFile reads one file
+// and takes it so too). But only the newest log can end in a torn write; the end of an older
+// one is a synced write from the middle of the history. Here (found by a review) it is a
+// snapshot that replaced a log gone astray: with it lost, the store opened with the old
+// leader's uncommitted entries 1 to 3 under the commit index 5 (the log continuous, its terms
+// in order, the hard state's term the last entry's), and its member would have applied them.
+TEST_F(RocksDbLogStoreTest, ADamagedEndOfAnOlderWriteAheadLogIsRefusedNotTakenForATornWrite) {
+  std::filesystem::remove_all(dir_);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    NoBackgroundWorkEnv env;
+    RocksDbLogStore::Options o{dir_.string()};
+    o.env = &env;
+    o.memtable_bytes = 64 << 10;
+    auto opened = RocksDbLogStore::Open(o);
+    if (!opened.ok()) _exit(2);
+    RocksDbLogStore& s = **opened;
+    const raftpb::HardState term1 = HS(1, 1, 0);  // entries 1..3 of term 1, never committed
+    if (!s.Save(&term1, Range(1, 3, 1), nullptr, true).ok()) _exit(3);
+    // The leader of term 2 committed other entries up to 3 and sends its snapshot of them, which
+    // is bigger than the memtable: the next write goes to a new log.
+    raftpb::Snapshot snap;
+    snap.mutable_metadata()->set_index(3);
+    snap.mutable_metadata()->set_term(2);
+    snap.mutable_metadata()->mutable_conf_state()->add_voters(1);
+    snap.set_data(std::string(128 << 10, 's'));
+    const raftpb::HardState term2 = HS(2, 0, 3);
+    if (!s.Save(&term2, {}, &snap, true).ok()) _exit(3);
+    const raftpb::HardState committed = HS(2, 0, 5);
+    if (!s.Save(&committed, Range(4, 5, 2), nullptr, true).ok()) _exit(3);
+    _exit(0);  // as a crash, before the old memtable is flushed
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  const std::filesystem::path whole = dir_.string() + "-whole";
+  std::filesystem::remove_all(whole);
+  std::filesystem::copy(dir_, whole);
+  {
+    auto s = Open();  // as written, with both logs replayed
+    ASSERT_NE(s, nullptr);
+    EXPECT_EQ(s->FirstIndex(), 4u);
+    EXPECT_EQ(s->LastIndex(), 5u);
+    EXPECT_EQ(*s->Term(3), 2u);
+  }
+  for (const int mode : {0, 1}) {
+    SCOPED_TRACE(mode == 0 ? "the older log cut short" : "its last length made too long");
+    std::filesystem::remove_all(dir_);
+    std::filesystem::copy(whole, dir_);
+    const std::vector<std::filesystem::path> wals = WalFiles(dir_);
+    ASSERT_EQ(wals.size(), 2u);
+    std::string older = ReadFile(wals[0]);
+    ASSERT_GT(older.size(), 128u << 10);  // the snapshot's write ends it (in pieces)
+    const size_t last = RecordStarts(older).back();
+    if (mode == 0) {
+      older.resize(last + 9);
+    } else {
+      older[last + 5] = static_cast<char>(0x7f);  // in place: the length's high byte
+    }
+    WriteFile(wals[0], older);
+    for (int attempt = 0; attempt < 2; ++attempt) {  // a retry finds it as it was
+      absl::StatusOr<std::unique_ptr<RocksDbLogStore>> opened =
+          RocksDbLogStore::Open({dir_.string()});
+      ASSERT_FALSE(opened.ok()) << "opened with entry 3 of term " << *(*opened)->Term(3)
+                                << " and the commit index "
+                                << (*opened)->GetInitialState()->hard_state.commit();
+      EXPECT_EQ(opened.status().code(), absl::StatusCode::kDataLoss) << opened.status();
+      EXPECT_THAT(std::string(opened.status().message()),
+                  ::testing::HasSubstr(
+                      absl::StrCat("are missing (the end of ", wals[0].string(), " is damaged")));
+      EXPECT_THAT(std::string(opened.status().message()),
+                  ::testing::HasSubstr("add it back with an empty store"));
+    }
+  }
+}
+
+// A log RocksDB no longer replays (the recovery that replayed it flushed what it held to a
+// table) may still be there, torn, when its deletion did not reach the disk. RocksDB skips it:
+// it is no damage (refusing every older log that ends torn would refuse this store).
+TEST_F(RocksDbLogStoreTest, ATornLogLeftBehindByARecoveryIsStillAccepted) {
+  const std::filesystem::path wal = WriteReadiesAndDie(60);
+  std::string bytes = ReadFile(wal);
+  bytes.resize(RecordStarts(bytes).back() + 9);
+  WriteFile(wal, bytes);
+  {
+    auto s = Open();  // replays the torn log and deletes it
+    ASSERT_NE(s, nullptr);
+    const raftpb::HardState hs = HS(1, 1, 62);
+    ASSERT_TRUE(s->Save(&hs, Range(60, 62, 1), nullptr, true).ok());
+  }
+  ASSERT_FALSE(std::filesystem::exists(wal));
+  WriteFile(wal, bytes);  // as if that deletion had not reached the disk
+  ASSERT_EQ(WalFiles(dir_).front(), wal);
+  auto s = Open();
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->LastIndex(), 62u);
+  EXPECT_EQ(s->GetInitialState()->hard_state.commit(), 62u);
+}
+
 // The core runs on the RocksDB store and picks up where it stopped after a restart.
 TEST_F(RocksDbLogStoreTest, CoreRecoversItsStateFromTheStore) {
   uint64_t term = 0;
@@ -846,8 +1037,9 @@ TEST_F(RocksDbLogStoreTest, CacheAgreesWithTheLogThroughReplacementsSnapshotsAnd
         for (uint64_t i = start, n = pick(1, 5); i < start + n; ++i) {
           es.push_back(E(i, term, absl::StrCat("s", seed, "t", step, "i", i)));
         }
-        ASSERT_TRUE(disk->Save(nullptr, es, nullptr, true).ok());
-        ASSERT_TRUE(memory.Save(nullptr, es, nullptr, true).ok());
+        const raftpb::HardState hs = HS(term, 0, 0);  // stored with its first entries
+        ASSERT_TRUE(disk->Save(&hs, es, nullptr, true).ok());
+        ASSERT_TRUE(memory.Save(&hs, es, nullptr, true).ok());
       } else if (what < 16 && last >= first) {  // snapshot, then compact behind it
         const uint64_t at =
             pick(std::max(first, memory.Snapshot()->metadata().index() + 1), std::max(first, last));
@@ -865,8 +1057,9 @@ TEST_F(RocksDbLogStoreTest, CacheAgreesWithTheLogThroughReplacementsSnapshotsAnd
         snap.mutable_metadata()->set_term(term);
         snap.mutable_metadata()->mutable_conf_state()->add_voters(1);
         if (snap.metadata().index() <= memory.Snapshot()->metadata().index()) continue;
-        ASSERT_TRUE(disk->Save(nullptr, {}, &snap, true).ok());
-        ASSERT_TRUE(memory.Save(nullptr, {}, &snap, true).ok());
+        const raftpb::HardState hs = HS(term, 0, 0);
+        ASSERT_TRUE(disk->Save(&hs, {}, &snap, true).ok());
+        ASSERT_TRUE(memory.Save(&hs, {}, &snap, true).ok());
       } else if (what < 18) {  // restart: the cache starts empty
         disk.reset();
         disk = std::move(*RocksDbLogStore::Open(o));
@@ -971,7 +1164,8 @@ TEST_F(RocksDbLogStoreTest, OpensAtAPathWithATrailingSlashAndRefusesAFile) {
   {
     auto opened = RocksDbLogStore::Open({(dir_ / "new" / "").string()});
     ASSERT_TRUE(opened.ok()) << opened.status();
-    ASSERT_TRUE((*opened)->Save(nullptr, Range(1, 2, 1), nullptr, true).ok());
+    const raftpb::HardState hs = HS(1, 0, 0);
+    ASSERT_TRUE((*opened)->Save(&hs, Range(1, 2, 1), nullptr, true).ok());
   }
   auto reopened = RocksDbLogStore::Open({(dir_ / "new").string()});
   ASSERT_TRUE(reopened.ok()) << reopened.status();
@@ -1064,7 +1258,11 @@ void RocksDbLogStoreTest::RunPowerLossSeeds(bool out_of_order, uint64_t seeds, u
         }
         const uint64_t new_last = es.empty() ? last : es.back().index();
         std::optional<raftpb::HardState> hs;
-        if (es.empty() || pick(0, 1) == 0) hs = HS(term, 1, commit = pick(commit, new_last));
+        if (es.empty() || pick(0, 1) == 0) {
+          hs = HS(term, 1, commit = pick(commit, new_last));
+        } else if (memory.GetInitialState()->hard_state.term() < term) {
+          hs = HS(term, 1, commit);  // a new term is stored with the first entries of it
+        }
         // A Ready with no entries only moves the commit index: the node does not sync those.
         synced = !es.empty() || pick(0, 2) != 0;
         st = disk->Save(hs ? &*hs : nullptr, es, nullptr, synced);
@@ -1137,7 +1335,9 @@ void RocksDbLogStoreTest::RunPowerLossSeeds(bool out_of_order, uint64_t seeds, u
                          << " states a crash may leave; against the newest: " << why;
     // And it takes new writes.
     const uint64_t next = (*reopened)->LastIndex() + 1;
-    ASSERT_TRUE((*reopened)->Save(nullptr, {E(next, term + 1, "after")}, nullptr, true).ok()) << at;
+    raftpb::HardState after = (*reopened)->GetInitialState()->hard_state;
+    after.set_term(term + 1);
+    ASSERT_TRUE((*reopened)->Save(&after, {E(next, term + 1, "after")}, nullptr, true).ok()) << at;
     reopened->reset();
     auto again = RocksDbLogStore::Open(o);
     ASSERT_TRUE(again.ok()) << at << ": " << again.status();
@@ -1197,7 +1397,8 @@ TEST_F(RocksDbLogStoreTest, ACommitIndexBehindTheCompactedLogIsTheCompactionPoin
 // not touch stays whole, as in MemoryLogStore); it deleted every entry after its last one.
 TEST_F(RocksDbLogStoreTest, EntriesAlreadyCompactedAwayChangeNothing) {
   auto s = Open();
-  ASSERT_TRUE(s->Save(nullptr, Range(1, 20, 1), nullptr, true).ok());
+  const raftpb::HardState hs = HS(1, 0, 0);
+  ASSERT_TRUE(s->Save(&hs, Range(1, 20, 1), nullptr, true).ok());
   raftpb::ConfState cs;
   cs.add_voters(1);
   ASSERT_TRUE(s->SaveSnapshot(10, cs, "state at 10").ok());

@@ -1,6 +1,7 @@
 #include "raft/wal_check.h"
 
 #include <rocksdb/file_checksum.h>
+#include <rocksdb/write_batch.h>
 
 #include <algorithm>
 #include <memory>
@@ -94,5 +95,26 @@ absl::Status CheckWalFile(const std::string& name, const std::string& bytes) {
       "(it catches up from the others), or restore the directory from a copy"));
 }
 
+rocksdb::WalFilter::WalProcessingOption WalSequenceCheck::LogRecordFound(
+    unsigned long long /*log_number*/, const std::string& log_file_name,
+    const rocksdb::WriteBatch& batch, rocksdb::WriteBatch* /*new_batch*/, bool* /*batch_changed*/) {
+  const std::string& rep = batch.Data();
+  if (rep.size() < 12) return WalProcessingOption::kContinueProcessing;  // RocksDB refuses it
+  uint64_t first = 0;
+  for (int i = 7; i >= 0; --i) first = first << 8 | static_cast<uint8_t>(rep[i]);
+  if (next_ && first > *next_) {
+    status_ = absl::DataLossError(absl::StrCat(
+        "the write-ahead log ", log_file_name, " goes on at sequence number ", first,
+        ", but the writes replayed before it (the last of them in ", last_file_, ") end at ",
+        *next_ - 1, ": the writes numbered ", *next_, " to ", first - 1,
+        " are missing (the end of ", last_file_,
+        " is damaged, or a log between the two is gone), and RocksDB would have replayed the "
+        "later logs without them, acknowledged writes among them"));
+    return WalProcessingOption::kCorruptedRecord;
+  }
+  next_ = std::max(next_.value_or(0), first + batch.Count());
+  last_file_ = log_file_name;
+  return WalProcessingOption::kContinueProcessing;
+}
 
 }  // namespace shoal::raft

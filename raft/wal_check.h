@@ -25,6 +25,10 @@
 
 #pragma once
 
+#include <rocksdb/wal_filter.h>
+
+#include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -33,5 +37,38 @@ namespace shoal::raft {
 
 // OK, or DATA_LOSS naming `name` and the byte where the damage is. `bytes` is the whole file.
 absl::Status CheckWalFile(const std::string& name, const std::string& bytes);
+
+// Whether the writes RocksDB replays from its write-ahead logs follow on one another, checked
+// as RocksDB replays them (Options::wal_filter for one DB::Open; it must outlive the database).
+//
+// Only the newest log can end in a torn write, but CheckWalFile reads one file and cannot
+// tell. RocksDB also replays older logs (those whose memtable was not flushed yet: a crash
+// soon after it switched logs), takes a last record of one of those that does not check out
+// for a torn write too, drops it without a word and replays the newer logs on top: a synced,
+// acknowledged write from the middle of the history gone. An older log that ends torn is no
+// evidence by itself: one RocksDB no longer replays (its writes are in tables) may be left
+// behind by a crash after the recovery that flushed it, and only RocksDB knows which it
+// replays. But every write takes the next sequence numbers (its batch's header: the first,
+// 8 bytes, and how many, 4 bytes, little-endian), also the first write after a recovery, so a
+// write missing between two replayed ones shows as a gap: the open then fails (RocksDB reports
+// a corruption found by this filter) and status() says what is missing. A disk that kept the
+// later of two unsynced writes in two log files and lost the earlier (never both synced: a
+// synced write syncs the older logs too) leaves such a gap as well, and is refused as damaged.
+class WalSequenceCheck final : public rocksdb::WalFilter {
+ public:
+  WalProcessingOption LogRecordFound(unsigned long long log_number,
+                                     const std::string& log_file_name,
+                                     const rocksdb::WriteBatch& batch,
+                                     rocksdb::WriteBatch* new_batch, bool* batch_changed) override;
+  const char* Name() const override { return "ShoalWalSequenceCheck"; }
+
+  // DATA_LOSS naming the logs and the sequence numbers missing once a gap was found, else OK.
+  const absl::Status& status() const { return status_; }
+
+ private:
+  std::optional<uint64_t> next_;  // the sequence number after the last write replayed
+  std::string last_file_;         // the log that write was in
+  absl::Status status_;
+};
 
 }  // namespace shoal::raft

@@ -62,6 +62,25 @@ class FlakyReads final : public LogStorage {
   bool armed_ = false;
 };
 
+struct InFlight {
+  int64_t deliver_at;
+  uint64_t seq;
+  Message msg;
+  // The member that sent it: not msg.from() for a forwarded transfer or read, which names the
+  // member that asked.
+  uint64_t sender;
+};
+
+// A client's request as it reaches a member: a put or a get through the log (`data` is the
+// entry), or a get through ReadIndex.
+struct ClientRequest {
+  int client;
+  size_t history_index;
+  std::string req;
+  bool read_index;
+  std::string data;
+};
+
 // A client's operation in flight.
 struct PendingOp {
   size_t history_index;
@@ -103,15 +122,16 @@ struct SimNode {
   // A follower writes in place, on its loop (node.cc): while a stalled write lasts it steps
   // nothing, ticks not and answers nobody. Until this tick.
   int64_t blocked_until = 0;
-};
-
-struct InFlight {
-  int64_t deliver_at;
-  uint64_t seq;
-  Message msg;
-  // The member that sent it: not msg.from() for a forwarded transfer or read, which names the
-  // member that asked.
-  uint64_t sender;
+  // Its whole process paused (a GC pause, swapped out, SIGSTOP) until paused_until: no Step,
+  // no Tick, no Ready handled, no write completed. What reaches it meanwhile waits in its
+  // socket buffers, up to inbox_room messages (a full buffer: the rest is lost), and the
+  // clients' requests wait too; it takes them all in one batch when it resumes, as the node
+  // loop takes its queued inputs, leader or not as it was when it paused.
+  bool paused = false;
+  int64_t paused_until = 0;
+  size_t inbox_room = 0;
+  std::vector<InFlight> inbox;
+  std::vector<ClientRequest> queued_requests;
 };
 
 class Sim {
@@ -157,21 +177,47 @@ class Sim {
   // stopped (crashed) before anything it computed leaves.
   bool StoppedByAFailedRead(SimNode& n);
   std::vector<uint64_t> UpNodes() const;
+  // The up leader with the highest term, paused ones left out (nothing steps them, and clients
+  // that go on asking one are StaleLeaders' clients).
   std::optional<uint64_t> Leader() const;
+  // Up members that lead a term older than another up member's leadership: deposed, without
+  // knowing it yet (cut off, or paused).
+  std::vector<uint64_t> StaleLeaders() const;
   void StartCore(SimNode& n);
   void Crash(SimNode& n, const char* why);
   void Restart(SimNode& n);
   void AddMember();
   void RemoveMember();
+  void RemoveMember(SimNode& l);
+  // Pauses the member's whole process (SimNode::paused) for a few ticks or for longer than an
+  // election timeout; Resume hands it what waited, shuffled (with duplicates), in one batch.
+  void Pause(SimNode& n, bool past_an_election = false);
+  void Resume(SimNode& n);
+  // The driver of back-to-back membership changes (SimOptions of the seed: churn_): right
+  // after a leader change, and again as soon as the leader applied the previous change, it
+  // proposes the next (a learner added, a caught-up learner promoted, a voter removed) until
+  // a short burst is done; a refused one is retried every tick. Now and then it then strikes
+  // the leader (crash, isolation, pause) before the change commits, so that the next leader
+  // inherits it unapplied.
+  void DriveMembership(SimNode* leader);
+  void Strike();
+  // A leader isolated with a minority, and then given many proposals while its check-quorum
+  // has not yet deposed it: a long uncommitted tail that the majority's next leader replaces
+  // through its size-limited catch-up once the partition heals.
+  void StartTail();
+  void GrowTail();
 
   // ---- the loop ----
   void HandleReadies(SimNode& n);
+  void TakeReadies(SimNode& n);
   void HandleReady(SimNode& n);
   // The part of a Ready after its write: persist, send, apply, Advance.
   void FinishWrite(SimNode& n, Ready& rd, size_t applied_early);
   void CompleteWrites();
   void Apply(SimNode& n, const raftpb::Entry& e);
   void ServeReads(SimNode& n);
+  // Hands a client's request to the member's core; on success it waits for the outcome.
+  absl::Status Submit(SimNode& n, const ClientRequest& cr);
   void MaybeSnapshot(SimNode& n);
   void SendAll(uint64_t from, std::vector<Message> msgs);
   bool Reachable(uint64_t from, uint64_t to) {
@@ -182,6 +228,8 @@ class Sim {
   void Deliver();
   void Chaos();
   void Clients(bool issue_new);
+  // Client `c` asks member `n` for a new operation.
+  void Issue(int c, SimNode& n);
   bool Converged();
   void FinalChecks();
 
@@ -197,6 +245,9 @@ class Sim {
   // What a leader counts as committed in its own term is on the disks of a majority of its
   // voters.
   void CheckCommitIsDurable(SimNode& n);
+  // Notes, for each index a leader counts as committed, the lowest term that did (see also
+  // Apply).
+  void NoteCommitted(SimNode& n);
   void CheckAppended(SimNode& n, const std::vector<raftpb::Entry>& entries);
   void CheckApplied(SimNode& n, const raftpb::Entry& e);
   // Membership safety: a member's membership after applying index i (or starting from a
@@ -214,8 +265,8 @@ class Sim {
   // ---- clients ----
   // Completes the operation at `history_index` if its client still waits for it (a client that
   // gave up has moved on: a late answer must not complete its next operation).
-  // `log_index`: where an operation that went through the log was applied (0 for a read
-  // served through ReadIndex).
+  // `log_index`: where an operation that went through the log was applied, or the index a
+  // read served through ReadIndex was served at.
   void CompleteOp(size_t history_index, bool found, const std::string& value,
                   uint64_t log_index);
 
@@ -249,6 +300,28 @@ class Sim {
   int max_write_ticks_ = 0;
   // Whether members' clocks drift (SimNode::clock_skew).
   bool clock_skew_ = false;
+  // Faults a mutation test found missing (sixteenth session), each in a third of the seeds:
+  // paused processes (Pause), back-to-back membership changes across elections
+  // (DriveMembership), minority leaders' long tails (StartTail). The other half of the seeds
+  // runs exactly as before: these are drawn from a generator of their own, and nothing draws
+  // from rng_ for them there.
+  bool pauses_ = false;
+  bool churn_ = false;
+  bool tails_ = false;
+  // DriveMembership: changes left in the current burst; whether one is due (a new leader, the
+  // previous change applied, or refused); whether an event asks for one at once.
+  int churn_left_ = 0;
+  bool churn_due_ = false;
+  bool churn_now_ = false;
+  bool in_churn_ = false;
+  uint64_t strike_target_ = 0;
+  int64_t strike_at_ = 0;
+  // StartTail: the minority leader, its term, and the proposals still to make.
+  uint64_t tail_leader_ = 0;
+  uint64_t tail_term_ = 0;
+  int tail_left_ = 0;
+  int64_t tail_until_ = 0;
+  uint64_t tail_seq_ = 0;
 
   std::map<uint64_t, SimNode> nodes_;
   uint64_t next_id_ = 1;
@@ -281,6 +354,10 @@ class Sim {
     std::string data;
   };
   std::map<uint64_t, AppliedRecord> applied_;  // index -> first applied entry
+  // Index -> the lowest term whose leader counted it committed (NoteCommitted); per term,
+  // the highest index noted.
+  std::map<uint64_t, uint64_t> committed_in_;
+  std::map<uint64_t, uint64_t> noted_upto_;
   // Index of each applied membership change (0: the start) -> the membership it made.
   std::map<uint64_t, raftpb::ConfState> membership_;
 
@@ -291,10 +368,10 @@ class Sim {
   std::vector<std::string> history_request_;  // request id of each history entry
   std::set<std::string> acked_write_requests_;
   // Read freshness, checked directly: the highest log index of an operation a client has been
-  // answered for, and for each ReadIndex read the value when it was asked. A read must be
-  // served at an index at least that high (any later leader's commit index covers every
-  // entry committed before it was asked); the linearizability check finds a stale read only
-  // when it changes what a client saw.
+  // answered for (a ReadIndex read's too: the index it was served at), and for each ReadIndex
+  // read the value when it was asked. A read must be served at an index at least that high
+  // (any later leader's commit index covers every entry committed before it was asked); the
+  // linearizability check finds a stale read only when it changes what a client saw.
   uint64_t answered_log_index_ = 0;
   std::map<std::string, uint64_t> read_floor_;
   uint64_t request_seq_ = 0;
@@ -351,12 +428,25 @@ std::optional<uint64_t> Sim::Leader() const {
   std::optional<uint64_t> best;
   uint64_t best_term = 0;
   for (const auto& [id, n] : nodes_) {
+    if (n.paused) continue;
     if (n.up && n.core->role() == Role::kLeader && n.core->term() >= best_term) {
       best = id;
       best_term = n.core->term();
     }
   }
   return best;
+}
+
+std::vector<uint64_t> Sim::StaleLeaders() const {
+  uint64_t newest = 0;
+  for (const auto& [id, n] : nodes_) {
+    if (n.up && n.core->role() == Role::kLeader) newest = std::max(newest, n.core->term());
+  }
+  std::vector<uint64_t> out;
+  for (const auto& [id, n] : nodes_) {
+    if (n.up && n.core->role() == Role::kLeader && n.core->term() < newest) out.push_back(id);
+  }
+  return out;
 }
 
 void Sim::StartCore(SimNode& n) {
@@ -423,7 +513,7 @@ void Sim::Crash(SimNode& n, const char* why) {
   // it, as the node does: ReportUnreachable, and LeaderUnreachable if it led): followers of a
   // crashed leader then campaign early, a leader probes the crashed follower.
   for (auto& [id, other] : nodes_) {
-    if (id == n.id || !other.up || Blocked(other) || !Chance(0.7)) continue;
+    if (id == n.id || !other.up || Blocked(other) || other.paused || !Chance(0.7)) continue;
     if (!Reachable(n.id, id)) continue;  // cut off already: no connection to lose
     Trace("member ", id, " lost its connection to ", n.id);
     other.core->ReportUnreachable(n.id);
@@ -434,6 +524,9 @@ void Sim::Crash(SimNode& n, const char* why) {
   n.writing.reset();  // never reached the disk
   n.unsaved_hs.reset();
   n.blocked_until = 0;
+  n.paused = false;  // its buffers and the requests in them die with it
+  n.inbox.clear();
+  n.queued_requests.clear();
   n.applied_early = 0;
   n.kv.clear();
   n.applied_requests.clear();
@@ -492,7 +585,10 @@ void Sim::AddMember() {
 void Sim::RemoveMember() {
   std::optional<uint64_t> leader = Leader();
   if (!leader) return;
-  SimNode& l = Node(*leader);
+  RemoveMember(Node(*leader));
+}
+
+void Sim::RemoveMember(SimNode& l) {
   raftpb::ConfState cs = l.core->conf_state();
   // Not from two voters to one: if the member removed led when the removal committed, the
   // survivor learns it from that member only (a leader leaving goes on telling it until it
@@ -513,8 +609,20 @@ void Sim::RemoveMember() {
 // ---- Ready handling ----
 
 void Sim::HandleReadies(SimNode& n) {
+  TakeReadies(n);
+  // A new leader announced, or the leader applied a membership change: the driver proposes
+  // the next change at once (not inside HandleReady, between a Ready and its write).
+  if (churn_now_ && !in_churn_ && !failure_.failed && n.up && !n.paused &&
+      n.core->role() == Role::kLeader) {
+    churn_now_ = false;
+    DriveMembership(&n);
+  }
+}
+
+void Sim::TakeReadies(SimNode& n) {
   if (!failure_.failed && n.up && n.core->role() == Role::kLeader) {
     CheckOneLeaderPerTerm(n);
+    NoteCommitted(n);
     CheckCommitIsDurable(n);
   }
   if (!failure_.failed && n.up && n.writing) {
@@ -552,12 +660,21 @@ void Sim::HandleReady(SimNode& n) {
   }
   // Before anything of this Ready is applied: a membership change among its committed
   // entries takes effect only then, and the commit was counted under the membership before.
-  if (n.core->role() == Role::kLeader) CheckCommitIsDurable(n);
+  if (n.core->role() == Role::kLeader) {
+    NoteCommitted(n);
+    CheckCommitIsDurable(n);
+  }
   if (failure_.failed) return;
   if (rd.soft_state) {
     Trace("member ", n.id, " is ", RoleName(rd.soft_state->role), " term ", n.core->term(),
           " leader ", rd.soft_state->leader);
-    if (rd.soft_state->role == Role::kLeader) CheckNewLeader(n);
+    if (rd.soft_state->role == Role::kLeader) {
+      CheckNewLeader(n);
+      if (churn_ && now_ < opts_.chaos_ticks) {
+        churn_left_ = static_cast<int>(Uniform(1, 3));
+        churn_due_ = churn_now_ = true;
+      }
+    }
   }
   SendAll(n.id, std::move(rd.early_messages));
   // As the node loop does: committed entries (durable on a quorum) are applied before this
@@ -634,7 +751,8 @@ void Sim::FinishWrite(SimNode& n, Ready& rd, size_t applied_early) {
 void Sim::CompleteWrites() {
   for (auto& [id, n] : nodes_) {
     if (failure_.failed) return;
-    if (!n.up || !n.writing || n.write_done_at > now_) continue;
+    // A paused process completes nothing: the write lands, and is seen, after it resumes.
+    if (!n.up || n.paused || !n.writing || n.write_done_at > now_) continue;
     // The most delicate moment of asynchronous writes: a leader whose followers may already
     // have committed (and clients seen applied) entries of this write dies before it lands.
     if (now_ < opts_.chaos_ticks && n.core->role() == Role::kLeader &&
@@ -659,6 +777,12 @@ void Sim::Apply(SimNode& n, const raftpb::Entry& e) {
     return Fail("member ", n.id, " applies index ", e.index(), " after ", n.applied);
   }
   CheckApplied(n, e);
+  {
+    // Committed in its term at the latest: it learned the commit from a leader of a term no
+    // later (a bound for commits no leader was seen counting: one deposed before its Ready).
+    auto [it, inserted] = committed_in_.emplace(e.index(), n.core->term());
+    if (!inserted) it->second = std::min(it->second, n.core->term());
+  }
   n.applied = e.index();
   if (e.type() == raftpb::ENTRY_TYPE_CONF_CHANGE) {
     raftpb::ConfChange cc;
@@ -667,6 +791,9 @@ void Sim::Apply(SimNode& n, const raftpb::Entry& e) {
     CheckMembership(n, e.index(), n.conf, true, "applies a membership change");
     Trace("member ", n.id, " applied ", raftpb::ConfChange::Type_Name(cc.type()), " ", cc.node_id(),
           " at ", e.index());
+    if (churn_ && churn_left_ > 0 && n.core->role() == Role::kLeader && now_ < opts_.chaos_ticks) {
+      churn_due_ = churn_now_ = true;
+    }
     // Removed: this member stops for good once its core says so (NoteRemoval); a leader that
     // removed itself first goes on leading until the others know the commit index.
     return;
@@ -715,7 +842,7 @@ void Sim::ServeReads(SimNode& n) {
       }
       if (floor != read_floor_.end()) read_floor_.erase(floor);
       auto kv = n.kv.find(history_[index].key);
-      CompleteOp(index, kv != n.kv.end(), kv != n.kv.end() ? kv->second : "", 0);
+      CompleteOp(index, kv != n.kv.end(), kv != n.kv.end() ? kv->second : "", it->first);
     }
     it = n.reads_ready.erase(it);
   }
@@ -777,6 +904,18 @@ void Sim::Deliver() {
       if (!snap && Chance(0.05)) unreachable_reports_.emplace_back(f.sender, f.msg.to());
       continue;
     }
+    if (it->second.paused) {
+      SimNode& p = it->second;
+      if (p.inbox.size() < p.inbox_room) {
+        p.inbox.push_back(std::move(f));
+      } else {
+        // Its socket buffer is full: the sender's stream stalls and its transport drops what
+        // it cannot write.
+        Trace("drop ", Describe(f.msg), " (", p.id, " is paused and its buffer is full)");
+        if (snap) snapshot_reports_.emplace_back(f.sender, f.msg.to(), true);
+      }
+      continue;
+    }
     if (Blocked(it->second)) {
       // Its loop is inside a stalled write: the message waits in its queue.
       f.deliver_at = it->second.blocked_until;
@@ -816,7 +955,7 @@ void Sim::Deliver() {
   for (const auto& [from, to, failed] : reports) {
     auto it = nodes_.find(from);
     if (it == nodes_.end() || !it->second.up) continue;
-    if (Blocked(it->second)) {  // waits in its queue
+    if (Blocked(it->second) || it->second.paused) {  // waits in its queue
       snapshot_reports_.emplace_back(from, to, failed);
       continue;
     }
@@ -829,7 +968,8 @@ void Sim::Deliver() {
 // ---- faults ----
 
 void Sim::ReportUnreachable(SimNode& n, uint64_t peer) {
-  if (failure_.failed || !n.up || Blocked(n)) return;  // (queued in the node; lost here)
+  // (queued in the node; lost here)
+  if (failure_.failed || !n.up || Blocked(n) || n.paused) return;
   Trace("member ", n.id, " told ", peer, " is unreachable");
   n.core->ReportUnreachable(peer);
   if (peer == n.core->leader()) n.core->LeaderUnreachable();
@@ -838,8 +978,9 @@ void Sim::ReportUnreachable(SimNode& n, uint64_t peer) {
 
 void Sim::Chaos() {
   std::vector<uint64_t> up = UpNodes();
-  // Partitions.
-  if (Chance(0.015)) {
+  // Partitions (a minority leader's stays a while: StartTail).
+  if (now_ < tail_until_) {
+  } else if (Chance(0.015)) {
     ++stats_.partitions;
     group_.clear();
     for (const auto& [id, n] : nodes_) group_[id] = static_cast<int>(Uniform(0, 1));
@@ -881,7 +1022,8 @@ void Sim::Chaos() {
   // A false alarm: a follower believes its connection to a live leader dropped.
   if (Chance(0.01) && !up.empty()) {
     SimNode& n = Node(Pick(up));
-    if (n.up && !Blocked(n) && n.core->role() == Role::kFollower && n.core->leader() != 0) {
+    if (n.up && !Blocked(n) && !n.paused && n.core->role() == Role::kFollower &&
+        n.core->leader() != 0) {
       Trace("member ", n.id, " falsely believes leader ", n.core->leader(), " is gone");
       n.core->LeaderUnreachable();
     }
@@ -900,6 +1042,239 @@ void Sim::Chaos() {
   // Membership.
   if (Chance(0.006)) AddMember();
   if (Chance(0.006)) RemoveMember();
+  // Paused processes, back-to-back membership changes, minority tails (nothing here draws in
+  // seeds without them).
+  if (pauses_) {
+    if (Chance(0.004) && !up.empty()) Pause(Node(Pick(up)));
+    if (Chance(0.004)) {
+      if (std::optional<uint64_t> leader = Leader()) Pause(Node(*leader));
+    }
+  }
+  if (strike_target_ != 0 && now_ >= strike_at_) Strike();
+  if (churn_due_ && !in_churn_) DriveMembership(nullptr);  // a refused change, retried
+  if (tails_) {
+    if (tail_left_ == 0 && Chance(0.01)) StartTail();
+    if (tail_left_ > 0) GrowTail();
+  }
+}
+
+void Sim::Pause(SimNode& n, bool past_an_election) {
+  if (!n.up || n.paused || Blocked(n)) return;
+  n.paused = true;
+  // Short ones, and ones past an election timeout (10-20 ticks), after which a leader's
+  // followers have elected another while it still believes it leads.
+  n.paused_until = now_ + static_cast<int64_t>(past_an_election ? Uniform(20, 90)
+                                               : Chance(0.5)    ? Uniform(2, 9)
+                                                                : Uniform(10, 90));
+  n.inbox_room = std::vector<size_t>{3, 10, 30, 1000}[Uniform(0, 3)];
+  ++stats_.pauses;
+  if (n.paused_until - now_ >= 10) ++stats_.long_pauses;
+  Trace("pause ", n.id, n.core->role() == Role::kLeader ? " (leader)" : "",
+        " until t=", n.paused_until, ", room for ", n.inbox_room, " messages");
+}
+
+void Sim::Resume(SimNode& n) {
+  // Clients that still take it for the leader asked it meanwhile: their requests came last,
+  // after another leader may have answered them or others.
+  bool stale = false;
+  for (uint64_t id : StaleLeaders()) stale = stale || id == n.id;
+  for (int c = 0; stale && c < opts_.clients; ++c) {
+    if (!client_op_[c] && Chance(0.5)) Issue(c, n);
+  }
+  n.paused = false;
+  std::vector<InFlight> inbox;
+  inbox.swap(n.inbox);
+  std::vector<ClientRequest> requests;
+  requests.swap(n.queued_requests);
+  // A sender that retransmitted, or the network's duplicates.
+  const size_t queued = inbox.size();
+  for (size_t i = 0; i < queued; ++i) {
+    if (Chance(0.1)) inbox.push_back(inbox[i]);
+  }
+  // Messages and requests in one batch, in any order: the loop takes what its inputs hold,
+  // steps it all, and only then handles a Ready (Node::Loop).
+  std::vector<size_t> order(inbox.size() + requests.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::shuffle(order.begin(), order.end(), rng_);
+  Trace("resume ", n.id, ": ", inbox.size(), " messages and ", requests.size(), " requests waited");
+  stats_.resumed_messages += inbox.size();
+  for (size_t i : order) {
+    if (failure_.failed || !n.up) return;
+    if (i >= inbox.size()) {
+      const ClientRequest& cr = requests[i - inbox.size()];
+      // Still waited for (a client that gave up has moved on, but its request is served).
+      const bool waited =
+          client_op_[cr.client] && client_op_[cr.client]->history_index == cr.history_index;
+      absl::Status s = Submit(n, cr);
+      Trace("member ", n.id, " takes request ", cr.req, ": ", s.ToString());
+      if (!s.ok() && waited) {
+        // Refused: the client hears so, too late to say whether it happened elsewhere.
+        ++stats_.unknown_outcomes;
+        client_op_[cr.client].reset();
+      }
+      continue;
+    }
+    InFlight& f = inbox[i];
+    const bool snap = f.msg.type() == raftpb::MSG_SNAP;
+    Trace("deliver ", Describe(f.msg), " (waited)");
+    if (absl::Status s = CheckPeerMessage(f.msg, n.id); !s.ok()) {
+      return Fail("member ", n.id, " refused ", Describe(f.msg), ": ", s.message());
+    }
+    if (snap) snapshot_reports_.emplace_back(f.sender, n.id, false);
+    n.reads->set_armed(true);
+    (void)n.core->Step(std::move(f.msg));
+    n.reads->set_armed(false);
+    if (StoppedByAFailedRead(n)) return;  // the rest dies with the process
+  }
+  HandleReadies(n);
+  NoteRemoval(n);
+  StopIfRemoved(n);
+}
+
+void Sim::DriveMembership(SimNode* leader) {
+  if (now_ >= opts_.chaos_ticks || churn_left_ <= 0) {
+    churn_due_ = false;
+    return;
+  }
+  if (leader == nullptr) {
+    std::optional<uint64_t> id = Leader();
+    if (!id) return;
+    leader = &Node(*id);
+  }
+  SimNode& l = *leader;
+  in_churn_ = true;
+  const uint64_t before = stats_.membership_changes;
+  raftpb::ConfState cs = l.core->conf_state();
+  std::optional<uint64_t> promote;
+  for (uint64_t id : cs.learners()) {
+    auto pr = l.core->progress().find(id);
+    if (pr != l.core->progress().end() && pr->second.match >= l.core->log().committed()) {
+      promote = id;
+    }
+  }
+  if (promote) {
+    raftpb::ConfChange cc;
+    cc.set_type(raftpb::ConfChange::TYPE_ADD_NODE);
+    cc.set_node_id(*promote);
+    absl::Status s = l.core->ProposeConfChange(cc);
+    Trace("driver: promote ", *promote, " via ", l.id, ": ", s.ToString());
+    if (s.ok()) {
+      to_promote_.erase(std::remove(to_promote_.begin(), to_promote_.end(), *promote),
+                        to_promote_.end());
+      ++stats_.membership_changes;
+    }
+  } else if (cs.voters_size() + cs.learners_size() < 6 && (cs.voters_size() <= 3 || Chance(0.5))) {
+    // Proposed before the member exists, so that a refused proposal leaves no member behind.
+    raftpb::ConfChange cc;
+    cc.set_type(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE);
+    cc.set_node_id(next_id_);
+    absl::Status s = l.core->ProposeConfChange(cc);
+    Trace("driver: add learner ", next_id_, " via ", l.id, ": ", s.ToString());
+    if (s.ok()) {
+      SimNode& n = nodes_[next_id_];
+      n.id = next_id_++;
+      n.clock_skew = ClockSkew();
+      n.disk = std::make_unique<MemoryLogStore>();
+      StartCore(n);
+      to_promote_.push_back(n.id);
+      ++stats_.membership_changes;
+    }
+  } else {
+    RemoveMember(l);  // traces, counts, and handles the leader's Ready
+  }
+  const bool accepted = stats_.membership_changes > before;
+  if (accepted) {
+    HandleReadies(l);
+    ++stats_.driven_changes;
+    churn_due_ = --churn_left_ > 0;
+    churn_now_ = false;
+    // The leader is struck before the change commits, now and then: the next leader inherits
+    // it unapplied, and the driver proposes the next one there at once.
+    if (strike_target_ == 0 && Chance(0.3)) {
+      strike_target_ = l.id;
+      strike_at_ = now_ + static_cast<int64_t>(Uniform(0, 2));
+    }
+  }
+  in_churn_ = false;
+}
+
+void Sim::Strike() {
+  SimNode& n = Node(strike_target_);
+  strike_target_ = 0;
+  if (!n.up || n.core->role() != Role::kLeader) return;
+  ++stats_.strikes;
+  switch (Uniform(0, pauses_ ? 2 : 1)) {
+    case 0:
+      Crash(n, "leader struck during membership changes");
+      break;
+    case 1:
+      ++stats_.partitions;
+      group_.clear();
+      group_[n.id] = 1;
+      Trace("isolate leader ", n.id, " during membership changes");
+      break;
+    default:
+      Pause(n);
+      break;
+  }
+}
+
+void Sim::StartTail() {
+  std::optional<uint64_t> leader = Leader();
+  if (!leader) return;
+  SimNode& l = Node(*leader);
+  raftpb::ConfState cs = l.core->conf_state();
+  if (cs.voters_size() < 3) return;  // no minority that could lead alone
+  std::vector<uint64_t> others;
+  for (uint64_t id : cs.voters()) {
+    if (id != l.id) others.push_back(id);
+  }
+  std::shuffle(others.begin(), others.end(), rng_);
+  ++stats_.partitions;
+  group_.clear();
+  cut_.clear();
+  group_[l.id] = 1;
+  // As many voters as leave the rest a majority (which then elects another leader), and now
+  // and then its learners, which go on answering it (they must not confirm its reads).
+  const size_t minority = (static_cast<size_t>(cs.voters_size()) - 1) / 2;
+  for (size_t i = 0; i + 1 < minority; ++i) group_[others[i]] = 1;
+  for (uint64_t id : cs.learners()) {
+    if (Chance(0.75)) group_[id] = 1;
+  }
+  tail_leader_ = l.id;
+  tail_term_ = l.core->term();
+  // Long enough for the majority to elect a leader that answers clients.
+  tail_until_ = now_ + static_cast<int64_t>(Uniform(20, 60));
+  tail_left_ = static_cast<int>(Uniform(20, 120));
+  Trace("partition: leader ", l.id, " with a minority (",
+        absl::StrJoin(group_, " ", absl::PairFormatter("@")), "), to grow a tail of ", tail_left_);
+  // Paused as well, now and then: its check-quorum stops with its clock, so it resumes
+  // leading after the majority's leader answered clients (whose stale reads its learners,
+  // still in its term, must not confirm).
+  if (pauses_ && Chance(0.5)) Pause(l, /*past_an_election=*/true);
+}
+
+void Sim::GrowTail() {
+  SimNode& l = Node(tail_leader_);
+  if (l.up && l.paused) return;  // goes on after it resumes, if it still leads
+  if (!l.up || l.core->role() != Role::kLeader || l.core->term() != tail_term_) {
+    tail_left_ = 0;  // deposed (or gone): its tail stays as it is
+    return;
+  }
+  const int batch = std::min(tail_left_, static_cast<int>(Uniform(1, 15)));
+  for (int i = 0; i < batch; ++i) {
+    // Keys of their own (no client reads them, so the history stays the clients'), values of
+    // many sizes, so that the catch-up's size limit cuts the tail at varied places.
+    const std::string data = absl::StrCat("P|t", ++tail_seq_, "|t", Uniform(0, 2), "|",
+                                          std::string(Uniform(1, 150), 'v'));
+    if (!l.core->Propose(data).ok()) {
+      tail_left_ = 0;
+      break;
+    }
+    --tail_left_;
+    ++stats_.tail_entries;
+  }
+  HandleReadies(l);
 }
 
 void Sim::Clients(bool issue_new) {
@@ -918,42 +1293,71 @@ void Sim::Clients(bool issue_new) {
     if (up.empty()) continue;
     // Mostly the leader, sometimes any member (which forwards).
     std::optional<uint64_t> leader = Leader();
-    const uint64_t target = leader && Chance(0.7) ? *leader : Pick(up);
+    uint64_t target = leader && Chance(0.7) ? *leader : Pick(up);
+    if ((pauses_ || tails_) && Chance(0.3)) {
+      // A client whose idea of the leader is out of date (a cached leader that has not told
+      // it otherwise: paused, or cut off with a minority) asks it, after the new leader may
+      // have answered others.
+      std::vector<uint64_t> stale = StaleLeaders();
+      if (!stale.empty()) target = Pick(stale);
+    }
     SimNode& n = Node(target);
     if (Blocked(n)) continue;  // its loop is inside a stalled write: the client tries later
-    KvOp op;
-    op.client = c;
-    op.key = absl::StrCat("k", Uniform(0, 2));
-    op.call = now_ * 2;  // calls at even, returns at odd logical times: calls first
-    const std::string req = absl::StrCat("r", ++request_seq_);
-    absl::Status s;
-    const double r = std::uniform_real_distribution<double>(0, 1)(rng_);
-    const size_t index = history_.size();
-    if (r < 0.55) {
-      op.kind = KvOp::Kind::kPut;
-      op.value = absl::StrCat("c", c, "-", ++client_counter_[c]);
-      s = n.core->Propose(absl::StrCat("P|", req, "|", op.key, "|", op.value));
-      if (s.ok()) n.proposed[req] = index;
-    } else if (r < 0.85) {
-      op.kind = KvOp::Kind::kGet;
-      s = n.core->ReadIndex(req);
-      if (s.ok()) {
-        n.reads_waiting[req] = index;
-        read_floor_[req] = answered_log_index_;
-      }
-    } else {
-      op.kind = KvOp::Kind::kGet;
-      s = n.core->Propose(absl::StrCat("G|", req, "|", op.key));
-      if (s.ok()) n.proposed[req] = index;
-    }
-    if (!s.ok()) continue;  // refused at once: nothing happened, no history
-    history_.push_back(op);
-    history_request_.push_back(req);
-    client_op_[c] = PendingOp{history_.size() - 1, target, now_ + 60};
-    Trace("client ", c, " ", op.kind == KvOp::Kind::kPut ? "put " : "get ", op.key, " ", op.value,
-          " at ", target, " (", req, ")");
-    HandleReadies(n);
+    Issue(c, n);
   }
+}
+
+void Sim::Issue(int c, SimNode& n) {
+  KvOp op;
+  op.client = c;
+  op.key = absl::StrCat("k", Uniform(0, 2));
+  op.call = now_ * 2;  // calls at even, returns at odd logical times: calls first
+  const std::string req = absl::StrCat("r", ++request_seq_);
+  const double r = std::uniform_real_distribution<double>(0, 1)(rng_);
+  ClientRequest cr{c, history_.size(), req, false, ""};
+  if (r < 0.55) {
+    op.kind = KvOp::Kind::kPut;
+    op.value = absl::StrCat("c", c, "-", ++client_counter_[c]);
+    cr.data = absl::StrCat("P|", req, "|", op.key, "|", op.value);
+  } else if (r < 0.85) {
+    op.kind = KvOp::Kind::kGet;
+    cr.read_index = true;
+  } else {
+    op.kind = KvOp::Kind::kGet;
+    cr.data = absl::StrCat("G|", req, "|", op.key);
+  }
+  if (n.paused) {
+    // Its process is paused: the request waits in its socket buffer, asked now.
+    n.queued_requests.push_back(cr);
+  } else if (!Submit(n, cr).ok()) {
+    return;  // refused at once: nothing happened, no history
+  }
+  if (cr.read_index) read_floor_[req] = answered_log_index_;
+  history_.push_back(op);
+  history_request_.push_back(req);
+  // Clients give up sooner in seeds with pauses: one stuck at a paused member moves on, and
+  // the next leader may answer it before the paused one resumes.
+  client_op_[c] = PendingOp{history_.size() - 1, n.id, now_ + (pauses_ ? 30 : 60)};
+  Trace("client ", c, " ", op.kind == KvOp::Kind::kPut ? "put " : "get ", op.key, " ", op.value,
+        " at ", n.id, " (", req, ")", n.paused ? " (paused: queued)" : "");
+  if (n.paused) return;
+  HandleReadies(n);
+  // Now and then a leader's process stalls just after it asked its followers to confirm a
+  // read: their answers wait in its buffers while another leader may take over.
+  if (pauses_ && cr.read_index && n.up && n.core->role() == Role::kLeader && Chance(0.3)) {
+    Pause(n);
+  }
+}
+
+absl::Status Sim::Submit(SimNode& n, const ClientRequest& cr) {
+  if (cr.read_index) {
+    absl::Status s = n.core->ReadIndex(cr.req);
+    if (s.ok()) n.reads_waiting[cr.req] = cr.history_index;
+    return s;
+  }
+  absl::Status s = n.core->Propose(cr.data);
+  if (s.ok()) n.proposed[cr.req] = cr.history_index;
+  return s;
 }
 
 void Sim::CompleteOp(size_t index, bool found, const std::string& value, uint64_t log_index) {
@@ -981,9 +1385,15 @@ void Sim::CheckNewLeader(SimNode& n) {
   const uint64_t term = n.core->term();
   CheckOneLeaderPerTerm(n);
   if (failure_.failed) return;
-  // Leader completeness: it holds every entry anyone applied (above its snapshot).
+  // Leader completeness: it holds every entry anyone applied (above its snapshot) that was
+  // committed in an earlier term. Not those first committed in its term or later: a
+  // candidate whose grants waited (a paused process, then its queued messages) becomes the
+  // leader of an old term after later terms committed more, as Raft allows; it then commits
+  // nothing, since no majority is left in its term.
   const RaftLog& log = n.core->log();
   for (auto a = applied_.upper_bound(log.FirstIndex() - 1); a != applied_.end(); ++a) {
+    auto in = committed_in_.find(a->first);
+    if (in == committed_in_.end() || in->second >= term) continue;
     if (a->first > log.LastIndex()) {
       return Fail("leader completeness: leader ", n.id, " of term ", term, " lacks applied index ",
                   a->first, " (its last index is ", log.LastIndex(), ")");
@@ -995,6 +1405,17 @@ void Sim::CheckNewLeader(SimNode& n) {
                   " has a different entry at applied index ", a->first);
     }
   }
+}
+
+void Sim::NoteCommitted(SimNode& n) {
+  const uint64_t term = n.core->term();
+  const uint64_t commit = n.core->log().committed();
+  uint64_t& upto = noted_upto_[term];
+  for (uint64_t i = upto + 1; i <= commit; ++i) {
+    auto [it, inserted] = committed_in_.emplace(i, term);
+    if (!inserted) it->second = std::min(it->second, term);
+  }
+  upto = std::max(upto, commit);
 }
 
 void Sim::CheckOneLeaderPerTerm(SimNode& n) {
@@ -1220,6 +1641,25 @@ SimResult Sim::Run() {
   clock_skew_ = Chance(0.5);
   read_failures_ = std::vector<double>{0, 0, 0.0003, 0.002}[std::uniform_int_distribution<int>(
       0, 3)(read_rng_)];
+  // Paused processes, back-to-back membership changes and minority tails, in half the seeds
+  // (each in a third), from a generator of their own: the other half runs exactly as before.
+  {
+    std::mt19937_64 g(seed_ ^ 0x9a05edc4a2e5ull);
+    auto chance = [&g](double p) { return std::uniform_real_distribution<double>(0, 1)(g) < p; };
+    if (chance(0.5)) {
+      pauses_ = chance(2.0 / 3);
+      churn_ = chance(2.0 / 3);
+      tails_ = chance(2.0 / 3);
+      if (!pauses_ && !churn_ && !tails_) pauses_ = true;
+    }
+    if (tails_) {
+      // Small limits, so that replacing a long tail takes many size-limited appends.
+      auto one_of_3 = [&g] { return std::uniform_int_distribution<int>(0, 2)(g); };
+      max_msg_bytes_ = std::vector<uint64_t>{1, 64, 256}[one_of_3()];
+      max_inflight_ = std::vector<size_t>{1, 2, 4}[one_of_3()];
+      max_inflight_bytes_ = std::vector<uint64_t>{0, 128, 512}[one_of_3()];
+    }
+  }
   // From one voter (a single manager: it commits alone, and must still not serve a stale
   // read after a restart) to five; two voters need both for everything.
   const int members = std::vector<int>{1, 2, 3, 3, 4, 5, 5}[Uniform(0, 6)];
@@ -1241,7 +1681,9 @@ SimResult Sim::Run() {
         max_delay_, " stragglers ", straggler_chance_, " up to ", straggler_max_, " msg bytes ", max_msg_bytes_, " inflight ", max_inflight_, " (",
         max_inflight_bytes_, " bytes) snapshot every ", snapshot_every_, " async writes ",
         async_writes_, " taking 0-", max_write_ticks_, " ticks",
-        clock_skew_ ? ", clocks drift" : "", ", read failures ", read_failures_);
+        clock_skew_ ? ", clocks drift" : "", ", read failures ", read_failures_,
+        pauses_ ? ", pauses" : "", churn_ ? ", membership churn" : "",
+        tails_ ? ", minority tails" : "");
 
   const int64_t end = opts_.chaos_ticks + opts_.max_quiet_ticks;
   bool quiet = false;
@@ -1257,7 +1699,15 @@ SimResult Sim::Run() {
       straggler_max_ = 30;
       for (auto& [id, n] : nodes_) {
         if (!n.up && !n.removed) Restart(n);
+        n.paused_until = std::min(n.paused_until, now_);
       }
+      tail_left_ = 0;
+      tail_until_ = 0;
+      churn_due_ = churn_now_ = false;
+      strike_target_ = 0;
+    }
+    for (auto& [id, n] : nodes_) {
+      if (!failure_.failed && n.up && n.paused && n.paused_until <= now_) Resume(n);
     }
     if (!quiet) Chaos();
     // Promote caught-up learners.
@@ -1285,7 +1735,7 @@ SimResult Sim::Run() {
     }
     Clients(!quiet);
     for (auto& [id, n] : nodes_) {
-      if (!n.up || failure_.failed || Blocked(n)) continue;
+      if (!n.up || failure_.failed || Blocked(n) || n.paused) continue;
       int ticks = 1;
       if (n.clock_skew != 0 && Chance(0.25)) ticks += n.clock_skew;
       n.reads->set_armed(true);

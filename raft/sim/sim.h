@@ -6,14 +6,25 @@
 // persisted, keeping what it had) and restarts them, and fails their disks' reads now and then
 // (the member stops, as the node stops it, and restarts); adds and removes members (learners first)
 // and transfers leadership, while clients put and get keys (gets through ReadIndex or the log).
+// Half the seeds also draw, each in a third of all seeds: paused processes (no Step, Tick or
+// Ready for 2-90 ticks, leaders often just after asking for a read's confirmation; messages
+// and client requests wait in a bounded buffer, the overflow is lost, and the member takes
+// them in one shuffled batch with duplicates when it resumes, still believing it leads);
+// back-to-back membership changes (a driver proposes one right after each leader change and
+// the next as soon as the leader applied it, and now and then crashes, isolates or pauses
+// that leader before it commits); minority tails (a leader partitioned with a minority and
+// its learners for a while, paused now and then, is given many proposals, with small message
+// and in-flight limits); clients that go on asking a deposed leader that does not know it yet.
 //
 // After every step it checks: at most one leader per term; log matching (same index and term =>
 // same entry and same previous term); leader completeness (a new leader holds every entry any
-// member applied); state machine safety (no two members apply different entries at one index);
-// membership safety (a member's membership after applying index i, installing a snapshot at i
-// or starting with i applied is the cluster's membership at i, its removed members included); a
-// member that believes it was removed was removed; a read served through ReadIndex is served
-// at an index no lower than that of any operation a client was answered for before asking it.
+// member applied that was committed in an earlier term: a candidate whose grants waited in a
+// paused process may win an old term after later ones committed more); state machine safety
+// (no two members apply different entries at one index); membership safety (a member's
+// membership after applying index i, installing a snapshot at i or starting with i applied is
+// the cluster's membership at i, its removed members included); a member that believes it was
+// removed was removed; a read served through ReadIndex is served at an index no lower than
+// that of any operation (a read too) a client was answered for before asking it.
 // At the end it heals everything and requires convergence, that no acknowledged write was lost,
 // and that the clients' history is linearizable.
 //
@@ -52,6 +63,17 @@ struct SimStats {
   // snapshot when they came back.
   uint64_t removals_told = 0;
   uint64_t transfers = 0;
+  // Paused processes (of which longer than an election timeout), and the messages they took
+  // in one batch when they resumed.
+  uint64_t pauses = 0;
+  uint64_t long_pauses = 0;
+  uint64_t resumed_messages = 0;
+  // Membership changes the driver proposed right after a leader change or the previous
+  // change's apply, and leaders it struck before such a change committed.
+  uint64_t driven_changes = 0;
+  uint64_t strikes = 0;
+  // Proposals to leaders cut off with a minority.
+  uint64_t tail_entries = 0;
   uint64_t snapshots_sent = 0;
   uint64_t acked_writes = 0;
   uint64_t acked_reads = 0;

@@ -41,17 +41,25 @@ int main(int argc, char** argv) {
     total.membership_changes += s.membership_changes;
     total.removals_told += s.removals_told;
     total.transfers += s.transfers;
+    total.pauses += s.pauses;
+    total.long_pauses += s.long_pauses;
+    total.resumed_messages += s.resumed_messages;
+    total.driven_changes += s.driven_changes;
+    total.strikes += s.strikes;
+    total.tail_entries += s.tail_entries;
     total.snapshots_sent += s.snapshots_sent;
     total.acked_writes += s.acked_writes;
     total.acked_reads += s.acked_reads;
     total.unknown_outcomes += s.unknown_outcomes;
     total.messages += s.messages;
     if (verbose) {
-      std::printf("seed %lu: %s ticks=%lu msgs=%lu elections=%lu crashes=%lu writes=%lu reads=%lu\n",
-                  (unsigned long)seed, r.ok ? "ok" : "FAILED", (unsigned long)s.ticks,
-                  (unsigned long)s.messages, (unsigned long)s.elections,
-                  (unsigned long)s.crashes, (unsigned long)s.acked_writes,
-                  (unsigned long)s.acked_reads);
+      std::printf(
+          "seed %lu: %s ticks=%lu msgs=%lu elections=%lu crashes=%lu writes=%lu reads=%lu "
+          "pauses=%lu driven=%lu tail=%lu\n",
+          (unsigned long)seed, r.ok ? "ok" : "FAILED", (unsigned long)s.ticks,
+          (unsigned long)s.messages, (unsigned long)s.elections, (unsigned long)s.crashes,
+          (unsigned long)s.acked_writes, (unsigned long)s.acked_reads, (unsigned long)s.pauses,
+          (unsigned long)s.driven_changes, (unsigned long)s.tail_entries);
     }
     if (!r.ok) {
       ++failed;
@@ -70,8 +78,9 @@ int main(int argc, char** argv) {
       "seeds %lu..%lu: %lu passed, %lu failed in %.1fs (elections %lu, crashes %lu of which %lu "
       "lost an unpersisted Ready and %lu followed a failed read, partitions %lu, disk stalls %lu "
       "(%lu silencing a follower), "
-      "membership changes %lu, removals learned on "
-      "return %lu, transfers %lu, "
+      "membership changes %lu (%lu back to back, %lu leaders struck), removals learned on "
+      "return %lu, transfers %lu, pauses %lu (%lu past an election timeout, %lu messages taken "
+      "on resuming), minority-tail proposals %lu, "
       "snapshots sent %lu, acknowledged writes %lu, reads %lu, unknown outcomes %lu, messages "
       "%lu)\n",
       (unsigned long)first, (unsigned long)(first + seeds - 1), (unsigned long)(seeds - failed),
@@ -79,8 +88,11 @@ int main(int argc, char** argv) {
       (unsigned long)total.lost_readies, (unsigned long)total.read_failures,
       (unsigned long)total.partitions,
       (unsigned long)total.disk_stalls, (unsigned long)total.silent_stalls,
-      (unsigned long)total.membership_changes, (unsigned long)total.removals_told,
-      (unsigned long)total.transfers, (unsigned long)total.snapshots_sent,
+      (unsigned long)total.membership_changes, (unsigned long)total.driven_changes,
+      (unsigned long)total.strikes, (unsigned long)total.removals_told,
+      (unsigned long)total.transfers, (unsigned long)total.pauses,
+      (unsigned long)total.long_pauses, (unsigned long)total.resumed_messages,
+      (unsigned long)total.tail_entries, (unsigned long)total.snapshots_sent,
       (unsigned long)total.acked_writes, (unsigned long)total.acked_reads,
       (unsigned long)total.unknown_outcomes, (unsigned long)total.messages);
   return failed == 0 ? 0 : 1;

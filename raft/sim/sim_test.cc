@@ -31,6 +31,9 @@ TEST_P(SimTest, AllInvariantsHoldForEverySeed) {
     total.acked_reads += r.stats.acked_reads;
     total.snapshots_sent += r.stats.snapshots_sent;
     total.membership_changes += r.stats.membership_changes;
+    total.pauses += r.stats.pauses;
+    total.driven_changes += r.stats.driven_changes;
+    total.tail_entries += r.stats.tail_entries;
   }
   // The faults and the load really happened (a simulation that does nothing proves nothing).
   EXPECT_GT(total.elections, kSeedsPerBlock);
@@ -39,6 +42,9 @@ TEST_P(SimTest, AllInvariantsHoldForEverySeed) {
   EXPECT_GT(total.acked_reads, 5 * kSeedsPerBlock);
   EXPECT_GT(total.snapshots_sent, 0u);
   EXPECT_GT(total.membership_changes, 0u);
+  EXPECT_GT(total.pauses, 0u);
+  EXPECT_GT(total.driven_changes, 0u);
+  EXPECT_GT(total.tail_entries, 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Seeds, SimTest, ::testing::Range<uint64_t>(0, kBlocks));

@@ -5,6 +5,7 @@
 # stdout. Everything else (progress, bazel, etcd's failures) goes to stderr.
 #
 #   deploy/bench-etcd.sh [--clients C] [--value-bytes N] [--seconds T] [--warmup-seconds W]
+#                        [--client-api async|sync]
 #
 # Installs Debian's etcd-server with apt-get when `etcd` is missing. Members listen on client
 # ports 2379, 22379, 32379 and peer ports 2380, 22380, 32380 (refuses to start if any is taken),
@@ -17,13 +18,15 @@ clients=1
 value_bytes=256
 seconds=10
 warmup_seconds=1
-usage="usage: deploy/bench-etcd.sh [--clients C] [--value-bytes N] [--seconds T] [--warmup-seconds W]"
+client_api=async
+usage="usage: deploy/bench-etcd.sh [--clients C] [--value-bytes N] [--seconds T] [--warmup-seconds W] [--client-api async|sync]"
 while [ $# -gt 0 ]; do
   case "$1" in
     --clients) clients="${2:?$usage}"; shift 2 ;;
     --value-bytes) value_bytes="${2:?$usage}"; shift 2 ;;
     --seconds) seconds="${2:?$usage}"; shift 2 ;;
     --warmup-seconds) warmup_seconds="${2:?$usage}"; shift 2 ;;
+    --client-api) client_api="${2:?$usage}"; shift 2 ;;
     -h|--help) echo "$usage"; exit 0 ;;
     *) echo "bench-etcd: unknown argument $1" >&2; echo "$usage" >&2; exit 2 ;;
   esac
@@ -170,4 +173,5 @@ run_child "$bench_bin" \
   --value-bytes "$value_bytes" \
   --seconds "$seconds" \
   --warmup-seconds "$warmup_seconds" \
+  --client-api "$client_api" \
   --leader-timeout 10

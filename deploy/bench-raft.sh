@@ -4,6 +4,7 @@
 # disk and the same neighbours.
 #
 #   deploy/bench-raft.sh [--rounds R] [--clients "1 64"] [--seconds T] [--value-bytes N]
+#                        [--client-api async|sync]
 #
 # For each round and each client count it runs deploy/bench-etcd.sh and //raft:bench, etcd
 # first in odd rounds and Shoal first in even ones, keeps every JSON line in a results file,
@@ -22,13 +23,15 @@ rounds=3
 clients_list="1 64"
 seconds=10
 value_bytes=256
-usage='usage: deploy/bench-raft.sh [--rounds R] [--clients "1 64"] [--seconds T] [--value-bytes N]'
+client_api=async
+usage='usage: deploy/bench-raft.sh [--rounds R] [--clients "1 64"] [--seconds T] [--value-bytes N] [--client-api async|sync]'
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds="${2:?$usage}"; shift 2 ;;
     --clients) clients_list="${2:?$usage}"; shift 2 ;;
     --seconds) seconds="${2:?$usage}"; shift 2 ;;
     --value-bytes) value_bytes="${2:?$usage}"; shift 2 ;;
+    --client-api) client_api="${2:?$usage}"; shift 2 ;;
     -h|--help) echo "$usage"; exit 0 ;;
     *) echo "bench-raft: unknown argument $1" >&2; echo "$usage" >&2; exit 2 ;;
   esac
@@ -43,10 +46,12 @@ shoal_bin="$(bazel info -c opt bazel-bin 2>/dev/null)/raft/bench/raft_bench"
 
 run_etcd() {
   deploy/bench-etcd.sh --clients "$1" --seconds "$seconds" --value-bytes "$value_bytes" \
+    --client-api "$client_api" \
     | tail -n 1 >>"$results"
 }
 run_shoal() {
   "$shoal_bin" --nodes 3 --clients "$1" --seconds "$seconds" --value-bytes "$value_bytes" \
+    --client-api "$client_api" \
     | tail -n 1 >>"$results"
 }
 

@@ -33,6 +33,7 @@
 #include "absl/time/time.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
+#include "raft/bench/async_unary.h"
 #include "raft/bench/etcd_kv.grpc.pb.h"
 #include "raft/bench/etcd_leader.h"
 #include "raft/bench/load.h"
@@ -95,6 +96,8 @@ struct Flags {
   double seconds = 10;
   double warmup_seconds = 1;
   int channels = 0;
+  // How the clients call: see raft_bench's --client-api.
+  std::string client_api = "async";
   double leader_timeout_seconds = 30;
   bool leader_only = false;
   // The members' process ids, in the order of `endpoints`: with them, the JSON line gives the
@@ -157,24 +160,47 @@ int Run(const Flags& flags) {
   for (int pid : pids) cpu_before.push_back(ProcessCpuSeconds(pid));
   const double client_before = ProcessCpuSeconds(0);
   std::atomic<uint64_t> calls{0};
-  const LoadResult result =
-      RunLoad(options, [&](int client, uint64_t, const std::string& value) -> absl::Status {
-        calls.fetch_add(1, std::memory_order_relaxed);
-        etcdserverpb::PutRequest request;
-        request.set_key(keys[client]);
-        request.set_value(value);
-        etcdserverpb::PutResponse response;
-        grpc::ClientContext context;
-        context.set_deadline(absl::ToChronoTime(absl::Now() + kPutTimeout));
-        absl::Status status =
-            FromGrpcStatus(stubs[client % channel_count]->Put(&context, request, &response));
-        if (!status.ok()) return status;
-        // Every applied Put has a revision: zero would mean we misread etcd's wire format.
-        if (response.header().revision() <= 0) {
-          return absl::InternalError("etcd acknowledged a Put without a revision");
-        }
-        return absl::OkStatus();
-      });
+  // Every applied Put has a revision: zero would mean we misread etcd's wire format.
+  const auto check = [](const grpc::Status& s, const etcdserverpb::PutResponse& response) {
+    absl::Status status = FromGrpcStatus(s);
+    if (status.ok() && response.header().revision() <= 0) {
+      return absl::InternalError("etcd acknowledged a Put without a revision");
+    }
+    return status;
+  };
+  LoadResult result;
+  if (flags.client_api == "sync") {
+    result = RunLoad(options, [&](int client, uint64_t, const std::string& value) {
+      calls.fetch_add(1, std::memory_order_relaxed);
+      etcdserverpb::PutRequest request;
+      request.set_key(keys[client]);
+      request.set_value(value);
+      etcdserverpb::PutResponse response;
+      grpc::ClientContext context;
+      context.set_deadline(absl::ToChronoTime(absl::Now() + kPutTimeout));
+      const grpc::Status s = stubs[client % channel_count]->Put(&context, request, &response);
+      return check(s, response);
+    });
+  } else {
+    AsyncUnaryCaller caller;  // destroyed before the CPU is read: its thread is the clients'
+    result = RunLoadAsync(options, [&](int client, uint64_t, const std::string& value,
+                                       DoneFn done) {
+      calls.fetch_add(1, std::memory_order_relaxed);
+      etcdserverpb::PutRequest request;
+      request.set_key(keys[client]);
+      request.set_value(value);
+      etcdserverpb::KV::Stub* stub = stubs[client % channel_count].get();
+      caller.Call<etcdserverpb::PutResponse>(
+          absl::Now() + kPutTimeout,
+          [&](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
+            return stub->PrepareAsyncPut(context, request, cq);
+          },
+          [&check, done = std::move(done)](const grpc::Status& s,
+                                           etcdserverpb::PutResponse& response) {
+            done(check(s, response));
+          });
+    });
+  }
 
   const double per_call = 1e6 / std::max<uint64_t>(calls.load(), 1);
   double leader_us = 0, followers_us = 0;
@@ -187,6 +213,7 @@ int Run(const Flags& flags) {
     std::printf("%s\n", ToJson(result, {{"system", "etcd"},
                                         {"endpoint", leader->endpoint},
                                         {"channels", channel_count},
+                                        {"client_api", flags.client_api},
                                         {"warmup_seconds", flags.warmup_seconds},
                                         {"cpu_us_per_op_clients", client_us}})
                             .c_str());
@@ -194,6 +221,7 @@ int Run(const Flags& flags) {
     std::printf("%s\n", ToJson(result, {{"system", "etcd"},
                                         {"endpoint", leader->endpoint},
                                         {"channels", channel_count},
+                                        {"client_api", flags.client_api},
                                         {"warmup_seconds", flags.warmup_seconds},
                                         {"cpu_us_per_op_leader", leader_us},
                                         {"cpu_us_per_op_followers", followers_us},
@@ -230,6 +258,11 @@ int main(int argc, char** argv) {
   app.add_option("--channels", flags.channels,
                  "connections to the leader shared by the clients (0: min(clients, 4))")
       ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--client-api", flags.client_api,
+                 "async: the clients' calls completed on one thread polling gRPC's completion "
+                 "queue; sync: a thread per client blocked in each call (before 2026-12-04)")
+      ->check(CLI::IsMember({"async", "sync"}))
       ->capture_default_str();
   app.add_option("--leader-timeout", flags.leader_timeout_seconds,
                  "seconds to wait for a healthy cluster")

@@ -63,6 +63,14 @@ struct LoadResult {
 // included), value of value_bytes bytes. Returns OK when the write was acknowledged.
 using PutFn = std::function<absl::Status(int client, uint64_t seq, const std::string& value)>;
 
+// The asynchronous form of a call, for RunLoadAsync: start(client, seq, value, done) begins the
+// write and returns; `done` must then be called exactly once with its outcome, from any thread,
+// before or after start returns (a `done` called inside `start` is not a recursion: the next
+// call is made once start has returned). Calls for one client never overlap.
+using DoneFn = std::function<void(absl::Status)>;
+using StartFn =
+    std::function<void(int client, uint64_t seq, const std::string& value, DoneFn done)>;
+
 // Called first thing in main() by both benchmarks' processes (load generators and Shoal's
 // members alike). Debian builds Abseil without NDEBUG, which leaves absl::Mutex's deadlock
 // detection on: a global graph updated under a global lock on nested acquisitions (pairs of
@@ -78,6 +86,16 @@ LoadResult RunLoad(const LoadOptions& o, const PutFn& put);
 // The same with an injected clock (tests pass a ManualClock that `put` advances, so no test
 // sleeps). The clock times both the window and each call's latency.
 LoadResult RunLoad(const LoadOptions& o, const PutFn& put, const Clock& clock);
+
+// The same closed loop, measured the same way, with `clients` logical clients rather than
+// threads: each call is started by the completion of the one before it (on whatever thread ran
+// `done`). A client's calls are still sequential and each waits for its acknowledgement, as
+// etcd's Go clients do on goroutines; what goes is a thread per client, whose wake-up per call
+// (the thread that reads the connection handing each response to the thread that waits for
+// it) cost the load generator about as much CPU as the leader spent per write. Blocks until
+// every client's last call has completed.
+LoadResult RunLoadAsync(const LoadOptions& o, const StartFn& start);
+LoadResult RunLoadAsync(const LoadOptions& o, const StartFn& start, const Clock& clock);
 
 // CPU time (user + system) that process `pid` (0: this one) has used so far, in seconds, from
 // /proc; 0 if it cannot be read. Both benchmarks report CPU per operation of the members and

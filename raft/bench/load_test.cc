@@ -3,6 +3,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <deque>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -199,6 +202,108 @@ TEST(RunLoadTest, EveryClientRunsItsOwnSequence) {
     }
   }
   EXPECT_EQ(r.errors, expected_errors);
+  EXPECT_EQ(r.clients, 4);
+}
+
+// RunLoadAsync with every call completed inside `start`: the same figures as RunLoad's, and a
+// long run of inline completions (100,000 calls) is a loop, not a recursion that would
+// overflow the stack.
+TEST(RunLoadAsyncTest, CallsCompletedInlineMeasureAsTheBlockingOnesDo) {
+  ManualClock clock;
+  LoadOptions o;
+  o.duration = absl::Milliseconds(100);
+  o.warmup = absl::Milliseconds(10);
+  o.value_bytes = 16;
+  std::vector<uint64_t> seqs;
+  const LoadResult r = RunLoadAsync(
+      o,
+      [&](int client, uint64_t seq, const std::string& value, DoneFn done) {
+        EXPECT_EQ(client, 0);
+        EXPECT_EQ(value.size(), 16u);
+        seqs.push_back(seq);
+        clock.Advance(absl::Microseconds(1));
+        done(seq % 10 == 9 ? absl::UnavailableError(absl::StrCat("no leader at ", seq))
+                           : absl::OkStatus());
+      },
+      clock);
+  ASSERT_EQ(seqs.size(), 110000u);  // 10,000 warm-up calls, then 100,000
+  for (uint64_t i = 0; i < seqs.size(); ++i) ASSERT_EQ(seqs[i], i);
+  EXPECT_EQ(r.ops, 90000u);
+  EXPECT_EQ(r.errors, 10000u);
+  EXPECT_EQ(r.first_error, "UNAVAILABLE: no leader at 10009");
+  EXPECT_DOUBLE_EQ(r.seconds, 0.1);
+  EXPECT_DOUBLE_EQ(r.throughput, 900000.0);
+  EXPECT_DOUBLE_EQ(r.p50_ms, 0.001);
+  EXPECT_DOUBLE_EQ(r.max_ms, 0.001);
+}
+
+// Completions on another thread, as gRPC's completion queue delivers them: each client's next
+// call starts only when its previous one completed, every client keeps its own sequence, and
+// latency runs from start to completion (not to start's return).
+TEST(RunLoadAsyncTest, CallsCompletedOnAnotherThreadAreAClosedLoopPerClient) {
+  ManualClock clock;
+  LoadOptions o;
+  o.clients = 4;
+  o.duration = absl::Milliseconds(200);
+  struct Calls {
+    std::deque<std::pair<int, DoneFn>> pending;  // completed in order by `completer`
+    bool stop = false;
+    bool Ready() const { return !pending.empty() || stop; }
+  };
+  absl::Mutex mu;
+  Calls q;
+  std::vector<std::vector<uint64_t>> seqs(o.clients);
+  std::vector<bool> in_flight(o.clients, false);
+  uint64_t calls = 0;
+  bool overlapped = false;
+  std::thread completer([&] {
+    while (true) {
+      std::pair<int, DoneFn> call;
+      {
+        absl::MutexLock lock(&mu);
+        mu.Await(absl::Condition(&q, &Calls::Ready));
+        if (q.pending.empty()) return;
+        call = std::move(q.pending.front());
+        q.pending.pop_front();
+        in_flight[call.first] = false;
+        // Each completion takes 1 ms of the shared clock; every fifth call fails.
+        clock.Advance(absl::Milliseconds(1));
+      }
+      const uint64_t seq = seqs[call.first].back();
+      call.second(seq % 5 == 4 ? absl::UnavailableError("busy") : absl::OkStatus());
+    }
+  });
+  const LoadResult r = RunLoadAsync(
+      o,
+      [&](int client, uint64_t seq, const std::string&, DoneFn done) {
+        absl::MutexLock lock(&mu);
+        if (in_flight[client]) overlapped = true;
+        in_flight[client] = true;
+        seqs.at(client).push_back(seq);
+        ++calls;
+        q.pending.emplace_back(client, std::move(done));
+      },
+      clock);
+  {
+    absl::MutexLock lock(&mu);
+    q.stop = true;
+  }
+  completer.join();
+  EXPECT_FALSE(overlapped);
+  EXPECT_EQ(r.ops + r.errors, calls);
+  EXPECT_GE(calls, 200u);
+  EXPECT_LE(calls, 200u + 4u);
+  uint64_t expected_errors = 0;
+  for (const std::vector<uint64_t>& s : seqs) {
+    EXPECT_FALSE(s.empty());
+    for (uint64_t i = 0; i < s.size(); ++i) {
+      EXPECT_EQ(s[i], i);
+      if (i % 5 == 4) ++expected_errors;
+    }
+  }
+  EXPECT_EQ(r.errors, expected_errors);
+  // With four calls queued at a time, each waits for the three ahead of it and its own: 4 ms.
+  EXPECT_DOUBLE_EQ(r.p50_ms, 4.0);
   EXPECT_EQ(r.clients, 4);
 }
 

@@ -41,6 +41,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/log.h"
+#include "raft/bench/async_unary.h"
 #include "raft/bench/load.h"
 #include "raft/bench/raft_bench.grpc.pb.h"
 #include "raft/grpc_transport.h"
@@ -407,7 +408,8 @@ std::string MakeValue(uint64_t client, uint64_t seq, size_t bytes) {
   return v;
 }
 
-int RunThroughput(Driver& d, int clients, uint64_t value_bytes, int seconds) {
+int RunThroughput(Driver& d, int clients, uint64_t value_bytes, int seconds,
+                  const std::string& client_api) {
   const uint64_t leader = d.FindLeader(absl::Now() + absl::Seconds(30));
   if (leader == 0) {
     std::fprintf(stderr, "no leader elected within 30s\n");
@@ -436,17 +438,37 @@ int RunThroughput(Driver& d, int clients, uint64_t value_bytes, int seconds) {
   for (int id = 1; id <= d.size(); ++id) cpu_before.push_back(ProcessCpuSeconds(d.pid(id)));
   const double client_before = ProcessCpuSeconds(0);
   std::atomic<uint64_t> calls{0};
-  LoadResult r = RunLoad(o, [&](int client, uint64_t seq, const std::string&) -> absl::Status {
-    calls.fetch_add(1, std::memory_order_relaxed);
-    raftbench::ProposeRequest req;
-    req.set_value(MakeValue(client, seq, value_bytes));
-    raftbench::ProposeResponse resp;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    grpc::Status s = stubs[client % channel_count]->Propose(&ctx, req, &resp);
-    if (!s.ok()) return absl::UnavailableError(s.error_message());
-    return absl::OkStatus();
-  });
+  const auto deadline = [] { return absl::Now() + absl::Seconds(5); };
+  LoadResult r;
+  if (client_api == "sync") {
+    r = RunLoad(o, [&](int client, uint64_t seq, const std::string&) -> absl::Status {
+      calls.fetch_add(1, std::memory_order_relaxed);
+      raftbench::ProposeRequest req;
+      req.set_value(MakeValue(client, seq, value_bytes));
+      raftbench::ProposeResponse resp;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(deadline()));
+      grpc::Status s = stubs[client % channel_count]->Propose(&ctx, req, &resp);
+      if (!s.ok()) return absl::UnavailableError(s.error_message());
+      return absl::OkStatus();
+    });
+  } else {
+    AsyncUnaryCaller caller;  // destroyed before the CPU is read: its thread is the clients'
+    r = RunLoadAsync(o, [&](int client, uint64_t seq, const std::string&, DoneFn done) {
+      calls.fetch_add(1, std::memory_order_relaxed);
+      raftbench::ProposeRequest req;
+      req.set_value(MakeValue(client, seq, value_bytes));
+      raftbench::RaftBench::Stub* stub = stubs[client % channel_count].get();
+      caller.Call<raftbench::ProposeResponse>(
+          deadline(),
+          [&](grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {
+            return stub->PrepareAsyncPropose(ctx, req, cq);
+          },
+          [done = std::move(done)](const grpc::Status& s, raftbench::ProposeResponse&) {
+            done(s.ok() ? absl::OkStatus() : absl::UnavailableError(s.error_message()));
+          });
+    });
+  }
   const double per_call = 1e6 / std::max<uint64_t>(calls.load(), 1);
   double leader_us = 0, followers_us = 0;
   for (int id = 1; id <= d.size(); ++id) {
@@ -457,6 +479,7 @@ int RunThroughput(Driver& d, int clients, uint64_t value_bytes, int seconds) {
   std::printf("%s\n", ToJson(r, {{"system", "shoal"},
                                  {"nodes", d.size()},
                                  {"channels", channel_count},
+                                 {"client_api", client_api},
                                  {"warmup_seconds", 1},
                                  {"cpu_us_per_op_leader", leader_us},
                                  {"cpu_us_per_op_followers", followers_us},
@@ -559,10 +582,16 @@ int main(int argc, char** argv) {
   std::string dir, peers;
   int raft_port = 0, bench_port = 0;
   bool restarted = false;
+  std::string client_api = "async";
   app.add_option("--nodes", nodes, "members")->check(CLI::Range(1, 7));
   app.add_option("--clients", clients, "concurrent proposers")->check(CLI::PositiveNumber);
   app.add_option("--value-bytes", value_bytes, "bytes per proposal");
   app.add_option("--seconds", seconds, "measured seconds")->check(CLI::PositiveNumber);
+  app.add_option("--client-api", client_api,
+                 "async: the clients' calls completed on one thread polling gRPC's completion "
+                 "queue; sync: a thread per client blocked in each call (before 2026-12-04)")
+      ->check(CLI::IsMember({"async", "sync"}))
+      ->capture_default_str();
   app.add_option("--kill-leader-rounds", rounds, "measure leader failover N times instead");
   app.add_option("--member", member, "(internal) run as member N");
   app.add_option("--dir", dir, "(internal) member state directory");
@@ -603,5 +632,5 @@ int main(int argc, char** argv) {
   Driver d(self, nodes, tmpl.data());
   for (int i = 1; i <= nodes; ++i) d.Start(i);
   if (rounds > 0) return RunFailover(d, rounds, value_bytes);
-  return RunThroughput(d, clients, value_bytes, seconds);
+  return RunThroughput(d, clients, value_bytes, seconds, client_api);
 }

@@ -13,6 +13,9 @@
 # binary: the medians (throughput, p50, p99 and, when the binary reports it, CPU per proposal),
 # each round's throughput, and how many rounds it beat the first binary in (paired by round).
 # Everything but that summary goes to stderr. Each run stops the members it starts.
+# raft_bench built before 2026-12-04 drives its clients with a thread each; later builds use
+# asynchronous clients unless given --client-api sync, which the older ones do not know: an A/B
+# across that date compares load generators as well as builds (see raft/bench/README.md).
 set -euo pipefail
 
 clients=64

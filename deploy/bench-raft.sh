@@ -9,8 +9,8 @@
 # For each round and each client count it runs deploy/bench-etcd.sh and //raft:bench, etcd
 # first in odd rounds and Shoal first in even ones, keeps every JSON line in a results file,
 # and ends with a table of medians and ratios and one JSON line per client count on stdout:
-#   {"clients":64,"rounds":3,"etcd_throughput":...,"shoal_throughput":...,"throughput_ratio":...,
-#    "etcd_p50_ms":...,"shoal_p50_ms":...,"etcd_p99_ms":...,"shoal_p99_ms":...,
+#   {"clients":64,"client_api":"async","rounds":3,"etcd_throughput":...,"shoal_throughput":...,
+#    "throughput_ratio":...,"etcd_p50_ms":...,"shoal_p50_ms":...,"etcd_p99_ms":...,"shoal_p99_ms":...,
 #    "etcd_cpu_us_per_op":...,"shoal_cpu_us_per_op":...,"cpu_ratio":...}
 # CPU per op is the median over the rounds of members plus clients (user + system time per
 # write, from /proc); cpu_ratio = etcd's / Shoal's. When the machine is CPU-bound (64 clients
@@ -69,8 +69,9 @@ for round in $(seq 1 "$rounds"); do
   done
 done
 
-python3 - "$results" <<'EOF'
+python3 - "$results" "$client_api" <<'EOF'
 import json, statistics, sys
+client_api = sys.argv[2]
 
 runs = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 # A failed call is not in the latencies; a run with failures is not like for like.
@@ -113,7 +114,7 @@ for clients in sorted({c for c, _ in by}):
             cpu = {"etcd_cpu_us_per_op": round(e["cpu"], 1), "shoal_cpu_us_per_op": round(s["cpu"], 1),
                    "cpu_ratio": round(e["cpu"] / s["cpu"], 2)}
         print(json.dumps({
-            "clients": clients, "rounds": len(by[(clients, "shoal")]),
+            "clients": clients, "client_api": client_api, "rounds": len(by[(clients, "shoal")]),
             "etcd_throughput": round(e["throughput"], 1),
             "shoal_throughput": round(s["throughput"], 1),
             "throughput_ratio": round(s["throughput"] / e["throughput"], 2),

@@ -1006,8 +1006,10 @@ void Core::HandleAppendEntries(const Message& m) {
     return;
   }
   std::vector<raftpb::Entry> ents(m.entries().begin(), m.entries().end());
+  uint64_t replaced_from = 0;
   if (std::optional<uint64_t> last_new =
-          log_.MaybeAppend(m.index(), m.log_term(), m.commit(), ents)) {
+          log_.MaybeAppend(m.index(), m.log_term(), m.commit(), ents, &replaced_from)) {
+    if (replaced_from != 0) DropAcknowledgementsFrom(replaced_from);
     resp.set_index(*last_new);
     Send(std::move(resp));
     return;
@@ -1070,6 +1072,7 @@ bool Core::Restore(const raftpb::Snapshot& s) {
   // catching up) is often sent a snapshot taken before its addition, and the entries after it
   // add it. Until then it is not promotable.
   const raftpb::ConfState cs = s.metadata().conf_state();  // `s` may be moved from below
+  DropAcknowledgementsFrom(0);  // the whole log is replaced
   if (movable_snapshot_ == &s) {
     log_.Restore(std::move(*movable_snapshot_));
   } else {
@@ -1218,6 +1221,19 @@ void Core::RefreshAppendCommits() {
     it->second.commit_sent = std::max(it->second.commit_sent,
                                       std::min(committed, m.index() + m.entries_size()));
   }
+}
+
+void Core::DropAcknowledgementsFrom(uint64_t first_replaced) {
+  // An acknowledgement waiting in msgs_ leaves once the Ready it will be handed out with is
+  // written, and says that this member's log holds what it acknowledges. A later step in the
+  // same batch (another leader's conflicting append, a snapshot) replaced some of it before it
+  // was ever written, so it would leave vouching for entries that never reach the disk.
+  msgs_.erase(std::remove_if(msgs_.begin(), msgs_.end(),
+                             [first_replaced](const Message& m) {
+                               return m.type() == raftpb::MSG_APP_RESP && !m.reject() &&
+                                      m.index() >= first_replaced;
+                             }),
+              msgs_.end());
 }
 
 void Core::CoalesceAppendResponses() {

@@ -348,6 +348,9 @@ class Core {
   // A leader's appends built earlier in this batch carry the commit index as it was then: they
   // are brought up to the current one before they leave.
   void RefreshAppendCommits();
+  // Drops the acknowledgements not yet handed out whose index is at or past the first entry a
+  // step replaced (0: the whole log, by a snapshot).
+  void DropAcknowledgementsFrom(uint64_t first_replaced);
   // Of a run of acknowledgements to one leader in one term, only the highest says anything
   // the leader needs (it frees every append up to it): the others are dropped.
   void CoalesceAppendResponses();

@@ -1491,6 +1491,59 @@ TEST(CoreTest, AFollowerAcknowledgesTheAppendsOfOneBatchOnce) {
   EXPECT_EQ(acks[1].index(), 6u);
 }
 
+// An acknowledgement leaves only once the Ready it goes out with is written, and says that
+// the entries it covers are on this member's disk. When a later step of the same batch
+// replaces them before they are written (a newer leader's conflicting append or snapshot), it
+// must not leave at all: it would vouch for entries that never reach the disk. Found by
+// raft/fuzz/core_fuzzer.cc ("an append acknowledged before its entries were on the disk").
+TEST(CoreTest, AnAcknowledgementOfEntriesReplacedBeforeTheyWereWrittenIsNotSent) {
+  auto append = [](uint64_t from, uint64_t term, uint64_t prev_index, uint64_t prev_term,
+                   std::vector<uint64_t> terms) {
+    Message app = Msg(raftpb::MSG_APP, from, 1, term);
+    app.set_index(prev_index);
+    app.set_log_term(prev_term);
+    for (uint64_t t : terms) {
+      raftpb::Entry* e = app.add_entries();
+      e->set_index(prev_index + app.entries_size());
+      e->set_term(t);
+    }
+    return app;
+  };
+  auto accepted = [](const std::vector<Message>& msgs) {
+    std::vector<std::pair<uint64_t, uint64_t>> out;  // (to, index)
+    for (const Message& m : msgs) {
+      if (m.type() == raftpb::MSG_APP_RESP && !m.reject()) out.emplace_back(m.to(), m.index());
+    }
+    return out;
+  };
+  using Acks = std::vector<std::pair<uint64_t, uint64_t>>;
+  {
+    SCOPED_TRACE("replaced by a snapshot");
+    Solo s({1}, 3);
+    ASSERT_TRUE(s.core->Step(append(2, 2, 1, 1, {2, 2})).ok());  // entries 2 and 3, acked
+    Message snap = Msg(raftpb::MSG_SNAP, 3, 1, 3);
+    raftpb::SnapshotMetadata* meta = snap.mutable_snapshot()->mutable_metadata();
+    meta->set_index(2);
+    meta->set_term(3);  // not the term of entry 2 here: the log is replaced
+    for (uint64_t v : {1, 2, 3}) meta->mutable_conf_state()->add_voters(v);
+    ASSERT_TRUE(s.core->Step(snap).ok());
+    ASSERT_EQ(s.core->log().LastIndex(), 2u);
+    Ready rd = s.core->GetReady();
+    EXPECT_EQ(accepted(rd.messages), (Acks{{3, 2}}));
+  }
+  {
+    SCOPED_TRACE("replaced by another leader's append");
+    Solo s({1}, 3);
+    ASSERT_TRUE(s.core->Step(append(2, 2, 1, 1, {2})).ok());     // entry 2, acked at 2
+    ASSERT_TRUE(s.core->Step(append(2, 2, 2, 2, {2, 2})).ok());  // entries 3 and 4, at 4
+    ASSERT_TRUE(s.core->Step(append(3, 3, 2, 2, {3})).ok());     // entry 3 replaced
+    ASSERT_EQ(s.core->log().LastIndex(), 3u);
+    Ready rd = s.core->GetReady();
+    // The acknowledgement of entry 2 is still true; the one of entries 3 and 4 is not.
+    EXPECT_EQ(accepted(rd.messages), (Acks{{2, 2}, {3, 3}}));
+  }
+}
+
 // A candidate that wins while the write of its own term and vote is still under way may not
 // send appends before that write completes: its leadership rests on that vote.
 TEST(CoreTest, NoEarlyMessagesBeforeTheTermIsDurable) {

@@ -168,7 +168,8 @@ bool RaftLog::IsUpToDate(uint64_t last_index, uint64_t term) const {
 }
 
 std::optional<uint64_t> RaftLog::MaybeAppend(uint64_t index, uint64_t log_term, uint64_t committed,
-                                             const std::vector<raftpb::Entry>& entries) {
+                                             const std::vector<raftpb::Entry>& entries,
+                                             uint64_t* replaced_from) {
   if (!MatchTerm(index, log_term)) return std::nullopt;
   const uint64_t last_new = index + entries.size();
   const uint64_t conflict = FindConflict(entries);
@@ -186,6 +187,7 @@ std::optional<uint64_t> RaftLog::MaybeAppend(uint64_t index, uint64_t log_term, 
                               "): one of the two stores is not what its member acknowledged"));
       return std::nullopt;
     }
+    if (replaced_from != nullptr && conflict <= LastIndex()) *replaced_from = conflict;
     const uint64_t offset = index + 1;
     std::vector<raftpb::Entry> rest(entries.begin() + (conflict - offset), entries.end());
     Append(rest);

@@ -77,9 +77,11 @@ class RaftLog {
 
   // Follower side of MSG_APP: if the entry at `index` has `log_term`, appends `entries` after
   // it (truncating a conflicting suffix), advances commit to min(committed, last new index), and
-  // returns the last new index; otherwise nullopt.
+  // returns the last new index; otherwise nullopt. When a suffix of the log was replaced,
+  // `*replaced_from` (if given) is set to its first index, else left as it is.
   std::optional<uint64_t> MaybeAppend(uint64_t index, uint64_t log_term, uint64_t committed,
-                                      const std::vector<raftpb::Entry>& entries);
+                                      const std::vector<raftpb::Entry>& entries,
+                                      uint64_t* replaced_from = nullptr);
   // Appends after truncating any overlapping suffix; returns the new last index. CHECKs that
   // nothing committed is replaced.
   uint64_t Append(const std::vector<raftpb::Entry>& entries);

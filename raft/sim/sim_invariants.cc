@@ -80,10 +80,11 @@ void Sim::CheckSentAfterPersisting(SimNode& n, const Message& m) {
   switch (m.type()) {
     case raftpb::MSG_APP_RESP:
       if (m.reject() || m.index() == 0) return;
-      // An acknowledgement of an earlier term than the one on disk is a delayed fact: a Ready
-      // may carry it together with a newer leader's appends that replaced those entries (it
-      // was true when they were written, as a message delayed in the network would be).
-      if (hs.term() > m.term()) return;
+      // Whatever its term: an acknowledgement whose entries a later step of the same batch
+      // replaced (a newer leader's conflicting append or snapshot) is not sent at all
+      // (Core::DropAcknowledgementsFrom). It used to be excused here as a delayed fact (a
+      // message delayed in the network after the entries were written and then replaced
+      // would say the same), but those entries were never written.
       if (n.disk->LastIndex() < m.index()) {
         return Fail("member ", n.id, " acknowledged index ", m.index(), " to ", m.to(),
                     " with only ", n.disk->LastIndex(), " on its disk");

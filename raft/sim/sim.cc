@@ -169,6 +169,11 @@ void Sim::Crash(SimNode& n, const char* why) {
   n.unsaved_hs.reset();
   n.blocked_until = 0;
   n.paused = false;  // its buffers and the requests in them die with it
+  for (const InFlight& f : n.inbox) {
+    // A snapshot goes by a call of its own, which fails when the receiver dies: its sender's
+    // transport reports it (without the report the sender waited for it for ever).
+    if (f.msg.type() == raftpb::MSG_SNAP) snapshot_reports_.emplace_back(f.sender, n.id, true);
+  }
   n.inbox.clear();
   n.queued_requests.clear();
   n.applied_early = 0;
@@ -798,6 +803,18 @@ SimResult Sim::Run() {
       }
       for (int c = 0; c < opts_.clients; ++c) {
         if (client_op_[c]) absl::StrAppend(&state, " client ", c, " waiting");
+      }
+      // How the leader sends to each member: a stuck one is usually paused here.
+      if (std::optional<uint64_t> l = Leader()) {
+        absl::StrAppend(&state, "; leader ", *l, "'s progress:");
+        for (const auto& [id, pr] : Node(*l).core->progress()) {
+          absl::StrAppend(&state, " [", id, " ", Progress::StateName(pr.state), " match ",
+                          pr.match, " next ", pr.next, pr.IsPaused() ? " paused" : "",
+                          pr.state == Progress::State::kSnapshot
+                              ? absl::StrCat(" snapshot ", pr.pending_snapshot)
+                              : std::string(),
+                          pr.recent_active ? " active" : "", "]");
+        }
       }
       Fail("liveness: the cluster did not converge within ", opts_.max_quiet_ticks,
            " quiet ticks:", state);

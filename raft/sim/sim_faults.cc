@@ -153,8 +153,20 @@ void Sim::Resume(SimNode& n) {
   std::shuffle(order.begin(), order.end(), rng_);
   Trace("resume ", n.id, ": ", inbox.size(), " messages and ", requests.size(), " requests waited");
   stats_.resumed_messages += inbox.size();
-  for (size_t i : order) {
-    if (failure_.failed || !n.up) return;
+  // If the member dies part-way (a failed read stops it), the snapshots it had not taken yet
+  // fail as their calls would: their senders' transports report it.
+  auto fail_snapshots_from = [&](size_t pos) {
+    for (; pos < order.size(); ++pos) {
+      const size_t i = order[pos];
+      if (i < inbox.size() && inbox[i].msg.type() == raftpb::MSG_SNAP) {
+        snapshot_reports_.emplace_back(inbox[i].sender, n.id, true);
+      }
+    }
+  };
+  for (size_t pos = 0; pos < order.size(); ++pos) {
+    const size_t i = order[pos];
+    if (failure_.failed) return;
+    if (!n.up) return fail_snapshots_from(pos);
     if (i >= inbox.size()) {
       const ClientRequest& cr = requests[i - inbox.size()];
       // Still waited for (a client that gave up has moved on, but its request is served).
@@ -179,7 +191,7 @@ void Sim::Resume(SimNode& n) {
     n.reads->set_armed(true);
     (void)n.core->Step(std::move(f.msg));
     n.reads->set_armed(false);
-    if (StoppedByAFailedRead(n)) return;  // the rest dies with the process
+    if (StoppedByAFailedRead(n)) return fail_snapshots_from(pos + 1);  // the rest dies with it
   }
   HandleReadies(n);
   NoteRemoval(n);

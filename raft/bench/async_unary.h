@@ -15,9 +15,11 @@
 //       },
 //       [](const grpc::Status& s, etcdserverpb::PutResponse& r) { ... });
 //
-// Thread-safety: Call may be called from any thread, `done` included. The destructor waits for
-// the calls in flight to complete (at the latest at their deadlines) and joins the threads; it
-// must not run on one of them.
+// Thread-safety: Call may be called from any thread, `done` included, but not once the
+// destructor has begun (gRPC aborts on a call started on a shut-down queue): whoever chains
+// calls from `done` must have stopped chaining first, as RunLoadAsync has when it returns. The
+// destructor waits for the calls in flight to complete (at the latest at their deadlines) and
+// joins the threads; it must not run on one of them.
 #pragma once
 
 #include <grpcpp/grpcpp.h>

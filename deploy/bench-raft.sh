@@ -4,7 +4,7 @@
 # disk and the same neighbours.
 #
 #   deploy/bench-raft.sh [--rounds R] [--clients "1 64"] [--seconds T] [--value-bytes N]
-#                        [--client-api async|sync]
+#                        [--client-api async|sync] [--with-floor]
 #
 # For each round and each client count it runs deploy/bench-etcd.sh and //raft:bench, etcd
 # first in odd rounds and Shoal first in even ones, keeps every JSON line in a results file,
@@ -15,6 +15,10 @@
 # CPU per op is the median over the rounds of members plus clients (user + system time per
 # write, from /proc); cpu_ratio = etcd's / Shoal's. When the machine is CPU-bound (64 clients
 # here) it predicts the throughput ratio, and it varies far less with the neighbours' load.
+# --with-floor adds a third run to every round, raft_bench --answer-at-once (the leader answers
+# each call as it arrives, no Raft), and "floor_throughput", "floor_cpu_us_per_op" and
+# "floor_ratio" (the floor's throughput over etcd's): the ceiling the benchmark's gRPC calls
+# set on this host for any Raft behind them.
 # Everything else goes to stderr. Both sides stop every process they start (by PID).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +28,8 @@ clients_list="1 64"
 seconds=10
 value_bytes=256
 client_api=async
-usage='usage: deploy/bench-raft.sh [--rounds R] [--clients "1 64"] [--seconds T] [--value-bytes N] [--client-api async|sync]'
+with_floor=0
+usage='usage: deploy/bench-raft.sh [--rounds R] [--clients "1 64"] [--seconds T] [--value-bytes N] [--client-api async|sync] [--with-floor]'
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds="${2:?$usage}"; shift 2 ;;
@@ -32,6 +37,7 @@ while [ $# -gt 0 ]; do
     --seconds) seconds="${2:?$usage}"; shift 2 ;;
     --value-bytes) value_bytes="${2:?$usage}"; shift 2 ;;
     --client-api) client_api="${2:?$usage}"; shift 2 ;;
+    --with-floor) with_floor=1; shift ;;
     -h|--help) echo "$usage"; exit 0 ;;
     *) echo "bench-raft: unknown argument $1" >&2; echo "$usage" >&2; exit 2 ;;
   esac
@@ -54,6 +60,11 @@ run_shoal() {
     --client-api "$client_api" \
     | tail -n 1 >>"$results"
 }
+run_floor() {
+  "$shoal_bin" --nodes 3 --clients "$1" --seconds "$seconds" --value-bytes "$value_bytes" \
+    --client-api "$client_api" --answer-at-once \
+    | tail -n 1 >>"$results"
+}
 
 for round in $(seq 1 "$rounds"); do
   for c in $clients_list; do
@@ -65,7 +76,12 @@ for round in $(seq 1 "$rounds"); do
       run_shoal "$c"
       run_etcd "$c"
     fi
-    tail -n 2 "$results" >&2
+    if [ "$with_floor" = 1 ]; then
+      run_floor "$c"
+      tail -n 3 "$results" >&2
+    else
+      tail -n 2 "$results" >&2
+    fi
   done
 done
 
@@ -81,12 +97,14 @@ for r in runs:
               "them out" % (r["system"], r["clients"], r["errors"]), file=sys.stderr)
 by = {}
 for r in runs:
-    by.setdefault((r["clients"], r["system"]), []).append(r)
+    # raft_bench --answer-at-once: Shoal's members answering without Raft, the "floor"
+    system = "floor" if r.get("mode") == "answer-at-once" else r["system"]
+    by.setdefault((r["clients"], system), []).append(r)
 print("%-8s %-6s %12s %10s %10s   (median of %s)" % ("clients", "system", "writes/s", "p50 ms",
       "p99 ms", "rounds"), file=sys.stderr)
 for clients in sorted({c for c, _ in by}):
     med = {}
-    for system in ("etcd", "shoal"):
+    for system in ("etcd", "shoal", "floor"):
         rs = by.get((clients, system), [])
         if not rs:
             continue
@@ -99,7 +117,7 @@ for clients in sorted({c for c, _ in by}):
         print("%-8d %-6s %12.0f %10.3f %10.3f   %s" % (clients, system, med[system]["throughput"],
               med[system]["p50_ms"], med[system]["p99_ms"],
               " ".join("%.0f" % r["throughput"] for r in rs)), file=sys.stderr)
-    for system in ("etcd", "shoal"):
+    for system in ("etcd", "shoal", "floor"):
         if "cpu" in med.get(system, {}):
             rs = by[(clients, system)]
             print("%-8d %-6s CPU per write %.0f us (members + clients; leader %.0f, followers %.0f,"
@@ -107,17 +125,24 @@ for clients in sorted({c for c, _ in by}):
                   statistics.median(r["cpu_us_per_op_leader"] for r in rs),
                   statistics.median(r["cpu_us_per_op_followers"] for r in rs),
                   statistics.median(r["cpu_us_per_op_clients"] for r in rs)), file=sys.stderr)
-    if len(med) == 2:
+    if "etcd" in med and "shoal" in med:
         e, s = med["etcd"], med["shoal"]
         cpu = {}
         if "cpu" in e and "cpu" in s:
             cpu = {"etcd_cpu_us_per_op": round(e["cpu"], 1), "shoal_cpu_us_per_op": round(s["cpu"], 1),
                    "cpu_ratio": round(e["cpu"] / s["cpu"], 2)}
+        floor = {}
+        if "floor" in med:
+            f = med["floor"]
+            floor = {"floor_throughput": round(f["throughput"], 1),
+                     "floor_ratio": round(f["throughput"] / e["throughput"], 2)}
+            if "cpu" in f:
+                floor["floor_cpu_us_per_op"] = round(f["cpu"], 1)
         print(json.dumps({
             "clients": clients, "client_api": client_api, "rounds": len(by[(clients, "shoal")]),
             "etcd_throughput": round(e["throughput"], 1),
             "shoal_throughput": round(s["throughput"], 1),
             "throughput_ratio": round(s["throughput"] / e["throughput"], 2),
             "etcd_p50_ms": e["p50_ms"], "shoal_p50_ms": s["p50_ms"],
-            "etcd_p99_ms": e["p99_ms"], "shoal_p99_ms": s["p99_ms"], **cpu}))
+            "etcd_p99_ms": e["p99_ms"], "shoal_p99_ms": s["p99_ms"], **cpu, **floor}))
 EOF

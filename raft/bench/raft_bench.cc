@@ -109,14 +109,23 @@ class IdSetStateMachine : public StateMachine {
 // Propose uses gRPC's callback API: no server thread waits for the entry to be applied, so the
 // number of proposals in flight is not capped by a thread pool (the sync API's pool let about
 // ten through at a time and queued the rest).
+//
+// With answer_at_once (raft_bench --answer-at-once) a proposal is answered as it arrives, on
+// gRPC's thread, and never reaches Raft: what the benchmark's gRPC calls alone cost on this
+// host, the ceiling no Raft behind the same calls can pass.
 class BenchService final
     : public raftbench::RaftBench::WithCallbackMethod_Propose<raftbench::RaftBench::Service> {
  public:
-  BenchService(Node* node, IdSetStateMachine* sm) : node_(node), sm_(sm) {}
+  BenchService(Node* node, IdSetStateMachine* sm, bool answer_at_once)
+      : node_(node), sm_(sm), answer_at_once_(answer_at_once) {}
   grpc::ServerUnaryReactor* Propose(grpc::CallbackServerContext* ctx,
                                     const raftbench::ProposeRequest* req,
                                     raftbench::ProposeResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    if (answer_at_once_) {
+      reactor->Finish(grpc::Status::OK);
+      return reactor;
+    }
     node_->Propose(req->value(), [reactor, resp](absl::StatusOr<uint64_t> index) {
       if (!index.ok()) {
         reactor->Finish(grpc::Status(static_cast<grpc::StatusCode>(index.status().code()),
@@ -147,12 +156,13 @@ class BenchService final
  private:
   Node* node_;
   IdSetStateMachine* sm_;
+  const bool answer_at_once_;
 };
 
 std::atomic<bool> g_stop{false};
 
 int RunMember(uint64_t id, const std::string& dir, const std::string& peers_flag, int raft_port,
-              int bench_port, bool restarted) {
+              int bench_port, bool restarted, bool answer_at_once) {
   signal(SIGTERM, [](int) { g_stop = true; });
   RocksDbLogStore::Options so;
   so.path = dir;
@@ -193,7 +203,7 @@ int RunMember(uint64_t id, const std::string& dir, const std::string& peers_flag
     std::fprintf(stderr, "member %lu: %s\n", (unsigned long)id, node.status().ToString().c_str());
     return 1;
   }
-  BenchService bench(node->get(), &sm);
+  BenchService bench(node->get(), &sm, answer_at_once);
   grpc::ServerBuilder builder;
   GrpcTransport::ConfigureServer(builder);
   builder.AddListeningPort(absl::StrCat("127.0.0.1:", raft_port),
@@ -292,7 +302,8 @@ struct Member {
 
 class Driver {
  public:
-  Driver(std::string self, int nodes, std::string base) : self_(std::move(self)), base_(base) {
+  Driver(std::string self, int nodes, std::string base, bool answer_at_once)
+      : self_(std::move(self)), base_(base), answer_at_once_(answer_at_once) {
     for (int i = 1; i <= nodes; ++i) {
       Member m;
       m.id = i;
@@ -340,7 +351,9 @@ class Driver {
                         bench_s = std::to_string(m.bench_port);
       execl(self_.c_str(), self_.c_str(), "--member", id_s.c_str(), "--dir", m.dir.c_str(),
             "--peers", peers_.c_str(), "--raft-port", raft_s.c_str(), "--bench-port",
-            bench_s.c_str(), "--restarted", restarted ? "1" : "0", static_cast<char*>(nullptr));
+            bench_s.c_str(), "--restarted", restarted ? "1" : "0",
+            answer_at_once_ ? "--answer-at-once" : static_cast<char*>(nullptr),
+            static_cast<char*>(nullptr));
       _exit(127);
     }
     m.pid = pid;
@@ -395,6 +408,7 @@ class Driver {
  private:
   std::string self_;
   std::string base_;
+  const bool answer_at_once_;
   std::string peers_;
   std::vector<Member> members_;
 };
@@ -409,7 +423,7 @@ std::string MakeValue(uint64_t client, uint64_t seq, size_t bytes) {
 }
 
 int RunThroughput(Driver& d, int clients, uint64_t value_bytes, int seconds,
-                  const std::string& client_api) {
+                  const std::string& client_api, bool answer_at_once) {
   const uint64_t leader = d.FindLeader(absl::Now() + absl::Seconds(30));
   if (leader == 0) {
     std::fprintf(stderr, "no leader elected within 30s\n");
@@ -480,6 +494,8 @@ int RunThroughput(Driver& d, int clients, uint64_t value_bytes, int seconds,
                                  {"nodes", d.size()},
                                  {"channels", channel_count},
                                  {"client_api", client_api},
+                                 // raft, or answer-at-once: gRPC's calls alone, no Raft
+                                 {"mode", answer_at_once ? "answer-at-once" : "raft"},
                                  {"warmup_seconds", 1},
                                  {"cpu_us_per_op_leader", leader_us},
                                  {"cpu_us_per_op_followers", followers_us},
@@ -592,6 +608,11 @@ int main(int argc, char** argv) {
                  "queue; sync: a thread per client blocked in each call (before 2026-12-04)")
       ->check(CLI::IsMember({"async", "sync"}))
       ->capture_default_str();
+  bool answer_at_once = false;
+  app.add_flag("--answer-at-once", answer_at_once,
+               "the leader answers each proposal as it arrives, without Raft: the throughput of "
+               "the benchmark's gRPC calls alone on this host, the ceiling for any Raft behind "
+               "them (not with --kill-leader-rounds)");
   app.add_option("--kill-leader-rounds", rounds, "measure leader failover N times instead");
   app.add_option("--member", member, "(internal) run as member N");
   app.add_option("--dir", dir, "(internal) member state directory");
@@ -600,7 +621,15 @@ int main(int argc, char** argv) {
   app.add_option("--bench-port", bench_port, "(internal)");
   app.add_option("--restarted", restarted, "(internal) the member's store must exist");
   CLI11_PARSE(app, argc, argv);
-  if (member != 0) return RunMember(member, dir, peers, raft_port, bench_port, restarted);
+  if (member != 0) {
+    return RunMember(member, dir, peers, raft_port, bench_port, restarted, answer_at_once);
+  }
+  if (answer_at_once && rounds > 0) {
+    std::fprintf(stderr,
+                 "raft_bench: --answer-at-once measures gRPC's calls without Raft; a failover "
+                 "measurement (--kill-leader-rounds) needs Raft\n");
+    return 2;
+  }
 
   // Where deploy/bench-etcd.sh puts etcd's data: TMPDIR, else /tmp. Both on one file system,
   // or the comparison measures the disks.
@@ -629,8 +658,8 @@ int main(int argc, char** argv) {
   const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
   if (n <= 0) return 1;
   self[n] = '\0';
-  Driver d(self, nodes, tmpl.data());
+  Driver d(self, nodes, tmpl.data(), answer_at_once);
   for (int i = 1; i <= nodes; ++i) d.Start(i);
   if (rounds > 0) return RunFailover(d, rounds, value_bytes);
-  return RunThroughput(d, clients, value_bytes, seconds, client_api);
+  return RunThroughput(d, clients, value_bytes, seconds, client_api, answer_at_once);
 }

@@ -15,8 +15,8 @@
 # CPU per op is the median over the rounds of members plus clients (user + system time per
 # write, from /proc); cpu_ratio = etcd's / Shoal's. When the machine is CPU-bound (64 clients
 # here) it predicts the throughput ratio, and it varies far less with the neighbours' load.
-# --with-floor adds a third run to every round, raft_bench --answer-at-once (the leader answers
-# each call as it arrives, no Raft), and "floor_throughput", "floor_cpu_us_per_op" and
+# --with-floor adds a third run to every round (first in odd rounds, last in even ones),
+# raft_bench --answer-at-once (the leader answers each call as it arrives, no Raft), and "floor_throughput", "floor_cpu_us_per_op" and
 # "floor_ratio" (the floor's throughput over etcd's): the ceiling the benchmark's gRPC calls
 # set on this host for any Raft behind them.
 # Everything else goes to stderr. Both sides stop every process they start (by PID).
@@ -69,6 +69,9 @@ run_floor() {
 for round in $(seq 1 "$rounds"); do
   for c in $clients_list; do
     log "round $round/$rounds, $c client(s)"
+    # The floor goes first in odd rounds and last in even ones: no run always gets the
+    # quieter minute.
+    if [ "$with_floor" = 1 ] && [ $((round % 2)) -eq 1 ]; then run_floor "$c"; fi
     if [ $((round % 2)) -eq 1 ]; then
       run_etcd "$c"
       run_shoal "$c"
@@ -77,7 +80,7 @@ for round in $(seq 1 "$rounds"); do
       run_etcd "$c"
     fi
     if [ "$with_floor" = 1 ]; then
-      run_floor "$c"
+      if [ $((round % 2)) -eq 0 ]; then run_floor "$c"; fi
       tail -n 3 "$results" >&2
     else
       tail -n 2 "$results" >&2

@@ -626,8 +626,8 @@ int main(int argc, char** argv) {
   }
   if (answer_at_once && rounds > 0) {
     std::fprintf(stderr,
-                 "raft_bench: --answer-at-once measures gRPC's calls without Raft; a failover "
-                 "measurement (--kill-leader-rounds) needs Raft\n");
+                 "raft_bench: --answer-at-once measures gRPC's calls without Raft, and a failover "
+                 "measurement (--kill-leader-rounds) needs Raft: give one of the two, not both\n");
     return 2;
   }
 

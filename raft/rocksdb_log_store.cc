@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "raft/wal_check.h"
+#include "raft/wal_prefill.h"
 
 namespace shoal::raft {
 namespace {
@@ -162,6 +163,19 @@ absl::Status CheckWalTails(rocksdb::FileSystem* fs, const std::string& path) {
       if (got.empty()) break;
       bytes.append(got.data(), got.size());
     }
+    if (std::optional<size_t> torn = TornWriteOverZeros(bytes)) {
+      // Cut the torn write off, as the file would have ended had its zeros not been laid
+      // down ahead of it; durably, though a crash before that only means doing it again.
+      const std::string cut = absl::StrCat("cutting a torn write off the write-ahead log ", file,
+                                           " at byte ", *torn, " before opening the store");
+      std::unique_ptr<rocksdb::FSWritableFile> out;
+      s = fs->ReopenWritableFile(file, rocksdb::FileOptions(), &out, nullptr);
+      if (s.ok()) s = out->Truncate(*torn, rocksdb::IOOptions(), nullptr);
+      if (s.ok()) s = out->Fsync(rocksdb::IOOptions(), nullptr);
+      if (s.ok()) s = out->Close(rocksdb::IOOptions(), nullptr);
+      if (!s.ok()) return FromRocks(s, cut);
+      bytes.resize(*torn);
+    }
     absl::Status checked = CheckWalFile(file, bytes);
     if (!checked.ok()) return checked;
   }
@@ -203,9 +217,13 @@ absl::Status CheckNotHeadless(rocksdb::FileSystem* fs, const std::string& path) 
 
 }  // namespace
 
-RocksDbLogStore::RocksDbLogStore(std::unique_ptr<WalSequenceCheck> wal_check,
+RocksDbLogStore::RocksDbLogStore(std::unique_ptr<rocksdb::Env> env,
+                                 std::unique_ptr<WalSequenceCheck> wal_check,
                                  std::unique_ptr<rocksdb::DB> db, Options options)
-    : options_(std::move(options)), wal_check_(std::move(wal_check)), db_(std::move(db)) {}
+    : options_(std::move(options)),
+      env_(std::move(env)),
+      wal_check_(std::move(wal_check)),
+      db_(std::move(db)) {}
 
 RocksDbLogStore::~RocksDbLogStore() = default;
 
@@ -271,6 +289,12 @@ absl::StatusOr<std::unique_ptr<RocksDbLogStore>> RocksDbLogStore::Open(const Opt
   // RocksDB drops a damaged last record of an older log as a torn write (wal_check.h).
   auto wal_check = std::make_unique<WalSequenceCheck>();
   opts.wal_filter = wal_check.get();
+  std::unique_ptr<rocksdb::Env> env;
+  if (options.wal_prefill_bytes > 0) {
+    env = rocksdb::NewCompositeEnv(std::make_shared<WalPrefillFileSystem>(
+        opts.env->GetFileSystem(), options.wal_prefill_bytes));
+    opts.env = env.get();
+  }
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(opts, options.path, &raw);
   if (s.IsIOError() && absl::StrContains(s.ToString(), "/LOCK")) {
@@ -291,7 +315,8 @@ absl::StatusOr<std::unique_ptr<RocksDbLogStore>> RocksDbLogStore::Open(const Opt
   }
   if (!s.ok()) return damaged(FromRocks(s, absl::StrCat("opening raft store ", options.path)));
   std::unique_ptr<RocksDbLogStore> store(
-      new RocksDbLogStore(std::move(wal_check), std::unique_ptr<rocksdb::DB>(raw), options));
+      new RocksDbLogStore(std::move(env), std::move(wal_check), std::unique_ptr<rocksdb::DB>(raw),
+                          options));
   absl::Status loaded = store->Load();
   if (!loaded.ok()) {
     return damaged(absl::Status(loaded.code(),

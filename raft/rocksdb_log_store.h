@@ -53,6 +53,7 @@ class WalSequenceCheck;
 
 class RocksDbLogStore final : public WritableLogStorage {
  public:
+  static constexpr uint64_t kDefaultWalPrefillBytes = 1 << 20;
   struct Options {
     // Directory of the database; created with its missing parents, each new directory synced
     // into its parent (RocksDB syncs only the database directory itself), so that a power cut
@@ -74,6 +75,10 @@ class RocksDbLogStore final : public WritableLogStorage {
     // The file system RocksDB writes through; the process's default when null. Tests pass one
     // that simulates losing power (raft/testing/power_loss_fs.h).
     rocksdb::Env* env = nullptr;
+    // Zeros laid down ahead of the write-ahead log's writes, so that a synced write does not
+    // also have to make the file's new size durable (wal_prefill.h); 0 lets the log grow with
+    // each write.
+    uint64_t wal_prefill_bytes = kDefaultWalPrefillBytes;
     // Tests only: called by Entries() on the reader's thread after it checked the bounds and
     // let go of the lock, before it reads from disk, so a test can land a write in between.
     std::function<void()> before_disk_read = nullptr;
@@ -115,8 +120,8 @@ class RocksDbLogStore final : public WritableLogStorage {
   }
 
  private:
-  RocksDbLogStore(std::unique_ptr<WalSequenceCheck> wal_check, std::unique_ptr<rocksdb::DB> db,
-                  Options options);
+  RocksDbLogStore(std::unique_ptr<rocksdb::Env> env, std::unique_ptr<WalSequenceCheck> wal_check,
+                  std::unique_ptr<rocksdb::DB> db, Options options);
   absl::Status Load();
   // One try of Entries; `rewrites` is rewrites_ as of its bounds check.
   absl::StatusOr<std::vector<raftpb::Entry>> EntriesOnce(uint64_t lo, uint64_t hi,
@@ -125,6 +130,9 @@ class RocksDbLogStore final : public WritableLogStorage {
   void CacheLocked(const std::vector<raftpb::Entry>& entries) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Options options_;
+  // The Env RocksDB writes through when the log is prefilled (an Env over a
+  // WalPrefillFileSystem over the one asked for); outlives db_.
+  std::unique_ptr<rocksdb::Env> env_;
   // Given to RocksDB's open as its WAL filter, which it keeps a pointer to: outlives db_.
   std::unique_ptr<WalSequenceCheck> wal_check_;
   std::unique_ptr<rocksdb::DB> db_;

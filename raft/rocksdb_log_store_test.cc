@@ -25,6 +25,7 @@
 #include "raft/testing/entries.h"
 #include "raft/testing/power_loss_fs.h"
 #include "raft/testing/wal_writer.h"
+#include "raft/wal_prefill.h"
 
 namespace shoal::raft {
 namespace {
@@ -45,6 +46,16 @@ raftpb::HardState HS(uint64_t term, uint64_t vote, uint64_t commit) {
   return hs;
 }
 
+// The store's write-ahead log files, oldest first.
+std::vector<std::filesystem::path> WalFiles(const std::filesystem::path& dir) {
+  std::vector<std::filesystem::path> wals;
+  for (const auto& f : std::filesystem::directory_iterator(dir)) {
+    if (f.path().extension() == ".log") wals.push_back(f.path());
+  }
+  std::sort(wals.begin(), wals.end());
+  return wals;
+}
+
 class RocksDbLogStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -61,11 +72,15 @@ class RocksDbLogStoreTest : public ::testing::Test {
   absl::Status OpenStatus() { return RocksDbLogStore::Open({dir_.string()}).status(); }
   // A fresh store in which a child process makes `n` synced Readies (entry i with 100 bytes
   // and commit i) and dies: everything is in the write-ahead log. Returns the log file.
-  std::filesystem::path WriteReadiesAndDie(uint64_t n) {
+  // `prefill`: RocksDbLogStore::Options::wal_prefill_bytes (with it, the log goes on in zeros
+  // after its last record).
+  std::filesystem::path WriteReadiesAndDie(uint64_t n, uint64_t prefill = kDefaultPrefill) {
     std::filesystem::remove_all(dir_);
     const pid_t child = fork();
     if (child == 0) {
-      auto opened = RocksDbLogStore::Open({dir_.string()});
+      RocksDbLogStore::Options o{dir_.string()};
+      o.wal_prefill_bytes = prefill;
+      auto opened = RocksDbLogStore::Open(o);
       if (!opened.ok()) _exit(2);
       for (uint64_t i = 1; i <= n; ++i) {
         const raftpb::HardState hs = HS(1, 1, i);
@@ -95,8 +110,9 @@ class RocksDbLogStoreTest : public ::testing::Test {
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     out << bytes;
   }
+  static constexpr uint64_t kDefaultPrefill = RocksDbLogStore::kDefaultWalPrefillBytes;
   // Where the records of a write-ahead log begin (7-byte headers: CRC, length, type; none
-  // across a 32 KiB block's end).
+  // across a 32 KiB block's end), up to a header of zeros (where a prefilled log's zeros begin).
   static std::vector<size_t> RecordStarts(const std::string& bytes) {
     std::vector<size_t> starts;
     for (size_t at = 0; at + 7 <= bytes.size();) {
@@ -104,11 +120,29 @@ class RocksDbLogStoreTest : public ::testing::Test {
         at = (at / 32768 + 1) * 32768;
         continue;
       }
+      if (bytes.compare(at, 7, std::string(7, '\0')) == 0) break;
       starts.push_back(at);
       at += 7 + (static_cast<uint8_t>(bytes[at + 4]) |
                  static_cast<size_t>(static_cast<uint8_t>(bytes[at + 5])) << 8);
     }
     return starts;
+  }
+  // Where the last record ends: the end of what was written, zeros after it.
+  static size_t RecordsEnd(const std::string& bytes) {
+    const std::vector<size_t> starts = RecordStarts(bytes);
+    if (starts.empty()) return 0;
+    const size_t last = starts.back();
+    return last + 7 + (static_cast<uint8_t>(bytes[last + 4]) |
+                       static_cast<size_t>(static_cast<uint8_t>(bytes[last + 5])) << 8);
+  }
+  // Cuts a write-ahead log at `at`: shortens it, or, when it was prefilled, zeros it from there
+  // on (what a power cut leaves of a write over zeros).
+  static void CutAt(std::string* bytes, size_t at, uint64_t prefill) {
+    if (prefill == 0) {
+      bytes->resize(at);
+    } else {
+      std::fill(bytes->begin() + static_cast<std::ptrdiff_t>(at), bytes->end(), '\0');
+    }
   }
   // Direct access to the database, to damage it the way a disk or a bug would.
   std::unique_ptr<rocksdb::DB> Raw() {
@@ -700,16 +734,19 @@ TEST_F(RocksDbLogStoreTest, KillDuringWritesKeepsEveryAcknowledgedReady) {
 // store must refuse to open instead. (A torn last record, as a crash leaves, is accepted: see
 // the power-loss and SIGKILL tests.)
 TEST_F(RocksDbLogStoreTest, DetectsACorruptRecordInTheMiddleOfTheLog) {
-  for (const int fifths : {1, 2, 3}) {
-    SCOPED_TRACE(absl::StrCat("byte flipped at ", fifths, "/5 of the log"));
-    const std::filesystem::path wal = WriteReadiesAndDie(60);
-    ASSERT_FALSE(wal.empty());
-    std::string bytes = ReadFile(wal);
-    ASSERT_GT(bytes.size(), 60u * 100);
-    bytes[bytes.size() * fifths / 5] ^= 0x5a;
-    WriteFile(wal, bytes);
-    absl::Status st = OpenStatus();
-    EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+  for (const uint64_t prefill : {uint64_t{0}, kDefaultPrefill}) {
+    for (const int fifths : {1, 2, 3}) {
+      SCOPED_TRACE(absl::StrCat("byte flipped at ", fifths, "/5 of the log, prefill ", prefill));
+      const std::filesystem::path wal = WriteReadiesAndDie(60, prefill);
+      ASSERT_FALSE(wal.empty());
+      std::string bytes = ReadFile(wal);
+      const size_t written = RecordsEnd(bytes);
+      ASSERT_GT(written, 60u * 100);
+      bytes[written * fifths / 5] ^= 0x5a;
+      WriteFile(wal, bytes);
+      absl::Status st = OpenStatus();
+      EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+    }
   }
 }
 
@@ -718,13 +755,18 @@ TEST_F(RocksDbLogStoreTest, DetectsACorruptRecordInTheMiddleOfTheLog) {
 // header byte damaged a third of the way into a 60-Ready log opened with 20 entries and the
 // votes of 40 writes gone (found by a review). The store reads the log's tail itself first:
 // records that check out after the damage mean it was no torn write.
+// (Written over zeros, the records are no longer in the log's last block, and RocksDB would
+// refuse the damage itself; the store's check says the same first.)
 TEST_F(RocksDbLogStoreTest, ADamagedRecordHeaderBeforeGoodRecordsIsRefusedNotTakenForATornTail) {
+  for (const uint64_t prefill : {uint64_t{0}, kDefaultPrefill})
   for (const int mode : {0, 1}) {
-    SCOPED_TRACE(mode == 0 ? "length made too long" : "length and type zeroed");
-    const std::filesystem::path wal = WriteReadiesAndDie(60);
+    SCOPED_TRACE(absl::StrCat(mode == 0 ? "length made too long" : "length and type zeroed",
+                              ", prefill ", prefill));
+    const std::filesystem::path wal = WriteReadiesAndDie(60, prefill);
     ASSERT_FALSE(wal.empty());
     std::string bytes = ReadFile(wal);
-    ASSERT_LT(bytes.size(), 32768u);  // all in the last block, where RocksDB tolerates damage
+    // All in the first block: without prefill the last, where RocksDB tolerates damage.
+    ASSERT_LT(RecordsEnd(bytes), 32768u);
     const std::vector<size_t> starts = RecordStarts(bytes);
     ASSERT_GE(starts.size(), 60u);
     const size_t victim = starts[starts.size() / 3];
@@ -743,15 +785,145 @@ TEST_F(RocksDbLogStoreTest, ADamagedRecordHeaderBeforeGoodRecordsIsRefusedNotTak
 }
 
 // What a crash leaves is still accepted: the last record cut short (never acknowledged).
+// A log written over zeros (wal_prefill.h) is left by a power cut with the torn write's first
+// bytes and zeros after them, which RocksDB would take for a checksum mismatch: the store cuts
+// the torn write off first.
 TEST_F(RocksDbLogStoreTest, ATornLastWriteIsStillAccepted) {
+  for (const uint64_t prefill : {uint64_t{0}, kDefaultPrefill}) {
+    for (const size_t kept : {size_t{3}, size_t{9}, size_t{60}}) {
+      SCOPED_TRACE(absl::StrCat("prefill ", prefill, ", ", kept, " bytes of the last record"));
+      const std::filesystem::path wal = WriteReadiesAndDie(60, prefill);
+      std::string bytes = ReadFile(wal);
+      const std::vector<size_t> starts = RecordStarts(bytes);
+      ASSERT_EQ(starts.size(), 60u);
+      CutAt(&bytes, starts.back() + kept, prefill);  // part of the last record's header, or more
+      WriteFile(wal, bytes);
+      auto s = Open();
+      ASSERT_NE(s, nullptr);
+      EXPECT_EQ(s->LastIndex(), 59u);
+      EXPECT_EQ(s->GetInitialState()->hard_state.commit(), 59u);
+    }
+  }
+}
+
+// Only a record torn over zeros is cut off: bytes after the torn record that are not zeros
+// are no power cut's doing, and the store is refused as damaged (RocksDB's checksum mismatch).
+TEST_F(RocksDbLogStoreTest, ATornRecordWithDataAfterItIsNotTakenForATornWrite) {
   const std::filesystem::path wal = WriteReadiesAndDie(60);
   std::string bytes = ReadFile(wal);
   const std::vector<size_t> starts = RecordStarts(bytes);
-  bytes.resize(starts.back() + 9);  // the last record's header and two bytes of it
+  ASSERT_EQ(starts.size(), 60u);
+  CutAt(&bytes, starts.back() + 30, kDefaultPrefill);
+  ASSERT_GT(bytes.size(), starts.back() + 4096);
+  bytes[starts.back() + 4096] = 'z';
   WriteFile(wal, bytes);
+  const absl::Status st = OpenStatus();
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+  EXPECT_EQ(ReadFile(wal), bytes) << "the log was changed";
+}
+
+// The log is written over zeros laid down ahead of its writes (wal_prefill.h), so that a
+// synced write does not also have to make the file's new length durable: while the store is
+// open, saving leaves the log's length alone; closing it cuts the log back to its records.
+TEST_F(RocksDbLogStoreTest, SyncedWritesLeaveTheLogsLengthAloneAndACloseCutsItBack) {
   auto s = Open();
   ASSERT_NE(s, nullptr);
-  EXPECT_EQ(s->LastIndex(), 59u);
+  ASSERT_EQ(WalFiles(dir_).size(), 1u);
+  const std::filesystem::path wal = WalFiles(dir_).front();
+  std::vector<uintmax_t> lengths;
+  for (uint64_t i = 1; i <= 50; ++i) {
+    const raftpb::HardState hs = HS(1, 1, i);
+    ASSERT_TRUE(s->Save(&hs, {E(i, 1, std::string(300, 'x'))}, nullptr, true).ok());
+    lengths.push_back(std::filesystem::file_size(wal));
+  }
+  EXPECT_GT(lengths.front(), 50u * 300) << "nothing laid down ahead of the writes";
+  EXPECT_EQ(std::count(lengths.begin(), lengths.end(), lengths.front()), 50)
+      << "the log grew with the writes, first " << lengths.front() << ", last " << lengths.back();
+  const std::string open_bytes = ReadFile(wal);
+  const size_t written = RecordsEnd(open_bytes);
+  EXPECT_EQ(open_bytes.find_first_not_of('\0', written), std::string::npos);
+  s.reset();
+  ASSERT_TRUE(std::filesystem::exists(wal));
+  EXPECT_EQ(std::filesystem::file_size(wal), written);
+  s = Open();
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->LastIndex(), 50u);
+}
+
+// The power-loss model (testing/power_loss_fs.h) with writes over zeros laid down ahead: a
+// power cut loses what was written over them since the last sync (they read back as zeros
+// again), keeps what was synced, and, in order, keeps a prefix of the rest. Without the model's
+// record of what each write overwrote, every write over the zeros would survive any cut, and
+// the power-loss seeds above could not catch a missing sync of the log.
+TEST_F(RocksDbLogStoreTest, APowerCutLosesWritesOverThePrefilledZerosThatWereNotSynced) {
+  std::filesystem::create_directories(dir_);
+  const std::string name = (dir_ / "000001.log").string();
+  for (const bool out_of_order : {false, true}) {
+    int lost_some = 0, kept_some = 0;
+    for (uint64_t seed = 1; seed <= 20; ++seed) {
+      SCOPED_TRACE(absl::StrCat(out_of_order ? "out of order" : "in order", ", seed ", seed));
+      auto power = testing::PowerLossFileSystem::Create(seed);
+      power->SetOutOfOrderWriteback(out_of_order);
+      WalPrefillFileSystem fs(power, 16 << 10);
+      std::unique_ptr<rocksdb::FSWritableFile> f;
+      ASSERT_TRUE(fs.NewWritableFile(name, rocksdb::FileOptions(), &f, nullptr).ok());
+      ASSERT_TRUE(f->Append(std::string(5000, 'A'), rocksdb::IOOptions(), nullptr).ok());
+      ASSERT_TRUE(f->Sync(rocksdb::IOOptions(), nullptr).ok());
+      std::unique_ptr<rocksdb::FSDirectory> d;
+      ASSERT_TRUE(fs.NewDirectory(dir_.string(), rocksdb::IOOptions(), &d, nullptr).ok());
+      ASSERT_TRUE(d->Fsync(rocksdb::IOOptions(), nullptr).ok());
+      ASSERT_TRUE(f->Append(std::string(6000, 'B'), rocksdb::IOOptions(), nullptr).ok());
+      power->CutPower();
+      f.reset();
+      power->LoseUnsyncedData();
+      power->RestorePower();
+      const std::string bytes = ReadFile(name);
+      ASSERT_GE(bytes.size(), 5000u);
+      ASSERT_EQ(bytes.substr(0, 5000), std::string(5000, 'A'));
+      const std::string rest = bytes.substr(5000, std::min<size_t>(6000, bytes.size() - 5000));
+      const size_t bs = std::count(rest.begin(), rest.end(), 'B');
+      ASSERT_EQ(bs + std::count(rest.begin(), rest.end(), '\0'), rest.size());
+      if (!out_of_order) {
+        ASSERT_EQ(rest.find_first_not_of('B'), bs == rest.size() ? std::string::npos : bs)
+            << "not a prefix of the unsynced write";
+      }
+      if (bs < 6000) ++lost_some;
+      if (bs > 0) ++kept_some;
+    }
+    EXPECT_GT(lost_some, 0) << "no power cut lost any of the unsynced write";
+    EXPECT_GT(kept_some, 0) << "no power cut kept any of the unsynced write";
+  }
+}
+
+// More than a prefill's worth of writes: the zeros are laid down again ahead of them, and
+// everything reads back, before and after a crash.
+TEST_F(RocksDbLogStoreTest, WritesPastThePrefilledZerosLayDownMore) {
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    RocksDbLogStore::Options o{dir_.string()};
+    o.wal_prefill_bytes = 4096;
+    auto opened = RocksDbLogStore::Open(o);
+    if (!opened.ok()) _exit(2);
+    for (uint64_t i = 1; i <= 200; ++i) {
+      const raftpb::HardState hs = HS(1, 1, i);
+      if (!(*opened)->Save(&hs, {E(i, 1, std::string(300, 'y'))}, nullptr, true).ok()) _exit(3);
+    }
+    _exit(0);  // as a crash
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  const std::vector<std::filesystem::path> wals = WalFiles(dir_);
+  ASSERT_EQ(wals.size(), 1u);
+  const std::string bytes = ReadFile(wals[0]);
+  EXPECT_GT(bytes.size(), RecordsEnd(bytes)) << "no zeros ahead of the writes";
+  EXPECT_LE(bytes.size(), RecordsEnd(bytes) + 4096 + (1 << 20));
+  auto s = Open();
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->LastIndex(), 200u);
+  EXPECT_EQ(s->GetInitialState()->hard_state.commit(), 200u);
+  EXPECT_EQ(s->Entries(1, 201, UINT64_MAX)->size(), 200u);
 }
 
 // A write-ahead log record, as RocksDB writes one (a full record), to plant in an entry's data.
@@ -799,15 +971,6 @@ TEST_F(RocksDbLogStoreTest, ATornLastWriteHoldingRecordShapedDataIsStillAccepted
 }
 
 // The store's write-ahead log files, oldest first.
-std::vector<std::filesystem::path> WalFiles(const std::filesystem::path& dir) {
-  std::vector<std::filesystem::path> wals;
-  for (const auto& f : std::filesystem::directory_iterator(dir)) {
-    if (f.path().extension() == ".log") wals.push_back(f.path());
-  }
-  std::sort(wals.begin(), wals.end());
-  return wals;
-}
-
 // An Env whose background work never runs: a memtable RocksDB switched away from (to a new
 // write-ahead log) is never flushed, so both logs stay live, as when a process stops soon
 // after a switch, before the flush.
@@ -901,7 +1064,7 @@ TEST_F(RocksDbLogStoreTest, ADamagedEndOfAnOlderWriteAheadLogIsRefusedNotTakenFo
 // table) may still be there, torn, when its deletion did not reach the disk. RocksDB skips it:
 // it is no damage (refusing every older log that ends torn would refuse this store).
 TEST_F(RocksDbLogStoreTest, ATornLogLeftBehindByARecoveryIsStillAccepted) {
-  const std::filesystem::path wal = WriteReadiesAndDie(60);
+  const std::filesystem::path wal = WriteReadiesAndDie(60, /*prefill=*/0);
   std::string bytes = ReadFile(wal);
   bytes.resize(RecordStarts(bytes).back() + 9);
   WriteFile(wal, bytes);
@@ -1229,6 +1392,10 @@ void RocksDbLogStoreTest::RunPowerLossSeeds(bool out_of_order, uint64_t seeds, u
     o.env = fs->env();
     o.memtable_bytes = 64 << 10;  // RocksDB's smallest
     o.entry_cache_bytes = pick(0, 1) == 0 ? 0 : 8 << 20;
+    // The log grown with each write, or written over zeros laid down a page or a whole
+    // prefill ahead (so that some seeds write past the zeros).
+    const uint64_t prefills[] = {0, 4096, kDefaultPrefill};
+    o.wal_prefill_bytes = prefills[pick(0, 2)];
     auto opened = RocksDbLogStore::Open(o);
     ASSERT_TRUE(opened.ok()) << opened.status();
     std::unique_ptr<RocksDbLogStore> disk = std::move(*opened);

@@ -47,9 +47,8 @@ bool WalRecordAt(const std::string& bytes, size_t at) {
   return masked == LittleEndian32(bytes, at);
 }
 
-}  // namespace
-
-absl::Status CheckWalFile(const std::string& name, const std::string& bytes) {
+// Where the first record that does not check out begins (the file's size if none).
+size_t EndOfGoodRecords(const std::string& bytes) {
   size_t at = 0;
   while (at < bytes.size()) {
     const size_t left_in_block = kWalBlock - at % kWalBlock;
@@ -61,6 +60,34 @@ absl::Status CheckWalFile(const std::string& name, const std::string& bytes) {
     at += kWalHeader + (static_cast<uint8_t>(bytes[at + 4]) |
                         static_cast<size_t>(static_cast<uint8_t>(bytes[at + 5])) << 8);
   }
+  return std::min(at, bytes.size());
+}
+
+}  // namespace
+
+std::optional<size_t> TornWriteOverZeros(const std::string& bytes) {
+  const size_t at = EndOfGoodRecords(bytes);
+  if (at >= bytes.size()) return std::nullopt;
+  const size_t last_nonzero = bytes.find_last_not_of('\0');
+  if (last_nonzero == std::string::npos || last_nonzero < at) return std::nullopt;  // zeros only
+  // How far the record at `at` reaches: its header, and its payload if the header is whole.
+  size_t end = at + kWalHeader;
+  if (bytes.size() - at >= kWalHeader) {
+    const size_t length = static_cast<uint8_t>(bytes[at + 4]) |
+                          static_cast<size_t>(static_cast<uint8_t>(bytes[at + 5])) << 8;
+    const int type = static_cast<uint8_t>(bytes[at + 6]);
+    if (((type >= 1 && type <= 4) || type == 9) &&
+        kWalHeader + length <= kWalBlock - at % kWalBlock) {
+      end = at + kWalHeader + length;
+    }
+  }
+  // Past the file's end, the record was cut short by it: RocksDB's own torn write.
+  if (end > bytes.size() || last_nonzero >= end) return std::nullopt;
+  return at;
+}
+
+absl::Status CheckWalFile(const std::string& name, const std::string& bytes) {
+  const size_t at = EndOfGoodRecords(bytes);
   if (at >= bytes.size()) return absl::OkStatus();
   const size_t bad = at;
   if (bytes.size() - bad >= kWalHeader) {

@@ -38,6 +38,20 @@ namespace shoal::raft {
 // OK, or DATA_LOSS naming `name` and the byte where the damage is. `bytes` is the whole file.
 absl::Status CheckWalFile(const std::string& name, const std::string& bytes);
 
+// Where a write torn over zeros begins, if the file ends in one; nothing otherwise.
+//
+// A log written over zeros laid down ahead of it (wal_prefill.h) that loses power in the middle
+// of a write is left with the write's first pages and zeros where the rest should be: a whole
+// header and a record that no longer checks out, with the file going on (in zeros) past it.
+// RocksDB takes a record cut short by the file's end for a torn write, but this one for a
+// checksum mismatch, and would refuse the store. So a file whose records that check out are
+// followed by one that does not, which lies within the file, with nothing but zeros from inside
+// that record (or its header) to the end of the file, is cut back to where that record begins before RocksDB opens it:
+// what a crash left, the same write RocksDB would drop had the file ended there. (That write
+// was never acknowledged: its sync did not return. Damage that happens to look so is taken
+// for a torn write, as RocksDB takes damage at the file's end.)
+std::optional<size_t> TornWriteOverZeros(const std::string& bytes);
+
 // Whether the writes RocksDB replays from its write-ahead logs follow on one another, checked
 // as RocksDB replays them (Options::wal_filter for one DB::Open; it must outlive the database).
 //

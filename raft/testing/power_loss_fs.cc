@@ -43,6 +43,25 @@ void ZeroRange(const std::string& path, uint64_t lo, uint64_t hi) {
   f.write(zeros.data(), static_cast<std::streamsize>(zeros.size()));
 }
 
+// Writes `data` at `offset` of an existing file (nothing if it is gone).
+void WriteRange(const std::string& path, uint64_t offset, const std::string& data) {
+  if (data.empty()) return;
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  if (!f) return;
+  f.seekp(static_cast<std::streamoff>(offset));
+  f.write(data.data(), static_cast<std::streamsize>(data.size()));
+}
+
+std::string ReadRange(const std::string& path, uint64_t offset, uint64_t n) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::string();
+  in.seekg(static_cast<std::streamoff>(offset));
+  std::string out(n, '\0');
+  in.read(out.data(), static_cast<std::streamsize>(n));
+  out.resize(static_cast<size_t>(std::max<std::streamsize>(in.gcount(), 0)));
+  return out;
+}
+
 void WriteWhole(const std::string& path, const std::string& data) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << data;
@@ -95,8 +114,9 @@ class PowerLossFileSystem::File final : public rocksdb::FSWritableFileOwnerWrapp
                            rocksdb::IODebugContext* dbg) override {
     Gate gate(fs_);
     if (!gate) return PowerLost();
+    std::string before = fs_->Before(name_, offset_, data.size());
     rocksdb::IOStatus s = target()->Append(data, options, dbg);
-    if (s.ok()) Advance(data.size());
+    if (s.ok()) Advance(data.size(), std::move(before));
     return s;
   }
   rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
@@ -104,8 +124,9 @@ class PowerLossFileSystem::File final : public rocksdb::FSWritableFileOwnerWrapp
                            rocksdb::IODebugContext* dbg) override {
     Gate gate(fs_);
     if (!gate) return PowerLost();
+    std::string before = fs_->Before(name_, offset_, data.size());
     rocksdb::IOStatus s = target()->Append(data, options, info, dbg);
-    if (s.ok()) Advance(data.size());
+    if (s.ok()) Advance(data.size(), std::move(before));
     return s;
   }
   rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& data, uint64_t offset,
@@ -113,8 +134,9 @@ class PowerLossFileSystem::File final : public rocksdb::FSWritableFileOwnerWrapp
                                      rocksdb::IODebugContext* dbg) override {
     Gate gate(fs_);
     if (!gate) return PowerLost();
+    std::string before = fs_->Before(name_, offset, data.size());
     rocksdb::IOStatus s = target()->PositionedAppend(data, offset, options, dbg);
-    if (s.ok()) fs_->Wrote(name_, offset + data.size(), /*truncate=*/false);
+    if (s.ok()) fs_->Wrote(name_, offset, data.size(), std::move(before));
     return s;
   }
   rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& data, uint64_t offset,
@@ -123,8 +145,9 @@ class PowerLossFileSystem::File final : public rocksdb::FSWritableFileOwnerWrapp
                                      rocksdb::IODebugContext* dbg) override {
     Gate gate(fs_);
     if (!gate) return PowerLost();
+    std::string before = fs_->Before(name_, offset, data.size());
     rocksdb::IOStatus s = target()->PositionedAppend(data, offset, options, info, dbg);
-    if (s.ok()) fs_->Wrote(name_, offset + data.size(), /*truncate=*/false);
+    if (s.ok()) fs_->Wrote(name_, offset, data.size(), std::move(before));
     return s;
   }
   rocksdb::IOStatus Truncate(uint64_t size, const rocksdb::IOOptions& options,
@@ -134,7 +157,7 @@ class PowerLossFileSystem::File final : public rocksdb::FSWritableFileOwnerWrapp
     rocksdb::IOStatus s = target()->Truncate(size, options, dbg);
     if (s.ok()) {
       offset_ = size;
-      fs_->Wrote(name_, size, /*truncate=*/true);
+      fs_->Truncated(name_, size);
     }
     return s;
   }
@@ -168,9 +191,9 @@ class PowerLossFileSystem::File final : public rocksdb::FSWritableFileOwnerWrapp
   }
 
  private:
-  void Advance(uint64_t n) {
+  void Advance(uint64_t n, std::string before) {
+    fs_->Wrote(name_, offset_, n, std::move(before));
     offset_ += n;
-    fs_->Wrote(name_, offset_, /*truncate=*/false);
   }
 
   PowerLossFileSystem* fs_;
@@ -260,21 +283,57 @@ void PowerLossFileSystem::RestorePower() {
 
 uint64_t PowerLossFileSystem::operations() const { return operations_.load(); }
 
-void PowerLossFileSystem::Wrote(const std::string& fname, uint64_t end, bool truncate) {
+std::string PowerLossFileSystem::Before(const std::string& fname, uint64_t offset, uint64_t n) {
+  uint64_t size = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = files_.find(fname);
+    if (it != files_.end()) size = it->second.size;
+  }
+  if (offset >= size) return std::string();  // an append overwrites nothing
+  return ReadRange(fname, offset, std::min(n, size - offset));
+}
+
+void PowerLossFileSystem::Wrote(const std::string& fname, uint64_t offset, uint64_t n,
+                                std::string before) {
   absl::MutexLock lock(&mu_);
   State& st = files_[fname];
-  if (truncate) {
-    st.size = end;
-    st.synced = std::min(st.synced, end);
-  } else {
-    st.size = std::max(st.size, end);
+  Write w;
+  w.offset = offset;
+  w.length = n;
+  w.size_before = st.size;
+  w.before = std::move(before);
+  st.unsynced.push_back(std::move(w));
+  st.size = std::max(st.size, offset + n);
+}
+
+// A truncation is taken as durable at once (RocksDB truncates a file it is done with); the
+// writes since the last sync keep only what lies before the new end.
+void PowerLossFileSystem::Truncated(const std::string& fname, uint64_t size) {
+  absl::MutexLock lock(&mu_);
+  State& st = files_[fname];
+  st.size = size;
+  st.synced = std::min(st.synced, size);
+  std::vector<Write> kept;
+  for (Write& w : st.unsynced) {
+    if (w.offset >= size) continue;
+    w.length = std::min(w.length, size - w.offset);
+    w.size_before = std::min(w.size_before, size);
+    if (w.before.size() > w.length) w.before.resize(w.length);
+    kept.push_back(std::move(w));
   }
+  st.unsynced = std::move(kept);
 }
 
 void PowerLossFileSystem::Synced(const std::string& fname) {
   absl::MutexLock lock(&mu_);
   State& st = files_[fname];
   st.synced = st.size;
+  st.unsynced.clear();
+}
+
+void PowerLossFileSystem::Revert(const std::string& name, const Write& w, uint64_t keep) {
+  if (keep < w.before.size()) WriteRange(name, w.offset + keep, w.before.substr(keep));
 }
 
 void PowerLossFileSystem::DirectorySynced(const std::string& dir) {
@@ -444,7 +503,7 @@ rocksdb::IOStatus PowerLossFileSystem::Truncate(const std::string& fname, size_t
   Gate gate(this);
   if (!gate) return PowerLost();
   rocksdb::IOStatus s = target()->Truncate(fname, size, options, dbg);
-  if (s.ok()) Wrote(fname, size, /*truncate=*/true);
+  if (s.ok()) Truncated(fname, size);
   return s;
 }
 
@@ -452,20 +511,48 @@ void PowerLossFileSystem::LoseUnsyncedData() {
   absl::MutexLock power(&power_mu_);  // no operation is in progress
   absl::MutexLock lock(&mu_);
   for (auto& [name, st] : files_) {
-    // Keep what was synced and, of the rest, a random prefix (or, out of order, random pages).
+    // Keep what was synced and, of the rest, a random prefix of the writes (or, out of order,
+    // random pages).
     uint64_t keep = st.size;
-    if (st.size > st.synced && !out_of_order_) {
-      keep = std::uniform_int_distribution<uint64_t>(st.synced, st.size)(rng_);
-    } else if (st.size > st.synced) {
+    uint64_t total = 0;
+    for (const Write& w : st.unsynced) total += w.length;
+    if (total > 0 && !out_of_order_) {
+      const uint64_t cut = std::uniform_int_distribution<uint64_t>(0, total)(rng_);
+      // Undo the writes after the cut, newest first, so that each puts back what was there
+      // before it; the file is then as long as it was before the oldest write undone.
+      uint64_t end = total;
+      for (size_t i = st.unsynced.size(); i-- > 0;) {
+        const Write& w = st.unsynced[i];
+        const uint64_t start = end - w.length;
+        end = start;
+        if (start + w.length <= cut) break;
+        const uint64_t kept = cut > start ? cut - start : 0;
+        Revert(name, w, kept);
+        keep = std::max(w.size_before, w.offset + kept);
+      }
+    } else if (total > 0) {
       constexpr uint64_t kPage = 4096;
+      std::set<uint64_t> pages;
+      for (const Write& w : st.unsynced) {
+        for (uint64_t p = w.offset / kPage; p * kPage < w.offset + w.length; ++p) pages.insert(p);
+      }
       uint64_t last_kept = st.synced;
-      for (uint64_t page = st.synced / kPage * kPage; page < st.size; page += kPage) {
-        const uint64_t lo = std::max(page, st.synced), hi = std::min(page + kPage, st.size);
+      for (uint64_t page : pages) {
+        const uint64_t lo = page * kPage, hi = std::min(lo + kPage, st.size);
+        if (lo >= hi) continue;
         if (std::uniform_int_distribution<int>(0, 1)(rng_) == 1) {
-          last_kept = hi;
-        } else {
-          ZeroRange(name, lo, hi);
+          last_kept = std::max(last_kept, hi);
+          continue;
         }
+        // The page as it was at the sync: what each write overwrote, newest first, and
+        // zeros where the file did not reach then.
+        for (size_t i = st.unsynced.size(); i-- > 0;) {
+          const Write& w = st.unsynced[i];
+          const uint64_t a = std::max(lo, w.offset);
+          const uint64_t b = std::min(hi, w.offset + w.before.size());
+          if (a < b) WriteRange(name, a, w.before.substr(a - w.offset, b - a));
+        }
+        if (std::max(lo, st.synced) < hi) ZeroRange(name, std::max(lo, st.synced), hi);
       }
       if (std::uniform_int_distribution<int>(0, 1)(rng_) == 0) keep = last_kept;
     }

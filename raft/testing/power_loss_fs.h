@@ -7,11 +7,13 @@
 // missing fsync goes unnoticed by such a test; this file system catches it.
 //
 // The model of a power loss, applied by LoseUnsyncedData():
-// - a file keeps what was synced (Sync/Fsync) and a random prefix of what was written after
-//   (the kernel may have written some of it back, in order, or none); with
-//   SetOutOfOrderWriteback(true), each 4 KiB page written after the last sync instead reaches
-//   the disk or not independently (a page that did not reads back as zeros), and the file's
-//   length is either as written or up to its last page that did;
+// - a file keeps what was synced (Sync/Fsync, through any of its handles) and a random prefix
+//   of the writes made after (the kernel may have written some of it back, in order, or
+//   none): a write left out leaves the bytes it overwrote as they were, and the file as long as
+//   it was before it; with SetOutOfOrderWriteback(true), each 4 KiB page written after the last
+//   sync instead reaches the disk or not independently (a page that did not reads back as it
+//   was at the sync, zeros past the file's end then), and the file's length is either as
+//   written or up to its last page that did;
 // - a file created since its directory was last synced disappears;
 // - so does a directory created (CreateDir, CreateDirIfMissing) since its parent was last
 //   synced, with everything in it;
@@ -40,6 +42,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -118,9 +121,17 @@ class PowerLossFileSystem final : public rocksdb::FileSystemWrapper {
   class Directory;
 
   // What is not yet durable about one file, by its current name.
+  // A write since the file was last synced, with what it overwrote.
+  struct Write {
+    uint64_t offset = 0;
+    uint64_t length = 0;
+    uint64_t size_before = 0;  // the file's length before it
+    std::string before;        // the bytes it overwrote (those before size_before)
+  };
   struct State {
     uint64_t size = 0;    // bytes written
-    uint64_t synced = 0;  // bytes made durable by Sync/Fsync
+    uint64_t synced = 0;  // the length at the last Sync/Fsync, which made everything durable
+    std::vector<Write> unsynced;  // in the order they were made
     // Created (or renamed into place) since its directory was last synced.
     bool name_durable = true;
     // Set when the name came from a rename not yet made durable: where it came from, and what
@@ -141,7 +152,12 @@ class PowerLossFileSystem final : public rocksdb::FileSystemWrapper {
   // when the power is out, or goes out at this operation.
   bool Admit(bool count);
   static rocksdb::IOStatus PowerLost();
-  void Wrote(const std::string& fname, uint64_t end, bool truncate);
+  // What [offset, offset + n) of the file holds now, up to its length (before writing there).
+  std::string Before(const std::string& fname, uint64_t offset, uint64_t n);
+  void Wrote(const std::string& fname, uint64_t offset, uint64_t n, std::string before);
+  void Truncated(const std::string& fname, uint64_t size);
+  // Puts back what `w` overwrote from offset + keep on (keep < w.length).
+  static void Revert(const std::string& name, const Write& w, uint64_t keep);
   void Synced(const std::string& fname);
   void DirectorySynced(const std::string& dir);
   // CreateDir (`if_missing` false) or CreateDirIfMissing.

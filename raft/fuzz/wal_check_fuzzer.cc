@@ -8,10 +8,16 @@
 // record no longer checks out, with whole records after it, is DATA_LOSS unless the change
 // leaves a header that is whole and runs past the file's end (taken for a torn write, as
 // RocksDB takes it).
+// TornWriteOverZeros (a log written over zeros laid down ahead of it, wal_prefill.h): on any
+// bytes, what it would cut at leaves a log CheckWalFile accepts; a whole log followed by zeros
+// has nothing cut off; the same log cut short anywhere with zeros after it (a power cut in the
+// middle of a write over the zeros) is accepted, after the cut if one is asked for, and the
+// cut never reaches into a record before the one the power cut tore.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -31,8 +37,15 @@ namespace {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using shoal::raft::CheckWalFile;
+  using shoal::raft::TornWriteOverZeros;
   const std::string raw(reinterpret_cast<const char*>(data), size);
   (void)CheckWalFile("raw", raw);  // any bytes: an answer, no crash
+  if (std::optional<size_t> torn = TornWriteOverZeros(raw)) {
+    if (*torn >= raw.size()) Broken("a cut at or past the end", absl::OkStatus());
+    if (absl::Status s = CheckWalFile("raw cut", raw.substr(0, *torn)); !s.ok()) {
+      Broken("what is left after cutting a torn write off refused", s);
+    }
+  }
   if (size < 4) return 0;
 
   // Records from the input: [length byte, scale byte, payload...]; a scale makes some records
@@ -57,6 +70,32 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       (wal.size() + 1);
   if (absl::Status s = CheckWalFile("torn", wal.substr(0, cut)); !s.ok()) {
     Broken("a log cut short refused", s);
+  }
+
+  // Over zeros: the whole log, and the log torn at `cut`, with zeros after.
+  const std::string zeros(4096 + data[3] * 131, '\0');
+  if (TornWriteOverZeros(wal + zeros)) Broken("a whole log over zeros cut", absl::OkStatus());
+  if (absl::Status s = CheckWalFile("whole over zeros", wal + zeros); !s.ok()) {
+    Broken("a whole log over zeros refused", s);
+  }
+  std::string torn_over_zeros = wal.substr(0, cut) + std::string(wal.size() - cut, '\0') + zeros;
+  if (std::optional<size_t> torn = TornWriteOverZeros(torn_over_zeros)) {
+    // Where the record holding the byte at `cut` (or the last whole one before it) begins.
+    size_t start = 0;
+    for (size_t at = 0; at < cut;) {
+      if (32768 - at % 32768 < 7) {
+        at += 32768 - at % 32768;
+        continue;
+      }
+      start = at;
+      at += 7 + (static_cast<uint8_t>(wal[at + 4]) |
+                 static_cast<size_t>(static_cast<uint8_t>(wal[at + 5])) << 8);
+    }
+    if (*torn < start) Broken("a cut into the records before the torn one", absl::OkStatus());
+    torn_over_zeros.resize(*torn);
+  }
+  if (absl::Status s = CheckWalFile("torn over zeros", torn_over_zeros); !s.ok()) {
+    Broken("a log torn over zeros refused", s);
   }
 
   // Damage one header byte of the first record (when more whole records follow it).

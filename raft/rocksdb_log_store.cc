@@ -166,8 +166,11 @@ absl::Status CheckWalTails(rocksdb::FileSystem* fs, const std::string& path) {
     if (std::optional<size_t> torn = TornWriteOverZeros(bytes)) {
       // Cut the torn write off, as the file would have ended had its zeros not been laid
       // down ahead of it; durably, though a crash before that only means doing it again.
-      const std::string cut = absl::StrCat("cutting a torn write off the write-ahead log ", file,
-                                           " at byte ", *torn, " before opening the store");
+      const std::string cut = absl::StrCat(
+          "cutting a torn write (left by a crash, never acknowledged) off the write-ahead log ",
+          file, " at byte ", *torn,
+          " before opening the store (nothing was opened; check that the disk is writable and "
+          "the directory is this process's, then start the member again: the cut is made anew)");
       std::unique_ptr<rocksdb::FSWritableFile> out;
       s = fs->ReopenWritableFile(file, rocksdb::FileOptions(), &out, nullptr);
       if (s.ok()) s = out->Truncate(*torn, rocksdb::IOOptions(), nullptr);

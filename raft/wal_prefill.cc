@@ -50,6 +50,8 @@ class PrefilledFile final : public rocksdb::FSWritableFileOwnerWrapper {
                                      rocksdb::IODebugContext*) override {
     return rocksdb::IOStatus::NotSupported("positioned writes to a prefilled write-ahead log");
   }
+  // RocksDB does not truncate a log it is writing; should it, the zeros stop there and the
+  // file grows with each write from then on, as an unprefilled one does.
   rocksdb::IOStatus Truncate(uint64_t size, const rocksdb::IOOptions& options,
                              rocksdb::IODebugContext* dbg) override {
     rocksdb::IOStatus s = CloseZeros(options, dbg);

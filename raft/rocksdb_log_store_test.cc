@@ -926,6 +926,130 @@ TEST_F(RocksDbLogStoreTest, WritesPastThePrefilledZerosLayDownMore) {
   EXPECT_EQ(s->Entries(1, 201, UINT64_MAX)->size(), 200u);
 }
 
+// A file system whose write-ahead logs fail on demand where WalPrefillFileSystem works on them:
+// opening the second handle that lays down the zeros, appending the zeros, syncing them.
+class FailingWalFileSystem final : public rocksdb::FileSystemWrapper {
+ public:
+  enum class Fail { kNone, kReopen, kZerosAppend, kZerosSync };
+  explicit FailingWalFileSystem(std::shared_ptr<rocksdb::FileSystem> target)
+      : FileSystemWrapper(std::move(target)) {}
+  const char* Name() const override { return "FailingWalFileSystem"; }
+
+  rocksdb::IOStatus NewWritableFile(const std::string& fname, const rocksdb::FileOptions& options,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* result,
+                                    rocksdb::IODebugContext* dbg) override {
+    rocksdb::IOStatus s = target()->NewWritableFile(fname, options, result, dbg);
+    if (s.ok() && IsLog(fname)) *result = std::make_unique<Handle>(std::move(*result), this, false);
+    return s;
+  }
+  rocksdb::IOStatus ReopenWritableFile(const std::string& fname,
+                                       const rocksdb::FileOptions& options,
+                                       std::unique_ptr<rocksdb::FSWritableFile>* result,
+                                       rocksdb::IODebugContext* dbg) override {
+    if (IsLog(fname) && Failing(Fail::kReopen)) {
+      return rocksdb::IOStatus::IOError("cannot open a second handle (FailingWalFileSystem)");
+    }
+    rocksdb::IOStatus s = target()->ReopenWritableFile(fname, options, result, dbg);
+    if (s.ok() && IsLog(fname)) *result = std::make_unique<Handle>(std::move(*result), this, true);
+    return s;
+  }
+
+  std::atomic<Fail> fail{Fail::kNone};
+  std::atomic<int> failures{0};
+
+ private:
+  static bool IsLog(const std::string& fname) {
+    return fname.size() > 4 && fname.compare(fname.size() - 4, 4, ".log") == 0;
+  }
+  bool Failing(Fail what) {
+    if (fail.load() != what) return false;
+    failures.fetch_add(1);
+    return true;
+  }
+  class Handle final : public rocksdb::FSWritableFileOwnerWrapper {
+   public:
+    Handle(std::unique_ptr<rocksdb::FSWritableFile> file, FailingWalFileSystem* fs, bool zeros)
+        : FSWritableFileOwnerWrapper(std::move(file)), fs_(fs), zeros_(zeros) {}
+    rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
+                             rocksdb::IODebugContext* dbg) override {
+      if (zeros_ && fs_->Failing(Fail::kZerosAppend)) return NoSpace();
+      return target()->Append(data, options, dbg);
+    }
+    rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
+                             const rocksdb::DataVerificationInfo& info,
+                             rocksdb::IODebugContext* dbg) override {
+      if (zeros_ && fs_->Failing(Fail::kZerosAppend)) return NoSpace();
+      return target()->Append(data, options, info, dbg);
+    }
+    rocksdb::IOStatus Sync(const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) override {
+      if (zeros_ && fs_->Failing(Fail::kZerosSync)) {
+        return rocksdb::IOStatus::IOError("fdatasync failed (FailingWalFileSystem)");
+      }
+      return target()->Sync(options, dbg);
+    }
+
+   private:
+    static rocksdb::IOStatus NoSpace() {
+      return rocksdb::IOStatus::NoSpace("no space left on device (FailingWalFileSystem)");
+    }
+    FailingWalFileSystem* fs_;
+    const bool zeros_;
+  };
+};
+
+// The zeros laid down ahead of the log are part of its writes: when they cannot be (a full
+// disk, an I/O error, no second handle on a new log), the write fails as any failed write
+// does (the node stops the member: see Node's StorageFailed), and the store, opened again on a
+// working disk, holds every write that was acknowledged, each whole. A failure that were
+// swallowed would leave the member writing on as if the disk were fine.
+TEST_F(RocksDbLogStoreTest, AFailureLayingDownZerosFailsTheWriteAndLosesNothingAcknowledged) {
+  using Fail = FailingWalFileSystem::Fail;
+  for (const Fail what : {Fail::kZerosAppend, Fail::kZerosSync, Fail::kReopen}) {
+    SCOPED_TRACE(absl::StrCat("failure ", static_cast<int>(what)));
+    std::filesystem::remove_all(dir_);
+    auto fs = std::make_shared<FailingWalFileSystem>(rocksdb::FileSystem::Default());
+    std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
+    RocksDbLogStore::Options o{dir_.string()};
+    o.env = env.get();
+    o.wal_prefill_bytes = 4096;
+    o.memtable_bytes = 64 << 10;  // new log files now and then, for kReopen
+    auto opened = RocksDbLogStore::Open(o);
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    std::unique_ptr<RocksDbLogStore> s = std::move(*opened);
+    uint64_t acknowledged = 0;
+    for (uint64_t i = 1; i <= 20; ++i) {
+      const raftpb::HardState hs = HS(1, 1, i);
+      ASSERT_TRUE(s->Save(&hs, {E(i, 1, std::string(300, 'a'))}, nullptr, true).ok());
+      acknowledged = i;
+    }
+    fs->fail = what;
+    absl::Status failed;
+    for (uint64_t i = acknowledged + 1; i <= 2000 && failed.ok(); ++i) {
+      const raftpb::HardState hs = HS(1, 1, i);
+      failed = s->Save(&hs, {E(i, 1, std::string(300, 'b'))}, nullptr, true);
+      if (failed.ok()) acknowledged = i;
+    }
+    ASSERT_FALSE(failed.ok()) << "no write failed in 2,000";
+    EXPECT_GT(fs->failures.load(), 0);
+    EXPECT_THAT(failed.ToString(), ::testing::HasSubstr("FailingWalFileSystem"));
+    const raftpb::HardState hs = HS(1, 1, acknowledged + 100);
+    EXPECT_FALSE(s->Save(&hs, {E(acknowledged + 100, 1, "after")}, nullptr, true).ok())
+        << "a write after the failed one went through";
+    fs->fail = Fail::kNone;
+    s.reset();
+    auto again = Open();
+    ASSERT_NE(again, nullptr);
+    ASSERT_GE(again->LastIndex(), acknowledged);
+    absl::StatusOr<std::vector<raftpb::Entry>> read =
+        again->Entries(1, acknowledged + 1, UINT64_MAX);
+    ASSERT_TRUE(read.ok()) << read.status();
+    ASSERT_EQ(read->size(), acknowledged);
+    for (uint64_t i = 1; i <= acknowledged; ++i) {
+      EXPECT_EQ((*read)[i - 1].data(), std::string(300, i <= 20 ? 'a' : 'b')) << i;
+    }
+  }
+}
+
 // A write-ahead log record, as RocksDB writes one (a full record), to plant in an entry's data.
 std::string WalRecordShaped(const std::string& payload) {
   return testing::WalPhysicalRecord(1, payload);

@@ -20,6 +20,7 @@
 # "floor_ratio" (the floor's throughput over etcd's): the ceiling the benchmark's gRPC calls
 # set on this host for any Raft behind them.
 # Everything else goes to stderr. Both sides stop every process they start (by PID).
+# SHOAL_BENCH_RAFT_BIN / SHOAL_BENCH_ETCD (environment): see below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,23 +48,38 @@ log() { echo "bench-raft: $*" >&2; }
 
 results="$(mktemp "${TMPDIR:-/tmp}/shoal-bench-raft.XXXXXX")"
 log "results in $results"
-bazel build -c opt //raft:bench //raft:bench_etcd >&2
-shoal_bin="$(bazel info -c opt bazel-bin 2>/dev/null)/raft/bench/raft_bench"
+# SHOAL_BENCH_RAFT_BIN and SHOAL_BENCH_ETCD: a raft_bench binary and an etcd benchmark command
+# to use instead of building them (deploy/bench_raft_test.sh gives fakes; an A/B of a past
+# build can give its binary).
+shoal_bin="${SHOAL_BENCH_RAFT_BIN:-}"
+etcd_cmd="${SHOAL_BENCH_ETCD:-deploy/bench-etcd.sh}"
+if [ -z "$shoal_bin" ]; then
+  bazel build -c opt //raft:bench //raft:bench_etcd >&2
+  shoal_bin="$(bazel info -c opt bazel-bin 2>/dev/null)/raft/bench/raft_bench"
+fi
 
+# record WHAT COMMAND...: runs one benchmark and keeps its JSON line; a run that prints none
+# (a member that did not start, etcd missing) is reported and left out, not the whole run.
+record() {
+  local what="$1" line
+  shift
+  line="$("$@" | tail -n 1)" || true
+  case "$line" in
+    "{"*) echo "$line" >>"$results" ;;
+    *) log "$what printed no result in round $round at $c client(s)" ;;
+  esac
+}
 run_etcd() {
-  deploy/bench-etcd.sh --clients "$1" --seconds "$seconds" --value-bytes "$value_bytes" \
-    --client-api "$client_api" \
-    | tail -n 1 >>"$results"
+  record etcd "$etcd_cmd" --clients "$1" --seconds "$seconds" --value-bytes "$value_bytes" \
+    --client-api "$client_api"
 }
 run_shoal() {
-  "$shoal_bin" --nodes 3 --clients "$1" --seconds "$seconds" --value-bytes "$value_bytes" \
-    --client-api "$client_api" \
-    | tail -n 1 >>"$results"
+  record shoal "$shoal_bin" --nodes 3 --clients "$1" --seconds "$seconds" \
+    --value-bytes "$value_bytes" --client-api "$client_api"
 }
 run_floor() {
-  "$shoal_bin" --nodes 3 --clients "$1" --seconds "$seconds" --value-bytes "$value_bytes" \
-    --client-api "$client_api" --answer-at-once \
-    | tail -n 1 >>"$results"
+  record floor "$shoal_bin" --nodes 3 --clients "$1" --seconds "$seconds" \
+    --value-bytes "$value_bytes" --client-api "$client_api" --answer-at-once
 }
 
 for round in $(seq 1 "$rounds"); do
@@ -99,6 +115,7 @@ for r in runs:
         print("warning: %s at %d client(s) had %d failed calls in one round: its figures leave "
               "them out" % (r["system"], r["clients"], r["errors"]), file=sys.stderr)
 by = {}
+compared = 0
 for r in runs:
     # raft_bench --answer-at-once: Shoal's members answering without Raft, the "floor"
     system = "floor" if r.get("mode") == "answer-at-once" else r["system"]
@@ -148,4 +165,9 @@ for clients in sorted({c for c, _ in by}):
             "throughput_ratio": round(s["throughput"] / e["throughput"], 2),
             "etcd_p50_ms": e["p50_ms"], "shoal_p50_ms": s["p50_ms"],
             "etcd_p99_ms": e["p99_ms"], "shoal_p99_ms": s["p99_ms"], **cpu, **floor}))
+        compared += 1
+if compared == 0:
+    print("bench-raft: no client count has results from both systems: nothing to compare",
+          file=sys.stderr)
+    sys.exit(1)
 EOF

@@ -819,6 +819,70 @@ TEST(CoreTest, LosingTheLeadersConnectionTriggersAnEarlyElection) {
   EXPECT_GT(net.core(two ? 2 : 3).term(), term);
 }
 
+// The leader's process dies and both followers campaign at the same moment: each pre-vote
+// reaches the other while it is a pre-candidate itself. Both used to grant, both stood in the
+// next term, each voted for itself, and the vote split (an election timeout lost). Now the
+// higher-numbered one stands aside for the lower one, which wins at once.
+TEST(CoreTest, TwoFollowersCampaigningAtOnceDoNotSplitTheVote) {
+  Network net(3, [](Config& c) {
+    c.pre_vote = true;
+    c.check_quorum = true;
+  });
+  net.Campaign(1);
+  const uint64_t term = net.core(1).term();
+  net.Isolate(1);
+  net.core(2).LeaderUnreachable();
+  net.core(3).LeaderUnreachable();
+  net.core(2).Campaign();
+  net.core(3).Campaign();
+  ASSERT_EQ(net.core(2).role(), Role::kPreCandidate);
+  ASSERT_EQ(net.core(3).role(), Role::kPreCandidate);
+  // Both pre-vote requests cross: each reaches the other before any answer.
+  raftpb::Message from2, from3;
+  for (raftpb::Message& m : net.TakeMessages(2)) {
+    if (m.to() == 3) from2 = m;
+  }
+  for (raftpb::Message& m : net.TakeMessages(3)) {
+    if (m.to() == 2) from3 = m;
+  }
+  ASSERT_EQ(from2.type(), raftpb::MSG_PRE_VOTE);
+  ASSERT_EQ(from3.type(), raftpb::MSG_PRE_VOTE);
+  ASSERT_TRUE(net.core(3).Step(from2).ok());
+  ASSERT_TRUE(net.core(2).Step(from3).ok());
+  EXPECT_EQ(net.core(3).role(), Role::kFollower) << "member 3 did not stand aside";
+  EXPECT_EQ(net.core(2).role(), Role::kPreCandidate);
+  net.Stabilize();
+  EXPECT_EQ(net.core(2).role(), Role::kLeader);
+  EXPECT_EQ(net.core(2).term(), term + 1) << "more than one election";
+  EXPECT_EQ(net.core(3).leader(), 2u);
+}
+
+// Standing aside is for a member at least as up to date only: a pre-candidate that refuses a
+// lower-numbered member's pre-vote (its log is behind) goes on with its own campaign.
+TEST(CoreTest, APreCandidateDoesNotStandAsideForAMemberWhoseLogIsBehind) {
+  Network net(3, [](Config& c) {
+    c.pre_vote = true;
+    c.check_quorum = true;
+  });
+  net.Campaign(1);
+  net.Cut(1, 2);
+  ASSERT_TRUE(net.Propose(1, "only 1 and 3 have this").ok());
+  net.Isolate(1);
+  net.core(2).LeaderUnreachable();
+  net.core(3).LeaderUnreachable();
+  net.core(2).Campaign();
+  net.core(3).Campaign();
+  raftpb::Message from2;
+  for (raftpb::Message& m : net.TakeMessages(2)) {
+    if (m.to() == 3) from2 = m;
+  }
+  ASSERT_EQ(from2.type(), raftpb::MSG_PRE_VOTE);
+  ASSERT_TRUE(net.core(3).Step(from2).ok());
+  EXPECT_EQ(net.core(3).role(), Role::kPreCandidate);
+  net.Stabilize();
+  EXPECT_EQ(net.core(3).role(), Role::kLeader);
+}
+
 TEST(CoreTest, AFalseAlarmAboutTheLeaderDisruptsNothing) {
   Network net(3, [](Config& c) {
     c.pre_vote = true;

@@ -564,10 +564,9 @@ int RunFailover(Driver& d, int rounds, uint64_t value_bytes) {
                  (unsigned long)leader, failovers_ms.back());
     d.Start(leader);  // back from its disk
     // Each round measures one failure: the next leader is killed only once this member is
-    // back and has caught up. Killed while it was still starting, the one member left had no
-    // quorum until it came back, and its early campaign (at the end of the dead leader's
-    // stream) went unanswered, so it waited out an election timeout: 1.4 and 1.8 s in 2 of 40
-    // rounds on 2026-12-04, when every other round took under 0.31 s.
+    // back and has caught up (about 200 ms after its restart). The next kill used to come
+    // 50-150 ms after the restart, so the member left beside the new leader had often not
+    // heard from it yet, and some rounds measured two failures at once.
     const absl::Time restarted = absl::Now();
     if (!d.WaitCaughtUp(leader, acked_index, restarted + absl::Seconds(60))) {
       std::fprintf(stderr, "round %d: member %lu did not catch up within 60 s of its restart\n",

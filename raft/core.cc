@@ -674,8 +674,8 @@ absl::Status Core::StepLocalVote(const Message& m) {
       // Two followers that lose their leader at the same moment (its process died, and both
       // streams from it ended at once) campaign within the same few ticks. Each would win
       // its pre-vote with the other's help, stand in the next term, vote for itself, and
-      // the vote would split: a whole election timeout (1-2 s) lost, seen in about 1 in 40
-      // leader kills on three members. A pre-candidate that helps a lower-numbered member
+      // the vote would split: a whole election timeout (1-2 s) lost, seen in 4 of 280 leader
+      // kills on three members. A pre-candidate that helps a lower-numbered member
       // stands aside for it, and campaigns again within a few ticks should that one not win.
       BecomeFollower(term_, 0);
       std::uniform_int_distribution<int> dist(1, 3);

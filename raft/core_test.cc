@@ -711,11 +711,15 @@ TEST(CoreTest, AFollowerForwardsABatchOfProposalsInBoundedMessages) {
 
 // ---- Pre-vote, check-quorum and leases ----
 
+// Pre-vote and check-quorum on, as in Shoal's managers (the network's default is the paper's
+// rules alone).
+void PreVoteAndCheckQuorum(Config& c) {
+  c.pre_vote = true;
+  c.check_quorum = true;
+}
+
 TEST(CoreTest, PreVoteKeepsAPartitionedMemberFromDisruptingTheLeader) {
-  Network net(3, [](Config& c) {
-    c.pre_vote = true;
-    c.check_quorum = true;
-  });
+  Network net(3, PreVoteAndCheckQuorum);
   net.Campaign(1);
   ASSERT_EQ(net.core(1).role(), Role::kLeader);
   const uint64_t term = net.core(1).term();
@@ -800,10 +804,7 @@ TEST(CoreTest, FollowersInALeaseIgnoreVotesForANewTerm) {
 // Followers that lose the leader's connection elect a new one within a few ticks instead of
 // their 10-20 tick timeout; a false alarm on one follower changes nothing.
 TEST(CoreTest, LosingTheLeadersConnectionTriggersAnEarlyElection) {
-  Network net(3, [](Config& c) {
-    c.pre_vote = true;
-    c.check_quorum = true;
-  });
+  Network net(3, PreVoteAndCheckQuorum);
   net.Campaign(1);
   const uint64_t term = net.core(1).term();
   net.Isolate(1);  // the leader's process died
@@ -824,10 +825,7 @@ TEST(CoreTest, LosingTheLeadersConnectionTriggersAnEarlyElection) {
 // next term, each voted for itself, and the vote split (an election timeout lost). Now the
 // higher-numbered one stands aside for the lower one, which wins at once.
 TEST(CoreTest, TwoFollowersCampaigningAtOnceDoNotSplitTheVote) {
-  Network net(3, [](Config& c) {
-    c.pre_vote = true;
-    c.check_quorum = true;
-  });
+  Network net(3, PreVoteAndCheckQuorum);
   net.Campaign(1);
   const uint64_t term = net.core(1).term();
   net.Isolate(1);
@@ -860,10 +858,7 @@ TEST(CoreTest, TwoFollowersCampaigningAtOnceDoNotSplitTheVote) {
 // Standing aside is for a member at least as up to date only: a pre-candidate that refuses a
 // lower-numbered member's pre-vote (its log is behind) goes on with its own campaign.
 TEST(CoreTest, APreCandidateDoesNotStandAsideForAMemberWhoseLogIsBehind) {
-  Network net(3, [](Config& c) {
-    c.pre_vote = true;
-    c.check_quorum = true;
-  });
+  Network net(3, PreVoteAndCheckQuorum);
   net.Campaign(1);
   net.Cut(1, 2);
   ASSERT_TRUE(net.Propose(1, "only 1 and 3 have this").ok());
@@ -884,10 +879,7 @@ TEST(CoreTest, APreCandidateDoesNotStandAsideForAMemberWhoseLogIsBehind) {
 }
 
 TEST(CoreTest, AFalseAlarmAboutTheLeaderDisruptsNothing) {
-  Network net(3, [](Config& c) {
-    c.pre_vote = true;
-    c.check_quorum = true;
-  });
+  Network net(3, PreVoteAndCheckQuorum);
   net.Campaign(1);
   const uint64_t term = net.core(1).term();
   net.core(2).LeaderUnreachable();  // only member 2 thinks so; 3 still hears the leader
@@ -1216,10 +1208,7 @@ TEST(CoreTest, RemovedLeaderStepsDownAndTheRestElectANewOne) {
 }
 
 TEST(CoreTest, AMemberRemovedWhileAwayIsToldWhenItComesBack) {
-  Network net(4, [](Config& c) {
-    c.pre_vote = true;
-    c.check_quorum = true;
-  });
+  Network net(4, PreVoteAndCheckQuorum);
   net.Campaign(1);
   ASSERT_EQ(net.core(1).role(), Role::kLeader);
   net.Isolate(4);
@@ -1258,10 +1247,7 @@ TEST(CoreTest, AMemberRemovedWhileAwayIsToldWhenItComesBack) {
 // voter: a TimeoutNow (from a transfer to it begun before the removal, delayed) made it
 // campaign in a new term (found by a review).
 TEST(CoreTest, AMemberToldItWasRemovedDoesNotCampaignOnATimeoutNow) {
-  Network net(4, [](Config& c) {
-    c.pre_vote = true;
-    c.check_quorum = true;
-  });
+  Network net(4, PreVoteAndCheckQuorum);
   net.Campaign(1);
   const uint64_t term = net.core(1).term();
   net.Isolate(4);
@@ -1285,10 +1271,7 @@ TEST(CoreTest, AMemberToldItWasRemovedDoesNotCampaignOnATimeoutNow) {
 // any more, and never campaigns: it asks the voters it knows once it has heard from no leader
 // for an election timeout, and is told.
 TEST(CoreTest, ALearnerRemovedInSilenceAsksAndIsTold) {
-  Network net(3, [](Config& c) {
-    c.pre_vote = true;
-    c.check_quorum = true;
-  });
+  Network net(3, PreVoteAndCheckQuorum);
   net.Campaign(1);
   net.AddNode(4, net.core(1).conf_state());
   ASSERT_TRUE(

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -400,10 +401,11 @@ class Driver {
     return 0;
   }
 
-  // Waits until member `id` answers, follows a leader and has applied `index`; false at the
-  // deadline.
-  bool WaitCaughtUp(uint64_t id, uint64_t index, absl::Time deadline) {
+  // Waits until member `id` answers, follows a leader and has applied `index`. At the
+  // deadline, an error saying what the member last answered (or why it did not).
+  absl::Status WaitCaughtUp(uint64_t id, uint64_t index, absl::Time deadline) {
     Member& m = members_[id - 1];
+    std::string last = "no answer yet";
     while (absl::Now() < deadline) {
       grpc::ClientContext ctx;
       // Waiting for the connection to the restarted process: calls that failed at once while
@@ -411,13 +413,16 @@ class Driver {
       ctx.set_wait_for_ready(true);
       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(1000));
       raftbench::StatusResponse st;
-      if (m.stub->Status(&ctx, raftbench::StatusRequest(), &st).ok() && st.leader() != 0 &&
-          st.applied() >= index) {
-        return true;
-      }
+      const grpc::Status called = m.stub->Status(&ctx, raftbench::StatusRequest(), &st);
+      if (called.ok() && st.leader() != 0 && st.applied() >= index) return absl::OkStatus();
+      last = called.ok() ? absl::StrCat("it knows leader ", st.leader(), " in term ", st.term(),
+                                        " and has applied up to index ", st.applied())
+                         : absl::StrCat("its status call failed: ", called.error_message());
       absl::SleepFor(absl::Milliseconds(2));  // polling member status
     }
-    return false;
+    return absl::DeadlineExceededError(absl::StrCat(
+        "member ", id, " did not follow a leader and apply index ", index, " in time; ", last,
+        " (its messages are on stderr above; is the machine overloaded?)"));
   }
 
   raftbench::RaftBench::Stub* stub(uint64_t id) { return members_[id - 1].stub.get(); }
@@ -568,9 +573,10 @@ int RunFailover(Driver& d, int rounds, uint64_t value_bytes) {
     // 50-150 ms after the restart, so the member left beside the new leader had often not
     // heard from it yet, and some rounds measured two failures at once.
     const absl::Time restarted = absl::Now();
-    if (!d.WaitCaughtUp(leader, acked_index, restarted + absl::Seconds(60))) {
-      std::fprintf(stderr, "round %d: member %lu did not catch up within 60 s of its restart\n",
-                   round, (unsigned long)leader);
+    const absl::Status back = d.WaitCaughtUp(leader, acked_index, restarted + absl::Seconds(60));
+    if (!back.ok()) {
+      std::fprintf(stderr, "round %d: within 60 s of its restart, %s\n", round,
+                   std::string(back.message()).c_str());
       return 1;
     }
     std::fprintf(stderr, "round %d: member %lu back and caught up %.0f ms after its restart\n",

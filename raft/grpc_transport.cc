@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/check.h"
 #include "common/log.h"
 #include "common/thread_name.h"
 #include "raft/snapshot_stream.h"
@@ -44,16 +45,19 @@ grpc::Status RemovedStatus(uint64_t member) {
 }  // namespace
 
 // One completion-queue operation of a peer's stream.
-struct GrpcTransport::Op {
+struct GrpcTransport::Op final : CqTag {
   // kServerDone: the server sent its initial metadata, which it does only as it ends the
   // stream (a refusal, a shutdown): the stream is finished to learn why.
   enum Kind { kStart, kWrite, kFinish, kServerDone };
+  Op(Peer* p, Kind k) : peer(p), kind(k) {}
+  void Proceed(bool ok) override;
   Peer* peer;
   Kind kind;
 };
 
 struct GrpcTransport::Peer {
   enum class State { kNone, kStarting, kIdle, kWriting, kFinishing };
+  GrpcTransport* transport = nullptr;
   uint64_t id = 0;
   std::string addr;
   std::shared_ptr<grpc::Channel> channel;
@@ -76,109 +80,13 @@ struct GrpcTransport::Peer {
   Op server_done_op{this, Op::kServerDone};
 };
 
-// StreamMessages runs on gRPC's callback API: each arriving batch is handed to the node from
-// gRPC's own event threads, without waking a server thread parked in a blocking Read (under
-// load that hand-off cost milliseconds per acknowledgement).
+void GrpcTransport::Op::Proceed(bool ok) { peer->transport->OnOp(this, ok); }
+
+// EXPERIMENT: StreamMessages on the asynchronous API, on the transport's one queue.
 class GrpcTransport::RaftServiceImpl final
-    : public raftpb::Raft::WithCallbackMethod_StreamMessages<raftpb::Raft::Service> {
+    : public raftpb::Raft::WithAsyncMethod_StreamMessages<raftpb::Raft::Service> {
  public:
   explicit RaftServiceImpl(GrpcTransport* transport) : transport_(transport) {}
-
-  grpc::ServerReadReactor<raftpb::MessageBatch>* StreamMessages(
-      grpc::CallbackServerContext* ctx, raftpb::StreamMessagesResponse* /*response*/) override {
-    return new Reader(transport_, ctx);
-  }
-
- private:
-  class Reader final : public grpc::ServerReadReactor<raftpb::MessageBatch> {
-   public:
-    Reader(GrpcTransport* transport, grpc::CallbackServerContext* ctx)
-        : transport_(transport), ctx_(ctx) {
-      auto it = ctx->client_metadata().find(kFromKey);
-      uint64_t from = 0;
-      if (it != ctx->client_metadata().end() &&
-          absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &from)) {
-        // The stream's sender, for good: a forwarded transfer or read names another member
-        // in its `from` (the transferee, the reader).
-        from_ = from;
-        if (transport_->IsRemoved(from)) {
-          Refuse(from);
-          return;
-        }
-      }
-      StartRead(&batch_);
-    }
-    void OnReadDone(bool ok) override {
-      if (!ok) {
-        // The peer's stream ended: it stopped, died, or the network to it broke. Say so at
-        // once (a follower whose leader vanished then elects a new one without waiting out its
-        // timeout).
-        if (from_ != 0) {
-          transport_->WithHandler([&](MessageHandler& h) { h.ReportUnreachable(from_); });
-        }
-        Finish(grpc::Status::OK);
-        return;
-      }
-      const uint64_t self = transport_->options_.self;
-      for (const raftpb::Message& m : batch_.messages()) {
-        if (m.to() != self) {
-          // This address is another member's now (a manager replaced at the same address, a
-          // sender with a stale membership). Its messages must not be stepped here: a
-          // heartbeat's commit index, say, is computed from its addressee's log. Refusing the
-          // stream makes the sender report its peer unreachable.
-          grpc::Status refused = MisaddressedStatus(m, self);
-          const uint64_t n = transport_->misaddressed_.fetch_add(1) + 1;
-          if ((n & (n - 1)) == 0) {  // the sender retries at every heartbeat: log a few
-            log::Warning("raft", "refused a stream of messages for another member",
-                         {{"error", refused.error_message()}, {"refused_so_far", n}});
-          }
-          Finish(refused);
-          return;
-        }
-      }
-      if (from_ == 0) {
-        // A sender that does not name itself in the metadata: the first message that is its
-        // own (not a request it passes on) does.
-        for (const raftpb::Message& m : batch_.messages()) {
-          if (m.type() != raftpb::MSG_TRANSFER_LEADER && m.type() != raftpb::MSG_READ_INDEX) {
-            from_ = m.from();
-            break;
-          }
-        }
-      }
-      if (from_ != 0 && transport_->IsRemoved(from_)) {
-        // A member that was away when it was removed: it learns it from the refusal. Its
-        // messages are not stepped (the core would only answer them with the same news).
-        Refuse(from_);
-        return;
-      }
-      transport_->WithHandler([&](MessageHandler& h) {  // none: not started, as if lost
-        for (raftpb::Message& m : *batch_.mutable_messages()) h.Receive(std::move(m));
-      });
-      batch_.Clear();
-      StartRead(&batch_);
-    }
-    void OnDone() override { delete this; }
-
-    // A member that was removed from the cluster: it learns it from the refusal, and its
-    // messages are not stepped (the core would only answer them with the same news).
-    void Refuse(uint64_t from) {
-      const uint64_t n = transport_->refused_removed_.fetch_add(1) + 1;
-      if ((n & (n - 1)) == 0) {  // it retries until it learns: log a few
-        log::Warning("raft", "refused a stream from a member removed from the cluster",
-                     {{"from", from}, {"refused_so_far", n}});
-      }
-      ctx_->AddTrailingMetadata(kRemovedKey, std::to_string(from));
-      Finish(RemovedStatus(from));
-    }
-
-   private:
-    GrpcTransport* transport_;
-    grpc::CallbackServerContext* ctx_;
-    raftpb::MessageBatch batch_;
-    uint64_t from_ = 0;
-  };
-
  public:
   grpc::Status InstallSnapshot(grpc::ServerContext* ctx,
                                grpc::ServerReader<raftpb::SnapshotChunk>* reader,
@@ -233,8 +141,7 @@ class GrpcTransport::RaftServiceImpl final
   GrpcTransport* transport_;
 };
 
-GrpcTransport::GrpcTransport(const Options& options)
-    : options_(options), service_(std::make_unique<RaftServiceImpl>(this)) {}
+GrpcTransport::GrpcTransport(const Options& options) : options_(options) {}
 
 void GrpcTransport::SetHandler(MessageHandler* handler) {
   absl::MutexLock lock(&handler_mu_);  // waits for the calls in progress
@@ -285,10 +192,6 @@ absl::StatusOr<std::unique_ptr<GrpcTransport>> GrpcTransport::Create(const Optio
         " bytes/s"));
   }
   std::unique_ptr<GrpcTransport> t(new GrpcTransport(options));
-  t->poller_ = std::thread([p = t.get()] {
-    SetThreadName("raft-send");
-    p->PollLoop();
-  });
   for (int i = 0; i < kSnapshotSenders; ++i) {
     t->snapshotters_.emplace_back([p = t.get()] {
       SetThreadName("raft-snapshot");
@@ -301,6 +204,7 @@ absl::StatusOr<std::unique_ptr<GrpcTransport>> GrpcTransport::Create(const Optio
 GrpcTransport::~GrpcTransport() {
   bool idle = true;
   {
+    // From now on nothing starts an operation on the queue (RunningLocked).
     absl::MutexLock lock(&mu_);
     stopping_ = true;
     for (auto& [id, peer] : peers_) {
@@ -313,17 +217,218 @@ GrpcTransport::~GrpcTransport() {
     }
     for (grpc::ClientContext* call : snapshot_calls_) call->TryCancel();
   }
-  // The poller shuts the queue down once the last operation completes.
-  if (idle) cq_.Shutdown();
-  poller_.join();
+  if (poller_.joinable()) {
+    // The transport's thread shuts the queue down once the last of its streams' operations
+    // completes, and ends once the queue is drained (the served streams' operations, failed
+    // by the server's shutdown, with it).
+    if (idle) cq_->Shutdown();
+    poller_.join();
+  } else if (server_queue_ != nullptr) {
+    // Attached and never started: no operation was ever put on the queue.
+    server_queue_->Shutdown();
+    void* tag;
+    bool ok;
+    while (server_queue_->Next(&tag, &ok)) {
+    }
+  }
   for (std::thread& t : snapshotters_) t.join();
 }
 
-grpc::Service* GrpcTransport::service() { return service_.get(); }
+// One stream a peer writes to this member (StreamMessages), on the transport's thread from
+// its acceptance to its end: each batch read is handed to the node, and the next read starts
+// once it is. Every operation is started under mu_ and not once the transport is stopping:
+// its queue may be shut down from then on.
+class GrpcTransport::StreamCall final : public CqTag {
+ public:
+  // Asks the server for the next stream (under mu_, while running).
+  explicit StreamCall(GrpcTransport* t) : transport_(t), reader_(&ctx_) {
+    t->service_->RequestStreamMessages(&ctx_, &reader_, t->server_queue_.get(),
+                                       t->server_queue_.get(), this);
+  }
+
+  void Proceed(bool ok) override {
+    switch (state_) {
+      case State::kRequested:
+        Accepted(ok);
+        return;
+      case State::kReading:
+        Read(ok);
+        return;
+      case State::kFinishing:
+        delete this;
+        return;
+    }
+  }
+
+ private:
+  enum class State { kRequested, kReading, kFinishing };
+
+  void Accepted(bool ok) {
+    if (!ok) {  // the server is shutting down: no more streams
+      delete this;
+      return;
+    }
+    {
+      absl::MutexLock lock(&transport_->mu_);
+      if (!transport_->RunningLocked()) {
+        delete this;  // the context's end cancels the stream
+        return;
+      }
+      new StreamCall(transport_);  // the next peer's
+    }
+    auto it = ctx_.client_metadata().find(kFromKey);
+    uint64_t from = 0;
+    if (it != ctx_.client_metadata().end() &&
+        absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &from)) {
+      // The stream's sender, for good: a forwarded transfer or read names another member in
+      // its `from` (the transferee, the reader).
+      from_ = from;
+      if (transport_->IsRemoved(from)) {
+        Refuse(from);
+        return;
+      }
+    }
+    ReadNext();
+  }
+
+  void Read(bool ok) {
+    if (!ok) {
+      // The peer's stream ended: it stopped, died, or the network to it broke. Say so at once
+      // (a follower whose leader vanished then elects a new one without waiting out its
+      // timeout).
+      if (from_ != 0) {
+        transport_->WithHandler([&](MessageHandler& h) { h.ReportUnreachable(from_); });
+      }
+      Finish(grpc::Status::OK);
+      return;
+    }
+    const uint64_t self = transport_->options_.self;
+    for (const raftpb::Message& m : batch_.messages()) {
+      if (m.to() != self) {
+        // This address is another member's now (a manager replaced at the same address, a
+        // sender with a stale membership). Its messages must not be stepped here: a
+        // heartbeat's commit index, say, is computed from its addressee's log. Refusing the
+        // stream makes the sender report its peer unreachable.
+        grpc::Status refused = MisaddressedStatus(m, self);
+        const uint64_t n = transport_->misaddressed_.fetch_add(1) + 1;
+        if ((n & (n - 1)) == 0) {  // the sender retries at every heartbeat: log a few
+          log::Warning("raft", "refused a stream of messages for another member",
+                       {{"error", refused.error_message()}, {"refused_so_far", n}});
+        }
+        Finish(refused);
+        return;
+      }
+    }
+    if (from_ == 0) {
+      // A sender that does not name itself in the metadata: the first message that is its own
+      // (not a request it passes on) does.
+      for (const raftpb::Message& m : batch_.messages()) {
+        if (m.type() != raftpb::MSG_TRANSFER_LEADER && m.type() != raftpb::MSG_READ_INDEX) {
+          from_ = m.from();
+          break;
+        }
+      }
+    }
+    if (from_ != 0 && transport_->IsRemoved(from_)) {
+      // A member that was away when it was removed: it learns it from the refusal. Its
+      // messages are not stepped (the core would only answer them with the same news).
+      Refuse(from_);
+      return;
+    }
+    transport_->WithHandler([&](MessageHandler& h) {  // none: not started, as if lost
+      for (raftpb::Message& m : *batch_.mutable_messages()) h.Receive(std::move(m));
+    });
+    batch_.Clear();
+    ReadNext();
+  }
+
+  void ReadNext() {
+    absl::MutexLock lock(&transport_->mu_);
+    if (!transport_->RunningLocked()) {
+      delete this;
+      return;
+    }
+    state_ = State::kReading;
+    reader_.Read(&batch_, this);
+  }
+
+  // A member that was removed from the cluster: it learns it from the refusal.
+  void Refuse(uint64_t from) {
+    const uint64_t n = transport_->refused_removed_.fetch_add(1) + 1;
+    if ((n & (n - 1)) == 0) {  // it retries until it learns: log a few
+      log::Warning("raft", "refused a stream from a member removed from the cluster",
+                   {{"from", from}, {"refused_so_far", n}});
+    }
+    ctx_.AddTrailingMetadata(kRemovedKey, std::to_string(from));
+    Finish(RemovedStatus(from));
+  }
+
+  void Finish(const grpc::Status& status) {
+    absl::MutexLock lock(&transport_->mu_);
+    if (!transport_->RunningLocked()) {
+      delete this;
+      return;
+    }
+    state_ = State::kFinishing;
+    if (status.ok()) {
+      reader_.Finish(response_, status, this);
+    } else {
+      reader_.FinishWithError(status, this);
+    }
+  }
+
+  GrpcTransport* transport_;
+  grpc::ServerContext ctx_;
+  grpc::ServerAsyncReader<raftpb::StreamMessagesResponse, raftpb::MessageBatch> reader_;
+  raftpb::StreamMessagesResponse response_;
+  raftpb::MessageBatch batch_;
+  uint64_t from_ = 0;
+  State state_ = State::kRequested;
+};
 
 void GrpcTransport::ConfigureServer(grpc::ServerBuilder& builder) {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);  // 0: no limit
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+}
+
+void GrpcTransport::AttachToServer(grpc::ServerBuilder& builder) {
+  absl::MutexLock lock(&mu_);
+  SHOAL_CHECK(!started_, "GrpcTransport::AttachToServer after Start");
+  if (server_queue_ != nullptr) {
+    // The previous builder failed to build (its server is gone): its queue never carried an
+    // operation. gRPC registers an asynchronous service with one server only, ever: a new one.
+    server_queue_->Shutdown();
+    void* tag;
+    bool ok;
+    while (server_queue_->Next(&tag, &ok)) {
+    }
+  }
+  service_ = std::make_unique<RaftServiceImpl>(this);
+  ConfigureServer(builder);
+  builder.RegisterService(service_.get());
+  server_queue_ = builder.AddCompletionQueue();
+}
+
+void GrpcTransport::Start() {
+  absl::MutexLock lock(&mu_);
+  SHOAL_CHECK(!started_, "GrpcTransport::Start called twice");
+  if (stopping_) return;
+  if (server_queue_ != nullptr) {
+    cq_ = server_queue_.get();
+    new StreamCall(this);
+  } else {
+    own_queue_ = std::make_unique<grpc::CompletionQueue>();
+    cq_ = own_queue_.get();
+  }
+  started_ = true;
+  poller_ = std::thread([this] {
+    SetThreadName("raft-io");
+    PollLoop();
+  });
+  // Streams to the peers added before now, and to those with messages waiting.
+  for (auto& [id, peer] : peers_) {
+    if (peer->state == Peer::State::kNone) StartStreamLocked(*peer);
+  }
 }
 
 void GrpcTransport::AddPeer(uint64_t id, const std::string& addr) {
@@ -363,6 +468,7 @@ bool GrpcTransport::AddPeerLocked(uint64_t id, const std::string& addr) {
     peers_.erase(it);
   }
   auto peer = std::make_unique<Peer>();
+  peer->transport = this;
   peer->queue = std::move(waiting);
   peer->id = id;
   peer->addr = addr;
@@ -390,7 +496,7 @@ bool GrpcTransport::AddPeerLocked(uint64_t id, const std::string& addr) {
   peer->stub = raftpb::Raft::NewStub(peer->channel);
   // Connected at once, not at the first message: the first message does not wait for the
   // connection, and a removed member learns it even with nothing to send.
-  if (!stopping_) StartStreamLocked(*peer);
+  if (RunningLocked()) StartStreamLocked(*peer);  // else at Start
   peers_[id] = std::move(peer);
   return may_have_lost;
 }
@@ -458,7 +564,7 @@ void GrpcTransport::Send(std::vector<raftpb::Message> messages) {
     }
     for (Peer* peer : touched) {
       if (peer->state == Peer::State::kNone) {
-        StartStreamLocked(*peer);
+        if (RunningLocked()) StartStreamLocked(*peer);  // else at Start
       } else if (peer->state == Peer::State::kIdle) {
         WriteNextLocked(*peer);
       }
@@ -478,7 +584,7 @@ void GrpcTransport::StartStreamLocked(Peer& peer) {
   peer.response.Clear();
   peer.server_done = false;
   peer.wrote = false;
-  peer.writer = peer.stub->PrepareAsyncStreamMessages(peer.ctx.get(), &peer.response, &cq_);
+  peer.writer = peer.stub->PrepareAsyncStreamMessages(peer.ctx.get(), &peer.response, cq_);
   peer.state = Peer::State::kStarting;
   ++peer.pending_ops;
   peer.writer->StartCall(&peer.start_op);
@@ -521,80 +627,81 @@ void GrpcTransport::BreakStreamLocked(Peer& peer) {
 void GrpcTransport::PollLoop() {
   void* tag = nullptr;
   bool ok = false;
-  while (cq_.Next(&tag, &ok)) {
-    std::vector<uint64_t> unreachable;
-    uint64_t removed_by = 0;  // a peer that refused this member as removed
-    bool shutdown = false;
-    {
-      absl::MutexLock lock(&mu_);
-      Op* op = static_cast<Op*>(tag);
-      Peer& peer = *op->peer;
-      --peer.pending_ops;
-      switch (op->kind) {
-        case Op::kStart:
-          if (ok && !peer.removed && !stopping_) {
-            WriteNextLocked(peer);
-          } else {
-            BreakStreamLocked(peer);
-          }
-          break;
-        case Op::kWrite:
-          if (ok && !peer.removed && !stopping_) {
-            WriteNextLocked(peer);
-          } else {
-            // What was in flight may or may not have arrived; Raft resends what matters.
-            unreachable.push_back(peer.id);
-            BreakStreamLocked(peer);
-          }
-          break;
-        case Op::kServerDone:
-          if (peer.state == Peer::State::kIdle && !stopping_) {
-            BreakStreamLocked(peer);
-          } else {
-            peer.server_done = true;  // finished once the start or write in flight completes
-          }
-          break;
-        case Op::kFinish:
-          peer.finish_done = true;
-          break;
-      }
-      // The stream is over once its finish and its wait for the server's metadata have both
-      // completed (in either order): only then may its call be destroyed.
-      if (peer.state == Peer::State::kFinishing && peer.finish_done && peer.pending_ops == 0) {
-        if (!peer.finish_status.ok() && RefusedAsRemoved(*peer.ctx)) removed_by = peer.id;
-        peer.writer.reset();
-        peer.ctx.reset();
-        peer.finish_done = false;
-        peer.state = Peer::State::kNone;
-        if (!peer.removed && !stopping_ && (!peer.queue.empty() || !peer.finish_status.ok())) {
-          // The peer is not taking messages (it refused the stream, stopped or cannot be
-          // reached; what was written last may not have been stepped): drop what waits rather
-          // than spin reconnecting; the core probes it again at the next heartbeat.
-          peer.queue.clear();
+  while (cq_->Next(&tag, &ok)) static_cast<CqTag*>(tag)->Proceed(ok);
+}
+
+void GrpcTransport::OnOp(Op* op, bool ok) {
+  std::vector<uint64_t> unreachable;
+  uint64_t removed_by = 0;  // a peer that refused this member as removed
+  bool shutdown = false;
+  {
+    absl::MutexLock lock(&mu_);
+    Peer& peer = *op->peer;
+    --peer.pending_ops;
+    switch (op->kind) {
+      case Op::kStart:
+        if (ok && !peer.removed && !stopping_) {
+          WriteNextLocked(peer);
+        } else {
+          BreakStreamLocked(peer);
+        }
+        break;
+      case Op::kWrite:
+        if (ok && !peer.removed && !stopping_) {
+          WriteNextLocked(peer);
+        } else {
+          // What was in flight may or may not have arrived; Raft resends what matters.
           unreachable.push_back(peer.id);
+          BreakStreamLocked(peer);
         }
-      }
-      if (peer.removed && peer.pending_ops == 0) {
-        for (auto it = retired_.begin(); it != retired_.end(); ++it) {
-          if (it->get() == &peer) {
-            retired_.erase(it);
-            break;
-          }
+        break;
+      case Op::kServerDone:
+        if (peer.state == Peer::State::kIdle && !stopping_) {
+          BreakStreamLocked(peer);
+        } else {
+          peer.server_done = true;  // finished once the start or write in flight completes
         }
-      }
-      if (stopping_) {
-        shutdown = retired_.empty();
-        for (auto& [id, p] : peers_) shutdown = shutdown && p->pending_ops == 0;
+        break;
+      case Op::kFinish:
+        peer.finish_done = true;
+        break;
+    }
+    // The stream is over once its finish and its wait for the server's metadata have both
+    // completed (in either order): only then may its call be destroyed.
+    if (peer.state == Peer::State::kFinishing && peer.finish_done && peer.pending_ops == 0) {
+      if (!peer.finish_status.ok() && RefusedAsRemoved(*peer.ctx)) removed_by = peer.id;
+      peer.writer.reset();
+      peer.ctx.reset();
+      peer.finish_done = false;
+      peer.state = Peer::State::kNone;
+      if (!peer.removed && !stopping_ && (!peer.queue.empty() || !peer.finish_status.ok())) {
+        // The peer is not taking messages (it refused the stream, stopped or cannot be
+        // reached; what was written last may not have been stepped): drop what waits rather
+        // than spin reconnecting; the core probes it again at the next heartbeat.
+        peer.queue.clear();
+        unreachable.push_back(peer.id);
       }
     }
-    if (!unreachable.empty()) {
-      WithHandler([&](MessageHandler& h) {
-        for (uint64_t id : unreachable) h.ReportUnreachable(id);
-      });
+    if (peer.removed && peer.pending_ops == 0) {
+      for (auto it = retired_.begin(); it != retired_.end(); ++it) {
+        if (it->get() == &peer) {
+          retired_.erase(it);
+          break;
+        }
+      }
     }
-    if (removed_by != 0) DeliverRemoved(removed_by);
-    if (shutdown) cq_.Shutdown();
+    if (stopping_) {
+      shutdown = retired_.empty();
+      for (auto& [id, p] : peers_) shutdown = shutdown && p->pending_ops == 0;
+    }
   }
+  if (!unreachable.empty()) {
+    WithHandler([&](MessageHandler& h) {
+      for (uint64_t id : unreachable) h.ReportUnreachable(id);
+    });
+  }
+  if (removed_by != 0) DeliverRemoved(removed_by);
+  if (shutdown) cq_->Shutdown();
 }
 
 void GrpcTransport::SnapshotLoop() {

@@ -6,18 +6,32 @@
 // (RemovePeer) has its streams and snapshots refused with trailing metadata saying so, which
 // its own transport hands to its node as a MSG_REMOVED from the refusing member.
 //
-// Threads: one completion-queue thread drives every peer's stream (no thread per peer), four
-// threads send snapshots (one each at a time), and the gRPC server's own threads deliver what
-// arrives (StreamMessages is served through gRPC's callback API: no server thread is parked per
-// stream). Shut the gRPC server down before destroying the transport: its streams refer to it.
+// Threads: one thread ("raft-io") polls one completion queue that carries everything the
+// transport does on the network, both ways: the streams it writes to its peers and the
+// streams its peers write to it (StreamMessages is served on gRPC's asynchronous API, on the
+// server's completion queue). Four more threads send snapshots (one each at a time), and
+// InstallSnapshot is served by the gRPC server's own threads. Why one thread: every gRPC thread
+// that waits on a completion queue takes turns with the others at polling the process's
+// sockets, and on this project's hosts a thread woken on another CPU costs tens of
+// microseconds. With gRPC's callback API (which this replaced) a member's two "nexting"
+// threads and the sender's thread woke one another about 15 times per write on a leader with
+// one client, and a leader or follower spent a fifth more CPU per write at 64 clients.
+// Other services of the same server can have their calls polled by the same thread (queue(),
+// with CqTag tags) rather than start pollers of their own.
 //
 //   GrpcTransport::Options o;  o.self = 1;
 //   auto t = GrpcTransport::Create(o);
 //   auto node = Node::Create({..., .transport = t.get()});
-//   GrpcTransport::ConfigureServer(server_builder);
-//   server_builder.RegisterService(t->service()); ...
+//   grpc::ServerBuilder builder;  builder.AddListeningPort(...);
+//   t->AttachToServer(builder);                   // before BuildAndStart
+//   auto server = builder.BuildAndStart();
+//   t->Start();                                   // after it
 //   node->Start();                                // the node is the transport's handler
 //   t->AddPeer(2, "10.0.0.2:4242");
+//   ...
+//   node->Stop();  server->Shutdown(deadline);  t.reset();  // in this order
+//
+// A transport that only sends (a test's outsider) skips AttachToServer and calls Start.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -86,7 +100,7 @@ class GrpcTransport final : public Transport {
   // Sets what a member's gRPC server needs for the Raft service: it accepts its peers'
   // keepalive pings however often they come (by default gRPC ends a connection that pings
   // more than once in 5 minutes while the server sends no data, and Raft's receiving side
-  // sends none). Call on every server the service is registered with.
+  // sends none). AttachToServer calls it.
   static void ConfigureServer(grpc::ServerBuilder& builder);
 
   // Every member's gRPC server accepts this much in one message (gRPC's default).
@@ -101,8 +115,26 @@ class GrpcTransport final : public Transport {
   void SetHandler(MessageHandler* handler) override;
   ~GrpcTransport() override;
 
-  // The Raft gRPC service to register with this member's server.
-  grpc::Service* service();
+  // Registers the Raft service with `builder` (configured as ConfigureServer says) and takes
+  // a completion queue of the server's for the transport's thread. Call before BuildAndStart,
+  // and before Start; again with another builder if that one failed to build.
+  void AttachToServer(grpc::ServerBuilder& builder);
+  // Starts the transport's thread: streams to the peers open (what was sent before waits for
+  // it), and, once attached, streams from the peers are accepted. Call once, after the
+  // server's BuildAndStart.
+  void Start();
+
+  // What the transport's thread does with a completion: every tag put on queue() is a CqTag.
+  struct CqTag {
+    virtual ~CqTag() = default;
+    // On the transport's thread. `ok` is the operation's outcome, as gRPC gives it.
+    virtual void Proceed(bool ok) = 0;
+  };
+  // The server's completion queue the transport's thread polls (null until AttachToServer),
+  // for other services' asynchronous calls on the same server, so that they add no polling
+  // thread of their own. Their tags must be CqTag, must not block, and must start no operation
+  // once the server has been shut down (the queue is shut down with the transport).
+  grpc::ServerCompletionQueue* queue() { return server_queue_.get(); }
 
   void Send(std::vector<raftpb::Message> messages) override;
   void AddPeer(uint64_t id, const std::string& addr) override;
@@ -110,11 +142,18 @@ class GrpcTransport final : public Transport {
 
  private:
   class RaftServiceImpl;
+  class StreamCall;
   struct Peer;
   struct Op;
 
   explicit GrpcTransport(const Options& options);
   void PollLoop();
+  // A peer stream's operation completed (on the transport's thread).
+  void OnOp(Op* op, bool ok);
+  // Whether the transport's thread runs (streams may be started on cq_).
+  bool RunningLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return started_ && !stopping_;
+  }
   void SnapshotLoop();
   // AddPeer under mu_: whether the peer's old stream may have lost messages it wrote.
   bool AddPeerLocked(uint64_t id, const std::string& addr) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -148,7 +187,11 @@ class GrpcTransport final : public Transport {
   // Whether any member was removed (so that receiving skips the lock until one is).
   std::atomic<bool> any_removed_{false};
   std::unique_ptr<RaftServiceImpl> service_;
-  grpc::CompletionQueue cq_;
+  // The queue the transport's thread polls: the server's (AttachToServer), or its own when
+  // the transport only sends.
+  std::unique_ptr<grpc::ServerCompletionQueue> server_queue_;
+  std::unique_ptr<grpc::CompletionQueue> own_queue_;
+  grpc::CompletionQueue* cq_ = nullptr;
 
   absl::Mutex mu_;
   std::map<uint64_t, std::unique_ptr<Peer>> peers_ ABSL_GUARDED_BY(mu_);
@@ -156,7 +199,10 @@ class GrpcTransport final : public Transport {
   std::vector<std::unique_ptr<Peer>> retired_ ABSL_GUARDED_BY(mu_);
   std::deque<raftpb::Message> snapshots_ ABSL_GUARDED_BY(mu_);
   std::set<uint64_t> removed_ ABSL_GUARDED_BY(mu_);
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Operations of served streams (and requests for new ones) not completed yet.
+  int server_ops_ ABSL_GUARDED_BY(mu_) = 0;
 
   std::thread poller_;
   // Snapshot senders: a follower slow to take its snapshot holds up only its own.

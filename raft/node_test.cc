@@ -604,7 +604,9 @@ std::unique_ptr<GrpcTransport> UnservedTransport(uint64_t self) {
   o.self = self;
   auto transport = GrpcTransport::Create(o);
   EXPECT_TRUE(transport.ok()) << transport.status();
-  return transport.ok() ? std::move(*transport) : nullptr;
+  if (!transport.ok()) return nullptr;
+  (*transport)->Start();
+  return std::move(*transport);
 }
 
 // An address that now belongs to another member (a manager replaced at the same address, a
@@ -622,6 +624,7 @@ TEST(GrpcTransportTest, AMemberRefusesMessagesMeantForAnother) {
   o1.self = 1;
   auto member1 = GrpcTransport::Create(o1);
   ASSERT_TRUE(member1.ok()) << member1.status();
+  (*member1)->Start();
   (*member1)->SetHandler(&at_1);
   (*member1)->AddPeer(2, addr);  // member 2's address, as member 1 still believes
   (*member1)->AddPeer(3, addr);
@@ -847,6 +850,7 @@ class DrainingRaftService : public raftpb::Raft::CallbackService {
   o.self = 1;
   auto transport = GrpcTransport::Create(o);
   if (!transport.ok()) std::_Exit(3);
+  (*transport)->Start();
   (*transport)->SetHandler(&at_1);
   (*transport)->AddPeer(2, "127.0.0.1:" + std::to_string(port));
   raftpb::Message snap = SnapshotFor(2, size_t{512} << 20);
@@ -885,6 +889,7 @@ TEST(GrpcTransportTest, ASnapshotForAMemberWithoutAnAddressIsReportedFailed) {
   o.self = 1;
   auto transport = GrpcTransport::Create(o);
   ASSERT_TRUE(transport.ok()) << transport.status();
+  (*transport)->Start();
   (*transport)->SetHandler(&at_1);
   std::vector<raftpb::Message> out;
   out.push_back(SnapshotFor(2, 10));
@@ -908,6 +913,7 @@ TEST(GrpcTransportTest, AStreamsSenderIsTheOneItNamesNotAForwardedRequests) {
   o.self = 2;
   auto member2 = GrpcTransport::Create(o);
   ASSERT_TRUE(member2.ok()) << member2.status();
+  (*member2)->Start();
   (*member2)->AddPeer(1, member1.addr);
   std::vector<raftpb::Message> out;
   out.push_back(MessageOf(raftpb::MSG_TRANSFER_LEADER, 3, 1, 5));  // 3's request, via 2
@@ -963,6 +969,7 @@ TEST(GrpcTransportTest, ShutsDownAfterAPeerChangedAddressWhileAWriteIsInFlight) 
   o.self = 1;
   auto transport = GrpcTransport::Create(o);
   ASSERT_TRUE(transport.ok()) << transport.status();
+  (*transport)->Start();
   (*transport)->AddPeer(2, "127.0.0.1:" + std::to_string(port));
   std::vector<raftpb::Message> big;
   for (int i = 0; i < 8; ++i) {  // 8 MiB: far beyond what flow control lets through unread
@@ -1126,6 +1133,7 @@ TEST(GrpcTransportTest, AStalledSnapshotHoldsUpNeitherOthersNorShutdown) {
   o.self = 1;
   auto member1 = GrpcTransport::Create(o);
   ASSERT_TRUE(member1.ok()) << member1.status();
+  (*member1)->Start();
   (*member1)->SetHandler(&at_1);
   (*member1)->AddPeer(2, peers.stalled_addr());
   (*member1)->AddPeer(3, peers.member.addr);
@@ -1185,6 +1193,7 @@ TEST(GrpcTransportTest, ClearingTheHandlerWaitsOutTheCallInProgress) {
   o1.self = 1;
   auto member1 = GrpcTransport::Create(o1);
   ASSERT_TRUE(member1.ok()) << member1.status();
+  (*member1)->Start();
   (*member1)->AddPeer(2, member2.addr);
   (*member1)->Send({MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, 5)});
   ASSERT_TRUE(held.WaitForCall(kWait)) << "the heartbeat never arrived";

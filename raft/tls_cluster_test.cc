@@ -366,6 +366,7 @@ class TlsClusterTest : public ::testing::Test {
     auto transport = GrpcTransport::Create(to);
     EXPECT_TRUE(transport.ok()) << transport.status();
     if (!transport.ok()) return nullptr;
+    (*transport)->Start();
     (*transport)->SetHandler(reports);
     return std::move(*transport);
   }

@@ -107,37 +107,65 @@ class IdSetStateMachine : public StateMachine {
   absl::flat_hash_set<Id> ids_ ABSL_GUARDED_BY(mu_);
 };
 
-// Propose uses gRPC's callback API: no server thread waits for the entry to be applied, so the
-// number of proposals in flight is not capped by a thread pool (the sync API's pool let about
-// ten through at a time and queued the rest).
+std::atomic<bool> g_stop{false};
+
+// Propose is served on gRPC's asynchronous API, on the Raft transport's completion queue
+// (GrpcTransport::queue()): the transport's one thread reads the calls and sends the answers,
+// so the member has no other thread polling gRPC's sockets (with the callback API, as before,
+// gRPC's own threads and the transport's took turns and woke one another). No thread waits
+// for an entry to be applied: the node's completion finishes the call (the sync API's pool let
+// about ten through at a time and queued the rest).
 //
 // With answer_at_once (raft_bench --answer-at-once) a proposal is answered as it arrives, on
-// gRPC's thread, and never reaches Raft: what the benchmark's gRPC calls alone cost on this
+// the transport's thread, and never reaches Raft: what the benchmark's gRPC calls alone cost on this
 // host, the ceiling no Raft behind the same calls can pass.
 class BenchService final
-    : public raftbench::RaftBench::WithCallbackMethod_Propose<raftbench::RaftBench::Service> {
+    : public raftbench::RaftBench::WithAsyncMethod_Propose<raftbench::RaftBench::Service> {
  public:
   BenchService(Node* node, IdSetStateMachine* sm, bool answer_at_once)
       : node_(node), sm_(sm), answer_at_once_(answer_at_once) {}
-  grpc::ServerUnaryReactor* Propose(grpc::CallbackServerContext* ctx,
-                                    const raftbench::ProposeRequest* req,
-                                    raftbench::ProposeResponse* resp) override {
-    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    if (answer_at_once_) {
-      reactor->Finish(grpc::Status::OK);
-      return reactor;
+
+  // One Propose call, from its acceptance to its answer.
+  class Call final : public GrpcTransport::CqTag {
+   public:
+    Call(BenchService* s, grpc::ServerCompletionQueue* q) : s_(s), q_(q), responder_(&ctx_) {
+      s->RequestPropose(&ctx_, &req_, &responder_, q, q, this);
     }
-    node_->Propose(req->value(), [reactor, resp](absl::StatusOr<uint64_t> index) {
-      if (!index.ok()) {
-        reactor->Finish(grpc::Status(static_cast<grpc::StatusCode>(index.status().code()),
-                                     std::string(index.status().message())));
+    void Proceed(bool ok) override {
+      if (finishing_ || !ok) {
+        delete this;
         return;
       }
-      resp->set_index(*index);
-      reactor->Finish(grpc::Status::OK);
-    });
-    return reactor;
-  }
+      // Not once the member is stopping: its server shuts down, then the transport's queue.
+      if (!g_stop.load()) new Call(s_, q_);
+      finishing_ = true;
+      if (s_->answer_at_once_) {
+        responder_.Finish(resp_, grpc::Status::OK, this);
+        return;
+      }
+      s_->node_->Propose(req_.value(), [this](absl::StatusOr<uint64_t> index) {
+        if (!index.ok()) {
+          responder_.FinishWithError(
+              grpc::Status(static_cast<grpc::StatusCode>(index.status().code()),
+                           std::string(index.status().message())),
+              this);
+          return;
+        }
+        resp_.set_index(*index);
+        responder_.Finish(resp_, grpc::Status::OK, this);
+      });
+    }
+
+   private:
+    BenchService* s_;
+    grpc::ServerCompletionQueue* q_;
+    grpc::ServerContext ctx_;
+    raftbench::ProposeRequest req_;
+    raftbench::ProposeResponse resp_;
+    grpc::ServerAsyncResponseWriter<raftbench::ProposeResponse> responder_;
+    bool finishing_ = false;
+  };
+
   grpc::Status Status(grpc::ServerContext*, const raftbench::StatusRequest*,
                       raftbench::StatusResponse* resp) override {
     const Node::Status s = node_->GetStatus();
@@ -159,8 +187,6 @@ class BenchService final
   IdSetStateMachine* sm_;
   const bool answer_at_once_;
 };
-
-std::atomic<bool> g_stop{false};
 
 int RunMember(uint64_t id, const std::string& dir, const std::string& peers_flag, int raft_port,
               int bench_port, bool restarted, bool answer_at_once) {
@@ -206,12 +232,11 @@ int RunMember(uint64_t id, const std::string& dir, const std::string& peers_flag
   }
   BenchService bench(node->get(), &sm, answer_at_once);
   grpc::ServerBuilder builder;
-  GrpcTransport::ConfigureServer(builder);
   builder.AddListeningPort(absl::StrCat("127.0.0.1:", raft_port),
                            grpc::InsecureServerCredentials());
   builder.AddListeningPort(absl::StrCat("127.0.0.1:", bench_port),
                            grpc::InsecureServerCredentials());
-  builder.RegisterService(transport->service());
+  transport->AttachToServer(builder);
   builder.RegisterService(&bench);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server) {
@@ -219,6 +244,9 @@ int RunMember(uint64_t id, const std::string& dir, const std::string& peers_flag
                  bench_port);
     return 1;
   }
+  transport->Start();
+  // Calls accepted ahead: a client's next call need not wait for its acceptance to be asked.
+  for (int i = 0; i < 8; ++i) new BenchService::Call(&bench, transport->queue());
   for (const auto& [pid, addr] : peers) {
     if (pid != id) transport->AddPeer(pid, addr);
   }

@@ -1,5 +1,5 @@
-// A gRPC server hosting a member's Raft transport, for tests: configured as every server that
-// hosts the Raft service must be (GrpcTransport::ConfigureServer), listening on loopback.
+// A gRPC server hosting a member's Raft transport, for tests, listening on loopback: the
+// transport is attached to it (GrpcTransport::AttachToServer) and started once it runs.
 //
 //   RaftServer s = ServeRaft(*transport);
 //   ASSERT_NE(s.server, nullptr);
@@ -21,7 +21,8 @@ struct RaftServer {
   std::string addr;  // "127.0.0.1:<port>"
 };
 
-// Serves `transport`'s Raft service on `listen` (port 0: any free one) with `credentials`.
+// Serves `transport`'s Raft service on `listen` (port 0: any free one) with `credentials`, and
+// starts the transport (when the server could listen: otherwise call again, on another address).
 // With `exclusive_port`, a port still in use is a failure rather than a second listener
 // (SO_REUSEPORT off), so a test can tell that a port is free again.
 RaftServer ServeRaft(GrpcTransport& transport,

@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -932,6 +933,115 @@ TEST(GrpcTransportTest, AStreamsSenderIsTheOneItNamesNotAForwardedRequests) {
       },
       absl::Seconds(20)));
   member1.server->Shutdown(std::chrono::system_clock::now());
+}
+
+// The name of the calling thread (as SetThreadName gave it).
+std::string CurrentThreadName() {
+  char name[16] = {};
+  pthread_getname_np(pthread_self(), name, sizeof(name));
+  return name;
+}
+
+// An Inbox that also records which threads delivered to it.
+class ThreadRecordingInbox : public Inbox {
+ public:
+  void Receive(raftpb::Message m) override {
+    {
+      absl::MutexLock lock(&threads_mu_);
+      threads_.insert(CurrentThreadName());
+    }
+    Inbox::Receive(std::move(m));
+  }
+  std::set<std::string> threads() {
+    absl::MutexLock lock(&threads_mu_);
+    return threads_;
+  }
+
+ private:
+  absl::Mutex threads_mu_;
+  std::set<std::string> threads_ ABSL_GUARDED_BY(threads_mu_);
+};
+
+// What peers write reaches the handler from the transport's own thread, the one that also
+// writes this member's streams: the member has no other thread polling gRPC (on gRPC's callback
+// API, as before, two "nexting" threads of gRPC's delivered it and took turns at polling with
+// the transport's own, waking one another several times per message).
+TEST(GrpcTransportTest, WhatArrivesIsDeliveredOnTheTransportsOneThread) {
+  ThreadRecordingInbox at_1, at_2;
+  ServedTransport member1 = ServeTransport(1, &at_1);
+  ServedTransport member2 = ServeTransport(2, &at_2);
+  ASSERT_NE(member1.server, nullptr);
+  ASSERT_NE(member2.server, nullptr);
+  member1.transport->AddPeer(2, member2.addr);
+  member2.transport->AddPeer(1, member1.addr);
+  for (uint64_t term = 1; term <= 20; ++term) {
+    member1.transport->Send({MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, term)});
+    member2.transport->Send({MessageOf(raftpb::MSG_HEARTBEAT_RESP, 2, 1, term)});
+  }
+  auto twenty = [](const std::vector<raftpb::Message>& received, const std::vector<uint64_t>&) {
+    return received.size() == 20;
+  };
+  ASSERT_TRUE(at_1.WaitUntil(twenty, kWait));
+  ASSERT_TRUE(at_2.WaitUntil(twenty, kWait));
+  EXPECT_EQ(at_1.threads(), std::set<std::string>{"raft-io"});
+  EXPECT_EQ(at_2.threads(), std::set<std::string>{"raft-io"});
+  member1.transport->RemovePeer(2);
+  member2.transport->RemovePeer(1);
+  member1.server->Shutdown(std::chrono::system_clock::now());
+  member2.server->Shutdown(std::chrono::system_clock::now());
+}
+
+// Messages sent before Start wait for it; a transport attached to a server that failed to
+// build attaches to the next one; one attached and never started, or never attached nor
+// started, is destroyed without a hang.
+TEST(GrpcTransportTest, StartsOnceItsServerRunsAndSendsWhatWaited) {
+  Inbox at_1, at_2;
+  ServedTransport member1 = ServeTransport(1, &at_1);
+  ASSERT_NE(member1.server, nullptr);
+  GrpcTransport::Options o;
+  o.self = 2;
+  auto member2 = GrpcTransport::Create(o);
+  ASSERT_TRUE(member2.ok()) << member2.status();
+  (*member2)->SetHandler(&at_2);
+  (*member2)->AddPeer(1, member1.addr);
+  (*member2)->Send({MessageOf(raftpb::MSG_HEARTBEAT_RESP, 2, 1, 7)});
+  // A first server that cannot listen (member 1's port, not shared).
+  {
+    grpc::ServerBuilder taken;
+    taken.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    int port = 0;
+    taken.AddListeningPort(member1.addr, grpc::InsecureServerCredentials(), &port);
+    (*member2)->AttachToServer(taken);
+    std::unique_ptr<grpc::Server> failed = taken.BuildAndStart();
+    ASSERT_TRUE(failed == nullptr || port == 0) << "listened on a port in use";
+  }
+  testing::RaftServer s = testing::ServeRaft(**member2);
+  ASSERT_NE(s.server, nullptr);
+  ASSERT_TRUE(at_1.WaitForMessage([](const raftpb::Message& m) { return m.term() == 7; }, kWait))
+      << "what was sent before Start was not delivered after it";
+  // And the peer reaches the second server.
+  member1.transport->AddPeer(2, s.addr);
+  member1.transport->Send({MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, 8)});
+  EXPECT_TRUE(at_2.WaitForMessage([](const raftpb::Message& m) { return m.term() == 8; }, kWait));
+  member1.transport->RemovePeer(2);
+  s.server->Shutdown(std::chrono::system_clock::now());
+  member2->reset();
+  member1.server->Shutdown(std::chrono::system_clock::now());
+
+  auto unstarted = GrpcTransport::Create(o);
+  ASSERT_TRUE(unstarted.ok());
+  (*unstarted)->AddPeer(1, member1.addr);
+  (*unstarted)->Send({MessageOf(raftpb::MSG_HEARTBEAT_RESP, 2, 1, 9)});
+  unstarted->reset();  // never attached nor started
+  auto attached = GrpcTransport::Create(o);
+  ASSERT_TRUE(attached.ok());
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials());
+  (*attached)->AttachToServer(builder);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  server->Shutdown(std::chrono::system_clock::now());
+  attached->reset();  // attached, its server run, never started
 }
 
 // The time a snapshot is given grows with its size.

@@ -1,5 +1,8 @@
 #include "raft/grpc_transport.h"
 
+#include <grpc/support/time.h>
+#include <grpcpp/alarm.h>
+
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
@@ -82,6 +85,21 @@ struct GrpcTransport::Peer {
 
 void GrpcTransport::Op::Proceed(bool ok) { peer->transport->OnOp(this, ok); }
 
+// Wake's alarm: set to fire at once, it puts its tag on the queue, which ends a Poll.
+class GrpcTransport::Waker final : public CqTag {
+ public:
+  explicit Waker(GrpcTransport* transport) : transport_(transport) {}
+  void Set(grpc::CompletionQueue* cq) { alarm_.Set(cq, gpr_now(GPR_CLOCK_MONOTONIC), this); }
+  void Proceed(bool) override {
+    absl::MutexLock lock(&transport_->wake_mu_);
+    transport_->wake_pending_ = false;
+  }
+
+ private:
+  GrpcTransport* transport_;
+  grpc::Alarm alarm_;
+};
+
 // EXPERIMENT: StreamMessages on the asynchronous API, on the transport's one queue.
 class GrpcTransport::RaftServiceImpl final
     : public raftpb::Raft::WithAsyncMethod_StreamMessages<raftpb::Raft::Service> {
@@ -141,7 +159,8 @@ class GrpcTransport::RaftServiceImpl final
   GrpcTransport* transport_;
 };
 
-GrpcTransport::GrpcTransport(const Options& options) : options_(options) {}
+GrpcTransport::GrpcTransport(const Options& options)
+    : options_(options), waker_(std::make_unique<Waker>(this)) {}
 
 void GrpcTransport::SetHandler(MessageHandler* handler) {
   absl::MutexLock lock(&handler_mu_);  // waits for the calls in progress
@@ -204,7 +223,11 @@ absl::StatusOr<std::unique_ptr<GrpcTransport>> GrpcTransport::Create(const Optio
 GrpcTransport::~GrpcTransport() {
   bool idle = true;
   {
-    // From now on nothing starts an operation on the queue (RunningLocked).
+    // From now on nothing starts an operation on the queue (RunningLocked, Wake).
+    {
+      absl::MutexLock wake_lock(&wake_mu_);
+      wake_closed_ = true;
+    }
     absl::MutexLock lock(&mu_);
     stopping_ = true;
     for (auto& [id, peer] : peers_) {
@@ -421,6 +444,10 @@ void GrpcTransport::Start() {
     cq_ = own_queue_.get();
   }
   started_ = true;
+  {
+    absl::MutexLock wake_lock(&wake_mu_);
+    wake_closed_ = false;  // Wake may set its alarm from now on
+  }
   poller_ = std::thread([this] {
     SetThreadName("raft-io");
     PollLoop();
@@ -627,7 +654,56 @@ void GrpcTransport::BreakStreamLocked(Peer& peer) {
 void GrpcTransport::PollLoop() {
   void* tag = nullptr;
   bool ok = false;
-  while (cq_->Next(&tag, &ok)) static_cast<CqTag*>(tag)->Proceed(ok);
+  while (cq_->Next(&tag, &ok)) {
+    static_cast<CqTag*>(tag)->Proceed(ok);
+    if (loop_handed_over_.load(std::memory_order_acquire)) {
+      std::function<void()> loop;
+      {
+        absl::MutexLock lock(&mu_);
+        loop.swap(hosted_loop_);
+        loop_handed_over_.store(false, std::memory_order_relaxed);
+      }
+      if (loop) loop();  // until the node stops, polling with Poll
+    }
+  }
+}
+
+LoopHost* GrpcTransport::loop_host() {
+  absl::MutexLock lock(&mu_);
+  return RunningLocked() ? this : nullptr;
+}
+
+void GrpcTransport::RunLoop(std::function<void()> loop) {
+  {
+    absl::MutexLock lock(&mu_);
+    hosted_loop_ = std::move(loop);
+    loop_handed_over_.store(true, std::memory_order_release);
+  }
+  Wake();
+}
+
+void GrpcTransport::Poll() {
+  void* tag = nullptr;
+  bool ok = false;
+  SHOAL_CHECK(cq_->Next(&tag, &ok),
+              "raft transport destroyed while its node ran: stop the node first");
+  static_cast<CqTag*>(tag)->Proceed(ok);
+  // And whatever else is ready now, so that the node steps it as one batch: returning after
+  // each message made the loop take one proposal or acknowledgement per Ready (a fifth of
+  // the throughput at 64 clients).
+  const gpr_timespec now = gpr_time_0(GPR_CLOCK_MONOTONIC);
+  for (int i = 0; i < kMaxPolledAtOnce; ++i) {
+    if (cq_->AsyncNext(&tag, &ok, now) != grpc::CompletionQueue::GOT_EVENT) return;
+    static_cast<CqTag*>(tag)->Proceed(ok);
+  }
+}
+
+void GrpcTransport::Wake() {
+  absl::MutexLock lock(&wake_mu_);
+  // One alarm at a time: the one set ends the wait all the same.
+  if (wake_pending_ || wake_closed_) return;
+  wake_pending_ = true;
+  waker_->Set(cq_);
 }
 
 void GrpcTransport::OnOp(Op* op, bool ok) {

@@ -55,7 +55,7 @@
 
 namespace shoal::raft {
 
-class GrpcTransport final : public Transport {
+class GrpcTransport final : public Transport, private LoopHost {
  public:
   struct Options {
     // This member's Raft id (required): messages arriving for any other id are refused. The
@@ -139,6 +139,8 @@ class GrpcTransport final : public Transport {
   void Send(std::vector<raftpb::Message> messages) override;
   void AddPeer(uint64_t id, const std::string& addr) override;
   void RemovePeer(uint64_t id) override;
+  // Once started: the node's loop runs on the transport's thread.
+  LoopHost* loop_host() override;
 
  private:
   class RaftServiceImpl;
@@ -146,8 +148,16 @@ class GrpcTransport final : public Transport {
   struct Peer;
   struct Op;
 
+  class Waker;
+  // Poll handles at most this many completions before it returns to the node.
+  static constexpr int kMaxPolledAtOnce = 256;
+
   explicit GrpcTransport(const Options& options);
   void PollLoop();
+  // LoopHost.
+  void RunLoop(std::function<void()> loop) override;
+  void Poll() override;
+  void Wake() override;
   // A peer stream's operation completed (on the transport's thread).
   void OnOp(Op* op, bool ok);
   // Whether the transport's thread runs (streams may be started on cq_).
@@ -205,6 +215,16 @@ class GrpcTransport final : public Transport {
   int server_ops_ ABSL_GUARDED_BY(mu_) = 0;
 
   std::thread poller_;
+  // The node's loop, handed over by RunLoop until the transport's thread runs it.
+  std::function<void()> hosted_loop_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> loop_handed_over_{false};  // hosted_loop_ waits to be run
+  // Wake's alarm: at most one set at a time (wake_pending_, under its own lock: Wake is called
+  // with the node's lock held, and the node's callbacks take the transport's).
+  std::unique_ptr<Waker> waker_;
+  absl::Mutex wake_mu_;
+  bool wake_pending_ ABSL_GUARDED_BY(wake_mu_) = false;
+  // Before Start and from the destructor on: no alarm (no queue, or one shutting down).
+  bool wake_closed_ ABSL_GUARDED_BY(wake_mu_) = true;
   // Snapshot senders: a follower slow to take its snapshot holds up only its own.
   static constexpr int kSnapshotSenders = 4;
   std::vector<std::thread> snapshotters_;

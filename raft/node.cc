@@ -143,8 +143,50 @@ void Node::Start() {
   completer_ = run("raft-complete", &completer_tid_, &Node::CompleterLoop);
   writer_ = run("raft-writer", &writer_tid_, &Node::WriterLoop);
   snapshotter_ = run("raft-snapsave", &snapshotter_tid_, &Node::SnapshotterLoop);
-  thread_ = run("raft-loop", &loop_tid_, &Node::Loop);
+  LoopHost* host = options_.transport->loop_host();
+  {
+    absl::MutexLock lock(&mu_);
+    host_ = host;
+  }
+  if (host != nullptr) {
+    // On the transport's thread: what it reads is stepped there, with no hand-off.
+    host->RunLoop([this] {
+      loop_tid_.store(std::this_thread::get_id());
+      Loop();
+      loop_tid_.store(std::thread::id());
+      absl::MutexLock lock(&mu_);
+      loop_ended_ = true;
+    });
+  } else {
+    thread_ = run("raft-loop", &loop_tid_, &Node::Loop);
+  }
+  started_ = true;
   ticker_ = run("raft-tick", &ticker_tid_, &Node::TickerLoop);
+}
+
+void Node::AwaitWork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  auto ready = +[](Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return n->stopping_ || !n->inputs_.empty() || n->write_done_ || n->tick_due_ ||
+           n->snapshot_done_;
+  };
+  if (host_ == nullptr) {
+    mu_.Await(absl::Condition(ready, this));
+    return;
+  }
+  while (!ready(this)) {
+    loop_polling_ = true;
+    mu_.Unlock();
+    host_->Poll();  // delivers what it reads to this node, on this thread
+    mu_.Lock();
+    loop_polling_ = false;
+  }
+}
+
+void Node::WakeLoopLocked() {
+  if (host_ != nullptr && loop_polling_ &&
+      std::this_thread::get_id() != loop_tid_.load(std::memory_order_relaxed)) {
+    host_->Wake();
+  }
 }
 
 void Node::TickerLoop() {
@@ -156,6 +198,7 @@ void Node::TickerLoop() {
     {
       absl::MutexLock node_lock(&mu_);
       tick_due_ = true;
+      WakeLoopLocked();
     }
     next += interval;
     const auto now = std::chrono::steady_clock::now();
@@ -201,12 +244,17 @@ void Node::StopLocked(std::deque<Input>* never_started) {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
+    WakeLoopLocked();
   }
-  if (!thread_.joinable()) {
+  if (!started_) {
     absl::MutexLock lock(&mu_);
     never_started->swap(inputs_);
   }
   if (thread_.joinable()) thread_.join();
+  {
+    absl::MutexLock lock(&mu_);
+    if (host_ != nullptr) mu_.Await(absl::Condition(&loop_ended_));  // a hosted loop's end
+  }
   {
     absl::MutexLock lock(&mu_);
     // A stopped member leads nothing and follows no one (its status said it still led, and
@@ -242,7 +290,7 @@ void Node::StopLocked(std::deque<Input>* never_started) {
 void Node::HandOverLeadership() {
   {
     absl::MutexLock lock(&mu_);
-    if (stopping_ || !thread_.joinable()) return;  // stopped already, or never started
+    if (stopping_ || !started_) return;  // stopped already, or never started
   }
   auto chosen = std::make_shared<std::promise<uint64_t>>();
   std::future<uint64_t> transferee = chosen->get_future();
@@ -343,6 +391,7 @@ void Node::Enqueue(Input input) {
     return;
   }
   inputs_.push_back(std::move(input));
+  WakeLoopLocked();
 }
 
 std::future<absl::StatusOr<uint64_t>> Node::Propose(std::string data) {
@@ -485,12 +534,7 @@ void Node::Loop() {
     uint64_t snapshot_written = 0;
     {
       absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](Node* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-            return n->stopping_ || !n->inputs_.empty() || n->write_done_ || n->tick_due_ ||
-                   n->snapshot_done_;
-          },
-          this));
+      AwaitWork();
       if (stopping_) break;
       batch.swap(inputs_);
       write_done = write_done_;
@@ -755,6 +799,7 @@ void Node::WriterLoop() {
     }
     write_requested_ = false;
     write_done_ = true;
+    WakeLoopLocked();
   }
 }
 
@@ -826,6 +871,7 @@ void Node::SnapshotterLoop() {
         snapshot_writing_ = false;
         store_error_ = snap.status();
         snapshot_done_ = true;  // wakes the loop
+        WakeLoopLocked();
         continue;
       }
       // Otherwise (a state too big for the store, a full or failing disk) nothing was written
@@ -850,6 +896,7 @@ void Node::SnapshotterLoop() {
     snapshot_writing_ = false;
     snapshot_written_ = index;  // the node thread compacts behind it
     snapshot_done_ = true;
+    WakeLoopLocked();
   }
 }
 

@@ -357,6 +357,12 @@ class Node final : public MessageHandler {
   // Fails the requests past their deadline (each tick).
   void ExpireRequests();
   std::chrono::steady_clock::time_point RequestDeadline() const;
+  // Waits until the loop has something to do (an input, a tick, a write or snapshot done,
+  // stopping): on mu_, or polling the transport when the loop runs on its thread.
+  void AwaitWork() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After setting what AwaitWork waits for: wakes a hosted loop waiting in Poll (not from the
+  // loop's own thread, which looks again before it waits).
+  void WakeLoopLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Options options_;
   std::unique_ptr<Core> core_;  // node thread only
@@ -463,7 +469,14 @@ class Node final : public MessageHandler {
   std::atomic<std::thread::id> loop_tid_{}, writer_tid_{}, snapshotter_tid_{}, completer_tid_{},
       ticker_tid_{};
   std::mutex stop_mu_;  // one Stop at a time
+  // The loop runs on the transport's thread when the transport offers it (LoopHost: host_,
+  // set once by Start), or on thread_.
   std::thread thread_;
+  LoopHost* host_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // The hosted loop waits in host_->Poll: a producer on another thread wakes it (Wake).
+  bool loop_polling_ ABSL_GUARDED_BY(mu_) = false;
+  bool loop_ended_ ABSL_GUARDED_BY(mu_) = false;  // the hosted loop returned
+  bool started_ = false;  // Start ran (owner's thread)
   // Whether the node is its transport's handler (between Start and Stop; owner's thread).
   bool attached_ = false;
   std::thread writer_;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -26,9 +27,30 @@ class MessageHandler {
   virtual void ReportSnapshot(uint64_t peer, bool failed) = 0;
 };
 
+// A transport whose own thread can run the node's loop (GrpcTransport's, the one thread that
+// polls gRPC): what arrives is then stepped on the thread that read it, with no hand-off to
+// another thread (on this project's hosts a thread woken on another CPU costs tens of
+// microseconds of CPU, and a hand-off per batch on each member was a tenth of a write's cost).
+class LoopHost {
+ public:
+  virtual ~LoopHost() = default;
+  // Runs `loop` on the transport's thread, soon, and returns at once. `loop` waits with Poll
+  // and returns when the node stops; the transport's thread goes on with its own work after.
+  virtual void RunLoop(std::function<void()> loop) = 0;
+  // Only inside `loop`: waits for the next thing the transport has to do (a message read, a
+  // send completed, a Wake) and does it; what arrives is delivered to the handler on this
+  // thread, before Poll returns.
+  virtual void Poll() = 0;
+  // From any thread: a Poll waiting now, or the next one to start, returns.
+  virtual void Wake() = 0;
+};
+
 class Transport {
  public:
   virtual ~Transport() = default;
+  // The transport's LoopHost when its thread can run the node's loop now, or null: the node
+  // then runs its loop on a thread of its own (Node::Start asks).
+  virtual LoopHost* loop_host() { return nullptr; }
   // Where what arrives, and what is learnt of sends, goes from now on; null stops delivery.
   // When it returns, no call to the previous handler is in progress or will be made, so that
   // handler may be destroyed. Node::Start sets the node as the handler and Node::Stop clears

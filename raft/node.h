@@ -1,5 +1,7 @@
-// The node loop: drives one Raft core on its own thread with durable storage, a transport and
-// the application's state machine.
+// The node loop: drives one Raft core on one thread with durable storage, a transport and the
+// application's state machine. The thread is the transport's own when it offers it
+// (Transport::loop_host(): GrpcTransport's, which reads what peers and clients send), else one
+// of the node's.
 //
 // Each loop iteration takes everything queued since the last one (proposals, messages, reads),
 // steps it into the core, then handles the Ready: one Save (one synced write) for the whole

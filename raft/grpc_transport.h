@@ -29,7 +29,12 @@
 //   node->Start();                                // the node is the transport's handler
 //   t->AddPeer(2, "10.0.0.2:4242");
 //   ...
-//   node->Stop();  server->Shutdown(deadline);  t.reset();  // in this order
+//   node->Stop();  server->Shutdown(deadline);  t.reset();  server.reset();  // in this order
+//
+// The order matters: the transport's destructor shuts its queue down and drains it, which
+// gRPC allows only once the server is shut down, and draining finishes the server's pending
+// requests for new streams, which reads the server object: destroy the server after the
+// transport (a server destroyed first crashed the draining thread).
 //
 // A transport that only sends (a test's outsider) skips AttachToServer and calls Start.
 #pragma once
@@ -113,6 +118,7 @@ class GrpcTransport final : public Transport, private LoopHost {
   // Transport::SetHandler (Node::Start and Node::Stop call it). What arrives while there is
   // no handler is dropped, as if lost.
   void SetHandler(MessageHandler* handler) override;
+  // After the node is stopped and the server shut down, before the server is destroyed.
   ~GrpcTransport() override;
 
   // Registers the Raft service with `builder` (configured as ConfigureServer says) and takes

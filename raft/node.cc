@@ -150,12 +150,13 @@ void Node::Start() {
   }
   if (host != nullptr) {
     // On the transport's thread: what it reads is stepped there, with no hand-off.
-    host->RunLoop([this] {
+    host->RunLoop([this, end = loop_end_] {
       loop_tid_.store(std::this_thread::get_id());
       Loop();
       loop_tid_.store(std::thread::id());
-      absl::MutexLock lock(&mu_);
-      loop_ended_ = true;
+      // Nothing of the node's is touched from here on: Stop may return and the node go.
+      absl::MutexLock lock(&end->mu);
+      end->ended = true;
     });
   } else {
     thread_ = run("raft-loop", &loop_tid_, &Node::Loop);
@@ -251,9 +252,14 @@ void Node::StopLocked(std::deque<Input>* never_started) {
     never_started->swap(inputs_);
   }
   if (thread_.joinable()) thread_.join();
+  bool hosted;
   {
     absl::MutexLock lock(&mu_);
-    if (host_ != nullptr) mu_.Await(absl::Condition(&loop_ended_));  // a hosted loop's end
+    hosted = host_ != nullptr;
+  }
+  if (hosted) {
+    absl::MutexLock lock(&loop_end_->mu);
+    loop_end_->mu.Await(absl::Condition(&loop_end_->ended));
   }
   {
     absl::MutexLock lock(&mu_);

@@ -477,7 +477,13 @@ class Node final : public MessageHandler {
   LoopHost* host_ ABSL_GUARDED_BY(mu_) = nullptr;
   // The hosted loop waits in host_->Poll: a producer on another thread wakes it (Wake).
   bool loop_polling_ ABSL_GUARDED_BY(mu_) = false;
-  bool loop_ended_ ABSL_GUARDED_BY(mu_) = false;  // the hosted loop returned
+  // The hosted loop's end, which Stop waits for. Shared with the loop: the node may be
+  // destroyed as soon as Stop sees it, while the transport's thread is still unlocking it.
+  struct LoopEnd {
+    absl::Mutex mu;
+    bool ended ABSL_GUARDED_BY(mu) = false;
+  };
+  std::shared_ptr<LoopEnd> loop_end_ = std::make_shared<LoopEnd>();
   bool started_ = false;  // Start ran (owner's thread)
   // Whether the node is its transport's handler (between Start and Stop; owner's thread).
   bool attached_ = false;

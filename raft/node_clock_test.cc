@@ -60,10 +60,10 @@ class CountingStateMachine : public StateMachine {
 struct Member {
   uint64_t id = 0;
   std::unique_ptr<MemoryLogStore> store;
+  std::unique_ptr<grpc::Server> server;  // destroyed after the transport
   std::unique_ptr<GrpcTransport> transport;
   std::unique_ptr<CountingStateMachine> sm;
   std::unique_ptr<Node> node;
-  std::unique_ptr<grpc::Server> server;
   std::string addr;
 };
 
@@ -132,9 +132,9 @@ TEST(NodeClockTest, TicksGoOnWhenTheWallClockStepsBack) {
   Member& dead = *members[first - 1];
   dead.node->Stop();
   dead.server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
-  dead.server.reset();
-  dead.transport.reset();
   dead.node.reset();
+  dead.transport.reset();
+  dead.server.reset();
   EXPECT_TRUE(Eventually([&] { return leader() != 0; }, std::chrono::seconds(20)))
       << "no new leader: the survivors stopped ticking";
   const uint64_t second = leader();

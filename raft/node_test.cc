@@ -203,10 +203,12 @@ struct Member {
   std::string dir;
   std::string addr;
   std::unique_ptr<RocksDbLogStore> store;
+  // Before the transport: destroyed after it (the transport's queue is drained while its
+  // server still exists).
+  std::unique_ptr<grpc::Server> server;
   std::unique_ptr<GrpcTransport> transport;
   std::unique_ptr<LeadershipRecorder> sm;
   std::unique_ptr<Node> node;
-  std::unique_ptr<grpc::Server> server;
   // When set, the store writes through it (a member that can lose power).
   std::shared_ptr<testing::PowerLossFileSystem> fs;
   bool up = false;
@@ -314,8 +316,8 @@ class ClusterTest : public ::testing::Test {
     m.node->Stop();
     // Peers keep long-lived streams open into this server: cancel them after a short grace.
     m.server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+    m.transport.reset();  // before its server: see GrpcTransport's shutdown order
     m.server.reset();
-    m.transport.reset();
     m.node.reset();
     m.store.reset();
     m.up = false;
@@ -616,8 +618,16 @@ class Inbox : public MessageHandler {
 
 // A transport of member `self` delivering to `handler`, served on loopback.
 struct ServedTransport {
-  std::unique_ptr<GrpcTransport> transport;
+  ServedTransport() = default;
+  ServedTransport(ServedTransport&&) = default;
+  ServedTransport& operator=(ServedTransport&&) = default;
+  // In GrpcTransport's order: the server shut down, the transport, then the server.
+  ~ServedTransport() {
+    if (server) server->Shutdown(std::chrono::system_clock::now());
+    transport.reset();
+  }
   std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<GrpcTransport> transport;
   std::string addr;
 };
 ServedTransport ServeTransport(uint64_t self, MessageHandler* handler) {

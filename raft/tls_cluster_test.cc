@@ -282,10 +282,10 @@ class Link {
 struct Manager {
   std::string tls_dir;
   MemoryLogStore store;
+  std::unique_ptr<grpc::Server> server;  // destroyed after the transport
   std::unique_ptr<GrpcTransport> transport;
   Values sm;
   std::unique_ptr<Node> node;
-  std::unique_ptr<grpc::Server> server;
   std::string addr;
 };
 
@@ -383,6 +383,7 @@ class TlsClusterTest : public ::testing::Test {
     ~Linked() {
       member1.reset();
       if (server) server->Shutdown(std::chrono::system_clock::now());
+      member2.reset();  // before its server: see GrpcTransport's shutdown order
     }
   };
   std::unique_ptr<Linked> Connect(absl::Duration delay, absl::Duration keepalive) {

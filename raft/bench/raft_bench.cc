@@ -262,6 +262,9 @@ int RunMember(uint64_t id, const std::string& dir, const std::string& peers_flag
                (unsigned long)st.entries_written, (unsigned long)st.messages_sent);
   (*node)->Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+  // GrpcTransport's order: the transport (whose destructor drains its queue) before the server.
+  node->reset();
+  transport.reset();
   return 0;
 }
 

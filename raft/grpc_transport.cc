@@ -605,6 +605,8 @@ void GrpcTransport::Send(std::vector<raftpb::Message> messages) {
   }
 }
 
+// Only while running (RunningLocked, or from Start): cq_ is the queue Start chose, and the
+// transport's thread polls it. A peer added or sent to before Start waits in kNone for Start.
 void GrpcTransport::StartStreamLocked(Peer& peer) {
   peer.ctx = std::make_unique<grpc::ClientContext>();
   peer.ctx->AddMetadata(kFromKey, std::to_string(options_.self));

@@ -224,10 +224,12 @@ class Node final : public MessageHandler {
   // Appends `data`; the future yields its index once applied on this node.
   std::future<absl::StatusOr<uint64_t>> Propose(std::string data);
   // The same, calling `done` exactly once, in the order the entries were applied: after the
-  // entry is applied (or when it fails), on the node's completion thread, or on the node thread
-  // itself when it is the only one due and the completion thread is idle (a lightly loaded
-  // node then answers without a thread hand-off); at once on the caller's thread when the node
-  // is stopped. `done` must not block or call Stop(): it delays the completions after it and
+  // entry is applied (or when it fails), on the node thread when the loop runs on its
+  // transport's (GrpcTransport: the thread that polls gRPC, where answering a call costs what
+  // it costs anywhere), else on the node's completion thread, or on the node thread itself when
+  // it is the only one due and the completion thread is idle (a lightly loaded node then
+  // answers without a thread hand-off); at once on the caller's thread when the node is
+  // stopped. `done` must not block or call Stop(): it delays the completions after it and
   // may delay the Raft loop (which otherwise hands completions over in batches, so that
   // answering callers, a gRPC write each, does not hold up stepping and replication).
   void Propose(std::string data, ProposeCallback done);
@@ -409,6 +411,9 @@ class Node final : public MessageHandler {
   // Completions queued in this iteration (node thread), and those handed to the completion
   // thread.
   std::vector<std::pair<ProposeCallback, absl::StatusOr<uint64_t>>> completions_;
+  // Set by Start when the loop is hosted (before the loop runs): completions are then all
+  // answered on the node thread, and there is no completion thread.
+  bool complete_inline_ = false;
   absl::Mutex done_mu_;
   std::vector<std::pair<ProposeCallback, absl::StatusOr<uint64_t>>> done_queue_
       ABSL_GUARDED_BY(done_mu_);

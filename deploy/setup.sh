@@ -10,7 +10,7 @@ packages=(
   # Libraries (see third_party/README.md for what each is used for).
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev libprotoc-dev
   libabsl-dev librocksdb-dev libboost1.81-dev libssl-dev libspdlog-dev libfmt-dev
-  libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libarchive-dev zlib1g-dev
+  libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libarchive-dev zlib1g-dev libjemalloc-dev
   # Tests and benchmarks.
   libgtest-dev libgmock-dev libbenchmark-dev python3
   # Fuzzing (deploy/fuzz.sh): clang with libFuzzer and the sanitizer runtimes, and lld.

@@ -17,6 +17,8 @@ cat "$TEST_TMPDIR/err" >&2
 line=$(tail -n 1 "$TEST_TMPDIR/out")
 echo "$line"
 case "$line" in *'"mode":"answer-at-once"'*) ;; *) fail "no \"mode\":\"answer-at-once\" in: $line" ;; esac
+# The binary's malloc is jemalloc, as etcd_bench's is (PrepareBenchmarkProcess checks both).
+case "$line" in *'"allocator":"jemalloc"'*) ;; *) fail "no \"allocator\":\"jemalloc\" in: $line" ;; esac
 ops=$(echo "$line" | sed -n 's/.*"ops":\([0-9]*\).*/\1/p')
 [ -n "$ops" ] && [ "$ops" -ge 100 ] || fail "expected at least 100 acknowledged calls, got '$ops'"
 written=$(sed -n 's/.* \([0-9]*\) entries written.*/\1/p' "$TEST_TMPDIR/err")

@@ -214,6 +214,7 @@ int Run(const Flags& flags) {
                                         {"endpoint", leader->endpoint},
                                         {"channels", channel_count},
                                         {"client_api", flags.client_api},
+                                        {"allocator", ProcessAllocator()},
                                         {"warmup_seconds", flags.warmup_seconds},
                                         {"cpu_us_per_op_clients", client_us}})
                             .c_str());
@@ -222,6 +223,7 @@ int Run(const Flags& flags) {
                                         {"endpoint", leader->endpoint},
                                         {"channels", channel_count},
                                         {"client_api", flags.client_api},
+                                        {"allocator", ProcessAllocator()},
                                         {"warmup_seconds", flags.warmup_seconds},
                                         {"cpu_us_per_op_leader", leader_us},
                                         {"cpu_us_per_op_followers", followers_us},

@@ -1,5 +1,6 @@
 #include "raft/bench/load.h"
 
+#include <dlfcn.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -201,6 +202,17 @@ std::string JsonNumber(double v, int decimals) {
 
 void PrepareBenchmarkProcess() {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  SHOAL_CHECK(ProcessAllocator() == "jemalloc",
+              "this benchmark binary was linked without jemalloc (its malloc is ",
+              ProcessAllocator(),
+              "): both benchmarks' processes must use the same allocator; add "
+              "//third_party/system:jemalloc to the binary's deps");
+}
+
+std::string ProcessAllocator() {
+  // mallctl is jemalloc's own entry point: present in the process only when it is linked in,
+  // and then its malloc is the one every library calls (it is loaded before libc).
+  return dlsym(RTLD_DEFAULT, "mallctl") != nullptr ? "jemalloc" : "glibc";
 }
 
 LoadResult RunLoad(const LoadOptions& o, const PutFn& put) { return RunLoad(o, put, RealClock()); }

@@ -76,8 +76,16 @@ using StartFn =
 // detection on: a global graph updated under a global lock on nested acquisitions (pairs of
 // locks cost about 3x here), and Debian's gRPC takes its locks through absl::Mutex. Only
 // Shoal's side turned it off until 2026-12-03, so etcd's load generator paid that cost and
-// Shoal's did not: both must run the same client code at the same cost.
+// Shoal's did not: both must run the same client code at the same cost. For the same reason it
+// checks that the process's malloc is jemalloc (both binaries depend on
+// //third_party/system:jemalloc; glibc's malloc cost a Raft member a tenth of its CPU, and the
+// load generator pays for its allocations too): a binary built without it stops here, saying
+// so, rather than measure one side with another allocator.
 void PrepareBenchmarkProcess();
+
+// The allocator behind malloc in this process: "jemalloc" when it links
+// //third_party/system:jemalloc, else "glibc". Reported in both benchmarks' JSON lines.
+std::string ProcessAllocator();
 
 // Runs the load with the system clock and returns what was measured. Blocks for about
 // warmup + duration (plus the slowest call in flight at the end).

@@ -550,6 +550,7 @@ int RunThroughput(Driver& d, int clients, uint64_t value_bytes, int seconds,
                                  {"nodes", d.size()},
                                  {"channels", channel_count},
                                  {"client_api", client_api},
+                                 {"allocator", ProcessAllocator()},
                                  // raft, or answer-at-once: gRPC's calls alone, no Raft
                                  {"mode", answer_at_once ? "answer-at-once" : "raft"},
                                  {"warmup_seconds", 1},

@@ -77,6 +77,16 @@ struct GrpcTransport::Peer {
   bool server_done = false;  // the server ended the stream; finish it at the next chance
   bool finish_done = false;  // the finish completed (the call ends with the metadata wait)
   bool wrote = false;        // a batch was written on this stream (it may not have been read)
+  // Appends with entries were written on this stream and the peer has sent nothing since.
+  bool awaiting_answer = false;
+  // Appends with entries sent since the peer's last answer that could not go alone at once:
+  // sent while awaiting_answer, or behind other messages in the queue.
+  size_t late_appends = 0;
+  // Whether appends wait for the peer's answer (HoldLocked): set at each answer when two or
+  // more appends came late since the one before (waiting then saves writes), clear otherwise
+  // (one client: the next proposal's append must not wait for a member slower than the
+  // quorum).
+  bool holding = false;
   Op start_op{this, Op::kStart};
   Op write_op{this, Op::kWrite};
   Op finish_op{this, Op::kFinish};
@@ -362,6 +372,9 @@ class GrpcTransport::StreamCall final : public CqTag {
       Refuse(from_);
       return;
     }
+    // Appends held for the sender go now (before its messages are delivered: a test then
+    // knows, once the handler has a message, that the answer was counted).
+    if (from_ != 0) transport_->AnsweredBy(from_);
     transport_->WithHandler([&](MessageHandler& h) {  // none: not started, as if lost
       for (raftpb::Message& m : *batch_.mutable_messages()) h.Receive(std::move(m));
     });
@@ -586,6 +599,10 @@ void GrpcTransport::Send(std::vector<raftpb::Message> messages) {
         continue;
       }
       Peer& peer = *it->second;
+      if (m.type() == raftpb::MSG_APP && m.entries_size() > 0 &&
+          (peer.awaiting_answer || !peer.queue.empty())) {
+        ++peer.late_appends;  // it cannot go alone, at once (see Peer::holding)
+      }
       peer.queue.push_back(std::move(m));
       if (peer.queue.size() > options_.max_queued_messages) {
         peer.queue.pop_front();
@@ -617,6 +634,8 @@ void GrpcTransport::StartStreamLocked(Peer& peer) {
   peer.response.Clear();
   peer.server_done = false;
   peer.wrote = false;
+  peer.awaiting_answer = false;
+  peer.late_appends = 0;
   peer.writer = peer.stub->PrepareAsyncStreamMessages(peer.ctx.get(), &peer.response, cq_);
   peer.state = Peer::State::kStarting;
   ++peer.pending_ops;
@@ -630,7 +649,7 @@ void GrpcTransport::WriteNextLocked(Peer& peer) {
     BreakStreamLocked(peer);
     return;
   }
-  if (peer.queue.empty() || stopping_) {
+  if (peer.queue.empty() || stopping_ || HoldLocked(peer)) {
     peer.state = Peer::State::kIdle;
     return;
   }
@@ -642,6 +661,10 @@ void GrpcTransport::WriteNextLocked(Peer& peer) {
     const size_t size = peer.queue.front().ByteSizeLong() + 11;
     if (peer.in_flight.messages_size() > 0 && bytes + size > options_.max_batch_bytes) break;
     bytes += size;
+    // An append without entries (a new commit index) asks for no sync: nothing waits for
+    // its answer, so that one client's next proposal does not wait for a round trip.
+    const raftpb::Message& m = peer.queue.front();
+    if (m.type() == raftpb::MSG_APP && m.entries_size() > 0) peer.awaiting_answer = true;
     *peer.in_flight.add_messages() = std::move(peer.queue.front());
     peer.queue.pop_front();
   }
@@ -649,6 +672,45 @@ void GrpcTransport::WriteNextLocked(Peer& peer) {
   peer.wrote = true;
   ++peer.pending_ops;
   peer.writer->Write(peer.in_flight, &peer.write_op);
+}
+
+bool GrpcTransport::HoldLocked(const Peer& peer) const {
+  if (!peer.awaiting_answer || !peer.holding || !options_.hold_appends) return false;
+  if (peer.queue.size() >= options_.max_batch_messages) return false;
+  size_t bytes = 0;
+  for (const raftpb::Message& m : peer.queue) {
+    if (m.type() != raftpb::MSG_APP) return false;
+    bytes += m.ByteSizeLong();
+    if (bytes >= kHoldBytes) return false;
+  }
+  return true;
+}
+
+size_t GrpcTransport::AwaitHeld(uint64_t peer, size_t n, absl::Duration within) {
+  absl::MutexLock lock(&mu_);
+  auto held = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS -> size_t {
+    auto it = peers_.find(peer);
+    if (it == peers_.end()) return 0;
+    const Peer& p = *it->second;
+    return p.state == Peer::State::kIdle && HoldLocked(p) ? p.queue.size() : 0;
+  };
+  auto enough = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return held() >= n; };
+  mu_.AwaitWithTimeout(absl::Condition(&enough), within);
+  return held();
+}
+
+void GrpcTransport::AnsweredBy(uint64_t id) {
+  absl::MutexLock lock(&mu_);
+  auto it = peers_.find(id);
+  if (it == peers_.end()) return;
+  Peer& peer = *it->second;
+  if (!peer.awaiting_answer) return;
+  peer.holding = peer.late_appends >= 2;
+  peer.late_appends = 0;
+  peer.awaiting_answer = false;
+  if (peer.state == Peer::State::kIdle && !peer.queue.empty() && !peer.removed && !stopping_) {
+    WriteNextLocked(peer);
+  }
 }
 
 void GrpcTransport::BreakStreamLocked(Peer& peer) {

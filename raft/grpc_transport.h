@@ -83,6 +83,21 @@ class GrpcTransport final : public Transport, private LoopHost {
     // one entry of Config::max_entry_bytes), below it. At most kMaxBatchBytes.
     size_t max_batch_messages = 512;
     size_t max_batch_bytes = 2 << 20;
+    // Appends wait for the peer's answer when they come faster than it answers: once appends
+    // with entries were written to a peer, the next ones queue until it sends anything back
+    // (its acknowledgement), then go out together in one write. A follower steps what arrives
+    // while it syncs as one batch anyway, and each write costs both members a system call,
+    // the loopback or network stack and a read: at 64 clients on loopback a follower was sent
+    // 2.4 appends per synced write, 1.2 since (its CPU per write fell by a fifth). They wait
+    // only while the last answer found two or more appends sent since the one before that
+    // could not go alone at once: with one client the next proposal's append goes at once,
+    // rather than wait for a member slower than the quorum. Only appends wait, and only while
+    // fewer than kHoldBytes of them are queued: any other message (a heartbeat, a vote) takes
+    // them along at once, so a peer that does not answer gets them with the next heartbeat at
+    // the latest, and a backlog (a follower catching up) is written as fast as the stream
+    // takes it. An append without entries (a new commit index) makes nothing wait after it:
+    // no sync answers it.
+    bool hold_appends = true;
     // Snapshot chunk size: 1 to kMaxSnapshotChunkBytes.
     size_t snapshot_chunk_bytes = 1 << 20;
     // How long sending one snapshot may take: snapshot_timeout, plus its size at
@@ -148,6 +163,10 @@ class GrpcTransport final : public Transport, private LoopHost {
   // Once started: the node's loop runs on the transport's thread.
   LoopHost* loop_host() override;
 
+  // How many messages for `peer` wait for its answer (Options::hold_appends), once there are
+  // `n` of them or `within` has passed. For tests.
+  size_t AwaitHeld(uint64_t peer, size_t n, absl::Duration within) ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
   class RaftServiceImpl;
   class StreamCall;
@@ -157,6 +176,8 @@ class GrpcTransport final : public Transport, private LoopHost {
   class Waker;
   // Poll handles at most this many completions before it returns to the node.
   static constexpr int kMaxPolledAtOnce = 256;
+  // Appends queued for a peer stop waiting for its answer at this many bytes (HoldLocked).
+  static constexpr size_t kHoldBytes = 64 << 10;
 
   explicit GrpcTransport(const Options& options);
   void PollLoop();
@@ -176,6 +197,10 @@ class GrpcTransport final : public Transport, private LoopHost {
   void StartStreamLocked(Peer& peer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WriteNextLocked(Peer& peer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void BreakStreamLocked(Peer& peer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether the appends queued for `peer` wait for its answer to those written before.
+  bool HoldLocked(const Peer& peer) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A message from member `id` arrived: appends held for it go now (Options::hold_appends).
+  void AnsweredBy(uint64_t id) ABSL_LOCKS_EXCLUDED(mu_);
   void SendSnapshot(raftpb::Message m);
   // Whether `id` was removed from the cluster (RemovePeer).
   bool IsRemoved(uint64_t id);

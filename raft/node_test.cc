@@ -648,10 +648,12 @@ struct ServedTransport {
   std::unique_ptr<GrpcTransport> transport;
   std::string addr;
 };
-ServedTransport ServeTransport(uint64_t self, MessageHandler* handler) {
+ServedTransport ServeTransport(uint64_t self, MessageHandler* handler,
+                               bool hold_appends = true) {
   ServedTransport served;
   GrpcTransport::Options o;
   o.self = self;
+  o.hold_appends = hold_appends;
   auto transport = GrpcTransport::Create(o);
   EXPECT_TRUE(transport.ok()) << transport.status();
   if (!transport.ok()) return served;
@@ -1047,6 +1049,114 @@ TEST(GrpcTransportTest, WhatArrivesIsDeliveredOnTheTransportsOneThread) {
   member2.transport->RemovePeer(1);
   member1.server->Shutdown(std::chrono::system_clock::now());
   member2.server->Shutdown(std::chrono::system_clock::now());
+}
+
+// Appends to a peer that has not answered wait for its answer, once appends have been seen to
+// come faster than it answers, and then go out together (Options::hold_appends): a heartbeat
+// takes them along; a backlog, an append after one without entries, every append when they
+// come no faster than the answers (one client), and every append with the option off go at
+// once.
+TEST(GrpcTransportTest, AppendsWaitForThePeersAnswer) {
+  Inbox at_1, at_2, at_3, at_4;
+  ServedTransport member1 = ServeTransport(1, &at_1);
+  ServedTransport member2 = ServeTransport(2, &at_2);
+  ServedTransport member3 = ServeTransport(3, &at_3);
+  ServedTransport member4 = ServeTransport(4, &at_4, /*hold_appends=*/false);
+  ASSERT_NE(member1.server, nullptr);
+  ASSERT_NE(member2.server, nullptr);
+  ASSERT_NE(member3.server, nullptr);
+  ASSERT_NE(member4.server, nullptr);
+  GrpcTransport& t1 = *member1.transport;
+  t1.AddPeer(2, member2.addr);
+  t1.AddPeer(3, member3.addr);
+  member2.transport->AddPeer(1, member1.addr);
+  member2.transport->AddPeer(4, member4.addr);
+  member3.transport->AddPeer(1, member1.addr);
+  auto app = [](uint64_t from, uint64_t to, uint64_t index, size_t bytes) {
+    raftpb::Message m = MessageOf(raftpb::MSG_APP, from, to, 1);
+    m.set_index(index);
+    if (bytes > 0) *m.add_entries() = EntryAt(1, index + 1, std::string(bytes, 'x'));
+    return m;
+  };
+  auto at_least = [](size_t n) {
+    return [n](const std::vector<raftpb::Message>& r, const std::vector<uint64_t>&) {
+      return r.size() >= n;
+    };
+  };
+  // Member `from` answers member `to`; returns once `to`'s transport has counted the answer
+  // (it does before it delivers), its inbox then holding `total` messages.
+  auto answer = [&](ServedTransport& from, uint64_t from_id, uint64_t to_id, Inbox& inbox,
+                    size_t total) {
+    from.transport->Send({MessageOf(raftpb::MSG_APP_RESP, from_id, to_id, 1)});
+    return inbox.WaitUntil(at_least(total), kWait);
+  };
+  auto indexes = [](Inbox& inbox) {
+    std::vector<uint64_t> out;
+    for (const raftpb::Message& m : inbox.received()) out.push_back(m.index());
+    return out;
+  };
+
+  // The streams are up (what waits for a stream to open goes in one write, unanswered or
+  // not).
+  t1.Send({MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, 1), MessageOf(raftpb::MSG_HEARTBEAT, 1, 3, 1)});
+  ASSERT_TRUE(at_2.WaitUntil(at_least(1), kWait));
+  ASSERT_TRUE(at_3.WaitUntil(at_least(1), kWait));
+  // Three appends before any answer: none waits yet (appends have not been seen to come
+  // faster than the answers), and the answer finds two that came late.
+  for (uint64_t i = 1; i <= 3; ++i) t1.Send({app(1, 2, i, 10)});
+  ASSERT_TRUE(at_2.WaitUntil(at_least(4), kWait));
+  ASSERT_TRUE(answer(member2, 2, 1, at_1, 1));
+  // From now on, appends after the first wait for the answer, unwritten, and go with it.
+  t1.Send({app(1, 2, 4, 10)});
+  ASSERT_TRUE(at_2.WaitUntil(at_least(5), kWait));
+  t1.Send({app(1, 2, 5, 10)});
+  t1.Send({app(1, 2, 6, 10)});
+  ASSERT_EQ(t1.AwaitHeld(2, 2, kWait), 2u);
+  EXPECT_EQ(at_2.received().size(), 5u);
+  ASSERT_TRUE(answer(member2, 2, 1, at_1, 2));
+  ASSERT_TRUE(at_2.WaitUntil(at_least(7), kWait));
+  // Those two were written together, unanswered: the next waits; a heartbeat takes it along.
+  t1.Send({app(1, 2, 7, 10)});
+  ASSERT_EQ(t1.AwaitHeld(2, 1, kWait), 1u);
+  t1.Send({MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, 1)});
+  ASSERT_TRUE(at_2.WaitUntil(at_least(9), kWait));
+  // Only one append came before this answer: the next ones go at once (one client's next
+  // proposal must not wait for a member slower than the quorum).
+  ASSERT_TRUE(answer(member2, 2, 1, at_1, 3));
+  for (uint64_t i = 8; i <= 10; ++i) t1.Send({app(1, 2, i, 10)});
+  ASSERT_TRUE(at_2.WaitUntil(at_least(12), kWait));
+  // Two came late again: appends wait again, but not a backlog of kHoldBytes or more.
+  ASSERT_TRUE(answer(member2, 2, 1, at_1, 4));
+  t1.Send({app(1, 2, 11, 10)});
+  ASSERT_TRUE(at_2.WaitUntil(at_least(13), kWait));
+  t1.Send({app(1, 2, 12, 70 << 10)});
+  ASSERT_TRUE(at_2.WaitUntil(at_least(14), kWait));
+  EXPECT_EQ(indexes(at_2), (std::vector<uint64_t>{0, 1, 2, 3, 4, 5, 6, 7, 0, 8, 9, 10, 11, 12}));
+
+  // An append without entries asks for no answer: the append after it goes at once.
+  for (uint64_t i = 1; i <= 3; ++i) t1.Send({app(1, 3, i, 10)});
+  ASSERT_TRUE(at_3.WaitUntil(at_least(4), kWait));
+  ASSERT_TRUE(answer(member3, 3, 1, at_1, 5));  // waiting from now on, as above
+  t1.Send({app(1, 3, 4, 0)});
+  ASSERT_TRUE(at_3.WaitUntil(at_least(5), kWait));
+  t1.Send({app(1, 3, 4, 10)});
+  ASSERT_TRUE(at_3.WaitUntil(at_least(6), kWait));
+  t1.Send({app(1, 3, 5, 10)});  // while this one waits, as the one before did not
+  ASSERT_EQ(t1.AwaitHeld(3, 1, kWait), 1u);
+
+  // With the option off, nothing ever waits.
+  GrpcTransport& t4 = *member4.transport;
+  t4.AddPeer(2, member2.addr);
+  for (uint64_t i = 1; i <= 3; ++i) t4.Send({app(4, 2, 100 + i, 10)});
+  ASSERT_TRUE(at_2.WaitUntil(at_least(17), kWait));
+  ASSERT_TRUE(answer(member2, 2, 4, at_4, 1));
+  t4.Send({app(4, 2, 104, 10)});
+  t4.Send({app(4, 2, 105, 10)});
+  ASSERT_TRUE(at_2.WaitUntil(at_least(19), kWait));
+  EXPECT_EQ(t4.AwaitHeld(2, 1, absl::ZeroDuration()), 0u);
+  for (ServedTransport* m : {&member1, &member2, &member3, &member4}) {
+    m->server->Shutdown(std::chrono::system_clock::now());
+  }
 }
 
 // Messages sent before Start wait for it; a transport attached to a server that failed to

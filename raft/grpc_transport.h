@@ -88,7 +88,8 @@ class GrpcTransport final : public Transport, private LoopHost {
     // (its acknowledgement), then go out together in one write. A follower steps what arrives
     // while it syncs as one batch anyway, and each write costs both members a system call,
     // the loopback or network stack and a read: at 64 clients on loopback a follower was sent
-    // 2.4 appends per synced write, 1.2 since (its CPU per write fell by a fifth). They wait
+    // 2.4 appends per synced write; waiting, its synced writes carry about 20 entries rather
+    // than 16, and the followers' CPU per write fell 12% (2026-12-04 A/B). They wait
     // only while the last answer found two or more appends sent since the one before that
     // could not go alone at once: with one client the next proposal's append goes at once,
     // rather than wait for a member slower than the quorum. Only appends wait, and only while

@@ -1572,6 +1572,7 @@ Ready Core::GetReady() {
   const raftpb::HardState hs = hard_state();
   if (!HardStateEqual(hs, prev_hard_)) rd.hard_state = hs;
   rd.entries = log_.UnstableEntries();
+  log_.MarkUnstableTaken();
   if (log_.HasPendingSnapshot()) {
     rd.snapshot = log_.TakePendingSnapshot();
   }

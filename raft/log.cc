@@ -32,6 +32,14 @@ std::optional<uint64_t> Unstable::MaybeTerm(uint64_t i) const {
 }
 
 void Unstable::StableTo(uint64_t i, uint64_t t) {
+  if (rewritten_from_ <= i) {
+    // Replaced after they were taken: only what comes before is on the disk as it is here.
+    if (rewritten_from_ <= offset_) return;
+    i = rewritten_from_ - 1;
+    std::optional<uint64_t> kept = MaybeTerm(i);
+    if (!kept) return;
+    t = *kept;
+  }
   std::optional<uint64_t> term = MaybeTerm(i);
   // Only if the entry is still what was persisted: it may have been replaced meanwhile.
   if (term && *term == t && i >= offset_) {
@@ -72,9 +80,11 @@ void Unstable::TruncateAndAppend(const std::vector<raftpb::Entry>& entries) {
     entries_.insert(entries_.end(), entries.begin(), entries.end());
   } else if (after <= offset_) {
     // Replaces all unstable entries (and the storage's from `after` on, once persisted).
+    rewritten_from_ = std::min(rewritten_from_, after);
     offset_ = after;
     entries_ = entries;
   } else {
+    rewritten_from_ = std::min(rewritten_from_, after);
     entries_.resize(after - offset_);
     entries_.insert(entries_.end(), entries.begin(), entries.end());
   }

@@ -36,8 +36,11 @@ class Unstable {
   std::optional<uint64_t> MaybeLastIndex() const;
   std::optional<uint64_t> MaybeTerm(uint64_t i) const;
 
-  // Storage now holds everything up to (i, t).
+  // Storage now holds everything up to (i, t), as the entries were when last taken
+  // (MarkTaken): those replaced since are not on it, whatever their terms.
   void StableTo(uint64_t i, uint64_t t);
+  // The entries are being written (a Ready took them): replacements are counted from here.
+  void MarkTaken() { rewritten_from_ = kNone; }
   void StableSnapTo(uint64_t i);
   void Restore(raftpb::Snapshot s);
   // The pending snapshot, its data moved out (the metadata stays): once per snapshot, a CHECK.
@@ -58,6 +61,13 @@ class Unstable {
   std::vector<raftpb::Entry> entries_;
   // Index of entries_[0].
   uint64_t offset_ = 0;
+  static constexpr uint64_t kNone = ~uint64_t{0};
+  // The lowest index replaced (truncated and written again) since the entries were last
+  // taken; kNone if none. A peer that breaks Log Matching (a buggy or corrupted one) can send
+  // a replacement whose last entry has the same index and term as the one being written:
+  // the term check alone then took the new, unwritten entries for written ones, and the
+  // member handed out as committed entries its disk did not hold (core_fuzzer, 2026-12-04).
+  uint64_t rewritten_from_ = kNone;
 };
 
 class RaftLog {
@@ -118,6 +128,7 @@ class RaftLog {
   // Entries up to i were handed out to be applied (NextCommittedEntries starts after them).
   void ApplyingTo(uint64_t i);
   void StableTo(uint64_t i, uint64_t t) { unstable_.StableTo(i, t); }
+  void MarkUnstableTaken() { unstable_.MarkTaken(); }
   void StableSnapTo(uint64_t i) { unstable_.StableSnapTo(i); }
   // Replaces the log by a snapshot (follower receiving MSG_SNAP); moved in when it can be.
   void Restore(raftpb::Snapshot s);

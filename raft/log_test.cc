@@ -227,6 +227,28 @@ TEST(RaftLogTest, ReplacingTheMiddleOfTheUnwrittenEntriesKeepsExactlyWhatComesBe
   EXPECT_EQ(Terms(log.UnstableEntries()), (std::vector<uint64_t>{1, 3, 3}));
 }
 
+// Entries replaced after a Ready took them are not on the disk, even when the last one has
+// the index and term of the last one written (a peer that breaks Log Matching can send that:
+// core_fuzzer, 2026-12-04, where the member then handed out as committed entries its disk did
+// not hold); what comes before the replacement is.
+TEST(RaftLogTest, EntriesReplacedWhileBeingWrittenStayUnwrittenWhateverTheirTerms) {
+  MemoryLogStore s;
+  RaftLog log(&s, UINT64_MAX);
+  log.Append({E(1, 1), E(2, 2), E(3, 2)});
+  log.MarkUnstableTaken();         // a Ready takes them to write
+  log.Append({E(2, 1), E(3, 2)});  // replaced from 2 on, entry 3 again of term 2
+  ASSERT_TRUE(s.Append({E(1, 1), E(2, 2), E(3, 2)}).ok());
+  log.StableTo(3, 2);  // that write completes
+  ASSERT_EQ(log.UnstableEntries().size(), 2u);
+  EXPECT_EQ(log.UnstableEntries().front().index(), 2u);
+  EXPECT_EQ(Terms(log.UnstableEntries()), (std::vector<uint64_t>{1, 2}));
+  // Taken and written in turn, they are stable.
+  log.MarkUnstableTaken();
+  ASSERT_TRUE(s.Append({E(2, 1), E(3, 2)}).ok());
+  log.StableTo(3, 2);
+  EXPECT_TRUE(log.UnstableEntries().empty());
+}
+
 TEST(RaftLogTest, OnlyEntriesOfTheGivenTermAreCommittedByCounting) {
   MemoryLogStore s;
   ASSERT_TRUE(s.Append({E(1, 1), E(2, 2)}).ok());

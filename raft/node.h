@@ -313,8 +313,9 @@ class Node final : public MessageHandler {
   // Sets tick_due_ every tick_interval on the monotonic clock: a wall clock that steps back
   // (NTP, a resumed VM) must not stop the ticks, and absl's timed waits run on the wall clock.
   void TickerLoop();
-  // Queues a proposal's completion (node thread); FlushCompletions hands the queue to the
-  // completion thread once per loop iteration.
+  // Queues a proposal's completion (node thread); FlushCompletions answers the queue on the
+  // node thread when the loop is hosted, else hands it to the completion thread, once per
+  // loop iteration.
   void Complete(ProposeCallback done, absl::StatusOr<uint64_t> result);
   void FlushCompletions();
   void CompleterLoop();

@@ -174,7 +174,9 @@ class GrpcTransport::RaftServiceImpl final
 };
 
 GrpcTransport::GrpcTransport(const Options& options)
-    : options_(options), waker_(std::make_unique<Waker>(this)) {}
+    : options_(options),
+      cork_(options.cork_bursts ? std::make_unique<SocketCork>() : nullptr),
+      waker_(std::make_unique<Waker>(this)) {}
 
 void GrpcTransport::SetHandler(MessageHandler* handler) {
   absl::MutexLock lock(&handler_mu_);  // waits for the calls in progress
@@ -764,6 +766,14 @@ void GrpcTransport::Poll() {
     if (cq_->AsyncNext(&tag, &ok, now) != grpc::CompletionQueue::GOT_EVENT) return;
     static_cast<CqTag*>(tag)->Proceed(ok);
   }
+}
+
+void GrpcTransport::BeginBurst() {
+  if (cork_ != nullptr) cork_->Cork();
+}
+
+void GrpcTransport::EndBurst() {
+  if (cork_ != nullptr) cork_->Uncork();
 }
 
 void GrpcTransport::Wake() {

@@ -413,8 +413,9 @@ class Node final : public MessageHandler {
   // thread.
   std::vector<std::pair<ProposeCallback, absl::StatusOr<uint64_t>>> completions_;
   // Set by Start when the loop is hosted (before the loop runs): completions are then all
-  // answered on the node thread, and there is no completion thread.
-  bool complete_inline_ = false;
+  // answered on the node thread, and there is no completion thread; several answered at once
+  // are a burst for the host (LoopHost::BeginBurst).
+  LoopHost* inline_host_ = nullptr;
   absl::Mutex done_mu_;
   std::vector<std::pair<ProposeCallback, absl::StatusOr<uint64_t>>> done_queue_
       ABSL_GUARDED_BY(done_mu_);

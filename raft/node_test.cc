@@ -446,16 +446,20 @@ TEST_F(ClusterTest, TheLoopRunsOnTheTransportsThread) {
   const uint64_t leader = WaitForLeader();
   ASSERT_NE(leader, 0u);
   // Proposed together, so that several complete at once: those are answered on that thread
-  // too, not handed to a completion thread.
+  // too, not handed to a completion thread, and as a burst, with the server's connections
+  // corked (GrpcTransport::Options::cork_bursts).
   absl::Mutex mu;
   std::set<std::string> answered_on;
-  int answered = 0, failed = 0;
+  int answered = 0, failed = 0, answered_corked = 0;
+  GrpcTransport* transport = M(leader).transport.get();
   for (int i = 0; i < 50; ++i) {
     M(leader).node->Propose("v" + std::to_string(i), [&](absl::StatusOr<uint64_t> index) {
+      const size_t corked = transport->corked_connections();  // on its thread, as it requires
       absl::MutexLock lock(&mu);
       answered_on.insert(CurrentThreadName());
       ++answered;
       if (!index.ok()) ++failed;
+      if (corked > 0) ++answered_corked;
     });
   }
   {
@@ -465,6 +469,7 @@ TEST_F(ClusterTest, TheLoopRunsOnTheTransportsThread) {
                                      absl::Now() + kWait));
     EXPECT_EQ(failed, 0);
     EXPECT_EQ(answered_on, std::set<std::string>{"raft-io"});
+    EXPECT_GE(answered_corked, 2);
   }
   for (uint64_t id = 1; id <= 3; ++id) {
     ASSERT_TRUE(M(id).sm->WaitFor(50, absl::Now() + kWait)) << id;
@@ -649,11 +654,12 @@ struct ServedTransport {
   std::string addr;
 };
 ServedTransport ServeTransport(uint64_t self, MessageHandler* handler,
-                               bool hold_appends = true) {
+                               bool hold_appends = true, bool cork_bursts = true) {
   ServedTransport served;
   GrpcTransport::Options o;
   o.self = self;
   o.hold_appends = hold_appends;
+  o.cork_bursts = cork_bursts;
   auto transport = GrpcTransport::Create(o);
   EXPECT_TRUE(transport.ok()) << transport.status();
   if (!transport.ok()) return served;
@@ -1158,6 +1164,48 @@ TEST(GrpcTransportTest, AppendsWaitForThePeersAnswer) {
     m->server->Shutdown(std::chrono::system_clock::now());
   }
 }
+
+// A burst of the loop's (the answers one commit completes) corks the server's connections
+// until it ends: what the answers write leaves then, together (SocketCork's tests show the
+// holding itself).
+TEST(GrpcTransportTest, ABurstCorksTheServersConnectionsUntilItEnds) {
+  Inbox at_1, at_2, at_3;
+  ServedTransport member1 = ServeTransport(1, &at_1);
+  ServedTransport member2 = ServeTransport(2, &at_2);
+  ServedTransport member3 = ServeTransport(3, &at_3, /*hold_appends=*/true,
+                                           /*cork_bursts=*/false);
+  ASSERT_NE(member1.server, nullptr);
+  ASSERT_NE(member2.server, nullptr);
+  ASSERT_NE(member3.server, nullptr);
+  member1.transport->AddPeer(2, member2.addr);
+  member1.transport->AddPeer(3, member3.addr);
+  member1.transport->Send(
+      {MessageOf(raftpb::MSG_HEARTBEAT, 1, 2, 1), MessageOf(raftpb::MSG_HEARTBEAT, 1, 3, 1)});
+  auto one = [](const std::vector<raftpb::Message>& r, const std::vector<uint64_t>&) {
+    return !r.empty();
+  };
+  ASSERT_TRUE(at_2.WaitUntil(one, kWait));
+  ASSERT_TRUE(at_3.WaitUntil(one, kWait));
+  // Member 2's server has accepted member 1's stream (no node runs here, so this thread
+  // stands in for the loop's).
+  LoopHost* host = member2.transport->loop_host();
+  ASSERT_NE(host, nullptr);
+  EXPECT_EQ(member2.transport->corked_connections(), 0u);
+  host->BeginBurst();
+  EXPECT_GE(member2.transport->corked_connections(), 1u);
+  host->EndBurst();
+  EXPECT_EQ(member2.transport->corked_connections(), 0u);
+  // With Options::cork_bursts off, a burst holds nothing back.
+  LoopHost* uncorked = member3.transport->loop_host();
+  ASSERT_NE(uncorked, nullptr);
+  uncorked->BeginBurst();
+  EXPECT_EQ(member3.transport->corked_connections(), 0u);
+  uncorked->EndBurst();
+  for (ServedTransport* m : {&member1, &member2, &member3}) {
+    m->server->Shutdown(std::chrono::system_clock::now());
+  }
+}
+
 
 // Messages sent before Start wait for it; a transport attached to a server that failed to
 // build attaches to the next one; one attached and never started, or never attached nor

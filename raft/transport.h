@@ -43,6 +43,12 @@ class LoopHost {
   virtual void Poll() = 0;
   // From any thread: a Poll waiting now, or the next one to start, returns.
   virtual void Wake() = 0;
+  // Only inside `loop`, around a burst of writes made at once (the answers to the proposals
+  // one commit completed, each a gRPC call's Finish): the host may hold back what its
+  // connections send until EndBurst, so that the burst leaves in full segments rather than
+  // one per answer. Every BeginBurst is followed by EndBurst before the loop polls again.
+  virtual void BeginBurst() {}
+  virtual void EndBurst() {}
 };
 
 class Transport {

@@ -43,6 +43,7 @@
 #include "absl/time/clock.h"
 #include "common/log.h"
 #include "raft/bench/async_unary.h"
+#include "raft/bench/id_set.h"
 #include "raft/bench/load.h"
 #include "raft/bench/raft_bench.grpc.pb.h"
 #include "raft/grpc_transport.h"
@@ -52,60 +53,9 @@
 namespace shoal::raft::bench {
 namespace {
 
-constexpr size_t kIdBytes = 16;
+constexpr size_t kIdBytes = IdSetStateMachine::kIdBytes;
 
 // ---- member process ----
-
-// Keeps the ids of applied values (the first 16 bytes: client and sequence number), enough to
-// check for lost writes. A hash set of two integers: applying costs the members little, so the
-// benchmark measures Raft rather than this bookkeeping (an ordered set of strings cost the
-// followers about 7% of their CPU).
-class IdSetStateMachine : public StateMachine {
- public:
-  void Apply(uint64_t /*index*/, absl::string_view data) override {
-    if (data.size() < kIdBytes) return;
-    absl::MutexLock lock(&mu_);
-    ids_.insert(Decode(data));
-  }
-  std::string Snapshot() override {
-    absl::MutexLock lock(&mu_);
-    std::string out;
-    out.reserve(ids_.size() * kIdBytes);
-    for (const Id& id : ids_) {
-      for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(id.first >> (56 - 8 * i)));
-      for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(id.second >> (56 - 8 * i)));
-    }
-    return out;
-  }
-  absl::Status Restore(absl::string_view data) override {
-    absl::MutexLock lock(&mu_);
-    ids_.clear();
-    for (size_t i = 0; i + kIdBytes <= data.size(); i += kIdBytes) {
-      ids_.insert(Decode(data.substr(i, kIdBytes)));
-    }
-    return absl::OkStatus();
-  }
-  uint64_t Count(const google::protobuf::RepeatedPtrField<std::string>& ids) {
-    absl::MutexLock lock(&mu_);
-    uint64_t n = 0;
-    for (const std::string& id : ids) n += id.size() >= kIdBytes && ids_.contains(Decode(id));
-    return n;
-  }
-
- private:
-  using Id = std::pair<uint64_t, uint64_t>;
-  static Id Decode(absl::string_view data) {
-    uint64_t a = 0, b = 0;
-    for (int i = 0; i < 8; ++i) {
-      a = a << 8 | static_cast<uint8_t>(data[i]);
-      b = b << 8 | static_cast<uint8_t>(data[8 + i]);
-    }
-    return {a, b};
-  }
-
-  absl::Mutex mu_;
-  absl::flat_hash_set<Id> ids_ ABSL_GUARDED_BY(mu_);
-};
 
 std::atomic<bool> g_stop{false};
 

@@ -199,6 +199,7 @@ Core::Core(const Config& c)
       max_learner_lag_(c.max_learner_lag),
       check_quorum_(c.check_quorum),
       pre_vote_(c.pre_vote),
+      hold_leader_writes_(c.hold_leader_writes),
       heartbeat_timeout_(c.heartbeat_tick),
       election_timeout_(c.election_tick),
       rng_(c.random_seed != 0 ? c.random_seed : c.id * 0x9E3779B97F4A7C15ull) {}
@@ -381,6 +382,7 @@ void Core::BecomeLeader() {
   // A conf change proposed before the entries inherited from earlier terms are applied could
   // overlap an uncommitted one of an earlier leader among them: wait until they are.
   pending_conf_index_ = log_.LastIndex();
+  leader_term_start_ = log_.LastIndex() + 1;
   AppendEntries({raftpb::Entry()});
 }
 
@@ -1614,6 +1616,30 @@ std::vector<Message> Core::ExtractEarlyMessages() {
   }
   msgs_.resize(kept);
   return early;
+}
+
+bool Core::LeaderWriteMayWait() const {
+  if (!hold_leader_writes_ || role_ != Role::kLeader || !log_.storage_error().ok()) {
+    return false;
+  }
+  if (log_.UnstableEntries().empty() || log_.HasPendingSnapshot() || !read_states_.empty()) {
+    return false;
+  }
+  if (SoftState{lead_, role_} != prev_soft_ || !CanSendEarly()) return false;
+  for (const Message& m : msgs_) {
+    if (m.type() != raftpb::MSG_APP && m.type() != raftpb::MSG_HEARTBEAT) return false;
+  }
+  auto self = progress_.find(id_);
+  if (self == progress_.end() || self->second.is_learner) return false;  // a leaving leader
+  const uint64_t written = self->second.match;
+  if (written < leader_term_start_) return false;
+  bool any_follower = false;
+  for (const auto& [id, pr] : progress_) {
+    if (id == id_ || pr.is_learner) continue;
+    if (pr.match >= written) return false;
+    any_follower = true;
+  }
+  return any_follower;
 }
 
 std::vector<Message> Core::TakeEarlyMessages() {

@@ -504,6 +504,64 @@ TEST(CoreTest, LeaderDoesNotCountItsOwnUnpersistedEntry) {
   EXPECT_FALSE(rd2.must_sync);  // only the commit index moved
 }
 
+// Config::hold_leader_writes: a leader's next write waits while its own log is durable
+// beyond every voter follower's acknowledgement, and only then.
+TEST(CoreTest, ALeadersNextWriteWaitsWhileNoFollowerHoldsItsLast) {
+  Solo s;
+  s.core->Campaign();
+  s.Drain();
+  for (uint64_t id = 2; id <= 3; ++id) (void)s.core->Step(Msg(raftpb::MSG_VOTE_RESP, id, 1, 1));
+  ASSERT_EQ(s.core->role(), Role::kLeader);
+  // A new leader's first write (its empty entry) never waits.
+  EXPECT_FALSE(s.core->LeaderWriteMayWait());
+  s.Drain();  // the empty entry (index 1) is written
+  EXPECT_FALSE(s.core->LeaderWriteMayWait());  // nothing to write
+  ASSERT_TRUE(s.core->Propose("a").ok());
+  // Written up to 1, no follower has acknowledged 1: "a" waits.
+  EXPECT_TRUE(s.core->LeaderWriteMayWait());
+  // Meanwhile its appends may leave and commits apply (the caller takes them).
+  auto app_resp = [](uint64_t from, uint64_t index) {
+    Message r = Msg(raftpb::MSG_APP_RESP, from, 1, 1);
+    r.set_index(index);
+    return r;
+  };
+  (void)s.core->Step(app_resp(2, 1));
+  // Member 2 holds 1 now: write.
+  EXPECT_FALSE(s.core->LeaderWriteMayWait());
+  s.Drain();  // "a" (2) written
+  ASSERT_TRUE(s.core->Propose("b").ok());
+  EXPECT_TRUE(s.core->LeaderWriteMayWait());
+  (void)s.core->Step(app_resp(3, 2));  // either follower will do
+  EXPECT_FALSE(s.core->LeaderWriteMayWait());
+  s.Drain();
+
+  // Anything else for the Ready makes it go: here a vote request's answer.
+  ASSERT_TRUE(s.core->Propose("c").ok());
+  ASSERT_TRUE(s.core->LeaderWriteMayWait());
+  Message vote = Msg(raftpb::MSG_VOTE, 2, 1, 1);
+  vote.set_index(0);
+  vote.set_log_term(0);
+  (void)s.core->Step(vote);
+  EXPECT_FALSE(s.core->LeaderWriteMayWait());
+  s.Drain();
+
+  // Turned off, it never waits.
+  Solo off({}, 3, [](Config& c) { c.hold_leader_writes = false; });
+  off.BecomeLeader();
+  ASSERT_TRUE(off.core->Propose("a").ok());
+  EXPECT_FALSE(off.core->LeaderWriteMayWait());
+}
+
+// A leader with no voter follower (a single member) has no acknowledgement to wait for.
+TEST(CoreTest, ASingleMembersWritesNeverWait) {
+  Solo s({}, 1);
+  s.core->Campaign();
+  ASSERT_EQ(s.core->role(), Role::kLeader);
+  s.Drain();
+  ASSERT_TRUE(s.core->Propose("x").ok());
+  EXPECT_FALSE(s.core->LeaderWriteMayWait());
+}
+
 TEST(CoreTest, FollowerRejectsAppendWhosePreviousEntryDoesNotMatch) {
   Solo s({1, 2}, 3);
   struct Case {

@@ -601,9 +601,10 @@ void Node::Loop() {
       compact_after_ = 0;
       if (halted_) break;
     }
-    if (writing_) {
-      // A write is under way: entries committed meanwhile are applied now, and a leader's new
-      // appends and heartbeats leave now; the rest waits for the next Ready.
+    if (writing_ || core_->LeaderWriteMayWait()) {
+      // A write is under way, or a leader's next write waits for a follower to catch up with
+      // its last (Core::LeaderWriteMayWait): entries committed meanwhile are applied now, and
+      // a leader's new appends and heartbeats leave now; the rest waits for the next Ready.
       std::vector<raftpb::Entry> committed = core_->TakeCommittedEntries();
       std::vector<raftpb::Message> early = core_->TakeEarlyMessages();
       if (ReadFailed()) break;

@@ -2193,6 +2193,10 @@ class ScriptedPeers : public Transport {
       for (const raftpb::Message& m : messages) {
         events_.push_back({true, m.commit(), m.type()});
         if (m.type() == raftpb::MSG_APP) last_append_[m.to()] = m.index();
+        if (m.type() == raftpb::MSG_APP && m.entries_size() > 0) {
+          uint64_t& sent = entry_sent_[m.to()];
+          sent = std::max(sent, m.entries(m.entries_size() - 1).index());
+        }
         if (muted_.count(m.to()) > 0) continue;
         raftpb::Message r;
         r.set_from(m.to());
@@ -2237,6 +2241,13 @@ class ScriptedPeers : public Transport {
     auto sent = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return last_append_.count(id) > 0; };
     if (!mu_.AwaitWithDeadline(absl::Condition(&sent), deadline)) return std::nullopt;
     return last_append_[id];
+  }
+  // Waits until an append carrying entry `index` (or a later one) was sent to member `id`;
+  // false at the deadline.
+  bool WaitForEntrySent(uint64_t id, uint64_t index, absl::Time deadline) {
+    absl::MutexLock lock(&mu_);
+    auto sent = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return entry_sent_[id] >= index; };
+    return mu_.AwaitWithDeadline(absl::Condition(&sent), deadline);
   }
   // Hands `m` to the node as if a peer had sent it.
   void DeliverMessageOf(raftpb::Message m) {
@@ -2291,6 +2302,7 @@ class ScriptedPeers : public Transport {
   std::set<uint64_t> muted_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, uint64_t> acked_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, uint64_t> last_append_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, uint64_t> entry_sent_ ABSL_GUARDED_BY(mu_);
 };
 
 // Creates a node (member 1) of `options`, whose transport is ScriptedPeers playing members 2
@@ -3006,6 +3018,95 @@ TEST(NodeTest, ADeposedLeaderRefusesFencedProposalsInsteadOfForwardingThem) {
   node->Stop();
   EXPECT_EQ(forwarded.get().status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(sm.changes().size(), 2u);  // no second "lost" on stop
+}
+
+// The entries of each synced write, as the node hands them to its store.
+class SaveLog : public testing::ForwardingStore {
+ public:
+  SaveLog() : ForwardingStore(&inner_) {}
+  absl::Status Save(const raftpb::HardState* hs, const std::vector<raftpb::Entry>& entries,
+                    const raftpb::Snapshot* snapshot, bool sync) override {
+    absl::Status s = ForwardingStore::Save(hs, entries, snapshot, sync);
+    if (!entries.empty()) {
+      std::vector<uint64_t> indexes;
+      for (const raftpb::Entry& e : entries) indexes.push_back(e.index());
+      absl::MutexLock lock(&mu_);
+      writes_.push_back(std::move(indexes));
+    }
+    return s;
+  }
+  // Waits until entry `index` was written; false at the deadline.
+  bool WaitForWritten(uint64_t index, absl::Time deadline) {
+    absl::MutexLock lock(&mu_);
+    auto written = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return !writes_.empty() && writes_.back().back() >= index;
+    };
+    return mu_.AwaitWithDeadline(absl::Condition(&written), deadline);
+  }
+  std::vector<std::vector<uint64_t>> writes() {
+    absl::MutexLock lock(&mu_);
+    return writes_;
+  }
+  MemoryLogStore& inner() { return inner_; }
+
+ private:
+  MemoryLogStore inner_;
+  absl::Mutex mu_;
+  std::vector<std::vector<uint64_t>> writes_ ABSL_GUARDED_BY(mu_);
+};
+
+// A leader whose followers have not acknowledged its last write yet does not write what is
+// proposed meanwhile (Core::LeaderWriteMayWait): its appends leave at once, and the entries
+// are written together once a follower catches up. Without the rule each would be written as
+// soon as the write before it was done.
+TEST(NodeTest, ALeadersWritesWaitForAFollowerToCatchUp) {
+  for (bool hold : {true, false}) {
+    SCOPED_TRACE(hold ? "holding" : "not holding");
+    ScriptedPeers peers;
+    SaveLog store;
+    LoneNode lone(1, &peers);
+    raftpb::ConfState cs;
+    for (uint64_t v = 1; v <= 3; ++v) cs.add_voters(v);
+    store.inner().SetConfState(cs);
+    lone.options.storage = &store;
+    lone.options.raft.check_quorum = false;  // it leads on while its followers are silent
+    lone.options.raft.hold_leader_writes = hold;
+    std::unique_ptr<Node> node = ElectScripted(lone.options);
+    ASSERT_NE(node, nullptr);
+    absl::StatusOr<uint64_t> a = node->Propose("a").get();
+    ASSERT_TRUE(a.ok()) << a.status();
+    const uint64_t n = *a;
+
+    // The followers fall silent. The next entry is written at once: they had acknowledged
+    // everything the leader had written.
+    peers.Mute(2, true);
+    peers.Mute(3, true);
+    auto b = node->Propose("b");
+    ASSERT_TRUE(store.WaitForWritten(n + 1, absl::Now() + kWait));
+    // Three more, each sent before the next is proposed.
+    std::vector<std::future<absl::StatusOr<uint64_t>>> later;
+    for (uint64_t i = 2; i <= 4; ++i) {
+      later.push_back(node->Propose("v" + std::to_string(i)));
+      ASSERT_TRUE(peers.WaitForEntrySent(2, n + i, absl::Now() + kWait)) << i;
+    }
+    if (hold) {
+      // Not written: no follower holds n + 1 yet.
+      EXPECT_EQ(store.writes().back(), std::vector<uint64_t>{n + 1});
+    } else {
+      ASSERT_TRUE(store.WaitForWritten(n + 4, absl::Now() + kWait));
+    }
+
+    // A follower answers again (its next heartbeat's answer brings the appends it lacks, and
+    // its acknowledgement): everything commits, the held entries in one write.
+    peers.Mute(2, false);
+    EXPECT_TRUE(b.get().ok());
+    for (auto& f : later) EXPECT_TRUE(f.get().ok());
+    if (hold) {
+      const std::vector<uint64_t> together = {n + 2, n + 3, n + 4};
+      EXPECT_EQ(store.writes().back(), together);
+    }
+    node->Stop();
+  }
 }
 
 // A leader that removes itself leads on until the remaining voters say they know the commit
@@ -4313,6 +4414,9 @@ void DeposeDuringWrite(StaleTermStore& store, ListStateMachine& sm, uint64_t fir
   Node::Options options;
   options.raft.id = 1;
   options.raft.election_tick = 1000;  // muted followers must not depose it by check-quorum
+  // y's write must be under way while the followers are muted (with the rule, a leader whose
+  // followers have not acknowledged x would not start it: Core::LeaderWriteMayWait).
+  options.raft.hold_leader_writes = false;
   options.storage = &store;
   options.transport = &peers;
   options.state_machine = &sm;

@@ -274,9 +274,10 @@ void Sim::TakeReadies(SimNode& n) {
     NoteCommitted(n);
     CheckCommitIsDurable(n);
   }
-  if (!failure_.failed && n.up && n.writing) {
-    // A write is under way: only what may precede it leaves now, and what was committed
-    // meanwhile is applied now.
+  if (!failure_.failed && n.up && (n.writing || n.core->LeaderWriteMayWait())) {
+    // A write is under way, or a leader's next write waits for a follower to catch up with
+    // its last (as the node loop does): only what may precede it leaves now, and what was
+    // committed meanwhile is applied now.
     n.reads->set_armed(true);
     std::vector<Message> early = n.core->TakeEarlyMessages();
     std::vector<raftpb::Entry> committed = n.core->TakeCommittedEntries();

@@ -502,8 +502,21 @@ void Sim::MaybeSnapshot(SimNode& n) {
   // Frequent snapshots, so that lagging members often need one. Not beyond what is on disk.
   if (n.applied < n.last_snapshot + snapshot_every_) return;
   if (n.applied > n.disk->LastIndex()) return;
+  // Nor while the disk still holds, at an applied index, an older entry that an unwritten one
+  // replaces (applied early, as committed, while a write of other entries was under way): the
+  // disk takes the snapshot's term from the entry it holds (Node::MaybeSnapshot does the same).
+  const std::vector<raftpb::Entry>& unwritten = n.core->log().UnstableEntries();
+  if (!unwritten.empty() && unwritten.front().index() <= n.applied) return;
   absl::StatusOr<raftpb::Snapshot> snap = n.disk->CreateSnapshot(n.applied, &n.conf, EncodeKv(n));
   if (!snap.ok()) return Fail("member ", n.id, " cannot snapshot: ", snap.status().ToString());
+  // The snapshot names the applied entry's term, as the member's log knows it (0: compacted
+  // away, not known to it any more; a wrong one
+  // sends lagging members a snapshot no append matches, and they never catch up).
+  absl::StatusOr<uint64_t> term = n.core->log().Term(n.applied);
+  if (term.ok() && *term != 0 && *term != snap->metadata().term()) {
+    return Fail("member ", n.id, " snapshotted index ", n.applied, " as term ",
+                snap->metadata().term(), " but its log holds term ", *term, " there");
+  }
   n.last_snapshot = n.applied;
   const uint64_t keep = 5;
   if (n.applied > keep && n.applied - keep > n.disk->FirstIndex()) {

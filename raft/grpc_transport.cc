@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/batch_thread.h"
 #include "common/check.h"
 #include "common/log.h"
 #include "common/thread_name.h"
@@ -230,6 +231,7 @@ absl::StatusOr<std::unique_ptr<GrpcTransport>> GrpcTransport::Create(const Optio
   for (int i = 0; i < kSnapshotSenders; ++i) {
     t->snapshotters_.emplace_back([p = t.get()] {
       SetThreadName("raft-snapshot");
+      if (p->options_.batch_threads) TryRunAsBatchThread("raft");
       p->SnapshotLoop();
     });
   }
@@ -469,6 +471,7 @@ void GrpcTransport::Start() {
   }
   poller_ = std::thread([this] {
     SetThreadName("raft-io");
+    if (options_.batch_threads) TryRunAsBatchThread("raft");
     PollLoop();
   });
   // Streams to the peers added before now, and to those with messages waiting.

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/batch_thread.h"
 #include "common/check.h"
 #include "common/id.h"
 #include "common/log.h"
@@ -135,6 +136,7 @@ void Node::Start() {
   auto run = [this](const char* name, std::atomic<std::thread::id>* tid, void (Node::*body)()) {
     return std::thread([this, name, tid, body] {
       SetThreadName(name);
+      if (options_.batch_threads && body != &Node::TickerLoop) TryRunAsBatchThread("raft");
       tid->store(std::this_thread::get_id());
       (this->*body)();
       tid->store(std::thread::id());

@@ -162,6 +162,11 @@ class Node final : public MessageHandler {
     // costs them one (100-300 ms here, with the default timing). Off: Stop looks like a crash
     // to the others.
     bool transfer_leadership_on_stop = true;
+    // The node's busy threads (its loop when it has a thread of its own, the writer, the
+    // snapshotter, the completion thread; not the ticker) run under SCHED_BATCH
+    // (common/batch_thread.h; GrpcTransport::Options::batch_threads for the thread that
+    // hosts the loop).
+    bool batch_threads = true;
   };
 
   struct Status {

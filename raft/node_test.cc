@@ -27,6 +27,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "common/batch_thread.h"
 #include "raft/grpc_transport.h"
 #include "raft/memory_log_store.h"
 #include "raft/recovery.h"
@@ -450,13 +451,15 @@ TEST_F(ClusterTest, TheLoopRunsOnTheTransportsThread) {
   // corked (GrpcTransport::Options::cork_bursts).
   absl::Mutex mu;
   std::set<std::string> answered_on;
-  int answered = 0, failed = 0, answered_corked = 0;
+  int answered = 0, failed = 0, answered_corked = 0, answered_off_batch = 0;
   GrpcTransport* transport = M(leader).transport.get();
   for (int i = 0; i < 50; ++i) {
     M(leader).node->Propose("v" + std::to_string(i), [&](absl::StatusOr<uint64_t> index) {
       const size_t corked = transport->corked_connections();  // on its thread, as it requires
+      const bool batch = IsBatchThread();
       absl::MutexLock lock(&mu);
       answered_on.insert(CurrentThreadName());
+      if (!batch) ++answered_off_batch;
       ++answered;
       if (!index.ok()) ++failed;
       if (corked > 0) ++answered_corked;
@@ -470,6 +473,8 @@ TEST_F(ClusterTest, TheLoopRunsOnTheTransportsThread) {
     EXPECT_EQ(failed, 0);
     EXPECT_EQ(answered_on, std::set<std::string>{"raft-io"});
     EXPECT_GE(answered_corked, 2);
+    // Under SCHED_BATCH (GrpcTransport::Options::batch_threads).
+    EXPECT_EQ(answered_off_batch, 0);
   }
   for (uint64_t id = 1; id <= 3; ++id) {
     ASSERT_TRUE(M(id).sm->WaitFor(50, absl::Now() + kWait)) << id;

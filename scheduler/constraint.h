@@ -1,0 +1,63 @@
+// Placement constraints, as `docker service create --constraint` takes them: `<key>==<value>`
+// or `<key>!=<value>`, on
+//
+//   node.id, node.hostname, node.role (manager | worker), node.ip (an address or a CIDR
+//   network, matched against the node's address), node.platform.os, node.platform.arch,
+//   node.labels.<label> (the operator's, `node update --label-add`),
+//   engine.labels.<label> (the node's own, from its daemon).
+//
+// As in Docker Swarm, keys are case-insensitive except for the label's name, and values are
+// compared case-insensitively. A label the node lacks satisfies `!=` and fails `==`.
+//
+// Pure: no I/O, no clock; safe to call from any thread.
+//
+//   ASSIGN_OR_RETURN(std::vector<Constraint> cs, ParseConstraints(spec.placement().constraints()));
+//   if (!MatchesAll(cs, node)) ...
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "proto/objects.pb.h"
+
+namespace shoal::scheduler {
+
+struct Constraint {
+  enum class Op { kEq, kNe };
+  enum class Key {
+    kNodeId,
+    kHostname,
+    kRole,
+    kIp,
+    kOs,
+    kArch,
+    kNodeLabel,
+    kEngineLabel,
+  };
+  Key key = Key::kNodeId;
+  // For kNodeLabel and kEngineLabel: the label's name, as written.
+  std::string label;
+  Op op = Op::kEq;
+  std::string value;
+  // As the operator wrote it (for pending reasons and errors).
+  std::string text;
+};
+
+// Parses one constraint. INVALID_ARGUMENT naming the constraint and what is wrong with it:
+// no `==` or `!=`, an unknown key, an empty label name or value, a node.role other than
+// manager or worker, a node.ip that is neither an address nor a CIDR network.
+absl::StatusOr<Constraint> ParseConstraint(absl::string_view text);
+
+// Parses every constraint; the first error names its position ("constraint 2 ...").
+absl::StatusOr<std::vector<Constraint>> ParseConstraints(
+    const google::protobuf::RepeatedPtrField<std::string>& texts);
+
+// Whether `node` satisfies `c`.
+bool Matches(const Constraint& c, const api::Node& node);
+
+// Whether `node` satisfies every one of `cs` (true for none).
+bool MatchesAll(const std::vector<Constraint>& cs, const api::Node& node);
+
+}  // namespace shoal::scheduler

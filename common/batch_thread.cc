@@ -26,7 +26,9 @@ void TryRunAsBatchThread(absl::string_view component) {
   absl::Status s = RunAsBatchThread();
   static std::atomic<bool> logged{false};
   if (!s.ok() && !logged.exchange(true)) {
-    log::Warning(component, "threads keep the default scheduling policy",
+    log::Warning(component,
+                 "threads keep the default scheduling policy: everything works, a little "
+                 "slower under load; allow sched_setscheduler (a seccomp profile) to change that",
                  {{"error", s.ToString()}});
   }
 }

@@ -4,11 +4,11 @@
 // that hand work to each other should. It keeps its nice value and its share of the CPU; no
 // privilege is needed.
 //
-// Why: on this project's 2-core hosts a Raft leader's network thread was preempted about
-// 3,300 times a second at 64 clients by the threads it had just woken (its followers', its
-// writer, the clients'), each preemption a context switch. With the members' threads under
-// SCHED_BATCH the followers' CPU per write fell by a fifth and throughput rose 9%
-// (2026-12-04 A/B, raft/README.md). Latency-bound threads (a ticker) stay as they are.
+// Why: on this project's 2-core hosts a Raft leader's network thread was switched out
+// involuntarily (preempted) about 3,300 times a second at 64 clients, each a context switch.
+// With the members' threads under SCHED_BATCH the followers' CPU per write fell by a quarter
+// and throughput rose 16% (2026-12-04 A/B, raft/README.md; the whole process under it gained
+// only 9%). Latency-bound threads (a ticker) stay as they are.
 //
 //   std::thread([] { shoal::TryRunAsBatchThread("raft"); ... });
 #pragma once

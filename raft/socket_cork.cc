@@ -78,7 +78,7 @@ std::vector<int> SocketCork::AcceptedConnections() {
 
 void SocketCork::Cork() {
   if (!corked_.empty()) return;
-  const absl::Time now = options_.now();
+  const absl::Time now = options_.clock->Now();
   if (now - read_at_ >= options_.rescan_interval) {
     connections_ = AcceptedConnections();
     read_at_ = now;

@@ -12,6 +12,7 @@
 #include <string>
 #include <tuple>
 
+#include "common/testing/manual_clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -109,10 +110,10 @@ TEST(SocketCorkTest, HoldsWhatAcceptedConnectionsSendUntilUncorked) {
 
 TEST(SocketCorkTest, ReadsTheConnectionsAgainOnlyOnceTheListIsOld) {
   Listener listener;
-  absl::Time now = absl::FromUnixSeconds(1000);
+  ManualClock clock;
   SocketCork::Options options;
   options.rescan_interval = absl::Milliseconds(500);
-  options.now = [&now] { return now; };
+  options.clock = &clock;
   SocketCork cork(options);
   auto [client1, accepted1] = listener.Connect();
   cork.Cork();
@@ -120,7 +121,7 @@ TEST(SocketCorkTest, ReadsTheConnectionsAgainOnlyOnceTheListIsOld) {
   cork.Uncork();
 
   auto [client2, accepted2] = listener.Connect();
-  now += absl::Milliseconds(499);
+  clock.Advance(absl::Milliseconds(499));
   cork.Cork();
   EXPECT_THAT(cork.corked(), Contains(accepted1));
   EXPECT_THAT(cork.corked(), Not(Contains(accepted2)));  // not read yet
@@ -128,7 +129,7 @@ TEST(SocketCorkTest, ReadsTheConnectionsAgainOnlyOnceTheListIsOld) {
   EXPECT_EQ(Unsent(accepted2), 0);
   cork.Uncork();
 
-  now += absl::Milliseconds(1);
+  clock.Advance(absl::Milliseconds(1));
   cork.Cork();
   EXPECT_THAT(cork.corked(), Contains(accepted1));
   EXPECT_THAT(cork.corked(), Contains(accepted2));

@@ -69,8 +69,9 @@ absl::Status Invalid(absl::string_view text, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat("invalid constraint \"", text, "\": ", why));
 }
 
-// The node's value for `c`'s key, or nullopt when it has none (a label it lacks).
-std::optional<std::string> ValueOf(const Constraint& c, const api::Node& node) {
+}  // namespace
+
+std::optional<std::string> NodeValue(const Constraint& c, const api::Node& node) {
   switch (c.key) {
     case Constraint::Key::kNodeId:
       return node.meta().id();
@@ -100,6 +101,44 @@ std::optional<std::string> ValueOf(const Constraint& c, const api::Node& node) {
   return std::nullopt;
 }
 
+namespace {
+
+// Sets c.key (and c.label) from `key`; the error says what is wrong with the key alone.
+absl::Status ParseKey(absl::string_view key, Constraint& c) {
+  const std::string lower = absl::AsciiStrToLower(key);
+  struct Fixed {
+    const char* name;
+    Constraint::Key key;
+  };
+  static constexpr Fixed kFixed[] = {
+      {"node.id", Constraint::Key::kNodeId},    {"node.hostname", Constraint::Key::kHostname},
+      {"node.role", Constraint::Key::kRole},    {"node.ip", Constraint::Key::kIp},
+      {"node.platform.os", Constraint::Key::kOs}, {"node.platform.arch", Constraint::Key::kArch},
+  };
+  for (const Fixed& f : kFixed) {
+    if (lower == f.name) {
+      c.key = f.key;
+      return absl::OkStatus();
+    }
+  }
+  for (const auto& [prefix, kind] :
+       {std::pair<absl::string_view, Constraint::Key>{"node.labels.", Constraint::Key::kNodeLabel},
+        {"engine.labels.", Constraint::Key::kEngineLabel}}) {
+    if (absl::StartsWith(lower, prefix)) {
+      c.key = kind;
+      c.label = std::string(key.substr(prefix.size()));
+      if (c.label.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat("no label name after ", prefix));
+      }
+      return absl::OkStatus();
+    }
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown key \"", key,
+      "\" (node.id, node.hostname, node.role, node.ip, node.platform.os, node.platform.arch, "
+      "node.labels.<label>, engine.labels.<label>)"));
+}
+
 }  // namespace
 
 absl::StatusOr<Constraint> ParseConstraint(absl::string_view text) {
@@ -123,45 +162,26 @@ absl::StatusOr<Constraint> ParseConstraint(absl::string_view text) {
     return Invalid(text, "more than one operator");
   }
   c.value = std::string(value);
-  const std::string lower = absl::AsciiStrToLower(key);
-  struct Fixed {
-    const char* name;
-    Constraint::Key key;
-  };
-  static constexpr Fixed kFixed[] = {
-      {"node.id", Constraint::Key::kNodeId},    {"node.hostname", Constraint::Key::kHostname},
-      {"node.role", Constraint::Key::kRole},    {"node.ip", Constraint::Key::kIp},
-      {"node.platform.os", Constraint::Key::kOs}, {"node.platform.arch", Constraint::Key::kArch},
-  };
-  for (const Fixed& f : kFixed) {
-    if (lower == f.name) {
-      c.key = f.key;
-      if (c.key == Constraint::Key::kRole) {
-        const std::string role = absl::AsciiStrToLower(c.value);
-        if (role != "manager" && role != "worker") {
-          return Invalid(text, "node.role is manager or worker");
-        }
-      }
-      if (c.key == Constraint::Key::kIp && !ParseNetwork(c.value)) {
-        return Invalid(text, "node.ip takes an IP address or a CIDR network (10.0.0.0/24)");
-      }
-      return c;
+  absl::Status key_ok = ParseKey(key, c);
+  if (!key_ok.ok()) return Invalid(text, key_ok.message());
+  if (c.key == Constraint::Key::kRole) {
+    const std::string role = absl::AsciiStrToLower(c.value);
+    if (role != "manager" && role != "worker") {
+      return Invalid(text, "node.role is manager or worker");
     }
   }
-  for (const auto& [prefix, kind] :
-       {std::pair<absl::string_view, Constraint::Key>{"node.labels.", Constraint::Key::kNodeLabel},
-        {"engine.labels.", Constraint::Key::kEngineLabel}}) {
-    if (absl::StartsWith(lower, prefix)) {
-      c.key = kind;
-      c.label = std::string(key.substr(prefix.size()));
-      if (c.label.empty()) return Invalid(text, absl::StrCat("no label name after ", prefix));
-      return c;
-    }
+  if (c.key == Constraint::Key::kIp && !ParseNetwork(c.value)) {
+    return Invalid(text, "node.ip takes an IP address or a CIDR network (10.0.0.0/24)");
   }
-  return Invalid(text, absl::StrCat("unknown key \"", key,
-                                    "\" (node.id, node.hostname, node.role, node.ip, "
-                                    "node.platform.os, node.platform.arch, node.labels.<label>, "
-                                    "engine.labels.<label>)"));
+  return c;
+}
+
+absl::StatusOr<Constraint> ParseAttribute(absl::string_view key) {
+  Constraint c;
+  c.text = std::string(key);
+  absl::Status ok = ParseKey(absl::StripAsciiWhitespace(key), c);
+  if (!ok.ok()) return ok;
+  return c;
 }
 
 absl::StatusOr<std::vector<Constraint>> ParseConstraints(
@@ -179,7 +199,7 @@ absl::StatusOr<std::vector<Constraint>> ParseConstraints(
 }
 
 bool Matches(const Constraint& c, const api::Node& node) {
-  const std::optional<std::string> have = ValueOf(c, node);
+  const std::optional<std::string> have = NodeValue(c, node);
   bool equal = false;
   if (have) {
     if (c.key == Constraint::Key::kIp) {

@@ -15,6 +15,7 @@
 //   if (!MatchesAll(cs, node)) ...
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,14 @@ absl::StatusOr<Constraint> ParseConstraint(absl::string_view text);
 // Parses every constraint; the first error names its position ("constraint 2 ...").
 absl::StatusOr<std::vector<Constraint>> ParseConstraints(
     const google::protobuf::RepeatedPtrField<std::string>& texts);
+
+// Parses a bare attribute, as a spread preference names it ("node.labels.zone"): any key a
+// constraint takes. The result has no operator or value; use it with NodeValue.
+absl::StatusOr<Constraint> ParseAttribute(absl::string_view key);
+
+// The node's value for `c`'s key (its address for node.ip, "manager" or "worker" for
+// node.role), or nullopt for a label the node lacks.
+std::optional<std::string> NodeValue(const Constraint& c, const api::Node& node);
 
 // Whether `node` satisfies `c`.
 bool Matches(const Constraint& c, const api::Node& node);

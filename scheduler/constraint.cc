@@ -71,14 +71,14 @@ absl::Status Invalid(absl::string_view text, absl::string_view why) {
 
 }  // namespace
 
-std::optional<std::string> NodeValue(const Constraint& c, const api::Node& node) {
+std::optional<absl::string_view> NodeValue(const Constraint& c, const api::Node& node) {
   switch (c.key) {
     case Constraint::Key::kNodeId:
       return node.meta().id();
     case Constraint::Key::kHostname:
       return node.description().hostname();
     case Constraint::Key::kRole:
-      return node.role() == api::NODE_ROLE_MANAGER ? "manager" : "worker";
+      return absl::string_view(node.role() == api::NODE_ROLE_MANAGER ? "manager" : "worker");
     case Constraint::Key::kIp:
       return node.status().addr();
     case Constraint::Key::kOs:
@@ -170,8 +170,13 @@ absl::StatusOr<Constraint> ParseConstraint(absl::string_view text) {
       return Invalid(text, "node.role is manager or worker");
     }
   }
-  if (c.key == Constraint::Key::kIp && !ParseNetwork(c.value)) {
-    return Invalid(text, "node.ip takes an IP address or a CIDR network (10.0.0.0/24)");
+  if (c.key == Constraint::Key::kIp) {
+    const std::optional<Network> network = ParseNetwork(c.value);
+    if (!network) {
+      return Invalid(text, "node.ip takes an IP address or a CIDR network (10.0.0.0/24)");
+    }
+    c.ip_network = network->addr;
+    c.ip_bits = network->bits;
   }
   return c;
 }
@@ -199,13 +204,12 @@ absl::StatusOr<std::vector<Constraint>> ParseConstraints(
 }
 
 bool Matches(const Constraint& c, const api::Node& node) {
-  const std::optional<std::string> have = NodeValue(c, node);
+  const std::optional<absl::string_view> have = NodeValue(c, node);
   bool equal = false;
   if (have) {
     if (c.key == Constraint::Key::kIp) {
-      const std::optional<Network> want = ParseNetwork(c.value);
       const std::optional<std::array<uint8_t, 16>> addr = ParseIp(*have);
-      equal = want && addr && InNetwork(*want, *addr);
+      equal = addr && InNetwork(Network{c.ip_network, c.ip_bits}, *addr);
     } else {
       equal = absl::EqualsIgnoreCase(*have, c.value);
     }

@@ -15,6 +15,8 @@
 //   if (!MatchesAll(cs, node)) ...
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -44,6 +46,10 @@ struct Constraint {
   std::string value;
   // As the operator wrote it (for pending reasons and errors).
   std::string text;
+  // For kIp: the network, parsed once (16 bytes, IPv4 mapped into IPv6; leading bits that
+  // must match).
+  std::array<uint8_t, 16> ip_network{};
+  int ip_bits = 0;
 };
 
 // Parses one constraint. INVALID_ARGUMENT naming the constraint and what is wrong with it:
@@ -60,8 +66,8 @@ absl::StatusOr<std::vector<Constraint>> ParseConstraints(
 absl::StatusOr<Constraint> ParseAttribute(absl::string_view key);
 
 // The node's value for `c`'s key (its address for node.ip, "manager" or "worker" for
-// node.role), or nullopt for a label the node lacks.
-std::optional<std::string> NodeValue(const Constraint& c, const api::Node& node);
+// node.role), or nullopt for a label the node lacks. The view points into `node`.
+std::optional<absl::string_view> NodeValue(const Constraint& c, const api::Node& node);
 
 // Whether `node` satisfies `c`.
 bool Matches(const Constraint& c, const api::Node& node);

@@ -100,7 +100,21 @@ absl::StatusOr<Demand> DemandOf(const api::Task& task) {
   return d;
 }
 
-Rejection CheckDynamic(const Demand& d, const NodeInfo& n) {
+Rejection CheckReady(const NodeInfo& n) {
+  if (!n.present() || n.node().status().state() != api::NodeStatus::NODE_STATE_READY) {
+    return {Rejection::Why::kNotReady, 0};
+  }
+  switch (n.node().spec().availability()) {
+    case api::NodeSpec::AVAILABILITY_PAUSE:
+      return {Rejection::Why::kPaused, 0};
+    case api::NodeSpec::AVAILABILITY_DRAIN:
+      return {Rejection::Why::kDrained, 0};
+    default:
+      return {};
+  }
+}
+
+Rejection CheckResources(const Demand& d, const NodeInfo& n) {
   if (d.memory_bytes > 0 && n.free_memory_bytes() < d.memory_bytes) {
     return {Rejection::Why::kMemory, 0};
   }
@@ -110,37 +124,10 @@ Rejection CheckDynamic(const Demand& d, const NodeInfo& n) {
       return {Rejection::Why::kGeneric, static_cast<uint32_t>(i)};
     }
   }
-  for (size_t i = 0; i < d.host_ports.size(); ++i) {
-    if (n.host_port_in_use(d.host_ports[i])) {
-      return {Rejection::Why::kHostPort, static_cast<uint32_t>(i)};
-    }
-  }
-  if (d.max_replicas > 0 && n.tasks_of(d.service_id) >= static_cast<int64_t>(d.max_replicas)) {
-    return {Rejection::Why::kMaxReplicas, 0};
-  }
   return {};
 }
 
-Rejection Check(const Demand& d, const NodeInfo& n) {
-  const api::Node& node = n.node();
-  if (!n.present() || node.status().state() != api::NodeStatus::NODE_STATE_READY) {
-    return {Rejection::Why::kNotReady, 0};
-  }
-  switch (node.spec().availability()) {
-    case api::NodeSpec::AVAILABILITY_PAUSE:
-      return {Rejection::Why::kPaused, 0};
-    case api::NodeSpec::AVAILABILITY_DRAIN:
-      return {Rejection::Why::kDrained, 0};
-    default:
-      break;
-  }
-  // Reservations come before constraints in the pipeline; the dynamic check runs its parts
-  // in their places.
-  Rejection dynamic = CheckDynamic(d, n);
-  if (dynamic.why == Rejection::Why::kMemory || dynamic.why == Rejection::Why::kCpu ||
-      dynamic.why == Rejection::Why::kGeneric) {
-    return dynamic;
-  }
+Rejection CheckPlacement(const Demand& d, const api::Node& node) {
   for (size_t i = 0; i < d.constraints.size(); ++i) {
     if (!Matches(d.constraints[i], node)) {
       return {Rejection::Why::kConstraint, static_cast<uint32_t>(i)};
@@ -153,7 +140,41 @@ Rejection Check(const Demand& d, const NodeInfo& n) {
       return {Rejection::Why::kPlatform, 0};
     }
   }
-  return dynamic;
+  return {};
+}
+
+Rejection CheckHeld(const Demand& d, const NodeInfo& n) {
+  for (size_t i = 0; i < d.host_ports.size(); ++i) {
+    if (n.host_port_in_use(d.host_ports[i])) {
+      return {Rejection::Why::kHostPort, static_cast<uint32_t>(i)};
+    }
+  }
+  if (d.max_replicas > 0 && n.tasks_of(d.service_id) >= static_cast<int64_t>(d.max_replicas)) {
+    return {Rejection::Why::kMaxReplicas, 0};
+  }
+  return {};
+}
+
+Rejection CheckDynamic(const Demand& d, const NodeInfo& n) {
+  Rejection r = CheckResources(d, n);
+  return r.ok() ? CheckHeld(d, n) : r;
+}
+
+Rejection Check(const Demand& d, const NodeInfo& n) {
+  Rejection r = CheckReady(n);
+  if (r.ok()) r = CheckResources(d, n);
+  if (r.ok()) r = CheckPlacement(d, n.node());
+  if (r.ok()) r = CheckHeld(d, n);
+  return r;
+}
+
+std::string PlacementSignature(const Demand& d) {
+  std::string sig;
+  for (const Constraint& c : d.constraints) absl::StrAppend(&sig, c.text, "\n");
+  for (const api::Platform& p : d.platforms) {
+    absl::StrAppend(&sig, "\t", p.os(), "/", p.architecture());
+  }
+  return sig;
 }
 
 int64_t Rejections::total() const {

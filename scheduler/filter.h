@@ -85,6 +85,20 @@ Rejection Check(const Demand& d, const NodeInfo& n);
 // The filters whose answer changes as tasks are added: reservations, host ports, max replicas.
 Rejection CheckDynamic(const Demand& d, const NodeInfo& n);
 
+// The parts, for callers that cache what depends on the node alone (Check is these in order):
+// filter 1;
+Rejection CheckReady(const NodeInfo& n);
+// filter 2;
+Rejection CheckResources(const Demand& d, const NodeInfo& n);
+// filters 3 and 4, which depend on the node's labels and description and on the demand's
+// constraints and platforms alone (PlacementSignature);
+Rejection CheckPlacement(const Demand& d, const api::Node& node);
+// filters 5 and 6.
+Rejection CheckHeld(const Demand& d, const NodeInfo& n);
+
+// Equal for two demands whose CheckPlacement answers are equal on every node.
+std::string PlacementSignature(const Demand& d);
+
 // Rejections of one batch, counted by filter and detail.
 class Rejections {
  public:

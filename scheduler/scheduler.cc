@@ -62,22 +62,42 @@ std::vector<int64_t> WaterFill(const std::vector<int64_t>& counts, int64_t m) {
 // tree, and what was rejected.
 class Scheduler::Batch {
  public:
-  Batch(Scheduler& s, const Demand& d, absl::Time now) : s_(s), d_(d), now_(now) {}
+  Batch(Scheduler& s, const Demand& d, absl::Time now, NodeCache& cache)
+      : s_(s), d_(d), now_(now), cache_(cache) {}
 
   // Filters every node; builds the tree of spread groups over the nodes that passed.
   void Prepare() {
+    std::vector<std::optional<Rejection>>& placement =
+        cache_.placement[PlacementSignature(d_)];
+    placement.resize(s_.nodes_.size());
+    spread_values_.reserve(d_.spread.size());
+    for (const Constraint& attr : d_.spread) {
+      auto& values = cache_.values[attr.text];
+      if (values.empty()) {
+        values.reserve(s_.nodes_.size());
+        for (const auto& [id, node] : s_.nodes_) values.push_back(NodeValue(attr, node.node()));
+      }
+      spread_values_.push_back(&values);
+    }
     std::vector<Candidate> eligible;
     size_t ordinal = 0;
     for (auto& [id, node] : s_.nodes_) {
+      const size_t at = ordinal++;
       if (!node.present()) continue;
-      const Rejection r = Check(d_, node);
+      Rejection r = CheckReady(node);
+      if (r.ok()) r = CheckResources(d_, node);
+      if (r.ok()) {
+        if (!placement[at]) placement[at] = CheckPlacement(d_, node.node());
+        r = *placement[at];
+      }
+      if (r.ok()) r = CheckHeld(d_, node);
       if (!r.ok()) {
         rejections_.Add(r);
         continue;
       }
       Candidate c;
       c.node = &node;
-      c.ordinal = ordinal++;
+      c.ordinal = at;
       c.service_tasks = node.tasks_of(d_.service_id);
       c.tasks = node.tasks();
       c.faulty = node.RecentFailures(d_.service_id, d_.version, now_,
@@ -110,13 +130,12 @@ class Scheduler::Batch {
       b.heap = CandidateHeap(std::greater<Candidate>(), std::move(nodes));
       return;
     }
-    std::map<std::string, std::vector<Candidate>> by_value;
-    for (const Candidate& c : nodes) {
-      by_value[NodeValue(d_.spread[depth], c.node->node()).value_or("")].push_back(c);
-    }
+    std::map<absl::string_view, std::vector<Candidate>> by_value;
+    const auto& values = *spread_values_[depth];
+    for (const Candidate& c : nodes) by_value[values[c.ordinal].value_or("")].push_back(c);
     for (auto& [value, members] : by_value) {
       Branch& child = b.children.emplace_back();
-      child.value = value;
+      child.value = std::string(value);
       Build(child, std::move(members), depth + 1);
     }
   }
@@ -170,6 +189,8 @@ class Scheduler::Batch {
   Scheduler& s_;
   const Demand& d_;
   const absl::Time now_;
+  NodeCache& cache_;
+  std::vector<const std::vector<std::optional<absl::string_view>>*> spread_values_;
   Rejections rejections_;
   Branch root_;
   const std::function<void(NodeInfo&)>* take_ = nullptr;
@@ -314,7 +335,7 @@ void Scheduler::SetReason(const std::string& task_id, const std::string& reason,
   decision.reason = reason;
 }
 
-void Scheduler::ScheduleGroup(Group& group, absl::Time now,
+void Scheduler::ScheduleGroup(Group& group, absl::Time now, NodeCache& cache,
                               std::vector<Decision>& out) {
   absl::StatusOr<Demand> demand = DemandOf(group.example);
   if (!demand.ok()) {
@@ -346,7 +367,7 @@ void Scheduler::ScheduleGroup(Group& group, absl::Time now,
   }
 
   if (!free.empty()) {
-    Batch batch(*this, d, now);
+    Batch batch(*this, d, now, cache);
     batch.Prepare();
     size_t next = 0;
     batch.Place(static_cast<int64_t>(free.size()), [&](NodeInfo& node) {
@@ -375,8 +396,9 @@ std::vector<Scheduler::Decision> Scheduler::Schedule() {
     last_prune_ = now;
   }
   std::vector<Decision> out;
+  NodeCache cache;
   for (auto it = groups_.begin(); it != groups_.end();) {
-    ScheduleGroup(it->second, now, out);
+    ScheduleGroup(it->second, now, cache, out);
     if (it->second.tasks.empty()) {
       it = groups_.erase(it);
     } else {

@@ -111,6 +111,14 @@ class Scheduler {
 
   class Batch;
 
+  // What one Schedule call computes once for all its batches: nodes do not change during it.
+  struct NodeCache {
+    // CheckPlacement of every node (in nodes_ order), by PlacementSignature.
+    absl::flat_hash_map<std::string, std::vector<std::optional<Rejection>>> placement;
+    // Every node's value of a spread attribute, by the attribute as written.
+    absl::flat_hash_map<std::string, std::vector<std::optional<absl::string_view>>> values;
+  };
+
   NodeInfo& NodeFor(const std::string& id);
   void MaybeErase(const std::string& node_id);
   void Unaccount(TaskRecord& r);
@@ -119,7 +127,8 @@ class Scheduler {
               std::vector<Decision>& out);
   void SetReason(const std::string& task_id, const std::string& reason,
                  std::vector<Decision>& out);
-  void ScheduleGroup(Group& group, absl::Time now, std::vector<Decision>& out);
+  void ScheduleGroup(Group& group, absl::Time now, NodeCache& cache,
+                     std::vector<Decision>& out);
 
   const Clock& clock_;
   const Options options_;

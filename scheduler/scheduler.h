@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
@@ -112,11 +113,12 @@ class Scheduler {
   class Batch;
 
   // What one Schedule call computes once for all its batches: nodes do not change during it.
+  // Node maps: a batch holds pointers to entries while adding others.
   struct NodeCache {
     // CheckPlacement of every node (in nodes_ order), by PlacementSignature.
-    absl::flat_hash_map<std::string, std::vector<std::optional<Rejection>>> placement;
+    absl::node_hash_map<std::string, std::vector<std::optional<Rejection>>> placement;
     // Every node's value of a spread attribute, by the attribute as written.
-    absl::flat_hash_map<std::string, std::vector<std::optional<absl::string_view>>> values;
+    absl::node_hash_map<std::string, std::vector<std::optional<absl::string_view>>> values;
   };
 
   NodeInfo& NodeFor(const std::string& id);

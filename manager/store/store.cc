@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "absl/random/random.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -756,7 +758,16 @@ std::function<std::string()> Store::SnapshotLater() {
           break;
       }
     }
-    return snap.SerializeAsString();
+    // Deterministic (map fields in key order): members holding the same state write the
+    // same bytes.
+    std::string out;
+    {
+      google::protobuf::io::StringOutputStream stream(&out);
+      google::protobuf::io::CodedOutputStream coded(&stream);
+      coded.SetSerializationDeterministic(true);
+      snap.SerializeToCodedStream(&coded);
+    }
+    return out;
   };
 }
 

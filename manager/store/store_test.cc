@@ -7,74 +7,12 @@
 #include "absl/synchronization/mutex.h"
 #include "common/testing/manual_clock.h"
 #include "gtest/gtest.h"
+#include "manager/store/testing/fake_raft.h"
 
 namespace shoal::manager::store {
 namespace {
 
-// Raft as the store sees it: entries are applied on every member in proposal order, at once,
-// or held until the test releases them (to line up concurrent proposals).
-class FakeRaft : public Proposer {
- public:
-  void Join(Store* s) { members_.push_back(s); }
-
-  void Propose(std::string data, uint64_t, std::function<void(absl::Status)> done) override {
-    absl::MutexLock lock(&mu_);
-    ++proposals_;
-    if (!fail_with_.ok()) {
-      done(fail_with_);
-      return;
-    }
-    if (hold_) {
-      held_.push_back({std::move(data), std::move(done)});
-      return;
-    }
-    CommitLocked(data, done);
-  }
-
-  void Hold() {
-    absl::MutexLock lock(&mu_);
-    hold_ = true;
-  }
-  // Waits until `n` proposals are held.
-  void WaitHeld(size_t n) {
-    absl::MutexLock lock(&mu_);
-    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return held_.size() >= n; };
-    mu_.Await(absl::Condition(&enough));
-  }
-  // Waits until `n` proposals are held, then applies them in order.
-  void ReleaseWhenHeld(size_t n) {
-    WaitHeld(n);
-    absl::MutexLock lock(&mu_);
-    hold_ = false;
-    for (auto& [data, done] : held_) CommitLocked(data, done);
-    held_.clear();
-  }
-  void FailWith(absl::Status s) {
-    absl::MutexLock lock(&mu_);
-    fail_with_ = std::move(s);
-  }
-  int proposals() {
-    absl::MutexLock lock(&mu_);
-    return proposals_;
-  }
-
- private:
-  void CommitLocked(const std::string& data, const std::function<void(absl::Status)>& done)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    ++index_;
-    for (Store* s : members_) s->Apply(index_, data);
-    done(absl::OkStatus());
-  }
-
-  absl::Mutex mu_;
-  std::vector<Store*> members_;
-  uint64_t index_ ABSL_GUARDED_BY(mu_) = 0;
-  int proposals_ ABSL_GUARDED_BY(mu_) = 0;
-  bool hold_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status fail_with_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::pair<std::string, std::function<void(absl::Status)>>> held_
-      ABSL_GUARDED_BY(mu_);
-};
+using testing::FakeRaft;
 
 api::Service MakeService(const std::string& id, const std::string& name) {
   api::Service s;

@@ -247,8 +247,8 @@ TEST(ApiTest, StoredObjectsShareMetaAndSpec) {
   }
   EXPECT_EQ(kinds, (std::set<std::string>{"Node", "Service", "Task", "Secret", "Config", "Network",
                                           "Cluster"}));
-  // The snapshot holds every kind too.
-  EXPECT_EQ(StoreSnapshot::descriptor()->field_count(), 1 + oneof->field_count());
+  // The snapshot holds every kind too, besides its format and index.
+  EXPECT_EQ(StoreSnapshot::descriptor()->field_count(), 2 + oneof->field_count());
 }
 
 // Task states are declared in life-cycle order with increasing values, so "moves only forward"

@@ -8,42 +8,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "manager/store/raft_binding.h"
 #include "manager/store/store.h"
-#include "raft/grpc_transport.h"
-#include "raft/node.h"
-#include "raft/rocksdb_log_store.h"
-#include "raft/storage.h"
-#include "raft/testing/raft_server.h"
+#include "manager/store/testing/raft_cluster.h"
 
 namespace shoal::manager::store {
 namespace {
 
-const absl::Duration kWait = absl::Seconds(30);
-
-class CountingStateMachine : public StoreStateMachine {
- public:
-  using StoreStateMachine::StoreStateMachine;
-  absl::Status Restore(absl::string_view data) override {
-    ++restores;
-    return StoreStateMachine::Restore(data);
-  }
-  std::atomic<int> restores{0};
-};
-
-struct Manager {
-  uint64_t id = 0;
-  std::string dir;
-  std::string addr;
-  std::unique_ptr<raft::RocksDbLogStore> log;
-  std::unique_ptr<grpc::Server> server;  // destroyed after the transport
-  std::unique_ptr<raft::GrpcTransport> transport;
-  RaftProposer proposer;
-  std::unique_ptr<Store> store;
-  std::unique_ptr<CountingStateMachine> sm;
-  std::unique_ptr<raft::Node> node;
-  bool up = false;
-};
+using testing::RaftCluster;
 
 class ReplicatedStoreTest : public ::testing::Test {
  protected:
@@ -53,130 +24,39 @@ class ReplicatedStoreTest : public ::testing::Test {
             ::testing::UnitTest::GetInstance()->current_test_info()->name();
     std::filesystem::remove_all(base_);
   }
-  void TearDown() override {
-    for (auto& m : managers_) Kill(m->id);
-  }
 
   void StartCluster(int n) {
-    std::vector<uint64_t> ids;
-    for (int i = 1; i <= n; ++i) {
-      ids.push_back(i);
-      auto m = std::make_unique<Manager>();
-      m->id = i;
-      m->dir = (base_ / absl::StrCat("m", i)).string();
-      managers_.push_back(std::move(m));
-    }
-    for (auto& m : managers_) {
-      auto log = raft::RocksDbLogStore::Open({m->dir});
-      ASSERT_TRUE(log.ok()) << log.status();
-      ASSERT_TRUE(raft::Bootstrap(**log, ids).ok());
-    }
-    for (auto& m : managers_) Start(m->id);
+    RaftCluster::Options o;
+    o.base = base_;
+    o.snapshot_interval = snapshot_interval_;
+    cluster_ = std::make_unique<RaftCluster>(o);
+    cluster_->Start(n);
   }
-
-  Manager& M(uint64_t id) { return *managers_[id - 1]; }
-
-  // A manager starts with an empty store: Raft replays its snapshot and log into it.
-  void Start(uint64_t id) {
-    Manager& m = M(id);
-    auto log = raft::RocksDbLogStore::Open({m.dir});
-    ASSERT_TRUE(log.ok()) << log.status();
-    m.log = std::move(*log);
-    raft::GrpcTransport::Options to;
-    to.self = id;
-    m.transport = std::move(*raft::GrpcTransport::Create(to));
-    Store::Options so;
-    so.proposal_nonce = static_cast<uint32_t>(id);
-    m.store = std::make_unique<Store>(&m.proposer, so);
-    m.sm = std::make_unique<CountingStateMachine>(m.store.get());
-    raft::Node::Options no;
-    no.raft.id = id;
-    no.raft.random_seed = id * 7919;
-    no.raft.election_tick = 10;
-    no.tick_interval = absl::Milliseconds(10);
-    no.storage = m.log.get();
-    no.transport = m.transport.get();
-    no.state_machine = m.sm.get();
-    no.snapshot_interval = snapshot_interval_;
-    no.snapshot_keep_entries = 5;
-    no.transfer_leadership_on_stop = false;
-    auto node = raft::Node::Create(no);
-    ASSERT_TRUE(node.ok()) << node.status();
-    m.node = std::move(*node);
-    m.proposer.Bind(m.node.get());
-    raft::testing::RaftServer s = raft::testing::ServeRaft(
-        *m.transport, grpc::InsecureServerCredentials(),
-        m.addr.empty() ? "127.0.0.1:0" : m.addr);
-    if (s.server == nullptr) s = raft::testing::ServeRaft(*m.transport);
-    ASSERT_NE(s.server, nullptr);
-    m.server = std::move(s.server);
-    m.addr = s.addr;
-    m.up = true;
-    for (auto& a : managers_) {
-      for (auto& b : managers_) {
-        if (a->up && a->id != b->id && !b->addr.empty()) a->transport->AddPeer(b->id, b->addr);
-      }
-    }
-    m.node->Start();
-  }
-
-  void Kill(uint64_t id) {
-    Manager& m = M(id);
-    if (!m.up) return;
-    m.proposer.Bind(nullptr);
-    m.node->Stop();
-    m.server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
-    m.transport.reset();
-    m.server.reset();
-    m.node.reset();
-    m.sm.reset();
-    m.store.reset();
-    m.log.reset();
-    m.up = false;
-  }
-
-  // Writes through manager `via` (a follower forwards to the leader), retrying while there
-  // is no leader yet. Each write creates a service and a task named after `n`.
-  uint64_t Write(uint64_t via, int n) {
-    const absl::Time deadline = absl::Now() + kWait;
-    while (absl::Now() < deadline) {
-      M(via).node->WaitForLeader(deadline);
-      auto index = M(via).store->Update([&](WriteTx& tx) {
-        if (tx.Get<api::Service>(absl::StrCat("s", n)) != nullptr) return absl::OkStatus();
-        api::Service s;
-        s.mutable_meta()->set_id(absl::StrCat("s", n));
-        s.mutable_spec()->mutable_annotations()->set_name(absl::StrCat("svc-", n));
-        if (auto st = tx.Create(s); !st.ok()) return st;
-        api::Task t;
-        t.mutable_meta()->set_id(absl::StrCat("t", n));
-        t.set_service_id(s.meta().id());
-        t.set_slot(1);
-        return tx.Create(t);
-      });
-      if (index.ok()) return *index;
-      // Lost with a leader change: it may have been applied; the next try sees it if so.
-      EXPECT_TRUE(absl::IsUnavailable(index.status()) || absl::IsDeadlineExceeded(index.status()))
-          << index.status();
-    }
-    ADD_FAILURE() << "no write within " << kWait;
-    return 0;
-  }
-
-  // Waits (on the store's own events, not by polling) until manager `id` applied `index`.
+  testing::Member& M(uint64_t id) { return cluster_->M(id); }
+  void Start(uint64_t id) { cluster_->Start(id); }
+  void Kill(uint64_t id) { cluster_->Kill(id); }
   void WaitApplied(uint64_t id, uint64_t index) {
-    Store& s = *M(id).store;
-    const absl::Time deadline = absl::Now() + kWait;
-    while (absl::Now() < deadline) {
-      bool reached = false;
-      auto w = s.Watch(nullptr, [&](const ReadTx& tx) { reached = tx.index() >= index; });
-      while (!reached && absl::Now() < deadline) {
-        auto e = w->Next(deadline);
-        if (!e.ok()) break;  // a restore closed it: watch anew
-        if (e->has_value() && (*e)->index >= index) reached = true;
-      }
-      if (reached) return;
-    }
-    ADD_FAILURE() << "manager " << id << " did not apply " << index;
+    EXPECT_TRUE(cluster_->WaitApplied(id, index)) << "manager " << id << " did not apply " << index;
+  }
+
+  // Writes through manager `via` (a follower forwards to the leader). Each write creates a
+  // service and a task named after `n` (idempotent: a write lost with a leader change may
+  // have been applied).
+  uint64_t Write(uint64_t via, int n) {
+    auto index = cluster_->Write(via, [&](WriteTx& tx) {
+      if (tx.Get<api::Service>(absl::StrCat("s", n)) != nullptr) return absl::OkStatus();
+      api::Service s;
+      s.mutable_meta()->set_id(absl::StrCat("s", n));
+      s.mutable_spec()->mutable_annotations()->set_name(absl::StrCat("svc-", n));
+      if (auto st = tx.Create(s); !st.ok()) return st;
+      api::Task t;
+      t.mutable_meta()->set_id(absl::StrCat("t", n));
+      t.set_service_id(s.meta().id());
+      t.set_slot(1);
+      return tx.Create(t);
+    });
+    EXPECT_TRUE(index.ok()) << index.status();
+    return index.value_or(0);
   }
 
   std::string State(uint64_t id) {
@@ -185,7 +65,7 @@ class ReplicatedStoreTest : public ::testing::Test {
   }
 
   std::filesystem::path base_;
-  std::vector<std::unique_ptr<Manager>> managers_;
+  std::unique_ptr<RaftCluster> cluster_;
   uint64_t snapshot_interval_ = 10000;
 };
 

@@ -1,0 +1,89 @@
+#include "manager/leader_components.h"
+
+namespace shoal::manager {
+
+LeaderComponents::LeaderComponents(Options options) : options_(options) {
+  thread_ = std::thread([this] { Run(); });
+}
+
+LeaderComponents::~LeaderComponents() {
+  {
+    absl::MutexLock lock(&mu_);
+    quitting_ = true;
+  }
+  thread_.join();
+  StopAll();
+}
+
+void LeaderComponents::OnLeadership(bool leading, uint64_t term) {
+  absl::MutexLock lock(&mu_);
+  queue_.emplace_back(leading, term);
+}
+
+uint64_t LeaderComponents::running_term() const {
+  absl::MutexLock lock(&mu_);
+  return term_;
+}
+
+void LeaderComponents::Drain() {
+  absl::MutexLock lock(&mu_);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return queue_.empty() && !busy_; };
+  mu_.Await(absl::Condition(&idle));
+}
+
+void LeaderComponents::Run() {
+  while (true) {
+    std::pair<bool, uint64_t> change;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return quitting_ || !queue_.empty();
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (quitting_) return;
+      change = queue_.front();
+      queue_.pop_front();
+      busy_ = true;
+    }
+    const auto [leading, term] = change;
+    uint64_t now_running;
+    {
+      absl::MutexLock lock(&mu_);
+      now_running = term_;
+    }
+    if (leading && term != now_running) {
+      StopAll();
+      StartAll(term);
+      now_running = term;
+    } else if (!leading && term == now_running) {
+      StopAll();
+      now_running = 0;
+    }
+    absl::MutexLock lock(&mu_);
+    term_ = now_running;
+    busy_ = false;
+  }
+}
+
+void LeaderComponents::StartAll(uint64_t term) {
+  orchestrator_ = std::make_unique<orchestrator::OrchestratorLoop>(
+      orchestrator::OrchestratorLoop::Options{options_.store, options_.clock, term, options_.ids});
+  allocator_ = std::make_unique<allocator::AllocatorLoop>(
+      allocator::AllocatorLoop::Options{options_.store, term});
+  scheduler_ = std::make_unique<scheduling::SchedulingLoop>(
+      scheduling::SchedulingLoop::Options{options_.store, options_.clock, term});
+  orchestrator_->Start();
+  allocator_->Start();
+  scheduler_->Start();
+}
+
+void LeaderComponents::StopAll() {
+  if (orchestrator_) orchestrator_->Stop();
+  if (allocator_) allocator_->Stop();
+  if (scheduler_) scheduler_->Stop();
+  orchestrator_.reset();
+  allocator_.reset();
+  scheduler_.reset();
+}
+
+}  // namespace shoal::manager

@@ -142,6 +142,7 @@ size_t OrchestratorLoop::Reconcile() {
         ++write_failures_;
       }
     };
+    if (a.service) add([&](WriteTx& tx) { return tx.Update(*a.service); });
     for (const api::Task& t : a.update) add([&](WriteTx& tx) { return tx.Update(t); });
     for (const api::Task& t : a.create) add([&](WriteTx& tx) { return tx.Create(t); });
     for (const std::string& id : a.remove) {

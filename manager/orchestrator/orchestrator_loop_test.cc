@@ -53,11 +53,14 @@ class OrchestratorLoopTest : public ::testing::Test {
     FAIL() << "the loops did not settle";
   }
 
-  void CreateService(uint64_t replicas) {
+  void CreateService(uint64_t replicas,
+                     const std::function<void(api::ServiceSpec&)>& edit = nullptr) {
     api::Service s;
     s.mutable_meta()->set_id("web");
     s.mutable_spec()->mutable_annotations()->set_name("web");
     s.mutable_spec()->mutable_replicated()->set_replicas(replicas);
+    s.mutable_spec_version()->set_index(1);
+    if (edit) edit(*s.mutable_spec());
     Put(s);
   }
 
@@ -71,17 +74,20 @@ class OrchestratorLoopTest : public ::testing::Test {
                     .ok());
   }
 
-  // Fake workers: every task assigned to a node and wanted running is reported RUNNING; every
-  // task asked to stop is reported SHUTDOWN.
-  void WorkersReport() {
+  // Fake workers: every task assigned to a node and wanted running is reported RUNNING (or
+  // FAILED, for the spec version `failing`); every task asked to stop is reported SHUTDOWN.
+  void WorkersReport(uint64_t failing = 0) {
     ASSERT_TRUE(store_
                     .Update([&](WriteTx& tx) {
                       for (const api::Task* t : tx.List<api::Task>()) {
                         api::Task u = *t;
                         const auto state = t->status().state();
+                        *u.mutable_status()->mutable_timestamp() = Now();
                         if (state >= api::TASK_STATE_ASSIGNED && state < api::TASK_STATE_RUNNING &&
                             t->desired_state() == api::TASK_STATE_RUNNING) {
-                          u.mutable_status()->set_state(api::TASK_STATE_RUNNING);
+                          u.mutable_status()->set_state(failing != 0 && t->spec_version().index() == failing
+                                                            ? api::TASK_STATE_FAILED
+                                                            : api::TASK_STATE_RUNNING);
                         } else if (state >= api::TASK_STATE_ASSIGNED &&
                                    state <= api::TASK_STATE_RUNNING &&
                                    t->desired_state() > api::TASK_STATE_RUNNING) {
@@ -94,6 +100,62 @@ class OrchestratorLoopTest : public ::testing::Test {
                       return absl::OkStatus();
                     })
                     .ok());
+  }
+
+  google::protobuf::Timestamp Now() {
+    google::protobuf::Timestamp ts;
+    ts.set_seconds(absl::ToUnixSeconds(clock_.Now()));
+    return ts;
+  }
+
+  // A new spec for web, as the control API writes it: the old one becomes the previous.
+  void UpdateService(const std::function<void(api::ServiceSpec&)>& edit) {
+    ASSERT_TRUE(store_
+                    .Update([&](WriteTx& tx) {
+                      api::Service s = *tx.Get<api::Service>("web");
+                      *s.mutable_previous_spec() = s.spec();
+                      *s.mutable_previous_spec_version() = s.spec_version();
+                      edit(*s.mutable_spec());
+                      s.mutable_spec_version()->set_index(s.meta().version().index());
+                      s.clear_update_status();
+                      return tx.Update(s);
+                    })
+                    .ok());
+  }
+
+  api::Service Service() {
+    api::Service out;
+    store_.View([&](const ReadTx& tx) { out = *tx.Get<api::Service>("web"); });
+    return out;
+  }
+
+  // Running tasks of web by spec version.
+  std::map<uint64_t, int> RunningVersions() {
+    std::map<uint64_t, int> out;
+    store_.View([&](const ReadTx& tx) {
+      for (const api::Task* t : tx.TasksOfService("web")) {
+        if (t->status().state() == api::TASK_STATE_RUNNING &&
+            t->desired_state() == api::TASK_STATE_RUNNING) {
+          ++out[t->spec_version().index()];
+        }
+      }
+    });
+    return out;
+  }
+
+  // Rounds of loops and workers, the clock moving a second each, until `done` or 120 rounds;
+  // `each` checks an invariant every round.
+  bool RunUntil(const std::function<bool()>& done, uint64_t failing = 0,
+                const std::function<void()>& each = nullptr) {
+    for (int round = 0; round < 120; ++round) {
+      Settle();
+      WorkersReport(failing);
+      Settle();
+      if (each) each();
+      if (done()) return true;
+      clock_.Advance(absl::Seconds(1));
+    }
+    return false;
   }
 
   void SetTaskState(const std::string& id, api::TaskState state) {
@@ -246,6 +308,98 @@ TEST_F(OrchestratorLoopTest, RemovingAServiceStopsAndDeletesItsTasks) {
   WorkersReport();
   Settle();
   store_.View([](const ReadTx& tx) { EXPECT_TRUE(tx.List<api::Task>().empty()); });
+}
+
+TEST_F(OrchestratorLoopTest, ARollingUpdateReplacesOneSlotAtATimeStopFirst) {
+  CreateService(3);
+  ASSERT_TRUE(RunUntil([&] { return RunningVersions() == std::map<uint64_t, int>{{1, 3}}; }));
+  UpdateService([](api::ServiceSpec& spec) {
+    spec.mutable_task()->mutable_container()->set_image("web:2");
+  });
+  const uint64_t v2 = Service().spec_version().index();
+  size_t most_down = 0;
+  ASSERT_TRUE(RunUntil(
+      [&] { return RunningVersions() == std::map<uint64_t, int>{{v2, 3}}; }, 0,
+      [&] {
+        // Stop-first, one at a time: never fewer than 2 of 3 running.
+        int running = 0;
+        for (const auto& [v, n] : RunningVersions()) running += n;
+        most_down = std::max(most_down, static_cast<size_t>(3 - running));
+      }));
+  EXPECT_LE(most_down, 1u);
+  ASSERT_TRUE(RunUntil([&] {
+    return Service().update_status().state() == api::UpdateStatus::UPDATE_STATE_COMPLETED;
+  }));
+  EXPECT_EQ(Service().update_status().message(), "update completed");
+}
+
+TEST_F(OrchestratorLoopTest, StartFirstRunsTheNewTaskBeforeStoppingTheOld) {
+  CreateService(2, [](api::ServiceSpec& spec) {
+    spec.mutable_update()->set_order(api::UpdateConfig::ORDER_START_FIRST);
+  });
+  ASSERT_TRUE(RunUntil([&] { return RunningVersions() == std::map<uint64_t, int>{{1, 2}}; }));
+  UpdateService([](api::ServiceSpec& spec) {
+    spec.mutable_task()->mutable_container()->set_image("web:2");
+  });
+  const uint64_t v2 = Service().spec_version().index();
+  int fewest = 2, most = 0;
+  ASSERT_TRUE(RunUntil([&] { return RunningVersions() == std::map<uint64_t, int>{{v2, 2}}; }, 0,
+                       [&] {
+                         // Tasks running, those asked to stop but not stopped yet included.
+                         int running = 0;
+                         store_.View([&](const ReadTx& tx) {
+                           for (const api::Task* t : tx.TasksOfService("web")) {
+                             running += t->status().state() == api::TASK_STATE_RUNNING;
+                           }
+                         });
+                         fewest = std::min(fewest, running);
+                         most = std::max(most, running);
+                       }));
+  EXPECT_EQ(fewest, 2) << "never below the replica count";
+  EXPECT_EQ(most, 3) << "one extra task while a slot changes over";
+}
+
+TEST_F(OrchestratorLoopTest, AFailingNewVersionPausesTheUpdate) {
+  CreateService(4);
+  ASSERT_TRUE(RunUntil([&] { return RunningVersions() == std::map<uint64_t, int>{{1, 4}}; }));
+  UpdateService([](api::ServiceSpec& spec) {
+    spec.mutable_task()->mutable_container()->set_image("web:broken");
+    spec.mutable_task()->mutable_restart()->set_condition(api::RestartPolicy::RESTART_CONDITION_NONE);
+  });
+  const uint64_t v2 = Service().spec_version().index();
+  ASSERT_TRUE(RunUntil(
+      [&] { return Service().update_status().state() == api::UpdateStatus::UPDATE_STATE_PAUSED; },
+      v2));
+  EXPECT_NE(Service().update_status().message().find(
+                "update paused due to failure or early termination of task "),
+            std::string::npos)
+      << Service().update_status().message();
+  // The first slot went to the broken version; the other three still run the old one.
+  EXPECT_EQ(RunningVersions(), (std::map<uint64_t, int>{{1, 3}}));
+  // And it stays paused.
+  ASSERT_FALSE(RunUntil([&] { return RunningVersions().count(1) != 1 || RunningVersions()[1] != 3; },
+                        v2));
+}
+
+TEST_F(OrchestratorLoopTest, AFailingNewVersionIsRolledBackWhenConfiguredSo) {
+  CreateService(3, [](api::ServiceSpec& spec) {
+    spec.mutable_update()->set_failure_action(api::UpdateConfig::FAILURE_ACTION_ROLLBACK);
+  });
+  ASSERT_TRUE(RunUntil([&] { return RunningVersions() == std::map<uint64_t, int>{{1, 3}}; }));
+  UpdateService([](api::ServiceSpec& spec) {
+    spec.mutable_task()->mutable_container()->set_image("web:broken");
+    spec.mutable_task()->mutable_restart()->set_condition(api::RestartPolicy::RESTART_CONDITION_NONE);
+  });
+  const uint64_t v2 = Service().spec_version().index();
+  ASSERT_TRUE(RunUntil(
+      [&] {
+        return Service().update_status().state() ==
+               api::UpdateStatus::UPDATE_STATE_ROLLBACK_COMPLETED;
+      },
+      v2));
+  EXPECT_EQ(Service().spec_version().index(), 1u);
+  EXPECT_EQ(Service().spec().task().container().image(), "");
+  EXPECT_EQ(RunningVersions(), (std::map<uint64_t, int>{{1, 3}}));
 }
 
 }  // namespace

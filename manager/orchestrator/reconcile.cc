@@ -1,6 +1,7 @@
 #include "manager/orchestrator/reconcile.h"
 
 #include <algorithm>
+#include <set>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
@@ -55,7 +56,22 @@ struct Slot {
   uint64_t slot = 0;
   std::string node_id;
   std::vector<const api::Task*> runnable;  // newest first
+  // A task asked to shut down (not removed) that still runs on a node that holds it: the
+  // slot's replacement waits for it to stop (stop-first).
+  bool stopping = false;
 };
+
+bool StartFirst(const api::Service& service, bool rollback) {
+  const api::UpdateConfig& c = rollback ? service.spec().rollback() : service.spec().update();
+  return c.order() == api::UpdateConfig::ORDER_START_FIRST;
+}
+
+bool InRollback(const api::Service& service) {
+  const auto state = service.update_status().state();
+  return state == api::UpdateStatus::UPDATE_STATE_ROLLBACK_STARTED ||
+         state == api::UpdateStatus::UPDATE_STATE_ROLLBACK_PAUSED ||
+         state == api::UpdateStatus::UPDATE_STATE_ROLLBACK_COMPLETED;
+}
 
 // Handles one slot's runnable task: duplicates, a stopped task (restart policy), a task whose
 // node no longer holds it, a delayed start that is due. Returns whether the slot still has a
@@ -65,7 +81,12 @@ void Tend(const api::Service& service, Slot& slot, const NodeLookup& nodes,
           Actions& out) {
   if (slot.runnable.empty()) return;
   std::sort(slot.runnable.begin(), slot.runnable.end(), Newer);
-  for (size_t i = 1; i < slot.runnable.size(); ++i) {
+  // Start-first: the old task of the slot keeps running until its replacement runs.
+  const bool keep_older = slot.runnable.size() > 1 &&
+                          StartFirst(service, InRollback(service)) &&
+                          slot.runnable[0]->status().state() != api::TASK_STATE_RUNNING &&
+                          !Stopped(*slot.runnable[0]);
+  for (size_t i = 1; i < slot.runnable.size() && !keep_older; ++i) {
     out.update.push_back(WithDesired(*slot.runnable[i], api::TASK_STATE_SHUTDOWN));
   }
   const api::Task& t = *slot.runnable[0];
@@ -171,6 +192,180 @@ api::Task NewTask(const api::Service& service, uint64_t slot, const std::string&
   return t;
 }
 
+namespace {
+
+absl::Time TimeOr(const google::protobuf::Timestamp& t, absl::Time otherwise) {
+  return t.seconds() == 0 && t.nanos() == 0 ? otherwise : FromProto(t);
+}
+
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  google::protobuf::Timestamp ts;
+  const int64_t nanos = absl::ToUnixNanos(t);
+  ts.set_seconds(nanos / 1000000000);
+  ts.set_nanos(static_cast<int32_t>(nanos % 1000000000));
+  return ts;
+}
+
+// The rolling update (or rollback) of a replicated service, level-triggered: the update's
+// progress is read from the tasks (their spec versions, states and times) and from the
+// service's update_status, which this writes when the update starts, pauses, rolls back or
+// completes.
+void RollOut(const api::Service& service, const std::map<uint64_t, Slot>& slots,
+             const std::map<uint64_t, const api::Task*>& stopping,
+             const std::vector<const api::Task*>& tasks, absl::Time now, Actions& out) {
+  const uint64_t target = service.spec_version().index();
+  const api::UpdateStatus& status = service.update_status();
+  const bool rollback = InRollback(service);
+  const api::UpdateConfig& cfg = rollback ? service.spec().rollback() : service.spec().update();
+  const bool in_progress =
+      status.state() == api::UpdateStatus::UPDATE_STATE_UPDATING ||
+      status.state() == api::UpdateStatus::UPDATE_STATE_ROLLBACK_STARTED;
+  const bool paused = status.state() == api::UpdateStatus::UPDATE_STATE_PAUSED ||
+                      status.state() == api::UpdateStatus::UPDATE_STATE_ROLLBACK_PAUSED;
+  const absl::Duration monitor =
+      cfg.has_monitor() ? FromProto(cfg.monitor()) : absl::Seconds(5);
+  const absl::Time started = TimeOr(status.started_at(), now);
+
+  // Slots this step's tending already changes are left for the next step.
+  std::set<uint64_t> touched;
+  for (const api::Task& c : out.create) touched.insert(c.slot());
+  for (const api::Task& u : out.update) touched.insert(u.slot());
+
+  std::vector<uint64_t> dirty;
+  size_t in_flight = 0;
+  for (const auto& [n, slot] : slots) {
+    if (slot.runnable.empty() || touched.count(n)) continue;
+    const api::Task& t = *slot.runnable[0];
+    if (t.spec_version().index() != target) {
+      dirty.push_back(n);
+      continue;
+    }
+    // Updated in this update, and not yet through its monitoring period.
+    if (in_progress && TimeOr(t.meta().created_at(), now) >= started) {
+      const bool settled = t.status().state() == api::TASK_STATE_RUNNING &&
+                           TimeOr(t.status().timestamp(), absl::InfinitePast()) + monitor <= now;
+      if (!settled) {
+        ++in_flight;
+        if (t.status().state() == api::TASK_STATE_RUNNING) {
+          out.wake = std::min(out.wake, TimeOr(t.status().timestamp(), now) + monitor);
+        }
+      }
+    }
+  }
+  // A slot stopping its old task before starting the new one is in flight too, and so is a
+  // slot getting its new task in this very step.
+  for (const auto& [n, t] : stopping) {
+    if (t->spec_version().index() != target) ++in_flight;
+  }
+  if (in_progress) in_flight += out.create.size();
+
+  auto write_status = [&](api::UpdateStatus::State state, const std::string& message) {
+    api::Service u = out.service.value_or(service);
+    u.mutable_update_status()->set_state(state);
+    u.mutable_update_status()->set_message(message);
+    if (state == api::UpdateStatus::UPDATE_STATE_COMPLETED ||
+        state == api::UpdateStatus::UPDATE_STATE_ROLLBACK_COMPLETED) {
+      *u.mutable_update_status()->mutable_completed_at() = ToProto(now);
+    }
+    out.service = std::move(u);
+  };
+
+  if (dirty.empty() && in_flight == 0) {
+    if (status.state() == api::UpdateStatus::UPDATE_STATE_UPDATING) {
+      write_status(api::UpdateStatus::UPDATE_STATE_COMPLETED, "update completed");
+    } else if (status.state() == api::UpdateStatus::UPDATE_STATE_ROLLBACK_STARTED) {
+      write_status(api::UpdateStatus::UPDATE_STATE_ROLLBACK_COMPLETED, "rollback completed");
+    }
+    return;
+  }
+  if (paused) return;
+  if (!in_progress) {
+    // A new spec: the update starts now.
+    api::Service u = service;
+    u.mutable_update_status()->set_state(rollback ? api::UpdateStatus::UPDATE_STATE_ROLLBACK_STARTED
+                                                  : api::UpdateStatus::UPDATE_STATE_UPDATING);
+    u.mutable_update_status()->set_message(rollback ? "rollback in progress"
+                                                    : "update in progress");
+    *u.mutable_update_status()->mutable_started_at() = ToProto(now);
+    u.mutable_update_status()->clear_completed_at();
+    out.service = std::move(u);
+    // Tasks are replaced from the next step, once the start is written (its time is what
+    // tells this update's tasks from older ones).
+    return;
+  }
+
+  // Failures of this update's tasks: stopped other than by a clean exit or a shutdown asked
+  // for, within the monitoring period of their start.
+  size_t updated = 0, failed = 0;
+  std::string failed_task;
+  for (const api::Task* t : tasks) {
+    if (t->spec_version().index() != target || TimeOr(t->meta().created_at(), now) < started) {
+      continue;
+    }
+    ++updated;
+    const auto state = t->status().state();
+    if (state == api::TASK_STATE_FAILED || state == api::TASK_STATE_REJECTED ||
+        state == api::TASK_STATE_ORPHANED) {
+      ++failed;
+      failed_task = t->meta().id();
+    }
+  }
+  if (failed > 0 && cfg.failure_action() != api::UpdateConfig::FAILURE_ACTION_CONTINUE &&
+      static_cast<double>(failed) > static_cast<double>(cfg.max_failure_ratio()) * updated) {
+    if (cfg.failure_action() == api::UpdateConfig::FAILURE_ACTION_ROLLBACK && !rollback &&
+        service.has_previous_spec()) {
+      api::Service u = service;
+      *u.mutable_spec() = service.previous_spec();
+      *u.mutable_spec_version() = service.previous_spec_version();
+      *u.mutable_previous_spec() = service.spec();
+      *u.mutable_previous_spec_version() = service.spec_version();
+      u.mutable_update_status()->set_state(api::UpdateStatus::UPDATE_STATE_ROLLBACK_STARTED);
+      u.mutable_update_status()->set_message(
+          absl::StrCat("update rolled back due to failure or early termination of task ",
+                       failed_task));
+      *u.mutable_update_status()->mutable_started_at() = ToProto(now);
+      out.service = std::move(u);
+    } else {
+      write_status(rollback ? api::UpdateStatus::UPDATE_STATE_ROLLBACK_PAUSED
+                            : api::UpdateStatus::UPDATE_STATE_PAUSED,
+                   absl::StrCat(rollback ? "rollback" : "update",
+                                " paused due to failure or early termination of task ",
+                                failed_task));
+    }
+    return;
+  }
+
+  // The next batch, once the previous one is through and the delay has passed since it.
+  const uint64_t parallelism = cfg.has_parallelism() ? cfg.parallelism() : 1;
+  const size_t room = parallelism == 0 ? dirty.size()
+                                       : (in_flight >= parallelism ? 0 : parallelism - in_flight);
+  if (room == 0) return;
+  if (in_flight == 0 && cfg.has_delay()) {
+    absl::Time last = absl::InfinitePast();
+    for (const api::Task* t : tasks) {
+      if (t->spec_version().index() == target) {
+        last = std::max(last, TimeOr(t->meta().created_at(), absl::InfinitePast()));
+      }
+    }
+    if (last != absl::InfinitePast() && last >= started && now < last + FromProto(cfg.delay())) {
+      out.wake = std::min(out.wake, last + FromProto(cfg.delay()));
+      return;
+    }
+  }
+  const bool start_first = StartFirst(service, rollback);
+  for (size_t i = 0; i < dirty.size() && i < room; ++i) {
+    const Slot& slot = slots.at(dirty[i]);
+    if (start_first) {
+      out.create.push_back(NewTask(service, slot.slot, "", "", api::TASK_STATE_RUNNING));
+    } else {
+      // Stop-first: the replacement is created once the old task has stopped.
+      out.update.push_back(WithDesired(*slot.runnable[0], api::TASK_STATE_SHUTDOWN));
+    }
+  }
+}
+
+}  // namespace
+
 Actions ReconcileReplicated(const api::Service& service,
                             const std::vector<const api::Task*>& tasks, const NodeLookup& nodes,
                             RestartHistory& history, absl::Time now, IdGenerator& ids) {
@@ -178,30 +373,44 @@ Actions ReconcileReplicated(const api::Service& service,
   const uint64_t replicas =
       service.spec().has_replicated() ? service.spec().replicated().replicas() : 1;
   std::map<uint64_t, Slot> slots;
+  std::map<uint64_t, const api::Task*> stopping;
   for (const api::Task* t : tasks) {
-    if (!Runnable(*t)) continue;
-    Slot& s = slots[t->slot()];
-    s.slot = t->slot();
-    s.key = absl::StrCat(t->slot());
-    s.runnable.push_back(t);
+    if (Runnable(*t)) {
+      Slot& s = slots[t->slot()];
+      s.slot = t->slot();
+      s.key = absl::StrCat(t->slot());
+      s.runnable.push_back(t);
+    } else if (t->desired_state() == api::TASK_STATE_SHUTDOWN &&
+               t->status().state() >= api::TASK_STATE_ASSIGNED &&
+               t->status().state() <= api::TASK_STATE_RUNNING && NodeHolds(nodes(t->node_id()))) {
+      stopping[t->slot()] = t;
+    }
+  }
+  for (auto it = stopping.begin(); it != stopping.end();) {
+    it = slots.count(it->first) ? stopping.erase(it) : std::next(it);
   }
   for (auto& [n, slot] : slots) Tend(service, slot, nodes, history, now, ids, false, out);
 
-  if (slots.size() < replicas) {
+  const size_t occupied = slots.size() + stopping.size();
+  if (occupied < replicas) {
     uint64_t next = 1;
-    for (uint64_t missing = replicas - slots.size(); missing > 0; --missing) {
-      while (slots.count(next)) ++next;
-      out.create.push_back(
-          NewTask(service, next, "", ids.Next(), api::TASK_STATE_RUNNING));
-      slots[next].slot = next;  // taken
+    for (uint64_t missing = replicas - occupied; missing > 0; --missing) {
+      while (slots.count(next) || stopping.count(next)) ++next;
+      out.create.push_back(NewTask(service, next, "", "", api::TASK_STATE_RUNNING));
+      ++next;
     }
-  } else if (slots.size() > replicas) {
-    // Which slots go: not running first, then on the nodes with most of the service's tasks,
-    // then the highest.
+  } else if (occupied > replicas) {
+    size_t surplus = occupied - replicas;
+    // Slots stopping for an update go first: they are not recreated.
+    while (surplus > 0 && !stopping.empty()) {
+      out.update.push_back(WithDesired(*stopping.begin()->second, api::TASK_STATE_REMOVE));
+      stopping.erase(stopping.begin());
+      --surplus;
+    }
+    // Then: not running first, then on the nodes with most of the service's tasks, then the
+    // highest.
     std::map<std::string, int> per_node;
-    for (const auto& [n, slot] : slots) {
-      if (!slot.runnable.empty()) ++per_node[slot.runnable[0]->node_id()];
-    }
+    for (const auto& [n, slot] : slots) ++per_node[slot.runnable[0]->node_id()];
     std::vector<const Slot*> order;
     for (const auto& [n, slot] : slots) order.push_back(&slot);
     auto key = [&](const Slot* s) {
@@ -211,7 +420,7 @@ Actions ReconcileReplicated(const api::Service& service,
     };
     std::stable_sort(order.begin(), order.end(),
                      [&](const Slot* a, const Slot* b) { return key(a) < key(b); });
-    for (size_t i = 0; i < slots.size() - replicas; ++i) {
+    for (size_t i = 0; i < surplus && i < order.size(); ++i) {
       for (const api::Task* t : order[i]->runnable) {
         // Replace an update the slot's tending made (it may have been a shutdown) by removal.
         auto it = std::find_if(out.update.begin(), out.update.end(),
@@ -226,7 +435,13 @@ Actions ReconcileReplicated(const api::Service& service,
       out.create.erase(std::remove_if(out.create.begin(), out.create.end(),
                                       [&](const api::Task& c) { return c.slot() == order[i]->slot; }),
                        out.create.end());
+      slots.erase(order[i]->slot);
     }
+  }
+  RollOut(service, slots, stopping, tasks, now, out);
+  // Ids last, in order, so that a seeded generator gives the same ids for the same decisions.
+  for (api::Task& c : out.create) {
+    if (c.meta().id().empty()) c.mutable_meta()->set_id(ids.Next());
   }
   return out;
 }

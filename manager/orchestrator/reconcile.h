@@ -15,7 +15,17 @@
 //     with desired state READY (it is scheduled and prepared but not started) and is raised to
 //     RUNNING once the delay (default 5 s) has passed since the old one stopped.
 //   - A task on a node that is drained, down or gone is shut down and replaced at once.
-//   - A task whose spec version is older than the service's is left to the rolling update.
+//   - Rolling update (and rollback, with the rollback config): when tasks run an older spec
+//     version than the service's, update_status goes to UPDATING (ROLLBACK_STARTED), then
+//     `parallelism` slots at a time (default 1, 0 = all) are replaced: stop-first (default)
+//     shuts the old task down and creates the new one once it stopped; start-first creates
+//     the new one and shuts the old one down once the new one runs. A replaced slot is in
+//     flight until its new task has run for `monitor` (default 5 s); the next batch waits for
+//     the batch in flight and then `delay`. When more than max_failure_ratio of the updated
+//     tasks failed (FAILED, REJECTED), the failure action applies: pause (PAUSED, the
+//     default), continue, or rollback (the previous spec becomes the spec again, and rolls
+//     out with the rollback config). COMPLETED (ROLLBACK_COMPLETED) when every slot runs the
+//     spec. A new spec written by the control API clears update_status.
 //   - Extra runnable tasks in one slot (after a leader change mid-write) keep the newest.
 //
 // Global services (ReconcileGlobal): one runnable task per eligible node (READY, ACTIVE and
@@ -31,6 +41,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -48,11 +59,16 @@ struct Actions {
   std::vector<api::Task> update;
   // Task ids to delete.
   std::vector<std::string> remove;
+  // The service with a new update_status (or, for a rollback, its previous spec), as read
+  // otherwise (the write is a CAS).
+  std::optional<api::Service> service;
   // When to reconcile the service again though nothing changed (a delayed start is due);
   // InfiniteFuture when never.
   absl::Time wake = absl::InfiniteFuture();
 
-  bool empty() const { return create.empty() && update.empty() && remove.empty(); }
+  bool empty() const {
+    return create.empty() && update.empty() && remove.empty() && !service.has_value();
+  }
 };
 
 // Restarts the orchestrator made, per (service, slot or node), for max_attempts. Kept by the

@@ -75,9 +75,22 @@ void LeaderComponents::StartAll(uint64_t term) {
   orchestrator_->Start();
   allocator_->Start();
   scheduler_->Start();
+  if (options_.dispatcher_service != nullptr) {
+    dispatcher::Dispatcher::Options d;
+    d.store = options_.store;
+    d.clock = options_.clock;
+    d.leader_term = term;
+    d.ids = options_.ids;
+    dispatcher_ = std::make_shared<dispatcher::Dispatcher>(d);
+    (void)dispatcher_->Start();  // a failed reset of node states is redone by heartbeats
+    options_.dispatcher_service->SetDispatcher(dispatcher_);
+  }
 }
 
 void LeaderComponents::StopAll() {
+  if (options_.dispatcher_service != nullptr) options_.dispatcher_service->SetDispatcher(nullptr);
+  if (dispatcher_) dispatcher_->Stop();
+  dispatcher_.reset();
   if (orchestrator_) orchestrator_->Stop();
   if (allocator_) allocator_->Stop();
   if (scheduler_) scheduler_->Stop();

@@ -1,5 +1,5 @@
-// The manager's leader-only components (orchestrator, allocator, scheduling loops; the
-// dispatcher joins them), started when this manager becomes the announced leader of a term and
+// The manager's leader-only components (orchestrator, allocator, scheduling loops and the
+// dispatcher), started when this manager becomes the announced leader of a term and
 // stopped when it loses it.
 //
 // Raft reports leadership on its node thread (StoreStateMachine's on_leadership), where
@@ -21,6 +21,8 @@
 #include "common/clock.h"
 #include "common/id.h"
 #include "manager/allocator/allocator.h"
+#include "manager/dispatcher/dispatcher.h"
+#include "manager/dispatcher/dispatcher_service.h"
 #include "manager/orchestrator/orchestrator_loop.h"
 #include "manager/scheduling/scheduling_loop.h"
 #include "manager/store/store.h"
@@ -33,6 +35,8 @@ class LeaderComponents {
     store::Store* store = nullptr;
     const Clock* clock = nullptr;  // default RealClock()
     IdGenerator* ids = nullptr;    // default: system randomness
+    // Where the leader's dispatcher is served (optional).
+    dispatcher::DispatcherService* dispatcher_service = nullptr;
   };
 
   explicit LeaderComponents(Options options);
@@ -56,6 +60,7 @@ class LeaderComponents {
   std::unique_ptr<orchestrator::OrchestratorLoop> orchestrator_;
   std::unique_ptr<allocator::AllocatorLoop> allocator_;
   std::unique_ptr<scheduling::SchedulingLoop> scheduler_;
+  std::shared_ptr<dispatcher::Dispatcher> dispatcher_;
 
   mutable absl::Mutex mu_;
   std::deque<std::pair<bool, uint64_t>> queue_ ABSL_GUARDED_BY(mu_);

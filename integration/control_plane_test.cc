@@ -1,0 +1,262 @@
+// The control plane end to end, in one process: three managers on Raft serving the Control
+// and Dispatcher APIs over mutual TLS on loopback, fake workers over the Dispatcher API, and
+// an operator client with an operator certificate. What an operator does with `swarmctl`, and
+// what happens when workers or managers die.
+#include <map>
+#include <set>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "integration/testing/test_cluster.h"
+
+namespace shoal::integration {
+namespace {
+
+using manager::store::ReadTx;
+
+class ControlPlaneTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    TestCluster::Options o;
+    o.base = std::filesystem::path(tmp ? tmp : "/tmp") /
+             ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(o.base);
+    o.workers = workers_;
+    cluster_ = std::make_unique<TestCluster>(o);
+    ASSERT_TRUE(cluster_->Start().ok());
+    // Every worker registered and ready.
+    ASSERT_TRUE(cluster_->WaitFor([&](const ReadTx& tx) {
+      int ready = 0;
+      for (const api::Node* n : tx.List<api::Node>()) {
+        ready += n->status().state() == api::NodeStatus::NODE_STATE_READY;
+      }
+      return ready == workers_;
+    }));
+  }
+
+  // Retries through a leader change: the operator's CLI does the same.
+  template <typename Req, typename Resp>
+  grpc::Status Call(grpc::Status (api::Control::Stub::*method)(grpc::ClientContext*, const Req&,
+                                                               Resp*),
+                    const Req& req, Resp* resp) {
+    grpc::Status s;
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      s = (cluster_->Control().*method)(&ctx, req, resp);
+      if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
+          s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+        return s;
+      }
+    }
+    return s;
+  }
+
+  api::Service CreateService(const std::string& name, uint64_t replicas,
+                             const std::function<void(api::ServiceSpec&)>& edit = nullptr) {
+    api::CreateServiceRequest req;
+    req.mutable_spec()->mutable_annotations()->set_name(name);
+    req.mutable_spec()->mutable_task()->mutable_container()->set_image("nginx:1");
+    req.mutable_spec()->mutable_replicated()->set_replicas(replicas);
+    req.mutable_spec()->mutable_task()->mutable_restart()->mutable_delay()->set_seconds(0);
+    if (edit) edit(*req.mutable_spec());
+    api::CreateServiceResponse resp;
+    const grpc::Status s = Call(&api::Control::Stub::CreateService, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp.service();
+  }
+
+  api::Service Get(const std::string& name) {
+    api::GetServiceRequest req;
+    req.set_service_id(name);
+    api::GetServiceResponse resp;
+    EXPECT_TRUE(Call(&api::Control::Stub::GetService, req, &resp).ok());
+    return resp.service();
+  }
+
+  void Update(const std::string& name, const std::function<void(api::ServiceSpec&)>& edit) {
+    for (int attempt = 0; attempt < 10; ++attempt) {
+      const api::Service s = Get(name);
+      api::UpdateServiceRequest req;
+      req.set_service_id(s.meta().id());
+      *req.mutable_service_version() = s.meta().version();
+      *req.mutable_spec() = s.spec();
+      edit(*req.mutable_spec());
+      api::UpdateServiceResponse resp;
+      const grpc::Status st = Call(&api::Control::Stub::UpdateService, req, &resp);
+      if (st.error_code() == grpc::StatusCode::ABORTED) continue;  // changed meanwhile
+      ASSERT_TRUE(st.ok()) << st.error_message();
+      return;
+    }
+    FAIL() << "update kept conflicting";
+  }
+
+  void Scale(const std::string& name, uint64_t replicas) {
+    Update(name, [&](api::ServiceSpec& s) { s.mutable_replicated()->set_replicas(replicas); });
+  }
+
+  // n slots, each with exactly one runnable task, running on a live worker; nothing else runs.
+  static bool Running(const ReadTx& tx, const std::string& service_name, uint64_t n) {
+    const api::Service* s = tx.GetByName<api::Service>(service_name);
+    if (s == nullptr) return false;
+    std::map<uint64_t, int> runnable, running;
+    for (const api::Task* t : tx.TasksOfService(s->meta().id())) {
+      if (t->desired_state() <= api::TASK_STATE_RUNNING) ++runnable[t->slot()];
+      if (t->status().state() == api::TASK_STATE_RUNNING) ++running[t->slot()];
+    }
+    if (runnable.size() != n || running != runnable) return false;
+    for (const auto& [slot, count] : runnable) {
+      if (count != 1) return false;
+    }
+    return true;
+  }
+
+  int workers_ = 3;
+  std::unique_ptr<TestCluster> cluster_;
+};
+
+TEST_F(ControlPlaneTest, AServiceRunsItsReplicasAndScales) {
+  CreateService("web", 5);
+  ASSERT_TRUE(cluster_->WaitFor([](const ReadTx& tx) { return Running(tx, "web", 5); }));
+  Scale("web", 8);
+  ASSERT_TRUE(cluster_->WaitFor([](const ReadTx& tx) { return Running(tx, "web", 8); }));
+  Scale("web", 2);
+  ASSERT_TRUE(cluster_->WaitFor([](const ReadTx& tx) { return Running(tx, "web", 2); }));
+
+  api::ListServiceStatusesRequest req;
+  req.add_services("web");
+  api::ListServiceStatusesResponse resp;
+  ASSERT_TRUE(Call(&api::Control::Stub::ListServiceStatuses, req, &resp).ok());
+  ASSERT_EQ(resp.statuses_size(), 1);
+  EXPECT_EQ(resp.statuses(0).desired_tasks(), 2u);
+}
+
+TEST_F(ControlPlaneTest, ADeadWorkersTasksAreReplacedElsewhere) {
+  CreateService("web", 6);
+  ASSERT_TRUE(cluster_->WaitFor([](const ReadTx& tx) { return Running(tx, "web", 6); }));
+  const std::string dead = cluster_->worker(0).id();
+  cluster_->worker(0).Kill();
+  ASSERT_TRUE(cluster_->WaitFor([&](const ReadTx& tx) {
+    const api::Node* n = tx.Get<api::Node>(dead);
+    if (n == nullptr || n->status().state() != api::NodeStatus::NODE_STATE_DOWN) return false;
+    if (!Running(tx, "web", 6)) return false;
+    for (const api::Task* t : tx.TasksOnNode(dead)) {
+      if (t->desired_state() <= api::TASK_STATE_RUNNING) return false;
+    }
+    return true;
+  }));
+}
+
+TEST_F(ControlPlaneTest, ANewLeaderCarriesOnWithNoSlotDoubledOrLost) {
+  CreateService("web", 5);
+  ASSERT_TRUE(cluster_->WaitFor([](const ReadTx& tx) { return Running(tx, "web", 5); }));
+  const uint64_t leader = cluster_->Leader();
+  ASSERT_NE(leader, 0u);
+  cluster_->KillManager(leader);
+  // The workers follow the new leader; the operator talks to any manager.
+  Scale("web", 7);
+  ASSERT_TRUE(cluster_->WaitFor([](const ReadTx& tx) { return Running(tx, "web", 7); }));
+  for (int i = 0; i < cluster_->workers(); ++i) {
+    EXPECT_GE(cluster_->worker(i).sessions(), 2) << "worker " << i << " reconnected";
+  }
+}
+
+TEST_F(ControlPlaneTest, AFailingUpdateIsPausedOrRolledBackAsConfigured) {
+  CreateService("paused", 3, [](api::ServiceSpec& s) {
+    s.mutable_update()->mutable_monitor()->set_seconds(1);
+  });
+  CreateService("rolled", 3, [](api::ServiceSpec& s) {
+    s.mutable_update()->set_failure_action(api::UpdateConfig::FAILURE_ACTION_ROLLBACK);
+    s.mutable_update()->mutable_monitor()->set_seconds(1);
+  });
+  ASSERT_TRUE(cluster_->WaitFor([](const ReadTx& tx) {
+    return Running(tx, "paused", 3) && Running(tx, "rolled", 3);
+  }));
+  auto broken = [](api::ServiceSpec& s) {
+    s.mutable_task()->mutable_container()->set_image("broken");
+    s.mutable_task()->mutable_restart()->set_condition(api::RestartPolicy::RESTART_CONDITION_NONE);
+  };
+  Update("paused", broken);
+  Update("rolled", broken);
+  ASSERT_TRUE(cluster_->WaitFor([](const ReadTx& tx) {
+    const api::Service* p = tx.GetByName<api::Service>("paused");
+    const api::Service* r = tx.GetByName<api::Service>("rolled");
+    return p->update_status().state() == api::UpdateStatus::UPDATE_STATE_PAUSED &&
+           r->update_status().state() == api::UpdateStatus::UPDATE_STATE_ROLLBACK_COMPLETED &&
+           Running(tx, "rolled", 3);
+  }));
+  const api::Service rolled = Get("rolled");
+  EXPECT_EQ(rolled.spec().task().container().image(), "nginx:1");
+  EXPECT_NE(Get("paused").update_status().message().find("update paused due to failure"),
+            std::string::npos);
+}
+
+TEST_F(ControlPlaneTest, DrainingANodeMovesItsTasksAndAGlobalServiceFollowsNodes) {
+  CreateService("web", 3);
+  api::CreateServiceRequest global;
+  global.mutable_spec()->mutable_annotations()->set_name("agent");
+  global.mutable_spec()->mutable_task()->mutable_container()->set_image("agent:1");
+  global.mutable_spec()->mutable_global();
+  api::CreateServiceResponse created;
+  ASSERT_TRUE(Call(&api::Control::Stub::CreateService, global, &created).ok());
+  ASSERT_TRUE(cluster_->WaitFor([](const ReadTx& tx) {
+    return Running(tx, "web", 3) && tx.TasksOfService(tx.GetByName<api::Service>("agent")->meta().id()).size() == 3;
+  }));
+  const std::string drained = cluster_->worker(1).id();
+  api::GetNodeRequest get;
+  get.set_node_id(drained);
+  api::GetNodeResponse node;
+  ASSERT_TRUE(Call(&api::Control::Stub::GetNode, get, &node).ok());
+  api::UpdateNodeRequest drain;
+  drain.set_node_id(drained);
+  *drain.mutable_node_version() = node.node().meta().version();
+  *drain.mutable_spec() = node.node().spec();
+  drain.mutable_spec()->set_availability(api::NodeSpec::AVAILABILITY_DRAIN);
+  api::UpdateNodeResponse updated;
+  ASSERT_TRUE(Call(&api::Control::Stub::UpdateNode, drain, &updated).ok());
+  cluster_->AddWorker();
+  ASSERT_TRUE(cluster_->WaitFor([&](const ReadTx& tx) {
+    for (const api::Task* t : tx.TasksOnNode(drained)) {
+      if (t->desired_state() <= api::TASK_STATE_RUNNING) return false;
+    }
+    // The agent runs on the three nodes that are not drained (the new one included).
+    const api::Service* agent = tx.GetByName<api::Service>("agent");
+    std::set<std::string> nodes;
+    for (const api::Task* t : tx.TasksOfService(agent->meta().id())) {
+      if (t->desired_state() == api::TASK_STATE_RUNNING &&
+          t->status().state() == api::TASK_STATE_RUNNING) {
+        nodes.insert(t->node_id());
+      }
+    }
+    return Running(tx, "web", 3) && nodes.size() == 3 && !nodes.count(drained);
+  }));
+}
+
+TEST_F(ControlPlaneTest, RestartingEveryManagerKeepsTheState) {
+  CreateService("web", 4);
+  ASSERT_TRUE(cluster_->WaitFor([](const ReadTx& tx) { return Running(tx, "web", 4); }));
+  for (uint64_t id = 1; id <= 3; ++id) cluster_->KillManager(id);
+  for (uint64_t id = 1; id <= 3; ++id) cluster_->StartManager(id);
+  ASSERT_TRUE(cluster_->WaitFor([](const ReadTx& tx) { return Running(tx, "web", 4); }));
+  EXPECT_EQ(Get("web").spec().replicated().replicas(), 4u);
+}
+
+TEST_F(ControlPlaneTest, BadInputGetsAClearErrorAndChangesNothing) {
+  api::CreateServiceRequest req;
+  req.mutable_spec()->mutable_annotations()->set_name("bad");
+  req.mutable_spec()->mutable_task()->mutable_container()->set_image("nginx");
+  req.mutable_spec()->mutable_task()->mutable_placement()->add_constraints("node.labels.zone=a");
+  api::CreateServiceResponse resp;
+  const grpc::Status s = Call(&api::Control::Stub::CreateService, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("task.placement.constraints[0]"), std::string::npos)
+      << s.error_message();
+  api::ListServicesResponse list;
+  ASSERT_TRUE(Call(&api::Control::Stub::ListServices, api::ListServicesRequest(), &list).ok());
+  EXPECT_EQ(list.services_size(), 0);
+}
+
+}  // namespace
+}  // namespace shoal::integration

@@ -1,0 +1,177 @@
+#include "integration/testing/test_cluster.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "pki/tls_credentials.h"
+
+namespace shoal::integration {
+
+using manager::store::ReadTx;
+using manager::store::WriteTx;
+using manager::store::testing::Member;
+
+namespace {
+constexpr char kCluster[] = "integrationcluster";
+}
+
+// One manager's API side: the Control and Dispatcher services on their own TLS server, and
+// the leader-only components.
+struct TestCluster::Api {
+  std::unique_ptr<manager::controlapi::ControlApi> control_api;
+  std::unique_ptr<manager::controlapi::ControlService> control;
+  std::unique_ptr<manager::dispatcher::DispatcherService> dispatcher;
+  std::unique_ptr<manager::LeaderComponents> components;
+  std::unique_ptr<grpc::Server> server;
+};
+
+TestCluster::TestCluster(Options options) : options_(std::move(options)) {}
+
+TestCluster::~TestCluster() {
+  for (auto& w : workers_) w->Kill();
+  if (raft_ != nullptr) {
+    for (uint64_t id = 1; id <= raft_->size(); ++id) raft_->Kill(id);
+  }
+}
+
+std::string TestCluster::ApiAddr(uint64_t id) {
+  absl::MutexLock lock(&mu_);
+  auto it = api_addrs_.find(id);
+  return it == api_addrs_.end() ? "" : it->second;
+}
+
+void TestCluster::OnStart(Member& m) {
+  auto api = std::make_unique<Api>();
+  manager::controlapi::ControlApi::Options co;
+  co.store = m.store.get();
+  api->control_api = std::make_unique<manager::controlapi::ControlApi>(co);
+  manager::controlapi::ControlService::Options so;
+  so.api = api->control_api.get();
+  so.store = m.store.get();
+  so.cluster_id = kCluster;
+  api->control = std::make_unique<manager::controlapi::ControlService>(so);
+  Member* mp = &m;
+  api->dispatcher = std::make_unique<manager::dispatcher::DispatcherService>([this, mp] {
+    const uint64_t leader = mp->node ? mp->node->GetStatus().leader : 0;
+    return leader == 0 ? std::string() : ApiAddr(leader);
+  });
+  api->components = std::make_unique<manager::LeaderComponents>(manager::LeaderComponents::Options{
+      m.store.get(), nullptr, nullptr, api->dispatcher.get()});
+
+  auto dir = pki_->IssueDir(absl::StrCat("manager-", m.id), api::CERTIFICATE_ROLE_MANAGER);
+  auto check = pki::AccessCheck::Create({kCluster, pki_->ca().cert_pem()}, RealClock(), nullptr);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  // The same port as before when the manager restarts, so that workers find it again.
+  const std::string before = ApiAddr(m.id);
+  builder.AddListeningPort(before.empty() ? "127.0.0.1:0" : before,
+                           pki::ServerCredentials(*dir, std::move(*check)), &port);
+  builder.RegisterService(api->control.get());
+  builder.RegisterService(api->dispatcher.get());
+  api->server = builder.BuildAndStart();
+  absl::MutexLock lock(&mu_);
+  api_addrs_[m.id] = absl::StrCat("127.0.0.1:", port);
+  apis_[m.id] = std::move(api);
+}
+
+void TestCluster::OnKill(Member& m) {
+  std::unique_ptr<Api> api;
+  {
+    absl::MutexLock lock(&mu_);
+    api = std::move(apis_[m.id]);
+  }
+  control_.erase(m.id);
+  if (api == nullptr) return;
+  api->server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
+  api->components.reset();
+  api->server.reset();
+}
+
+absl::Status TestCluster::Start() {
+  auto pki = pki::testing::TestPki::Create(kCluster, RealClock());
+  if (!pki.ok()) return pki.status();
+  pki_ = std::move(*pki);
+  auto op = pki_->IssueDir("ci", api::CERTIFICATE_ROLE_OPERATOR);
+  if (!op.ok()) return op.status();
+  operator_dir_ = *op;
+
+  manager::store::testing::RaftCluster::Options o;
+  o.base = options_.base;
+  o.snapshot_interval = options_.snapshot_interval;
+  o.on_start = [this](Member& m) { OnStart(m); };
+  o.on_leadership = [this](Member& m, bool leading, uint64_t term) {
+    absl::MutexLock lock(&mu_);
+    auto it = apis_.find(m.id);
+    if (it != apis_.end() && it->second != nullptr) {
+      it->second->components->OnLeadership(leading, term);
+    }
+  };
+  o.on_kill = [this](Member& m) { OnKill(m); };
+  raft_ = std::make_unique<manager::store::testing::RaftCluster>(o);
+  raft_->Start(options_.managers);
+
+  auto wrote = raft_->Write(1, [&](WriteTx& tx) -> absl::Status {
+    if (!tx.List<api::Cluster>().empty()) return absl::OkStatus();
+    api::Cluster c;
+    c.mutable_meta()->set_id(kCluster);
+    c.mutable_spec()->mutable_annotations()->set_name("default");
+    const int64_t ns = absl::ToInt64Nanoseconds(options_.heartbeat_period);
+    c.mutable_spec()->mutable_dispatcher()->mutable_heartbeat_period()->set_seconds(ns / 1000000000);
+    c.mutable_spec()->mutable_dispatcher()->mutable_heartbeat_period()->set_nanos(
+        static_cast<int32_t>(ns % 1000000000));
+    *c.mutable_root_ca() = pki_->ca().ToProto();
+    return tx.Create(c);
+  });
+  if (!wrote.ok()) return wrote.status();
+  for (int i = 0; i < options_.workers; ++i) AddWorker();
+  return absl::OkStatus();
+}
+
+FakeWorker& TestCluster::AddWorker() {
+  const std::string id = absl::StrCat("worker-", workers_.size() + 1);
+  auto dir = pki_->IssueDir(id, api::CERTIFICATE_ROLE_WORKER);
+  std::vector<std::string> addrs;
+  for (uint64_t m = 1; m <= raft_->size(); ++m) addrs.push_back(ApiAddr(m));
+  workers_.push_back(std::make_unique<FakeWorker>(id, addrs, *dir, kCluster));
+  workers_.back()->Start();
+  return *workers_.back();
+}
+
+api::Control::Stub& TestCluster::Control(uint64_t via) {
+  if (via == 0) {
+    for (uint64_t id = 1; id <= raft_->size(); ++id) {
+      if (raft_->M(id).up) {
+        via = id;
+        break;
+      }
+    }
+  }
+  auto& stub = control_[via];
+  if (stub == nullptr) {
+    stub = api::Control::NewStub(pki::CreateManagerChannel(
+        ApiAddr(via), pki::ClientCredentials(operator_dir_, kCluster)));
+  }
+  return *stub;
+}
+
+uint64_t TestCluster::Leader() { return raft_->Leader(); }
+
+void TestCluster::KillManager(uint64_t id) { raft_->Kill(id); }
+void TestCluster::StartManager(uint64_t id) { raft_->Start(id); }
+
+bool TestCluster::WaitFor(const std::function<bool(const ReadTx&)>& done, absl::Duration wait) {
+  const absl::Time deadline = absl::Now() + wait;
+  while (absl::Now() < deadline) {
+    uint64_t via = 0;
+    for (uint64_t id = 1; id <= raft_->size(); ++id) {
+      if (raft_->M(id).up) via = id;
+    }
+    if (via == 0) return false;
+    bool ok = false;
+    auto w = raft_->M(via).store->Watch(nullptr, [&](const ReadTx& tx) { ok = done(tx); });
+    if (ok) return true;
+    (void)w->Next(std::min(deadline, absl::Now() + absl::Seconds(1)));
+  }
+  return false;
+}
+
+}  // namespace shoal::integration

@@ -243,6 +243,30 @@ TEST_F(ControlPlaneTest, RestartingEveryManagerKeepsTheState) {
   EXPECT_EQ(Get("web").spec().replicated().replicas(), 4u);
 }
 
+TEST_F(ControlPlaneTest, AReplicatedJobRunsItsCompletionsAndStops) {
+  api::CreateServiceRequest req;
+  req.mutable_spec()->mutable_annotations()->set_name("migrate");
+  req.mutable_spec()->mutable_task()->mutable_container()->set_image("oneshot");
+  req.mutable_spec()->mutable_replicated_job()->set_total_completions(5);
+  req.mutable_spec()->mutable_replicated_job()->set_max_concurrent(2);
+  api::CreateServiceResponse resp;
+  ASSERT_TRUE(Call(&api::Control::Stub::CreateService, req, &resp).ok());
+  ASSERT_TRUE(cluster_->WaitFor([](const ReadTx& tx) {
+    const api::Service* s = tx.GetByName<api::Service>("migrate");
+    int complete = 0;
+    for (const api::Task* t : tx.TasksOfService(s->meta().id())) {
+      complete += t->status().state() == api::TASK_STATE_COMPLETE;
+    }
+    return complete == 5;
+  }));
+  // No more than five were made (that none follows later is reconcile_test's to show).
+  api::ListTasksRequest list;
+  list.mutable_filters()->add_service_ids(resp.service().meta().id());
+  api::ListTasksResponse tasks;
+  ASSERT_TRUE(Call(&api::Control::Stub::ListTasks, list, &tasks).ok());
+  EXPECT_EQ(tasks.tasks_size(), 5);
+}
+
 TEST_F(ControlPlaneTest, BadInputGetsAClearErrorAndChangesNothing) {
   api::CreateServiceRequest req;
   req.mutable_spec()->mutable_annotations()->set_name("bad");

@@ -151,8 +151,10 @@ void FakeWorker::Report(api::Dispatcher::Stub& stub, const std::string& session,
       const auto state = mine.status().state();
       api::TaskState next = state;
       if (t.desired_state() == api::TASK_STATE_RUNNING && state < api::TASK_STATE_RUNNING) {
-        next = t.spec().container().image() == "broken" ? api::TASK_STATE_FAILED
-                                                         : api::TASK_STATE_RUNNING;
+        const std::string& image = t.spec().container().image();
+        next = image == "broken"    ? api::TASK_STATE_FAILED
+               : image == "oneshot" ? api::TASK_STATE_COMPLETE
+                                    : api::TASK_STATE_RUNNING;
       } else if (t.desired_state() > api::TASK_STATE_RUNNING && state <= api::TASK_STATE_RUNNING) {
         next = api::TASK_STATE_SHUTDOWN;
       }

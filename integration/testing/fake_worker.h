@@ -2,7 +2,8 @@
 // a session with whichever manager leads (following the "shoal-leader-addr" trailer of the
 // others), heartbeats at the period it is given, reads its assignments, and reports its tasks
 // as a worker whose containers start at once would: RUNNING for a task wanted running
-// (FAILED for an image named "broken"), SHUTDOWN for a task asked to stop. Kill stops it
+// (FAILED for an image named "broken", COMPLETE for "oneshot"), SHUTDOWN for a task asked to
+// stop. Kill stops it
 // dead, as a machine that loses power: no goodbye, its heartbeats just stop.
 //
 // Thread-safety: Start, Kill and the accessors from the test thread.

@@ -387,6 +387,10 @@ absl::StatusOr<api::CreateServiceResponse> ControlApi::CreateService(
     if (auto st = ResolveReferences(tx, *s.mutable_spec()); !st.ok()) return st;
     *s.mutable_endpoint()->mutable_spec() = s.spec().endpoint();
     *s.mutable_endpoint()->mutable_ports() = s.spec().endpoint().ports();
+    if (s.spec().has_replicated_job() || s.spec().has_global_job()) {
+      s.mutable_job_status()->mutable_last_execution()->set_seconds(
+          absl::ToUnixSeconds(clock_.Now()));
+    }
     return tx.Create(s);
   });
   if (!written.ok()) return written.status();
@@ -458,6 +462,12 @@ absl::StatusOr<api::UpdateServiceResponse> ControlApi::UpdateService(
       // A new spec version: the index of the write this spec replaces, unique and increasing.
       u.mutable_spec_version()->set_index(cur.meta().version().index());
       u.clear_update_status();
+      if (u.spec().has_replicated_job() || u.spec().has_global_job()) {
+        // A job updated runs again, as a new iteration.
+        u.mutable_job_status()->mutable_job_iteration()->set_index(cur.meta().version().index());
+        const int64_t ns = absl::ToUnixNanos(now);
+        u.mutable_job_status()->mutable_last_execution()->set_seconds(ns / 1000000000);
+      }
       *u.mutable_endpoint()->mutable_spec() = u.spec().endpoint();
       *u.mutable_endpoint()->mutable_ports() = u.spec().endpoint().ports();
     }
@@ -532,8 +542,15 @@ absl::StatusOr<api::ListServiceStatusesResponse> ControlApi::ListServiceStatuses
           st->set_completed_tasks(st->completed_tasks() + 1);
         }
       }
-      st->set_desired_tasks(s->spec().has_replicated() ? s->spec().replicated().replicas()
-                                                       : runnable);
+      uint64_t desired = runnable;
+      if (s->spec().has_replicated()) desired = s->spec().replicated().replicas();
+      if (s->spec().has_replicated_job()) {
+        const auto& job = s->spec().replicated_job();
+        desired = job.has_total_completions()
+                      ? job.total_completions()
+                      : (job.has_max_concurrent() ? job.max_concurrent() : 1);
+      }
+      st->set_desired_tasks(desired);
     }
   });
   if (!error.ok()) return error;

@@ -183,6 +183,25 @@ TEST_F(ControlApiTest, ServiceUpdatesAreVersionedKeepThePreviousSpecAndRollBack)
             api::UpdateStatus::UPDATE_STATE_ROLLBACK_STARTED);
 }
 
+TEST_F(ControlApiTest, UpdatingAJobRunsItAgainAsANewIteration) {
+  api::ServiceSpec spec = Spec("migrate");
+  spec.clear_replicated();
+  spec.mutable_replicated_job()->set_total_completions(3);
+  const api::Service job = Create(spec);
+  EXPECT_EQ(job.job_status().job_iteration().index(), 0u);
+  api::UpdateServiceRequest u;
+  u.set_service_id("migrate");
+  *u.mutable_service_version() = job.meta().version();
+  *u.mutable_spec() = job.spec();
+  u.mutable_spec()->mutable_task()->set_force_update(1);
+  auto again = api_.UpdateService(u);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_NE(again->service().job_status().job_iteration().index(), 0u);
+  api::ListServiceStatusesRequest st;
+  st.add_services("migrate");
+  EXPECT_EQ(api_.ListServiceStatuses(st)->statuses(0).desired_tasks(), 3u);
+}
+
 TEST_F(ControlApiTest, NodeRemovalAndDemotionFollowDockersRules) {
   PutNode("m1", "mgr-1", api::NODE_ROLE_MANAGER, api::NodeStatus::NODE_STATE_READY);
   PutNode("w1", "wrk-1", api::NODE_ROLE_WORKER, api::NodeStatus::NODE_STATE_READY);

@@ -118,7 +118,7 @@ size_t OrchestratorLoop::Reconcile() {
                                                     api::ServiceSpec::MODE_NOT_SET) {
         a = ReconcileReplicated(*s, tasks, lookup, history_, now, ids_);
       } else {
-        continue;  // jobs: to come
+        a = ReconcileJob(*s, tasks, nodes, history_, now, ids_);
       }
       // The reaper, on the state before this step's writes (what it deletes is settled).
       a.remove = Reap(tasks, history);

@@ -79,6 +79,9 @@ bool InRollback(const api::Service& service) {
 void Tend(const api::Service& service, Slot& slot, const NodeLookup& nodes,
           RestartHistory& history, absl::Time now, IdGenerator& ids, bool global,
           Actions& out) {
+  // The constraint enforcer: a node whose labels changed may no longer match.
+  const auto constraints =
+      scheduler::ParseConstraints(service.spec().task().placement().constraints());
   if (slot.runnable.empty()) return;
   std::sort(slot.runnable.begin(), slot.runnable.end(), Newer);
   // Start-first: the old task of the slot keeps running until its replacement runs.
@@ -96,9 +99,11 @@ void Tend(const api::Service& service, Slot& slot, const NodeLookup& nodes,
     out.create.push_back(std::move(n));
   };
 
-  // On a node that no longer holds tasks: replace at once (global: the node has none).
+  // On a node that no longer holds tasks, or no longer matches the constraints: replace at
+  // once (global: the node has none).
+  const api::Node* on = t.node_id().empty() ? nullptr : nodes(t.node_id());
   if (!t.node_id().empty() && t.status().state() >= api::TASK_STATE_ASSIGNED &&
-      !NodeHolds(nodes(t.node_id()))) {
+      (!NodeHolds(on) || (constraints.ok() && !scheduler::MatchesAll(*constraints, *on)))) {
     out.update.push_back(WithDesired(t, global ? api::TASK_STATE_REMOVE
                                                : api::TASK_STATE_SHUTDOWN));
     if (!global) replacement(api::TASK_STATE_RUNNING);
@@ -186,6 +191,9 @@ api::Task NewTask(const api::Service& service, uint64_t slot, const std::string&
   t.mutable_status()->set_state(api::TASK_STATE_NEW);
   t.mutable_status()->set_message("created");
   *t.mutable_endpoint() = service.endpoint();
+  if (service.spec().has_replicated_job() || service.spec().has_global_job()) {
+    *t.mutable_job_iteration() = service.job_status().job_iteration();
+  }
   if (service.spec().task().has_log_driver()) {
     *t.mutable_log_driver() = service.spec().task().log_driver();
   }
@@ -489,6 +497,85 @@ Actions ReconcileGlobal(const api::Service& service, const std::vector<const api
       continue;
     }
     out.create.push_back(NewTask(service, 0, n->meta().id(), ids.Next(), api::TASK_STATE_RUNNING));
+  }
+  return out;
+}
+
+Actions ReconcileJob(const api::Service& service, const std::vector<const api::Task*>& tasks,
+                     const std::vector<const api::Node*>& all_nodes, RestartHistory& history,
+                     absl::Time now, IdGenerator& ids) {
+  Actions out;
+  const uint64_t iteration = service.job_status().job_iteration().index();
+  const bool global = service.spec().has_global_job();
+  const api::RestartPolicy& policy = service.spec().task().restart();
+  // A job's task that stopped other than by completing is run again unless the condition is
+  // none, within max_attempts (a clean exit is done, whatever the condition).
+  auto restartable = [&](const std::string& key) {
+    if (policy.condition() == api::RestartPolicy::RESTART_CONDITION_NONE) return false;
+    if (policy.max_attempts() == 0) return true;
+    const absl::Duration window = FromProto(policy.window());
+    const absl::Time since = window > absl::ZeroDuration() ? now - window : absl::InfinitePast();
+    return history.Count(service.meta().id(), key, since) < policy.max_attempts();
+  };
+
+  // Per slot (per node, for a global job): the newest task of this iteration.
+  std::map<std::string, const api::Task*> newest;
+  for (const api::Task* t : tasks) {
+    if (t->job_iteration().index() != iteration) {
+      // A previous run's task still wanted: this run replaces it.
+      if (Runnable(*t)) out.update.push_back(WithDesired(*t, api::TASK_STATE_SHUTDOWN));
+      continue;
+    }
+    const std::string key = global ? t->node_id() : absl::StrCat(t->slot());
+    auto& n = newest[key];
+    if (n == nullptr || Newer(t, n)) n = t;
+  }
+  size_t done = 0, active = 0, failed = 0;
+  uint64_t highest_slot = 0;
+  for (const auto& [key, t] : newest) {
+    highest_slot = std::max(highest_slot, t->slot());
+    const auto state = t->status().state();
+    if (state == api::TASK_STATE_COMPLETE) {
+      ++done;
+    } else if (Stopped(*t) && Runnable(*t)) {
+      if (restartable(key)) {
+        history.Record(service.meta().id(), key, now);
+        out.update.push_back(WithDesired(*t, api::TASK_STATE_SHUTDOWN));
+        out.create.push_back(NewTask(service, t->slot(), global ? t->node_id() : "", ids.Next(),
+                                     api::TASK_STATE_RUNNING));
+        ++active;
+      } else {
+        ++failed;
+      }
+    } else if (Runnable(*t)) {
+      ++active;
+    }
+  }
+  if (global) {
+    auto constraints = scheduler::ParseConstraints(service.spec().task().placement().constraints());
+    for (const api::Node* n : all_nodes) {
+      if (newest.count(n->meta().id())) continue;
+      if (n->status().state() != api::NodeStatus::NODE_STATE_READY ||
+          n->spec().availability() != api::NodeSpec::AVAILABILITY_ACTIVE ||
+          (constraints.ok() && !scheduler::MatchesAll(*constraints, *n))) {
+        continue;
+      }
+      out.create.push_back(NewTask(service, 0, n->meta().id(), ids.Next(), api::TASK_STATE_RUNNING));
+    }
+    return out;
+  }
+  const api::ReplicatedJob& job = service.spec().replicated_job();
+  const uint64_t total = job.has_total_completions()
+                             ? job.total_completions()
+                             : (job.has_max_concurrent() ? job.max_concurrent() : 1);
+  const uint64_t concurrent = job.has_max_concurrent() ? job.max_concurrent() : total;
+  // New slots while completions are missing and there is room to run them.
+  const uint64_t settled = done + active + failed;
+  uint64_t more = total > settled ? total - settled : 0;
+  more = std::min<uint64_t>(more, concurrent > active ? concurrent - active : 0);
+  for (uint64_t i = 0; i < more; ++i) {
+    out.create.push_back(
+        NewTask(service, ++highest_slot, "", ids.Next(), api::TASK_STATE_RUNNING));
   }
   return out;
 }

@@ -14,7 +14,8 @@
 //     within the window (0: unlimited). The old task gets desired SHUTDOWN; the new one starts
 //     with desired state READY (it is scheduled and prepared but not started) and is raised to
 //     RUNNING once the delay (default 5 s) has passed since the old one stopped.
-//   - A task on a node that is drained, down or gone is shut down and replaced at once.
+//   - A task on a node that is drained, down or gone, or whose labels no longer match the
+//     service's constraints (the constraint enforcer), is shut down and replaced at once.
 //   - Rolling update (and rollback, with the rollback config): when tasks run an older spec
 //     version than the service's, update_status goes to UPDATING (ROLLBACK_STARTED), then
 //     `parallelism` slots at a time (default 1, 0 = all) are replaced: stop-first (default)
@@ -98,6 +99,16 @@ Actions ReconcileReplicated(const api::Service& service,
 Actions ReconcileGlobal(const api::Service& service, const std::vector<const api::Task*>& tasks,
                         const std::vector<const api::Node*>& all_nodes, RestartHistory& history,
                         absl::Time now, IdGenerator& ids);
+
+// Jobs (replicated-job and global-job): the tasks of the service's current job_iteration run
+// to completion. A replicated job runs total_completions tasks (default: max_concurrent, or
+// 1), max_concurrent at a time (default: all); a global job one per eligible node. A task that
+// completes (exit 0) is done; one that fails is run again per the restart policy (condition
+// none: not at all; max_attempts within the window), whatever the condition says about clean
+// exits. Tasks of an earlier iteration still wanted are shut down (a re-run replaces them).
+Actions ReconcileJob(const api::Service& service, const std::vector<const api::Task*>& tasks,
+                     const std::vector<const api::Node*>& all_nodes, RestartHistory& history,
+                     absl::Time now, IdGenerator& ids);
 
 // Tasks of a service that no longer exists: every one not yet REMOVE gets desired REMOVE.
 Actions RemoveAll(const std::vector<const api::Task*>& tasks);

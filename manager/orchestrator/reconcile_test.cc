@@ -1,6 +1,7 @@
 #include "manager/orchestrator/reconcile.h"
 
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -219,6 +220,83 @@ TEST_F(ReconcileTest, GlobalRunsOneTaskPerEligibleNodeAndFollowsThem) {
                               {on_c->meta().id(), api::TASK_STATE_REMOVE},
                               {on_d->meta().id(), api::TASK_STATE_REMOVE}}));
   (void)on_b;
+}
+
+TEST_F(ReconcileTest, TheConstraintEnforcerReplacesTasksOnNodesThatNoLongerMatch) {
+  api::Service s = Replicated(2);
+  s.mutable_spec()->mutable_task()->mutable_placement()->add_constraints("node.labels.zone==a");
+  (*nodes_["a"].mutable_spec()->mutable_annotations()->mutable_labels())["zone"] = "a";
+  (*nodes_["b"].mutable_spec()->mutable_annotations()->mutable_labels())["zone"] = "b";  // changed
+  Add(1, "a", api::TASK_STATE_RUNNING);
+  const api::Task* wrong = Add(2, "b", api::TASK_STATE_RUNNING);
+  const Actions a = Run(s);
+  EXPECT_EQ(Desired(a), (std::map<std::string, api::TaskState>{
+                            {wrong->meta().id(), api::TASK_STATE_SHUTDOWN}}));
+  ASSERT_EQ(a.create.size(), 1u);
+  EXPECT_EQ(a.create[0].slot(), 2u);
+}
+
+api::Service Job(std::optional<uint64_t> concurrent, std::optional<uint64_t> total,
+                 uint64_t iteration = 0) {
+  api::Service s;
+  s.mutable_meta()->set_id("svc");
+  auto* job = s.mutable_spec()->mutable_replicated_job();
+  if (concurrent) job->set_max_concurrent(*concurrent);
+  if (total) job->set_total_completions(*total);
+  s.mutable_job_status()->mutable_job_iteration()->set_index(iteration);
+  return s;
+}
+
+TEST_F(ReconcileTest, AReplicatedJobRunsItsCompletionsMaxConcurrentAtATime) {
+  Actions a = ReconcileJob(Job(2, 5), Tasks(), {}, history_, kNow, ids_);
+  ASSERT_EQ(a.create.size(), 2u) << "two at a time";
+  EXPECT_EQ(a.create[0].slot(), 1u);
+  EXPECT_EQ(a.create[1].slot(), 2u);
+  // One completed, one still running: one more starts.
+  Add(1, "a", api::TASK_STATE_COMPLETE);
+  Add(2, "b", api::TASK_STATE_RUNNING);
+  a = ReconcileJob(Job(2, 5), Tasks(), {}, history_, kNow, ids_);
+  ASSERT_EQ(a.create.size(), 1u);
+  EXPECT_EQ(a.create[0].slot(), 3u);
+  // A failure is run again in its slot; four done and one failing again with condition none
+  // finishes the job short.
+  tasks_.clear();
+  for (uint64_t slot = 1; slot <= 4; ++slot) Add(slot, "a", api::TASK_STATE_COMPLETE);
+  const api::Task* failed = Add(5, "b", api::TASK_STATE_FAILED);
+  a = ReconcileJob(Job(2, 5), Tasks(), {}, history_, kNow, ids_);
+  EXPECT_EQ(Desired(a), (std::map<std::string, api::TaskState>{
+                            {failed->meta().id(), api::TASK_STATE_SHUTDOWN}}));
+  ASSERT_EQ(a.create.size(), 1u);
+  EXPECT_EQ(a.create[0].slot(), 5u);
+  api::Service none = Job(2, 5);
+  none.mutable_spec()->mutable_task()->mutable_restart()->set_condition(
+      api::RestartPolicy::RESTART_CONDITION_NONE);
+  EXPECT_TRUE(ReconcileJob(none, Tasks(), {}, history_, kNow, ids_).empty());
+  // All five done: nothing more, however often it is looked at.
+  tasks_.clear();
+  for (uint64_t slot = 1; slot <= 5; ++slot) Add(slot, "a", api::TASK_STATE_COMPLETE);
+  EXPECT_TRUE(ReconcileJob(Job(2, 5), Tasks(), {}, history_, kNow, ids_).empty());
+}
+
+TEST_F(ReconcileTest, ARerunReplacesThePreviousIterationsTasks) {
+  const api::Task* old = Add(1, "a", api::TASK_STATE_RUNNING);
+  const Actions a = ReconcileJob(Job(std::nullopt, std::nullopt, 9), Tasks(), {}, history_, kNow, ids_);
+  EXPECT_EQ(Desired(a), (std::map<std::string, api::TaskState>{
+                            {old->meta().id(), api::TASK_STATE_SHUTDOWN}}));
+  ASSERT_EQ(a.create.size(), 1u) << "defaults: one completion";
+  EXPECT_EQ(a.create[0].job_iteration().index(), 9u);
+}
+
+TEST_F(ReconcileTest, AGlobalJobRunsOncePerEligibleNode) {
+  api::Service s;
+  s.mutable_meta()->set_id("svc");
+  s.mutable_spec()->mutable_global_job();
+  api::Node a = MakeNode("a"), b = MakeNode("b");
+  api::Node down = MakeNode("c", api::NodeStatus::NODE_STATE_DOWN);
+  Add(0, "a", api::TASK_STATE_COMPLETE);
+  const Actions out = ReconcileJob(s, Tasks(), {&a, &b, &down}, history_, kNow, ids_);
+  ASSERT_EQ(out.create.size(), 1u) << "a is done, c is down";
+  EXPECT_EQ(out.create[0].node_id(), "b");
 }
 
 TEST_F(ReconcileTest, RemovingAServiceRemovesItsTasks) {

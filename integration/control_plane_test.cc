@@ -9,6 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "integration/testing/test_cluster.h"
+#include "pki/certificate.h"
+#include "pki/operator_certificate.h"
 
 namespace shoal::integration {
 namespace {
@@ -265,6 +267,33 @@ TEST_F(ControlPlaneTest, AReplicatedJobRunsItsCompletionsAndStops) {
   api::ListTasksResponse tasks;
   ASSERT_TRUE(Call(&api::Control::Stub::ListTasks, list, &tasks).ok());
   EXPECT_EQ(tasks.tasks_size(), 5);
+}
+
+TEST_F(ControlPlaneTest, AnOperatorWatchesChangesAndCIGetsItsOwnCertificate) {
+  grpc::ClientContext ctx;
+  api::WatchRequest req;
+  req.add_selectors()->set_kind(api::WatchSelector::KIND_SERVICE);
+  req.set_include_current(true);
+  CreateService("before", 1);
+  auto stream = cluster_->Control().Watch(&ctx, req);
+  api::WatchMessage current;
+  ASSERT_TRUE(stream->Read(&current));
+  ASSERT_EQ(current.events_size(), 1);
+  EXPECT_EQ(current.events(0).action(), api::WatchMessage::Event::ACTION_CREATE);
+  EXPECT_EQ(current.events(0).object().service().spec().annotations().name(), "before");
+  CreateService("after", 1);
+  api::WatchMessage next;
+  ASSERT_TRUE(stream->Read(&next));
+  ASSERT_GE(next.events_size(), 1);
+  EXPECT_EQ(next.events(0).object().service().spec().annotations().name(), "after");
+  ctx.TryCancel();
+
+  auto bundle = pki::RequestOperatorBundle(cluster_->Control(), "ci-deployer");
+  ASSERT_TRUE(bundle.ok()) << bundle.status();
+  auto info = pki::ParseCertificate(bundle->cert_pem);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->role, api::CERTIFICATE_ROLE_OPERATOR);
+  EXPECT_EQ(info->subject, "ci-deployer");
 }
 
 TEST_F(ControlPlaneTest, BadInputGetsAClearErrorAndChangesNothing) {

@@ -48,6 +48,7 @@ void TestCluster::OnStart(Member& m) {
   so.api = api->control_api.get();
   so.store = m.store.get();
   so.cluster_id = kCluster;
+  so.ca = [this]() -> const pki::RootCa* { return &pki_->ca(); };
   api->control = std::make_unique<manager::controlapi::ControlService>(so);
   Member* mp = &m;
   api->dispatcher = std::make_unique<manager::dispatcher::DispatcherService>([this, mp] {

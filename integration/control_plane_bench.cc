@@ -62,7 +62,7 @@ int Main(int argc, char** argv) {
     }
   };
   RaftCluster cluster(o);
-  cluster.Start(3);
+  cluster.Bootstrap(3);
   const uint64_t leader = cluster.Leader();
   if (leader == 0) {
     std::fprintf(stderr, "no leader\n");

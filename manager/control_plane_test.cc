@@ -12,6 +12,8 @@
 #include "gtest/gtest.h"
 #include "manager/leader_components.h"
 #include "manager/store/testing/raft_cluster.h"
+#include "raft/recovery.h"
+#include "raft/rocksdb_log_store.h"
 
 namespace shoal::manager {
 namespace {
@@ -53,7 +55,7 @@ class ControlPlaneTest : public ::testing::Test {
       gone.reset();  // stops the loops (they may wait for a write: not under mu_)
     };
     cluster_ = std::make_unique<RaftCluster>(o);
-    cluster_->Start(3);
+    cluster_->Bootstrap(3);
     for (uint64_t id = 1; id <= 3; ++id) {
       ASSERT_TRUE(cluster_->Write(id, [&](WriteTx& tx) { return PutNode(tx, id); }).ok());
     }
@@ -209,6 +211,31 @@ TEST_F(ControlPlaneTest, RestartingEveryManagerKeepsTheState) {
     ASSERT_NE(tx.Get<api::Service>("web"), nullptr);
     EXPECT_EQ(tx.List<api::Node>().size(), 3u);
   });
+}
+
+TEST_F(ControlPlaneTest, ASurvivingManagerForcesANewClusterAndCarriesOn) {
+  SetReplicas(3);
+  ASSERT_TRUE(Converge(3));
+  // Two managers are lost for good; the third is stopped and restarted alone, as
+  // `swarmd --force-new-cluster` does: its log becomes a one-member cluster.
+  for (uint64_t id = 1; id <= 3; ++id) cluster_->Kill(id);
+  uint64_t last = 0;
+  {
+    auto log = raft::RocksDbLogStore::Open({cluster_->M(1).dir});
+    ASSERT_TRUE(log.ok()) << log.status();
+    auto forced = raft::ForceNewCluster(**log, 1);
+    ASSERT_TRUE(forced.ok()) << forced.status();
+    EXPECT_EQ(forced->removed, (std::vector<uint64_t>{2, 3}));
+    last = forced->last_index;
+  }
+  cluster_->Start(uint64_t{1});
+  ASSERT_TRUE(cluster_->WaitApplied(1, last));
+  // Everything acknowledged is there, and the lone manager leads and orchestrates.
+  cluster_->M(1).store->View([](const ReadTx& tx) {
+    ASSERT_NE(tx.Get<api::Service>("web"), nullptr);
+  });
+  SetReplicas(5);
+  ASSERT_TRUE(Converge(5));
 }
 
 }  // namespace

@@ -108,7 +108,7 @@ absl::Status TestCluster::Start() {
   };
   o.on_kill = [this](Member& m) { OnKill(m); };
   raft_ = std::make_unique<manager::store::testing::RaftCluster>(o);
-  raft_->Start(options_.managers);
+  raft_->Bootstrap(options_.managers);
 
   auto wrote = raft_->Write(1, [&](WriteTx& tx) -> absl::Status {
     if (!tx.List<api::Cluster>().empty()) return absl::OkStatus();

@@ -30,7 +30,7 @@ class ReplicatedStoreTest : public ::testing::Test {
     o.base = base_;
     o.snapshot_interval = snapshot_interval_;
     cluster_ = std::make_unique<RaftCluster>(o);
-    cluster_->Start(n);
+    cluster_->Bootstrap(n);
   }
   testing::Member& M(uint64_t id) { return cluster_->M(id); }
   void Start(uint64_t id) { cluster_->Start(id); }

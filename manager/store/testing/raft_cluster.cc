@@ -11,7 +11,7 @@ RaftCluster::~RaftCluster() {
   for (auto& m : members_) Kill(m->id);
 }
 
-void RaftCluster::Start(int n) {
+void RaftCluster::Bootstrap(int n) {
   std::vector<uint64_t> ids;
   for (int i = 1; i <= n; ++i) {
     ids.push_back(i);
@@ -22,8 +22,12 @@ void RaftCluster::Start(int n) {
   }
   for (auto& m : members_) {
     auto log = raft::RocksDbLogStore::Open({m->dir});
-    if (!log.ok() || !raft::Bootstrap(**log, ids).ok()) {
-      ADD_FAILURE_AT(__FILE__, __LINE__) << "cannot bootstrap member " << m->id;
+    if (!log.ok()) {
+      ADD_FAILURE_AT(__FILE__, __LINE__) << "member " << m->id << ": " << log.status();
+      return;
+    }
+    if (absl::Status s = raft::Bootstrap(**log, ids); !s.ok()) {
+      ADD_FAILURE_AT(__FILE__, __LINE__) << "member " << m->id << ": " << s;
       return;
     }
   }

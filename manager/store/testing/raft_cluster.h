@@ -62,7 +62,7 @@ class RaftCluster {
   ~RaftCluster();
 
   // Bootstraps n members and starts them.
-  void Start(int n);
+  void Bootstrap(int n);
   void Start(uint64_t id);
   void Kill(uint64_t id);
 

@@ -229,10 +229,21 @@ TEST_F(ControlPlaneTest, ASurvivingManagerForcesANewClusterAndCarriesOn) {
     last = forced->last_index;
   }
   cluster_->Start(uint64_t{1});
-  ASSERT_TRUE(cluster_->WaitApplied(1, last));
+  // A write of its own: once applied, so is everything before it (the membership changes
+  // ForceNewCluster appended are not store transactions, so the store's index cannot say).
+  auto probe = cluster_->Write(1, [](WriteTx& tx) -> absl::Status {
+    if (tx.Get<api::Config>("probe") != nullptr) return absl::OkStatus();
+    api::Config c;
+    c.mutable_meta()->set_id("probe");
+    c.mutable_spec()->mutable_annotations()->set_name("probe");
+    return tx.Create(c);
+  });
+  ASSERT_TRUE(probe.ok()) << probe.status();
+  EXPECT_GT(*probe, last);
   // Everything acknowledged is there, and the lone manager leads and orchestrates.
   cluster_->M(1).store->View([](const ReadTx& tx) {
     ASSERT_NE(tx.Get<api::Service>("web"), nullptr);
+    EXPECT_EQ(tx.Get<api::Service>("web")->spec().replicated().replicas(), 3u);
   });
   SetReplicas(5);
   ASSERT_TRUE(Converge(5));

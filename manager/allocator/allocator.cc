@@ -55,21 +55,18 @@ std::optional<api::Task> Allocate(const api::Task& task, const ReadTx& tx) {
 AllocatorLoop::~AllocatorLoop() { Stop(); }
 
 void AllocatorLoop::Resync() {
-  auto watch = options_.store->Watch([](const Event& e) {
+  loop_.set_watch(options_.store->Watch([](const Event& e) {
     return e.kind == Kind::kTask || e.kind == Kind::kSecret || e.kind == Kind::kConfig ||
            e.kind == Kind::kNetwork;
-  });
-  absl::MutexLock lock(&mu_);
-  if (stopping_) watch->Close();
-  watch_ = std::move(watch);
+  }));
   all_dirty_ = true;
 }
 
 size_t AllocatorLoop::Step(absl::Time deadline) {
-  if (watch_ == nullptr) Resync();
+  if (loop_.watch() == nullptr) Resync();
   absl::Time wait_until = (all_dirty_ || !dirty_.empty()) ? absl::InfinitePast() : deadline;
   while (true) {
-    auto e = watch_->Next(wait_until);
+    auto e = loop_.watch()->Next(wait_until);
     if (!e.ok()) {
       Resync();
       break;
@@ -115,24 +112,9 @@ size_t AllocatorLoop::Step(absl::Time deadline) {
 }
 
 void AllocatorLoop::Start() {
-  thread_ = std::thread([this] {
-    while (true) {
-      {
-        absl::MutexLock lock(&mu_);
-        if (stopping_) return;
-      }
-      Step(absl::Now() + absl::Milliseconds(100));
-    }
-  });
+  loop_.Start([this](absl::Time deadline) { Step(deadline); });
 }
 
-void AllocatorLoop::Stop() {
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-    if (watch_ != nullptr) watch_->Close();
-  }
-  if (thread_.joinable()) thread_.join();
-}
+void AllocatorLoop::Stop() { loop_.Stop(); }
 
 }  // namespace shoal::manager::allocator

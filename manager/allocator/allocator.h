@@ -19,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "manager/store/store.h"
+#include "manager/watch_loop.h"
 
 namespace shoal::manager::allocator {
 
@@ -47,12 +48,9 @@ class AllocatorLoop {
  private:
   void Resync();
   const Options options_;
-  std::shared_ptr<store::Watcher> watch_;
   std::set<std::string> dirty_;  // task ids
   bool all_dirty_ = false;
-  absl::Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;
+  WatchLoop loop_;
 };
 
 }  // namespace shoal::manager::allocator

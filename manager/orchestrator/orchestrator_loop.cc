@@ -34,13 +34,10 @@ OrchestratorLoop::OrchestratorLoop(Options options)
 OrchestratorLoop::~OrchestratorLoop() { Stop(); }
 
 void OrchestratorLoop::Resync() {
-  auto watch = options_.store->Watch([](const Event& e) {
+  loop_.set_watch(options_.store->Watch([](const Event& e) {
     return e.kind == Kind::kService || e.kind == Kind::kTask || e.kind == Kind::kNode ||
            e.kind == Kind::kCluster;
-  });
-  absl::MutexLock lock(&mu_);
-  if (stopping_) watch->Close();
-  watch_ = std::move(watch);
+  }));
   all_dirty_ = true;
 }
 
@@ -62,7 +59,7 @@ void OrchestratorLoop::Handle(const Event& e) {
 }
 
 size_t OrchestratorLoop::Step(absl::Time deadline) {
-  if (watch_ == nullptr) Resync();
+  if (loop_.watch() == nullptr) Resync();
   const absl::Time now = clock_.Now();
   for (auto it = wake_.begin(); it != wake_.end();) {
     if (it->second <= now) {
@@ -78,7 +75,7 @@ size_t OrchestratorLoop::Step(absl::Time deadline) {
   // the distance is waited for).
   for (const auto& [id, at] : wake_) wait_until = std::min(wait_until, absl::Now() + (at - now));
   while (true) {
-    auto e = watch_->Next(wait_until);
+    auto e = loop_.watch()->Next(wait_until);
     if (!e.ok()) {
       Resync();
       break;
@@ -173,24 +170,9 @@ size_t OrchestratorLoop::Reconcile() {
 }
 
 void OrchestratorLoop::Start() {
-  thread_ = std::thread([this] {
-    while (true) {
-      {
-        absl::MutexLock lock(&mu_);
-        if (stopping_) return;
-      }
-      Step(absl::Now() + absl::Milliseconds(100));
-    }
-  });
+  loop_.Start([this](absl::Time deadline) { Step(deadline); });
 }
 
-void OrchestratorLoop::Stop() {
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-    if (watch_ != nullptr) watch_->Close();
-  }
-  if (thread_.joinable()) thread_.join();
-}
+void OrchestratorLoop::Stop() { loop_.Stop(); }
 
 }  // namespace shoal::manager::orchestrator

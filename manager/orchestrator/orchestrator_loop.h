@@ -25,6 +25,7 @@
 #include "common/id.h"
 #include "manager/orchestrator/reconcile.h"
 #include "manager/store/store.h"
+#include "manager/watch_loop.h"
 
 namespace shoal::manager::orchestrator {
 
@@ -59,15 +60,11 @@ class OrchestratorLoop {
   std::unique_ptr<IdGenerator> own_ids_;
   IdGenerator& ids_;
   RestartHistory history_;
-  std::shared_ptr<store::Watcher> watch_;
   std::set<std::string> dirty_;
   bool all_dirty_ = false;
   std::map<std::string, absl::Time> wake_;
   uint64_t write_failures_ = 0;
-
-  absl::Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;
+  WatchLoop loop_;
 };
 
 }  // namespace shoal::manager::orchestrator

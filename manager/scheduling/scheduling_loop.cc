@@ -31,15 +31,12 @@ SchedulingLoop::~SchedulingLoop() { Stop(); }
 
 void SchedulingLoop::Resync() {
   scheduler_ = std::make_unique<scheduler::Scheduler>(clock_);
-  auto watch = options_.store->Watch(
+  loop_.set_watch(options_.store->Watch(
       [](const Event& e) { return e.kind == Kind::kNode || e.kind == Kind::kTask; },
       [&](const ReadTx& tx) {
         for (const api::Node* n : tx.List<api::Node>()) scheduler_->UpsertNode(*n);
         for (const api::Task* t : tx.List<api::Task>()) scheduler_->UpsertTask(*t);
-      });
-  absl::MutexLock lock(&mu_);
-  if (stopping_) watch->Close();
-  watch_ = std::move(watch);
+      }));
   dirty_ = true;
 }
 
@@ -61,11 +58,11 @@ void SchedulingLoop::Handle(const Event& e) {
 }
 
 size_t SchedulingLoop::Step(absl::Time deadline) {
-  if (watch_ == nullptr) Resync();
+  if (loop_.watch() == nullptr) Resync();
   // The first event may wait; the rest of the burst is taken without waiting.
   absl::Time wait_until = dirty_ ? absl::InfinitePast() : deadline;
   while (true) {
-    auto e = watch_->Next(wait_until);
+    auto e = loop_.watch()->Next(wait_until);
     if (!e.ok()) {
       Resync();
       break;
@@ -140,24 +137,9 @@ size_t SchedulingLoop::ScheduleAndWrite() {
 }
 
 void SchedulingLoop::Start() {
-  thread_ = std::thread([this] {
-    while (true) {
-      {
-        absl::MutexLock lock(&mu_);
-        if (stopping_) return;
-      }
-      Step(absl::Now() + absl::Milliseconds(100));
-    }
-  });
+  loop_.Start([this](absl::Time deadline) { Step(deadline); });
 }
 
-void SchedulingLoop::Stop() {
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-    if (watch_ != nullptr) watch_->Close();
-  }
-  if (thread_.joinable()) thread_.join();
-}
+void SchedulingLoop::Stop() { loop_.Stop(); }
 
 }  // namespace shoal::manager::scheduling

@@ -24,6 +24,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "manager/store/store.h"
+#include "manager/watch_loop.h"
 #include "scheduler/scheduler.h"
 
 namespace shoal::manager::scheduling {
@@ -60,15 +61,10 @@ class SchedulingLoop {
   const Options options_;
   const Clock& clock_;
   std::unique_ptr<scheduler::Scheduler> scheduler_;
-  // Written by the loop's thread under mu_ (Stop closes it from another).
-  std::shared_ptr<store::Watcher> watch_;
   bool dirty_ = false;
   uint64_t assigned_ = 0;
   uint64_t write_failures_ = 0;
-
-  absl::Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;
+  WatchLoop loop_;
 };
 
 }  // namespace shoal::manager::scheduling

@@ -22,44 +22,26 @@ google::protobuf::Timestamp ToProto(absl::Time t) {
   return ts;
 }
 
-const api::Meta& MetaOf(Kind kind, const Object& o) {
-  switch (kind) {
-    case Kind::kNode:
-      return static_cast<const api::Node&>(o).meta();
-    case Kind::kService:
-      return static_cast<const api::Service&>(o).meta();
-    case Kind::kTask:
-      return static_cast<const api::Task&>(o).meta();
-    case Kind::kSecret:
-      return static_cast<const api::Secret&>(o).meta();
-    case Kind::kConfig:
-      return static_cast<const api::Config&>(o).meta();
-    case Kind::kNetwork:
-      return static_cast<const api::Network&>(o).meta();
-    case Kind::kCluster:
-      return static_cast<const api::Cluster&>(o).meta();
-  }
-  return api::Meta::default_instance();
+// Every stored object has its meta as field 1 (proto/api_test checks it), and StoreObject
+// and StoreSnapshot list the kinds in Kind's order: reflection spares a switch per use.
+const api::Meta& MetaOf(Kind, const Object& o) {
+  return static_cast<const api::Meta&>(
+      o.GetReflection()->GetMessage(o, o.GetDescriptor()->FindFieldByNumber(1)));
 }
 
-api::Meta* MutableMeta(Kind kind, Object& o) {
-  switch (kind) {
-    case Kind::kNode:
-      return static_cast<api::Node&>(o).mutable_meta();
-    case Kind::kService:
-      return static_cast<api::Service&>(o).mutable_meta();
-    case Kind::kTask:
-      return static_cast<api::Task&>(o).mutable_meta();
-    case Kind::kSecret:
-      return static_cast<api::Secret&>(o).mutable_meta();
-    case Kind::kConfig:
-      return static_cast<api::Config&>(o).mutable_meta();
-    case Kind::kNetwork:
-      return static_cast<api::Network&>(o).mutable_meta();
-    case Kind::kCluster:
-      return static_cast<api::Cluster&>(o).mutable_meta();
-  }
-  return nullptr;
+api::Meta* MutableMeta(Kind, Object& o) {
+  return static_cast<api::Meta*>(
+      o.GetReflection()->MutableMessage(&o, o.GetDescriptor()->FindFieldByNumber(1)));
+}
+
+// StoreObject's field for `kind` (node = 1 ... cluster = 7).
+const google::protobuf::FieldDescriptor* ObjectField(Kind kind) {
+  return api::StoreObject::descriptor()->FindFieldByNumber(static_cast<int>(kind) + 1);
+}
+
+// StoreSnapshot's repeated field for `kind` (nodes = 2 ... clusters = 8).
+const google::protobuf::FieldDescriptor* SnapshotField(Kind kind) {
+  return api::StoreSnapshot::descriptor()->FindFieldByNumber(static_cast<int>(kind) + 2);
 }
 
 // The unique name, lowercased, for the kinds that have one; nullopt for the others.
@@ -89,68 +71,18 @@ std::optional<std::string> NameKey(Kind kind, const Object& o) {
 }
 
 void Pack(Kind kind, const Object& o, api::StoreObject* out) {
-  switch (kind) {
-    case Kind::kNode:
-      *out->mutable_node() = static_cast<const api::Node&>(o);
-      break;
-    case Kind::kService:
-      *out->mutable_service() = static_cast<const api::Service&>(o);
-      break;
-    case Kind::kTask:
-      *out->mutable_task() = static_cast<const api::Task&>(o);
-      break;
-    case Kind::kSecret:
-      *out->mutable_secret() = static_cast<const api::Secret&>(o);
-      break;
-    case Kind::kConfig:
-      *out->mutable_config() = static_cast<const api::Config&>(o);
-      break;
-    case Kind::kNetwork:
-      *out->mutable_network() = static_cast<const api::Network&>(o);
-      break;
-    case Kind::kCluster:
-      *out->mutable_cluster() = static_cast<const api::Cluster&>(o);
-      break;
-  }
+  out->GetReflection()->MutableMessage(out, ObjectField(kind))->CopyFrom(o);
 }
 
 // The object in `in` and its kind; nullopt when none is set.
 std::optional<std::pair<Kind, std::unique_ptr<Object>>> Unpack(const api::StoreObject& in) {
-  std::unique_ptr<Object> o;
-  Kind kind;
-  switch (in.object_case()) {
-    case api::StoreObject::kNode:
-      kind = Kind::kNode;
-      o = std::make_unique<api::Node>(in.node());
-      break;
-    case api::StoreObject::kService:
-      kind = Kind::kService;
-      o = std::make_unique<api::Service>(in.service());
-      break;
-    case api::StoreObject::kTask:
-      kind = Kind::kTask;
-      o = std::make_unique<api::Task>(in.task());
-      break;
-    case api::StoreObject::kSecret:
-      kind = Kind::kSecret;
-      o = std::make_unique<api::Secret>(in.secret());
-      break;
-    case api::StoreObject::kConfig:
-      kind = Kind::kConfig;
-      o = std::make_unique<api::Config>(in.config());
-      break;
-    case api::StoreObject::kNetwork:
-      kind = Kind::kNetwork;
-      o = std::make_unique<api::Network>(in.network());
-      break;
-    case api::StoreObject::kCluster:
-      kind = Kind::kCluster;
-      o = std::make_unique<api::Cluster>(in.cluster());
-      break;
-    default:
-      return std::nullopt;
-  }
-  return std::make_pair(kind, std::move(o));
+  const int number = static_cast<int>(in.object_case());
+  if (number < 1 || number > 7) return std::nullopt;
+  const Kind kind = static_cast<Kind>(number - 1);
+  const Object& o = in.GetReflection()->GetMessage(in, ObjectField(kind));
+  std::unique_ptr<Object> copy(o.New());
+  copy->CopyFrom(o);
+  return std::make_pair(kind, std::move(copy));
 }
 
 }  // namespace
@@ -734,29 +666,7 @@ std::function<std::string()> Store::SnapshotLater() {
     snap.set_format(kSnapshotFormat);
     snap.set_index(index);
     for (const auto& [kind, o] : objects) {
-      switch (kind) {
-        case Kind::kNode:
-          *snap.add_nodes() = static_cast<const api::Node&>(*o);
-          break;
-        case Kind::kService:
-          *snap.add_services() = static_cast<const api::Service&>(*o);
-          break;
-        case Kind::kTask:
-          *snap.add_tasks() = static_cast<const api::Task&>(*o);
-          break;
-        case Kind::kSecret:
-          *snap.add_secrets() = static_cast<const api::Secret&>(*o);
-          break;
-        case Kind::kConfig:
-          *snap.add_configs() = static_cast<const api::Config&>(*o);
-          break;
-        case Kind::kNetwork:
-          *snap.add_networks() = static_cast<const api::Network&>(*o);
-          break;
-        case Kind::kCluster:
-          *snap.add_clusters() = static_cast<const api::Cluster&>(*o);
-          break;
-      }
+      snap.GetReflection()->AddMessage(&snap, SnapshotField(kind))->CopyFrom(*o);
     }
     // Deterministic (map fields in key order): members holding the same state write the
     // same bytes.

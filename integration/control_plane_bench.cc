@@ -47,8 +47,9 @@ int Main(int argc, char** argv) {
   o.base = dir;
   o.on_start = [&](Member& m) {
     absl::MutexLock lock(&mu);
-    components[m.id] = std::make_unique<manager::LeaderComponents>(
-        manager::LeaderComponents::Options{m.store.get(), nullptr, nullptr, nullptr});
+    manager::LeaderComponents::Options lo;
+    lo.store = m.store.get();
+    components[m.id] = std::make_unique<manager::LeaderComponents>(lo);
   };
   o.on_leadership = [&](Member& m, bool leading, uint64_t term) {
     absl::MutexLock lock(&mu);

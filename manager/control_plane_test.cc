@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "manager/controlapi/control_api.h"
 #include "manager/leader_components.h"
 #include "manager/store/testing/raft_cluster.h"
 #include "raft/recovery.h"
@@ -37,8 +38,12 @@ class ControlPlaneTest : public ::testing::Test {
     o.snapshot_interval = 200;
     o.on_start = [this](Member& m) {
       absl::MutexLock lock(&mu_);
-      components_[m.id] = std::make_unique<LeaderComponents>(
-          LeaderComponents::Options{m.store.get(), nullptr, nullptr});
+      Member* mp = &m;
+      memberships_[m.id] = std::make_unique<NodeMembership>([mp] { return mp->node.get(); });
+      LeaderComponents::Options lo;
+      lo.store = m.store.get();
+      lo.membership = memberships_[m.id].get();
+      components_[m.id] = std::make_unique<LeaderComponents>(lo);
     };
     // From Raft's threads, also while a member stops (after its components are gone).
     o.on_leadership = [this](Member& m, bool leading, uint64_t term) {
@@ -76,9 +81,10 @@ class ControlPlaneTest : public ::testing::Test {
     return tx.Create(n);
   }
 
+  // A member that runs and is still in the group.
   uint64_t Live() {
     for (uint64_t id = 1; id <= 3; ++id) {
-      if (cluster_->M(id).up) return id;
+      if (cluster_->M(id).up && !cluster_->M(id).node->GetStatus().removed) return id;
     }
     return 0;
   }
@@ -168,6 +174,7 @@ class ControlPlaneTest : public ::testing::Test {
 
   absl::Mutex mu_;
   std::map<uint64_t, std::unique_ptr<LeaderComponents>> components_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, std::unique_ptr<NodeMembership>> memberships_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<RaftCluster> cluster_;
 };
 
@@ -247,6 +254,96 @@ TEST_F(ControlPlaneTest, ASurvivingManagerForcesANewClusterAndCarriesOn) {
   });
   SetReplicas(5);
   ASSERT_TRUE(Converge(5));
+}
+
+TEST_F(ControlPlaneTest, DemotedManagersLeaveTheRaftGroupTheLeaderLast) {
+  // The managers' node objects, as swarmd writes them when they join; written through the
+  // member the test reads from, so that it reads them at once.
+  ASSERT_TRUE(cluster_
+                  ->Write(Live(), [&](WriteTx& tx) -> absl::Status {
+                    for (uint64_t id = 1; id <= 3; ++id) {
+                      const std::string nid = absl::StrCat("mgr", id);
+                      if (tx.Get<api::Node>(nid) != nullptr) continue;
+                      api::Node n;
+                      n.mutable_meta()->set_id(nid);
+                      n.set_role(api::NODE_ROLE_MANAGER);
+                      n.mutable_spec()->set_desired_role(api::NODE_ROLE_MANAGER);
+                      n.mutable_status()->set_state(api::NodeStatus::NODE_STATE_READY);
+                      n.mutable_manager_status()->set_raft_id(id);
+                      if (auto s = tx.Create(n); !s.ok()) return s;
+                    }
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  auto demote = [&](uint64_t raft_id) {
+    const uint64_t via = Live();
+    controlapi::ControlApi::Options o;
+    o.store = cluster_->M(via).store.get();
+    controlapi::ControlApi api(o);
+    api::GetNodeRequest get;
+    get.set_node_id(absl::StrCat("mgr", raft_id));
+    auto node = api.GetNode(get);
+    ASSERT_TRUE(node.ok()) << node.status();
+    api::UpdateNodeRequest u;
+    u.set_node_id(node->node().meta().id());
+    *u.mutable_node_version() = node->node().meta().version();
+    *u.mutable_spec() = node->node().spec();
+    u.mutable_spec()->set_desired_role(api::NODE_ROLE_WORKER);
+    auto r = api.UpdateNode(u);
+    ASSERT_TRUE(r.ok()) << r.status();
+  };
+  auto demoted = [&](uint64_t raft_id) {
+    const absl::Time deadline = absl::Now() + kWait;
+    while (absl::Now() < deadline) {
+      bool done = false;
+      auto w = cluster_->M(Live()).store->Watch(nullptr, [&](const ReadTx& tx) {
+        const api::Node* n = tx.Get<api::Node>(absl::StrCat("mgr", raft_id));
+        done = n != nullptr && n->role() == api::NODE_ROLE_WORKER &&
+               !n->has_manager_status();
+      });
+      if (done) return true;
+      (void)w->Next(std::min(deadline, absl::Now() + absl::Seconds(1)));
+    }
+    return false;
+  };
+
+  // A follower first.
+  const uint64_t leader = cluster_->Leader();
+  const uint64_t follower = leader == 3 ? 2 : 3;
+  demote(follower);
+  ASSERT_TRUE(demoted(follower));
+  // The leader removed the member before it wrote the role (the member itself learns of it
+  // in its own time).
+  auto two = cluster_->M(leader).node->Members().get();
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_EQ(two->size(), 2u);
+
+  // Then the leader itself: it hands over, and its successor removes it.
+  demote(leader);
+  ASSERT_TRUE(demoted(leader));
+  const uint64_t last = 6 - leader - follower;
+  ASSERT_EQ(cluster_->Leader(), last);
+  auto members = cluster_->M(last).node->Members().get();
+  ASSERT_TRUE(members.ok()) << members.status();
+  EXPECT_EQ(members->size(), 1u);
+
+  // The last manager cannot go.
+  controlapi::ControlApi::Options o;
+  o.store = cluster_->M(last).store.get();
+  controlapi::ControlApi api(o);
+  api::GetNodeRequest get;
+  get.set_node_id(absl::StrCat("mgr", last));
+  auto node = api.GetNode(get);
+  api::UpdateNodeRequest u;
+  u.set_node_id(node->node().meta().id());
+  *u.mutable_node_version() = node->node().meta().version();
+  *u.mutable_spec() = node->node().spec();
+  u.mutable_spec()->set_desired_role(api::NODE_ROLE_WORKER);
+  EXPECT_EQ(api.UpdateNode(u).status().code(), absl::StatusCode::kFailedPrecondition);
+
+  // And it runs the cluster alone.
+  SetReplicas(2);
+  ASSERT_TRUE(Converge(2));
 }
 
 }  // namespace

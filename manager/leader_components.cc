@@ -75,6 +75,11 @@ void LeaderComponents::StartAll(uint64_t term) {
   orchestrator_->Start();
   allocator_->Start();
   scheduler_->Start();
+  if (options_.membership != nullptr) {
+    roles_ = std::make_unique<RoleManager>(
+        RoleManager::Options{options_.store, options_.membership, term});
+    roles_->Start();
+  }
   if (options_.dispatcher_service != nullptr) {
     dispatcher::Dispatcher::Options d;
     d.store = options_.store;
@@ -91,6 +96,8 @@ void LeaderComponents::StopAll() {
   if (options_.dispatcher_service != nullptr) options_.dispatcher_service->SetDispatcher(nullptr);
   if (dispatcher_) dispatcher_->Stop();
   dispatcher_.reset();
+  if (roles_) roles_->Stop();
+  roles_.reset();
   if (orchestrator_) orchestrator_->Stop();
   if (allocator_) allocator_->Stop();
   if (scheduler_) scheduler_->Stop();

@@ -1,5 +1,5 @@
-// The manager's leader-only components (orchestrator, allocator, scheduling loops and the
-// dispatcher), started when this manager becomes the announced leader of a term and
+// The manager's leader-only components (orchestrator, allocator, scheduling loops, the
+// dispatcher and the role manager), started when this manager becomes the announced leader of a term and
 // stopped when it loses it.
 //
 // Raft reports leadership on its node thread (StoreStateMachine's on_leadership), where
@@ -24,6 +24,7 @@
 #include "manager/dispatcher/dispatcher.h"
 #include "manager/dispatcher/dispatcher_service.h"
 #include "manager/orchestrator/orchestrator_loop.h"
+#include "manager/role_manager.h"
 #include "manager/scheduling/scheduling_loop.h"
 #include "manager/store/store.h"
 
@@ -37,6 +38,8 @@ class LeaderComponents {
     IdGenerator* ids = nullptr;    // default: system randomness
     // Where the leader's dispatcher is served (optional).
     dispatcher::DispatcherService* dispatcher_service = nullptr;
+    // The Raft membership, for promotions and demotions (optional: no role manager).
+    Membership* membership = nullptr;
   };
 
   explicit LeaderComponents(Options options);
@@ -61,6 +64,7 @@ class LeaderComponents {
   std::unique_ptr<allocator::AllocatorLoop> allocator_;
   std::unique_ptr<scheduling::SchedulingLoop> scheduler_;
   std::shared_ptr<dispatcher::Dispatcher> dispatcher_;
+  std::unique_ptr<RoleManager> roles_;
 
   mutable absl::Mutex mu_;
   std::deque<std::pair<bool, uint64_t>> queue_ ABSL_GUARDED_BY(mu_);

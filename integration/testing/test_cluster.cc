@@ -20,6 +20,7 @@ struct TestCluster::Api {
   std::unique_ptr<manager::controlapi::ControlApi> control_api;
   std::unique_ptr<manager::controlapi::ControlService> control;
   std::unique_ptr<manager::dispatcher::DispatcherService> dispatcher;
+  std::unique_ptr<manager::NodeMembership> membership;
   std::unique_ptr<manager::LeaderComponents> components;
   std::unique_ptr<grpc::Server> server;
 };
@@ -55,8 +56,12 @@ void TestCluster::OnStart(Member& m) {
     const uint64_t leader = mp->node ? mp->node->GetStatus().leader : 0;
     return leader == 0 ? std::string() : ApiAddr(leader);
   });
-  api->components = std::make_unique<manager::LeaderComponents>(manager::LeaderComponents::Options{
-      m.store.get(), nullptr, nullptr, api->dispatcher.get()});
+  api->membership = std::make_unique<manager::NodeMembership>([mp] { return mp->node.get(); });
+  manager::LeaderComponents::Options lo;
+  lo.store = m.store.get();
+  lo.dispatcher_service = api->dispatcher.get();
+  lo.membership = api->membership.get();
+  api->components = std::make_unique<manager::LeaderComponents>(lo);
 
   auto dir = pki_->IssueDir(absl::StrCat("manager-", m.id), api::CERTIFICATE_ROLE_MANAGER);
   auto check = pki::AccessCheck::Create({kCluster, pki_->ca().cert_pem()}, RealClock(), nullptr);

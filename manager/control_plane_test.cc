@@ -344,6 +344,28 @@ TEST_F(ControlPlaneTest, DemotedManagersLeaveTheRaftGroupTheLeaderLast) {
   // And it runs the cluster alone.
   SetReplicas(2);
   ASSERT_TRUE(Converge(2));
+
+  // Promoting a node makes its role manager (its daemon joins the Raft group once it holds a
+  // manager certificate: swarmd's part).
+  get.set_node_id(absl::StrCat("mgr", follower));
+  auto worker = api.GetNode(get);
+  ASSERT_TRUE(worker.ok()) << worker.status();
+  api::UpdateNodeRequest promote;
+  promote.set_node_id(worker->node().meta().id());
+  *promote.mutable_node_version() = worker->node().meta().version();
+  *promote.mutable_spec() = worker->node().spec();
+  promote.mutable_spec()->set_desired_role(api::NODE_ROLE_MANAGER);
+  ASSERT_TRUE(api.UpdateNode(promote).ok());
+  const absl::Time deadline = absl::Now() + kWait;
+  bool promoted = false;
+  while (!promoted && absl::Now() < deadline) {
+    auto w = cluster_->M(last).store->Watch(nullptr, [&](const ReadTx& tx) {
+      promoted = tx.Get<api::Node>(absl::StrCat("mgr", follower))->role() ==
+                 api::NODE_ROLE_MANAGER;
+    });
+    if (!promoted) (void)w->Next(std::min(deadline, absl::Now() + absl::Seconds(1)));
+  }
+  EXPECT_TRUE(promoted);
 }
 
 }  // namespace

@@ -9,6 +9,14 @@ void RaftProposer::Propose(std::string data, uint64_t leader_term,
     done(absl::UnavailableError("this manager's Raft member is not running"));
     return;
   }
+  // Without a leader the write could only wait for the request timeout: say so at once, as
+  // Docker Swarm does ("the swarm does not have a leader"); the caller retries.
+  if (leader_term == 0 && node->GetStatus().leader == 0) {
+    done(absl::UnavailableError(
+        "the swarm has no leader: fewer than a quorum of managers are reachable; nothing was "
+        "written"));
+    return;
+  }
   auto complete = [done = std::move(done)](absl::StatusOr<uint64_t> r) { done(r.status()); };
   if (leader_term != 0) {
     node->ProposeAsLeader(leader_term, std::move(data), std::move(complete));

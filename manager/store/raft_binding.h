@@ -9,7 +9,8 @@
 //   proposer.Bind(node->get());
 //
 // A follower's Update is forwarded by Raft to the leader; an Update with a leader term (the
-// leader-only components') is proposed only while this node leads that term.
+// leader-only components') is proposed only while this node leads that term. While no leader
+// is known (no quorum of managers), an Update fails at once with UNAVAILABLE.
 //
 // Thread-safety: as Store and raft::Node.
 #pragma once

@@ -120,6 +120,29 @@ TEST_F(ReplicatedStoreTest, RestartingEveryManagerKeepsTheState) {
   }
 }
 
+TEST_F(ReplicatedStoreTest, WithoutAQuorumAWriteFailsAtOnceAndChangesNothing) {
+  StartCluster(3);
+  ASSERT_GT(Write(1, 0), 0u);
+  Kill(2);
+  Kill(3);
+  // Polling a status (not synchronising data): the survivor gives up its leader.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (M(1).node->GetStatus().leader != 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_EQ(M(1).node->GetStatus().leader, 0u);
+  const absl::Time before = absl::Now();
+  auto r = M(1).store->Update([](WriteTx& tx) {
+    api::Service s;
+    s.mutable_meta()->set_id("late");
+    s.mutable_spec()->mutable_annotations()->set_name("late");
+    return tx.Create(s);
+  });
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  EXPECT_LT(absl::Now() - before, absl::Seconds(1)) << "not after a timeout";
+  M(1).store->View([](const ReadTx& tx) { EXPECT_EQ(tx.Get<api::Service>("late"), nullptr); });
+}
+
 TEST_F(ReplicatedStoreTest, LeaderOnlyWritesNeedTheTermTheyWereStartedIn) {
   StartCluster(3);
   ASSERT_GT(Write(1, 0), 0u);

@@ -29,7 +29,8 @@
 //
 // Thread-safety: every method is thread-safe. Apply, SnapshotLater and Restore come from the
 // Raft node's thread; reads and writes from any other (Update blocks until applied here, so
-// never call it from the node's thread or from a watcher's callback).
+// never call it from the node's thread). A transaction's function must not call the store
+// itself (it runs under the store's lock): it reads through its transaction.
 #pragma once
 
 #include <cstdint>

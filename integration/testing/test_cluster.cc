@@ -102,6 +102,21 @@ absl::Status TestCluster::Start() {
 
   manager::store::testing::RaftCluster::Options o;
   o.base = options_.base;
+  // Raft between the managers over mutual TLS too, with each manager's certificate.
+  std::map<uint64_t, std::string> raft_dirs;
+  for (int i = 1; i <= options_.managers; ++i) {
+    auto dir = pki_->IssueDir(absl::StrCat("manager-", i), api::CERTIFICATE_ROLE_MANAGER);
+    if (!dir.ok()) return dir.status();
+    raft_dirs[i] = *dir;
+  }
+  o.channel_credentials = [raft_dirs](uint64_t id) {
+    return pki::ClientCredentials(raft_dirs.at(id), kCluster);
+  };
+  o.server_credentials = [this, raft_dirs](uint64_t id) {
+    auto check = pki::AccessCheck::Create({kCluster, pki_->ca().cert_pem()}, RealClock(), nullptr);
+    return pki::ServerCredentials(raft_dirs.at(id), std::move(*check));
+  };
+  o.tls_server_name = pki::kManagerServerName;
   o.snapshot_interval = options_.snapshot_interval;
   o.on_start = [this](Member& m) { OnStart(m); };
   o.on_leadership = [this](Member& m, bool leading, uint64_t term) {

@@ -44,6 +44,10 @@ void RaftCluster::Start(uint64_t id) {
   m.log = std::move(*log);
   raft::GrpcTransport::Options to;
   to.self = id;
+  if (options_.channel_credentials) {
+    to.channel_credentials = options_.channel_credentials(id);
+    to.tls_server_name = options_.tls_server_name;
+  }
   m.transport = std::move(*raft::GrpcTransport::Create(to));
   Store::Options so;
   so.proposal_nonce = static_cast<uint32_t>(id);
@@ -73,9 +77,11 @@ void RaftCluster::Start(uint64_t id) {
   }
   m.node = std::move(*node);
   m.proposer.Bind(m.node.get());
+  auto server_credentials = options_.server_credentials ? options_.server_credentials(id)
+                                                        : grpc::InsecureServerCredentials();
   raft::testing::RaftServer s = raft::testing::ServeRaft(
-      *m.transport, grpc::InsecureServerCredentials(), m.addr.empty() ? "127.0.0.1:0" : m.addr);
-  if (s.server == nullptr) s = raft::testing::ServeRaft(*m.transport);
+      *m.transport, server_credentials, m.addr.empty() ? "127.0.0.1:0" : m.addr);
+  if (s.server == nullptr) s = raft::testing::ServeRaft(*m.transport, server_credentials);
   if (s.server == nullptr) {
     ADD_FAILURE_AT(__FILE__, __LINE__) << "cannot serve member " << id;
     return;

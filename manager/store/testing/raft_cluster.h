@@ -56,6 +56,11 @@ class RaftCluster {
     // Called before a member is killed, while everything still runs. Optional.
     std::function<void(Member&)> on_kill;
     const Clock* clock = nullptr;
+    // Mutual TLS between the members, when set (plain gRPC on loopback otherwise): member
+    // id's credentials, and the server name its peers' certificates carry.
+    std::function<std::shared_ptr<grpc::ChannelCredentials>(uint64_t id)> channel_credentials;
+    std::function<std::shared_ptr<grpc::ServerCredentials>(uint64_t id)> server_credentials;
+    std::string tls_server_name;
   };
 
   explicit RaftCluster(Options options) : options_(std::move(options)) {}

@@ -185,7 +185,7 @@ TEST_F(ControlPlaneTest, AFailingUpdateIsPausedOrRolledBackAsConfigured) {
   ASSERT_TRUE(cluster_->WaitFor([](const ReadTx& tx) {
     const api::Service* p = tx.GetByName<api::Service>("paused");
     const api::Service* r = tx.GetByName<api::Service>("rolled");
-    return p->update_status().state() == api::UpdateStatus::UPDATE_STATE_PAUSED &&
+    return p != nullptr && r != nullptr && p->update_status().state() == api::UpdateStatus::UPDATE_STATE_PAUSED &&
            r->update_status().state() == api::UpdateStatus::UPDATE_STATE_ROLLBACK_COMPLETED &&
            Running(tx, "rolled", 3);
   }));
@@ -204,7 +204,9 @@ TEST_F(ControlPlaneTest, DrainingANodeMovesItsTasksAndAGlobalServiceFollowsNodes
   api::CreateServiceResponse created;
   ASSERT_TRUE(Call(&api::Control::Stub::CreateService, global, &created).ok());
   ASSERT_TRUE(cluster_->WaitFor([](const ReadTx& tx) {
-    return Running(tx, "web", 3) && tx.TasksOfService(tx.GetByName<api::Service>("agent")->meta().id()).size() == 3;
+    const api::Service* agent = tx.GetByName<api::Service>("agent");
+    return agent != nullptr && Running(tx, "web", 3) &&
+           tx.TasksOfService(agent->meta().id()).size() == 3;
   }));
   const std::string drained = cluster_->worker(1).id();
   api::GetNodeRequest get;
@@ -225,6 +227,7 @@ TEST_F(ControlPlaneTest, DrainingANodeMovesItsTasksAndAGlobalServiceFollowsNodes
     }
     // The agent runs on the three nodes that are not drained (the new one included).
     const api::Service* agent = tx.GetByName<api::Service>("agent");
+    if (agent == nullptr) return false;
     std::set<std::string> nodes;
     for (const api::Task* t : tx.TasksOfService(agent->meta().id())) {
       if (t->desired_state() == api::TASK_STATE_RUNNING &&
@@ -254,7 +257,9 @@ TEST_F(ControlPlaneTest, AReplicatedJobRunsItsCompletionsAndStops) {
   api::CreateServiceResponse resp;
   ASSERT_TRUE(Call(&api::Control::Stub::CreateService, req, &resp).ok());
   ASSERT_TRUE(cluster_->WaitFor([](const ReadTx& tx) {
+    // The manager read from may not have applied the create yet.
     const api::Service* s = tx.GetByName<api::Service>("migrate");
+    if (s == nullptr) return false;
     int complete = 0;
     for (const api::Task* t : tx.TasksOfService(s->meta().id())) {
       complete += t->status().state() == api::TASK_STATE_COMPLETE;

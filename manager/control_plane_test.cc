@@ -360,8 +360,8 @@ TEST_F(ControlPlaneTest, DemotedManagersLeaveTheRaftGroupTheLeaderLast) {
   bool promoted = false;
   while (!promoted && absl::Now() < deadline) {
     auto w = cluster_->M(last).store->Watch(nullptr, [&](const ReadTx& tx) {
-      promoted = tx.Get<api::Node>(absl::StrCat("mgr", follower))->role() ==
-                 api::NODE_ROLE_MANAGER;
+      const api::Node* n = tx.Get<api::Node>(absl::StrCat("mgr", follower));
+      promoted = n != nullptr && n->role() == api::NODE_ROLE_MANAGER;
     });
     if (!promoted) (void)w->Next(std::min(deadline, absl::Now() + absl::Seconds(1)));
   }

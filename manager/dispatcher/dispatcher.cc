@@ -243,6 +243,19 @@ void Dispatcher::CloseSession(const std::string& node_id, const std::string& ses
   if (it != nodes_.end() && it->second.session_id == session_id) it->second.session.reset();
 }
 
+absl::Duration Dispatcher::Jittered(absl::Duration period) {
+  const absl::Duration epsilon = std::min(period / 10, absl::Milliseconds(500));
+  if (epsilon <= absl::ZeroDuration()) return period;
+  uint64_t r = 0;
+  if (options_.random) {
+    options_.random(reinterpret_cast<uint8_t*>(&r), sizeof(r));
+  } else {
+    SystemRandomBytes(reinterpret_cast<uint8_t*>(&r), sizeof(r));
+  }
+  const int64_t span = absl::ToInt64Microseconds(epsilon);
+  return period + absl::Microseconds(static_cast<int64_t>(r % static_cast<uint64_t>(span)));
+}
+
 absl::StatusOr<absl::Duration> Dispatcher::Heartbeat(const std::string& node_id,
                                                      const std::string& session_id) {
   bool was_down = false;
@@ -250,11 +263,12 @@ absl::StatusOr<absl::Duration> Dispatcher::Heartbeat(const std::string& node_id,
   {
     absl::MutexLock lock(&mu_);
     if (absl::Status s = CheckSession(node_id, session_id); !s.ok()) return s;
+    period = Jittered(period_);
     Node& n = nodes_[node_id];
-    n.deadline = clock_.Now() + kMissedHeartbeats * period_;
+    // Three of the periods given, jitter included.
+    n.deadline = clock_.Now() + kMissedHeartbeats * period;
     was_down = n.down;
     n.down = false;
-    period = period_;
   }
   // Back from the dead: the only heartbeat that writes.
   if (was_down) {

@@ -3,8 +3,9 @@
 //
 //   - registers nodes: a session writes the node's description, address and READY state, and
 //     replaces any older session of the node (whose streams end);
-//   - tracks heartbeats in memory (no Raft write while nothing changes): a node that misses 3
-//     periods (the cluster's dispatcher.heartbeat_period, default 5 s) is marked DOWN, and the
+//   - tracks heartbeats in memory (no Raft write while nothing changes): each answer gives the
+//     period (the cluster's dispatcher.heartbeat_period, default 5 s) plus a little jitter; a
+//     node that misses 3 periods is marked DOWN, and the
 //     orchestrators replace its tasks. When a dispatcher starts (a new leader), every node not
 //     DOWN is marked UNKNOWN and gets 6 periods to reconnect;
 //   - takes task status updates from the node a task is assigned to (others are refused),
@@ -59,6 +60,10 @@ class Dispatcher {
     // Buffered status updates written at once when this many wait.
     size_t status_batch = 10000;
     absl::Duration status_flush = absl::Milliseconds(100);
+    // Jitter added to the period each heartbeat is given (up to a tenth of the period, at most
+    // 500 ms, as SwarmKit's), so that nodes started together do not beat together; default
+    // system randomness.
+    RandomBytesFn random;
   };
 
   // Where a node's streams go (implemented by the gRPC reactors, and by tests).
@@ -129,6 +134,8 @@ class Dispatcher {
 
   absl::Status CheckSession(const std::string& node_id, const std::string& session_id) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // The period given to one heartbeat: the cluster's plus jitter.
+  absl::Duration Jittered(absl::Duration period);
   absl::Status WriteNodeState(const std::string& node_id, api::NodeStatus::State state,
                               const std::string& message);
   void SendAssignments(const std::vector<std::string>& node_ids, bool complete);

@@ -301,6 +301,36 @@ TEST_F(ControlPlaneTest, AnOperatorWatchesChangesAndCIGetsItsOwnCertificate) {
   EXPECT_EQ(info->subject, "ci-deployer");
 }
 
+TEST_F(ControlPlaneTest, AFollowerForwardsCallsToTheLeaderWithTheCallersIdentity) {
+  const uint64_t leader = cluster_->Leader();
+  ASSERT_NE(leader, 0u);
+  const uint64_t follower = leader == 1 ? 2 : 1;
+  const uint64_t before = cluster_->forwarded_served(leader);
+  auto op = cluster_->ControlAs("ci-2", api::CERTIFICATE_ROLE_OPERATOR, follower);
+  grpc::ClientContext ctx;
+  api::CreateServiceRequest req;
+  req.mutable_spec()->mutable_annotations()->set_name("via-follower");
+  req.mutable_spec()->mutable_task()->mutable_container()->set_image("nginx");
+  api::CreateServiceResponse resp;
+  ASSERT_TRUE(op->CreateService(&ctx, req, &resp).ok());
+  EXPECT_GT(cluster_->forwarded_served(leader), before) << "decided on the leader";
+
+  // Forwarding metadata is honoured from managers only, and only for Control roles.
+  auto forged = [&](const std::string& cn, api::CertificateRole role, const char* as) {
+    auto stub = cluster_->ControlAs(cn, role, leader);
+    grpc::ClientContext c;
+    c.AddMetadata("shoal-forwarded-for", "someone");
+    c.AddMetadata("shoal-forwarded-role", as);
+    api::ListServicesResponse r;
+    return stub->ListServices(&c, api::ListServicesRequest(), &r);
+  };
+  EXPECT_EQ(forged("ci-3", api::CERTIFICATE_ROLE_OPERATOR, "manager").error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(forged("manager-9", api::CERTIFICATE_ROLE_MANAGER, "worker").error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(forged("manager-9", api::CERTIFICATE_ROLE_MANAGER, "operator").ok());
+}
+
 TEST_F(ControlPlaneTest, BadInputGetsAClearErrorAndChangesNothing) {
   api::CreateServiceRequest req;
   req.mutable_spec()->mutable_annotations()->set_name("bad");

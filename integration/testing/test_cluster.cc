@@ -12,7 +12,13 @@ using manager::store::testing::Member;
 
 namespace {
 constexpr char kCluster[] = "integrationcluster";
-}
+
+// A manager's channels to whoever leads, by address.
+struct LeaderStubs {
+  absl::Mutex mu;
+  std::map<std::string, std::shared_ptr<api::Control::StubInterface>> by_addr ABSL_GUARDED_BY(mu);
+};
+}  // namespace
 
 // One manager's API side: the Control and Dispatcher services on their own TLS server, and
 // the leader-only components.
@@ -45,13 +51,29 @@ void TestCluster::OnStart(Member& m) {
   manager::controlapi::ControlApi::Options co;
   co.store = m.store.get();
   api->control_api = std::make_unique<manager::controlapi::ControlApi>(co);
+  auto dir = pki_->IssueDir(absl::StrCat("manager-", m.id), api::CERTIFICATE_ROLE_MANAGER);
+  Member* mp = &m;
   manager::controlapi::ControlService::Options so;
   so.api = api->control_api.get();
   so.store = m.store.get();
   so.cluster_id = kCluster;
   so.ca = [this]() -> const pki::RootCa* { return &pki_->ca(); };
+  // Calls reaching a follower go to the leader, over this manager's own certificate.
+  so.leader = [this, mp, tls = *dir, stubs = std::make_shared<LeaderStubs>()]()
+      -> std::shared_ptr<api::Control::StubInterface> {
+    const uint64_t leader = mp->node ? mp->node->GetStatus().leader : 0;
+    if (leader == 0 || leader == mp->id) return nullptr;
+    const std::string addr = ApiAddr(leader);
+    if (addr.empty()) return nullptr;
+    absl::MutexLock lock(&stubs->mu);
+    auto& stub = stubs->by_addr[addr];
+    if (stub == nullptr) {
+      stub = api::Control::NewStub(
+          pki::CreateManagerChannel(addr, pki::ClientCredentials(tls, kCluster)));
+    }
+    return stub;
+  };
   api->control = std::make_unique<manager::controlapi::ControlService>(so);
-  Member* mp = &m;
   api->dispatcher = std::make_unique<manager::dispatcher::DispatcherService>([this, mp] {
     const uint64_t leader = mp->node ? mp->node->GetStatus().leader : 0;
     return leader == 0 ? std::string() : ApiAddr(leader);
@@ -63,7 +85,6 @@ void TestCluster::OnStart(Member& m) {
   lo.membership = api->membership.get();
   api->components = std::make_unique<manager::LeaderComponents>(lo);
 
-  auto dir = pki_->IssueDir(absl::StrCat("manager-", m.id), api::CERTIFICATE_ROLE_MANAGER);
   auto check = pki::AccessCheck::Create({kCluster, pki_->ca().cert_pem()}, RealClock(), nullptr);
   grpc::ServerBuilder builder;
   int port = 0;
@@ -172,6 +193,21 @@ api::Control::Stub& TestCluster::Control(uint64_t via) {
         ApiAddr(via), pki::ClientCredentials(operator_dir_, kCluster)));
   }
   return *stub;
+}
+
+std::unique_ptr<api::Control::Stub> TestCluster::ControlAs(const std::string& cn,
+                                                           api::CertificateRole role,
+                                                           uint64_t via) {
+  auto dir = pki_->IssueDir(cn, role);
+  if (!dir.ok()) return nullptr;
+  return api::Control::NewStub(
+      pki::CreateManagerChannel(ApiAddr(via), pki::ClientCredentials(*dir, kCluster)));
+}
+
+uint64_t TestCluster::forwarded_served(uint64_t id) {
+  absl::MutexLock lock(&mu_);
+  auto it = apis_.find(id);
+  return it == apis_.end() || it->second == nullptr ? 0 : it->second->control->forwarded_served();
 }
 
 uint64_t TestCluster::Leader() { return raft_->Leader(); }

@@ -48,6 +48,12 @@ class TestCluster {
   // The operator's view: a Control client through manager `via` (any live one when 0).
   api::Control::Stub& Control(uint64_t via = 0);
 
+  // A Control client through manager `via` holding a certificate of its own (CN `cn`, `role`).
+  std::unique_ptr<api::Control::Stub> ControlAs(const std::string& cn, api::CertificateRole role,
+                                                uint64_t via);
+  // Control calls manager `id` served on behalf of a follower that forwarded them.
+  uint64_t forwarded_served(uint64_t id);
+
   uint64_t Leader();
   void KillManager(uint64_t id);
   void StartManager(uint64_t id);

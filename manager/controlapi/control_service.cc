@@ -2,6 +2,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "pki/certificate.h"
+#include "pki/grpc_authorizer.h"
 #include "pki/operator_certificate.h"
 
 namespace shoal::manager::controlapi {
@@ -101,9 +103,53 @@ api::StoreObject Packed(store::Kind kind, const google::protobuf::Message& o) {
 
 }  // namespace
 
+std::optional<grpc::Status> ControlService::Route(
+    grpc::ServerContext* context,
+    const std::function<grpc::Status(api::Control::StubInterface&, grpc::ClientContext*)>&
+        forward) {
+  const auto& md = context->client_metadata();
+  auto forwarded_for = md.find(kForwardedFor);
+  auto forwarded_role = md.find(kForwardedRole);
+  if (forwarded_for != md.end() || forwarded_role != md.end()) {
+    // Only a manager forwards, and only for a role the Control API serves.
+    auto peer = pki::AuthenticatedPeer(*context);
+    if (!peer.ok() || peer->role != api::CERTIFICATE_ROLE_MANAGER) {
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                          "only a manager may forward a call on someone's behalf");
+    }
+    const std::string role = forwarded_role == md.end()
+                                 ? ""
+                                 : std::string(forwarded_role->second.data(),
+                                               forwarded_role->second.size());
+    auto parsed = pki::RoleFromName(role);
+    if (!parsed.ok() || (*parsed != api::CERTIFICATE_ROLE_MANAGER &&
+                         *parsed != api::CERTIFICATE_ROLE_OPERATOR)) {
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                          "the forwarded caller's role may not call the Control API");
+    }
+    ++forwarded_served_;
+    return std::nullopt;  // served here, never forwarded again
+  }
+  std::shared_ptr<api::Control::StubInterface> leader = options_.leader ? options_.leader() : nullptr;
+  if (leader == nullptr) return std::nullopt;
+  auto peer = pki::AuthenticatedPeer(*context);
+  if (!peer.ok()) return ToGrpcStatus(peer.status());
+  grpc::ClientContext out;
+  out.set_deadline(context->deadline());
+  out.AddMetadata(kForwardedFor, peer->subject);
+  out.AddMetadata(kForwardedRole, std::string(pki::RoleName(peer->role)));
+  return forward(*leader, &out);
+}
+
 #define SHOAL_CONTROL_FORWARD(Name)                                                            \
-  grpc::Status ControlService::Name(grpc::ServerContext*, const api::Name##Request* request,  \
+  grpc::Status ControlService::Name(grpc::ServerContext* context,                             \
+                                    const api::Name##Request* request,                        \
                                     api::Name##Response* response) {                          \
+    auto routed = Route(context, [&](api::Control::StubInterface& leader,                     \
+                                     grpc::ClientContext* out) {                              \
+      return leader.Name(out, *request, response);                                            \
+    });                                                                                       \
+    if (routed) return *routed;                                                               \
     return Answer(options_.api->Name(*request), response);                                    \
   }
 SHOAL_CONTROL_FORWARD(GetNode)
@@ -148,8 +194,12 @@ grpc::Status ControlService::GetUnlockKey(grpc::ServerContext*, const api::GetUn
 }
 
 grpc::Status ControlService::IssueOperatorCertificate(
-    grpc::ServerContext*, const api::IssueOperatorCertificateRequest* request,
+    grpc::ServerContext* context, const api::IssueOperatorCertificateRequest* request,
     api::IssueOperatorCertificateResponse* response) {
+  auto routed = Route(context, [&](api::Control::StubInterface& leader, grpc::ClientContext* out) {
+    return leader.IssueOperatorCertificate(out, *request, response);
+  });
+  if (routed) return *routed;
   const pki::RootCa* ca = options_.ca ? options_.ca() : nullptr;
   if (ca == nullptr) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE,

@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "manager/controlapi/control_api.h"
 #include "manager/leader_components.h"
+#include "manager/raft_join.h"
 #include "manager/store/testing/raft_cluster.h"
 #include "raft/recovery.h"
 #include "raft/rocksdb_log_store.h"
@@ -366,6 +367,83 @@ TEST_F(ControlPlaneTest, DemotedManagersLeaveTheRaftGroupTheLeaderLast) {
     if (!promoted) (void)w->Next(std::min(deadline, absl::Now() + absl::Seconds(1)));
   }
   EXPECT_TRUE(promoted);
+}
+
+TEST_F(ControlPlaneTest, APromotedNodeJoinsTheRaftGroupAndBecomesAVoter) {
+  // The managers' node objects, and a worker to promote.
+  ASSERT_TRUE(cluster_
+                  ->Write(Live(), [&](WriteTx& tx) -> absl::Status {
+                    for (uint64_t id = 1; id <= 4; ++id) {
+                      const std::string nid = absl::StrCat("mgr", id);
+                      if (tx.Get<api::Node>(nid) != nullptr) continue;
+                      api::Node n;
+                      n.mutable_meta()->set_id(nid);
+                      const auto role = id <= 3 ? api::NODE_ROLE_MANAGER : api::NODE_ROLE_WORKER;
+                      n.set_role(role);
+                      n.mutable_spec()->set_desired_role(role);
+                      n.mutable_status()->set_state(api::NodeStatus::NODE_STATE_READY);
+                      if (id <= 3) {
+                        n.mutable_manager_status()->set_raft_id(id);
+                        n.mutable_manager_status()->set_addr(cluster_->M(id).addr);
+                      }
+                      if (auto s = tx.Create(n); !s.ok()) return s;
+                    }
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  const uint64_t leader = cluster_->Leader();
+  ASSERT_NE(leader, 0u);
+  NodeMembership leader_membership([&] { return cluster_->M(leader).node.get(); });
+  JoinService join({cluster_->M(leader).store.get(), &leader_membership, [] { return 4; }});
+
+  // Not promoted yet: refused.
+  auto refused = join.Join("mgr4", "127.0.0.1:1");
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("swarmctl node promote mgr4"), std::string::npos);
+
+  controlapi::ControlApi::Options o;
+  o.store = cluster_->M(leader).store.get();
+  controlapi::ControlApi api(o);
+  api::GetNodeRequest get;
+  get.set_node_id("mgr4");
+  auto node = api.GetNode(get);
+  ASSERT_TRUE(node.ok());
+  api::UpdateNodeRequest promote;
+  promote.set_node_id("mgr4");
+  *promote.mutable_node_version() = node->node().meta().version();
+  *promote.mutable_spec() = node->node().spec();
+  promote.mutable_spec()->set_desired_role(api::NODE_ROLE_MANAGER);
+  ASSERT_TRUE(api.UpdateNode(promote).ok());
+
+  // Its daemon starts a member with an empty store and asks the leader to join.
+  cluster_->StartJoining(4);
+  auto joined = join.Join("mgr4", cluster_->M(4).addr);
+  ASSERT_TRUE(joined.ok()) << joined.status();
+  EXPECT_EQ(joined->raft_id(), 4u);
+  EXPECT_EQ(joined->members_size(), 4);
+
+  // The leader's role manager makes it a voter once it caught up; it holds the whole store.
+  const absl::Time deadline = absl::Now() + kWait;
+  bool voter = false;
+  while (!voter && absl::Now() < deadline) {
+    auto members = cluster_->M(leader).node->Members().get();
+    ASSERT_TRUE(members.ok()) << members.status();
+    voter = members->size() == 4 &&
+            std::none_of(members->begin(), members->end(), [](const auto& m) { return m.learner; });
+    if (!voter) {
+      // Polling a status (not synchronising data): the promotion comes from the leader's loop.
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+  }
+  ASSERT_TRUE(voter);
+  SetReplicas(2);
+  ASSERT_TRUE(cluster_->WaitApplied(4, cluster_->M(leader).store->applied_index()));
+  cluster_->M(4).store->View([](const ReadTx& tx) {
+    ASSERT_NE(tx.Get<api::Node>("mgr4"), nullptr);
+    EXPECT_EQ(tx.Get<api::Node>("mgr4")->manager_status().raft_id(), 4u);
+    EXPECT_EQ(tx.Get<api::Node>("mgr4")->role(), api::NODE_ROLE_MANAGER);
+    EXPECT_NE(tx.Get<api::Service>("web"), nullptr);
+  });
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "manager/role_manager.h"
 
 #include <algorithm>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 
@@ -26,13 +27,27 @@ absl::StatusOr<std::vector<raft::Node::MemberProgress>> NodeMembership::Members(
   return n->Members().get();
 }
 
-absl::Status NodeMembership::Remove(uint64_t raft_id) {
+absl::Status NodeMembership::Change(raftpb::ConfChange::Type type, uint64_t raft_id,
+                                    const std::string& context) {
   raft::Node* n = node_();
   if (n == nullptr) return NoNode();
   raftpb::ConfChange cc;
-  cc.set_type(raftpb::ConfChange::TYPE_REMOVE_NODE);
+  cc.set_type(type);
   cc.set_node_id(raft_id);
+  cc.set_context(context);
   return n->ProposeConfChange(std::move(cc)).get();
+}
+
+absl::Status NodeMembership::Remove(uint64_t raft_id) {
+  return Change(raftpb::ConfChange::TYPE_REMOVE_NODE, raft_id, "");
+}
+
+absl::Status NodeMembership::AddLearner(uint64_t raft_id, const std::string& context) {
+  return Change(raftpb::ConfChange::TYPE_ADD_LEARNER_NODE, raft_id, context);
+}
+
+absl::Status NodeMembership::Promote(uint64_t raft_id, const std::string& context) {
+  return Change(raftpb::ConfChange::TYPE_ADD_NODE, raft_id, context);
 }
 
 void NodeMembership::TransferLeadership(uint64_t to) {
@@ -62,14 +77,34 @@ size_t RoleManager::Step(absl::Time deadline) {
   }
   if (!dirty_) return 0;
   dirty_ = false;
+  size_t done = 0;
 
   std::vector<api::Node> changing;
+  std::map<uint64_t, api::Node> by_raft_id;
   options_.store->View([&](const ReadTx& tx) {
     for (const api::Node* n : tx.List<api::Node>()) {
       if (n->spec().desired_role() != n->role()) changing.push_back(*n);
+      if (n->manager_status().raft_id() != 0) by_raft_id[n->manager_status().raft_id()] = *n;
     }
   });
-  size_t done = 0;
+  // Learners that joined: voters once caught up (the leader refuses before).
+  if (auto members = options_.membership->Members(); members.ok()) {
+    for (const auto& m : *members) {
+      if (!m.learner) continue;
+      auto it = by_raft_id.find(m.id);
+      raftpb::RaftMember ctx;
+      ctx.set_raft_id(m.id);
+      if (it != by_raft_id.end()) {
+        ctx.set_node_id(it->second.meta().id());
+        ctx.set_addr(it->second.manager_status().addr());
+      }
+      if (options_.membership->Promote(m.id, ctx.SerializeAsString()).ok()) {
+        ++done;
+      } else {
+        dirty_ = true;  // look again next step
+      }
+    }
+  }
   waiting_.clear();
   for (const api::Node& n : changing) {
     const bool demote = n.spec().desired_role() == api::NODE_ROLE_WORKER;

@@ -2,7 +2,8 @@
 // Control API records as a node's desired role.
 //
 //   - Promotion: the node's role becomes manager; it gets a manager certificate when it renews
-//     its own, and its daemon then joins the Raft group (swarmd, #6).
+//     its own, and its daemon then joins the Raft group (JoinService) as a learner, which this
+//     makes a voter once it has caught up.
 //   - Demotion: the node's Raft member is removed first (never the last voter, nor when the
 //     voters reachable without it would not make a quorum), then its role becomes worker. A
 //     leader asked to demote itself hands its leadership to the most up-to-date reachable
@@ -35,6 +36,10 @@ class Membership {
   virtual absl::StatusOr<std::vector<raft::Node::MemberProgress>> Members() = 0;
   // Removes a member; returns once the change is applied here.
   virtual absl::Status Remove(uint64_t raft_id) = 0;
+  // Adds a learner (`context`: its serialized raftpb::RaftMember), or makes a caught-up
+  // learner a voter (FAILED_PRECONDITION while it has not caught up).
+  virtual absl::Status AddLearner(uint64_t raft_id, const std::string& context) = 0;
+  virtual absl::Status Promote(uint64_t raft_id, const std::string& context) = 0;
   virtual void TransferLeadership(uint64_t to) = 0;
 };
 
@@ -46,9 +51,12 @@ class NodeMembership : public Membership {
   uint64_t self() const override;
   absl::StatusOr<std::vector<raft::Node::MemberProgress>> Members() override;
   absl::Status Remove(uint64_t raft_id) override;
+  absl::Status AddLearner(uint64_t raft_id, const std::string& context) override;
+  absl::Status Promote(uint64_t raft_id, const std::string& context) override;
   void TransferLeadership(uint64_t to) override;
 
  private:
+  absl::Status Change(raftpb::ConfChange::Type type, uint64_t raft_id, const std::string& context);
   const std::function<raft::Node*()> node_;
 };
 

@@ -152,12 +152,19 @@ class GrpcTransport::RaftServiceImpl final
     return grpc::Status::OK;
   }
 
-  // Membership changes go through the manager's Control API (the control-plane issue), which
-  // proposes conf changes to Raft; these RPCs are its to serve.
-  grpc::Status Join(grpc::ServerContext*, const raftpb::JoinRequest*,
-                    raftpb::JoinResponse*) override {
-    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                        "Raft membership is changed through the manager, not the transport");
+  // Membership is the manager's to decide (GrpcTransport::SetJoinHandler).
+  grpc::Status Join(grpc::ServerContext* context, const raftpb::JoinRequest* request,
+                    raftpb::JoinResponse* response) override {
+    GrpcTransport::JoinHandler join;
+    {
+      absl::MutexLock lock(&transport_->join_mu_);
+      join = transport_->join_;
+    }
+    if (!join) {
+      return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                          "Raft membership is changed through the manager, not the transport");
+    }
+    return join(context, *request, response);
   }
   grpc::Status Leave(grpc::ServerContext*, const raftpb::LeaveRequest*,
                      raftpb::LeaveResponse*) override {
@@ -178,6 +185,11 @@ GrpcTransport::GrpcTransport(const Options& options)
     : options_(options),
       cork_(options.cork_bursts ? std::make_unique<SocketCork>() : nullptr),
       waker_(std::make_unique<Waker>(this)) {}
+
+void GrpcTransport::SetJoinHandler(JoinHandler handler) {
+  absl::MutexLock lock(&join_mu_);
+  join_ = std::move(handler);
+}
 
 void GrpcTransport::SetHandler(MessageHandler* handler) {
   absl::MutexLock lock(&handler_mu_);  // waits for the calls in progress

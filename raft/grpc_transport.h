@@ -45,6 +45,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -148,6 +149,13 @@ class GrpcTransport final : public Transport, private LoopHost {
   // Transport::SetHandler (Node::Start and Node::Stop call it). What arrives while there is
   // no handler is dropped, as if lost.
   void SetHandler(MessageHandler* handler) override;
+
+  // Who serves the Join RPC: membership is the manager's to decide (it knows which node was
+  // promoted); without a handler Join answers UNIMPLEMENTED. Thread-safe.
+  using JoinHandler = std::function<grpc::Status(grpc::ServerContext* context,
+                                                 const raftpb::JoinRequest& request,
+                                                 raftpb::JoinResponse* response)>;
+  void SetJoinHandler(JoinHandler handler) ABSL_LOCKS_EXCLUDED(join_mu_);
   // After the node is stopped and the server shut down, before the server is destroyed.
   ~GrpcTransport() override;
 
@@ -241,6 +249,8 @@ class GrpcTransport final : public Transport, private LoopHost {
   // handler must not call SetHandler.
   absl::Mutex handler_mu_;
   MessageHandler* handler_ ABSL_GUARDED_BY(handler_mu_) = nullptr;
+  absl::Mutex join_mu_;
+  JoinHandler join_ ABSL_GUARDED_BY(join_mu_);
   // Streams refused because their messages were for another member (logged at 1, 2, 4, ...).
   std::atomic<uint64_t> misaddressed_{0};
   // Streams refused because their sender was removed from the cluster (logged likewise).

@@ -97,6 +97,14 @@ void RaftCluster::Start(uint64_t id) {
   m.node->Start();
 }
 
+void RaftCluster::StartJoining(uint64_t id) {
+  auto m = std::make_unique<Member>();
+  m->id = id;
+  m->dir = (options_.base / absl::StrCat("m", id)).string();
+  members_.push_back(std::move(m));
+  Start(id);
+}
+
 void RaftCluster::Kill(uint64_t id) {
   Member& m = M(id);
   if (!m.up) return;

@@ -69,6 +69,9 @@ class RaftCluster {
   // Bootstraps n members and starts them.
   void Bootstrap(int n);
   void Start(uint64_t id);
+  // A new member `id` (the next after the others) with an empty store, started: it waits to
+  // be added to the group, and learns everything from the leader.
+  void StartJoining(uint64_t id);
   void Kill(uint64_t id);
 
   Member& M(uint64_t id) { return *members_[id - 1]; }

@@ -331,6 +331,29 @@ TEST_F(ControlPlaneTest, AFollowerForwardsCallsToTheLeaderWithTheCallersIdentity
   EXPECT_TRUE(forged("manager-9", api::CERTIFICATE_ROLE_MANAGER, "operator").ok());
 }
 
+TEST_F(ControlPlaneTest, OnlyAPromotedManagerJoinsTheRaftGroup) {
+  const uint64_t leader = cluster_->Leader();
+  ASSERT_NE(leader, 0u);
+  raftpb::JoinRequest req;
+  req.set_addr("127.0.0.1:1");
+  raftpb::JoinResponse resp;
+  {
+    // A manager certificate for a node nobody promoted: the node is named in the refusal.
+    auto stub = cluster_->RaftAs("stray-manager", api::CERTIFICATE_ROLE_MANAGER, leader);
+    grpc::ClientContext ctx;
+    const grpc::Status s = stub->Join(&ctx, req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_NE(s.error_message().find("node stray-manager is not promoted"), std::string::npos)
+        << s.error_message();
+  }
+  {
+    // A worker cannot even call Raft.
+    auto stub = cluster_->RaftAs(cluster_->worker(0).id(), api::CERTIFICATE_ROLE_WORKER, leader);
+    grpc::ClientContext ctx;
+    EXPECT_EQ(stub->Join(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+}
+
 TEST_F(ControlPlaneTest, BadInputGetsAClearErrorAndChangesNothing) {
   api::CreateServiceRequest req;
   req.mutable_spec()->mutable_annotations()->set_name("bad");

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "manager/raft_join.h"
 #include "pki/tls_credentials.h"
 
 namespace shoal::integration {
@@ -27,6 +28,7 @@ struct TestCluster::Api {
   std::unique_ptr<manager::controlapi::ControlService> control;
   std::unique_ptr<manager::dispatcher::DispatcherService> dispatcher;
   std::unique_ptr<manager::NodeMembership> membership;
+  std::unique_ptr<manager::JoinService> join;
   std::unique_ptr<manager::LeaderComponents> components;
   std::unique_ptr<grpc::Server> server;
 };
@@ -84,6 +86,14 @@ void TestCluster::OnStart(Member& m) {
   lo.dispatcher_service = api->dispatcher.get();
   lo.membership = api->membership.get();
   api->components = std::make_unique<manager::LeaderComponents>(lo);
+  // Promoted nodes join the Raft group through whichever manager leads.
+  api->join = std::make_unique<manager::JoinService>(
+      manager::JoinService::Options{m.store.get(), api->membership.get(), nullptr});
+  m.transport->SetJoinHandler([join = api->join.get()](grpc::ServerContext* c,
+                                                       const raftpb::JoinRequest& r,
+                                                       raftpb::JoinResponse* out) {
+    return join->Serve(c, r, out);
+  });
 
   auto check = pki::AccessCheck::Create({kCluster, pki_->ca().cert_pem()}, RealClock(), nullptr);
   grpc::ServerBuilder builder;
@@ -109,6 +119,7 @@ void TestCluster::OnKill(Member& m) {
   control_.erase(m.id);
   if (api == nullptr) return;
   api->server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
+  if (m.transport) m.transport->SetJoinHandler(nullptr);
   api->components.reset();
   api->server.reset();
 }
@@ -202,6 +213,14 @@ std::unique_ptr<api::Control::Stub> TestCluster::ControlAs(const std::string& cn
   if (!dir.ok()) return nullptr;
   return api::Control::NewStub(
       pki::CreateManagerChannel(ApiAddr(via), pki::ClientCredentials(*dir, kCluster)));
+}
+
+std::unique_ptr<raftpb::Raft::Stub> TestCluster::RaftAs(const std::string& cn,
+                                                        api::CertificateRole role, uint64_t id) {
+  auto dir = pki_->IssueDir(cn, role);
+  if (!dir.ok()) return nullptr;
+  return raftpb::Raft::NewStub(
+      pki::CreateManagerChannel(raft_->M(id).addr, pki::ClientCredentials(*dir, kCluster)));
 }
 
 uint64_t TestCluster::forwarded_served(uint64_t id) {

@@ -25,6 +25,7 @@
 #include "pki/access_check.h"
 #include "pki/testing/test_pki.h"
 #include "proto/control.grpc.pb.h"
+#include "proto/raft_service.grpc.pb.h"
 
 namespace shoal::integration {
 
@@ -51,6 +52,9 @@ class TestCluster {
   // A Control client through manager `via` holding a certificate of its own (CN `cn`, `role`).
   std::unique_ptr<api::Control::Stub> ControlAs(const std::string& cn, api::CertificateRole role,
                                                 uint64_t via);
+  // Manager `id`'s Raft address, and a Raft client to it holding a certificate of its own.
+  std::unique_ptr<raftpb::Raft::Stub> RaftAs(const std::string& cn, api::CertificateRole role,
+                                             uint64_t id);
   // Control calls manager `id` served on behalf of a follower that forwarded them.
   uint64_t forwarded_served(uint64_t id);
 

@@ -280,7 +280,12 @@ TEST_F(ControlPlaneTest, AnOperatorWatchesChangesAndCIGetsItsOwnCertificate) {
   req.add_selectors()->set_kind(api::WatchSelector::KIND_SERVICE);
   req.set_include_current(true);
   CreateService("before", 1);
-  auto stream = cluster_->Control().Watch(&ctx, req);
+  // Watch is served from the store of the manager called (not forwarded): the leader's has
+  // every acknowledged write; a follower's may lag by a moment.
+  const uint64_t leader = cluster_->Leader();
+  ASSERT_NE(leader, 0u);
+  auto watcher = cluster_->ControlAs("ci-watch", api::CERTIFICATE_ROLE_OPERATOR, leader);
+  auto stream = watcher->Watch(&ctx, req);
   api::WatchMessage current;
   ASSERT_TRUE(stream->Read(&current));
   ASSERT_EQ(current.events_size(), 1);

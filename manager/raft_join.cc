@@ -43,8 +43,11 @@ absl::StatusOr<raftpb::JoinResponse> JoinService::Join(const std::string& node_i
   auto is_member = [&](uint64_t id) {
     return std::any_of(members->begin(), members->end(), [&](const auto& m) { return m.id == id; });
   };
+  // The id is recorded on the node before the member is added: a join that fails half-way
+  // (the write done, the learner not added, or the answer lost) is retried under the same id,
+  // so no member is ever added that no node object names.
   uint64_t raft_id = node->manager_status().raft_id();
-  if (raft_id == 0 || !is_member(raft_id)) {
+  if (raft_id == 0) {
     if (options_.new_raft_id) {
       raft_id = options_.new_raft_id();
     } else {
@@ -53,23 +56,30 @@ absl::StatusOr<raftpb::JoinResponse> JoinService::Join(const std::string& node_i
         raft_id = absl::Uniform<uint64_t>(gen);
       } while (raft_id == 0 || is_member(raft_id));
     }
-    raftpb::RaftMember me;
-    me.set_raft_id(raft_id);
-    me.set_node_id(node_id);
-    me.set_addr(addr);
-    if (absl::Status s = options_.membership->AddLearner(raft_id, me.SerializeAsString()); !s.ok()) {
-      return s;
-    }
   }
   auto written = options_.store->Update([&](WriteTx& tx) -> absl::Status {
     const api::Node* n = tx.Get<api::Node>(node_id);
     if (n == nullptr) return absl::NotFoundError(absl::StrCat("node ", node_id, " not found"));
+    if (n->manager_status().raft_id() == raft_id && n->manager_status().addr() == addr) {
+      return absl::OkStatus();
+    }
     api::Node u = *n;
     u.mutable_manager_status()->set_raft_id(raft_id);
     u.mutable_manager_status()->set_addr(addr);
     return tx.Update(u);
   });
   if (!written.ok()) return written.status();
+  if (!is_member(raft_id)) {
+    raftpb::RaftMember me;
+    me.set_raft_id(raft_id);
+    me.set_node_id(node_id);
+    me.set_addr(addr);
+    if (absl::Status s = options_.membership->AddLearner(raft_id, me.SerializeAsString()); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("adding member ", raft_id, " for node ", node_id,
+                                                  " failed (", s.message(),
+                                                  "): call Join again; it reuses the id"));
+    }
+  }
 
   raftpb::JoinResponse out;
   out.set_raft_id(raft_id);

@@ -75,20 +75,20 @@ size_t RoleManager::Step(absl::Time deadline) {
     dirty_ = true;
     wait_until = absl::InfinitePast();
   }
-  if (!dirty_) return 0;
-  dirty_ = false;
+  // Learners that joined: voters once caught up (the leader refuses before). Looked at on
+  // every step: a member is added without a store event.
   size_t done = 0;
-
-  std::vector<api::Node> changing;
-  std::map<uint64_t, api::Node> by_raft_id;
-  options_.store->View([&](const ReadTx& tx) {
-    for (const api::Node* n : tx.List<api::Node>()) {
-      if (n->spec().desired_role() != n->role()) changing.push_back(*n);
-      if (n->manager_status().raft_id() != 0) by_raft_id[n->manager_status().raft_id()] = *n;
-    }
-  });
-  // Learners that joined: voters once caught up (the leader refuses before).
   if (auto members = options_.membership->Members(); members.ok()) {
+    std::map<uint64_t, api::Node> by_raft_id;
+    bool learners = false;
+    for (const auto& m : *members) learners |= m.learner;
+    if (learners) {
+      options_.store->View([&](const ReadTx& tx) {
+        for (const api::Node* n : tx.List<api::Node>()) {
+          if (n->manager_status().raft_id() != 0) by_raft_id[n->manager_status().raft_id()] = *n;
+        }
+      });
+    }
     for (const auto& m : *members) {
       if (!m.learner) continue;
       auto it = by_raft_id.find(m.id);
@@ -98,14 +98,18 @@ size_t RoleManager::Step(absl::Time deadline) {
         ctx.set_node_id(it->second.meta().id());
         ctx.set_addr(it->second.manager_status().addr());
       }
-      if (options_.membership->Promote(m.id, ctx.SerializeAsString()).ok()) {
-        ++done;
-      } else {
-        dirty_ = true;  // look again next step
-      }
+      if (options_.membership->Promote(m.id, ctx.SerializeAsString()).ok()) ++done;
     }
   }
-  waiting_.clear();
+  if (!dirty_) return done;
+  dirty_ = false;
+
+  std::vector<api::Node> changing;
+  options_.store->View([&](const ReadTx& tx) {
+    for (const api::Node* n : tx.List<api::Node>()) {
+      if (n->spec().desired_role() != n->role()) changing.push_back(*n);
+    }
+  });
   for (const api::Node& n : changing) {
     const bool demote = n.spec().desired_role() == api::NODE_ROLE_WORKER;
     const uint64_t raft_id = n.manager_status().raft_id();

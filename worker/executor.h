@@ -46,6 +46,14 @@ class Executor {
   virtual ~Executor() = default;
   // A runner for `task`; an error rejects the task (a spec this executor cannot run).
   virtual absl::StatusOr<std::unique_ptr<TaskRunner>> Runner(const api::Task& task) = 0;
+  // A runner for a task that an earlier run of this worker started (the task's saved status
+  // says STARTING or RUNNING): it reports how that one ends, and stops it. An error means the
+  // task is lost (it fails, naming why). Executors whose tasks cannot outlive the worker lose
+  // them all.
+  virtual absl::StatusOr<std::unique_ptr<TaskRunner>> Adopt(const api::Task& task) {
+    (void)task;
+    return absl::NotFoundError("this executor's tasks do not outlive the worker");
+  }
 };
 
 }  // namespace shoal::worker

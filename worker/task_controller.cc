@@ -14,7 +14,18 @@ absl::Duration GracePeriod(const api::Task& t) {
 }  // namespace
 
 TaskController::TaskController(const api::Task& task, Executor& executor)
-    : task_(task), executor_(executor) {}
+    : task_(task), executor_(executor) {
+  // A task an earlier run of this worker started: find it again, or fail it at the first step.
+  if (state() >= api::TASK_STATE_STARTING && !finished()) {
+    auto runner = executor_.Adopt(task_);
+    if (runner.ok()) {
+      runner_ = *std::move(runner);
+      started_ = true;
+    } else {
+      lost_ = std::string(runner.status().message());
+    }
+  }
+}
 
 TaskController::~TaskController() {
   if (runner_ != nullptr) (void)runner_->Remove();
@@ -44,6 +55,10 @@ void TaskController::Move(api::TaskState to, const std::string& message, const s
 std::vector<api::TaskStatus> TaskController::Step(absl::Time now) {
   std::vector<api::TaskStatus> out;
   if (finished()) return out;
+  if (!lost_.empty()) {
+    Move(api::TASK_STATE_FAILED, "lost on worker restart", lost_, now, out);
+    return out;
+  }
 
   // Asked to stop: stop what runs; what never started just stops.
   if (task_.desired_state() > api::TASK_STATE_RUNNING) {

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -26,6 +27,8 @@ namespace shoal::worker {
 
 class TaskController {
  public:
+  // A task saved as STARTING or RUNNING by an earlier run of this worker is adopted
+  // (Executor::Adopt); one that cannot be fails at the first step, naming why.
   TaskController(const api::Task& task, Executor& executor);
   ~TaskController();
 
@@ -34,6 +37,10 @@ class TaskController {
 
   // Advances as far as it can at `now`; each status it passed through, in order, to report.
   std::vector<api::TaskStatus> Step(absl::Time now);
+
+  // Lets go of the runner without removing anything: the task goes on without this
+  // controller (a worker that stops adopts it again when it restarts).
+  void Release() { runner_.reset(); }
 
   const api::Task& task() const { return task_; }
   api::TaskState state() const { return task_.status().state(); }
@@ -48,6 +55,8 @@ class TaskController {
   Executor& executor_;
   std::unique_ptr<TaskRunner> runner_;
   bool started_ = false;
+  // Why an adopted task could not be found again; empty otherwise.
+  std::string lost_;
 };
 
 }  // namespace shoal::worker

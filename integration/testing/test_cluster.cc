@@ -3,7 +3,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "manager/raft_join.h"
+#include "gtest/gtest.h"
 #include "pki/tls_credentials.h"
+#include "worker/sim_executor.h"
 
 namespace shoal::integration {
 
@@ -37,6 +39,7 @@ TestCluster::TestCluster(Options options) : options_(std::move(options)) {}
 
 TestCluster::~TestCluster() {
   for (auto& w : workers_) w->Kill();
+  for (auto& a : agents_) a.agent.reset();
   if (raft_ != nullptr) {
     for (uint64_t id = 1; id <= raft_->size(); ++id) raft_->Kill(id);
   }
@@ -176,7 +179,52 @@ absl::Status TestCluster::Start() {
   });
   if (!wrote.ok()) return wrote.status();
   for (int i = 0; i < options_.workers; ++i) AddWorker();
+  for (int i = 0; i < options_.agents; ++i) AddAgent();
   return absl::OkStatus();
+}
+
+worker::Agent& TestCluster::AddAgent() {
+  AgentSlot slot;
+  slot.id = absl::StrCat("agent-", agents_.size() + 1);
+  slot.tls_dir = *pki_->IssueDir(slot.id, api::CERTIFICATE_ROLE_WORKER);
+  slot.state_dir = (options_.base / slot.id).string();
+  std::filesystem::create_directories(slot.state_dir);
+  agents_.push_back(std::move(slot));
+  return StartAgent(static_cast<int>(agents_.size()) - 1);
+}
+
+void TestCluster::StopAgent(int i) { agents_.at(i).agent.reset(); }
+
+worker::Agent& TestCluster::StartAgent(int i) {
+  AgentSlot& slot = agents_.at(i);
+  if (options_.executor == nullptr) {
+    if (own_executor_ == nullptr) own_executor_ = std::make_unique<worker::SimExecutor>();
+    options_.executor = own_executor_.get();
+  }
+  worker::Agent::Options o;
+  o.node_id = slot.id;
+  for (uint64_t m = 1; m <= raft_->size(); ++m) o.managers.push_back(ApiAddr(m));
+  o.channel = [tls = slot.tls_dir](const std::string& addr) {
+    return pki::CreateManagerChannel(addr, pki::ClientCredentials(tls, kCluster));
+  };
+  o.executor = options_.executor;
+  o.description.set_hostname(slot.id);
+  o.description.mutable_resources()->set_nano_cpus(8'000'000'000);
+  o.description.mutable_resources()->set_memory_bytes(int64_t{16} << 30);
+  o.description.mutable_platform()->set_os("linux");
+  o.description.mutable_platform()->set_architecture("amd64");
+  o.state_dir = slot.state_dir;
+  o.poll_interval = absl::Milliseconds(50);
+  o.backoff_max = absl::Milliseconds(500);
+  o.seed = static_cast<uint64_t>(i) + 1;
+  auto agent = worker::Agent::Create(std::move(o));
+  if (!agent.ok()) {
+    ADD_FAILURE() << slot.id << ": " << agent.status();
+    std::abort();
+  }
+  slot.agent = std::move(*agent);
+  slot.agent->Start();
+  return *slot.agent;
 }
 
 FakeWorker& TestCluster::AddWorker() {

@@ -1,7 +1,8 @@
 // An in-process cluster for tests: managers on real Raft (RocksDB, gRPC on loopback), each
 // serving the Control and Dispatcher APIs behind Shoal's mutual TLS, starting its leader-only
 // components (orchestrator, allocator, scheduler, dispatcher) when it leads; fake workers
-// (fake_worker.h) that talk to them as nodes do; an operator client holding an operator
+// (fake_worker.h) that talk to them as nodes do, and real worker agents (worker/agent.h) on a
+// sim executor; an operator client holding an operator
 // certificate, as CI does.
 //
 // Thread-safety: from the test thread.
@@ -26,6 +27,8 @@
 #include "pki/testing/test_pki.h"
 #include "proto/control.grpc.pb.h"
 #include "proto/raft_service.grpc.pb.h"
+#include "worker/agent.h"
+#include "worker/executor.h"
 
 namespace shoal::integration {
 
@@ -38,6 +41,10 @@ class TestCluster {
     // The cluster's heartbeat period: short, so that a dead worker is noticed in a test.
     absl::Duration heartbeat_period = absl::Milliseconds(300);
     uint64_t snapshot_interval = 500;
+    // Real worker agents (worker/agent.h) started with the cluster, besides the fake workers,
+    // on `executor` (default: a sim executor), each with a task database under base.
+    int agents = 0;
+    worker::Executor* executor = nullptr;
   };
 
   explicit TestCluster(Options options);
@@ -68,6 +75,15 @@ class TestCluster {
   // A new worker, started.
   FakeWorker& AddWorker();
 
+  // Real worker agents: agent(i) is the i-th (its node id is agent_id(i)); StopAgent ends it
+  // as a daemon that stops (its tasks go on), StartAgent starts it again on the same state.
+  worker::Agent& agent(int i) { return *agents_.at(i).agent; }
+  const std::string& agent_id(int i) const { return agents_.at(i).id; }
+  int agents() const { return static_cast<int>(agents_.size()); }
+  worker::Agent& AddAgent();
+  void StopAgent(int i);
+  worker::Agent& StartAgent(int i);
+
   // Waits (on a live manager's store events, a second at most between looks) until `done`
   // holds on the store, letting everything run meanwhile. False after `wait`.
   bool WaitFor(const std::function<bool(const manager::store::ReadTx&)>& done,
@@ -88,6 +104,14 @@ class TestCluster {
   std::map<uint64_t, std::string> api_addrs_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, std::unique_ptr<api::Control::Stub>> control_;
   std::vector<std::unique_ptr<FakeWorker>> workers_;
+  struct AgentSlot {
+    std::string id;
+    std::string tls_dir;
+    std::string state_dir;
+    std::unique_ptr<worker::Agent> agent;
+  };
+  std::unique_ptr<worker::Executor> own_executor_;
+  std::vector<AgentSlot> agents_;
 };
 
 }  // namespace shoal::integration

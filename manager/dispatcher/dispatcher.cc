@@ -22,6 +22,28 @@ absl::Duration FromProto(const google::protobuf::Duration& d) {
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
 }
 
+}  // namespace
+
+std::vector<api::WeightedPeer> ManagersOf(const ReadTx& tx) {
+  std::vector<api::WeightedPeer> out;
+  for (const api::Node* n : tx.List<api::Node>()) {
+    if (n->role() != api::NODE_ROLE_MANAGER || n->manager_status().addr().empty()) continue;
+    api::WeightedPeer p;
+    p.set_node_id(n->meta().id());
+    p.set_addr(n->manager_status().addr());
+    p.set_weight(n->status().state() == api::NodeStatus::NODE_STATE_DOWN ? 0 : 10);
+    out.push_back(std::move(p));
+  }
+  // The reachable ones first: a worker tries them in this order.
+  std::stable_sort(out.begin(), out.end(), [](const api::WeightedPeer& a,
+                                              const api::WeightedPeer& b) {
+    return a.weight() > b.weight();
+  });
+  return out;
+}
+
+namespace {
+
 absl::Duration PeriodOf(const ReadTx& tx) {
   for (const api::Cluster* c : tx.List<api::Cluster>()) {
     const auto& p = c->spec().dispatcher().heartbeat_period();
@@ -206,8 +228,10 @@ absl::StatusOr<std::string> Dispatcher::OpenSession(const std::string& node_id,
       },
       options_.leader_term);
   if (!r.ok()) return r.status();
+  std::vector<api::WeightedPeer> managers;
   options_.store->View([&](const ReadTx& tx) {
     if (const api::Node* n = tx.Get<api::Node>(node_id)) written = *n;
+    managers = ManagersOf(tx);
   });
 
   std::shared_ptr<SessionSink> old_session;
@@ -229,6 +253,7 @@ absl::StatusOr<std::string> Dispatcher::OpenSession(const std::string& node_id,
     n.deadline = clock_.Now() + kMissedHeartbeats * period_;
     first.set_session_id(session_id);
     *first.mutable_node() = written;
+    for (auto& p : managers) *first.add_managers() = std::move(p);
   }
   const absl::Status replaced = absl::AbortedError("replaced by a newer session of this node");
   if (old_session) old_session->End(replaced);
@@ -454,6 +479,7 @@ void Dispatcher::Pump(absl::Time deadline) {
   std::set<std::string> affected;
   bool all = false;
   std::vector<std::pair<std::shared_ptr<SessionSink>, api::SessionMessage>> node_messages;
+  bool managers_changed = false;
   absl::Time wait_until = deadline;
   while (true) {
     auto e = watch_->Next(wait_until);
@@ -464,6 +490,7 @@ void Dispatcher::Pump(absl::Time deadline) {
     if (const auto* t = ev.As<api::Task>()) {
       if (!t->node_id().empty()) affected.insert(t->node_id());
     } else if (const auto* n = ev.As<api::Node>()) {
+      managers_changed = true;
       absl::MutexLock lock(&mu_);
       auto it = nodes_.find(n->meta().id());
       if (ev.type != Event::Type::kRemove && it != nodes_.end() && it->second.session) {
@@ -480,6 +507,30 @@ void Dispatcher::Pump(absl::Time deadline) {
       });
     } else {
       all = true;  // a secret or config: whoever references it
+    }
+  }
+  if (managers_changed) {
+    // Every session hears of a change of the manager list (a promotion, a demotion, a new
+    // address, a manager down): the workers fail over to the managers it names.
+    std::vector<api::WeightedPeer> managers;
+    options_.store->View([&](const ReadTx& tx) { managers = ManagersOf(tx); });
+    std::string key;
+    for (const auto& p : managers) absl::StrAppend(&key, p.addr(), "/", p.weight(), ",");
+    absl::MutexLock lock(&mu_);
+    if (key != managers_key_) {
+      managers_key_ = key;
+      std::set<std::string> told;
+      for (auto& [sink, m] : node_messages) {
+        for (const auto& p : managers) *m.add_managers() = p;
+        told.insert(m.session_id());
+      }
+      for (const auto& [id, n] : nodes_) {
+        if (!n.session || told.count(n.session_id)) continue;
+        api::SessionMessage m;
+        m.set_session_id(n.session_id);
+        for (const auto& p : managers) *m.add_managers() = p;
+        node_messages.emplace_back(n.session, std::move(m));
+      }
     }
   }
   for (auto& [sink, m] : node_messages) sink->Send(m);

@@ -11,6 +11,8 @@
 //   - takes task status updates from the node a task is assigned to (others are refused),
 //     only forward (an update that would move a task backwards is ignored), buffers them and
 //     writes them in batches (at 10,000 updates or every 100 ms), as SwarmKit does;
+//   - tells each session the managers it may fail over to (WeightedPeer: the ones not down
+//     first), in the first message and whenever that list changes;
 //   - streams each node its assignments: the tasks assigned to it (until they are finished and
 //     no longer wanted) and only the secrets and configs that its wanted tasks reference; a
 //     complete set first, then differences after each burst of changes.
@@ -47,6 +49,8 @@ using AssignmentSet = std::map<AssignmentKey, api::Assignment>;
 
 // The assignments of `node_id` in `tx`.
 AssignmentSet AssignmentsOf(const std::string& node_id, const store::ReadTx& tx);
+// The managers a node may connect to: those with an address, the ones not down first.
+std::vector<api::WeightedPeer> ManagersOf(const store::ReadTx& tx);
 // The changes from `before` to `after` (UPDATE for new or changed items, REMOVE for gone).
 std::vector<api::AssignmentChange> Diff(const AssignmentSet& before, const AssignmentSet& after);
 
@@ -154,6 +158,9 @@ class Dispatcher {
   std::map<std::string, api::TaskStatus> pending_status_ ABSL_GUARDED_BY(mu_);
   absl::Time last_flush_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // The manager list the sessions were last sent (addresses and weights), to send a change
+  // once.
+  std::string managers_key_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 

@@ -294,4 +294,54 @@ TEST_F(DispatcherTest, StoppingEndsEveryStream) {
 }
 
 }  // namespace
+// A session is told the managers it may fail over to, and told again when the list changes
+// (a new manager, one down: listed last), not when nothing in it changed.
+TEST_F(DispatcherTest, SessionsAreToldTheManagerListAndItsChanges) {
+  api::Node m1;
+  m1.mutable_meta()->set_id("m1");
+  m1.set_role(api::NODE_ROLE_MANAGER);
+  m1.mutable_manager_status()->set_addr("10.0.0.1:4242");
+  m1.mutable_status()->set_state(api::NodeStatus::NODE_STATE_READY);
+  Put(m1);
+  auto d = Make();
+  auto sink = std::make_shared<Sink>();
+  ASSERT_TRUE(d->OpenSession("w1", api::NODE_ROLE_WORKER, Description("w"), "10.0.0.9", sink).ok());
+  ASSERT_EQ(sink->sessions.size(), 1u);
+  ASSERT_EQ(sink->sessions[0].managers_size(), 1);
+  EXPECT_EQ(sink->sessions[0].managers(0).addr(), "10.0.0.1:4242");
+  EXPECT_EQ(sink->sessions[0].managers(0).node_id(), "m1");
+  d->Pump(absl::InfinitePast());
+
+  api::Node m2 = m1;
+  m2.mutable_meta()->set_id("m2");
+  m2.mutable_manager_status()->set_addr("10.0.0.2:4242");
+  Put(m2);
+  auto r = store_.Update([&](WriteTx& tx) {
+    api::Node down = *tx.Get<api::Node>("m1");
+    down.mutable_status()->set_state(api::NodeStatus::NODE_STATE_DOWN);
+    return tx.Update(down);
+  });
+  ASSERT_TRUE(r.ok()) << r.status();
+  const size_t before = sink->sessions.size();
+  d->Pump(absl::InfinitePast());
+  ASSERT_GT(sink->sessions.size(), before);
+  const api::SessionMessage& last = sink->sessions.back();
+  ASSERT_EQ(last.managers_size(), 2);
+  EXPECT_EQ(last.managers(0).addr(), "10.0.0.2:4242");  // the live one first
+  EXPECT_EQ(last.managers(1).addr(), "10.0.0.1:4242");
+  EXPECT_EQ(last.managers(1).weight(), 0);
+
+  // A worker's change leaves the list as it was: nothing more is sent.
+  const size_t now = sink->sessions.size();
+  auto w = store_.Update([&](WriteTx& tx) {
+    api::Node n = *tx.Get<api::Node>("w1");
+    n.mutable_spec()->mutable_annotations()->mutable_labels()->insert({"a", "b"});
+    return tx.Update(n);
+  });
+  ASSERT_TRUE(w.ok()) << w.status();
+  d->Pump(absl::InfinitePast());
+  ASSERT_EQ(sink->sessions.size(), now + 1);  // its own node object
+  EXPECT_EQ(sink->sessions.back().managers_size(), 0);
+}
+
 }  // namespace shoal::manager::dispatcher

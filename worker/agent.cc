@@ -44,6 +44,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(Options options) {
 
 absl::Status Agent::Open() {
   if (options_.state_dir.empty()) return absl::OkStatus();
+  db_.reset();
   const std::string path = options_.state_dir + "/tasks";
   rocksdb::Options o;
   o.create_if_missing = true;
@@ -98,6 +99,32 @@ void Agent::Stop() {
   // The controllers' runners are left as they are: the tasks outlive this agent.
   for (auto& [id, c] : tasks_) c->Release();
   tasks_.clear();
+}
+
+void Agent::ShutdownTasks(absl::Duration wait) {
+  Stop();
+  // Stop released the controllers: adopt the tasks from the database again, and stop them.
+  if (absl::Status s = Open(); !s.ok()) {
+    log::Warning(kLog, "cannot read the task database to stop the tasks", {{"error", s}});
+    return;
+  }
+  const absl::Time deadline = absl::Now() + wait;
+  for (auto& [id, c] : tasks_) {
+    api::Task t = c->task();
+    t.set_desired_state(api::TASK_STATE_SHUTDOWN);
+    c->Update(t);
+    if (absl::Now() < deadline) (void)c->Step(absl::Now());
+    Forget(id);
+  }
+  tasks_.clear();  // removes what each runner held
+  absl::MutexLock lock(&mu_);
+  states_.clear();
+  unreported_.clear();
+}
+
+bool Agent::connected() const {
+  absl::MutexLock lock(&mu_);
+  return stub_ != nullptr;
 }
 
 size_t Agent::running() const {

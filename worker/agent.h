@@ -76,10 +76,16 @@ class Agent {
   ~Agent();
 
   void Start();
-  // Ends the session and the loop. Tasks keep running (`leave` stops them through the
-  // managers, and a restarted worker adopts them): a worker's restart is not a task's.
+  // Ends the session and the loop. Tasks keep running (a restarted worker adopts them): a
+  // worker's restart is not a task's.
   void Stop();
 
+  // Leaving the cluster: stops every task (each with its grace period, all within `wait`)
+  // and removes what they hold. Call after Stop.
+  void ShutdownTasks(absl::Duration wait);
+
+  // Whether a session is open now.
+  bool connected() const;
   // Tasks it runs now (RUNNING and wanted so).
   size_t running() const;
   // Sessions opened so far (each reconnection opens another).

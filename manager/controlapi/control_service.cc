@@ -103,6 +103,12 @@ api::StoreObject Packed(store::Kind kind, const google::protobuf::Message& o) {
 
 }  // namespace
 
+absl::StatusOr<pki::CertificateInfo> ControlService::Caller(
+    const grpc::ServerContext& context) const {
+  if (options_.local_caller.has_value()) return *options_.local_caller;
+  return pki::AuthenticatedPeer(context);
+}
+
 std::optional<grpc::Status> ControlService::Route(
     grpc::ServerContext* context,
     const std::function<grpc::Status(api::Control::StubInterface&, grpc::ClientContext*)>&
@@ -112,7 +118,7 @@ std::optional<grpc::Status> ControlService::Route(
   auto forwarded_role = md.find(kForwardedRole);
   if (forwarded_for != md.end() || forwarded_role != md.end()) {
     // Only a manager forwards, and only for a role the Control API serves.
-    auto peer = pki::AuthenticatedPeer(*context);
+    auto peer = Caller(*context);
     if (!peer.ok() || peer->role != api::CERTIFICATE_ROLE_MANAGER) {
       return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
                           "only a manager may forward a call on someone's behalf");
@@ -132,7 +138,7 @@ std::optional<grpc::Status> ControlService::Route(
   }
   std::shared_ptr<api::Control::StubInterface> leader = options_.leader ? options_.leader() : nullptr;
   if (leader == nullptr) return std::nullopt;
-  auto peer = pki::AuthenticatedPeer(*context);
+  auto peer = Caller(*context);
   if (!peer.ok()) return ToGrpcStatus(peer.status());
   grpc::ClientContext out;
   out.set_deadline(context->deadline());

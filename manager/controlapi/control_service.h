@@ -25,6 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "manager/controlapi/control_api.h"
+#include "pki/certificate.h"
 #include "pki/root_ca.h"
 #include "proto/control.grpc.pb.h"
 
@@ -32,6 +33,41 @@ namespace shoal::manager::controlapi {
 
 inline constexpr char kForwardedFor[] = "shoal-forwarded-for";
 inline constexpr char kForwardedRole[] = "shoal-forwarded-role";
+
+// Every unary Control method, for X-macros (the socket proxy of node/ uses it too).
+#define SHOAL_CONTROL_METHODS(X) \
+  X(GetNode) \
+  X(ListNodes) \
+  X(UpdateNode) \
+  X(RemoveNode) \
+  X(GetTask) \
+  X(ListTasks) \
+  X(RemoveTask) \
+  X(CreateService) \
+  X(GetService) \
+  X(UpdateService) \
+  X(RemoveService) \
+  X(ListServices) \
+  X(ListServiceStatuses) \
+  X(CreateNetwork) \
+  X(GetNetwork) \
+  X(ListNetworks) \
+  X(RemoveNetwork) \
+  X(GetCluster) \
+  X(ListClusters) \
+  X(UpdateCluster) \
+  X(GetUnlockKey) \
+  X(GetSecret) \
+  X(UpdateSecret) \
+  X(ListSecrets) \
+  X(CreateSecret) \
+  X(RemoveSecret) \
+  X(GetConfig) \
+  X(UpdateConfig) \
+  X(ListConfigs) \
+  X(CreateConfig) \
+  X(RemoveConfig) \
+  X(IssueOperatorCertificate)
 
 class ControlService final : public api::Control::Service {
  public:
@@ -44,44 +80,17 @@ class ControlService final : public api::Control::Service {
     // The leader's Control API when another manager leads; null when this one does (or no
     // leader is known: served here, and writes fail with "no leader"). Optional.
     std::function<std::shared_ptr<api::Control::StubInterface>()> leader;
+    // Set for the instance a node daemon serves on its local control socket (no TLS there:
+    // the socket's permissions admit root only): every caller is taken to be this identity,
+    // the node's own manager certificate's, as root on a manager holds its keys anyway.
+    std::optional<pki::CertificateInfo> local_caller;
   };
   explicit ControlService(Options options) : options_(std::move(options)) {}
 
 #define SHOAL_CONTROL_METHOD(Name)                                                   \
   grpc::Status Name(grpc::ServerContext*, const api::Name##Request* request,       \
                     api::Name##Response* response) override;
-  SHOAL_CONTROL_METHOD(GetNode)
-  SHOAL_CONTROL_METHOD(ListNodes)
-  SHOAL_CONTROL_METHOD(UpdateNode)
-  SHOAL_CONTROL_METHOD(RemoveNode)
-  SHOAL_CONTROL_METHOD(GetTask)
-  SHOAL_CONTROL_METHOD(ListTasks)
-  SHOAL_CONTROL_METHOD(RemoveTask)
-  SHOAL_CONTROL_METHOD(CreateService)
-  SHOAL_CONTROL_METHOD(GetService)
-  SHOAL_CONTROL_METHOD(UpdateService)
-  SHOAL_CONTROL_METHOD(RemoveService)
-  SHOAL_CONTROL_METHOD(ListServices)
-  SHOAL_CONTROL_METHOD(ListServiceStatuses)
-  SHOAL_CONTROL_METHOD(CreateNetwork)
-  SHOAL_CONTROL_METHOD(GetNetwork)
-  SHOAL_CONTROL_METHOD(ListNetworks)
-  SHOAL_CONTROL_METHOD(RemoveNetwork)
-  SHOAL_CONTROL_METHOD(GetCluster)
-  SHOAL_CONTROL_METHOD(ListClusters)
-  SHOAL_CONTROL_METHOD(UpdateCluster)
-  SHOAL_CONTROL_METHOD(GetUnlockKey)
-  SHOAL_CONTROL_METHOD(GetSecret)
-  SHOAL_CONTROL_METHOD(UpdateSecret)
-  SHOAL_CONTROL_METHOD(ListSecrets)
-  SHOAL_CONTROL_METHOD(CreateSecret)
-  SHOAL_CONTROL_METHOD(RemoveSecret)
-  SHOAL_CONTROL_METHOD(GetConfig)
-  SHOAL_CONTROL_METHOD(UpdateConfig)
-  SHOAL_CONTROL_METHOD(ListConfigs)
-  SHOAL_CONTROL_METHOD(CreateConfig)
-  SHOAL_CONTROL_METHOD(RemoveConfig)
-  SHOAL_CONTROL_METHOD(IssueOperatorCertificate)
+  SHOAL_CONTROL_METHODS(SHOAL_CONTROL_METHOD)
 #undef SHOAL_CONTROL_METHOD
 
   grpc::Status Watch(grpc::ServerContext* context, const api::WatchRequest* request,
@@ -93,6 +102,8 @@ class ControlService final : public api::Control::Service {
  private:
   // Whether to serve `context`'s call here: OK; or the status of the call forwarded to the
   // leader (`forward` makes it); or a refusal of forged forwarding metadata.
+  // Who calls: the verified peer, or the local caller.
+  absl::StatusOr<pki::CertificateInfo> Caller(const grpc::ServerContext& context) const;
   std::optional<grpc::Status> Route(
       grpc::ServerContext* context,
       const std::function<grpc::Status(api::Control::StubInterface&, grpc::ClientContext*)>&

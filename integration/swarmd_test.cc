@@ -1,0 +1,297 @@
+// Real swarmd processes on loopback: `init` on one, `join` with tokens on the others, a
+// service spread over them, and what happens when a worker or the leader is killed, when every
+// manager restarts, and when input is wrong. Each node is its own process with its own state
+// directory and control socket; the test talks to them as swarmctl does, through the sockets.
+#include <signal.h>
+
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <set>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "integration/testing/swarmd_process.h"
+
+namespace shoal::integration {
+namespace {
+
+constexpr absl::Duration kWait = absl::Seconds(60);
+
+// Waits for `done`, looking again every 50 ms (the test watches other processes, which no
+// event of its own announces); false after `wait`.
+bool Eventually(const std::function<bool()>& done, absl::Duration wait = kWait) {
+  const absl::Time deadline = absl::Now() + wait;
+  while (absl::Now() < deadline) {
+    if (done()) return true;
+    absl::SleepFor(absl::Milliseconds(50));  // polling other processes' state
+  }
+  return done();
+}
+
+template <typename Stub, typename Req, typename Resp>
+grpc::Status Call(Stub& stub,
+                  grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
+                  const Req& req, Resp* resp) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  return (stub.*method)(&ctx, req, resp);
+}
+
+class SwarmdTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    base_ = absl::StrCat(tmp ? tmp : "/tmp", "/",
+                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(base_);
+  }
+  void TearDown() override {
+    if (HasFailure()) {
+      for (auto& [name, n] : nodes_) {
+        std::cerr << "----- " << name << " -----\n" << n->LogTail() << "\n";
+      }
+    }
+    nodes_.clear();  // SIGKILL, reaped
+  }
+
+  SwarmdProcess& Node(const std::string& name) {
+    auto& n = nodes_[name];
+    if (n == nullptr) {
+      SwarmdProcess::Options o;
+      o.name = name;
+      o.dir = base_ + "/" + name;
+      n = std::make_unique<SwarmdProcess>(o);
+    }
+    return *n;
+  }
+
+  // `m1` inits (a 400 ms heartbeat, so that a dead node is noticed quickly); the other
+  // managers and the workers join with the tokens it printed.
+  void Bring(int managers, int workers) {
+    SwarmdProcess& first = Node("m1");
+    ASSERT_TRUE(first.Start().ok());
+    api::InitRequest init;
+    init.mutable_spec()->mutable_dispatcher()->mutable_heartbeat_period()->set_nanos(400'000'000);
+    api::InitResponse inited;
+    const grpc::Status s = Call(first.node_control(), &api::NodeControl::Stub::Init, init, &inited);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    tokens_ = inited.join_tokens();
+    EXPECT_EQ(inited.advertise_addr(), first.addr());
+    for (int i = 2; i <= managers; ++i) {
+      ASSERT_NO_FATAL_FAILURE(Join(absl::StrCat("m", i), tokens_.manager()));
+    }
+    for (int i = 1; i <= workers; ++i) {
+      ASSERT_NO_FATAL_FAILURE(Join(absl::StrCat("w", i), tokens_.worker()));
+    }
+    ASSERT_TRUE(Eventually([&] { return ReadyNodes() == managers + workers; }))
+        << ReadyNodes() << " nodes ready";
+  }
+
+  void Join(const std::string& name, const std::string& token) {
+    SwarmdProcess& n = Node(name);
+    ASSERT_TRUE(n.Start().ok());
+    api::JoinRequest req;
+    req.add_remote_addrs(Node("m1").addr());
+    req.set_join_token(token);
+    api::JoinResponse resp;
+    const grpc::Status s = Call(n.node_control(), &api::NodeControl::Stub::Join, req, &resp);
+    ASSERT_TRUE(s.ok()) << name << ": " << s.error_message();
+  }
+
+  // A manager whose process runs.
+  SwarmdProcess& AnyManager() {
+    for (auto& [name, n] : nodes_) {
+      if (name[0] == 'm' && n->running()) return *n;
+    }
+    return Node("m1");
+  }
+
+  int ReadyNodes() {
+    api::ListNodesResponse resp;
+    if (!Call(AnyManager().control(), &api::Control::Stub::ListNodes, api::ListNodesRequest(),
+              &resp)
+             .ok()) {
+      return -1;
+    }
+    int ready = 0;
+    for (const auto& n : resp.nodes()) {
+      ready += n.status().state() == api::NodeStatus::NODE_STATE_READY;
+    }
+    return ready;
+  }
+
+  // The running tasks of a service, by node id; empty when it cannot be read.
+  std::map<std::string, int> RunningByNode(SwarmdProcess& via, const std::string& service) {
+    api::ListTasksRequest req;
+    api::ListTasksResponse resp;
+    std::map<std::string, int> out;
+    if (!Call(via.control(), &api::Control::Stub::ListTasks, req, &resp).ok()) return out;
+    api::GetServiceRequest g;
+    g.set_service_id(service);
+    api::GetServiceResponse svc;
+    if (!Call(via.control(), &api::Control::Stub::GetService, g, &svc).ok()) return out;
+    for (const auto& t : resp.tasks()) {
+      if (t.service_id() == svc.service().meta().id() &&
+          t.status().state() == api::TASK_STATE_RUNNING &&
+          t.desired_state() == api::TASK_STATE_RUNNING) {
+        ++out[t.node_id()];
+      }
+    }
+    return out;
+  }
+  static int Total(const std::map<std::string, int>& m) {
+    int n = 0;
+    for (const auto& [k, v] : m) n += v;
+    return n;
+  }
+
+  void CreateService(SwarmdProcess& via, const std::string& name, uint64_t replicas) {
+    api::CreateServiceRequest req;
+    req.mutable_spec()->mutable_annotations()->set_name(name);
+    req.mutable_spec()->mutable_task()->mutable_container()->set_image("sim:run");
+    req.mutable_spec()->mutable_task()->mutable_restart()->mutable_delay()->set_seconds(0);
+    req.mutable_spec()->mutable_replicated()->set_replicas(replicas);
+    api::CreateServiceResponse resp;
+    const grpc::Status s = Call(via.control(), &api::Control::Stub::CreateService, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+
+  grpc::Status Scale(SwarmdProcess& via, const std::string& name, uint64_t replicas) {
+    api::GetServiceRequest g;
+    g.set_service_id(name);
+    api::GetServiceResponse svc;
+    grpc::Status s = Call(via.control(), &api::Control::Stub::GetService, g, &svc);
+    if (!s.ok()) return s;
+    api::UpdateServiceRequest u;
+    u.set_service_id(svc.service().meta().id());
+    *u.mutable_service_version() = svc.service().meta().version();
+    *u.mutable_spec() = svc.service().spec();
+    u.mutable_spec()->mutable_replicated()->set_replicas(replicas);
+    api::UpdateServiceResponse out;
+    return Call(via.control(), &api::Control::Stub::UpdateService, u, &out);
+  }
+
+  std::string base_;
+  std::map<std::string, std::unique_ptr<SwarmdProcess>> nodes_;
+  api::JoinTokens tokens_;
+};
+
+TEST_F(SwarmdTest, InitJoinAndFiveReplicasSpreadOverTheNodes) {
+  ASSERT_NO_FATAL_FAILURE(Bring(3, 2));
+  CreateService(Node("m1"), "web", 5);
+  std::map<std::string, int> spread;
+  ASSERT_TRUE(Eventually([&] {
+    spread = RunningByNode(Node("m1"), "web");
+    return Total(spread) == 5;
+  }));
+  // 5 tasks over 5 nodes: one each.
+  EXPECT_EQ(spread.size(), 5u);
+
+  // Every node says it is in the cluster; a worker's socket serves no Control API.
+  api::InfoResponse info;
+  ASSERT_TRUE(Call(Node("w1").node_control(), &api::NodeControl::Stub::Info, api::InfoRequest(),
+                   &info)
+                  .ok());
+  EXPECT_EQ(info.state(), api::LOCAL_NODE_STATE_ACTIVE);
+  EXPECT_EQ(info.role(), api::NODE_ROLE_WORKER);
+  api::ListServicesResponse services;
+  const grpc::Status refused = Call(Node("w1").control(), &api::Control::Stub::ListServices,
+                                    api::ListServicesRequest(), &services);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(refused.error_message().find("not a swarm manager"), std::string::npos);
+  ASSERT_TRUE(Call(Node("m2").node_control(), &api::NodeControl::Stub::Info, api::InfoRequest(),
+                   &info)
+                  .ok());
+  EXPECT_EQ(info.role(), api::NODE_ROLE_MANAGER);
+  EXPECT_EQ(info.manager_count(), 3u);
+  EXPECT_EQ(info.nodes(), 5u);
+}
+
+TEST_F(SwarmdTest, AKilledWorkersTasksAreReplacedAndAKilledLeaderIsReplaced) {
+  ASSERT_NO_FATAL_FAILURE(Bring(3, 2));
+  CreateService(Node("m1"), "web", 4);
+  ASSERT_TRUE(Eventually([&] { return Total(RunningByNode(Node("m1"), "web")) == 4; }));
+
+  // kill -9 a worker: its tasks run elsewhere once its heartbeats are missed.
+  Node("w1").Kill();
+  ASSERT_TRUE(Eventually([&] {
+    auto spread = RunningByNode(Node("m1"), "web");
+    return Total(spread) == 4 && spread.size() == 4;  // 4 live nodes, one each
+  })) << "tasks of the dead worker were not replaced";
+
+  // kill -9 the first manager (it leads: it bootstrapped the cluster); the two others elect a
+  // leader, and `service scale` works through either of them.
+  Node("m1").Kill();
+  ASSERT_TRUE(Eventually([&] { return Scale(Node("m3"), "web", 6).ok(); }));
+  ASSERT_TRUE(Eventually([&] { return Total(RunningByNode(Node("m2"), "web")) == 6; }));
+}
+
+TEST_F(SwarmdTest, RestartingEveryManagerKeepsServicesAndTasks) {
+  ASSERT_NO_FATAL_FAILURE(Bring(3, 1));
+  CreateService(Node("m1"), "web", 3);
+  ASSERT_TRUE(Eventually([&] { return Total(RunningByNode(Node("m1"), "web")) == 3; }));
+  for (const char* m : {"m1", "m2", "m3"}) {
+    const absl::Status stopped = Node(m).Stop();
+    ASSERT_TRUE(stopped.ok()) << stopped;
+  }
+  for (const char* m : {"m1", "m2", "m3"}) {
+    const absl::Status started = Node(m).Start();
+    ASSERT_TRUE(started.ok()) << started;
+  }
+  ASSERT_TRUE(Eventually([&] { return Total(RunningByNode(Node("m2"), "web")) == 3; }));
+  api::ListServicesResponse services;
+  ASSERT_TRUE(Call(Node("m3").control(), &api::Control::Stub::ListServices,
+                   api::ListServicesRequest(), &services)
+                  .ok());
+  EXPECT_EQ(services.services_size(), 1);
+}
+
+TEST_F(SwarmdTest, BadInputGetsAClearError) {
+  ASSERT_NO_FATAL_FAILURE(Bring(1, 0));
+  // A token of another cluster (a valid shape, another CA): refused, naming why.
+  SwarmdProcess& stranger = Node("w9");
+  ASSERT_TRUE(stranger.Start().ok());
+  api::JoinRequest req;
+  req.add_remote_addrs(Node("m1").addr());
+  req.set_join_token("SWMTKN-1-" + std::string(50, '1') + "-" + std::string(25, 'a'));
+  api::JoinResponse resp;
+  grpc::Status s = Call(stranger.node_control(), &api::NodeControl::Stub::Join, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
+  // A malformed token never leaves the machine.
+  req.set_join_token("not-a-token");
+  s = Call(stranger.node_control(), &api::NodeControl::Stub::Join, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  // An unreachable manager.
+  req.set_join_token(tokens_.worker());
+  req.clear_remote_addrs();
+  req.add_remote_addrs(absl::StrCat("127.0.0.1:", FreePort()));
+  s = Call(stranger.node_control(), &api::NodeControl::Stub::Join, req, &resp);
+  EXPECT_TRUE(s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+              s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)
+      << s.error_message();
+  EXPECT_NE(s.error_message().find("joining through 127.0.0.1:"), std::string::npos)
+      << s.error_message();
+  // The stranger is still in no cluster; init twice is refused.
+  api::InfoResponse info;
+  ASSERT_TRUE(Call(stranger.node_control(), &api::NodeControl::Stub::Info, api::InfoRequest(),
+                   &info)
+                  .ok());
+  EXPECT_EQ(info.state(), api::LOCAL_NODE_STATE_INACTIVE);
+  api::InitResponse inited;
+  s = Call(Node("m1").node_control(), &api::NodeControl::Stub::Init, api::InitRequest(), &inited);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(s.error_message().find("already part of a swarm"), std::string::npos);
+  // A worker-role node cannot create services through its socket (no manager there).
+  ASSERT_NO_FATAL_FAILURE(Join("w1", tokens_.worker()));
+  api::CreateServiceRequest create;
+  create.mutable_spec()->mutable_annotations()->set_name("x");
+  api::CreateServiceResponse created;
+  s = Call(Node("w1").control(), &api::Control::Stub::CreateService, create, &created);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+}  // namespace
+}  // namespace shoal::integration

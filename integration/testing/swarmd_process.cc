@@ -1,0 +1,152 @@
+#include "integration/testing/swarmd_process.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace shoal::integration {
+
+int FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof a;
+  int port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+    port = ntohs(a.sin_port);
+  }
+  ::close(fd);
+  return port;
+}
+
+SwarmdProcess::SwarmdProcess(Options options) : options_(std::move(options)) {
+  if (options_.port == 0) options_.port = FreePort();
+  std::filesystem::create_directories(options_.dir);
+  // A unix socket's path is at most 107 bytes, which a test's directory can exceed.
+  char dir[] = "/tmp/swarmd-test-XXXXXX";
+  if (::mkdtemp(dir) != nullptr) socket_dir_ = dir;
+}
+
+SwarmdProcess::~SwarmdProcess() {
+  Kill();
+  std::error_code ec;
+  if (!socket_dir_.empty()) std::filesystem::remove_all(socket_dir_, ec);
+}
+
+std::string SwarmdProcess::addr() const { return absl::StrCat("127.0.0.1:", options_.port); }
+std::string SwarmdProcess::socket() const { return socket_dir_ + "/swarmd.sock"; }
+std::string SwarmdProcess::log_path() const { return options_.dir + "/swarmd.log"; }
+std::string SwarmdProcess::state_dir() const { return options_.dir + "/state"; }
+
+std::string SwarmdProcess::LogTail(size_t bytes) const {
+  std::ifstream in(log_path());
+  std::stringstream s;
+  s << in.rdbuf();
+  const std::string all = s.str();
+  return all.size() <= bytes ? all : all.substr(all.size() - bytes);
+}
+
+absl::Status SwarmdProcess::Start() {
+  if (pid_ > 0) return absl::OkStatus();
+  std::vector<std::string> args = {
+      "node/swarmd",
+      "--state-dir=" + state_dir(),
+      "--listen-addr=" + addr(),
+      "--advertise-addr=" + addr(),
+      "--hostname=" + options_.name,
+      "--executor=" + options_.executor,
+      "--control-socket=" + socket(),
+      // Fast elections on loopback: 10 ticks of 20 ms.
+      "--raft-tick-ms=20",
+  };
+  args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
+  const int log = ::open(log_path().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log < 0) return absl::InternalError("cannot open " + log_path());
+  const pid_t pid = ::fork();
+  if (pid < 0) return absl::InternalError("fork failed");
+  if (pid == 0) {
+    ::dup2(log, 1);
+    ::dup2(log, 2);
+    ::setpgid(0, 0);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    _exit(127);
+  }
+  ::close(log);
+  pid_ = pid;
+  node_control_.reset();
+  control_.reset();
+  // Ready once the socket answers (bounded).
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (absl::Now() < deadline) {
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return absl::InternalError(absl::StrCat(options_.name, ": swarmd exited at start: ",
+                                              LogTail()));
+    }
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+    api::InfoResponse info;
+    if (node_control().Info(&ctx, api::InfoRequest(), &info).ok()) return absl::OkStatus();
+    // A new channel for the next look: gRPC's reconnection back-off would otherwise make a
+    // channel that found no socket wait seconds before it tries again.
+    node_control_.reset();
+    absl::SleepFor(absl::Milliseconds(20));  // until the daemon's socket exists
+  }
+  return absl::DeadlineExceededError(absl::StrCat(options_.name, ": no control socket"));
+}
+
+void SwarmdProcess::Kill() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+absl::Status SwarmdProcess::Stop() {
+  if (pid_ <= 0) return absl::OkStatus();
+  ::kill(pid_, SIGTERM);
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat(options_.name, ": swarmd did not stop cleanly (status ",
+                                          status, "): ", LogTail()));
+}
+
+api::NodeControl::Stub& SwarmdProcess::node_control() {
+  if (node_control_ == nullptr) {
+    node_control_ = api::NodeControl::NewStub(
+        grpc::CreateChannel("unix:" + socket(), grpc::InsecureChannelCredentials()));
+  }
+  return *node_control_;
+}
+
+api::Control::Stub& SwarmdProcess::control() {
+  if (control_ == nullptr) {
+    control_ = api::Control::NewStub(
+        grpc::CreateChannel("unix:" + socket(), grpc::InsecureChannelCredentials()));
+  }
+  return *control_;
+}
+
+}  // namespace shoal::integration

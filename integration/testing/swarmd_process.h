@@ -1,0 +1,61 @@
+// A real swarmd binary run by a test: its own state directory, control socket and loopback
+// port, its output in a log file under the test's directory. Start, SIGKILL (a machine that
+// dies), SIGTERM (a clean stop), and clients of its control socket.
+//
+// Thread-safety: from the test thread.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "proto/control.grpc.pb.h"
+#include "proto/node_control.grpc.pb.h"
+
+namespace shoal::integration {
+
+// A loopback port nobody listens on now (the kernel's choice).
+int FreePort();
+
+class SwarmdProcess {
+ public:
+  struct Options {
+    std::string name;  // also the node's hostname
+    std::string dir;   // state dir, socket and log go under it
+    int port = 0;      // 0: FreePort()
+    std::string executor = "sim";
+    std::vector<std::string> extra_args;
+  };
+  explicit SwarmdProcess(Options options);
+  ~SwarmdProcess();
+
+  // Starts the binary and waits (bounded) until its control socket answers.
+  absl::Status Start();
+  void Kill();       // SIGKILL, reaped
+  absl::Status Stop();  // SIGTERM, reaped; an error if it did not exit 0
+  bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+
+  const std::string& name() const { return options_.name; }
+  std::string addr() const;  // "127.0.0.1:<port>"
+  std::string socket() const;
+  std::string log_path() const;
+  std::string state_dir() const;
+  // The tail of its log, for failure messages.
+  std::string LogTail(size_t bytes = 3000) const;
+
+  api::NodeControl::Stub& node_control();
+  api::Control::Stub& control();
+
+ private:
+  Options options_;
+  pid_t pid_ = -1;
+  std::string socket_dir_;
+  std::unique_ptr<api::NodeControl::Stub> node_control_;
+  std::unique_ptr<api::Control::Stub> control_;
+};
+
+}  // namespace shoal::integration

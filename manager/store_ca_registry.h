@@ -1,0 +1,33 @@
+// The CA's view of the cluster (pki::CaRegistry) on the replicated store: join tokens from the
+// cluster object, node records as node objects. Every write goes through Raft (from a
+// follower too: the store forwards its proposals to the leader).
+//
+// Thread-safety: thread-safe.
+#pragma once
+
+#include "manager/store/store.h"
+#include "pki/ca_registry.h"
+
+namespace shoal::manager {
+
+class StoreCaRegistry final : public pki::CaRegistry {
+ public:
+  explicit StoreCaRegistry(store::Store* store) : store_(store) {}
+
+  absl::StatusOr<api::JoinTokens> GetJoinTokens() override;
+  bool NodeIdTaken(absl::string_view node_id) override;
+  // Writes the node object a joining node starts with: its role (the token's), availability,
+  // certificate record, accepted membership.
+  absl::Status CreateNode(const pki::NodeRecord& node) override;
+  absl::StatusOr<pki::NodeRecord> GetNode(absl::string_view node_id) override;
+  absl::Status UpdateCertificate(absl::string_view node_id,
+                                 const api::Certificate& certificate) override;
+  // A removed node's object is gone, and so is any trace of it: its certificate stays valid
+  // until it expires (see docs/security.md).
+  bool IsRemoved(absl::string_view node_id) override;
+
+ private:
+  store::Store* const store_;
+};
+
+}  // namespace shoal::manager

@@ -1,0 +1,592 @@
+#include "node/daemon.h"
+
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "common/grpc_status.h"
+#include "common/id.h"
+#include "common/log.h"
+#include "pki/csr.h"
+#include "pki/root_ca.h"
+#include "pki/tls_credentials.h"
+#include "pki/tls_files.h"
+#include "proto/raft_service.grpc.pb.h"
+#include "worker/sim_executor.h"
+
+namespace shoal::node {
+namespace {
+
+constexpr char kLog[] = "swarmd";
+
+grpc::Status ToGrpc(const absl::Status& s) { return ToGrpcStatus(s); }
+
+// The host part and port of "host:port" ("[v6]:port" too).
+bool SplitHostPort(const std::string& addr, std::string* host, std::string* port) {
+  const size_t colon = addr.rfind(':');
+  if (colon == std::string::npos || colon + 1 == addr.size()) return false;
+  *host = addr.substr(0, colon);
+  *port = addr.substr(colon + 1);
+  return !host->empty() && port->find_first_not_of("0123456789") == std::string::npos;
+}
+
+// The machine's only non-loopback IPv4 address, or why there is none to pick.
+absl::StatusOr<std::string> OnlyAddress() {
+  struct ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return absl::InternalError("cannot list the network interfaces");
+  std::vector<std::string> found;
+  for (struct ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != AF_INET) continue;
+    char buf[INET_ADDRSTRLEN];
+    const auto* in = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
+    if (inet_ntop(AF_INET, &in->sin_addr, buf, sizeof buf) == nullptr) continue;
+    if (absl::StartsWith(buf, "127.")) continue;
+    found.push_back(buf);
+  }
+  freeifaddrs(list);
+  if (found.size() == 1) return found[0];
+  return absl::InvalidArgumentError(
+      found.empty() ? "no address to advertise: give --advertise-addr"
+                    : absl::StrCat("could not choose an address to advertise among ",
+                                   absl::StrJoin(found, ", "), ": give --advertise-addr"));
+}
+
+api::NodeDescription Describe(const std::string& hostname, const std::string& executor) {
+  api::NodeDescription d;
+  d.set_executor(executor == "sim"       ? api::NodeDescription::EXECUTOR_KIND_SIM
+                 : executor == "process" ? api::NodeDescription::EXECUTOR_KIND_PROCESS
+                                         : api::NodeDescription::EXECUTOR_KIND_OCI);
+  d.set_hostname(hostname);
+  d.mutable_platform()->set_os("linux");
+  d.mutable_platform()->set_architecture("x86_64");
+  const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
+  d.mutable_resources()->set_nano_cpus(int64_t{cpus} * 1'000'000'000);
+  d.mutable_resources()->set_memory_bytes(int64_t{sysconf(_SC_PHYS_PAGES)} *
+                                          int64_t{sysconf(_SC_PAGE_SIZE)});
+  d.set_version(kVersion);
+  return d;
+}
+
+absl::StatusOr<std::unique_ptr<worker::Executor>> MakeProcessExecutor(const std::string& dir) {
+  (void)dir;
+  return absl::UnimplementedError("the process executor is being merged");
+}
+
+uint64_t NewRaftId() {
+  uint64_t id = 0;
+  while (id == 0) SystemRandomBytes(reinterpret_cast<uint8_t*>(&id), sizeof id);
+  return id;
+}
+
+}  // namespace
+
+// The Control API on the local socket: the manager role's, while there is one.
+class Daemon::SocketControl final : public api::Control::Service {
+ public:
+  explicit SocketControl(Daemon* d) : d_(d) {}
+
+#define SHOAL_SOCKET_FORWARD(Name)                                                       \
+  grpc::Status Name(grpc::ServerContext* c, const api::Name##Request* r,               \
+                    api::Name##Response* out) override {                                 \
+    std::shared_ptr<ManagerRole> m = d_->CurrentManager();                               \
+    if (m == nullptr) return NotManager();                                               \
+    return m->local_control()->Name(c, r, out);                                          \
+  }
+  SHOAL_CONTROL_METHODS(SHOAL_SOCKET_FORWARD)
+#undef SHOAL_SOCKET_FORWARD
+
+  grpc::Status Watch(grpc::ServerContext* c, const api::WatchRequest* r,
+                     grpc::ServerWriter<api::WatchMessage>* w) override {
+    std::shared_ptr<ManagerRole> m = d_->CurrentManager();
+    if (m == nullptr) return NotManager();
+    return m->local_control()->Watch(c, r, w);
+  }
+
+ private:
+  static grpc::Status NotManager() {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "this node is not a swarm manager: run the command on a manager, or use "
+                        "--host with an operator certificate");
+  }
+  Daemon* const d_;
+};
+
+Daemon::Daemon(Options options) : options_(std::move(options)) {}
+
+Daemon::~Daemon() { Stop(); }
+
+absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(Options options) {
+  if (options.executor != "sim" && options.executor != "process") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--executor ", options.executor, ": not one of process, sim (oci comes later)"));
+  }
+  if (options.hostname.empty()) {
+    char buf[256] = {};
+    gethostname(buf, sizeof buf - 1);
+    options.hostname = buf;
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(options.state_dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create the state directory ", options.state_dir, ": ", ec.message()));
+  }
+  std::filesystem::permissions(options.state_dir, std::filesystem::perms::owner_all, ec);
+  std::unique_ptr<Daemon> d(new Daemon(std::move(options)));
+  if (d->options_.executor == "sim") {
+    d->executor_ = std::make_unique<worker::SimExecutor>();
+  } else {
+    auto e = MakeProcessExecutor(d->options_.state_dir);
+    if (!e.ok()) return e.status();
+    d->executor_ = std::move(*e);
+  }
+  return d;
+}
+
+std::string Daemon::TlsDir() const { return options_.state_dir + "/tls"; }
+
+std::shared_ptr<ManagerRole> Daemon::CurrentManager() {
+  absl::MutexLock lock(&mu_);
+  return manager_;
+}
+
+absl::Status Daemon::Start() {
+  // The socket first: init and join arrive through it.
+  const std::filesystem::path socket(options_.control_socket);
+  if (socket.string().size() > 107) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--control-socket ", socket.string(), ": a unix socket path has at most 107 characters"));
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(socket.parent_path(), ec);
+  std::filesystem::remove(socket, ec);  // a stale one from a daemon that died
+  socket_control_ = std::make_unique<SocketControl>(this);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(absl::StrCat("unix:", socket.string()),
+                           grpc::InsecureServerCredentials());
+  builder.RegisterService(this);
+  builder.RegisterService(socket_control_.get());
+  socket_ = builder.BuildAndStart();
+  if (socket_ == nullptr) {
+    return absl::UnavailableError(absl::StrCat("cannot serve the control socket ", socket.string()));
+  }
+  // Root only: the socket's permissions are the authorisation.
+  ::chmod(socket.c_str(), 0600);
+
+  absl::MutexLock lock(&mu_);
+  auto state = LoadNodeState(options_.state_dir);
+  if (state.ok()) {
+    state_ = *std::move(state);
+    {
+      absl::MutexLock file_lock(&file_mu_);
+      saved_ = state_;
+    }
+    log::Info(kLog, "rejoining the cluster",
+              {{"node", state_.node_id}, {"role", state_.role}, {"cluster", state_.cluster_id}});
+    return StartRoles(false, {});
+  }
+  if (!absl::IsNotFound(state.status())) return state.status();
+  if (!options_.join_addr.empty()) {
+    api::JoinRequest req;
+    req.add_remote_addrs(options_.join_addr);
+    req.set_join_token(options_.join_token);
+    api::JoinResponse resp;
+    return DoJoin(req, &resp);
+  }
+  log::Info(kLog, "in no cluster: waiting for swarmctl init or join",
+            {{"socket", socket.string()}});
+  return absl::OkStatus();
+}
+
+void Daemon::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    StopRoles();
+  }
+  if (socket_ != nullptr) {
+    socket_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+    socket_.reset();
+    std::error_code ec;
+    std::filesystem::remove(options_.control_socket, ec);
+  }
+}
+
+absl::StatusOr<std::string> Daemon::AdvertiseAddr(const std::string& requested,
+                                                  const std::string& listen) const {
+  std::string lhost, lport;
+  if (!SplitHostPort(listen, &lhost, &lport)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--listen-addr \"", listen, "\" is not host:port"));
+  }
+  if (!requested.empty()) {
+    std::string host, port;
+    if (SplitHostPort(requested, &host, &port)) return requested;
+    if (requested.find(':') != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--advertise-addr \"", requested, "\" is not an address or host:port"));
+    }
+    return absl::StrCat(requested, ":", lport);  // the listen port, as Docker does
+  }
+  if (lhost != "0.0.0.0" && lhost != "[::]") return listen;
+  auto only = OnlyAddress();
+  if (!only.ok()) return only.status();
+  return absl::StrCat(*only, ":", lport);
+}
+
+absl::Status Daemon::StartRoles(bool bootstrap, std::map<uint64_t, std::string> peers) {
+  const std::string tls = TlsDir();
+  if (state_.role == "manager") {
+    ManagerRole::Options mo;
+    mo.node_id = state_.node_id;
+    mo.cluster_id = state_.cluster_id;
+    mo.raft_dir = options_.state_dir + "/raft";
+    mo.tls_dir = tls;
+    mo.listen_addr = state_.listen_addr;
+    mo.advertise_addr = state_.advertise_addr;
+    mo.raft_id = state_.raft_id;
+    mo.bootstrap = bootstrap;
+    mo.peers = std::move(peers);
+    mo.tick_interval = options_.tick_interval;
+    mo.on_removed = [] {
+      log::Warning(kLog, "this manager was removed from the Raft group: restart swarmd after "
+                         "`swarmctl leave --force` to rejoin");
+    };
+    auto m = std::make_shared<ManagerRole>(mo);
+    if (absl::Status s = m->Start(); !s.ok()) return s;
+    manager_ = std::move(m);
+  }
+
+  worker::Agent::Options ao;
+  ao.node_id = state_.node_id;
+  if (state_.role == "manager") ao.managers.push_back(state_.advertise_addr);
+  for (const std::string& m : state_.managers) {
+    if (std::find(ao.managers.begin(), ao.managers.end(), m) == ao.managers.end()) {
+      ao.managers.push_back(m);
+    }
+  }
+  auto creds = pki::ClientCredentials(tls, state_.cluster_id);
+  ao.channel = [creds](const std::string& addr) {
+    return pki::CreateManagerChannel(addr, creds);
+  };
+  ao.executor = executor_.get();
+  ao.description = Describe(options_.hostname, options_.executor);
+  ao.state_dir = options_.state_dir + "/worker";
+  std::error_code ec;
+  std::filesystem::create_directories(ao.state_dir, ec);
+  ao.seed = std::hash<std::string>()(state_.node_id);
+  ao.on_session = [this](const api::SessionMessage& m) { OnSession(m); };
+  auto agent = worker::Agent::Create(std::move(ao));
+  if (!agent.ok()) return agent.status();
+  agent_ = std::move(*agent);
+  agent_->Start();
+
+  // Certificates renew themselves in the background, through a manager.
+  pki::CertificateRenewer::Options ro;
+  ro.tls_dir = tls;
+  ro.random = SystemRandomBytes;
+  auto renewer = pki::CertificateRenewer::Create(
+      ro, pki::CreateManagerChannel(agent_->managers().front(), creds), RealClock());
+  if (renewer.ok()) {
+    renewer_ = std::move(*renewer);
+    renewer_->Start(absl::Minutes(1));
+  } else {
+    log::Warning(kLog, "certificate renewal is off", {{"error", renewer.status()}});
+  }
+  return absl::OkStatus();
+}
+
+void Daemon::StopRoles() {
+  if (renewer_ != nullptr) renewer_->Stop();
+  renewer_.reset();
+  if (agent_ != nullptr) agent_->Stop();
+  agent_.reset();
+  if (manager_ != nullptr) manager_->Stop();
+  manager_.reset();
+}
+
+absl::Status Daemon::Persist(const NodeState& state) {
+  absl::MutexLock lock(&file_mu_);
+  saved_ = state;
+  return SaveNodeState(options_.state_dir, state);
+}
+
+void Daemon::OnSession(const api::SessionMessage& m) {
+  // On the agent's session thread, which Stop joins while it holds mu_: only file_mu_ here.
+  if (m.managers().empty()) return;
+  std::vector<std::string> list;
+  for (const api::WeightedPeer& p : m.managers()) list.push_back(p.addr());
+  absl::MutexLock lock(&file_mu_);
+  if (!saved_.in_cluster() || list == saved_.managers) return;
+  saved_.managers = std::move(list);
+  if (absl::Status s = SaveNodeState(options_.state_dir, saved_); !s.ok()) {
+    log::Warning(kLog, "cannot save the manager list", {{"error", s}});
+  }
+}
+
+grpc::Status Daemon::Init(grpc::ServerContext*, const api::InitRequest* request,
+                          api::InitResponse* response) {
+  absl::MutexLock lock(&mu_);
+  return ToGrpc(DoInit(*request, response));
+}
+
+absl::Status Daemon::DoInit(const api::InitRequest& request, api::InitResponse* response) {
+  if (state_.in_cluster()) {
+    return absl::FailedPreconditionError(
+        "this node is already part of a swarm: leave it first (swarmctl leave)");
+  }
+  if (request.force_new_cluster()) {
+    return absl::FailedPreconditionError(
+        "--force-new-cluster: this node holds no manager state to recover a cluster from");
+  }
+  const std::string listen =
+      request.listen_addr().empty() ? options_.listen_addr : request.listen_addr();
+  auto advertise = AdvertiseAddr(
+      request.advertise_addr().empty() ? options_.advertise_addr : request.advertise_addr(),
+      listen);
+  if (!advertise.ok()) return advertise.status();
+
+  IdGenerator ids;
+  NodeState st;
+  st.node_id = ids.Next();
+  st.cluster_id = ids.Next();
+  st.role = "manager";
+  st.raft_id = NewRaftId();
+  st.listen_addr = listen;
+  st.advertise_addr = *advertise;
+  st.managers = {*advertise};
+
+  auto root = pki::NewClusterRootCa(RealClock(), SystemRandomBytes);
+  if (!root.ok()) return root.status();
+  auto ca = pki::RootCa::FromProto(*root, RealClock());
+  if (!ca.ok()) return ca.status();
+  auto kc = pki::GenerateKeyAndCsr(st.node_id);
+  if (!kc.ok()) return kc.status();
+  pki::TlsBundle bundle;
+  auto cert = (*ca)->Sign({kc->csr_pem, st.node_id, api::CERTIFICATE_ROLE_MANAGER, st.cluster_id,
+                           pki::kDefaultNodeCertValidity});
+  if (!cert.ok()) return cert.status();
+  bundle.cert_pem = *cert;
+  bundle.key_pem = kc->key_pem;
+  bundle.ca_pem = (*ca)->cert_pem();
+  if (absl::Status s = pki::WriteTlsDir(TlsDir(), bundle); !s.ok()) return s;
+
+  state_ = st;
+  if (absl::Status s = StartRoles(/*bootstrap=*/true, {}); !s.ok()) {
+    StopRoles();
+    state_ = NodeState();
+    std::error_code ec;
+    std::filesystem::remove_all(TlsDir(), ec);
+    std::filesystem::remove_all(options_.state_dir + "/raft", ec);
+    return s;
+  }
+  // The cluster object and this node's, once the new member leads (an election timeout).
+  api::Cluster cluster;
+  cluster.mutable_meta()->set_id(st.cluster_id);
+  if (request.has_spec()) *cluster.mutable_spec() = request.spec();
+  cluster.mutable_spec()->mutable_annotations()->set_name("default");
+  *cluster.mutable_root_ca() = *root;
+  api::Node self;
+  self.mutable_meta()->set_id(st.node_id);
+  self.set_role(api::NODE_ROLE_MANAGER);
+  self.mutable_spec()->set_desired_role(api::NODE_ROLE_MANAGER);
+  self.mutable_spec()->set_membership(api::NodeSpec::MEMBERSHIP_ACCEPTED);
+  self.mutable_spec()->set_availability(request.availability());
+  self.mutable_manager_status()->set_raft_id(st.raft_id);
+  self.mutable_manager_status()->set_addr(st.advertise_addr);
+  self.mutable_manager_status()->set_leader(true);
+  self.mutable_manager_status()->set_reachability(api::ManagerStatus::REACHABILITY_REACHABLE);
+  *self.mutable_description() = Describe(options_.hostname, options_.executor);
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  absl::Status wrote = absl::UnavailableError("no leader");
+  while (absl::Now() < deadline) {
+    manager_->raft()->WaitForLeader(deadline);
+    auto r = manager_->store().Update([&](manager::store::WriteTx& tx) -> absl::Status {
+      if (tx.Get<api::Cluster>(st.cluster_id) == nullptr) {
+        if (absl::Status s = tx.Create(cluster); !s.ok()) return s;
+      }
+      if (tx.Get<api::Node>(st.node_id) == nullptr) return tx.Create(self);
+      return absl::OkStatus();
+    });
+    wrote = r.status();
+    if (wrote.ok() || !absl::IsUnavailable(wrote)) break;
+  }
+  if (!wrote.ok()) {
+    StopRoles();
+    state_ = NodeState();
+    return wrote;
+  }
+  if (absl::Status s = Persist(state_); !s.ok()) return s;
+  log::Info(kLog, "initialised a new cluster",
+            {{"cluster", st.cluster_id}, {"node", st.node_id}, {"advertise", st.advertise_addr}});
+  response->set_node_id(st.node_id);
+  response->set_cluster_id(st.cluster_id);
+  *response->mutable_join_tokens() = root->join_tokens();
+  response->set_advertise_addr(st.advertise_addr);
+  return absl::OkStatus();
+}
+
+grpc::Status Daemon::Join(grpc::ServerContext*, const api::JoinRequest* request,
+                          api::JoinResponse* response) {
+  absl::MutexLock lock(&mu_);
+  return ToGrpc(DoJoin(*request, response));
+}
+
+absl::Status Daemon::DoJoin(const api::JoinRequest& request, api::JoinResponse* response) {
+  if (state_.in_cluster()) {
+    return absl::FailedPreconditionError(
+        "this node is already part of a swarm: leave it first (swarmctl leave)");
+  }
+  if (request.remote_addrs().empty()) {
+    return absl::InvalidArgumentError("join needs the address of a manager");
+  }
+  const std::string listen =
+      request.listen_addr().empty() ? options_.listen_addr : request.listen_addr();
+  auto advertise = AdvertiseAddr(
+      request.advertise_addr().empty() ? options_.advertise_addr : request.advertise_addr(),
+      listen);
+  if (!advertise.ok()) return advertise.status();
+
+  absl::StatusOr<pki::JoinResult> joined = absl::UnavailableError("no manager address");
+  std::string via;
+  for (const std::string& addr : request.remote_addrs()) {
+    joined = pki::JoinCluster(addr, request.join_token(), request.availability(),
+                              absl::Seconds(20));
+    via = addr;
+    if (joined.ok() || !(absl::IsUnavailable(joined.status()) ||
+                         absl::IsDeadlineExceeded(joined.status()))) {
+      break;
+    }
+  }
+  if (!joined.ok()) {
+    return absl::Status(joined.status().code(),
+                        absl::StrCat("joining through ", via, ": ", joined.status().message()));
+  }
+  if (absl::Status s = pki::WriteTlsDir(TlsDir(), joined->bundle); !s.ok()) return s;
+
+  NodeState st;
+  st.node_id = joined->node_id;
+  st.cluster_id = joined->cluster_id;
+  st.role = joined->role == api::NODE_ROLE_MANAGER ? "manager" : "worker";
+  st.listen_addr = listen;
+  st.advertise_addr = *advertise;
+  st.managers = {request.remote_addrs().begin(), request.remote_addrs().end()};
+
+  std::map<uint64_t, std::string> peers;
+  if (st.role == "manager") {
+    // A seat in the Raft group, from the leader.
+    auto stub = raftpb::Raft::NewStub(pki::CreateManagerChannel(
+        via, pki::ClientCredentials(TlsDir(), st.cluster_id)));
+    raftpb::JoinRequest jr;
+    jr.set_addr(st.advertise_addr);
+    raftpb::JoinResponse out;
+    grpc::Status s;
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    while (absl::Now() < deadline) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      s = stub->Join(&ctx, jr, &out);
+      if (s.error_code() != grpc::StatusCode::UNAVAILABLE) break;
+      absl::SleepFor(absl::Milliseconds(200));  // a back-off while the leader is elected
+    }
+    if (!s.ok()) {
+      std::error_code ec;
+      std::filesystem::remove_all(TlsDir(), ec);
+      return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                          absl::StrCat("joining the managers' Raft group through ", via, ": ",
+                                       s.error_message()));
+    }
+    st.raft_id = out.raft_id();
+    for (const raftpb::RaftMember& m : out.members()) peers[m.raft_id()] = m.addr();
+  }
+  state_ = st;
+  if (absl::Status s = Persist(state_); !s.ok()) return s;
+  if (absl::Status s = StartRoles(false, std::move(peers)); !s.ok()) return s;
+  log::Info(kLog, "joined the cluster",
+            {{"cluster", st.cluster_id}, {"node", st.node_id}, {"role", st.role}});
+  response->set_node_id(st.node_id);
+  response->set_role(joined->role);
+  return absl::OkStatus();
+}
+
+grpc::Status Daemon::Leave(grpc::ServerContext*, const api::LeaveRequest* request,
+                           api::LeaveResponse*) {
+  absl::MutexLock lock(&mu_);
+  if (!state_.in_cluster()) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "this node is not part of a swarm");
+  }
+  if (state_.role == "manager" && !request->force()) {
+    return grpc::Status(
+        grpc::StatusCode::FAILED_PRECONDITION,
+        "this node is a manager: demote it first (swarmctl node demote " + state_.node_id +
+            "), or leave with --force (the cluster loses a manager, and with the last one "
+            "its state)");
+  }
+  if (agent_ != nullptr) agent_->ShutdownTasks(absl::Seconds(30));
+  StopRoles();
+  std::error_code ec;
+  for (const char* d : {"tls", "raft", "worker", "tasks"}) {
+    std::filesystem::remove_all(std::filesystem::path(options_.state_dir) / d, ec);
+  }
+  std::filesystem::remove(std::filesystem::path(options_.state_dir) / "node.json", ec);
+  log::Info(kLog, "left the cluster", {{"node", state_.node_id}});
+  state_ = NodeState();
+  {
+    absl::MutexLock file_lock(&file_mu_);
+    saved_ = NodeState();
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status Daemon::Info(grpc::ServerContext*, const api::InfoRequest*,
+                          api::InfoResponse* response) {
+  absl::MutexLock lock(&mu_);
+  response->set_version(kVersion);
+  response->set_state_dir(options_.state_dir);
+  response->set_executor(options_.executor);
+  if (!state_.in_cluster()) {
+    response->set_state(api::LOCAL_NODE_STATE_INACTIVE);
+    return grpc::Status::OK;
+  }
+  response->set_node_id(state_.node_id);
+  response->set_cluster_id(state_.cluster_id);
+  response->set_role(state_.role == "manager" ? api::NODE_ROLE_MANAGER : api::NODE_ROLE_WORKER);
+  response->set_advertise_addr(state_.advertise_addr);
+  const bool connected = agent_ != nullptr && agent_->connected();
+  response->set_state(connected ? api::LOCAL_NODE_STATE_ACTIVE : api::LOCAL_NODE_STATE_PENDING);
+  if (agent_ != nullptr) {
+    for (const std::string& m : agent_->managers()) {
+      auto* p = response->add_managers();
+      p->set_addr(m);
+    }
+  }
+  if (manager_ != nullptr) {
+    const std::string leader = manager_->LeaderAddr();
+    response->set_leader_addr(leader);
+    response->set_control_available(!leader.empty());
+    manager_->store().View([&](const manager::store::ReadTx& tx) {
+      const auto nodes = tx.List<api::Node>();
+      response->set_nodes(nodes.size());
+      uint64_t managers = 0;
+      for (const api::Node* n : nodes) managers += n->role() == api::NODE_ROLE_MANAGER;
+      response->set_manager_count(managers);
+    });
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status Daemon::Unlock(grpc::ServerContext*, const api::UnlockRequest*,
+                            api::UnlockResponse*) {
+  return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                      "this node is not locked: autolock is not supported yet");
+}
+
+}  // namespace shoal::node

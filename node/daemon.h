@@ -1,0 +1,112 @@
+// swarmd: one node of a cluster. It always runs the worker role (worker/agent.h on the chosen
+// executor) and, when its certificate says manager, the manager role (manager_role.h). It
+// serves the NodeControl API (init, join, leave, info) and, on a manager, the Control API on
+// its local unix socket (root-only: the socket's permissions are the authorisation).
+//
+// The state directory holds everything a restarted node needs to rejoin by itself:
+//
+//   node.json    node id, cluster id, role, Raft id, addresses, the managers last heard of
+//   tls/         the node's key, certificate and the root CA (pki/tls_files.h)
+//   raft/        a manager's Raft log and snapshots (RocksDB)
+//   worker/      the agent's task database (RocksDB)
+//   tasks/       the process executor's task directories and logs
+//
+// Thread-safety: the NodeControl handlers run on gRPC threads and serialise on the daemon's
+// lock; Start and Stop from the main thread.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "node/manager_role.h"
+#include "node/node_state.h"
+#include "pki/node_ca_client.h"
+#include "proto/node_control.grpc.pb.h"
+#include "worker/agent.h"
+#include "worker/executor.h"
+
+namespace shoal::node {
+
+inline constexpr char kVersion[] = "0.6.0";
+
+class Daemon final : public api::NodeControl::Service {
+ public:
+  struct Options {
+    std::string state_dir = "/var/lib/swarmd";
+    std::string listen_addr = "0.0.0.0:4242";
+    std::string advertise_addr;
+    std::string hostname;
+    // "process" or "sim" ("oci" comes with the container executor).
+    std::string executor = "process";
+    std::string control_socket = "/run/swarmd/swarmd.sock";
+    // An unattended join at start, when the node is in no cluster yet.
+    std::string join_addr;
+    std::string join_token;
+    // Raft's tick (elections take 10 ticks): shorter in tests.
+    absl::Duration tick_interval = absl::Milliseconds(100);
+  };
+
+  static absl::StatusOr<std::unique_ptr<Daemon>> Create(Options options);
+  ~Daemon() override;
+
+  // Serves the control socket, starts the roles the state directory says (a restarted node
+  // rejoins by itself), or joins unattended.
+  absl::Status Start();
+  // Stops the roles (tasks keep running: a restarted daemon adopts them) and the socket.
+  void Stop();
+
+  grpc::Status Init(grpc::ServerContext*, const api::InitRequest*, api::InitResponse*) override;
+  grpc::Status Join(grpc::ServerContext*, const api::JoinRequest*, api::JoinResponse*) override;
+  grpc::Status Leave(grpc::ServerContext*, const api::LeaveRequest*,
+                     api::LeaveResponse*) override;
+  grpc::Status Info(grpc::ServerContext*, const api::InfoRequest*, api::InfoResponse*) override;
+  grpc::Status Unlock(grpc::ServerContext*, const api::UnlockRequest*,
+                      api::UnlockResponse*) override;
+
+ private:
+  explicit Daemon(Options options);
+
+  std::string TlsDir() const;
+  absl::StatusOr<std::string> AdvertiseAddr(const std::string& requested,
+                                            const std::string& listen) const;
+  absl::Status DoInit(const api::InitRequest& request, api::InitResponse* response)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status DoJoin(const api::JoinRequest& request, api::JoinResponse* response)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Starts the manager role (when the state says manager) and the worker role.
+  absl::Status StartRoles(bool bootstrap, std::map<uint64_t, std::string> peers)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StopRoles() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A session message: keeps the manager list.
+  void OnSession(const api::SessionMessage& m);
+  std::shared_ptr<ManagerRole> CurrentManager();
+  // Writes node.json (and keeps what it wrote for OnSession).
+  absl::Status Persist(const NodeState& state);
+
+  const Options options_;
+  std::unique_ptr<worker::Executor> executor_;
+  std::unique_ptr<grpc::Server> socket_;
+  // The Control service on the socket of a worker: answers that this is no manager.
+  std::unique_ptr<grpc::Service> no_control_;
+
+  absl::Mutex mu_;
+  NodeState state_ ABSL_GUARDED_BY(mu_);
+  // Shared with the socket's Control calls in flight.
+  std::shared_ptr<ManagerRole> manager_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<worker::Agent> agent_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<pki::CertificateRenewer> renewer_ ABSL_GUARDED_BY(mu_);
+  // node.json as last written; its own lock, as the agent's threads update it.
+  absl::Mutex file_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  NodeState saved_ ABSL_GUARDED_BY(file_mu_);
+  // The Control calls on the socket go to the manager role, when there is one.
+  class SocketControl;
+  std::unique_ptr<SocketControl> socket_control_;
+};
+
+}  // namespace shoal::node

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <iostream>
+#include <fstream>
 #include <map>
 #include <set>
 #include <string>
@@ -63,6 +64,7 @@ class SwarmdTest : public ::testing::Test {
       SwarmdProcess::Options o;
       o.name = name;
       o.dir = base_ + "/" + name;
+      o.executor = executor_;
       n = std::make_unique<SwarmdProcess>(o);
     }
     return *n;
@@ -148,10 +150,14 @@ class SwarmdTest : public ::testing::Test {
     return n;
   }
 
-  void CreateService(SwarmdProcess& via, const std::string& name, uint64_t replicas) {
+  void CreateService(SwarmdProcess& via, const std::string& name, uint64_t replicas,
+                     const std::vector<std::string>& command = {}) {
     api::CreateServiceRequest req;
     req.mutable_spec()->mutable_annotations()->set_name(name);
     req.mutable_spec()->mutable_task()->mutable_container()->set_image("sim:run");
+    for (const std::string& c : command) {
+      req.mutable_spec()->mutable_task()->mutable_container()->add_command(c);
+    }
     req.mutable_spec()->mutable_task()->mutable_restart()->mutable_delay()->set_seconds(0);
     req.mutable_spec()->mutable_replicated()->set_replicas(replicas);
     api::CreateServiceResponse resp;
@@ -174,6 +180,7 @@ class SwarmdTest : public ::testing::Test {
     return Call(via.control(), &api::Control::Stub::UpdateService, u, &out);
   }
 
+  std::string executor_ = "sim";
   std::string base_;
   std::map<std::string, std::unique_ptr<SwarmdProcess>> nodes_;
   api::JoinTokens tokens_;
@@ -291,6 +298,55 @@ TEST_F(SwarmdTest, BadInputGetsAClearError) {
   api::CreateServiceResponse created;
   s = Call(Node("w1").control(), &api::Control::Stub::CreateService, create, &created);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+// Host processes as tasks: their output in per-task log files, adopted by a restarted swarmd
+// (the same tasks go on running), stopped when the service goes.
+class ProcessExecutorTest : public SwarmdTest {
+ protected:
+  ProcessExecutorTest() { executor_ = "process"; }
+
+  // Task id -> pid of the processes running on `node`, from its task directories.
+  std::map<std::string, pid_t> Processes(SwarmdProcess& node) {
+    std::map<std::string, pid_t> out;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(node.state_dir() + "/tasks", ec)) {
+      std::ifstream in(e.path() / "pid");
+      long pid = 0;
+      if (in >> pid && pid > 1 && ::kill(static_cast<pid_t>(pid), 0) == 0) {
+        out[e.path().filename().string()] = static_cast<pid_t>(pid);
+      }
+    }
+    return out;
+  }
+};
+
+TEST_F(ProcessExecutorTest, TasksRunAsProcessesSurviveARestartOfTheirDaemonAndStop) {
+  ASSERT_NO_FATAL_FAILURE(Bring(1, 1));
+  CreateService(Node("m1"), "echo", 4,
+                {"/bin/sh", "-c", "echo hello from $SHOAL_TASK_ID; exec sleep 1000"});
+  ASSERT_TRUE(Eventually([&] { return Total(RunningByNode(Node("m1"), "echo")) == 4; }));
+  auto before = Processes(Node("w1"));
+  ASSERT_EQ(before.size(), 2u);  // two of the four on the worker
+  for (const auto& [task, pid] : before) {
+    std::ifstream log(Node("w1").state_dir() + "/tasks/" + task + "/stdout.log");
+    std::string line;
+    std::getline(log, line);
+    EXPECT_EQ(line, "hello from " + task);
+  }
+
+  // A clean restart of the worker's daemon: the same processes go on, adopted.
+  ASSERT_TRUE(Node("w1").Stop().ok());
+  ASSERT_TRUE(Node("w1").Start().ok());
+  ASSERT_TRUE(Eventually([&] { return ReadyNodes() == 2; }));
+  EXPECT_EQ(Processes(Node("w1")), before);
+  ASSERT_TRUE(Eventually([&] { return Total(RunningByNode(Node("m1"), "echo")) == 4; }));
+
+  // Scaled to zero: every process is stopped.
+  ASSERT_TRUE(Scale(Node("m1"), "echo", 0).ok());
+  ASSERT_TRUE(Eventually([&] {
+    return Processes(Node("w1")).empty() && Processes(Node("m1")).empty();
+  }));
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include "pki/tls_credentials.h"
 #include "pki/tls_files.h"
 #include "proto/raft_service.grpc.pb.h"
+#include "worker/process_executor.h"
 #include "worker/sim_executor.h"
 
 namespace shoal::node {
@@ -77,8 +78,11 @@ api::NodeDescription Describe(const std::string& hostname, const std::string& ex
 }
 
 absl::StatusOr<std::unique_ptr<worker::Executor>> MakeProcessExecutor(const std::string& dir) {
-  (void)dir;
-  return absl::UnimplementedError("the process executor is being merged");
+  worker::ProcessExecutor::Options o;
+  o.state_dir = dir;  // tasks under <state>/tasks
+  auto e = worker::ProcessExecutor::Create(o);
+  if (!e.ok()) return e.status();
+  return std::unique_ptr<worker::Executor>(std::move(*e));
 }
 
 uint64_t NewRaftId() {

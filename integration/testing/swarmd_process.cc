@@ -44,6 +44,7 @@ SwarmdProcess::SwarmdProcess(Options options) : options_(std::move(options)) {
 
 SwarmdProcess::~SwarmdProcess() {
   Kill();
+  KillTasks();
   std::error_code ec;
   if (!socket_dir_.empty()) std::filesystem::remove_all(socket_dir_, ec);
 }
@@ -112,6 +113,18 @@ absl::Status SwarmdProcess::Start() {
     absl::SleepFor(absl::Milliseconds(20));  // until the daemon's socket exists
   }
   return absl::DeadlineExceededError(absl::StrCat(options_.name, ": no control socket"));
+}
+
+void SwarmdProcess::KillTasks() {
+  std::error_code ec;
+  const std::filesystem::path tasks = std::filesystem::path(state_dir()) / "tasks";
+  for (const auto& entry : std::filesystem::directory_iterator(tasks, ec)) {
+    std::ifstream in(entry.path() / "pid");
+    long task = 0, start = 0, supervisor = 0;
+    if (!(in >> task >> start >> supervisor)) continue;
+    if (task > 1) ::kill(static_cast<pid_t>(-task), SIGKILL);  // the task's process group
+    if (supervisor > 1) ::kill(static_cast<pid_t>(supervisor), SIGKILL);
+  }
 }
 
 void SwarmdProcess::Kill() {

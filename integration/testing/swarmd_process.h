@@ -34,7 +34,10 @@ class SwarmdProcess {
 
   // Starts the binary and waits (bounded) until its control socket answers.
   absl::Status Start();
-  void Kill();       // SIGKILL, reaped
+  void Kill();       // SIGKILL, reaped (its tasks go on, as after a crash)
+  // Kills what the process executor started for it, by the pids in its task directories
+  // (the destructor does, after Kill).
+  void KillTasks();
   absl::Status Stop();  // SIGTERM, reaped; an error if it did not exit 0
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }

@@ -46,6 +46,8 @@ SlotProgress Describe(std::string label, const api::Task* t, uint64_t target,
     p.message = t->status().err();
   } else if (p.state == api::TASK_STATE_PENDING) {
     p.message = t->status().message();
+  } else if (p.state == api::TASK_STATE_FAILED || p.state == api::TASK_STATE_REJECTED) {
+    p.message = "no error reported";
   }
   p.done = t->spec_version().index() == target && t->status().state() == goal &&
            (goal == api::TASK_STATE_COMPLETE || Runnable(*t));
@@ -148,12 +150,12 @@ std::string SlotLine(const SlotProgress& slot) {
       api::TASK_STATE_ACCEPTED,  api::TASK_STATE_PREPARING, api::TASK_STATE_READY,
       api::TASK_STATE_STARTING,  api::TASK_STATE_RUNNING,  api::TASK_STATE_COMPLETE};
   constexpr int kWidth = 50;
-  constexpr int kSteps_n = 8;  // RUNNING (and beyond) is a full bar
+  constexpr int kFull = 8;  // RUNNING (and beyond) is a full bar
   int step = 0;
   for (int i = 0; i < 9; ++i) {
     if (slot.state >= kSteps[i]) step = i;
   }
-  const int filled = std::min(kWidth, kWidth * std::min(step + 1, kSteps_n) / kSteps_n);
+  const int filled = std::min(kWidth, kWidth * std::min(step + 1, kFull) / kFull);
   return absl::StrFormat("%s: %-10s[%s>%s]", slot.label, state, std::string(filled, '='),
                          std::string(kWidth - filled, ' '));
 }

@@ -2,6 +2,8 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/random/random.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -172,9 +174,33 @@ struct CreateFlags {
   WaitFlags wait;
 };
 
+// A name for a service created without --name (the manager requires one; docker makes one up
+// too): the image's base name and a random suffix, e.g. "nginx-k3x9q".
+std::string MadeUpName(const std::string& image) {
+  std::string base = image.substr(0, image.find_first_of("@:"));
+  base = base.substr(base.rfind('/') == std::string::npos ? 0 : base.rfind('/') + 1);
+  std::string name;
+  for (char c : base) {
+    if (absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') {
+      name += c;
+    }
+  }
+  if (name.empty() || !absl::ascii_isalnum(static_cast<unsigned char>(name[0]))) {
+    name = "service" + name;
+  }
+  name = name.substr(0, 50);
+  absl::BitGen random;
+  name += '-';
+  for (int i = 0; i < 5; ++i) {
+    name += "abcdefghijklmnopqrstuvwxyz0123456789"[absl::Uniform(random, 0, 36)];
+  }
+  return name;
+}
+
 int Create(Context& ctx, CreateFlags& f) {
   if (!f.spec.args.empty() && f.spec.args.front() == "--") f.spec.args.erase(f.spec.args.begin());
   f.spec.args_given = !f.spec.args.empty();
+  if (f.spec.name.empty()) f.spec.name = MadeUpName(f.spec.image);
   api::CreateServiceRequest req;
   if (auto s = ApplyServiceFlags(f.spec, /*create=*/true, req.mutable_spec()); !s.ok()) {
     return ctx.Usage(s);
@@ -606,7 +632,7 @@ void AddServiceCommands(CLI::App& app, Context& ctx, Handlers& handlers) {
     c->add_option("--tail", f->tail, "Number of lines to show from the end of the logs");
     c->add_flag("-t,--timestamps", f->timestamps, "Show timestamps");
     c->add_option("service", f->services, "Service or task")->required();
-    handlers[c] = [&ctx] {
+    handlers[c] = [&ctx, f] {
       return ctx.Fail(absl::UnimplementedError("service logs: not available yet"));
     };
   }

@@ -196,6 +196,11 @@ int JoinToken(Context& ctx, const JoinTokenFlags& f) {
   }
   const std::string token = role == "worker" ? cluster.root_ca().join_tokens().worker()
                                              : cluster.root_ca().join_tokens().manager();
+  if (token.empty()) {
+    return ctx.Fail(absl::FailedPreconditionError(
+        absl::StrCat("the cluster has no ", role, " join token; make one with `swarmctl "
+                     "join-token --rotate ", role, "`")));
+  }
   if (f.quiet) {
     ctx.out << token << "\n";
     return 0;

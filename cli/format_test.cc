@@ -137,7 +137,7 @@ TEST(FormatTest, TaskTableGroupsSlotsNewestFirstWithHistory) {
       {{"n1", "host-1"}}, {{"svc", "web"}}, now, false);
   EXPECT_EQ(out,
             "ID             NAME        IMAGE   NODE     DESIRED STATE   CURRENT STATE           "
-            "ERROR                             PORTS\n"
+            "ERROR                              PORTS\n"
             "new000000000   web.1       nginx   host-1   Running         Running 5 seconds ago\n"
             "old000000000    \\_ web.1   nginx   host-1   Shutdown        Failed 3 minutes ago    "
             "\"task: non-zero exit (1): a ve…\"\n"

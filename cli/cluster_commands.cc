@@ -71,7 +71,8 @@ int Update(Context& ctx, const UpdateFlags& f) {
     *req.mutable_cluster_version() = cluster->meta().version();
     api::ClusterSpec& spec = *req.mutable_spec();
     spec = cluster->spec();
-    if (heartbeat) *spec.mutable_dispatcher()->mutable_heartbeat_period() = DurationToProto(*heartbeat);
+    if (heartbeat)
+      *spec.mutable_dispatcher()->mutable_heartbeat_period() = DurationToProto(*heartbeat);
     if (expiry) *spec.mutable_ca_config()->mutable_node_cert_expiry() = DurationToProto(*expiry);
     if (history) spec.mutable_orchestration()->set_task_history_retention_limit(*history);
     if (snapshot) spec.mutable_raft()->set_snapshot_interval(*snapshot);
@@ -91,8 +92,8 @@ struct IssueFlags {
 
 int IssueOperator(Context& ctx, const IssueFlags& f) {
   if (auto s = pki::ValidateOperatorName(f.name); !s.ok()) {
-    return ctx.Usage(absl::InvalidArgumentError(
-        absl::StrCat("invalid --name \"", f.name, "\": ", s.message())));
+    return ctx.Usage(
+        absl::InvalidArgumentError(absl::StrCat("invalid --name \"", f.name, "\": ", s.message())));
   }
   auto control = ctx.Control();
   if (!control.ok()) return ctx.FailOrUsage(control.status(), false);

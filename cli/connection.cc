@@ -27,8 +27,8 @@ absl::StatusOr<std::string> ClusterIdOf(const std::string& tls_dir) {
   }
   auto info = pki::ParseCertificate(bundle->cert_pem);
   if (!info.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("--tls-dir ", tls_dir, ": ", pki::kCertFile,
-                                                   ": ", info.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--tls-dir ", tls_dir, ": ", pki::kCertFile, ": ", info.status().message()));
   }
   return info->cluster_id;
 }
@@ -60,8 +60,7 @@ absl::StatusOr<std::unique_ptr<ControlClient>> ControlClient::Create(
       endpoints.push_back(std::move(e));
     }
   }
-  return std::unique_ptr<ControlClient>(
-      new ControlClient(options, std::move(endpoints), local));
+  return std::unique_ptr<ControlClient>(new ControlClient(options, std::move(endpoints), local));
 }
 
 bool ControlClient::Settle(Endpoint& e) {
@@ -113,8 +112,8 @@ absl::Status ControlClient::CallWithFailover(
                                                " (is swarmd running? use --host for a remote "
                                                "manager)"));
   }
-  return absl::UnavailableError(absl::StrCat("cannot reach any manager at ",
-                                             absl::StrJoin(addresses, ", "), ": ", last));
+  return absl::UnavailableError(
+      absl::StrCat("cannot reach any manager at ", absl::StrJoin(addresses, ", "), ": ", last));
 }
 
 std::unique_ptr<api::NodeControl::Stub> NodeControlStub(const std::string& socket) {

@@ -179,11 +179,11 @@ std::string PortsText(const google::protobuf::RepeatedPtrField<api::PortConfig>&
 std::string NodeTable(const std::vector<api::Node>& nodes, const std::string& self) {
   Table t({"ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS", "ENGINE VERSION"});
   for (const api::Node& n : nodes) {
-    t.Add({n.meta().id() == self && !self.empty() ? absl::StrCat(n.meta().id(), " *")
-                                                   : n.meta().id(),
-           n.description().hostname(), NodeStateName(n.status().state()),
-           AvailabilityName(n.spec().availability()), ManagerStatusName(n),
-           n.description().version()});
+    t.Add(
+        {n.meta().id() == self && !self.empty() ? absl::StrCat(n.meta().id(), " *") : n.meta().id(),
+         n.description().hostname(), NodeStateName(n.status().state()),
+         AvailabilityName(n.spec().availability()), ManagerStatusName(n),
+         n.description().version()});
   }
   return t.Render();
 }

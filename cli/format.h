@@ -84,7 +84,8 @@ std::string TaskTable(std::vector<api::Task> tasks,
                       const std::map<std::string, std::string>& service_names, absl::Time now,
                       bool no_trunc);
 // The task name: "<service>.<slot>" or "<service>.<node id>".
-std::string TaskName(const api::Task& task, const std::map<std::string, std::string>& service_names);
+std::string TaskName(const api::Task& task,
+                     const std::map<std::string, std::string>& service_names);
 
 // `secret ls` / `config ls`.
 std::string SecretTable(const std::vector<api::Secret>& secrets, absl::Time now);

@@ -129,12 +129,12 @@ TEST(FormatTest, TaskTableGroupsSlotsNewestFirstWithHistory) {
   api::Task old = task("old000000000000", 1, api::TASK_STATE_FAILED, api::TASK_STATE_SHUTDOWN,
                        absl::Minutes(3));
   old.mutable_status()->set_err("task: non-zero exit (1): a very long explanation follows");
-  const std::string out = TaskTable(
-      {old, task("new000000000000", 1, api::TASK_STATE_RUNNING, api::TASK_STATE_RUNNING,
-                 absl::Seconds(5)),
-       task("two000000000000", 2, api::TASK_STATE_RUNNING, api::TASK_STATE_RUNNING,
-            absl::Seconds(7))},
-      {{"n1", "host-1"}}, {{"svc", "web"}}, now, false);
+  const std::string out = TaskTable({old,
+                                     task("new000000000000", 1, api::TASK_STATE_RUNNING,
+                                          api::TASK_STATE_RUNNING, absl::Seconds(5)),
+                                     task("two000000000000", 2, api::TASK_STATE_RUNNING,
+                                          api::TASK_STATE_RUNNING, absl::Seconds(7))},
+                                    {{"n1", "host-1"}}, {{"svc", "web"}}, now, false);
   EXPECT_EQ(out,
             "ID             NAME        IMAGE   NODE     DESIRED STATE   CURRENT STATE           "
             "ERROR                              PORTS\n"
@@ -151,7 +151,8 @@ TEST(FormatTest, SecretTable) {
   s.mutable_spec()->mutable_annotations()->set_name("db");
   *s.mutable_meta()->mutable_created_at() = At(now - absl::Minutes(2));
   *s.mutable_meta()->mutable_updated_at() = At(now - absl::Minutes(2));
-  EXPECT_THAT(SecretTable({s}, now), HasSubstr("sid   db              2 minutes ago   2 minutes ago"));
+  EXPECT_THAT(SecretTable({s}, now),
+              HasSubstr("sid   db              2 minutes ago   2 minutes ago"));
 }
 
 }  // namespace

@@ -238,7 +238,8 @@ void AddNodeCommands(CLI::App& app, Context& ctx, Handlers& handlers) {
   {
     auto f = std::make_shared<UpdateFlags>();
     auto* c = node->add_subcommand("update", "Update a node");
-    c->add_option("--availability", f->availability, "Availability of the node (active|pause|drain)");
+    c->add_option("--availability", f->availability,
+                  "Availability of the node (active|pause|drain)");
     c->add_option("--role", f->role, "Role of the node (worker|manager)");
     c->add_option("--label-add", f->label_add, "Add or update a node label (key=value)")
         ->allow_extra_args(false);

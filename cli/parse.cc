@@ -120,31 +120,48 @@ absl::Duration DurationFromProto(const google::protobuf::Duration& d) {
 
 absl::StatusOr<int64_t> ParseBytes(absl::string_view flag, absl::string_view value) {
   std::string v = absl::AsciiStrToLower(absl::StripAsciiWhitespace(value));
-  constexpr absl::string_view kHelp = "expected a size such as 512M, 1.5G or 1024 (units b, k, m, g, t)";
+  constexpr absl::string_view kHelp =
+      "expected a size such as 512M, 1.5G or 1024 (units b, k, m, g, t)";
   if (v.empty()) return Invalid(flag, value, kHelp);
   // A trailing "b" after a unit ("512mb") or alone ("512b").
-  if (v.size() >= 2 && v.back() == 'b' && std::isalpha(static_cast<unsigned char>(v[v.size() - 2]))) {
+  if (v.size() >= 2 && v.back() == 'b' &&
+      std::isalpha(static_cast<unsigned char>(v[v.size() - 2]))) {
     v.pop_back();
   }
   double multiplier = 1;
   switch (v.back()) {
-    case 'b': multiplier = 1; v.pop_back(); break;
-    case 'k': multiplier = 1024.0; v.pop_back(); break;
-    case 'm': multiplier = 1024.0 * 1024; v.pop_back(); break;
-    case 'g': multiplier = 1024.0 * 1024 * 1024; v.pop_back(); break;
-    case 't': multiplier = 1024.0 * 1024 * 1024 * 1024; v.pop_back(); break;
+    case 'b':
+      multiplier = 1;
+      v.pop_back();
+      break;
+    case 'k':
+      multiplier = 1024.0;
+      v.pop_back();
+      break;
+    case 'm':
+      multiplier = 1024.0 * 1024;
+      v.pop_back();
+      break;
+    case 'g':
+      multiplier = 1024.0 * 1024 * 1024;
+      v.pop_back();
+      break;
+    case 't':
+      multiplier = 1024.0 * 1024 * 1024 * 1024;
+      v.pop_back();
+      break;
     default:
       if (!std::isdigit(static_cast<unsigned char>(v.back())) && v.back() != '.') {
         return Invalid(flag, value, kHelp);
       }
   }
   double number = 0;
-  if (v.empty() || v[0] == '-' || v[0] == '+' || !absl::SimpleAtod(v, &number) ||
-      !(number >= 0)) {
+  if (v.empty() || v[0] == '-' || v[0] == '+' || !absl::SimpleAtod(v, &number) || !(number >= 0)) {
     return Invalid(flag, value, kHelp);
   }
   for (char c : v) {
-    if (!std::isdigit(static_cast<unsigned char>(c)) && c != '.') return Invalid(flag, value, kHelp);
+    if (!std::isdigit(static_cast<unsigned char>(c)) && c != '.')
+      return Invalid(flag, value, kHelp);
   }
   const double bytes = number * multiplier;
   if (bytes >= static_cast<double>(std::numeric_limits<int64_t>::max())) {
@@ -288,10 +305,10 @@ absl::StatusOr<std::pair<std::string, std::string>> ParseKeyValue(absl::string_v
 
 absl::StatusOr<api::PlacementPreference> ParsePlacementPref(absl::string_view value) {
   const size_t eq = value.find('=');
-  if (eq == absl::string_view::npos || value.substr(0, eq) != "spread" ||
-      eq + 1 == value.size()) {
-    return Invalid("--placement-pref", value, "expected spread=<node attribute>, e.g. "
-                                              "spread=node.labels.zone");
+  if (eq == absl::string_view::npos || value.substr(0, eq) != "spread" || eq + 1 == value.size()) {
+    return Invalid("--placement-pref", value,
+                   "expected spread=<node attribute>, e.g. "
+                   "spread=node.labels.zone");
   }
   api::PlacementPreference p;
   p.mutable_spread()->set_spread_descriptor(std::string(value.substr(eq + 1)));
@@ -329,9 +346,9 @@ absl::StatusOr<api::NetworkAttachmentConfig> ParseNetwork(absl::string_view valu
     } else if (k == "alias") {
       n.add_aliases(v);
     } else {
-      return Invalid("--network", value,
-                     absl::StrCat("unknown field \"", k.empty() ? v : k,
-                                  "\" (expected name, alias)"));
+      return Invalid(
+          "--network", value,
+          absl::StrCat("unknown field \"", k.empty() ? v : k, "\" (expected name, alias)"));
     }
   }
   if (n.target().empty()) return Invalid("--network", value, "name= is required");

@@ -116,7 +116,8 @@ TEST(ParseTest, BadPublishSaysWhatIsWrong) {
   for (const auto& [value, why] : cases) {
     auto p = ParsePublish(value);
     ASSERT_FALSE(p.ok()) << value;
-    EXPECT_THAT(p.status().message(), HasSubstr(std::string("invalid --publish \"") + value + "\""));
+    EXPECT_THAT(p.status().message(),
+                HasSubstr(std::string("invalid --publish \"") + value + "\""));
     EXPECT_THAT(p.status().message(), HasSubstr(why));
   }
 }

@@ -36,8 +36,7 @@ const api::Task* Current(std::vector<const api::Task*> group, uint64_t target) {
   return nullptr;
 }
 
-SlotProgress Describe(std::string label, const api::Task* t, uint64_t target,
-                      api::TaskState goal) {
+SlotProgress Describe(std::string label, const api::Task* t, uint64_t target, api::TaskState goal) {
   SlotProgress p;
   p.label = std::move(label);
   if (t == nullptr) return p;
@@ -97,8 +96,8 @@ Progress ComputeProgress(const api::Service& service, const std::vector<api::Tas
     for (const api::Task* t : mine) slots[t->slot()].push_back(t);
     bool extra = false;
     for (const auto& [slot, group] : slots) {
-      const size_t runnable = static_cast<size_t>(
-          std::count_if(group.begin(), group.end(), [](const api::Task* t) { return Runnable(*t); }));
+      const size_t runnable = static_cast<size_t>(std::count_if(
+          group.begin(), group.end(), [](const api::Task* t) { return Runnable(*t); }));
       if (!p.job && ((slot < 1 || slot > n) ? runnable > 0 : runnable > 1)) extra = true;
     }
     if (p.job) {
@@ -108,9 +107,9 @@ Progress ComputeProgress(const api::Service& service, const std::vector<api::Tas
     }
     for (uint64_t s = 1; s <= n; ++s) {
       auto it = slots.find(s);
-      SlotProgress sp = Describe(absl::StrCat(s, "/", n),
-                                 it == slots.end() ? nullptr : Current(it->second, target), target,
-                                 goal);
+      SlotProgress sp =
+          Describe(absl::StrCat(s, "/", n),
+                   it == slots.end() ? nullptr : Current(it->second, target), target, goal);
       if (!p.job) p.done += sp.done;
       p.slots.push_back(std::move(sp));
     }
@@ -146,9 +145,9 @@ std::string SlotLine(const SlotProgress& slot) {
   }
   // docker's 50-character bar; NEW..RUNNING (COMPLETE for jobs) fill it.
   static const api::TaskState kSteps[] = {
-      api::TASK_STATE_NEW,       api::TASK_STATE_PENDING,  api::TASK_STATE_ASSIGNED,
-      api::TASK_STATE_ACCEPTED,  api::TASK_STATE_PREPARING, api::TASK_STATE_READY,
-      api::TASK_STATE_STARTING,  api::TASK_STATE_RUNNING,  api::TASK_STATE_COMPLETE};
+      api::TASK_STATE_NEW,      api::TASK_STATE_PENDING,   api::TASK_STATE_ASSIGNED,
+      api::TASK_STATE_ACCEPTED, api::TASK_STATE_PREPARING, api::TASK_STATE_READY,
+      api::TASK_STATE_STARTING, api::TASK_STATE_RUNNING,   api::TASK_STATE_COMPLETE};
   constexpr int kWidth = 50;
   constexpr int kFull = 8;  // RUNNING (and beyond) is a full bar
   int step = 0;

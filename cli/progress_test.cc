@@ -65,9 +65,9 @@ TEST(ProgressTest, AFailedTaskShowsItsErrorAndTheNewestTaskOfASlotCounts) {
   auto p = ComputeProgress(Replicated(1), {failed}, {}, Waiting::kCreate);
   EXPECT_EQ(p.slots[0].message, "image not found");
   EXPECT_EQ(SlotLine(p.slots[0]), "1/1: failed    image not found");
-  p = ComputeProgress(Replicated(1), {failed, Task(1, api::TASK_STATE_RUNNING, 0,
-                                                    api::TASK_STATE_RUNNING, 2)},
-                      {}, Waiting::kCreate);
+  p = ComputeProgress(Replicated(1),
+                      {failed, Task(1, api::TASK_STATE_RUNNING, 0, api::TASK_STATE_RUNNING, 2)}, {},
+                      Waiting::kCreate);
   EXPECT_TRUE(p.converged);
 }
 

@@ -141,8 +141,8 @@ void AddKind(CLI::App& app, Context& ctx, Handlers& handlers, const std::string&
     c->add_option("name", f->name, "Name")->required();
     c->add_option("file", f->file, "File, or - for STDIN")->required();
     handlers[c] = [&ctx, f] {
-      using Spec = std::remove_reference_t<decltype(*std::declval<typename Kind::Object>()
-                                                         .mutable_spec())>;
+      using Spec =
+          std::remove_reference_t<decltype(*std::declval<typename Kind::Object>().mutable_spec())>;
       Spec spec;
       bool usage = false;
       if (auto s = FillSpec(ctx, *f, &spec, &usage); !s.ok()) {
@@ -181,9 +181,8 @@ void AddKind(CLI::App& app, Context& ctx, Handlers& handlers, const std::string&
   }
   {
     auto refs = std::make_shared<std::vector<std::string>>();
-    auto* c = group->add_subcommand("inspect",
-                                    absl::StrCat("Display detailed information on ", Kind::kName,
-                                                 "s"));
+    auto* c = group->add_subcommand(
+        "inspect", absl::StrCat("Display detailed information on ", Kind::kName, "s"));
     c->add_option(Kind::kName, *refs, "Names or ids")->required();
     handlers[c] = [&ctx, refs] {
       auto control = ctx.Control();

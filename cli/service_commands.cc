@@ -74,7 +74,8 @@ void AddSpecFlags(CLI::App* c, ServiceFlags* f, bool create) {
   c->add_option("--restart-delay", f->restart_delay, "Delay between restart attempts");
   c->add_option("--restart-max-attempts", f->restart_max_attempts,
                 "Maximum number of restarts before giving up");
-  c->add_option("--restart-window", f->restart_window, "Window used to evaluate the restart policy");
+  c->add_option("--restart-window", f->restart_window,
+                "Window used to evaluate the restart policy");
   c->add_option("--endpoint-mode", f->endpoint_mode, "Endpoint mode (vip or dnsrr)");
   for (auto [prefix, cfg] : {std::make_pair(std::string("update"), &f->update),
                              std::make_pair(std::string("rollback"), &f->rollback)}) {
@@ -99,7 +100,8 @@ void AddSpecFlags(CLI::App* c, ServiceFlags* f, bool create) {
   AddList(c, add("--placement-pref", "--placement-pref-add"), &f->placement_pref,
           "Placement preferences (spread=<node attribute>)");
   AddList(c, add("-p,--publish", "--publish-add"), &f->publish, "Publish a port as a node port");
-  AddList(c, add("--secret", "--secret-add"), &f->secret, "Specify secrets to expose to the service");
+  AddList(c, add("--secret", "--secret-add"), &f->secret,
+          "Specify secrets to expose to the service");
   AddList(c, add("--config", "--config-add"), &f->config, "Specify configurations to expose");
   AddList(c, add("--network", "--network-add"), &f->network, "Network attachments");
   if (!create) {
@@ -224,9 +226,9 @@ struct UpdateFlags {
 
 // Reads the service, edits its spec and writes it, retried when it changed meanwhile.
 // `usage` is set when `edit` refused the flags (nothing was written).
-absl::StatusOr<api::Service> EditService(
-    ControlClient& control, const std::string& ref,
-    const std::function<absl::Status(api::ServiceSpec&)>& edit, bool rollback, bool* usage) {
+absl::StatusOr<api::Service> EditService(ControlClient& control, const std::string& ref,
+                                         const std::function<absl::Status(api::ServiceSpec&)>& edit,
+                                         bool rollback, bool* usage) {
   absl::Status last;
   for (int attempt = 0; attempt < 5; ++attempt) {
     api::GetServiceRequest get;
@@ -277,9 +279,9 @@ int Update(Context& ctx, UpdateFlags& f) {
   if (!svc.ok()) return usage ? ctx.Usage(svc.status()) : ctx.Fail(svc.status());
   ctx.out << f.service << "\n";
   if (f.rollback && !f.wait.quiet) {
-    ctx.out << "rollback: " << (svc->update_status().message().empty()
-                                    ? "manually requested rollback"
-                                    : svc->update_status().message())
+    ctx.out << "rollback: "
+            << (svc->update_status().message().empty() ? "manually requested rollback"
+                                                       : svc->update_status().message())
             << "\n";
   }
   if (f.wait.detach) return 0;
@@ -427,7 +429,8 @@ std::string Pretty(const api::Service& s) {
   }
   o << "Service Mode:\t" << ServiceModeName(spec) << "\n";
   if (spec.has_replicated()) o << " Replicas:\t" << spec.replicated().replicas() << "\n";
-  if (s.has_update_status() && s.update_status().state() != api::UpdateStatus::UPDATE_STATE_UNKNOWN) {
+  if (s.has_update_status() &&
+      s.update_status().state() != api::UpdateStatus::UPDATE_STATE_UNKNOWN) {
     o << "UpdateStatus:\n State:\t\t"
       << absl::AsciiStrToLower(
              absl::string_view(api::UpdateStatus::State_Name(s.update_status().state()))
@@ -441,11 +444,12 @@ std::string Pretty(const api::Service& s) {
   const api::UpdateConfig& u = spec.update();
   o << "UpdateConfig:\n"
     << " Parallelism:\t" << (u.has_parallelism() ? u.parallelism() : 1) << "\n";
-  if (u.has_delay()) o << " Delay:\t\t" << absl::FormatDuration(DurationFromProto(u.delay())) << "\n";
+  if (u.has_delay())
+    o << " Delay:\t\t" << absl::FormatDuration(DurationFromProto(u.delay())) << "\n";
   o << " On failure:\t"
-    << absl::AsciiStrToLower(absl::string_view(api::UpdateConfig::FailureAction_Name(
-                                                   u.failure_action()))
-                                 .substr(sizeof("FAILURE_ACTION_") - 1))
+    << absl::AsciiStrToLower(
+           absl::string_view(api::UpdateConfig::FailureAction_Name(u.failure_action()))
+               .substr(sizeof("FAILURE_ACTION_") - 1))
     << "\n";
   o << "ContainerSpec:\n Image:\t\t" << c.image() << "\n";
   if (!c.command().empty()) o << " Command:\t" << absl::StrJoin(c.command(), " ") << "\n";
@@ -473,7 +477,8 @@ std::string Pretty(const api::Service& s) {
     }
     if (res.has_limits()) {
       o << " Limits:\n";
-      if (res.limits().nano_cpus()) o << "  CPU:\t\t" << HumanCpus(res.limits().nano_cpus()) << "\n";
+      if (res.limits().nano_cpus())
+        o << "  CPU:\t\t" << HumanCpus(res.limits().nano_cpus()) << "\n";
       if (res.limits().memory_bytes()) {
         o << "  Memory:\t" << HumanBytes(res.limits().memory_bytes()) << "\n";
       }

@@ -22,12 +22,13 @@ bool Contains(const std::vector<std::string>& v, const std::string& s) {
 absl::Status ApplyUpdateConfig(const UpdateConfigFlags& f, const std::string& prefix,
                                api::UpdateConfig* cfg) {
   if (!f.parallelism.empty()) {
-    ASSIGN_OR_RETURN(uint64_t p, ParseUint(absl::StrCat("--", prefix, "-parallelism"),
-                                           f.parallelism));
+    ASSIGN_OR_RETURN(uint64_t p,
+                     ParseUint(absl::StrCat("--", prefix, "-parallelism"), f.parallelism));
     cfg->set_parallelism(p);
   }
   if (!f.delay.empty()) {
-    ASSIGN_OR_RETURN(absl::Duration d, ParseDuration(absl::StrCat("--", prefix, "-delay"), f.delay));
+    ASSIGN_OR_RETURN(absl::Duration d,
+                     ParseDuration(absl::StrCat("--", prefix, "-delay"), f.delay));
     *cfg->mutable_delay() = DurationToProto(d);
   }
   if (!f.monitor.empty()) {
@@ -39,8 +40,8 @@ absl::Status ApplyUpdateConfig(const UpdateConfigFlags& f, const std::string& pr
     const std::string flag = absl::StrCat("--", prefix, "-failure-action");
     ASSIGN_OR_RETURN(auto a, ParseFailureAction(flag, f.failure_action));
     if (prefix == "rollback" && a == api::UpdateConfig::FAILURE_ACTION_ROLLBACK) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "invalid ", flag, " \"", f.failure_action, "\": expected pause or continue"));
+      return absl::InvalidArgumentError(absl::StrCat("invalid ", flag, " \"", f.failure_action,
+                                                     "\": expected pause or continue"));
     }
     cfg->set_failure_action(a);
   }
@@ -49,8 +50,8 @@ absl::Status ApplyUpdateConfig(const UpdateConfigFlags& f, const std::string& pr
     cfg->set_order(o);
   }
   if (!f.max_failure_ratio.empty()) {
-    ASSIGN_OR_RETURN(float r, ParseRatio(absl::StrCat("--", prefix, "-max-failure-ratio"),
-                                         f.max_failure_ratio));
+    ASSIGN_OR_RETURN(
+        float r, ParseRatio(absl::StrCat("--", prefix, "-max-failure-ratio"), f.max_failure_ratio));
     cfg->set_max_failure_ratio(r);
   }
   return absl::OkStatus();
@@ -196,8 +197,8 @@ absl::Status ApplyServiceFlags(const ServiceFlags& f, bool create, api::ServiceS
         set_resource("--reserve-memory", f.reserve_memory, false, r->mutable_reservations()));
   }
 
-  if (!f.restart_condition.empty() || !f.restart_delay.empty() ||
-      !f.restart_max_attempts.empty() || !f.restart_window.empty()) {
+  if (!f.restart_condition.empty() || !f.restart_delay.empty() || !f.restart_max_attempts.empty() ||
+      !f.restart_window.empty()) {
     api::RestartPolicy* r = task->mutable_restart();
     if (!f.restart_condition.empty()) {
       ASSIGN_OR_RETURN(auto cond, ParseRestartCondition(f.restart_condition));
@@ -221,7 +222,8 @@ absl::Status ApplyServiceFlags(const ServiceFlags& f, bool create, api::ServiceS
     return !u.parallelism.empty() || !u.delay.empty() || !u.failure_action.empty() ||
            !u.order.empty() || !u.monitor.empty() || !u.max_failure_ratio.empty();
   };
-  if (given(f.update)) RETURN_IF_ERROR(ApplyUpdateConfig(f.update, "update", spec->mutable_update()));
+  if (given(f.update))
+    RETURN_IF_ERROR(ApplyUpdateConfig(f.update, "update", spec->mutable_update()));
   if (given(f.rollback)) {
     RETURN_IF_ERROR(ApplyUpdateConfig(f.rollback, "rollback", spec->mutable_rollback()));
   }

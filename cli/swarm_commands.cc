@@ -19,9 +19,9 @@ std::unique_ptr<grpc::ClientContext> NodeControlContext() {
 // A NodeControl failure: swarmd not running is said plainly.
 int NodeControlFail(Context& ctx, const grpc::Status& s) {
   if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
-    return ctx.Fail(absl::UnavailableError(absl::StrCat(
-        "cannot reach swarmd at unix:", ctx.globals.socket, ": ", s.error_message(),
-        " (is swarmd running? is --socket right?)")));
+    return ctx.Fail(absl::UnavailableError(
+        absl::StrCat("cannot reach swarmd at unix:", ctx.globals.socket, ": ", s.error_message(),
+                     " (is swarmd running? is --socket right?)")));
   }
   return ctx.Fail(FromGrpcStatus(s));
 }
@@ -197,9 +197,11 @@ int JoinToken(Context& ctx, const JoinTokenFlags& f) {
   const std::string token = role == "worker" ? cluster.root_ca().join_tokens().worker()
                                              : cluster.root_ca().join_tokens().manager();
   if (token.empty()) {
-    return ctx.Fail(absl::FailedPreconditionError(
-        absl::StrCat("the cluster has no ", role, " join token; make one with `swarmctl "
-                     "join-token --rotate ", role, "`")));
+    return ctx.Fail(
+        absl::FailedPreconditionError(absl::StrCat("the cluster has no ", role,
+                                                   " join token; make one with `swarmctl "
+                                                   "join-token --rotate ",
+                                                   role, "`")));
   }
   if (f.quiet) {
     ctx.out << token << "\n";
@@ -222,7 +224,8 @@ void AddSwarmCommands(CLI::App& app, Context& ctx, Handlers& handlers) {
     c->add_option("--listen-addr", f->listen_addr, "Listen address (default 0.0.0.0:4242)");
     c->add_flag("--force-new-cluster", f->force_new_cluster,
                 "Force create a new cluster from current state (quorum-loss recovery)");
-    c->add_option("--availability", f->availability, "Availability of the node (active|pause|drain)");
+    c->add_option("--availability", f->availability,
+                  "Availability of the node (active|pause|drain)");
     handlers[c] = [&ctx, f] { return Init(ctx, *f); };
   }
   {
@@ -231,7 +234,8 @@ void AddSwarmCommands(CLI::App& app, Context& ctx, Handlers& handlers) {
     c->add_option("--token", f->token, "Token for entry into the swarm")->required();
     c->add_option("--advertise-addr", f->advertise_addr, "Address other nodes reach this one at");
     c->add_option("--listen-addr", f->listen_addr, "Listen address (default 0.0.0.0:4242)");
-    c->add_option("--availability", f->availability, "Availability of the node (active|pause|drain)");
+    c->add_option("--availability", f->availability,
+                  "Availability of the node (active|pause|drain)");
     c->add_option("addr", f->addrs, "Manager address HOST:PORT")->required();
     handlers[c] = [&ctx, f] { return Join(ctx, *f); };
   }

@@ -115,8 +115,7 @@ absl::Status ListTasksOf(ControlClient& control, const std::string& service,
 std::map<std::string, std::string> Hostnames(ControlClient& control) {
   std::map<std::string, std::string> out;
   api::ListNodesResponse nodes;
-  if (control.Call(&api::Control::StubInterface::ListNodes, api::ListNodesRequest(), &nodes)
-          .ok()) {
+  if (control.Call(&api::Control::StubInterface::ListNodes, api::ListNodesRequest(), &nodes).ok()) {
     for (const api::Node& n : nodes.nodes()) out[n.meta().id()] = n.description().hostname();
   }
   return out;
@@ -132,7 +131,8 @@ void CollectCompletion(const CLI::App& app, const std::string& path,
   std::vector<std::string> names, options;
   for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
     names.push_back(sub->get_name());
-    CollectCompletion(*sub, path.empty() ? sub->get_name() : absl::StrCat(path, " ", sub->get_name()),
+    CollectCompletion(*sub,
+                      path.empty() ? sub->get_name() : absl::StrCat(path, " ", sub->get_name()),
                       subs, flags);
   }
   for (const CLI::Option* o : app.get_options()) {
@@ -244,12 +244,11 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err, const RunOp
     }
     const auto children = leaf->get_subcommands([](const CLI::App*) { return true; });
     if (dynamic_cast<const CLI::RequiredError*>(&e) != nullptr && !children.empty() &&
-        leaf->get_subcommands().empty() && std::string(e.what()).find("subcommand") !=
-                                               std::string::npos) {
+        leaf->get_subcommands().empty() &&
+        std::string(e.what()).find("subcommand") != std::string::npos) {
       std::vector<std::string> names;
       for (const CLI::App* c : children) names.push_back(c->get_name());
-      err << "Error: `" << path << "` needs a subcommand: " << absl::StrJoin(names, ", ")
-          << "\n";
+      err << "Error: `" << path << "` needs a subcommand: " << absl::StrJoin(names, ", ") << "\n";
     } else {
       err << "Error: " << path << ": " << e.what() << "\n";
     }

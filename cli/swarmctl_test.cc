@@ -42,7 +42,7 @@ class FakeNodeControl final : public api::NodeControl::Service {
     join = *req;
     resp->set_node_id("node2");
     resp->set_role(req->join_token().find("ccc") != std::string::npos ? api::NODE_ROLE_MANAGER
-                                                                       : api::NODE_ROLE_WORKER);
+                                                                      : api::NODE_ROLE_WORKER);
     return grpc::Status::OK;
   }
   grpc::Status Leave(grpc::ServerContext*, const api::LeaveRequest* req,
@@ -205,7 +205,8 @@ TEST(SwarmctlUsageTest, UsageErrorsExitTwoWithOneLine) {
   };
   for (const auto& args : cases) {
     std::ostringstream out, err;
-    EXPECT_EQ(shoal::cli::Run(args, out, err), 2) << args[0] << " " << (args.size() > 1 ? args[1] : "");
+    EXPECT_EQ(shoal::cli::Run(args, out, err), 2)
+        << args[0] << " " << (args.size() > 1 ? args[1] : "");
     EXPECT_EQ(Newlines(err.str()), 1) << err.str();
     EXPECT_EQ(err.str().rfind("Error: ", 0), 0u) << err.str();
     EXPECT_EQ(out.str(), "");

@@ -1,8 +1,9 @@
 // swarmctl end to end: shoal::cli::Run in-process against a TestCluster (three managers on
 // Raft behind mutual TLS, fake workers that run tasks at once), over --host (the managers' API
 // addresses) and --tls-dir (an operator certificate), as CI runs it.
-#include <nlohmann/json.hpp>
+#include "cli/swarmctl.h"
 
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -10,7 +11,6 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "cli/swarmctl.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "integration/testing/test_cluster.h"
@@ -81,8 +81,9 @@ class SwarmctlTest : public ::testing::Test {
 
   // Fast rolling updates and restarts, so that the test does not wait on defaults.
   static std::vector<std::string> Fast() {
-    return {"--restart-delay",     "0s", "--update-parallelism",   "0", "--update-monitor", "100ms",
-            "--rollback-parallelism", "0", "--rollback-monitor", "100ms"};
+    return {"--restart-delay",    "0s",    "--update-parallelism",   "0",
+            "--update-monitor",   "100ms", "--rollback-parallelism", "0",
+            "--rollback-monitor", "100ms"};
   }
 
   std::vector<std::string> Create(const std::string& name, const std::string& replicas,
@@ -120,8 +121,8 @@ TEST_F(SwarmctlTest, AServiceIsCreatedScaledUpdatedRolledBackAndRemovedWithProgr
   ASSERT_EQ(lines.size(), 2u) << r;
   EXPECT_EQ(Cells(lines[0]),
             (std::vector<std::string>{"ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"}));
-  EXPECT_EQ(Cells(lines[1]), (std::vector<std::string>{id.substr(0, 12), "web", "replicated",
-                                                        "5/5", "nginx:1", "*:8080->80/tcp"}))
+  EXPECT_EQ(Cells(lines[1]), (std::vector<std::string>{id.substr(0, 12), "web", "replicated", "5/5",
+                                                       "nginx:1", "*:8080->80/tcp"}))
       << r;
 
   r = Cli({"service", "ps", "web"});
@@ -159,8 +160,7 @@ TEST_F(SwarmctlTest, AServiceIsCreatedScaledUpdatedRolledBackAndRemovedWithProgr
   ASSERT_EQ(r.code, 0) << r;
   auto json = nlohmann::json::parse(r.out);
   ASSERT_TRUE(json.is_array());
-  EXPECT_EQ(json[0]["spec"]["task"]["container"]["env"],
-            nlohmann::json::array({"A=1", "B=2"}));
+  EXPECT_EQ(json[0]["spec"]["task"]["container"]["env"], nlohmann::json::array({"A=1", "B=2"}));
 
   r = Cli({"service", "rollback", "web"});
   ASSERT_EQ(r.code, 0) << r;
@@ -204,7 +204,7 @@ TEST_F(SwarmctlTest, NodesAreListedInspectedAndDrained) {
   auto lines = Lines(r.out);
   ASSERT_EQ(lines.size(), 4u) << r;
   EXPECT_EQ(Cells(lines[0]), (std::vector<std::string>{"ID", "HOSTNAME", "STATUS", "AVAILABILITY",
-                                                        "MANAGER STATUS", "ENGINE VERSION"}));
+                                                       "MANAGER STATUS", "ENGINE VERSION"}));
   const std::string node = cluster_->worker(1).id();
   EXPECT_THAT(r.out, HasSubstr(node)) << r;
   EXPECT_THAT(lines[1], HasSubstr("Ready   ")) << r;
@@ -294,8 +294,8 @@ TEST_F(SwarmctlTest, SecretsAndJoinTokens) {
 
 TEST_F(SwarmctlTest, ADeadFirstManagerIsSkipped) {
   cluster_->KillManager(1);
-  hosts_ = absl::StrJoin({cluster_->api_addr(1), cluster_->api_addr(2), cluster_->api_addr(3)},
-                         ",");
+  hosts_ =
+      absl::StrJoin({cluster_->api_addr(1), cluster_->api_addr(2), cluster_->api_addr(3)}, ",");
   Result r = Cli(Create("web", "2"));
   ASSERT_EQ(r.code, 0) << r;
   EXPECT_THAT(r.out, HasSubstr("verify: Service converged")) << r;
@@ -308,8 +308,7 @@ TEST_F(SwarmctlTest, ADeadFirstManagerIsSkipped) {
   r = Cli({"service", "ls"});
   EXPECT_EQ(r.code, 1) << r;
   ASSERT_EQ(Lines(r.err).size(), 1u) << r;
-  EXPECT_THAT(r.err, HasSubstr("Error: cannot reach any manager at " + cluster_->api_addr(1)))
-      << r;
+  EXPECT_THAT(r.err, HasSubstr("Error: cannot reach any manager at " + cluster_->api_addr(1))) << r;
 }
 
 TEST_F(SwarmctlTest, ErrorsAreOneLineWithTheRightExitCode) {

@@ -65,6 +65,19 @@ class TestCluster {
   // Control calls manager `id` served on behalf of a follower that forwarded them.
   uint64_t forwarded_served(uint64_t id);
 
+  // For clients of their own (swarmctl): the operator certificate's directory, manager `id`'s
+  // Control API address (kept after it is killed), every manager's, and the test CA.
+  const std::string& operator_dir() const { return operator_dir_; }
+  std::string api_addr(uint64_t id) { return ApiAddr(id); }
+  std::vector<std::string> api_addrs() {
+    std::vector<std::string> out;
+    for (uint64_t id = 1; id <= static_cast<uint64_t>(options_.managers); ++id) {
+      out.push_back(ApiAddr(id));
+    }
+    return out;
+  }
+  pki::testing::TestPki& pki() { return *pki_; }
+
   uint64_t Leader();
   void KillManager(uint64_t id);
   void StartManager(uint64_t id);

@@ -1,0 +1,92 @@
+// Private to cli/: what the command groups share. Each Add*Commands registers its
+// subcommands on the CLI11 tree and, for each leaf, a handler run after parsing succeeds.
+// Handlers return the exit code (0, 1 failed, 2 usage) and print errors through Context.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <map>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cli/connection.h"
+#include "cli/swarmctl.h"
+#include "google/protobuf/message.h"
+#include "proto/control.grpc.pb.h"
+#include "proto/node_control.grpc.pb.h"
+
+namespace shoal::cli {
+
+// Global flags.
+struct Globals {
+  std::string host;
+  std::string tls_dir;
+  std::string socket = kDefaultSocket;
+  std::string connect_timeout = "5s";
+};
+
+class Context {
+ public:
+  Context(std::ostream& out, std::ostream& err, const RunOptions& options)
+      : out(out), err(err), options(options) {}
+
+  std::ostream& out;
+  std::ostream& err;
+  const RunOptions& options;
+  Globals globals;
+
+  // The Control client of the global flags, made on first use.
+  absl::StatusOr<ControlClient*> Control();
+  // NodeControl on the local socket; INVALID_ARGUMENT with --host (these commands act on the
+  // machine swarmctl runs on).
+  absl::StatusOr<std::unique_ptr<api::NodeControl::Stub>> NodeControl(const std::string& command);
+  // The id of the node behind the local socket, when swarmctl talks to it ("" otherwise).
+  std::string SelfNodeId();
+  absl::Time Now() const { return options.now(); }
+
+  // "Error: <message>" on err; returns 1.
+  int Fail(const absl::Status& status);
+  // "Error: <message>" on err; returns 2.
+  int Usage(const absl::Status& status);
+  // Fail, or Usage for INVALID_ARGUMENT raised before anything was sent.
+  int FailOrUsage(const absl::Status& status, bool sent);
+
+ private:
+  std::unique_ptr<ControlClient> control_;
+};
+
+using Handlers = std::map<const CLI::App*, std::function<int()>>;
+
+void AddSwarmCommands(CLI::App& app, Context& ctx, Handlers& handlers);
+void AddNodeCommands(CLI::App& app, Context& ctx, Handlers& handlers);
+void AddServiceCommands(CLI::App& app, Context& ctx, Handlers& handlers);
+void AddTaskCommands(CLI::App& app, Context& ctx, Handlers& handlers);
+void AddSecretConfigCommands(CLI::App& app, Context& ctx, Handlers& handlers);
+void AddClusterCommands(CLI::App& app, Context& ctx, Handlers& handlers);
+
+// A bash completion script for every command, subcommand and flag of `app`.
+std::string BashCompletion(const CLI::App& app);
+
+// Messages as one JSON array, indented as docker's inspect output (protobuf's JSON mapping,
+// lowerCamelCase names, defaults included).
+std::string JsonArray(const std::vector<const google::protobuf::Message*>& messages);
+template <typename T>
+std::string JsonArray(const std::vector<T>& messages) {
+  std::vector<const google::protobuf::Message*> ptrs;
+  for (const T& m : messages) ptrs.push_back(&m);
+  return JsonArray(ptrs);
+}
+
+// --format: "" (table), "table" or "json"; INVALID_ARGUMENT otherwise.
+absl::StatusOr<bool> WantJson(const std::string& format);
+
+// The service's tasks, by service id or name (NOT_FOUND as the manager says it).
+absl::Status ListTasksOf(ControlClient& control, const std::string& service_id,
+                         std::vector<api::Task>* tasks);
+// Node id -> hostname of every node.
+std::map<std::string, std::string> Hostnames(ControlClient& control);
+
+}  // namespace shoal::cli

@@ -456,13 +456,25 @@ absl::StatusOr<api::UpdateServiceResponse> ControlApi::UpdateService(
       if (google::protobuf::util::MessageDifferencer::Equals(spec, cur.spec())) {
         return absl::OkStatus();  // nothing changes
       }
+      const bool is_job = spec.has_replicated_job() || spec.has_global_job();
+      // Whether the tasks change (what they run, or the ports they publish): only then is
+      // there a new spec version, which the orchestrator rolls out by replacing tasks. A
+      // scale, new labels or new update settings replace nothing, as in Docker.
+      const bool tasks_change =
+          is_job ||
+          !google::protobuf::util::MessageDifferencer::Equals(spec.task(), cur.spec().task()) ||
+          !google::protobuf::util::MessageDifferencer::Equals(spec.endpoint(),
+                                                               cur.spec().endpoint());
       *u.mutable_previous_spec() = cur.spec();
       *u.mutable_previous_spec_version() = cur.spec_version();
       *u.mutable_spec() = std::move(spec);
-      // A new spec version: the index of the write this spec replaces, unique and increasing.
-      u.mutable_spec_version()->set_index(cur.meta().version().index());
-      u.clear_update_status();
-      if (u.spec().has_replicated_job() || u.spec().has_global_job()) {
+      if (tasks_change) {
+        // A new spec version: the index of the write this spec replaces, unique and
+        // increasing.
+        u.mutable_spec_version()->set_index(cur.meta().version().index());
+        u.clear_update_status();
+      }
+      if (is_job) {
         // A job updated runs again, as a new iteration.
         u.mutable_job_status()->mutable_job_iteration()->set_index(cur.meta().version().index());
         const int64_t ns = absl::ToUnixNanos(now);

@@ -183,6 +183,30 @@ TEST_F(ControlApiTest, ServiceUpdatesAreVersionedKeepThePreviousSpecAndRollBack)
             api::UpdateStatus::UPDATE_STATE_ROLLBACK_STARTED);
 }
 
+// Only a change of what the tasks run (or publish) is a new spec version, which replaces
+// tasks: scaling or relabelling a service keeps them, as Docker does.
+TEST_F(ControlApiTest, ScalingKeepsTheSpecVersionAndChangingTheTaskMakesANewOne) {
+  const api::Service v1 = Create(Spec("web"));
+  api::UpdateServiceRequest u;
+  u.set_service_id("web");
+  *u.mutable_service_version() = v1.meta().version();
+  *u.mutable_spec() = v1.spec();
+  u.mutable_spec()->mutable_replicated()->set_replicas(9);
+  (*u.mutable_spec()->mutable_annotations()->mutable_labels())["tier"] = "front";
+  auto scaled = api_.UpdateService(u);
+  ASSERT_TRUE(scaled.ok()) << scaled.status();
+  EXPECT_EQ(scaled->service().spec().replicated().replicas(), 9u);
+  EXPECT_EQ(scaled->service().spec_version().index(), v1.spec_version().index());
+  EXPECT_EQ(scaled->service().previous_spec().replicated().replicas(),
+            v1.spec().replicated().replicas());
+
+  *u.mutable_service_version() = scaled->service().meta().version();
+  u.mutable_spec()->mutable_task()->mutable_container()->add_env("A=1");
+  auto changed = api_.UpdateService(u);
+  ASSERT_TRUE(changed.ok()) << changed.status();
+  EXPECT_NE(changed->service().spec_version().index(), v1.spec_version().index());
+}
+
 TEST_F(ControlApiTest, UpdatingAJobRunsItAgainAsANewIteration) {
   api::ServiceSpec spec = Spec("migrate");
   spec.clear_replicated();

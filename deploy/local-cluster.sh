@@ -6,6 +6,8 @@
 #   deploy/local-cluster.sh env           # export lines pointing swarmctl at the cluster
 #   deploy/local-cluster.sh status [--json]
 #   deploy/local-cluster.sh down          # stops everything it started, by PID; removes it all
+#   deploy/local-cluster.sh demo          # the README's main job: packages, build, up (3 + 2),
+#                                         # a service with 5 replicas, and `swarmctl service ps`
 #
 # Everything lives under $SHOAL_LOCAL_DIR (default /tmp/shoal-local): per node its state dir,
 # log, control socket and PID; the operator certificate; the binaries it runs. Addresses are
@@ -168,10 +170,23 @@ cmd_down() {
   echo "local-cluster: down" >&2
 }
 
+cmd_demo() {
+  need_root
+  deploy/setup.sh >&2
+  [ -f "$DIR/nodes" ] || cmd_up --managers 3 --workers 2 --executor process
+  eval "$(cmd_env)"
+  swarmctl service create --name web --replicas 5 busybox \
+    /bin/sh -c 'while true; do echo "hello from $SHOAL_TASK_ID"; sleep 5; done'
+  swarmctl service ps web
+  echo >&2
+  echo "local-cluster: try: eval \"\$($0 env)\"; swarmctl node ls; $0 down" >&2
+}
+
 case "${1:-}" in
   up) shift; cmd_up "$@" ;;
+  demo) cmd_demo ;;
   env) cmd_env ;;
   status) shift; cmd_status "$@" ;;
   down) cmd_down ;;
-  *) die "usage: $0 up [--managers N] [--workers N] [--executor process|sim] | env | status [--json] | down" ;;
+  *) die "usage: $0 up [--managers N] [--workers N] [--executor process|sim] | env | status [--json] | down | demo" ;;
 esac

@@ -342,21 +342,28 @@ grpc::Status Daemon::Init(grpc::ServerContext*, const api::InitRequest* request,
   return ToGrpc(DoInit(*request, response));
 }
 
-absl::Status Daemon::DoInit(const api::InitRequest& request, api::InitResponse* response) {
+absl::StatusOr<std::pair<std::string, std::string>> Daemon::NewMemberAddrs(
+    const std::string& listen_requested, const std::string& advertise_requested) const {
   if (state_.in_cluster()) {
     return absl::FailedPreconditionError(
         "this node is already part of a swarm: leave it first (swarmctl leave)");
   }
+  std::string listen = listen_requested.empty() ? options_.listen_addr : listen_requested;
+  auto advertise = AdvertiseAddr(
+      advertise_requested.empty() ? options_.advertise_addr : advertise_requested, listen);
+  if (!advertise.ok()) return advertise.status();
+  return std::make_pair(std::move(listen), *std::move(advertise));
+}
+
+absl::Status Daemon::DoInit(const api::InitRequest& request, api::InitResponse* response) {
+  auto addrs = NewMemberAddrs(request.listen_addr(), request.advertise_addr());
+  if (!addrs.ok()) return addrs.status();
   if (request.force_new_cluster()) {
     return absl::FailedPreconditionError(
         "--force-new-cluster: this node holds no manager state to recover a cluster from");
   }
-  const std::string listen =
-      request.listen_addr().empty() ? options_.listen_addr : request.listen_addr();
-  auto advertise = AdvertiseAddr(
-      request.advertise_addr().empty() ? options_.advertise_addr : request.advertise_addr(),
-      listen);
-  if (!advertise.ok()) return advertise.status();
+  const std::string& listen = addrs->first;
+  const std::string* advertise = &addrs->second;
 
   IdGenerator ids;
   NodeState st;
@@ -445,19 +452,13 @@ grpc::Status Daemon::Join(grpc::ServerContext*, const api::JoinRequest* request,
 }
 
 absl::Status Daemon::DoJoin(const api::JoinRequest& request, api::JoinResponse* response) {
-  if (state_.in_cluster()) {
-    return absl::FailedPreconditionError(
-        "this node is already part of a swarm: leave it first (swarmctl leave)");
-  }
+  auto addrs = NewMemberAddrs(request.listen_addr(), request.advertise_addr());
+  if (!addrs.ok()) return addrs.status();
   if (request.remote_addrs().empty()) {
     return absl::InvalidArgumentError("join needs the address of a manager");
   }
-  const std::string listen =
-      request.listen_addr().empty() ? options_.listen_addr : request.listen_addr();
-  auto advertise = AdvertiseAddr(
-      request.advertise_addr().empty() ? options_.advertise_addr : request.advertise_addr(),
-      listen);
-  if (!advertise.ok()) return advertise.status();
+  const std::string& listen = addrs->first;
+  const std::string* advertise = &addrs->second;
 
   absl::StatusOr<pki::JoinResult> joined = absl::UnavailableError("no manager address");
   std::string via;

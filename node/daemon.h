@@ -20,6 +20,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -75,6 +76,11 @@ class Daemon final : public api::NodeControl::Service {
   std::string TlsDir() const;
   absl::StatusOr<std::string> AdvertiseAddr(const std::string& requested,
                                             const std::string& listen) const;
+  // The listen and advertise addresses of a node about to init or join (the requested ones,
+  // or the daemon's); FAILED_PRECONDITION when it is in a cluster already.
+  absl::StatusOr<std::pair<std::string, std::string>> NewMemberAddrs(
+      const std::string& listen_requested, const std::string& advertise_requested) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status DoInit(const api::InitRequest& request, api::InitResponse* response)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status DoJoin(const api::JoinRequest& request, api::JoinResponse* response)

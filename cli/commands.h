@@ -53,6 +53,10 @@ class Context {
   int Usage(const absl::Status& status);
   // Fail, or Usage for INVALID_ARGUMENT raised before anything was sent.
   int FailOrUsage(const absl::Status& status, bool sent);
+  // `rm`-style commands: `op` on each of `refs` in turn, printing each ref done as docker
+  // does, and one error line for each that fails (the others still run). 1 if any failed.
+  int ForEachRef(const std::vector<std::string>& refs,
+                 const std::function<absl::Status(ControlClient&, const std::string&)>& op);
 
  private:
   std::unique_ptr<ControlClient> control_;

@@ -190,28 +190,17 @@ int SetRole(Context& ctx, const std::vector<std::string>& nodes, api::NodeRole r
 }
 
 int Rm(Context& ctx, const std::vector<std::string>& nodes, bool force) {
-  auto control = ctx.Control();
-  if (!control.ok()) return ctx.FailOrUsage(control.status(), false);
-  int code = 0;
-  for (const std::string& node : nodes) {
+  return ctx.ForEachRef(nodes, [force](ControlClient& control, const std::string& node) {
     api::GetNodeRequest get;
     get.set_node_id(node);
     api::GetNodeResponse found;
-    absl::Status s = (*control)->Call(&Stub::GetNode, get, &found);
-    if (s.ok()) {
-      api::RemoveNodeRequest req;
-      req.set_node_id(found.node().meta().id());
-      req.set_force(force);
-      api::RemoveNodeResponse resp;
-      s = (*control)->Call(&Stub::RemoveNode, req, &resp);
-    }
-    if (!s.ok()) {
-      code = ctx.Fail(s);
-      continue;
-    }
-    ctx.out << node << "\n";
-  }
-  return code;
+    if (absl::Status s = control.Call(&Stub::GetNode, get, &found); !s.ok()) return s;
+    api::RemoveNodeRequest req;
+    req.set_node_id(found.node().meta().id());
+    req.set_force(force);
+    api::RemoveNodeResponse resp;
+    return control.Call(&Stub::RemoveNode, req, &resp);
+  });
 }
 
 }  // namespace

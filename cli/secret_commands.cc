@@ -203,20 +203,11 @@ void AddKind(CLI::App& app, Context& ctx, Handlers& handlers, const std::string&
     c->alias("remove");
     c->add_option(Kind::kName, *refs, "Names or ids")->required();
     handlers[c] = [&ctx, refs] {
-      auto control = ctx.Control();
-      if (!control.ok()) return ctx.FailOrUsage(control.status(), false);
-      int code = 0;
-      for (const std::string& ref : *refs) {
+      return ctx.ForEachRef(*refs, [](ControlClient& control, const std::string& ref) {
         typename Kind::Object o;
-        absl::Status s = Kind::Get(**control, ref, &o);
-        if (s.ok()) s = Kind::Remove(**control, o.meta().id());
-        if (!s.ok()) {
-          code = ctx.Fail(s);
-          continue;
-        }
-        ctx.out << ref << "\n";
-      }
-      return code;
+        if (absl::Status s = Kind::Get(control, ref, &o); !s.ok()) return s;
+        return Kind::Remove(control, o.meta().id());
+      });
     };
   }
 }

@@ -530,27 +530,16 @@ int Inspect(Context& ctx, const InspectFlags& f) {
 }
 
 int Rm(Context& ctx, const std::vector<std::string>& services) {
-  auto control = ctx.Control();
-  if (!control.ok()) return ctx.FailOrUsage(control.status(), false);
-  int code = 0;
-  for (const std::string& ref : services) {
+  return ctx.ForEachRef(services, [](ControlClient& control, const std::string& ref) {
     api::GetServiceRequest get;
     get.set_service_id(ref);
     api::GetServiceResponse svc;
-    absl::Status s = (*control)->Call(&Stub::GetService, get, &svc);
-    if (s.ok()) {
-      api::RemoveServiceRequest req;
-      req.set_service_id(svc.service().meta().id());
-      api::RemoveServiceResponse resp;
-      s = (*control)->Call(&Stub::RemoveService, req, &resp);
-    }
-    if (!s.ok()) {
-      code = ctx.Fail(s);
-      continue;
-    }
-    ctx.out << ref << "\n";
-  }
-  return code;
+    if (absl::Status s = control.Call(&Stub::GetService, get, &svc); !s.ok()) return s;
+    api::RemoveServiceRequest req;
+    req.set_service_id(svc.service().meta().id());
+    api::RemoveServiceResponse resp;
+    return control.Call(&Stub::RemoveService, req, &resp);
+  });
 }
 
 }  // namespace

@@ -64,6 +64,22 @@ int Context::Usage(const absl::Status& status) {
   return 2;
 }
 
+int Context::ForEachRef(
+    const std::vector<std::string>& refs,
+    const std::function<absl::Status(ControlClient&, const std::string&)>& op) {
+  auto control = Control();
+  if (!control.ok()) return FailOrUsage(control.status(), false);
+  int code = 0;
+  for (const std::string& ref : refs) {
+    if (absl::Status s = op(**control, ref); !s.ok()) {
+      code = Fail(s);
+      continue;
+    }
+    out << ref << "\n";
+  }
+  return code;
+}
+
 int Context::FailOrUsage(const absl::Status& status, bool sent) {
   if (!sent && status.code() == absl::StatusCode::kInvalidArgument) return Usage(status);
   return Fail(status);

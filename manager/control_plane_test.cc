@@ -7,6 +7,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -444,6 +446,38 @@ TEST_F(ControlPlaneTest, APromotedNodeJoinsTheRaftGroupAndBecomesAVoter) {
     EXPECT_EQ(tx.Get<api::Node>("mgr4")->role(), api::NODE_ROLE_MANAGER);
     EXPECT_NE(tx.Get<api::Service>("web"), nullptr);
   });
+}
+
+// The join service and the role manager change the membership from different threads; Raft
+// drops a change proposed while another is not applied yet, so without taking turns one of
+// two callers would get an error (a manager's join failed this way).
+TEST_F(ControlPlaneTest, MembershipChangesFromSeveralCallersTakeTurns) {
+  const uint64_t leader = cluster_->Leader();
+  ASSERT_NE(leader, 0u);
+  NodeMembership* membership;
+  {
+    absl::MutexLock lock(&mu_);
+    membership = memberships_[leader].get();
+  }
+  constexpr int kCallers = 4;
+  std::vector<absl::Status> added(kCallers);
+  {
+    std::vector<std::thread> callers;
+    for (int i = 0; i < kCallers; ++i) {
+      callers.emplace_back([&, i] {
+        raftpb::RaftMember me;
+        me.set_raft_id(100 + i);
+        me.set_addr("127.0.0.1:1");  // never starts: stays a learner
+        added[i] = membership->AddLearner(100 + i, me.SerializeAsString());
+      });
+    }
+    for (auto& t : callers) t.join();
+  }
+  for (int i = 0; i < kCallers; ++i) EXPECT_TRUE(added[i].ok()) << i << ": " << added[i];
+  auto members = membership->Members();
+  ASSERT_TRUE(members.ok()) << members.status();
+  EXPECT_EQ(members->size(), 3u + kCallers);
+  for (int i = 0; i < kCallers; ++i) EXPECT_TRUE(membership->Remove(100 + i).ok());
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace shoal::manager {
@@ -35,7 +36,19 @@ absl::Status NodeMembership::Change(raftpb::ConfChange::Type type, uint64_t raft
   cc.set_type(type);
   cc.set_node_id(raft_id);
   cc.set_context(context);
-  return n->ProposeConfChange(std::move(cc)).get();
+  absl::MutexLock lock(&change_mu_);
+  // A change proposed by an earlier leader may still be on its way to being applied here:
+  // it is, within a few heartbeats, so the proposal is made again for a bounded while.
+  absl::Status s;
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    s = n->ProposeConfChange(cc).get();
+    if (!absl::IsFailedPrecondition(s) ||
+        !absl::StartsWith(s.message(), "membership change dropped: another one")) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return s;
 }
 
 absl::Status NodeMembership::Remove(uint64_t raft_id) {

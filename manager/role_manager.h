@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "manager/store/store.h"
 #include "manager/watch_loop.h"
@@ -58,6 +59,9 @@ class NodeMembership : public Membership {
  private:
   absl::Status Change(raftpb::ConfChange::Type type, uint64_t raft_id, const std::string& context);
   const std::function<raft::Node*()> node_;
+  // Raft takes one membership change at a time and drops a second proposed before the first
+  // is applied; the join service and the role manager both change it, so they take turns.
+  absl::Mutex change_mu_;
 };
 
 class RoleManager {

@@ -1,4 +1,10 @@
 // init, join, leave, info (NodeControl on the local socket) and join-token (Control).
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
@@ -16,9 +22,23 @@ std::unique_ptr<grpc::ClientContext> NodeControlContext() {
   return c;
 }
 
-// A NodeControl failure: swarmd not running is said plainly.
+// Whether something accepts connections on the unix socket at `path`.
+bool SocketAnswers(const std::string& path) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof addr.sun_path) return false;
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// A NodeControl failure: swarmd not running is said plainly. UNAVAILABLE also comes from a
+// running swarmd that could not reach a manager (a join): that message is swarmd's own.
 int NodeControlFail(Context& ctx, const grpc::Status& s) {
-  if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE && !SocketAnswers(ctx.globals.socket)) {
     return ctx.Fail(absl::UnavailableError(
         absl::StrCat("cannot reach swarmd at unix:", ctx.globals.socket, ": ", s.error_message(),
                      " (is swarmd running? is --socket right?)")));
@@ -28,6 +48,7 @@ int NodeControlFail(Context& ctx, const grpc::Status& s) {
 
 struct InitFlags {
   std::string advertise_addr, listen_addr, availability;
+  std::string dispatcher_heartbeat, task_history_limit, cert_expiry;
   bool force_new_cluster = false;
 };
 
@@ -40,6 +61,23 @@ int Init(Context& ctx, const InitFlags& f) {
     auto a = ParseAvailability(f.availability);
     if (!a.ok()) return ctx.Usage(a.status());
     req.set_availability(*a);
+  }
+  // The cluster's first settings, as `cluster update` changes them later.
+  if (!f.dispatcher_heartbeat.empty()) {
+    auto d = ParseDuration("--dispatcher-heartbeat", f.dispatcher_heartbeat);
+    if (!d.ok()) return ctx.Usage(d.status());
+    *req.mutable_spec()->mutable_dispatcher()->mutable_heartbeat_period() = DurationToProto(*d);
+  }
+  if (!f.cert_expiry.empty()) {
+    auto d = ParseDuration("--cert-expiry", f.cert_expiry);
+    if (!d.ok()) return ctx.Usage(d.status());
+    *req.mutable_spec()->mutable_ca_config()->mutable_node_cert_expiry() = DurationToProto(*d);
+  }
+  if (!f.task_history_limit.empty()) {
+    auto n = ParseUint("--task-history-limit", f.task_history_limit);
+    if (!n.ok()) return ctx.Usage(n.status());
+    req.mutable_spec()->mutable_orchestration()->set_task_history_retention_limit(
+        static_cast<int64_t>(*n));
   }
   auto stub = ctx.NodeControl("init");
   if (!stub.ok()) return ctx.Usage(stub.status());
@@ -226,6 +264,12 @@ void AddSwarmCommands(CLI::App& app, Context& ctx, Handlers& handlers) {
                 "Force create a new cluster from current state (quorum-loss recovery)");
     c->add_option("--availability", f->availability,
                   "Availability of the node (active|pause|drain)");
+    c->add_option("--dispatcher-heartbeat", f->dispatcher_heartbeat,
+                  "Dispatcher heartbeat period (default 5s)");
+    c->add_option("--task-history-limit", f->task_history_limit,
+                  "Task history retention limit (default 5)");
+    c->add_option("--cert-expiry", f->cert_expiry,
+                  "Validity period for node certificates (default 2160h0m0s)");
     handlers[c] = [&ctx, f] { return Init(ctx, *f); };
   }
   {

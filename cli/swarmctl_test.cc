@@ -40,6 +40,10 @@ class FakeNodeControl final : public api::NodeControl::Service {
   grpc::Status Join(grpc::ServerContext*, const api::JoinRequest* req,
                     api::JoinResponse* resp) override {
     join = *req;
+    if (req->remote_addrs(0) == "10.0.0.9:4242") {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "joining through 10.0.0.9:4242: No route to host");
+    }
     resp->set_node_id("node2");
     resp->set_role(req->join_token().find("ccc") != std::string::npos ? api::NODE_ROLE_MANAGER
                                                                       : api::NODE_ROLE_WORKER);
@@ -135,6 +139,18 @@ TEST_F(SwarmctlTest, InitPrintsTheJoinCommandAsDockerDoes) {
   EXPECT_EQ(node_control_.init.availability(), api::NodeSpec::AVAILABILITY_DRAIN);
 }
 
+TEST_F(SwarmctlTest, InitTakesTheClustersFirstSettings) {
+  Result r = Cli({"init", "--dispatcher-heartbeat", "400ms", "--task-history-limit", "2",
+                  "--cert-expiry", "720h"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(node_control_.init.spec().dispatcher().heartbeat_period().nanos(), 400'000'000);
+  EXPECT_EQ(node_control_.init.spec().orchestration().task_history_retention_limit(), 2);
+  EXPECT_EQ(node_control_.init.spec().ca_config().node_cert_expiry().seconds(), 720 * 3600);
+  r = Cli({"init", "--dispatcher-heartbeat", "often"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--dispatcher-heartbeat"));
+}
+
 TEST_F(SwarmctlTest, InitRefusedIsOneLine) {
   node_control_.already_in_cluster = true;
   const Result r = Cli({"init"});
@@ -188,6 +204,14 @@ TEST_F(SwarmctlTest, NoDaemonIsOneClearLine) {
   EXPECT_EQ(shoal::cli::Run({"--socket", socket_ + ".missing", "info"}, out, err), 1);
   EXPECT_THAT(err.str(), HasSubstr("Error: cannot reach swarmd at unix:" + socket_ + ".missing"));
   EXPECT_EQ(Newlines(err.str()), 1);
+}
+
+// UNAVAILABLE from a running swarmd (it could not reach the manager) is swarmd's message, not
+// "cannot reach swarmd".
+TEST_F(SwarmctlTest, AnUnreachableManagerIsNotAMissingDaemon) {
+  const Result r = Cli({"join", "--token", "SWMTKN-1-aaa-bbb", "10.0.0.9:4242"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err, "Error: joining through 10.0.0.9:4242: No route to host\n");
 }
 
 TEST(SwarmctlUsageTest, UsageErrorsExitTwoWithOneLine) {

@@ -1,7 +1,10 @@
-// Real swarmd processes on loopback: `init` on one, `join` with tokens on the others, a
-// service spread over them, and what happens when a worker or the leader is killed, when every
+// Real swarmd processes, each in a network namespace of its own on a private bridge (when the
+// test runs as root; on loopback otherwise): `swarmctl init` on one, `swarmctl join` with
+// tokens on the others, a service spread over them, and what happens when a worker or the
+// leader is killed, when a manager is cut off from the network and comes back, when every
 // manager restarts, and when input is wrong. Each node is its own process with its own state
-// directory and control socket; the test talks to them as swarmctl does, through the sockets.
+// directory and control socket; the test drives them with the swarmctl binary, as an operator
+// does, and reads their state through their sockets.
 #include <signal.h>
 
 #include <filesystem>
@@ -12,12 +15,20 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "integration/testing/swarmd_process.h"
+#include "integration/testing/test_network.h"
 
 namespace shoal::integration {
 namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
 
 constexpr absl::Duration kWait = absl::Seconds(60);
 
@@ -48,6 +59,12 @@ class SwarmdTest : public ::testing::Test {
     base_ = absl::StrCat(tmp ? tmp : "/tmp", "/",
                          ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(base_);
+    auto network = TestNetwork::Create();
+    if (network.ok()) {
+      network_ = *std::move(network);
+    } else {
+      std::cerr << "no network namespaces, every node on loopback: " << network.status() << "\n";
+    }
   }
   void TearDown() override {
     if (HasFailure()) {
@@ -56,6 +73,7 @@ class SwarmdTest : public ::testing::Test {
       }
     }
     nodes_.clear();  // SIGKILL, reaped
+    network_.reset();
   }
 
   SwarmdProcess& Node(const std::string& name) {
@@ -65,9 +83,31 @@ class SwarmdTest : public ::testing::Test {
       o.name = name;
       o.dir = base_ + "/" + name;
       o.executor = executor_;
+      if (network_ != nullptr) {
+        const absl::Status added = network_->AddHost(name);
+        EXPECT_TRUE(added.ok()) << added;
+        o.netns = network_->holder(name);
+        o.ip = network_->ip(name);
+      }
       n = std::make_unique<SwarmdProcess>(o);
     }
     return *n;
+  }
+
+  // The swarmctl binary, run in the hub's network namespace (it reaches every node there).
+  CommandResult Swarmctl(std::vector<std::string> args) {
+    args.insert(args.begin(), "cli/swarmctl");
+    CommandResult r = RunCommand(args, network_ != nullptr ? network_->hub() : 0);
+    if (r.exit_code != 0) {
+      std::cerr << "$ " << absl::StrJoin(args, " ") << "\n" << r.out << r.err << "(exit "
+                << r.exit_code << ")\n";
+    }
+    return r;
+  }
+  // swarmctl through the local socket of `node`.
+  CommandResult Local(SwarmdProcess& node, std::vector<std::string> args) {
+    args.insert(args.begin(), {"--socket", node.socket()});
+    return Swarmctl(std::move(args));
   }
 
   // `m1` inits (a 400 ms heartbeat, so that a dead node is noticed quickly); the other
@@ -75,13 +115,21 @@ class SwarmdTest : public ::testing::Test {
   void Bring(int managers, int workers) {
     SwarmdProcess& first = Node("m1");
     ASSERT_TRUE(first.Start().ok());
-    api::InitRequest init;
-    init.mutable_spec()->mutable_dispatcher()->mutable_heartbeat_period()->set_nanos(400'000'000);
-    api::InitResponse inited;
-    const grpc::Status s = Call(first.node_control(), &api::NodeControl::Stub::Init, init, &inited);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-    tokens_ = inited.join_tokens();
-    EXPECT_EQ(inited.advertise_addr(), first.addr());
+    CommandResult r = Local(first, {"init", "--dispatcher-heartbeat", "400ms"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    // The join command to copy, with the address swarmd advertises.
+    EXPECT_THAT(r.out, HasSubstr(absl::StrCat(" ", first.addr(), "\n")));
+    for (const char* role : {"worker", "manager"}) {
+      r = Local(first, {"join-token", "-q", role});
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      const std::string token(absl::StripAsciiWhitespace(r.out));
+      ASSERT_THAT(token, StartsWith("SWMTKN-1-"));
+      if (std::string(role) == "worker") {
+        tokens_.set_worker(token);
+      } else {
+        tokens_.set_manager(token);
+      }
+    }
     for (int i = 2; i <= managers; ++i) {
       ASSERT_NO_FATAL_FAILURE(Join(absl::StrCat("m", i), tokens_.manager()));
     }
@@ -95,12 +143,10 @@ class SwarmdTest : public ::testing::Test {
   void Join(const std::string& name, const std::string& token) {
     SwarmdProcess& n = Node(name);
     ASSERT_TRUE(n.Start().ok());
-    api::JoinRequest req;
-    req.add_remote_addrs(Node("m1").addr());
-    req.set_join_token(token);
-    api::JoinResponse resp;
-    const grpc::Status s = Call(n.node_control(), &api::NodeControl::Stub::Join, req, &resp);
-    ASSERT_TRUE(s.ok()) << name << ": " << s.error_message();
+    const CommandResult r = Local(n, {"join", "--token", token, Node("m1").addr()});
+    ASSERT_EQ(r.exit_code, 0) << name << ": " << r.err;
+    EXPECT_EQ(r.out, absl::StrCat("This node joined a swarm as a ",
+                                  token == tokens_.manager() ? "manager" : "worker", ".\n"));
   }
 
   // A manager whose process runs.
@@ -182,6 +228,7 @@ class SwarmdTest : public ::testing::Test {
 
   std::string executor_ = "sim";
   std::string base_;
+  std::unique_ptr<TestNetwork> network_;  // null: on loopback
   std::map<std::string, std::unique_ptr<SwarmdProcess>> nodes_;
   api::JoinTokens tokens_;
 };
@@ -256,48 +303,108 @@ TEST_F(SwarmdTest, RestartingEveryManagerKeepsServicesAndTasks) {
   EXPECT_EQ(services.services_size(), 1);
 }
 
+// Every refusal is one line, `Error: ...`, exit code 1, and changes nothing.
 TEST_F(SwarmdTest, BadInputGetsAClearError) {
   ASSERT_NO_FATAL_FAILURE(Bring(1, 0));
-  // A token of another cluster (a valid shape, another CA): refused, naming why.
+  auto one_error_line = [](const CommandResult& r) {
+    EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+    EXPECT_THAT(r.err, StartsWith("Error: "));
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    return r.err;
+  };
   SwarmdProcess& stranger = Node("w9");
   ASSERT_TRUE(stranger.Start().ok());
-  api::JoinRequest req;
-  req.add_remote_addrs(Node("m1").addr());
-  req.set_join_token("SWMTKN-1-" + std::string(50, '1') + "-" + std::string(25, 'a'));
-  api::JoinResponse resp;
-  grpc::Status s = Call(stranger.node_control(), &api::NodeControl::Stub::Join, req, &resp);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
+  // A token of another cluster (a valid shape, another CA): refused, naming why.
+  std::string err = one_error_line(
+      Local(stranger, {"join", "--token",
+                       "SWMTKN-1-" + std::string(50, '1') + "-" + std::string(25, 'a'),
+                       Node("m1").addr()}));
+  EXPECT_THAT(err, HasSubstr("token"));
   // A malformed token never leaves the machine.
-  req.set_join_token("not-a-token");
-  s = Call(stranger.node_control(), &api::NodeControl::Stub::Join, req, &resp);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
-  // An unreachable manager.
-  req.set_join_token(tokens_.worker());
-  req.clear_remote_addrs();
-  req.add_remote_addrs(absl::StrCat("127.0.0.1:", FreePort()));
-  s = Call(stranger.node_control(), &api::NodeControl::Stub::Join, req, &resp);
-  EXPECT_TRUE(s.error_code() == grpc::StatusCode::UNAVAILABLE ||
-              s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)
-      << s.error_message();
-  EXPECT_NE(s.error_message().find("joining through 127.0.0.1:"), std::string::npos)
-      << s.error_message();
+  err = one_error_line(Local(stranger, {"join", "--token", "not-a-token", Node("m1").addr()}));
+  EXPECT_THAT(err, HasSubstr("token"));
+  // An unreachable manager: an address on the network that nobody has (on loopback, a port
+  // nobody listens on).
+  const std::string nobody = network_ != nullptr ? TestNetwork::UnusedIp() + ":4242"
+                                                 : absl::StrCat("127.0.0.1:", FreePort());
+  err = one_error_line(Local(stranger, {"join", "--token", tokens_.worker(), nobody}));
+  EXPECT_THAT(err, StartsWith("Error: joining through " + nobody));
   // The stranger is still in no cluster; init twice is refused.
+  CommandResult r = Local(stranger, {"info"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, StartsWith("Swarm: inactive\n"));
+  err = one_error_line(Local(Node("m1"), {"init"}));
+  EXPECT_THAT(err, HasSubstr("already part of a swarm"));
+  // A worker cannot create services through its socket (no manager there), and a manager
+  // refuses a malformed spec.
+  ASSERT_NO_FATAL_FAILURE(Join("w1", tokens_.worker()));
+  err = one_error_line(Local(Node("w1"), {"service", "create", "--name", "x", "sim:run"}));
+  EXPECT_THAT(err, HasSubstr("not a swarm manager"));
+  r = Local(Node("m1"), {"service", "create", "--name", "x", "--replicas", "-3", "sim:run"});
+  EXPECT_NE(r.exit_code, 0);
+  r = Local(Node("m1"), {"service", "ls", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "");
+}
+
+// A manager cut off from the network (its link down): the others carry on without it (a new
+// leader if it led, its node's tasks replaced), and swarmctl fails over past it. Healed, it
+// catches up and is a voter again: with another manager cut off, it makes the quorum.
+TEST_F(SwarmdTest, AManagerCutOffIsWorkedAroundAndCatchesUpWhenHealed) {
+  if (network_ == nullptr) GTEST_SKIP() << "needs network namespaces (run as root)";
+  ASSERT_NO_FATAL_FAILURE(Bring(3, 1));
+  CreateService(Node("m1"), "web", 4);
+  ASSERT_TRUE(Eventually([&] { return Total(RunningByNode(Node("m1"), "web")) == 4; }));
+  // An operator certificate, for swarmctl --host from the bridge.
+  const std::string op = base_ + "/operator";
+  CommandResult r = Local(Node("m1"), {"ca", "issue-operator", "--out", op});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string hosts =
+      absl::StrJoin({Node("m1").addr(), Node("m2").addr(), Node("m3").addr()}, ",");
+  auto remote = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"--host", hosts, "--tls-dir", op, "--connect-timeout", "2s"});
+    return Swarmctl(std::move(args));
+  };
   api::InfoResponse info;
-  ASSERT_TRUE(Call(stranger.node_control(), &api::NodeControl::Stub::Info, api::InfoRequest(),
+  ASSERT_TRUE(Call(Node("m1").node_control(), &api::NodeControl::Stub::Info, api::InfoRequest(),
                    &info)
                   .ok());
-  EXPECT_EQ(info.state(), api::LOCAL_NODE_STATE_INACTIVE);
-  api::InitResponse inited;
-  s = Call(Node("m1").node_control(), &api::NodeControl::Stub::Init, api::InitRequest(), &inited);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  EXPECT_NE(s.error_message().find("already part of a swarm"), std::string::npos);
-  // A worker-role node cannot create services through its socket (no manager there).
-  ASSERT_NO_FATAL_FAILURE(Join("w1", tokens_.worker()));
-  api::CreateServiceRequest create;
-  create.mutable_spec()->mutable_annotations()->set_name("x");
-  api::CreateServiceResponse created;
-  s = Call(Node("w1").control(), &api::Control::Stub::CreateService, create, &created);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  const std::string m1_id = info.node_id();
+
+  // m1 (the leader: it bootstrapped the cluster) is cut off.
+  ASSERT_TRUE(network_->SetLink("m1", false).ok());
+  ASSERT_TRUE(Eventually([&] {
+    return remote({"service", "scale", "-d", "web=6"}).exit_code == 0;
+  })) << "no write through the managers left";
+  ASSERT_TRUE(Eventually([&] {
+    auto spread = RunningByNode(Node("m2"), "web");
+    return Total(spread) == 6 && spread.count(m1_id) == 0;
+  })) << "the cut-off node's tasks were not replaced";
+  r = remote({"node", "ls"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("Down"));
+
+  // Healed: m1's node is ready again, and its Raft member holds the log: with m2 cut off in
+  // turn, m1 and m3 make the quorum that accepts a write.
+  ASSERT_TRUE(network_->SetLink("m1", true).ok());
+  ASSERT_TRUE(Eventually([&] {
+    api::ListNodesResponse nodes;
+    if (!Call(Node("m3").control(), &api::Control::Stub::ListNodes, api::ListNodesRequest(),
+              &nodes)
+             .ok()) {
+      return false;
+    }
+    for (const auto& n : nodes.nodes()) {
+      if (n.status().state() != api::NodeStatus::NODE_STATE_READY) return false;
+    }
+    return nodes.nodes_size() == 4;
+  })) << "m1 did not come back";
+  ASSERT_TRUE(network_->SetLink("m2", false).ok());
+  ASSERT_TRUE(Eventually([&] {
+    return remote({"service", "scale", "-d", "web=2"}).exit_code == 0;
+  })) << "m1 and m3 did not make a quorum";
+  ASSERT_TRUE(Eventually([&] { return Total(RunningByNode(Node("m1"), "web")) == 2; }));
+  ASSERT_TRUE(network_->SetLink("m2", true).ok());
 }
 
 // Host processes as tasks: their output in per-task log files, adopted by a restarted swarmd

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -35,7 +36,7 @@ int FreePort() {
 }
 
 SwarmdProcess::SwarmdProcess(Options options) : options_(std::move(options)) {
-  if (options_.port == 0) options_.port = FreePort();
+  if (options_.port == 0) options_.port = options_.netns > 0 ? 4242 : FreePort();
   std::filesystem::create_directories(options_.dir);
   // A unix socket's path is at most 107 bytes, which a test's directory can exceed.
   char dir[] = "/tmp/swarmd-test-XXXXXX";
@@ -49,7 +50,7 @@ SwarmdProcess::~SwarmdProcess() {
   if (!socket_dir_.empty()) std::filesystem::remove_all(socket_dir_, ec);
 }
 
-std::string SwarmdProcess::addr() const { return absl::StrCat("127.0.0.1:", options_.port); }
+std::string SwarmdProcess::addr() const { return absl::StrCat(options_.ip, ":", options_.port); }
 std::string SwarmdProcess::socket() const { return socket_dir_ + "/swarmd.sock"; }
 std::string SwarmdProcess::log_path() const { return options_.dir + "/swarmd.log"; }
 std::string SwarmdProcess::state_dir() const { return options_.dir + "/state"; }
@@ -78,9 +79,23 @@ absl::Status SwarmdProcess::Start() {
   args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
   const int log = ::open(log_path().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log < 0) return absl::InternalError("cannot open " + log_path());
+  int ns = -1;
+  if (options_.netns > 0) {
+    ns = ::open(absl::StrCat("/proc/", options_.netns, "/ns/net").c_str(), O_RDONLY | O_CLOEXEC);
+    if (ns < 0) {
+      ::close(log);
+      return absl::InternalError(absl::StrCat("cannot open the network namespace of pid ",
+                                              options_.netns));
+    }
+  }
   const pid_t pid = ::fork();
-  if (pid < 0) return absl::InternalError("fork failed");
+  if (pid < 0) {
+    ::close(log);
+    if (ns >= 0) ::close(ns);
+    return absl::InternalError("fork failed");
+  }
   if (pid == 0) {
+    if (ns >= 0 && ::setns(ns, CLONE_NEWNET) != 0) _exit(126);
     ::dup2(log, 1);
     ::dup2(log, 2);
     ::setpgid(0, 0);
@@ -91,6 +106,7 @@ absl::Status SwarmdProcess::Start() {
     _exit(127);
   }
   ::close(log);
+  if (ns >= 0) ::close(ns);
   pid_ = pid;
   node_control_.reset();
   control_.reset();

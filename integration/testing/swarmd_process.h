@@ -25,7 +25,11 @@ class SwarmdProcess {
   struct Options {
     std::string name;  // also the node's hostname
     std::string dir;   // state dir, socket and log go under it
-    int port = 0;      // 0: FreePort()
+    // The network namespace to run in, held by this pid (see TestNetwork), and the node's
+    // address there; 0: the test's own namespace, on 127.0.0.1.
+    pid_t netns = 0;
+    std::string ip = "127.0.0.1";
+    int port = 0;      // 0: 4242 in a namespace of its own, else FreePort()
     std::string executor = "sim";
     std::vector<std::string> extra_args;
   };
@@ -43,7 +47,7 @@ class SwarmdProcess {
   pid_t pid() const { return pid_; }
 
   const std::string& name() const { return options_.name; }
-  std::string addr() const;  // "127.0.0.1:<port>"
+  std::string addr() const;  // "<ip>:<port>"
   std::string socket() const;
   std::string log_path() const;
   std::string state_dir() const;

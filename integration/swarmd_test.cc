@@ -303,6 +303,42 @@ TEST_F(SwarmdTest, RestartingEveryManagerKeepsServicesAndTasks) {
   EXPECT_EQ(services.services_size(), 1);
 }
 
+// Two of three managers lost for good: no quorum, no write. `swarmctl init --force-new-cluster`
+// on the survivor makes it a one-member cluster with everything it held; it serves writes and
+// takes new managers.
+TEST_F(SwarmdTest, QuorumLossIsRecoveredWithForceNewCluster) {
+  ASSERT_NO_FATAL_FAILURE(Bring(3, 1));
+  CreateService(Node("m1"), "web", 3);
+  ASSERT_TRUE(Eventually([&] { return Total(RunningByNode(Node("m1"), "web")) == 3; }));
+  // Refused where there is nothing to recover from: on a worker.
+  CommandResult r = Local(Node("w1"), {"init", "--force-new-cluster"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("no manager state"));
+  Node("m2").Kill();
+  Node("m3").Kill();
+
+  r = Local(Node("m1"), {"init", "--force-new-cluster"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, StartsWith("Swarm initialized: current node ("));
+  r = Local(Node("m1"), {"service", "scale", "-d", "web=4"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(Eventually([&] { return Total(RunningByNode(Node("m1"), "web")) == 4; }));
+  r = Local(Node("m1"), {"info"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("Is Manager: true"));
+
+  // The same tokens still work: a new manager joins the new cluster, and the pair carries on
+  // when the survivor restarts.
+  r = Local(Node("m1"), {"join-token", "-q", "manager"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(std::string(absl::StripAsciiWhitespace(r.out)), tokens_.manager());
+  ASSERT_NO_FATAL_FAILURE(Join("m4", tokens_.manager()));
+  ASSERT_TRUE(Node("m1").Stop().ok());
+  ASSERT_TRUE(Node("m1").Start().ok());
+  ASSERT_TRUE(Eventually([&] { return Scale(Node("m4"), "web", 2).ok(); }));
+  ASSERT_TRUE(Eventually([&] { return Total(RunningByNode(Node("m4"), "web")) == 2; }));
+}
+
 // Every refusal is one line, `Error: ...`, exit code 1, and changes nothing.
 TEST_F(SwarmdTest, BadInputGetsAClearError) {
   ASSERT_NO_FATAL_FAILURE(Bring(1, 0));

@@ -21,6 +21,8 @@
 #include "pki/tls_credentials.h"
 #include "pki/tls_files.h"
 #include "proto/raft_service.grpc.pb.h"
+#include "raft/recovery.h"
+#include "raft/rocksdb_log_store.h"
 #include "worker/process_executor.h"
 #include "worker/sim_executor.h"
 
@@ -356,12 +358,9 @@ absl::StatusOr<std::pair<std::string, std::string>> Daemon::NewMemberAddrs(
 }
 
 absl::Status Daemon::DoInit(const api::InitRequest& request, api::InitResponse* response) {
+  if (request.force_new_cluster()) return DoForceNewCluster(request, response);
   auto addrs = NewMemberAddrs(request.listen_addr(), request.advertise_addr());
   if (!addrs.ok()) return addrs.status();
-  if (request.force_new_cluster()) {
-    return absl::FailedPreconditionError(
-        "--force-new-cluster: this node holds no manager state to recover a cluster from");
-  }
   const std::string& listen = addrs->first;
   const std::string* advertise = &addrs->second;
 
@@ -441,6 +440,75 @@ absl::Status Daemon::DoInit(const api::InitRequest& request, api::InitResponse* 
   response->set_node_id(st.node_id);
   response->set_cluster_id(st.cluster_id);
   *response->mutable_join_tokens() = root->join_tokens();
+  response->set_advertise_addr(st.advertise_addr);
+  return absl::OkStatus();
+}
+
+// Quorum loss: this manager's Raft log becomes a one-member cluster that holds every write the
+// log holds (raft::ForceNewCluster), and the manager role starts again on it. The other
+// managers' node objects stay (as Docker leaves them): `node demote`/`node rm --force` them, or
+// wipe them and join them again.
+absl::Status Daemon::DoForceNewCluster(const api::InitRequest& request,
+                                       api::InitResponse* response) {
+  if (!state_.in_cluster() || state_.role != "manager" || state_.raft_id == 0) {
+    return absl::FailedPreconditionError(
+        "--force-new-cluster: this node holds no manager state to recover a cluster from (run "
+        "it on a manager of the cluster that lost its quorum)");
+  }
+  if ((!request.listen_addr().empty() && request.listen_addr() != state_.listen_addr) ||
+      (!request.advertise_addr().empty() && request.advertise_addr() != state_.advertise_addr)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--force-new-cluster keeps this manager's addresses (listen ", state_.listen_addr,
+        ", advertise ", state_.advertise_addr, "): leave out --listen-addr and --advertise-addr"));
+  }
+  log::Warning(kLog, "forcing a new cluster from this manager's state",
+               {{"node", state_.node_id}, {"raft_id", state_.raft_id}});
+  StopRoles();
+  absl::Status forced = [&]() -> absl::Status {
+    raft::RocksDbLogStore::Options lo;
+    lo.path = options_.state_dir + "/raft";
+    lo.create_if_missing = false;
+    auto storage = raft::RocksDbLogStore::Open(lo);
+    if (!storage.ok()) return storage.status();
+    auto f = raft::ForceNewCluster(**storage, state_.raft_id);
+    if (!f.ok()) return f.status();
+    log::Info(kLog, "the Raft log is now a one-member cluster",
+              {{"removed", absl::StrJoin(f->removed, ",")},
+               {"uncommitted_kept", f->uncommitted_kept},
+               {"last_index", f->last_index}});
+    return absl::OkStatus();
+  }();
+  if (!forced.ok()) {
+    // Nothing was written: the manager carries on as it was.
+    if (absl::Status s = StartRoles(false, {}); !s.ok()) {
+      log::Error(kLog, "cannot restart the roles", {{"error", s}});
+    }
+    return absl::Status(forced.code(),
+                        absl::StrCat("--force-new-cluster: ", forced.message()));
+  }
+  NodeState st = state_;
+  st.managers = {st.advertise_addr};
+  state_ = st;
+  if (absl::Status s = Persist(state_); !s.ok()) return s;
+  if (absl::Status s = StartRoles(false, {}); !s.ok()) return s;
+
+  // It elects itself at once; the answer carries the cluster's tokens.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  absl::Status read = absl::UnavailableError("no leader");
+  while (absl::Now() < deadline) {
+    manager_->raft()->WaitForLeader(deadline);
+    read = manager_->raft()->LinearizableRead().get();
+    if (read.ok() || !absl::IsUnavailable(read)) break;
+  }
+  if (!read.ok()) return read;
+  manager_->store().View([&](const manager::store::ReadTx& tx) {
+    if (const api::Cluster* c = tx.Get<api::Cluster>(st.cluster_id)) {
+      *response->mutable_join_tokens() = c->root_ca().join_tokens();
+    }
+  });
+  log::Info(kLog, "forced a new cluster", {{"cluster", st.cluster_id}, {"node", st.node_id}});
+  response->set_node_id(st.node_id);
+  response->set_cluster_id(st.cluster_id);
   response->set_advertise_addr(st.advertise_addr);
   return absl::OkStatus();
 }

@@ -85,6 +85,8 @@ class Daemon final : public api::NodeControl::Service {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status DoJoin(const api::JoinRequest& request, api::JoinResponse* response)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status DoForceNewCluster(const api::InitRequest& request, api::InitResponse* response)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Starts the manager role (when the state says manager) and the worker role.
   absl::Status StartRoles(bool bootstrap, std::map<uint64_t, std::string> peers)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

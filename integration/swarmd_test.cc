@@ -416,9 +416,13 @@ TEST_F(SwarmdTest, AManagerCutOffIsWorkedAroundAndCatchesUpWhenHealed) {
     auto spread = RunningByNode(Node("m2"), "web");
     return Total(spread) == 6 && spread.count(m1_id) == 0;
   })) << "the cut-off node's tasks were not replaced";
+  // m1 is Down and Unreachable; one of the others leads.
   r = remote({"node", "ls"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("Down"));
+  EXPECT_THAT(r.out, HasSubstr("Unreachable"));
+  std::vector<std::string> pieces = absl::StrSplit(r.out, "Leader");
+  EXPECT_EQ(pieces.size(), 2u) << r.out;
 
   // Healed: m1's node is ready again, and its Raft member holds the log: with m2 cut off in
   // turn, m1 and m3 make the quorum that accepts a write.

@@ -197,6 +197,16 @@ absl::Status ManagerRole::Start() {
 
   manager::controlapi::ControlApi::Options co;
   co.store = store_.get();
+  co.members = [this] {
+    std::map<uint64_t, manager::controlapi::ControlApi::Options::Member> out;
+    raft::Node* n = node_.get();
+    if (n == nullptr) return out;
+    auto members = n->Members().get();  // FAILED_PRECONDITION where this member does not lead
+    if (!members.ok()) return out;
+    const uint64_t leader = n->GetStatus().leader;
+    for (const auto& m : *members) out[m.id] = {m.id == leader, m.active};
+    return out;
+  };
   control_api_ = std::make_unique<manager::controlapi::ControlApi>(co);
   manager::controlapi::ControlService::Options cs;
   cs.api = control_api_.get();

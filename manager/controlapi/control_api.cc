@@ -195,11 +195,30 @@ absl::StatusOr<T> ControlApi::Written(const std::string& id) {
 
 // --- Nodes ---
 
+// Docker's MANAGER STATUS comes from Raft when asked, not from the store: who leads and who
+// answers change without a write. A manager whose Raft member is gone (removed, or lost in a
+// forced new cluster) is unreachable.
+void ControlApi::FillManagerStatus(std::vector<api::Node*> nodes) const {
+  if (!options_.members) return;
+  const auto members = options_.members();
+  if (members.empty()) return;
+  for (api::Node* n : nodes) {
+    if (!n->has_manager_status() || n->manager_status().raft_id() == 0) continue;
+    api::ManagerStatus& ms = *n->mutable_manager_status();
+    auto it = members.find(ms.raft_id());
+    ms.set_leader(it != members.end() && it->second.leader);
+    ms.set_reachability(it != members.end() && it->second.reachable
+                            ? api::ManagerStatus::REACHABILITY_REACHABLE
+                            : api::ManagerStatus::REACHABILITY_UNREACHABLE);
+  }
+}
+
 absl::StatusOr<api::GetNodeResponse> ControlApi::GetNode(const api::GetNodeRequest& r) {
   auto n = Read<api::Node>(r.node_id());
   if (!n.ok()) return n.status();
   api::GetNodeResponse out;
   *out.mutable_node() = *std::move(n);
+  FillManagerStatus({out.mutable_node()});
   return out;
 }
 
@@ -223,7 +242,13 @@ absl::StatusOr<api::ListNodesResponse> ControlApi::ListNodes(const api::ListNode
     return true;
   });
   api::ListNodesResponse out;
-  for (auto& n : nodes) *out.add_nodes() = std::move(n);
+  std::vector<api::Node*> filled;
+  for (auto& n : nodes) {
+    api::Node* added = out.add_nodes();
+    *added = std::move(n);
+    filled.push_back(added);
+  }
+  FillManagerStatus(std::move(filled));
   return out;
 }
 

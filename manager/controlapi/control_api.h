@@ -16,6 +16,7 @@
 //     manager cannot be demoted, nor one whose demotion would leave the reachable managers
 //     short of a quorum.
 //   - Join tokens are rotated by UpdateCluster; the cluster returned never carries its keys.
+//   - A manager's status (leader, reachable) is Raft's live view, not what was stored.
 //
 // Writes go through the store, so through Raft: on a follower, they are forwarded to the
 // leader by Raft itself, as decided here under the caller's identity (checked by mTLS).
@@ -23,7 +24,11 @@
 // Thread-safety: thread-safe (the store is).
 #pragma once
 
+#include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/clock.h"
@@ -40,6 +45,13 @@ class ControlApi {
     const Clock* clock = nullptr;  // default RealClock()
     IdGenerator* ids = nullptr;    // default system randomness
     RandomBytesFn random;          // join token secrets; default SystemRandomBytes
+    // The Raft members by id, as the leader sees them now; an empty map where this manager
+    // does not lead (the stored status is shown then). Unset: the stored status.
+    struct Member {
+      bool leader = false;
+      bool reachable = false;
+    };
+    std::function<std::map<uint64_t, Member>()> members;
   };
   explicit ControlApi(Options options);
 
@@ -84,6 +96,7 @@ class ControlApi {
  private:
   template <typename T>
   absl::StatusOr<T> Read(const std::string& ref);
+  void FillManagerStatus(std::vector<api::Node*> nodes) const;
   absl::Status ResolveReferences(const store::ReadTx& tx, api::ServiceSpec& spec);
   template <typename T>
   absl::StatusOr<T> Written(const std::string& id);

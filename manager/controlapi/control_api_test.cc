@@ -1,5 +1,6 @@
 #include "manager/controlapi/control_api.h"
 
+#include <map>
 #include <string>
 
 #include "common/testing/manual_clock.h"
@@ -55,7 +56,7 @@ class ControlApiTest : public ::testing::Test {
   store::testing::FakeRaft raft_;
   store::Store store_{&raft_};
   IdGenerator ids_{SeededRandomBytes(5)};
-  ControlApi api_{{&store_, &clock_, &ids_, SeededRandomBytes(6)}};
+  ControlApi api_{{&store_, &clock_, &ids_, SeededRandomBytes(6), {}}};
 };
 
 TEST_F(ControlApiTest, CreateGetAndListServicesByIdPrefixOrName) {
@@ -340,6 +341,57 @@ TEST_F(ControlApiTest, NetworksInUseStayAndTheClusterRotatesJoinTokensWithoutSho
     EXPECT_FALSE(tx.Get<api::Cluster>("cluster1")->root_ca().ca_key().empty())
         << "the key stays in the store";
   });
+}
+
+// MANAGER STATUS is Raft's view when asked: the stored "leader" of the node that initialised the
+// cluster does not outlive its leadership, and a member gone from Raft is unreachable.
+TEST_F(ControlApiTest, ManagerStatusIsRaftsLiveView) {
+  auto put_manager = [&](const std::string& id, uint64_t raft_id, bool stored_leader) {
+    api::Node n;
+    n.mutable_meta()->set_id(id);
+    n.set_role(api::NODE_ROLE_MANAGER);
+    n.mutable_spec()->set_desired_role(api::NODE_ROLE_MANAGER);
+    n.mutable_manager_status()->set_raft_id(raft_id);
+    n.mutable_manager_status()->set_leader(stored_leader);
+    n.mutable_manager_status()->set_reachability(api::ManagerStatus::REACHABILITY_REACHABLE);
+    ASSERT_TRUE(store_.Update([&](WriteTx& tx) { return tx.Create(n); }).ok());
+  };
+  put_manager("m1", 1, true);
+  put_manager("m2", 2, false);
+  put_manager("m3", 3, false);
+  PutNode("w1", "w1", api::NODE_ROLE_WORKER, api::NodeStatus::NODE_STATE_READY);
+
+  std::map<uint64_t, ControlApi::Options::Member> members;
+  ControlApi::Options o{&store_, &clock_, &ids_, SeededRandomBytes(6), {}};
+  o.members = [&] { return members; };
+  ControlApi api(o);
+  auto status_of = [&](const std::string& id) {
+    api::GetNodeRequest get;
+    get.set_node_id(id);
+    auto n = api.GetNode(get);
+    EXPECT_TRUE(n.ok()) << n.status();
+    return n.ok() ? n->node().manager_status() : api::ManagerStatus();
+  };
+
+  // Not the leader (no view): what was stored.
+  EXPECT_TRUE(status_of("m1").leader());
+  // m2 leads, m1 does not answer, m3 is no member any more.
+  members = {{1, {false, false}}, {2, {true, true}}};
+  EXPECT_FALSE(status_of("m1").leader());
+  EXPECT_EQ(status_of("m1").reachability(), api::ManagerStatus::REACHABILITY_UNREACHABLE);
+  EXPECT_TRUE(status_of("m2").leader());
+  EXPECT_EQ(status_of("m2").reachability(), api::ManagerStatus::REACHABILITY_REACHABLE);
+  EXPECT_EQ(status_of("m3").reachability(), api::ManagerStatus::REACHABILITY_UNREACHABLE);
+  auto list = api.ListNodes(api::ListNodesRequest());
+  ASSERT_TRUE(list.ok());
+  int leaders = 0;
+  for (const api::Node& n : list->nodes()) {
+    leaders += n.manager_status().leader();
+    if (n.meta().id() == "w1") {
+      EXPECT_FALSE(n.has_manager_status());
+    }
+  }
+  EXPECT_EQ(leaders, 1);
 }
 
 }  // namespace

@@ -339,6 +339,31 @@ TEST_F(SwarmdTest, QuorumLossIsRecoveredWithForceNewCluster) {
   ASSERT_TRUE(Eventually([&] { return Total(RunningByNode(Node("m4"), "web")) == 2; }));
 }
 
+// `node rm --force` of a live worker revokes its certificate: its next call is refused, it is
+// refused again after a restart, and it never comes back into `node ls`.
+TEST_F(SwarmdTest, ARemovedNodesCertificateIsRefused) {
+  ASSERT_NO_FATAL_FAILURE(Bring(1, 2));
+  CommandResult r = Local(Node("m1"), {"node", "rm", "w1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("use --force"));
+  r = Local(Node("m1"), {"node", "rm", "--force", "w1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string refused = "has been removed from the cluster; its certificate is revoked";
+  ASSERT_TRUE(Eventually([&] {
+    return Node("w1").LogTail(1 << 20).find(refused) != std::string::npos;
+  })) << "w1 was not refused";
+  ASSERT_TRUE(Node("w1").Stop().ok());
+  std::filesystem::remove(Node("w1").log_path());
+  ASSERT_TRUE(Node("w1").Start().ok());
+  ASSERT_TRUE(Eventually([&] {
+    return Node("w1").LogTail(1 << 20).find(refused) != std::string::npos;
+  })) << "w1 was not refused after a restart";
+  r = Local(Node("m1"), {"node", "ls", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<std::string> ids = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  EXPECT_EQ(ids.size(), 2u) << r.out;
+}
+
 // Every refusal is one line, `Error: ...`, exit code 1, and changes nothing.
 TEST_F(SwarmdTest, BadInputGetsAClearError) {
   ASSERT_NO_FATAL_FAILURE(Bring(1, 0));

@@ -69,6 +69,20 @@ absl::Status StoreCaRegistry::UpdateCertificate(absl::string_view node_id,
   return r.status();
 }
 
-bool StoreCaRegistry::IsRemoved(absl::string_view) { return false; }
+bool StoreCaRegistry::IsRemoved(absl::string_view node_id) {
+  bool removed = false;
+  store_->View([&](const store::ReadTx& tx) {
+    for (const api::Cluster* c : tx.List<api::Cluster>()) {
+      removed |= c->removed_nodes().contains(std::string(node_id));
+    }
+  });
+  return removed;
+}
+
+pki::RevocationCheck StoreCaRegistry::Revocation() {
+  return [this](const pki::CertificateInfo& peer) {
+    return peer.role != api::CERTIFICATE_ROLE_OPERATOR && IsRemoved(peer.subject);
+  };
+}
 
 }  // namespace shoal::manager

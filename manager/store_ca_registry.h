@@ -6,6 +6,7 @@
 #pragma once
 
 #include "manager/store/store.h"
+#include "pki/access_check.h"
 #include "pki/ca_registry.h"
 
 namespace shoal::manager {
@@ -22,9 +23,12 @@ class StoreCaRegistry final : public pki::CaRegistry {
   absl::StatusOr<pki::NodeRecord> GetNode(absl::string_view node_id) override;
   absl::Status UpdateCertificate(absl::string_view node_id,
                                  const api::Certificate& certificate) override;
-  // A removed node's object is gone, and so is any trace of it: its certificate stays valid
-  // until it expires (see docs/security.md).
+  // Whether `node rm` removed it (the cluster object's removed_nodes, kept until the node's
+  // last certificate expires). Cheap: a read of the in-memory store.
   bool IsRemoved(absl::string_view node_id) override;
+  // For every authenticated call (pki::AccessCheck): a removed node's certificate is revoked;
+  // operators are never nodes.
+  pki::RevocationCheck Revocation();
 
  private:
   store::Store* const store_;

@@ -270,7 +270,13 @@ absl::Status ManagerRole::Start() {
 
   auto ca_pem = pki::ReadTlsDir(options_.tls_dir);
   if (!ca_pem.ok()) return ca_pem.status();
-  auto check = pki::AccessCheck::Create({options_.cluster_id, ca_pem->ca_pem}, clock_, nullptr);
+  // A node removed with `node rm` is refused on every call (its certificate is revoked).
+  auto registry = std::make_shared<manager::StoreCaRegistry>(store_.get());
+  auto check = pki::AccessCheck::Create(
+      {options_.cluster_id, ca_pem->ca_pem}, clock_,
+      [registry, revoked = registry->Revocation()](const pki::CertificateInfo& peer) {
+        return revoked(peer);
+      });
   if (!check.ok()) return check.status();
   grpc::ServerBuilder builder;
   int port = 0;

@@ -1,6 +1,7 @@
 #include "manager/controlapi/control_api.h"
 
 #include <algorithm>
+#include <iterator>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -18,6 +19,10 @@ using store::ReadTx;
 using store::WriteTx;
 
 namespace {
+
+// How long a removed node without a certificate record is refused: the longest a node
+// certificate lives by default (pki::kDefaultNodeCertValidity).
+constexpr absl::Duration kRemovedNodeCertificateLifetime = absl::Hours(24 * 90);
 
 const std::string& NameOf(const api::Node& n) { return n.description().hostname(); }
 const std::string& NameOf(const api::Task&) {
@@ -311,6 +316,22 @@ absl::StatusOr<api::RemoveNodeResponse> ControlApi::RemoveNode(const api::Remove
         state != api::NodeStatus::NODE_STATE_DISCONNECTED) {
       return absl::FailedPreconditionError(absl::StrCat(
           "node ", id, " is not down and can't be removed: stop it first, or use --force"));
+    }
+    // Its certificate is refused from now on (until it would have expired anyway): a removed
+    // node that comes back cannot report, fetch secrets or renew.
+    const absl::Time now = clock_.Now();
+    absl::Time expiry = now + kRemovedNodeCertificateLifetime;
+    if (node.certificate().has_not_after()) {
+      expiry = absl::FromUnixSeconds(node.certificate().not_after().seconds());
+    }
+    for (const api::Cluster* c : tx.List<api::Cluster>()) {
+      api::Cluster u = *c;
+      auto& removed = *u.mutable_removed_nodes();
+      for (auto it = removed.begin(); it != removed.end();) {
+        it = absl::FromUnixSeconds(it->second.seconds()) < now ? removed.erase(it) : std::next(it);
+      }
+      removed[id].set_seconds(absl::ToUnixSeconds(expiry));
+      if (auto s = tx.Update(u); !s.ok()) return s;
     }
     return tx.Remove<api::Node>(id);
   });

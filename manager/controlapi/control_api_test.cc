@@ -394,5 +394,45 @@ TEST_F(ControlApiTest, ManagerStatusIsRaftsLiveView) {
   EXPECT_EQ(leaders, 1);
 }
 
+// A removed node's certificate is refused until it expires: the cluster object lists it (with
+// its certificate's expiry), and entries past their time go at the next removal.
+TEST_F(ControlApiTest, ARemovedNodeIsListedUntilItsCertificateExpires) {
+  api::Cluster c;
+  c.mutable_meta()->set_id("cluster1");
+  c.mutable_spec()->mutable_annotations()->set_name("default");
+  ASSERT_TRUE(store_.Update([&](WriteTx& tx) { return tx.Create(c); }).ok());
+  PutNode("w1", "wrk-1", api::NODE_ROLE_WORKER, api::NodeStatus::NODE_STATE_DOWN);
+  PutNode("w2", "wrk-2", api::NODE_ROLE_WORKER, api::NodeStatus::NODE_STATE_DOWN);
+  const int64_t w1_expiry = absl::ToUnixSeconds(clock_.Now() + absl::Hours(1));
+  ASSERT_TRUE(store_
+                  .Update([&](WriteTx& tx) {
+                    api::Node n = *tx.Get<api::Node>("w1");
+                    n.mutable_certificate()->mutable_not_after()->set_seconds(w1_expiry);
+                    return tx.Update(n);
+                  })
+                  .ok());
+  auto removed = [&] {
+    std::map<std::string, int64_t> out;
+    store_.View([&](const ReadTx& tx) {
+      for (const auto& [id, t] : tx.Get<api::Cluster>("cluster1")->removed_nodes()) {
+        out[id] = t.seconds();
+      }
+    });
+    return out;
+  };
+  api::RemoveNodeRequest rm;
+  rm.set_node_id("w1");
+  ASSERT_TRUE(api_.RemoveNode(rm).ok());
+  EXPECT_EQ(removed(), (std::map<std::string, int64_t>{{"w1", w1_expiry}}));
+
+  // Two hours later w1's certificate has expired: its entry goes when w2 is removed (w2 has
+  // no certificate record: refused for the longest a certificate lives).
+  clock_.Advance(absl::Hours(2));
+  rm.set_node_id("w2");
+  ASSERT_TRUE(api_.RemoveNode(rm).ok());
+  EXPECT_EQ(removed(), (std::map<std::string, int64_t>{
+                           {"w2", absl::ToUnixSeconds(clock_.Now() + absl::Hours(24 * 90))}}));
+}
+
 }  // namespace
 }  // namespace shoal::manager::controlapi

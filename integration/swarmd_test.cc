@@ -435,10 +435,10 @@ TEST_F(SwarmdTest, TheFirstManagerDemotedHandsOverAndGoesOnAsAWorker) {
   const grpc::Status refused = Call(Node("m1").control(), &api::Control::Stub::ListServices,
                                     api::ListServicesRequest(), &services);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(RunningTasksOn(Node("w1"), m1), tasks);  // its task runs on, undisturbed
+  EXPECT_FALSE(std::filesystem::exists(Node("m1").state_dir() + "/raft"));
   ASSERT_TRUE(Eventually([&] { return Scale(Node("w2"), "web", 4).ok(); }));
   ASSERT_TRUE(Eventually([&] { return Total(RunningByNode(Node("w1"), "web")) == 4; }));
-  EXPECT_EQ(RunningTasksOn(Node("w1"), m1), tasks);
-  EXPECT_FALSE(std::filesystem::exists(Node("m1").state_dir() + "/raft"));
 }
 
 // A manager demoted while its swarmd was stopped starts as a manager (its node.json says so),

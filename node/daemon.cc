@@ -185,6 +185,9 @@ absl::Status Daemon::Start() {
   std::error_code ec;
   std::filesystem::create_directories(socket.parent_path(), ec);
   std::filesystem::remove(socket, ec);  // a stale one from a daemon that died
+  // Held from before the socket serves: an init or join that arrives at once waits until the
+  // state directory is read (else both would start the roles).
+  absl::MutexLock lock(&mu_);
   socket_control_ = std::make_unique<SocketControl>(this);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(absl::StrCat("unix:", socket.string()),
@@ -199,7 +202,6 @@ absl::Status Daemon::Start() {
   ::chmod(socket.c_str(), 0600);
   role_thread_ = std::thread([this] { RunRoleSwitches(); });
 
-  absl::MutexLock lock(&mu_);
   auto state = LoadNodeState(options_.state_dir);
   if (state.ok()) {
     state_ = *std::move(state);

@@ -302,11 +302,8 @@ TEST_F(SwarmdTest, RestartingEveryManagerKeepsServicesAndTasks) {
     ASSERT_TRUE(started.ok()) << started;
   }
   ASSERT_TRUE(Eventually([&] { return Total(RunningByNode(Node("m2"), "web")) == 3; }));
-  api::ListServicesResponse services;
-  ASSERT_TRUE(Call(Node("m3").control(), &api::Control::Stub::ListServices,
-                   api::ListServicesRequest(), &services)
-                  .ok());
-  EXPECT_EQ(services.services_size(), 1);
+  // m3 reads from its own store, which may still be catching up with the log after the restart.
+  EXPECT_TRUE(Eventually([&] { return ServesControl(Node("m3"), 1); }));
 }
 
 // `node promote` and `node demote` take effect on a running swarmd: its manager role starts

@@ -279,6 +279,7 @@ absl::Status Daemon::StartManagerLocked(bool bootstrap, std::map<uint64_t, std::
     absl::MutexLock lock(&role_mu_);
     running_raft_id_ = raft_id;
     raft_removed_ = false;
+    stop_noticed_at_ = absl::InfiniteFuture();
   }
   auto m = std::make_shared<ManagerRole>(mo);
   if (absl::Status s = m->Start(); !s.ok()) return s;
@@ -309,6 +310,7 @@ absl::Status Daemon::StartRoles(bool bootstrap, std::map<uint64_t, std::string> 
     absl::MutexLock lock(&role_mu_);
     session_node_.reset();
     raft_removed_ = false;
+    stop_noticed_at_ = absl::InfiniteFuture();
   }
   lost_raft_id_ = 0;
   if (state_.role == "manager") {
@@ -357,6 +359,7 @@ void Daemon::StopRoles() {
   session_node_.reset();
   running_raft_id_ = 0;
   raft_removed_ = false;
+  stop_noticed_at_ = absl::InfiniteFuture();
 }
 
 absl::Status Daemon::Persist(const NodeState& state) {

@@ -128,6 +128,9 @@ class Daemon final : public api::NodeControl::Service {
   // then carries out what NextRoleStep decides, step by step, under mu_.
   void RunRoleSwitches();
   bool RoleNewsLocked() const ABSL_SHARED_LOCKS_REQUIRED(role_mu_);
+  // How long a removed member runs on before its manager role stops: it answers the votes of
+  // members that missed the commit index (raft/README.md).
+  absl::Duration MemberGrace() const;
   // One round; `next`: when to look again without news (InfiniteFuture: only on news).
   absl::Status SwitchRoles(absl::Time* next);
   absl::StatusOr<RoleSituation> SituationLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -176,6 +179,9 @@ class Daemon final : public api::NodeControl::Service {
   uint64_t running_raft_id_ ABSL_GUARDED_BY(role_mu_) = 0;
   bool raft_removed_ ABSL_GUARDED_BY(role_mu_) = false;
   absl::Time removed_at_ ABSL_GUARDED_BY(role_mu_);
+  // When the running manager was first found removed (by Raft, or by the session saying
+  // worker): its member runs on for a grace from then.
+  absl::Time stop_noticed_at_ ABSL_GUARDED_BY(role_mu_) = absl::InfiniteFuture();
   std::thread role_thread_;
 };
 

@@ -31,7 +31,13 @@ void Daemon::NoteRaftRemoved(uint64_t raft_id) {
   if (raft_id != running_raft_id_ || raft_removed_) return;
   raft_removed_ = true;
   removed_at_ = absl::Now();
+  stop_noticed_at_ = std::min(stop_noticed_at_, removed_at_);
   role_wake_ = true;
+}
+
+absl::Duration Daemon::MemberGrace() const {
+  // raft/README.md: the simulation gives 40 ticks.
+  return 40 * options_.tick_interval;
 }
 
 bool Daemon::RoleNewsLocked() const { return role_wake_ || role_stop_; }
@@ -69,14 +75,19 @@ absl::StatusOr<RoleSituation> Daemon::SituationLocked() {
   s.certificate = cert->role;
   s.lost_raft_id = lost_raft_id_;
   absl::MutexLock lock(&role_mu_);
+  const absl::Time now = absl::Now();
   s.raft_removed = raft_removed_;
-  s.removal_grace_over = raft_removed_ && absl::Now() >= removed_at_ + kRemovalGrace;
+  s.removal_grace_over = raft_removed_ && now >= removed_at_ + kRemovalGrace;
   if (session_node_.has_value()) {
     s.known = true;
     s.role = session_node_->role();
     s.desired_role = session_node_->spec().desired_role();
     s.raft_id = session_node_->manager_status().raft_id();
   }
+  if (s.manager_running && s.known && s.role == api::NODE_ROLE_WORKER) {
+    stop_noticed_at_ = std::min(stop_noticed_at_, now);
+  }
+  s.member_grace_over = now >= stop_noticed_at_ + MemberGrace();
   return s;
 }
 
@@ -89,9 +100,17 @@ absl::Status Daemon::SwitchRoles(absl::Time* next) {
     ASSIGN_OR_RETURN(const RoleSituation situation, SituationLocked());
     const RoleDecision d = NextRoleStep(situation);
     if (d.step == RoleStep::kNothing) return absl::OkStatus();
-    if (d.step == RoleStep::kWaitForDemotion) {
+    if (d.step == RoleStep::kWait) {
+      // Until the first grace under way ends.
       absl::MutexLock role_lock(&role_mu_);
-      *next = removed_at_ + kRemovalGrace;
+      const absl::Time now = absl::Now();
+      absl::Time wake = absl::InfiniteFuture();
+      for (absl::Time end : {stop_noticed_at_ + MemberGrace(),
+                             raft_removed_ ? removed_at_ + kRemovalGrace : absl::InfinitePast()}) {
+        if (end > now) wake = std::min(wake, end);
+      }
+      *next = wake == absl::InfiniteFuture() ? now + absl::Milliseconds(100) : wake;
+      log::Debug(kLog, "role switch waits", {{"why", d.reason}, {"until", *next}});
       return absl::OkStatus();
     }
     log::Info(kLog, "role switch", {{"step", RoleStepName(d.step)}, {"why", d.reason}});
@@ -206,6 +225,7 @@ absl::Status Daemon::DemoteLocked(const RoleSituation& s, const RoleDecision& d)
     absl::MutexLock lock(&role_mu_);
     running_raft_id_ = 0;
     raft_removed_ = false;
+    stop_noticed_at_ = absl::InfiniteFuture();
   }
   state_.role = "worker";
   state_.raft_id = 0;

@@ -4,24 +4,27 @@ namespace shoal::node {
 
 RoleDecision NextRoleStep(const RoleSituation& s) {
   if (s.manager_running) {
-    if (s.raft_removed) {
-      // A removed member never votes or leads again: its manager role is of no use.
-      if (s.known && s.desired_role == api::NODE_ROLE_WORKER) {
-        return {RoleStep::kStopManager, "demoted: this manager's Raft member was removed"};
+    // The role manager writes worker only once the member is out of the Raft group; this
+    // member may hear of its own removal later, or never (it was away).
+    const bool worker = s.known && s.role == api::NODE_ROLE_WORKER;
+    if (s.raft_removed || worker) {
+      // A removed member never votes or leads again: its manager role is of no use, once it
+      // has answered the others for a while.
+      if (!s.member_grace_over) {
+        return {RoleStep::kWait, "the removed member runs on for a grace"};
+      }
+      if (worker || (s.known && s.desired_role == api::NODE_ROLE_WORKER)) {
+        return {RoleStep::kStopManager, worker ? "demoted: the cluster made the node a worker"
+                                               : "demoted: this manager's Raft member was removed"};
       }
       if (!s.removal_grace_over) {
-        return {RoleStep::kWaitForDemotion,
+        return {RoleStep::kWait,
                 "this manager's Raft member was removed: waiting for the session to tell the "
                 "demotion"};
       }
       return {RoleStep::kStopManager,
               "this manager's Raft member was removed, but the cluster still lists the node as "
               "a manager"};
-    }
-    if (s.known && s.role == api::NODE_ROLE_WORKER) {
-      // The role manager writes worker only once the member is out of the Raft group; this
-      // member may hear of its own removal later, or never (it was away).
-      return {RoleStep::kStopManager, "demoted: the cluster made the node a worker"};
     }
     if (s.known && s.role == api::NODE_ROLE_MANAGER &&
         s.certificate != api::CERTIFICATE_ROLE_MANAGER) {
@@ -48,8 +51,8 @@ const char* RoleStepName(RoleStep step) {
   switch (step) {
     case RoleStep::kNothing:
       return "nothing";
-    case RoleStep::kWaitForDemotion:
-      return "wait for demotion";
+    case RoleStep::kWait:
+      return "wait";
     case RoleStep::kStopManager:
       return "stop manager";
     case RoleStep::kRenewCertificate:

@@ -11,8 +11,9 @@
 //
 //   promotion  renew (a manager certificate), then start the manager role, which joins the Raft
 //              group through the leader's Join RPC;
-//   demotion   stop the manager role (its member was removed, or the cluster says worker), then
-//              renew (a worker certificate).
+//   demotion   stop the manager role (its member was removed, or the cluster says worker) once
+//              the removed member has run on for a grace (it answers the votes of members that
+//              missed the commit index: raft/README.md), then renew (a worker certificate).
 //
 // The worker role runs throughout: tasks are never touched.
 //
@@ -36,6 +37,10 @@ struct RoleSituation {
   // tell the demotion is over (the removal may be heard of first).
   bool raft_removed = false;
   bool removal_grace_over = false;
+  // The running manager was found removed (by Raft, or by the session saying worker) long
+  // enough ago that its member may stop: a removed member runs on for a few election timeouts,
+  // answering the votes of members that missed the commit index (raft/README.md).
+  bool member_grace_over = false;
 
   // What the last session message said of the node object (nothing before the first).
   bool known = false;
@@ -51,9 +56,9 @@ struct RoleSituation {
 
 enum class RoleStep {
   kNothing,
-  // A removed member whose node object does not say demoted yet: look again when the grace is
-  // over.
-  kWaitForDemotion,
+  // A removed member runs on for its grace, or waits for its node object to say demoted: look
+  // again when the grace is over.
+  kWait,
   kStopManager,
   kRenewCertificate,
   kStartManager,

@@ -54,13 +54,17 @@ TEST(RoleSwitchTest, ADemotedManagerStopsOnceItsMemberIsRemovedThenRenews) {
   // `node demote`: it still votes until the role manager removed its member.
   s.desired_role = api::NODE_ROLE_WORKER;
   EXPECT_EQ(Next(s), RoleStep::kNothing);
-  // Removed: heard from Raft first...
+  // Removed: heard from Raft first; the member runs on for its grace, then stops.
   s.raft_removed = true;
+  EXPECT_EQ(Next(s), RoleStep::kWait);
+  s.member_grace_over = true;
   EXPECT_EQ(Next(s), RoleStep::kStopManager);
   // ... or from the session first (the role manager wrote worker).
   RoleSituation t = Manager();
   t.desired_role = api::NODE_ROLE_WORKER;
   t.role = api::NODE_ROLE_WORKER;
+  EXPECT_EQ(Next(t), RoleStep::kWait);
+  t.member_grace_over = true;
   EXPECT_EQ(Next(t), RoleStep::kStopManager);
   // Stopped: a worker certificate, then nothing more.
   t.manager_running = false;
@@ -73,7 +77,8 @@ TEST(RoleSwitchTest, ADemotedManagerStopsOnceItsMemberIsRemovedThenRenews) {
 TEST(RoleSwitchTest, ARemovalTheSessionDoesNotExplainWaitsThenStopsAndIsNotUndone) {
   RoleSituation s = Manager();
   s.raft_removed = true;
-  EXPECT_EQ(Next(s), RoleStep::kWaitForDemotion);
+  s.member_grace_over = true;
+  EXPECT_EQ(Next(s), RoleStep::kWait);
   s.removal_grace_over = true;
   RoleDecision d = NextRoleStep(s);
   EXPECT_EQ(d.step, RoleStep::kStopManager);

@@ -2,9 +2,10 @@
 // test runs as root; on loopback otherwise): `swarmctl init` on one, `swarmctl join` with
 // tokens on the others, a service spread over them, and what happens when a worker or the
 // leader is killed, when a manager is cut off from the network and comes back, when every
-// manager restarts, and when input is wrong. Each node is its own process with its own state
-// directory and control socket; the test drives them with the swarmctl binary, as an operator
-// does, and reads their state through their sockets.
+// manager restarts, when a running node is promoted and demoted, when a node is removed, and
+// when input is wrong. Each node is its own process with its own state directory and control
+// socket; the test drives them with the swarmctl binary, as an operator does, and reads their
+// state through their sockets.
 #include <signal.h>
 
 #include <filesystem>
@@ -74,6 +75,9 @@ class SwarmdTest : public ::testing::Test {
     }
     nodes_.clear();  // SIGKILL, reaped
     network_.reset();
+    // Each node's RocksDB stores preallocate tens of MiB: gone unless a failure needs them.
+    std::error_code ec;
+    if (!HasFailure()) std::filesystem::remove_all(base_, ec);
   }
 
   SwarmdProcess& Node(const std::string& name) {
@@ -211,6 +215,58 @@ class SwarmdTest : public ::testing::Test {
     ASSERT_TRUE(s.ok()) << s.error_message();
   }
 
+  api::InfoResponse Info(SwarmdProcess& node) {
+    api::InfoResponse info;
+    if (!Call(node.node_control(), &api::NodeControl::Stub::Info, api::InfoRequest(), &info).ok()) {
+      return api::InfoResponse();
+    }
+    return info;
+  }
+
+  // `swarmctl node promote|demote NODE` through `via`: the node's spec with the desired role,
+  // written against the version read (again when the node changed meanwhile).
+  grpc::Status SetDesiredRole(SwarmdProcess& via, const std::string& node_id, api::NodeRole role) {
+    grpc::Status s;
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      api::GetNodeRequest get;
+      get.set_node_id(node_id);
+      api::GetNodeResponse node;
+      s = Call(via.control(), &api::Control::Stub::GetNode, get, &node);
+      if (!s.ok()) return s;
+      api::UpdateNodeRequest req;
+      req.set_node_id(node_id);
+      *req.mutable_node_version() = node.node().meta().version();
+      *req.mutable_spec() = node.node().spec();
+      req.mutable_spec()->set_desired_role(role);
+      api::UpdateNodeResponse resp;
+      s = Call(via.control(), &api::Control::Stub::UpdateNode, req, &resp);
+      if (s.error_code() != grpc::StatusCode::ABORTED) return s;
+    }
+    return s;
+  }
+
+  // Ids of the tasks RUNNING on `node_id`, as `via` sees them.
+  std::set<std::string> RunningTasksOn(SwarmdProcess& via, const std::string& node_id) {
+    api::ListTasksRequest req;
+    req.mutable_filters()->add_node_ids(node_id);
+    api::ListTasksResponse resp;
+    std::set<std::string> out;
+    if (!Call(via.control(), &api::Control::Stub::ListTasks, req, &resp).ok()) return out;
+    for (const auto& t : resp.tasks()) {
+      if (t.status().state() == api::TASK_STATE_RUNNING) out.insert(t.meta().id());
+    }
+    return out;
+  }
+
+  // Whether `node`'s socket serves the Control API (it lists `services` services).
+  bool ServesControl(SwarmdProcess& node, int services) {
+    api::ListServicesResponse resp;
+    return Call(node.control(), &api::Control::Stub::ListServices, api::ListServicesRequest(),
+                &resp)
+               .ok() &&
+           resp.services_size() == services;
+  }
+
   grpc::Status Scale(SwarmdProcess& via, const std::string& name, uint64_t replicas) {
     api::GetServiceRequest g;
     g.set_service_id(name);
@@ -296,11 +352,171 @@ TEST_F(SwarmdTest, RestartingEveryManagerKeepsServicesAndTasks) {
     ASSERT_TRUE(started.ok()) << started;
   }
   ASSERT_TRUE(Eventually([&] { return Total(RunningByNode(Node("m2"), "web")) == 3; }));
+  // m3 reads from its own store, which may still be catching up with the log after the restart.
+  EXPECT_TRUE(Eventually([&] { return ServesControl(Node("m3"), 1); }));
+}
+
+// `node promote` and `node demote` take effect on a running swarmd: its manager role starts
+// (it serves the Control API and joins the Raft group) and stops again, while its worker role
+// and its tasks carry on; a restart keeps the last role.
+TEST_F(SwarmdTest, PromoteAndDemoteSwitchARunningNodesRoleAndItsTasksRunOn) {
+  ASSERT_NO_FATAL_FAILURE(Bring(1, 2));
+  CreateService(Node("m1"), "web", 6);
+  ASSERT_TRUE(Eventually([&] {
+    auto spread = RunningByNode(Node("m1"), "web");
+    return Total(spread) == 6 && spread.size() == 3;
+  }));
+  const std::string w1 = Info(Node("w1")).node_id();
+  ASSERT_FALSE(w1.empty());
+  const std::set<std::string> tasks = RunningTasksOn(Node("m1"), w1);
+  ASSERT_EQ(tasks.size(), 2u);
+  const std::string raft_dir = Node("w1").state_dir() + "/raft";
+  EXPECT_FALSE(std::filesystem::exists(raft_dir));
+
+  // Promoted: a manager, and a voter once it caught up with the log.
+  grpc::Status s = SetDesiredRole(Node("m1"), w1, api::NODE_ROLE_MANAGER);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_TRUE(Eventually([&] {
+    const api::InfoResponse info = Info(Node("w1"));
+    return info.role() == api::NODE_ROLE_MANAGER && info.manager_count() == 2 &&
+           info.raft_voter() && ServesControl(Node("w1"), 1);
+  })) << Info(Node("w1")).DebugString();
+  EXPECT_EQ(Info(Node("m1")).manager_count(), 2u);
+  EXPECT_TRUE(std::filesystem::exists(raft_dir));
+  // A write through the new manager (forwarded to the leader).
+  ASSERT_TRUE(Eventually([&] { return Scale(Node("w1"), "web", 6).ok(); }));
+  // Its tasks were not disturbed: the same ones, still running.
+  EXPECT_EQ(RunningTasksOn(Node("m1"), w1), tasks);
+  EXPECT_EQ(RunningTasksOn(Node("w1"), w1), tasks);
+
+  // Demoted: a worker again, whose socket refuses the Control API.
+  s = SetDesiredRole(Node("m1"), w1, api::NODE_ROLE_WORKER);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_TRUE(Eventually([&] {
+    const api::InfoResponse info = Info(Node("w1"));
+    return info.role() == api::NODE_ROLE_WORKER && info.state() == api::LOCAL_NODE_STATE_ACTIVE;
+  })) << Info(Node("w1")).DebugString();
   api::ListServicesResponse services;
-  ASSERT_TRUE(Call(Node("m3").control(), &api::Control::Stub::ListServices,
-                   api::ListServicesRequest(), &services)
-                  .ok());
-  EXPECT_EQ(services.services_size(), 1);
+  s = Call(Node("w1").control(), &api::Control::Stub::ListServices, api::ListServicesRequest(),
+           &services);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+  EXPECT_NE(s.error_message().find("not a swarm manager"), std::string::npos);
+  ASSERT_TRUE(Eventually([&] { return Info(Node("m1")).manager_count() == 1; }));
+  EXPECT_FALSE(std::filesystem::exists(raft_dir));  // its Raft state is deleted
+  EXPECT_EQ(RunningTasksOn(Node("m1"), w1), tasks);
+  // The cluster still takes writes with its one manager.
+  ASSERT_TRUE(Eventually([&] { return Scale(Node("m1"), "web", 6).ok(); }));
+
+  // A restart keeps it a worker.
+  ASSERT_TRUE(Node("w1").Stop().ok());
+  ASSERT_TRUE(Node("w1").Start().ok());
+  ASSERT_TRUE(Eventually([&] { return Info(Node("w1")).state() == api::LOCAL_NODE_STATE_ACTIVE; }));
+  EXPECT_EQ(Info(Node("w1")).role(), api::NODE_ROLE_WORKER);
+  s = Call(Node("w1").control(), &api::Control::Stub::ListServices, api::ListServicesRequest(),
+           &services);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+  EXPECT_FALSE(std::filesystem::exists(raft_dir));
+  EXPECT_EQ(Info(Node("m1")).manager_count(), 1u);
+}
+
+// Two workers promoted make three managers: real voters, which elect a leader among themselves
+// and take writes once the first manager is killed.
+TEST_F(SwarmdTest, PromotedManagersCarryOnWhenTheFirstManagerIsKilled) {
+  ASSERT_NO_FATAL_FAILURE(Bring(1, 2));
+  CreateService(Node("m1"), "web", 3);
+  ASSERT_TRUE(Eventually([&] { return Total(RunningByNode(Node("m1"), "web")) == 3; }));
+  for (const char* w : {"w1", "w2"}) {
+    const grpc::Status s =
+        SetDesiredRole(Node("m1"), Info(Node(w)).node_id(), api::NODE_ROLE_MANAGER);
+    ASSERT_TRUE(s.ok()) << w << ": " << s.error_message();
+  }
+  for (const char* w : {"w1", "w2"}) {
+    ASSERT_TRUE(Eventually([&] {
+      const api::InfoResponse info = Info(Node(w));
+      return info.role() == api::NODE_ROLE_MANAGER && info.raft_voter() &&
+             info.manager_count() == 3;
+    })) << std::string(w) + ": " + Info(Node(w)).DebugString();
+  }
+
+  Node("m1").Kill();
+  ASSERT_TRUE(Eventually([&] { return Scale(Node("w1"), "web", 5).ok(); }));
+  ASSERT_TRUE(Eventually([&] {
+    const std::string leader = Info(Node("w2")).leader_addr();
+    return leader == Node("w1").addr() || leader == Node("w2").addr();
+  }));
+  ASSERT_TRUE(Eventually([&] { return Total(RunningByNode(Node("w2"), "web")) == 5; }));
+}
+
+// The first manager demoted (through its own socket) hands its leadership to a promoted
+// manager and goes on as a worker with its tasks.
+TEST_F(SwarmdTest, TheFirstManagerDemotedHandsOverAndGoesOnAsAWorker) {
+  ASSERT_NO_FATAL_FAILURE(Bring(1, 2));
+  CreateService(Node("m1"), "web", 3);
+  ASSERT_TRUE(Eventually([&] { return RunningByNode(Node("m1"), "web").size() == 3; }));
+  for (const char* w : {"w1", "w2"}) {
+    const grpc::Status s =
+        SetDesiredRole(Node("m1"), Info(Node(w)).node_id(), api::NODE_ROLE_MANAGER);
+    ASSERT_TRUE(s.ok()) << w << ": " << s.error_message();
+  }
+  for (const char* w : {"w1", "w2"}) {
+    ASSERT_TRUE(Eventually([&] {
+      const api::InfoResponse info = Info(Node(w));
+      return info.raft_voter() && info.manager_count() == 3;
+    })) << std::string(w) + ": " + Info(Node(w)).DebugString();
+  }
+  const std::string m1 = Info(Node("m1")).node_id();
+  const std::set<std::string> tasks = RunningTasksOn(Node("m1"), m1);
+  ASSERT_EQ(tasks.size(), 1u);
+
+  const grpc::Status s = SetDesiredRole(Node("m1"), m1, api::NODE_ROLE_WORKER);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_TRUE(Eventually([&] {
+    return Info(Node("m1")).role() == api::NODE_ROLE_WORKER &&
+           Info(Node("w1")).manager_count() == 2;
+  })) << Info(Node("m1")).DebugString();
+  ASSERT_TRUE(Eventually([&] {
+    const std::string leader = Info(Node("w1")).leader_addr();
+    return leader == Node("w1").addr() || leader == Node("w2").addr();
+  }));
+  api::ListServicesResponse services;
+  const grpc::Status refused = Call(Node("m1").control(), &api::Control::Stub::ListServices,
+                                    api::ListServicesRequest(), &services);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(RunningTasksOn(Node("w1"), m1), tasks);  // its task runs on, undisturbed
+  EXPECT_FALSE(std::filesystem::exists(Node("m1").state_dir() + "/raft"));
+  ASSERT_TRUE(Eventually([&] { return Scale(Node("w2"), "web", 4).ok(); }));
+  ASSERT_TRUE(Eventually([&] { return Total(RunningByNode(Node("w1"), "web")) == 4; }));
+}
+
+// A manager demoted while its swarmd was stopped starts as a manager (its node.json says so),
+// hears that its member was removed, and goes on as a worker.
+TEST_F(SwarmdTest, AManagerDemotedWhileStoppedComesBackAsAWorker) {
+  ASSERT_NO_FATAL_FAILURE(Bring(2, 1));
+  const std::string w1 = Info(Node("w1")).node_id();
+  grpc::Status s = SetDesiredRole(Node("m1"), w1, api::NODE_ROLE_MANAGER);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_TRUE(Eventually([&] {
+    const api::InfoResponse info = Info(Node("w1"));
+    return info.role() == api::NODE_ROLE_MANAGER && info.raft_voter() && info.manager_count() == 3;
+  })) << Info(Node("w1")).DebugString();
+
+  ASSERT_TRUE(Node("w1").Stop().ok());
+  // m1 and m2 are a quorum of the three: the demotion goes through.
+  s = SetDesiredRole(Node("m1"), w1, api::NODE_ROLE_WORKER);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_TRUE(Eventually([&] { return Info(Node("m1")).manager_count() == 2; }));
+
+  ASSERT_TRUE(Node("w1").Start().ok());
+  ASSERT_TRUE(Eventually([&] {
+    const api::InfoResponse info = Info(Node("w1"));
+    return info.role() == api::NODE_ROLE_WORKER && info.state() == api::LOCAL_NODE_STATE_ACTIVE;
+  })) << Info(Node("w1")).DebugString();
+  api::ListServicesResponse services;
+  s = Call(Node("w1").control(), &api::Control::Stub::ListServices, api::ListServicesRequest(),
+           &services);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+  EXPECT_FALSE(std::filesystem::exists(Node("w1").state_dir() + "/raft"));
+  ASSERT_TRUE(Eventually([&] { return ReadyNodes() == 3; }));
 }
 
 // Two of three managers lost for good: no quorum, no write. `swarmctl init --force-new-cluster`

@@ -29,7 +29,7 @@ absl::Status StoreCaRegistry::CreateNode(const pki::NodeRecord& node) {
     }
     api::Node n;
     n.mutable_meta()->set_id(node.node_id);
-    n.set_role(node.desired_role);
+    n.set_role(node.role);
     n.mutable_spec()->set_desired_role(node.desired_role);
     n.mutable_spec()->set_availability(node.availability);
     n.mutable_spec()->set_membership(api::NodeSpec::MEMBERSHIP_ACCEPTED);
@@ -50,6 +50,7 @@ absl::StatusOr<pki::NodeRecord> StoreCaRegistry::GetNode(absl::string_view node_
     pki::NodeRecord r;
     r.node_id = n->meta().id();
     r.desired_role = n->spec().desired_role();
+    r.role = n->role();
     r.availability = n->spec().availability();
     r.certificate = n->certificate();
     out = std::move(r);

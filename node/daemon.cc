@@ -175,6 +175,9 @@ absl::Status Daemon::Start() {
   std::error_code ec;
   std::filesystem::create_directories(socket.parent_path(), ec);
   std::filesystem::remove(socket, ec);  // a stale one from a daemon that died
+  // Held from before the socket serves: an init or join that arrives at once waits until the
+  // state directory is read (else both would start the roles).
+  absl::MutexLock lock(&mu_);
   socket_control_ = std::make_unique<SocketControl>(this);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(absl::StrCat("unix:", socket.string()),
@@ -187,8 +190,8 @@ absl::Status Daemon::Start() {
   }
   // Root only: the socket's permissions are the authorisation.
   ::chmod(socket.c_str(), 0600);
+  role_thread_ = std::thread([this] { RunRoleSwitches(); });
 
-  absl::MutexLock lock(&mu_);
   auto state = LoadNodeState(options_.state_dir);
   if (state.ok()) {
     state_ = *std::move(state);
@@ -198,6 +201,13 @@ absl::Status Daemon::Start() {
     }
     log::Info(kLog, "rejoining the cluster",
               {{"node", state_.node_id}, {"role", state_.role}, {"cluster", state_.cluster_id}});
+    const std::string raft_dir = options_.state_dir + "/raft";
+    std::error_code ec;
+    if (state_.role == "worker" && std::filesystem::exists(raft_dir, ec)) {
+      // A demotion that stopped before it could delete it (node.json is written first).
+      log::Warning(kLog, "deleting the Raft directory a demotion left behind", {{"dir", raft_dir}});
+      std::filesystem::remove_all(raft_dir, ec);
+    }
     return StartRoles(false, {});
   }
   if (!absl::IsNotFound(state.status())) return state.status();
@@ -214,6 +224,11 @@ absl::Status Daemon::Start() {
 }
 
 void Daemon::Stop() {
+  {
+    absl::MutexLock lock(&role_mu_);
+    role_stop_ = true;
+  }
+  if (role_thread_.joinable()) role_thread_.join();
   {
     absl::MutexLock lock(&mu_);
     StopRoles();
@@ -248,27 +263,60 @@ absl::StatusOr<std::string> Daemon::AdvertiseAddr(const std::string& requested,
   return absl::StrCat(*only, ":", lport);
 }
 
+absl::Status Daemon::StartManagerLocked(bool bootstrap, std::map<uint64_t, std::string> peers) {
+  ManagerRole::Options mo;
+  mo.node_id = state_.node_id;
+  mo.cluster_id = state_.cluster_id;
+  mo.raft_dir = options_.state_dir + "/raft";
+  mo.tls_dir = TlsDir();
+  mo.listen_addr = state_.listen_addr;
+  mo.advertise_addr = state_.advertise_addr;
+  mo.raft_id = state_.raft_id;
+  mo.bootstrap = bootstrap;
+  mo.peers = std::move(peers);
+  mo.tick_interval = options_.tick_interval;
+  const uint64_t raft_id = state_.raft_id;
+  mo.on_removed = [this, raft_id] { NoteRaftRemoved(raft_id); };
+  {
+    absl::MutexLock lock(&role_mu_);
+    running_raft_id_ = raft_id;
+    raft_removed_ = false;
+    stop_noticed_at_ = absl::InfiniteFuture();
+  }
+  auto m = std::make_shared<ManagerRole>(mo);
+  if (absl::Status s = m->Start(); !s.ok()) return s;
+  manager_ = std::move(m);
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::ResetRenewerLocked(const std::string& addr, bool renew_now) {
+  if (renewer_ != nullptr) renewer_->Stop();
+  renewer_.reset();
+  pki::CertificateRenewer::Options ro;
+  ro.tls_dir = TlsDir();
+  ro.random = SystemRandomBytes;
+  // A role switch renews under the daemon's lock: bounded.
+  ro.rpc_timeout = absl::Seconds(10);
+  auto renewer = pki::CertificateRenewer::Create(
+      ro, pki::CreateManagerChannel(addr, pki::ClientCredentials(TlsDir(), state_.cluster_id)),
+      RealClock());
+  if (!renewer.ok()) return renewer.status();
+  renewer_ = std::move(*renewer);
+  absl::Status renewed = renew_now ? renewer_->RenewNow() : absl::OkStatus();
+  renewer_->Start(absl::Minutes(1));
+  return renewed;
+}
+
 absl::Status Daemon::StartRoles(bool bootstrap, std::map<uint64_t, std::string> peers) {
-  const std::string tls = TlsDir();
+  {
+    absl::MutexLock lock(&role_mu_);
+    session_node_.reset();
+    raft_removed_ = false;
+    stop_noticed_at_ = absl::InfiniteFuture();
+  }
+  lost_raft_id_ = 0;
   if (state_.role == "manager") {
-    ManagerRole::Options mo;
-    mo.node_id = state_.node_id;
-    mo.cluster_id = state_.cluster_id;
-    mo.raft_dir = options_.state_dir + "/raft";
-    mo.tls_dir = tls;
-    mo.listen_addr = state_.listen_addr;
-    mo.advertise_addr = state_.advertise_addr;
-    mo.raft_id = state_.raft_id;
-    mo.bootstrap = bootstrap;
-    mo.peers = std::move(peers);
-    mo.tick_interval = options_.tick_interval;
-    mo.on_removed = [] {
-      log::Warning(kLog, "this manager was removed from the Raft group: restart swarmd after "
-                         "`swarmctl leave --force` to rejoin");
-    };
-    auto m = std::make_shared<ManagerRole>(mo);
-    if (absl::Status s = m->Start(); !s.ok()) return s;
-    manager_ = std::move(m);
+    if (absl::Status s = StartManagerLocked(bootstrap, std::move(peers)); !s.ok()) return s;
   }
 
   worker::Agent::Options ao;
@@ -279,7 +327,7 @@ absl::Status Daemon::StartRoles(bool bootstrap, std::map<uint64_t, std::string> 
       ao.managers.push_back(m);
     }
   }
-  auto creds = pki::ClientCredentials(tls, state_.cluster_id);
+  auto creds = pki::ClientCredentials(TlsDir(), state_.cluster_id);
   ao.channel = [creds](const std::string& addr) {
     return pki::CreateManagerChannel(addr, creds);
   };
@@ -296,16 +344,8 @@ absl::Status Daemon::StartRoles(bool bootstrap, std::map<uint64_t, std::string> 
   agent_->Start();
 
   // Certificates renew themselves in the background, through a manager.
-  pki::CertificateRenewer::Options ro;
-  ro.tls_dir = tls;
-  ro.random = SystemRandomBytes;
-  auto renewer = pki::CertificateRenewer::Create(
-      ro, pki::CreateManagerChannel(agent_->managers().front(), creds), RealClock());
-  if (renewer.ok()) {
-    renewer_ = std::move(*renewer);
-    renewer_->Start(absl::Minutes(1));
-  } else {
-    log::Warning(kLog, "certificate renewal is off", {{"error", renewer.status()}});
+  if (absl::Status s = ResetRenewerLocked(agent_->managers().front(), false); !s.ok()) {
+    log::Warning(kLog, "certificate renewal is off", {{"error", s}});
   }
   return absl::OkStatus();
 }
@@ -317,6 +357,11 @@ void Daemon::StopRoles() {
   agent_.reset();
   if (manager_ != nullptr) manager_->Stop();
   manager_.reset();
+  absl::MutexLock lock(&role_mu_);
+  session_node_.reset();
+  running_raft_id_ = 0;
+  raft_removed_ = false;
+  stop_noticed_at_ = absl::InfiniteFuture();
 }
 
 absl::Status Daemon::Persist(const NodeState& state) {
@@ -325,8 +370,21 @@ absl::Status Daemon::Persist(const NodeState& state) {
   return SaveNodeState(options_.state_dir, state);
 }
 
+absl::Status Daemon::PersistRoleLocked() {
+  absl::MutexLock lock(&file_mu_);
+  saved_.role = state_.role;
+  saved_.raft_id = state_.raft_id;
+  return SaveNodeState(options_.state_dir, saved_);
+}
+
 void Daemon::OnSession(const api::SessionMessage& m) {
-  // On the agent's session thread, which Stop joins while it holds mu_: only file_mu_ here.
+  // On the agent's session thread, which Stop joins while it holds mu_: only file_mu_ and
+  // role_mu_ here (the role switch has a thread of its own).
+  if (m.has_node()) {
+    absl::MutexLock lock(&role_mu_);
+    session_node_ = m.node();
+    role_wake_ = true;
+  }
   if (m.managers().empty()) return;
   std::vector<std::string> list;
   for (const api::WeightedPeer& p : m.managers()) list.push_back(p.addr());
@@ -556,29 +614,15 @@ absl::Status Daemon::DoJoin(const api::JoinRequest& request, api::JoinResponse* 
   std::map<uint64_t, std::string> peers;
   if (st.role == "manager") {
     // A seat in the Raft group, from the leader.
-    auto stub = raftpb::Raft::NewStub(pki::CreateManagerChannel(
-        via, pki::ClientCredentials(TlsDir(), st.cluster_id)));
-    raftpb::JoinRequest jr;
-    jr.set_addr(st.advertise_addr);
-    raftpb::JoinResponse out;
-    grpc::Status s;
-    const absl::Time deadline = absl::Now() + absl::Seconds(30);
-    while (absl::Now() < deadline) {
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-      s = stub->Join(&ctx, jr, &out);
-      if (s.error_code() != grpc::StatusCode::UNAVAILABLE) break;
-      absl::SleepFor(absl::Milliseconds(200));  // a back-off while the leader is elected
-    }
-    if (!s.ok()) {
+    auto seat =
+        JoinRaftGroup(via, st.cluster_id, st.advertise_addr, absl::Now() + absl::Seconds(30));
+    if (!seat.ok()) {
       std::error_code ec;
       std::filesystem::remove_all(TlsDir(), ec);
-      return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                          absl::StrCat("joining the managers' Raft group through ", via, ": ",
-                                       s.error_message()));
+      return seat.status();
     }
-    st.raft_id = out.raft_id();
-    for (const raftpb::RaftMember& m : out.members()) peers[m.raft_id()] = m.addr();
+    st.raft_id = seat->raft_id();
+    for (const raftpb::RaftMember& m : seat->members()) peers[m.raft_id()] = m.addr();
   }
   state_ = st;
   if (absl::Status s = Persist(state_); !s.ok()) return s;
@@ -588,6 +632,31 @@ absl::Status Daemon::DoJoin(const api::JoinRequest& request, api::JoinResponse* 
   response->set_node_id(st.node_id);
   response->set_role(joined->role);
   return absl::OkStatus();
+}
+
+absl::StatusOr<raftpb::JoinResponse> Daemon::JoinRaftGroup(const std::string& via,
+                                                           const std::string& cluster_id,
+                                                           const std::string& advertise,
+                                                           absl::Time deadline) const {
+  auto stub = raftpb::Raft::NewStub(
+      pki::CreateManagerChannel(via, pki::ClientCredentials(TlsDir(), cluster_id)));
+  raftpb::JoinRequest jr;
+  jr.set_addr(advertise);
+  raftpb::JoinResponse out;
+  grpc::Status s(grpc::StatusCode::DEADLINE_EXCEEDED, "no time left to call Join");
+  while (absl::Now() < deadline) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(std::min(deadline, absl::Now() + absl::Seconds(10))));
+    s = stub->Join(&ctx, jr, &out);
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE) break;
+    absl::SleepFor(absl::Milliseconds(200));  // a back-off while the leader is elected
+  }
+  if (!s.ok()) {
+    return absl::Status(
+        static_cast<absl::StatusCode>(s.error_code()),
+        absl::StrCat("joining the managers' Raft group through ", via, ": ", s.error_message()));
+  }
+  return out;
 }
 
 grpc::Status Daemon::Leave(grpc::ServerContext*, const api::LeaveRequest* request,
@@ -642,6 +711,7 @@ grpc::Status Daemon::Info(grpc::ServerContext*, const api::InfoRequest*,
     }
   }
   if (manager_ != nullptr) {
+    response->set_raft_voter(manager_->voter());
     const std::string leader = manager_->LeaderAddr();
     response->set_leader_addr(leader);
     response->set_control_available(!leader.empty());

@@ -3,6 +3,13 @@
 // serves the NodeControl API (init, join, leave, info) and, on a manager, the Control API on
 // its local unix socket (root-only: the socket's permissions are the authorisation).
 //
+// Roles switch on a running node, without a restart (role_switch.h decides the steps): after
+// `node promote` its session tells it its new role; it renews its certificate (a manager's) and
+// starts the manager role, which joins the Raft group through the leader's Join RPC as a
+// manager join does. After `node demote`, once the leader removed its Raft member, it stops the
+// manager role, deletes its Raft state (as Docker does) and renews to a worker's certificate.
+// node.json follows each switch. The worker role, and so every task, runs throughout.
+//
 // The state directory holds everything a restarted node needs to rejoin by itself:
 //
 //   node.json    node id, cluster id, role, Raft id, addresses, the managers last heard of
@@ -12,12 +19,15 @@
 //   tasks/       the process executor's task directories and logs
 //
 // Thread-safety: the NodeControl handlers run on gRPC threads and serialise on the daemon's
-// lock; Start and Stop from the main thread.
+// lock; Start and Stop from the main thread. Role switches run on a thread of their own (never
+// on the agent's session thread, which StopRoles joins while it holds the lock).
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -27,8 +37,10 @@
 #include "absl/synchronization/mutex.h"
 #include "node/manager_role.h"
 #include "node/node_state.h"
+#include "node/role_switch.h"
 #include "pki/node_ca_client.h"
 #include "proto/node_control.grpc.pb.h"
+#include "proto/raft_service.pb.h"
 #include "worker/agent.h"
 #include "worker/executor.h"
 
@@ -91,11 +103,50 @@ class Daemon final : public api::NodeControl::Service {
   absl::Status StartRoles(bool bootstrap, std::map<uint64_t, std::string> peers)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StopRoles() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A session message: keeps the manager list.
+  // The manager role of state_ (its Raft id, addresses): a new cluster's only member
+  // (`bootstrap`), or a member that reaches `peers` first.
+  absl::Status StartManagerLocked(bool bootstrap, std::map<uint64_t, std::string> peers)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The Raft Join RPC through the leader at `via` (retried while it answers UNAVAILABLE, until
+  // `deadline`): this node's member id and the members. The errors name `via`.
+  absl::StatusOr<raftpb::JoinResponse> JoinRaftGroup(const std::string& via,
+                                                     const std::string& cluster_id,
+                                                     const std::string& advertise,
+                                                     absl::Time deadline) const;
+  // Replaces the background certificate renewer by one through the manager at `addr`; renews
+  // at once when `renew_now` (the error is the renewal's).
+  absl::Status ResetRenewerLocked(const std::string& addr, bool renew_now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A session message: keeps the manager list, and wakes the role switch with the node object.
   void OnSession(const api::SessionMessage& m);
   std::shared_ptr<ManagerRole> CurrentManager();
   // Writes node.json (and keeps what it wrote for OnSession).
   absl::Status Persist(const NodeState& state);
+  // Writes state_'s role and Raft id into node.json as last written (the manager list there is
+  // the sessions').
+  absl::Status PersistRoleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Role switches: the thread waits for news (a session message, a Raft removal) or a retry,
+  // then carries out what NextRoleStep decides, step by step, under mu_.
+  void RunRoleSwitches();
+  bool RoleNewsLocked() const ABSL_SHARED_LOCKS_REQUIRED(role_mu_);
+  // How long a removed member runs on before its manager role stops: it answers the votes of
+  // members that missed the commit index (raft/README.md).
+  absl::Duration MemberGrace() const;
+  // One round; `next`: when to look again without news (InfiniteFuture: only on news).
+  absl::Status SwitchRoles(absl::Time* next);
+  absl::StatusOr<RoleSituation> SituationLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Renews the certificate through another manager; FAILED_PRECONDITION when the CA signed
+  // another role than `want` (the cluster has not made the change yet: tried again later).
+  absl::Status RenewForRoleLocked(api::CertificateRole want) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status PromoteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status DemoteLocked(const RoleSituation& s, const RoleDecision& d)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A manager other than this node (the one the agent's session is with, else the first it
+  // knows); "" when it knows none.
+  std::string RemoteManagerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The running manager's member `raft_id` was removed: on Raft's node thread (must not block).
+  void NoteRaftRemoved(uint64_t raft_id);
 
   const Options options_;
   std::unique_ptr<worker::Executor> executor_;
@@ -115,6 +166,25 @@ class Daemon final : public api::NodeControl::Service {
   // The Control calls on the socket go to the manager role, when there is one.
   class SocketControl;
   std::unique_ptr<SocketControl> socket_control_;
+
+  // A Raft id this node was removed under while the cluster still listed it as a manager
+  // (role_switch.h): it does not rejoin under it.
+  uint64_t lost_raft_id_ ABSL_GUARDED_BY(mu_) = 0;
+  // What the role switch thread waits for; taken alone (never while waiting for another lock)
+  // or after mu_.
+  absl::Mutex role_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  bool role_wake_ ABSL_GUARDED_BY(role_mu_) = false;
+  bool role_stop_ ABSL_GUARDED_BY(role_mu_) = false;
+  // The node object as the last session message told it.
+  std::optional<api::Node> session_node_ ABSL_GUARDED_BY(role_mu_);
+  // The running manager's Raft id, and whether (and when) its member was removed.
+  uint64_t running_raft_id_ ABSL_GUARDED_BY(role_mu_) = 0;
+  bool raft_removed_ ABSL_GUARDED_BY(role_mu_) = false;
+  absl::Time removed_at_ ABSL_GUARDED_BY(role_mu_);
+  // When the running manager was first found removed (by Raft, or by the session saying
+  // worker): its member runs on for a grace from then.
+  absl::Time stop_noticed_at_ ABSL_GUARDED_BY(role_mu_) = absl::InfiniteFuture();
+  std::thread role_thread_;
 };
 
 }  // namespace shoal::node

@@ -1,5 +1,7 @@
 #include "node/manager_role.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/id.h"
@@ -19,18 +21,23 @@ namespace {
 
 constexpr char kLog[] = "manager";
 
-// The store's state machine, telling the role of its member's removal.
+// The store's state machine, telling the role of its member's removal and of the membership.
 class RoleStateMachine : public manager::store::StoreStateMachine {
  public:
   RoleStateMachine(manager::store::Store* store, std::function<void(bool, uint64_t)> leadership,
-                   std::function<void()> removed)
-      : StoreStateMachine(store, std::move(leadership)), removed_(std::move(removed)) {}
+                   std::function<void()> removed,
+                   std::function<void(const raftpb::ConfState&)> membership)
+      : StoreStateMachine(store, std::move(leadership)),
+        removed_(std::move(removed)),
+        membership_(std::move(membership)) {}
   void RemovedFromCluster() override {
     if (removed_) removed_();
   }
+  void MembershipChanged(uint64_t, const raftpb::ConfState& cs) override { membership_(cs); }
 
  private:
   std::function<void()> removed_;
+  std::function<void(const raftpb::ConfState&)> membership_;
 };
 
 }  // namespace
@@ -255,7 +262,11 @@ absl::Status ManagerRole::Start() {
   sm_ = std::make_unique<RoleStateMachine>(
       store_.get(),
       [this](bool leading, uint64_t term) { components_->OnLeadership(leading, term); },
-      options_.on_removed);
+      options_.on_removed,
+      [this](const raftpb::ConfState& cs) {
+        voter_ = std::find(cs.voters().begin(), cs.voters().end(), options_.raft_id) !=
+                 cs.voters().end();
+      });
   raft::Node::Options no;
   no.raft.id = options_.raft_id;
   no.raft.random_seed = options_.raft_id;

@@ -12,6 +12,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
@@ -53,7 +54,8 @@ class ManagerRole {
     std::map<uint64_t, std::string> peers;
     absl::Duration tick_interval = absl::Milliseconds(100);
     const Clock* clock = nullptr;
-    // The member was removed from the Raft group (demoted while away): on the node thread.
+    // The member was removed from the Raft group (demoted, perhaps while away): on the node
+    // thread, which it must not block.
     std::function<void()> on_removed;
   };
 
@@ -72,6 +74,9 @@ class ManagerRole {
   std::string LeaderAddr();
   // The Raft members and their addresses, as the managers' node objects say.
   std::map<uint64_t, std::string> Peers();
+  // Whether this member votes, as of the last membership it applied (a promoted node's member
+  // is a learner until it has caught up).
+  bool voter() const { return voter_.load(); }
 
  private:
   class LazyNodeCa;
@@ -94,6 +99,7 @@ class ManagerRole {
   std::unique_ptr<LazyNodeCa> node_ca_;
   std::unique_ptr<manager::store::StoreStateMachine> sm_;
   std::unique_ptr<raft::Node> node_;
+  std::atomic<bool> voter_{false};
   std::unique_ptr<grpc::Server> server_;
   manager::WatchLoop peer_sync_;
 

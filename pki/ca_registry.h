@@ -22,8 +22,12 @@ struct NodeRecord {
   // Node id (the certificate's CN).
   std::string node_id;
   // The role the node should have: set at join from the token, changed by promote/demote.
-  // Renewals issue certificates with this role.
   api::NodeRole desired_role = api::NODE_ROLE_WORKER;
+  // The role the cluster has given it (Node.role): the token's at join; after a promotion at
+  // once, after a demotion only once its Raft member is removed (the role manager's work).
+  // Renewals issue certificates with this role, as SwarmKit's CA does: a manager being demoted
+  // keeps its manager certificate (which its Raft peers require) while it still votes.
+  api::NodeRole role = api::NODE_ROLE_WORKER;
   // Availability requested at join.
   api::NodeSpec::Availability availability = api::NodeSpec::AVAILABILITY_ACTIVE;
   // The last issuance: CSR, state, certificate, CN, expiry.

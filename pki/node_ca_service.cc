@@ -114,6 +114,7 @@ absl::StatusOr<api::IssueNodeCertificateResponse> NodeCaService::Issue(
     NodeRecord node;
     node.node_id = node_id;
     node.desired_role = role;
+    node.role = role;
     node.availability = request.availability();
     node.certificate = record;
     RETURN_IF_ERROR(registry_.CreateNode(node));
@@ -146,13 +147,12 @@ absl::StatusOr<api::IssueNodeCertificateResponse> NodeCaService::Issue(
         absl::StrCat("node ", peer->subject, " is not a member of this cluster"));
   }
   RETURN_IF_ERROR(ParseCsr(request.csr()).status());
-  ASSIGN_OR_RETURN(api::Certificate record,
-                   SignRecord(request.csr(), node->node_id, node->desired_role));
+  ASSIGN_OR_RETURN(api::Certificate record, SignRecord(request.csr(), node->node_id, node->role));
   RETURN_IF_ERROR(registry_.UpdateCertificate(node->node_id, record));
   log::Info("pki", "node certificate renewed",
             {{"node", node->node_id}, {"role", RoleName(record.role())}});
   response.set_node_id(node->node_id);
-  response.set_role(node->desired_role);
+  response.set_role(node->role);
   return response;
 }
 

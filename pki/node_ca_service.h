@@ -7,8 +7,10 @@
 //                          new id and signs its CSR (CN=id, OU=role, O=cluster id).
 //                          Without a token (renewal): requires the caller's verified node
 //                          certificate (set by GrpcAuthorizer) and signs with the role the
-//                          cluster now wants for the node, so promote/demote take effect at the
-//                          node's next renewal.
+//                          cluster has given the node (NodeRecord::role: manager as soon as it
+//                          is promoted, worker once a demoted manager left the Raft group), so
+//                          promote/demote take effect at the node's next renewal (a node daemon
+//                          renews at once when its session tells it of the change).
 //   NodeCertificateStatus  the node's certificate record and the root CA. Signing is
 //                          synchronous, so the record is final when IssueNodeCertificate returns.
 //

@@ -67,6 +67,7 @@ class NodeCaTest : public ::testing::Test {
     NodeRecord manager;
     manager.node_id = "manager1";
     manager.desired_role = api::NODE_ROLE_MANAGER;
+    manager.role = api::NODE_ROLE_MANAGER;
     ASSERT_TRUE(registry_->CreateNode(manager).ok());
 
     auto service = NodeCaService::Create({kCluster}, pki_->ca(), *registry_, ids_, clock_);

@@ -344,4 +344,39 @@ TEST_F(DispatcherTest, SessionsAreToldTheManagerListAndItsChanges) {
   EXPECT_EQ(sink->sessions.back().managers_size(), 0);
 }
 
+// A node hears of its promotion and demotion through its session: the node object, with its
+// desired role and role, in a session message at each change (a node daemon switches its
+// manager role on it).
+TEST_F(DispatcherTest, ASessionIsToldItsNodesRoleChanges) {
+  auto d = Make();
+  auto sink = std::make_shared<Sink>();
+  ASSERT_TRUE(d->OpenSession("w1", api::NODE_ROLE_WORKER, Description("w"), "10.0.0.9", sink).ok());
+  ASSERT_EQ(sink->sessions.size(), 1u);
+  EXPECT_EQ(sink->sessions[0].node().role(), api::NODE_ROLE_WORKER);
+  d->Pump(absl::InfinitePast());
+
+  // The last session message after a change of the node's roles.
+  auto set_roles = [&](api::NodeRole desired, api::NodeRole role) {
+    auto r = store_.Update([&](WriteTx& tx) {
+      api::Node n = *tx.Get<api::Node>("w1");
+      n.mutable_spec()->set_desired_role(desired);
+      n.set_role(role);
+      return tx.Update(n);
+    });
+    EXPECT_TRUE(r.ok()) << r.status();
+    const size_t before = sink->sessions.size();
+    d->Pump(absl::InfinitePast());
+    EXPECT_EQ(sink->sessions.size(), before + 1);
+    return sink->sessions.back();
+  };
+  api::SessionMessage m = set_roles(api::NODE_ROLE_MANAGER, api::NODE_ROLE_WORKER);  // promote
+  EXPECT_EQ(m.node().spec().desired_role(), api::NODE_ROLE_MANAGER);
+  EXPECT_EQ(m.session_id(), sink->sessions[0].session_id());
+  m = set_roles(api::NODE_ROLE_MANAGER, api::NODE_ROLE_MANAGER);  // the role manager's part
+  EXPECT_EQ(m.node().role(), api::NODE_ROLE_MANAGER);
+  m = set_roles(api::NODE_ROLE_WORKER, api::NODE_ROLE_WORKER);  // demoted
+  EXPECT_EQ(m.node().spec().desired_role(), api::NODE_ROLE_WORKER);
+  EXPECT_EQ(m.node().role(), api::NODE_ROLE_WORKER);
+}
+
 }  // namespace shoal::manager::dispatcher

@@ -70,6 +70,7 @@ absl::Status MemoryCaRegistry::SetDesiredRole(absl::string_view node_id, api::No
   auto it = nodes_.find(node_id);
   if (it == nodes_.end()) return absl::NotFoundError(absl::StrCat("node ", node_id, " not found"));
   it->second.desired_role = role;
+  it->second.role = role;
   return absl::OkStatus();
 }
 

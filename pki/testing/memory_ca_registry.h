@@ -33,7 +33,7 @@ class MemoryCaRegistry final : public CaRegistry {
 
   // `join-token --rotate`: a new secret for `role`'s token; returns the new token.
   std::string RotateToken(api::NodeRole role);
-  // `node promote/demote`.
+  // `node promote/demote`, with the role following at once (there is no role manager here).
   absl::Status SetDesiredRole(absl::string_view node_id, api::NodeRole role);
   // `node rm`.
   void RemoveNode(absl::string_view node_id);

@@ -1,7 +1,8 @@
 // swarmd: one node of a cluster. It always runs the worker role (worker/agent.h on the chosen
 // executor) and, when its certificate says manager, the manager role (manager_role.h). It
-// serves the NodeControl API (init, join, leave, info) and, on a manager, the Control API on
-// its local unix socket (root-only: the socket's permissions are the authorisation).
+// serves the NodeControl API (init, join, leave, info) and, on a manager, the Control API and
+// Logs' SubscribeLogs on its local unix socket (root-only: the socket's permissions are the
+// authorisation).
 //
 // The state directory holds everything a restarted node needs to rejoin by itself:
 //
@@ -112,9 +113,12 @@ class Daemon final : public api::NodeControl::Service {
   // node.json as last written; its own lock, as the agent's threads update it.
   absl::Mutex file_mu_ ABSL_ACQUIRED_AFTER(mu_);
   NodeState saved_ ABSL_GUARDED_BY(file_mu_);
-  // The Control calls on the socket go to the manager role, when there is one.
+  // The Control calls on the socket go to the manager role, when there is one; so does
+  // `service logs` (Logs' SubscribeLogs).
   class SocketControl;
   std::unique_ptr<SocketControl> socket_control_;
+  class SocketLogs;
+  std::unique_ptr<SocketLogs> socket_logs_;
 };
 
 }  // namespace shoal::node

@@ -158,9 +158,9 @@ int ServiceLogs(Context& ctx, const ServiceLogsFlags& f) {
   }
 
   std::vector<std::string> unreachable;
-  const absl::Status streamed = (*control)->StreamWithFailover(
-      [&](const std::shared_ptr<grpc::Channel>& channel, grpc::ClientContext* call,
-          bool* received) {
+  const absl::Status streamed =
+      (*control)->StreamWithFailover([&](const std::shared_ptr<grpc::Channel>& channel,
+                                         grpc::ClientContext* call, bool* received) {
         auto logs = api::Logs::NewStub(channel);
         auto reader = logs->SubscribeLogs(call, req);
         api::SubscribeLogsMessage m;
@@ -187,8 +187,8 @@ int ServiceLogs(Context& ctx, const ServiceLogsFlags& f) {
     std::sort(nodes.begin(), nodes.end());
     ctx.err << "Warning: incomplete log stream: no answer from node"
             << (nodes.size() > 1 ? "s " : " ") << absl::StrJoin(nodes, ", ")
-            << " (down, or silent for too long): the logs of " << (nodes.size() > 1 ? "their" : "its")
-            << " tasks are missing\n";
+            << " (down, or silent for too long): the logs of "
+            << (nodes.size() > 1 ? "their" : "its") << " tasks are missing\n";
   }
   return 0;
 }

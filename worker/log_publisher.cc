@@ -130,8 +130,8 @@ void LogPublisher::Publish(api::Logs::StubInterface& stub, Running& run) {
   std::set<std::string> given_up;
   auto discover = [&] {
     std::map<std::string, std::string> wanted;  // task id -> service id ("" when not held)
-    std::map<std::string, std::string> held = options_.tasks ? options_.tasks()
-                                                             : std::map<std::string, std::string>();
+    std::map<std::string, std::string> held =
+        options_.tasks ? options_.tasks() : std::map<std::string, std::string>();
     {
       absl::MutexLock lock(&run.mu);
       for (const std::string& t : run.task_ids) {
@@ -144,7 +144,8 @@ void LogPublisher::Publish(api::Logs::StubInterface& stub, Running& run) {
     }
     for (const auto& [task, service] : wanted) {
       if (sources.count(task) > 0 || given_up.count(task) > 0) continue;
-      absl::StatusOr<std::unique_ptr<LogReader>> reader = options_.executor->OpenLogs(task, options);
+      absl::StatusOr<std::unique_ptr<LogReader>> reader =
+          options_.executor->OpenLogs(task, options);
       if (reader.ok()) {
         sources[task] = Source{service, *std::move(reader)};
         continue;
@@ -181,7 +182,8 @@ void LogPublisher::Publish(api::Logs::StubInterface& stub, Running& run) {
         std::vector<LogLine> lines;
         absl::StatusOr<bool> r = source.reader->Read(want, &lines);
         if (!r.ok()) {
-          log::Warning(kLog, "cannot read a task's output", {{"task", task}, {"error", r.status()}});
+          log::Warning(kLog, "cannot read a task's output",
+                       {{"task", task}, {"error", r.status()}});
           source.through = true;
           break;
         }

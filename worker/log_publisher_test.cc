@@ -34,8 +34,7 @@ class FakeExecutor final : public Executor {
     opened_.push_back(task_id);
     if (unimplemented_) return absl::UnimplementedError("keeps no logs");
     if (output_.count(task_id) == 0) return absl::NotFoundError("never ran here");
-    return std::unique_ptr<LogReader>(
-        new Reader(this, task_id, options, output_[task_id].size()));
+    return std::unique_ptr<LogReader>(new Reader(this, task_id, options, output_[task_id].size()));
   }
 
   void Write(const std::string& task, const std::string& data, bool is_stderr = false) {
@@ -57,7 +56,8 @@ class FakeExecutor final : public Executor {
    public:
     Reader(FakeExecutor* e, std::string task, LogOptions o, size_t n)
         : e_(e), task_(std::move(task)), o_(o) {
-      if (o_.tail >= 0 && static_cast<size_t>(o_.tail) < n) next_ = n - static_cast<size_t>(o_.tail);
+      if (o_.tail >= 0 && static_cast<size_t>(o_.tail) < n)
+        next_ = n - static_cast<size_t>(o_.tail);
       end_ = n;
     }
     absl::StatusOr<bool> Read(size_t max, std::vector<LogLine>* out) override {
@@ -114,11 +114,9 @@ class FakeBroker final : public api::Logs::Service {
       absl::MutexLock lock(&mu_);
       id = m.subscription_id();
       for (const api::LogMessage& l : m.messages()) {
-        lines_[id].push_back(absl::StrCat(l.context().node_id(), "/", l.context().service_id(), "/",
-                                          l.context().task_id(), l.stream() == api::LOG_STREAM_STDERR
-                                                                      ? " E: "
-                                                                      : ": ",
-                                          l.data()));
+        lines_[id].push_back(absl::StrCat(
+            l.context().node_id(), "/", l.context().service_id(), "/", l.context().task_id(),
+            l.stream() == api::LOG_STREAM_STDERR ? " E: " : ": ", l.data()));
       }
       if (m.close()) closed_.insert(id);
     }
@@ -178,8 +176,8 @@ class LogPublisherTest : public ::testing::Test {
     b.RegisterService(&broker_);
     server_ = b.BuildAndStart();
     ASSERT_NE(server_, nullptr);
-    stub_ = api::Logs::NewStub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
-                                                   grpc::InsecureChannelCredentials()));
+    stub_ = api::Logs::NewStub(
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
     LogPublisher::Options o;
     o.node_id = "n1";
     o.executor = &executor_;
@@ -235,9 +233,8 @@ TEST_F(LogPublisherTest, APartIsPublishedInBatchesAndClosed) {
   Hold("t4", "other");
   executor_.Write("t4", "not selected\n");
   broker_.Send(Part("s1", {"t1", "t9"}, {"svc"}, /*follow=*/false));
-  ASSERT_TRUE(broker_.WaitFor([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    return broker_.ended("s1");
-  }));
+  ASSERT_TRUE(
+      broker_.WaitFor([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return broker_.ended("s1"); }));
   EXPECT_TRUE(broker_.ClosedBy("s1"));
   EXPECT_THAT(broker_.LinesOf("s1"),
               ElementsAre("n1//t1: line1\n", "n1//t1: line2\n", "n1//t1: line3\n",
@@ -247,9 +244,8 @@ TEST_F(LogPublisherTest, APartIsPublishedInBatchesAndClosed) {
 TEST_F(LogPublisherTest, AnExecutorWithoutLogsClosesAtOnce) {
   executor_.SetUnimplemented();
   broker_.Send(Part("s1", {"t1"}, {}, false));
-  ASSERT_TRUE(broker_.WaitFor([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    return broker_.ended("s1");
-  }));
+  ASSERT_TRUE(
+      broker_.WaitFor([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return broker_.ended("s1"); }));
   EXPECT_TRUE(broker_.ClosedBy("s1"));
   EXPECT_THAT(broker_.LinesOf("s1"), IsEmpty());
 }
@@ -258,16 +254,14 @@ TEST_F(LogPublisherTest, AFollowPublishesNewOutputAndNewTasksUntilClosed) {
   executor_.Write("t1", "first\n");
   Hold("t1", "svc");
   broker_.Send(Part("s1", {"t1"}, {"svc"}, /*follow=*/true));
-  ASSERT_TRUE(broker_.WaitFor([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    return broker_.lines("s1").size() == 1;
-  }));
+  ASSERT_TRUE(broker_.WaitFor(
+      [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return broker_.lines("s1").size() == 1; }));
   executor_.Write("t1", "second\n");
   // A task of the service that starts later on this node.
   Hold("t2", "svc");
   executor_.Write("t2", "new task\n");
-  ASSERT_TRUE(broker_.WaitFor([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    return broker_.lines("s1").size() == 3;
-  }));
+  ASSERT_TRUE(broker_.WaitFor(
+      [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return broker_.lines("s1").size() == 3; }));
   EXPECT_THAT(broker_.LinesOf("s1"),
               ElementsAre("n1/svc/t1: first\n", "n1/svc/t1: second\n", "n1/svc/t2: new task\n"));
   EXPECT_FALSE(broker_.ClosedBy("s1"));
@@ -276,25 +270,22 @@ TEST_F(LogPublisherTest, AFollowPublishesNewOutputAndNewTasksUntilClosed) {
   close.set_id("s1");
   close.set_close(true);
   broker_.Send(close);
-  ASSERT_TRUE(broker_.WaitFor([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    return broker_.ended("s1");
-  }));
+  ASSERT_TRUE(
+      broker_.WaitFor([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return broker_.ended("s1"); }));
   EXPECT_FALSE(broker_.ClosedBy("s1")) << "the broker ended it, not the worker";
 }
 
 TEST_F(LogPublisherTest, TheEndOfTheListenStreamEndsEveryPart) {
   executor_.Write("t1", "first\n");
   broker_.Send(Part("s1", {"t1"}, {}, /*follow=*/true));
-  ASSERT_TRUE(broker_.WaitFor([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    return broker_.lines("s1").size() == 1;
-  }));
+  ASSERT_TRUE(broker_.WaitFor(
+      [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return broker_.lines("s1").size() == 1; }));
   broker_.HangUp();
   serving_.join();
   serving_ = std::thread([] {});
   EXPECT_EQ(served_.error_code(), grpc::StatusCode::UNAVAILABLE);
-  ASSERT_TRUE(broker_.WaitFor([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    return broker_.ended("s1");
-  }));
+  ASSERT_TRUE(
+      broker_.WaitFor([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return broker_.ended("s1"); }));
 }
 
 }  // namespace

@@ -27,9 +27,7 @@ struct Record {
   absl::Time time;
 };
 
-absl::Status ErrnoError(int err, const std::string& what) {
-  return absl::ErrnoToStatus(err, what);
-}
+absl::Status ErrnoError(int err, const std::string& what) { return absl::ErrnoToStatus(err, what); }
 
 // One stream's log and its index (or, without an index file, one made by scanning the log).
 class Stream {
@@ -78,7 +76,8 @@ class Stream {
     }
     if (i < block_first_ || i >= block_first_ + block_.size()) {
       char buf[kRecordBlock * kIndexRecordSize];
-      const ssize_t n = pread(index_fd_, buf, sizeof(buf), static_cast<off_t>(i * kIndexRecordSize));
+      const ssize_t n =
+          pread(index_fd_, buf, sizeof(buf), static_cast<off_t>(i * kIndexRecordSize));
       if (n < 0) return ErrnoError(errno, absl::StrCat("reading ", index_path_));
       block_.clear();
       block_first_ = i;
@@ -105,14 +104,14 @@ class Stream {
     absl::StatusOr<Record> r = At(i);
     if (!r.ok()) return r.status();
     if (r->end < start || r->end - start > 4 * kMaxPiece) {
-      return absl::DataLossError(absl::StrCat(index_path_, ": record ", i,
-                                              " does not describe a line of ", log_path_));
+      return absl::DataLossError(
+          absl::StrCat(index_path_, ": record ", i, " does not describe a line of ", log_path_));
     }
     std::string data(r->end - start, '\0');
     size_t got = 0;
     while (got < data.size()) {
-      const ssize_t n = pread(log_fd_, data.data() + got, data.size() - got,
-                              static_cast<off_t>(start + got));
+      const ssize_t n =
+          pread(log_fd_, data.data() + got, data.size() - got, static_cast<off_t>(start + got));
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return ErrnoError(errno, absl::StrCat("reading ", log_path_));
       if (n == 0) {

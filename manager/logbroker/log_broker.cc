@@ -106,8 +106,8 @@ absl::Status LogBroker::Start(bool run_thread) {
   if (options_.store == nullptr) return absl::InvalidArgumentError("the log broker needs a store");
   {
     absl::MutexLock lock(&mu_);
-    watch_ = options_.store->Watch(
-        [](const store::Event& e) { return e.kind == store::Kind::kTask; });
+    watch_ =
+        options_.store->Watch([](const store::Event& e) { return e.kind == store::Kind::kTask; });
   }
   started_ = true;
   if (run_thread) thread_ = std::thread([this] { Run(); });
@@ -392,9 +392,8 @@ absl::Status LogBroker::Publish(const std::string& node_id,
     absl::MutexLock lock(&mu_);
     auto it = subs_.find(id);
     if (it == subs_.end()) {
-      return message.close()
-                 ? absl::OkStatus()
-                 : absl::NotFoundError(absl::StrCat("subscription ", id, " is over"));
+      return message.close() ? absl::OkStatus()
+                             : absl::NotFoundError(absl::StrCat("subscription ", id, " is over"));
     }
     auto p = it->second.parts.find(node_id);
     if (p != it->second.parts.end()) {

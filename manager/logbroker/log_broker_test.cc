@@ -94,8 +94,7 @@ class LogBrokerTest : public ::testing::Test {
     t.set_node_id(node);
     t.set_slot(1);
     t.set_desired_state(api::TASK_STATE_RUNNING);
-    t.mutable_status()->set_state(node.empty() ? api::TASK_STATE_PENDING
-                                               : api::TASK_STATE_RUNNING);
+    t.mutable_status()->set_state(node.empty() ? api::TASK_STATE_PENDING : api::TASK_STATE_RUNNING);
     ASSERT_TRUE(store_.Update([&](store::WriteTx& tx) { return tx.Create(t); }).ok());
   }
 
@@ -192,8 +191,7 @@ TEST_F(LogBrokerTest, MergesWhatTheNodesPublishAndEndsOnceEveryNodeClosedItsPart
   EXPECT_EQ(broker_->subscriptions(), 0u);
   EXPECT_EQ((*sub)->Read(absl::InfinitePast()).status().code(), absl::StatusCode::kOutOfRange);
   // A late publisher is told the subscription is over.
-  EXPECT_EQ(broker_->Publish("n1", Lines(id, "t1", {"late"})).code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(broker_->Publish("n1", Lines(id, "t1", {"late"})).code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(LogBrokerTest, ASilentNodeIsListedUnreachableAfterTheTimeoutInsteadOfHanging) {
@@ -304,8 +302,7 @@ TEST_F(LogBrokerTest, FollowLastsUntilCancelledAndTellsTheNodesToStop) {
     ASSERT_EQ(sent.size(), 2u) << n;
     EXPECT_TRUE(sent[1].close()) << n;
   }
-  EXPECT_EQ(broker_->Publish("n1", Lines(id, "t1", {"late"})).code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(broker_->Publish("n1", Lines(id, "t1", {"late"})).code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(LogBrokerTest, CancellingReleasesAPublisherThatWaitsForRoom) {
@@ -388,8 +385,7 @@ TEST_F(LogBrokerTest, StoppingEndsSubscriptionsAndListeners) {
   EXPECT_EQ((*sub)->Read(absl::InfinitePast()).status().code(), absl::StatusCode::kUnavailable);
   ASSERT_TRUE(listeners_["n1"]->ended().has_value());
   EXPECT_EQ(listeners_["n1"]->ended()->code(), absl::StatusCode::kUnavailable);
-  EXPECT_EQ(broker_->Subscribe(ForService("svc")).status().code(),
-            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(broker_->Subscribe(ForService("svc")).status().code(), absl::StatusCode::kUnavailable);
 }
 
 }  // namespace

@@ -48,8 +48,7 @@ class LogsService final
   // The broker to serve with; null while this manager does not lead.
   void SetBroker(std::shared_ptr<LogBroker> broker);
 
-  grpc::Status SubscribeLogs(grpc::ServerContext* context,
-                             const api::SubscribeLogsRequest* request,
+  grpc::Status SubscribeLogs(grpc::ServerContext* context, const api::SubscribeLogsRequest* request,
                              grpc::ServerWriter<api::SubscribeLogsMessage>* writer) override;
   grpc::ServerWriteReactor<api::SubscriptionMessage>* ListenSubscriptions(
       grpc::CallbackServerContext* context,

@@ -33,12 +33,12 @@ class LogsServiceTest : public ::testing::Test {
     manager_dir_ = *manager_dir;
 
     ASSERT_NO_FATAL_FAILURE(Serve(&leader_, &leader_server_, &leader_addr_));
-    follower_ = std::make_unique<LogsService>(LogsService::Options{
-        [this] { return leader_addr_; },
-        [this]() -> std::shared_ptr<api::Logs::StubInterface> {
-          return api::Logs::NewStub(pki::CreateManagerChannel(
-              leader_addr_, pki::ClientCredentials(manager_dir_, kCluster)));
-        }});
+    follower_ = std::make_unique<LogsService>(
+        LogsService::Options{[this] { return leader_addr_; },
+                             [this]() -> std::shared_ptr<api::Logs::StubInterface> {
+                               return api::Logs::NewStub(pki::CreateManagerChannel(
+                                   leader_addr_, pki::ClientCredentials(manager_dir_, kCluster)));
+                             }});
     ASSERT_NO_FATAL_FAILURE(Serve(follower_.get(), &follower_server_, &follower_addr_));
 
     for (const char* n : {"n1", "n2"}) {

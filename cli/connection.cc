@@ -76,24 +76,20 @@ bool ControlClient::Settle(Endpoint& e) {
 
 absl::Status ControlClient::CallWithFailover(
     const std::function<grpc::Status(api::Control::StubInterface&, grpc::ClientContext*)>& fn) {
-  return Failover(
-      [&](Endpoint& e, grpc::ClientContext* ctx, bool*) { return fn(*e.stub, ctx); },
-      /*deadline=*/true);
+  return Failover([&](Endpoint& e, grpc::ClientContext* ctx, bool*) { return fn(*e.stub, ctx); },
+                  /*deadline=*/true);
 }
 
 absl::Status ControlClient::StreamWithFailover(
     const std::function<grpc::Status(const std::shared_ptr<grpc::Channel>&, grpc::ClientContext*,
                                      bool*)>& fn) {
-  return Failover(
-      [&](Endpoint& e, grpc::ClientContext* ctx, bool* received) {
-        return fn(e.channel, ctx, received);
-      },
-      /*deadline=*/false);
+  return Failover([&](Endpoint& e, grpc::ClientContext* ctx,
+                      bool* received) { return fn(e.channel, ctx, received); },
+                  /*deadline=*/false);
 }
 
 absl::Status ControlClient::Failover(
-    const std::function<grpc::Status(Endpoint&, grpc::ClientContext*, bool*)>& fn,
-    bool deadline) {
+    const std::function<grpc::Status(Endpoint&, grpc::ClientContext*, bool*)>& fn, bool deadline) {
   const absl::Time give_up = absl::Now() + options_.retry_for;
   absl::Duration backoff = absl::Milliseconds(100);
   std::string last;

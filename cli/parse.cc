@@ -122,12 +122,12 @@ absl::StatusOr<absl::Time> ParseSince(absl::string_view value, absl::Time now,
   const absl::string_view fraction =
       v.find('.') == absl::string_view::npos ? "" : v.substr(v.find('.') + 1);
   int64_t whole = 0;
-  if (!seconds.empty() && absl::SimpleAtoi(seconds, &whole) && whole >= 0 &&
-      fraction.size() <= 9 &&
+  if (!seconds.empty() && absl::SimpleAtoi(seconds, &whole) && whole >= 0 && fraction.size() <= 9 &&
       std::all_of(fraction.begin(), fraction.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
       seconds.find_first_not_of("0123456789") == absl::string_view::npos) {
     int64_t nanos = 0;
-    for (size_t i = 0; i < 9; ++i) nanos = nanos * 10 + (i < fraction.size() ? fraction[i] - '0' : 0);
+    for (size_t i = 0; i < 9; ++i)
+      nanos = nanos * 10 + (i < fraction.size() ? fraction[i] - '0' : 0);
     return absl::FromUnixSeconds(whole) + absl::Nanoseconds(nanos);
   }
   absl::Duration d;

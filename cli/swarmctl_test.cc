@@ -272,8 +272,8 @@ class ManagerControl final : public api::Control::Service {
     web_.mutable_meta()->set_id(kWebId);
     web_.mutable_spec()->mutable_annotations()->set_name("web");
     web_.mutable_spec()->mutable_replicated()->set_replicas(10);
-    for (auto [id, slot, node] : {std::make_tuple(kTask1, 1, "n1"),
-                                  std::make_tuple(kTask2, 10, "n2")}) {
+    for (auto [id, slot, node] :
+         {std::make_tuple(kTask1, 1, "n1"), std::make_tuple(kTask2, 10, "n2")}) {
       api::Task t;
       t.mutable_meta()->set_id(id);
       t.set_service_id(kWebId);
@@ -285,7 +285,8 @@ class ManagerControl final : public api::Control::Service {
   grpc::Status GetService(grpc::ServerContext*, const api::GetServiceRequest* req,
                           api::GetServiceResponse* resp) override {
     if (req->service_id() != "web" && req->service_id() != kWebId) {
-      return grpc::Status(grpc::StatusCode::NOT_FOUND, "service " + req->service_id() + " not found");
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          "service " + req->service_id() + " not found");
     }
     *resp->mutable_service() = web_;
     return grpc::Status::OK;
@@ -405,11 +406,11 @@ TEST_F(ServiceLogsTest, EachLineIsPrefixedWithItsTaskAndNodeAsDockerDoes) {
 }
 
 TEST_F(ServiceLogsTest, FlagsShapeTheRequestAndTheOutput) {
-  auto r = Cli({"--no-task-ids", "--timestamps", "--tail", "5", "--since", "1700000000.5", "-f",
-                "web"});
+  auto r =
+      Cli({"--no-task-ids", "--timestamps", "--tail", "5", "--since", "1700000000.5", "-f", "web"});
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_THAT(r.out, ::testing::StartsWith(
-                         "2023-11-14T22:13:20.000000005Z web.1@host-a     | hello\n"));
+  EXPECT_THAT(r.out,
+              ::testing::StartsWith("2023-11-14T22:13:20.000000005Z web.1@host-a     | hello\n"));
   EXPECT_EQ(logs_.request.options().tail(), 5);
   EXPECT_TRUE(logs_.request.options().follow());
   EXPECT_EQ(logs_.request.options().since().seconds(), 1700000000);

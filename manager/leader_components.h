@@ -1,6 +1,6 @@
 // The manager's leader-only components (orchestrator, allocator, scheduling loops, the
-// dispatcher, the log broker and the role manager), started when this manager becomes the announced leader of a term and
-// stopped when it loses it.
+// dispatcher, the log broker and the role manager), started when this manager becomes the
+// announced leader of a term and stopped when it loses it.
 //
 // Raft reports leadership on its node thread (StoreStateMachine's on_leadership), where
 // nothing may block; stopping a loop may wait for a write it has in flight, which needs that

@@ -793,8 +793,7 @@ TEST_F(TaskLogTimesTest, FollowingSeesTheLinesWrittenLater) {
 }
 
 TEST_F(ProcessExecutorTest, ALongLineComesInPiecesAndAnUnfinishedOneAtTheEnd) {
-  TaskController c(Sh("t1", "head -c 40000 /dev/zero | tr '\\0' x; echo; printf tail"),
-                   *executor_);
+  TaskController c(Sh("t1", "head -c 40000 /dev/zero | tr '\\0' x; echo; printf tail"), *executor_);
   StepUntilFinished(c);
   ASSERT_EQ(c.state(), api::TASK_STATE_COMPLETE);
   auto reader = executor_->OpenLogs("t1", LogOptions());

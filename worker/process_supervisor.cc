@@ -408,8 +408,8 @@ int CopyUntilEnded(pid_t child, Copier* streams, int n) {
   dup2(p.stdin_fd, 0);
   dup2(p.stdin_fd, 1);
   dup2(p.stdin_fd, 2);
-  int keep[6] = {p.out_pipe[0], p.err_pipe[0], s.stdout_fd, s.stderr_fd, s.stdout_index_fd,
-                 s.stderr_index_fd};
+  int keep[6] = {p.out_pipe[0], p.err_pipe[0],     s.stdout_fd,
+                 s.stderr_fd,   s.stdout_index_fd, s.stderr_index_fd};
   CloseFrom3Except(keep, p.capture() ? 6 : 0, p.max_fd);
 
   int status = 0;

@@ -61,10 +61,11 @@ void DecodeIndexRecord(const char in[kIndexRecordSize], uint64_t* end, int64_t* 
 // Forks the supervisor (setsid), which forks the task (its own process group) and supervises it
 // as described in process_executor.h: it waits for the task while it copies its output (with
 // index files), then kills what is left of the task's process group, copies what remains
-// (for at most a second once nothing more comes), and writes the exit file. Returns the supervisor's pid once the task has exec'd
-// and the pid file is written. On failure (fork, pid file, cgroup, user, chdir, exec) returns
-// the reason, e.g. `exec "foo": No such file or directory`, after the supervisor has ended and
-// been reaped. The caller reaps the supervisor otherwise.
+// (for at most a second once nothing more comes), and writes the exit file. Returns the
+// supervisor's pid once the task has exec'd and the pid file is written. On failure (fork, pid
+// file, cgroup, user, chdir, exec) returns the reason, e.g. `exec "foo": No such file or
+// directory`, after the supervisor has ended and been reaped. The caller reaps the supervisor
+// otherwise.
 absl::StatusOr<pid_t> SpawnSupervised(const LaunchSpec& spec);
 
 // Reads field 22 of /proc/<pid>/stat (the start time in clock ticks since boot: with the pid, it

@@ -61,8 +61,8 @@ grpc::ServerWriteReactor<api::SessionMessage>* DispatcherService::Session(
     reactor->box()->End(NotLeader(context));
     return reactor;
   }
-  auto sink = std::make_shared<OutboxSink<api::SessionMessage, Dispatcher::SessionSink>>(
-      reactor->box());
+  auto sink =
+      std::make_shared<OutboxSink<api::SessionMessage, Dispatcher::SessionSink>>(reactor->box());
   auto session = d->OpenSession(peer->subject, NodeRoleOf(peer->role), request->description(),
                                 PeerIp(*context), sink);
   if (!session.ok()) {

@@ -261,11 +261,7 @@ int CopyUntilEnded(pid_t child, Copier* streams, int n) {
     streams[k].Close();
   }
   if (pidfd >= 0) close(pidfd);
-  if (!exited) {
-    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
-    }
-  }
-  return status;
+  return status;  // the loop ends only once the task was reaped
 }
 
 // The task process, in the supervisor's fork: its own process group, its cgroup, output to the

@@ -356,7 +356,7 @@ TEST_F(LogBrokerTest, ANodeThatListensAgainDuringAFollowResumesAfterItsLastLine)
   broker_->Listen("n1", again);
   ASSERT_TRUE(listeners_["n1"]->ended().has_value()) << "the older stream is ended";
   ASSERT_EQ(again->sent().size(), 1u);
-  const api::LogSubscriptionOptions& o = again->sent()[0].options();
+  const api::LogSubscriptionOptions o = again->sent()[0].options();
   EXPECT_EQ(o.since().seconds(), 1700000002);  // "b"'s time, and a nanosecond
   EXPECT_EQ(o.since().nanos(), 1);
   EXPECT_EQ(o.tail(), -1);

@@ -71,6 +71,21 @@ void AddTaskCommands(CLI::App& app, Context& ctx, Handlers& handlers);
 void AddSecretConfigCommands(CLI::App& app, Context& ctx, Handlers& handlers);
 void AddClusterCommands(CLI::App& app, Context& ctx, Handlers& handlers);
 
+// `service logs` (service_logs.cc).
+struct ServiceLogsFlags {
+  // Services or tasks (by name, id or id prefix).
+  std::vector<std::string> refs;
+  bool follow = false;
+  bool timestamps = false;
+  bool no_task_ids = false;
+  bool no_resolve = false;
+  bool no_trunc = false;
+  bool raw = false;
+  std::string tail = "all";
+  std::string since;
+};
+int ServiceLogs(Context& ctx, const ServiceLogsFlags& flags);
+
 // A bash completion script for every command, subcommand and flag of `app`.
 std::string BashCompletion(const CLI::App& app);
 

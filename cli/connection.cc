@@ -76,6 +76,20 @@ bool ControlClient::Settle(Endpoint& e) {
 
 absl::Status ControlClient::CallWithFailover(
     const std::function<grpc::Status(api::Control::StubInterface&, grpc::ClientContext*)>& fn) {
+  return Failover([&](Endpoint& e, grpc::ClientContext* ctx, bool*) { return fn(*e.stub, ctx); },
+                  /*deadline=*/true);
+}
+
+absl::Status ControlClient::StreamWithFailover(
+    const std::function<grpc::Status(const std::shared_ptr<grpc::Channel>&, grpc::ClientContext*,
+                                     bool*)>& fn) {
+  return Failover([&](Endpoint& e, grpc::ClientContext* ctx,
+                      bool* received) { return fn(e.channel, ctx, received); },
+                  /*deadline=*/false);
+}
+
+absl::Status ControlClient::Failover(
+    const std::function<grpc::Status(Endpoint&, grpc::ClientContext*, bool*)>& fn, bool deadline) {
   const absl::Time give_up = absl::Now() + options_.retry_for;
   absl::Duration backoff = absl::Milliseconds(100);
   std::string last;
@@ -91,9 +105,10 @@ absl::Status ControlClient::CallWithFailover(
       }
       const bool connected = e.channel->GetState(false) == GRPC_CHANNEL_READY;
       grpc::ClientContext ctx;
-      ctx.set_deadline(Deadline(options_.call_timeout));
-      const grpc::Status s = fn(*e.stub, &ctx);
-      if (s.error_code() != grpc::StatusCode::UNAVAILABLE) {
+      if (deadline) ctx.set_deadline(Deadline(options_.call_timeout));
+      bool received = false;
+      const grpc::Status s = fn(e, &ctx, &received);
+      if (s.error_code() != grpc::StatusCode::UNAVAILABLE || received) {
         current_ = index;
         return FromGrpcStatus(s);
       }

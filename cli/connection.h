@@ -71,6 +71,14 @@ class ControlClient {
   absl::Status CallWithFailover(
       const std::function<grpc::Status(api::Control::StubInterface&, grpc::ClientContext*)>& fn);
 
+  // For a server stream of another API on the same managers (Logs' SubscribeLogs): runs `fn`
+  // with the channel of each address in turn, as Call does, but without a call deadline (a
+  // stream lasts as long as it must), and moving on only while the call failed UNAVAILABLE
+  // before `fn` received anything (`*received`).
+  absl::Status StreamWithFailover(
+      const std::function<grpc::Status(const std::shared_ptr<grpc::Channel>& channel,
+                                       grpc::ClientContext*, bool* received)>& fn);
+
   // The address of the manager that answered last (the first one before any call), and its
   // stub, for helpers that take a stub (pki::RequestOperatorBundle).
   const std::string& current_address() const { return endpoints_[current_].address; }
@@ -89,6 +97,11 @@ class ControlClient {
   // READY or TRANSIENT_FAILURE (the call then fails fast with gRPC's reason) within the
   // connect timeout: true; still connecting at the deadline: false.
   bool Settle(Endpoint& e);
+  // The failover of both: `fn` with a fresh context on each endpoint in turn (a call deadline
+  // when `deadline`).
+  absl::Status Failover(
+      const std::function<grpc::Status(Endpoint&, grpc::ClientContext*, bool* received)>& fn,
+      bool deadline);
 
   ConnectOptions options_;
   std::vector<Endpoint> endpoints_;

@@ -1,11 +1,13 @@
 #include "cli/parse.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <limits>
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -104,6 +106,49 @@ absl::StatusOr<absl::Duration> ParseDuration(absl::string_view flag, absl::strin
   }
   if (d < absl::ZeroDuration()) return Invalid(flag, value, "must not be negative");
   return d;
+}
+
+absl::StatusOr<absl::Time> ParseSince(absl::string_view value, absl::Time now,
+                                      absl::TimeZone local) {
+  const absl::string_view v = absl::StripAsciiWhitespace(value);
+  absl::Time t;
+  std::string err;
+  if (absl::ParseTime(absl::RFC3339_full, v, &t, &err)) return t;
+  for (const char* layout : {"%Y-%m-%dT%H:%M:%E*S", "%Y-%m-%dT%H:%M", "%Y-%m-%d"}) {
+    if (absl::ParseTime(layout, v, local, &t, &err)) return t;
+  }
+  // A Unix timestamp: seconds, and maybe a fraction.
+  const absl::string_view seconds = v.substr(0, v.find('.'));
+  const absl::string_view fraction =
+      v.find('.') == absl::string_view::npos ? "" : v.substr(v.find('.') + 1);
+  int64_t whole = 0;
+  if (!seconds.empty() && absl::SimpleAtoi(seconds, &whole) && whole >= 0 && fraction.size() <= 9 &&
+      std::all_of(fraction.begin(), fraction.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+      seconds.find_first_not_of("0123456789") == absl::string_view::npos) {
+    int64_t nanos = 0;
+    for (size_t i = 0; i < 9; ++i)
+      nanos = nanos * 10 + (i < fraction.size() ? fraction[i] - '0' : 0);
+    return absl::FromUnixSeconds(whole) + absl::Nanoseconds(nanos);
+  }
+  absl::Duration d;
+  if (!v.empty() && absl::ParseDuration(v, &d) && d >= absl::ZeroDuration() &&
+      d != absl::InfiniteDuration()) {
+    return now - d;
+  }
+  return Invalid("--since", value,
+                 "expected a time such as 2013-01-02T13:23:37Z, a Unix timestamp, or a duration "
+                 "such as 42m");
+}
+
+absl::StatusOr<int64_t> ParseTail(absl::string_view value) {
+  const absl::string_view v = absl::StripAsciiWhitespace(value);
+  if (absl::EqualsIgnoreCase(v, "all")) return -1;
+  int64_t n = 0;
+  if (v.empty() || v.find_first_not_of("0123456789") != absl::string_view::npos ||
+      !absl::SimpleAtoi(v, &n)) {
+    return Invalid("--tail", value, "expected a number of lines, or \"all\"");
+  }
+  return n;
 }
 
 google::protobuf::Duration DurationToProto(absl::Duration d) {

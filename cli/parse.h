@@ -25,6 +25,14 @@ namespace shoal::cli {
 // A Go-style duration: "10s", "1m30s", "1.5h", "300ms", "0". Negative and infinite values are
 // refused.
 absl::StatusOr<absl::Duration> ParseDuration(absl::string_view flag, absl::string_view value);
+// `service logs --since`, as docker's: an RFC 3339 time ("2013-01-02T13:23:37Z", with
+// fractions or an offset), a local date and time without a zone ("2013-01-02T13:23:37",
+// "2013-01-02"), a Unix timestamp ("1700000000", "1700000000.5"), or a duration before `now`
+// ("42m", "1h30m").
+absl::StatusOr<absl::Time> ParseSince(absl::string_view value, absl::Time now,
+                                      absl::TimeZone local = absl::LocalTimeZone());
+// `service logs --tail`: "all" (-1) or a number of lines.
+absl::StatusOr<int64_t> ParseTail(absl::string_view value);
 google::protobuf::Duration DurationToProto(absl::Duration d);
 absl::Duration DurationFromProto(const google::protobuf::Duration& d);
 

@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 
+#include "absl/strings/match.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -182,6 +183,34 @@ TEST(ParseTest, EnumFlags) {
   EXPECT_FALSE(ParseServiceMode("daemon").ok());
   EXPECT_FALSE(ParseRatio("--update-max-failure-ratio", "1.5").ok());
   EXPECT_FLOAT_EQ(*ParseRatio("--update-max-failure-ratio", "0.25"), 0.25f);
+}
+
+TEST(ParseTest, SinceTakesTimesTimestampsAndDurations) {
+  const absl::Time now = absl::FromUnixSeconds(1700000000);
+  const absl::TimeZone utc = absl::UTCTimeZone();
+  EXPECT_EQ(*ParseSince("2013-01-02T13:23:37Z", now, utc), absl::FromUnixSeconds(1357133017));
+  EXPECT_EQ(*ParseSince("2013-01-02T13:23:37.5+01:00", now, utc),
+            absl::FromUnixSeconds(1357133017 - 3600) + absl::Milliseconds(500));
+  EXPECT_EQ(*ParseSince("2013-01-02T13:23:37", now, utc), absl::FromUnixSeconds(1357133017));
+  EXPECT_EQ(*ParseSince("2013-01-02", now, utc), absl::FromUnixSeconds(1357084800));
+  EXPECT_EQ(*ParseSince("1700000000", now, utc), absl::FromUnixSeconds(1700000000));
+  EXPECT_EQ(*ParseSince("1700000000.25", now, utc),
+            absl::FromUnixSeconds(1700000000) + absl::Milliseconds(250));
+  EXPECT_EQ(*ParseSince("42m", now, utc), now - absl::Minutes(42));
+  EXPECT_EQ(*ParseSince("1h30m", now, utc), now - absl::Minutes(90));
+  for (const char* bad : {"", "yesterday", "-5m", "12:00"}) {
+    auto s = ParseSince(bad, now, utc);
+    EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_TRUE(absl::StartsWith(s.status().message(), "invalid --since")) << s.status();
+  }
+}
+
+TEST(ParseTest, TailIsAllOrANumber) {
+  EXPECT_EQ(*ParseTail("all"), -1);
+  EXPECT_EQ(*ParseTail("0"), 0);
+  EXPECT_EQ(*ParseTail("20"), 20);
+  EXPECT_EQ(ParseTail("-1").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseTail("ten").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

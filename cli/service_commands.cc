@@ -615,20 +615,21 @@ void AddServiceCommands(CLI::App& app, Context& ctx, Handlers& handlers) {
     handlers[c] = [&ctx, services] { return Rm(ctx, *services); };
   }
   {
-    struct LogsFlags {
-      std::vector<std::string> services;
-      bool follow = false, timestamps = false;
-      std::string tail;
-    };
-    auto f = std::make_shared<LogsFlags>();
+    auto f = std::make_shared<ServiceLogsFlags>();
     auto* c = service->add_subcommand("logs", "Fetch the logs of a service or task");
     c->add_flag("-f,--follow", f->follow, "Follow log output");
-    c->add_option("--tail", f->tail, "Number of lines to show from the end of the logs");
+    c->add_option("-n,--tail", f->tail, "Number of lines to show from the end of the logs")
+        ->capture_default_str();
+    c->add_option("--since", f->since,
+                  "Show logs since timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m "
+                  "for 42 minutes)");
     c->add_flag("-t,--timestamps", f->timestamps, "Show timestamps");
-    c->add_option("service", f->services, "Service or task")->required();
-    handlers[c] = [&ctx, f] {
-      return ctx.Fail(absl::UnimplementedError("service logs: not available yet"));
-    };
+    c->add_flag("--no-task-ids", f->no_task_ids, "Do not include task IDs in output");
+    c->add_flag("--no-resolve", f->no_resolve, "Do not map IDs to Names in output");
+    c->add_flag("--no-trunc", f->no_trunc, "Do not truncate output");
+    c->add_flag("--raw", f->raw, "Do not neatly format logs");
+    c->add_option("service", f->refs, "Service or task")->required();
+    handlers[c] = [&ctx, f] { return ServiceLogs(ctx, *f); };
   }
 }
 

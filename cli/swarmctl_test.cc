@@ -1,6 +1,6 @@
 // swarmctl's local commands against a fake swarmd: NodeControl (and a Control that answers as a
-// worker's does) on a unix socket, reached with --socket; and what needs no server at all
-// (usage errors, help, version, completion).
+// worker's does) on a unix socket, reached with --socket; `service logs` against a manager's
+// Control and Logs; and what needs no server at all (usage errors, help, version, completion).
 #include "cli/swarmctl.h"
 
 #include <grpcpp/grpcpp.h>
@@ -8,10 +8,13 @@
 
 #include <filesystem>
 #include <sstream>
+#include <tuple>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/control.grpc.pb.h"
+#include "proto/logs.grpc.pb.h"
 #include "proto/node_control.grpc.pb.h"
 
 namespace shoal::cli {
@@ -253,6 +256,206 @@ TEST(SwarmctlUsageTest, HelpVersionAndCompletion) {
   EXPECT_THAT(out.str(), HasSubstr("_swarmctl_subs[\"service\"]=\"create update rollback scale"));
   EXPECT_THAT(out.str(), HasSubstr("--update-parallelism"));
   EXPECT_EQ(shoal::cli::Run({"completion", "fish"}, out, err), 2);
+}
+
+// ---- service logs ----
+
+constexpr char kWebId[] = "webservice0000000000000001";
+constexpr char kTask1[] = "task1aaaaaaaaaaaaaaaaaaaa";
+constexpr char kTask2[] = "task2bbbbbbbbbbbbbbbbbbbb";
+
+// Control as a manager's swarmd serves it, with one service "web" (10 replicas) and two of its
+// tasks, on nodes n1 (host-a) and n2 (host-b).
+class ManagerControl final : public api::Control::Service {
+ public:
+  ManagerControl() {
+    web_.mutable_meta()->set_id(kWebId);
+    web_.mutable_spec()->mutable_annotations()->set_name("web");
+    web_.mutable_spec()->mutable_replicated()->set_replicas(10);
+    for (auto [id, slot, node] :
+         {std::make_tuple(kTask1, 1, "n1"), std::make_tuple(kTask2, 10, "n2")}) {
+      api::Task t;
+      t.mutable_meta()->set_id(id);
+      t.set_service_id(kWebId);
+      t.set_slot(slot);
+      t.set_node_id(node);
+      tasks_.push_back(t);
+    }
+  }
+  grpc::Status GetService(grpc::ServerContext*, const api::GetServiceRequest* req,
+                          api::GetServiceResponse* resp) override {
+    if (req->service_id() != "web" && req->service_id() != kWebId) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          "service " + req->service_id() + " not found");
+    }
+    *resp->mutable_service() = web_;
+    return grpc::Status::OK;
+  }
+  grpc::Status GetTask(grpc::ServerContext*, const api::GetTaskRequest* req,
+                       api::GetTaskResponse* resp) override {
+    for (const api::Task& t : tasks_) {
+      if (t.meta().id().rfind(req->task_id(), 0) == 0) {
+        *resp->mutable_task() = t;
+        return grpc::Status::OK;
+      }
+    }
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, "task " + req->task_id() + " not found");
+  }
+  grpc::Status ListTasks(grpc::ServerContext*, const api::ListTasksRequest*,
+                         api::ListTasksResponse* resp) override {
+    for (const api::Task& t : tasks_) *resp->add_tasks() = t;
+    return grpc::Status::OK;
+  }
+  grpc::Status ListNodes(grpc::ServerContext*, const api::ListNodesRequest*,
+                         api::ListNodesResponse* resp) override {
+    for (auto [id, host] : {std::make_pair("n1", "host-a"), std::make_pair("n2", "host-b")}) {
+      api::Node* n = resp->add_nodes();
+      n->mutable_meta()->set_id(id);
+      n->mutable_description()->set_hostname(host);
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  api::Service web_;
+  std::vector<api::Task> tasks_;
+};
+
+// The Logs API: records the subscription, answers with canned messages.
+class FakeLogs final : public api::Logs::Service {
+ public:
+  grpc::Status SubscribeLogs(grpc::ServerContext*, const api::SubscribeLogsRequest* req,
+                             grpc::ServerWriter<api::SubscribeLogsMessage>* writer) override {
+    request = *req;
+    for (const auto& m : replies) writer->Write(m);
+    return grpc::Status::OK;
+  }
+
+  static api::LogMessage Line(const std::string& task, const std::string& node,
+                              const std::string& data, bool is_stderr = false) {
+    api::LogMessage m;
+    m.mutable_context()->set_service_id(kWebId);
+    m.mutable_context()->set_node_id(node);
+    m.mutable_context()->set_task_id(task);
+    m.mutable_timestamp()->set_seconds(1700000000);
+    m.mutable_timestamp()->set_nanos(5);
+    m.set_stream(is_stderr ? api::LOG_STREAM_STDERR : api::LOG_STREAM_STDOUT);
+    m.set_data(data);
+    return m;
+  }
+
+  api::SubscribeLogsRequest request;
+  std::vector<api::SubscribeLogsMessage> replies;
+};
+
+class ServiceLogsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    socket_ = std::string(tmp ? tmp : "/tmp") + "/manager.sock";
+    if (socket_.size() > 100) socket_ = "/tmp/swarmctl-logs-" + std::to_string(getpid()) + ".sock";
+    std::filesystem::remove(socket_);
+    api::SubscribeLogsMessage first;
+    *first.add_messages() = FakeLogs::Line(kTask1, "n1", "hello\n");
+    *first.add_messages() = FakeLogs::Line(kTask2, "n2", "oops\n", /*is_stderr=*/true);
+    api::SubscribeLogsMessage last;
+    *last.add_messages() = FakeLogs::Line(kTask1, "n1", "no newline");
+    logs_.replies = {first, last};
+    grpc::ServerBuilder b;
+    b.AddListeningPort("unix:" + socket_, grpc::InsecureServerCredentials());
+    b.RegisterService(&control_);
+    b.RegisterService(&logs_);
+    server_ = b.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+  }
+  void TearDown() override {
+    server_->Shutdown();
+    std::filesystem::remove(socket_);
+  }
+  struct Result {
+    int code;
+    std::string out, err;
+  };
+  Result Cli(std::vector<std::string> args) {
+    args.insert(args.begin(), {"--socket", socket_, "service", "logs"});
+    std::ostringstream out, err;
+    const int code = shoal::cli::Run(args, out, err);
+    return {code, out.str(), err.str()};
+  }
+
+  std::string socket_;
+  ManagerControl control_;
+  FakeLogs logs_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+TEST_F(ServiceLogsTest, EachLineIsPrefixedWithItsTaskAndNodeAsDockerDoes) {
+  const auto r = Cli({"web"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  // Slots are padded to the width of the replica count (10), then "    | ".
+  EXPECT_EQ(r.out,
+            "web.1.task1aaaaaaa@host-a     | hello\n"
+            "web.1.task1aaaaaaa@host-a     | no newline\n");
+  EXPECT_EQ(r.err, "web.10.task2bbbbbbb@host-b    | oops\n") << "a task's stderr on stderr";
+  const api::SubscribeLogsRequest& req = logs_.request;
+  ASSERT_EQ(req.selector().service_ids_size(), 1);
+  EXPECT_EQ(req.selector().service_ids(0), kWebId);
+  EXPECT_EQ(req.options().tail(), -1) << "all lines by default";
+  EXPECT_FALSE(req.options().follow());
+  EXPECT_FALSE(req.options().has_since());
+}
+
+TEST_F(ServiceLogsTest, FlagsShapeTheRequestAndTheOutput) {
+  auto r =
+      Cli({"--no-task-ids", "--timestamps", "--tail", "5", "--since", "1700000000.5", "-f", "web"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out,
+              ::testing::StartsWith("2023-11-14T22:13:20.000000005Z web.1@host-a     | hello\n"));
+  EXPECT_EQ(logs_.request.options().tail(), 5);
+  EXPECT_TRUE(logs_.request.options().follow());
+  EXPECT_EQ(logs_.request.options().since().seconds(), 1700000000);
+  EXPECT_EQ(logs_.request.options().since().nanos(), 500000000);
+
+  r = Cli({"--no-resolve", "--no-trunc", "web"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out,
+              ::testing::StartsWith(absl::StrCat(kWebId, ".1.", kTask1, "@n1     | hello\n")));
+
+  r = Cli({"--raw", "web"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "hello\nno newline");
+  EXPECT_EQ(r.err, "oops\n");
+}
+
+TEST_F(ServiceLogsTest, ATaskIdSelectsThatTask) {
+  const auto r = Cli({"task2bbb"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_EQ(logs_.request.selector().task_ids_size(), 1);
+  EXPECT_EQ(logs_.request.selector().task_ids(0), kTask2);
+  EXPECT_TRUE(logs_.request.selector().service_ids().empty());
+}
+
+TEST_F(ServiceLogsTest, NodesThatDidNotAnswerAreNamedInAWarning) {
+  logs_.replies.back().add_unreachable_node_ids("n2");
+  const auto r = Cli({"web"});
+  EXPECT_EQ(r.code, 0) << "what was received is the answer";
+  EXPECT_THAT(r.out, HasSubstr("| hello\n"));
+  EXPECT_THAT(r.err, ::testing::EndsWith(
+                         "Warning: incomplete log stream: no answer from node host-b (down, or "
+                         "silent for too long): the logs of its tasks are missing\n"));
+}
+
+TEST_F(ServiceLogsTest, UnknownReferencesAndBadFlagsAreOneLine) {
+  auto r = Cli({"nope"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err, "Error: no such task or service: nope\n");
+  r = Cli({"--tail", "ten", "web"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--tail"));
+  EXPECT_EQ(Newlines(r.err), 1);
+  r = Cli({"--since", "yesterday", "web"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--since"));
 }
 
 }  // namespace

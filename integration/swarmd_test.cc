@@ -737,5 +737,71 @@ TEST_F(ProcessExecutorTest, TasksRunAsProcessesSurviveARestartOfTheirDaemonAndSt
   }));
 }
 
+// `swarmctl service logs` through a manager's socket, the leader's and a follower's (which
+// passes the subscription on to the leader): every task's lines with Docker's prefix, a task's
+// stderr on stderr; one task alone by its id; and a worker that died named in a warning
+// instead of a hang.
+TEST_F(ProcessExecutorTest, ServiceLogsShowEveryTasksLinesThroughAnyManager) {
+  ASSERT_NO_FATAL_FAILURE(Bring(2, 1));
+  CreateService(
+      Node("m1"), "echo", 3,
+      {"/bin/sh", "-c", "echo hello from $SHOAL_TASK_ID; echo oops >&2; exec sleep 1000"});
+  ASSERT_TRUE(Eventually([&] { return Total(RunningByNode(Node("m1"), "echo")) == 3; }));
+
+  // What each task's line should look like: echo.<slot>.<short task id>@<hostname>.
+  api::ListNodesResponse nodes;
+  ASSERT_TRUE(
+      Call(Node("m1").control(), &api::Control::Stub::ListNodes, api::ListNodesRequest(), &nodes)
+          .ok());
+  std::map<std::string, std::string> hostname;
+  for (const auto& n : nodes.nodes()) hostname[n.meta().id()] = n.description().hostname();
+  api::ListTasksResponse tasks;
+  ASSERT_TRUE(
+      Call(Node("m1").control(), &api::Control::Stub::ListTasks, api::ListTasksRequest(), &tasks)
+          .ok());
+  std::set<std::string> want_out, want_err;
+  std::string a_task, its_line, w1_id;
+  for (const auto& t : tasks.tasks()) {
+    if (t.desired_state() != api::TASK_STATE_RUNNING) continue;
+    const std::string prefix = absl::StrCat("echo.", t.slot(), ".", t.meta().id().substr(0, 12),
+                                            "@", hostname[t.node_id()], "    | ");
+    want_out.insert(absl::StrCat(prefix, "hello from ", t.meta().id()));
+    want_err.insert(absl::StrCat(prefix, "oops"));
+    a_task = t.meta().id();
+    its_line = absl::StrCat(prefix, "hello from ", t.meta().id(), "\n");
+    if (hostname[t.node_id()] == "w1") w1_id = t.node_id();
+  }
+  ASSERT_EQ(want_out.size(), 3u);
+  ASSERT_FALSE(w1_id.empty()) << "a task on the worker";
+  auto lines = [](const std::string& text) {
+    std::vector<std::string> v = absl::StrSplit(text, '\n', absl::SkipEmpty());
+    return std::set<std::string>(v.begin(), v.end());
+  };
+  for (const char* via : {"m1", "m2"}) {
+    CommandResult r;
+    // The tasks write their lines as they start: wait until every one has.
+    const bool all = Eventually([&] {
+      r = Local(Node(via), {"service", "logs", "echo"});
+      return r.exit_code == 0 && lines(r.out) == want_out;
+    });
+    ASSERT_TRUE(all) << "through " << via << ":\n" << r.out << r.err;
+    EXPECT_EQ(lines(r.err), want_err) << "through " << via;
+  }
+  CommandResult r = Local(Node("m2"), {"service", "logs", "--no-task-ids", a_task});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string short_prefix =
+      its_line.substr(0, its_line.find('.', 5)) + its_line.substr(its_line.find('@'));
+  EXPECT_EQ(r.out, short_prefix) << "one task, without its id";
+
+  // The worker dies: its tasks' lines are missing, and swarmctl says so within the broker's
+  // bound (5 s of silence) rather than hanging.
+  Node("w1").Kill();
+  const absl::Time before = absl::Now();
+  r = Local(Node("m1"), {"service", "logs", "echo"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_LT(absl::Now() - before, absl::Seconds(30));
+  EXPECT_THAT(r.err, HasSubstr("Warning: incomplete log stream: no answer from node w1"));
+}
+
 }  // namespace
 }  // namespace shoal::integration

@@ -90,9 +90,21 @@ void LeaderComponents::StartAll(uint64_t term) {
     (void)dispatcher_->Start();  // a failed reset of node states is redone by heartbeats
     options_.dispatcher_service->SetDispatcher(dispatcher_);
   }
+  if (options_.logs_service != nullptr) {
+    logbroker::LogBroker::Options b;
+    b.store = options_.store;
+    b.clock = options_.clock;
+    b.ids = options_.ids;
+    log_broker_ = std::make_shared<logbroker::LogBroker>(b);
+    (void)log_broker_->Start();  // fails only without a store
+    options_.logs_service->SetBroker(log_broker_);
+  }
 }
 
 void LeaderComponents::StopAll() {
+  if (options_.logs_service != nullptr) options_.logs_service->SetBroker(nullptr);
+  if (log_broker_) log_broker_->Stop();
+  log_broker_.reset();
   if (options_.dispatcher_service != nullptr) options_.dispatcher_service->SetDispatcher(nullptr);
   if (dispatcher_) dispatcher_->Stop();
   dispatcher_.reset();

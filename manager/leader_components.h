@@ -1,6 +1,6 @@
 // The manager's leader-only components (orchestrator, allocator, scheduling loops, the
-// dispatcher and the role manager), started when this manager becomes the announced leader of a term and
-// stopped when it loses it.
+// dispatcher, the log broker and the role manager), started when this manager becomes the
+// announced leader of a term and stopped when it loses it.
 //
 // Raft reports leadership on its node thread (StoreStateMachine's on_leadership), where
 // nothing may block; stopping a loop may wait for a write it has in flight, which needs that
@@ -23,6 +23,8 @@
 #include "manager/allocator/allocator.h"
 #include "manager/dispatcher/dispatcher.h"
 #include "manager/dispatcher/dispatcher_service.h"
+#include "manager/logbroker/log_broker.h"
+#include "manager/logbroker/logs_service.h"
 #include "manager/orchestrator/orchestrator_loop.h"
 #include "manager/role_manager.h"
 #include "manager/scheduling/scheduling_loop.h"
@@ -38,6 +40,8 @@ class LeaderComponents {
     IdGenerator* ids = nullptr;    // default: system randomness
     // Where the leader's dispatcher is served (optional).
     dispatcher::DispatcherService* dispatcher_service = nullptr;
+    // Where the leader's log broker is served (optional).
+    logbroker::LogsService* logs_service = nullptr;
     // The Raft membership, for promotions and demotions (optional: no role manager).
     Membership* membership = nullptr;
   };
@@ -64,6 +68,7 @@ class LeaderComponents {
   std::unique_ptr<allocator::AllocatorLoop> allocator_;
   std::unique_ptr<scheduling::SchedulingLoop> scheduler_;
   std::shared_ptr<dispatcher::Dispatcher> dispatcher_;
+  std::shared_ptr<logbroker::LogBroker> log_broker_;
   std::unique_ptr<RoleManager> roles_;
 
   mutable absl::Mutex mu_;

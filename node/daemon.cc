@@ -20,6 +20,7 @@
 #include "pki/root_ca.h"
 #include "pki/tls_credentials.h"
 #include "pki/tls_files.h"
+#include "proto/logs.grpc.pb.h"
 #include "proto/raft_service.grpc.pb.h"
 #include "raft/recovery.h"
 #include "raft/rocksdb_log_store.h"
@@ -126,6 +127,27 @@ class Daemon::SocketControl final : public api::Control::Service {
   Daemon* const d_;
 };
 
+// `service logs` on the local socket: the manager role's Logs service (which proxies to the
+// leader when this manager does not lead). Workers do not listen or publish here.
+class Daemon::SocketLogs final : public api::Logs::Service {
+ public:
+  explicit SocketLogs(Daemon* d) : d_(d) {}
+
+  grpc::Status SubscribeLogs(grpc::ServerContext* c, const api::SubscribeLogsRequest* r,
+                             grpc::ServerWriter<api::SubscribeLogsMessage>* w) override {
+    std::shared_ptr<ManagerRole> m = d_->CurrentManager();
+    if (m == nullptr) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          "this node is not a swarm manager: run the command on a manager, or use "
+                          "--host with an operator certificate");
+    }
+    return m->logs()->SubscribeLogs(c, r, w);
+  }
+
+ private:
+  Daemon* const d_;
+};
+
 Daemon::Daemon(Options options) : options_(std::move(options)) {}
 
 Daemon::~Daemon() { Stop(); }
@@ -179,11 +201,13 @@ absl::Status Daemon::Start() {
   // state directory is read (else both would start the roles).
   absl::MutexLock lock(&mu_);
   socket_control_ = std::make_unique<SocketControl>(this);
+  socket_logs_ = std::make_unique<SocketLogs>(this);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(absl::StrCat("unix:", socket.string()),
                            grpc::InsecureServerCredentials());
   builder.RegisterService(this);
   builder.RegisterService(socket_control_.get());
+  builder.RegisterService(socket_logs_.get());
   socket_ = builder.BuildAndStart();
   if (socket_ == nullptr) {
     return absl::UnavailableError(absl::StrCat("cannot serve the control socket ", socket.string()));

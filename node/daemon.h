@@ -1,7 +1,8 @@
 // swarmd: one node of a cluster. It always runs the worker role (worker/agent.h on the chosen
 // executor) and, when its certificate says manager, the manager role (manager_role.h). It
-// serves the NodeControl API (init, join, leave, info) and, on a manager, the Control API on
-// its local unix socket (root-only: the socket's permissions are the authorisation).
+// serves the NodeControl API (init, join, leave, info) and, on a manager, the Control API and
+// Logs' SubscribeLogs on its local unix socket (root-only: the socket's permissions are the
+// authorisation).
 //
 // Roles switch on a running node, without a restart (role_switch.h decides the steps): after
 // `node promote` its session tells it its new role; it renews its certificate (a manager's) and
@@ -163,7 +164,8 @@ class Daemon final : public api::NodeControl::Service {
   // node.json as last written; its own lock, as the agent's threads update it.
   absl::Mutex file_mu_ ABSL_ACQUIRED_AFTER(mu_);
   NodeState saved_ ABSL_GUARDED_BY(file_mu_);
-  // The Control calls on the socket go to the manager role, when there is one.
+  // The Control calls on the socket go to the manager role, when there is one; so does
+  // `service logs` (Logs' SubscribeLogs).
   class SocketControl;
   std::unique_ptr<SocketControl> socket_control_;
 
@@ -185,6 +187,8 @@ class Daemon final : public api::NodeControl::Service {
   // worker): its member runs on for a grace from then.
   absl::Time stop_noticed_at_ ABSL_GUARDED_BY(role_mu_) = absl::InfiniteFuture();
   std::thread role_thread_;
+  class SocketLogs;
+  std::unique_ptr<SocketLogs> socket_logs_;
 };
 
 }  // namespace shoal::node

@@ -243,11 +243,27 @@ absl::Status ManagerRole::Start() {
   dispatcher_ = std::make_unique<manager::dispatcher::DispatcherService>([this] {
     return LeaderAddr();
   });
+  // A follower proxies subscriptions to the leader, over this manager's own certificate.
+  manager::logbroker::LogsService::Options ls;
+  ls.leader_addr = [this] { return LeaderAddr(); };
+  ls.leader = [this]() -> std::shared_ptr<api::Logs::StubInterface> {
+    const std::string addr = LeaderAddr();
+    if (addr.empty() || addr == options_.advertise_addr) return nullptr;
+    absl::MutexLock lock(&mu_);
+    auto& stub = leader_logs_stubs_[addr];
+    if (stub == nullptr) {
+      stub = api::Logs::NewStub(pki::CreateManagerChannel(
+          addr, pki::ClientCredentials(options_.tls_dir, options_.cluster_id)));
+    }
+    return stub;
+  };
+  logs_ = std::make_unique<manager::logbroker::LogsService>(ls);
   membership_ = std::make_unique<manager::NodeMembership>([this] { return node_.get(); });
   manager::LeaderComponents::Options lc;
   lc.store = store_.get();
   lc.clock = &clock_;
   lc.dispatcher_service = dispatcher_.get();
+  lc.logs_service = logs_.get();
   lc.membership = membership_.get();
   components_ = std::make_unique<manager::LeaderComponents>(lc);
   join_ = std::make_unique<manager::JoinService>(
@@ -296,6 +312,7 @@ absl::Status ManagerRole::Start() {
   transport_->AttachToServer(builder);
   builder.RegisterService(control_.get());
   builder.RegisterService(dispatcher_.get());
+  builder.RegisterService(logs_.get());
   builder.RegisterService(node_ca_.get());
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port == 0) {

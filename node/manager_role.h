@@ -1,8 +1,8 @@
 // A node's manager role: its Raft member (RocksDB log under <state>/raft), the replicated
 // store, and one gRPC server on the listen address, behind Shoal's mutual TLS, serving Raft,
-// Control, Dispatcher and NodeCA (as Docker's port 2377 serves everything). When its member
-// leads, the leader-only components run (orchestrator, allocator, scheduler, dispatcher, role
-// manager).
+// Control, Dispatcher, Logs and NodeCA (as Docker's port 2377 serves everything). When its
+// member leads, the leader-only components run (orchestrator, allocator, scheduler, dispatcher,
+// log broker, role manager).
 //
 // The member finds its peers from the managers' node objects (their Raft id and address), which
 // it follows as they change, and from the members it was started with.
@@ -25,6 +25,7 @@
 #include "manager/controlapi/control_service.h"
 #include "manager/dispatcher/dispatcher_service.h"
 #include "manager/leader_components.h"
+#include "manager/logbroker/logs_service.h"
 #include "manager/raft_join.h"
 #include "manager/role_manager.h"
 #include "manager/store/raft_binding.h"
@@ -70,6 +71,8 @@ class ManagerRole {
   raft::Node* raft() { return node_.get(); }
   // The Control service for the local socket (every caller is this node).
   manager::controlapi::ControlService* local_control() { return local_control_.get(); }
+  // The Logs service (SubscribeLogs needs no caller identity: the socket serves it too).
+  manager::logbroker::LogsService* logs() { return logs_.get(); }
   // The API address of the manager that leads now ("" when none is known).
   std::string LeaderAddr();
   // The Raft members and their addresses, as the managers' node objects say.
@@ -93,6 +96,7 @@ class ManagerRole {
   std::unique_ptr<manager::controlapi::ControlService> control_;
   std::unique_ptr<manager::controlapi::ControlService> local_control_;
   std::unique_ptr<manager::dispatcher::DispatcherService> dispatcher_;
+  std::unique_ptr<manager::logbroker::LogsService> logs_;
   std::unique_ptr<manager::NodeMembership> membership_;
   std::unique_ptr<manager::JoinService> join_;
   std::unique_ptr<manager::LeaderComponents> components_;
@@ -107,6 +111,8 @@ class ManagerRole {
   std::unique_ptr<pki::RootCa> ca_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, std::string> peers_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<api::Control::StubInterface>> leader_stubs_
+      ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<api::Logs::StubInterface>> leader_logs_stubs_
       ABSL_GUARDED_BY(mu_);
   bool started_ = false;
 };

@@ -28,6 +28,14 @@ absl::Duration DurationOf(const google::protobuf::Duration& d) {
 
 Agent::Agent(Options options) : options_(std::move(options)) {
   managers_ = options_.managers;
+  LogPublisher::Options lo;
+  lo.node_id = options_.node_id;
+  lo.executor = options_.executor;
+  lo.tasks = [this] {
+    absl::MutexLock lock(&mu_);
+    return services_;
+  };
+  logs_ = std::make_unique<LogPublisher>(lo);
 }
 
 absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(Options options) {
@@ -70,6 +78,7 @@ absl::Status Agent::Open() {
     auto c = std::make_unique<TaskController>(t, *options_.executor);
     absl::MutexLock lock(&mu_);
     states_[id] = {c->state(), c->task().desired_state() <= api::TASK_STATE_RUNNING};
+    services_[id] = c->task().service_id();
     tasks_[id] = std::move(c);
     ++loaded;
   }
@@ -119,6 +128,7 @@ void Agent::ShutdownTasks(absl::Duration wait) {
   tasks_.clear();  // removes what each runner held
   absl::MutexLock lock(&mu_);
   states_.clear();
+  services_.clear();
   unreported_.clear();
 }
 
@@ -180,14 +190,15 @@ void Agent::RunSessions() {
 }
 
 std::string Agent::Serve(const std::string& addr) {
-  auto stub = std::shared_ptr<api::Dispatcher::StubInterface>(
-      api::Dispatcher::NewStub(options_.channel(addr)));
+  std::shared_ptr<grpc::ChannelInterface> channel = options_.channel(addr);
+  auto stub = std::shared_ptr<api::Dispatcher::StubInterface>(api::Dispatcher::NewStub(channel));
   grpc::ClientContext session_ctx;
   grpc::ClientContext assign_ctx;
+  grpc::ClientContext logs_ctx;
   {
     absl::MutexLock lock(&mu_);
     if (stop_) return "";
-    open_ = {&session_ctx, &assign_ctx};
+    open_ = {&session_ctx, &assign_ctx, &logs_ctx};
   }
   api::SessionRequest sreq;
   *sreq.mutable_description() = options_.description;
@@ -220,6 +231,7 @@ std::string Agent::Serve(const std::string& addr) {
     over = true;
     session_ctx.TryCancel();
     assign_ctx.TryCancel();
+    logs_ctx.TryCancel();
   };
   auto on_message = [&](const api::SessionMessage& m) {
     if (!m.managers().empty()) {
@@ -276,6 +288,16 @@ std::string Agent::Serve(const std::string& addr) {
     while (session->Read(&m)) on_message(m);
     end();
   });
+  // The log broker's subscriptions, for as long as the session lasts. Its end alone does not
+  // end the session (a manager may serve no Logs API).
+  std::thread logs([&] {
+    auto logs_stub = api::Logs::NewStub(channel);
+    const grpc::Status s = logs_->Serve(*logs_stub, &logs_ctx);
+    if (!s.ok() && !over && !stop_) {
+      log::Info(kLog, "no log subscriptions from this manager",
+                {{"manager", addr}, {"error", s.error_message()}});
+    }
+  });
 
   api::AssignmentsRequest areq;
   areq.set_session_id(session_id);
@@ -293,6 +315,7 @@ std::string Agent::Serve(const std::string& addr) {
   }
   heartbeats.join();
   messages.join();
+  logs.join();
   (void)session->Finish();
   (void)assignments->Finish();
   absl::MutexLock lock(&mu_);
@@ -382,10 +405,12 @@ void Agent::RunLoop() {
       for (auto& [id, s] : reports) unreported_[id] = std::move(s);
       for (const std::string& id : gone) {
         states_.erase(id);
+        services_.erase(id);
         unreported_.erase(id);  // the managers forgot it
       }
       for (const auto& [id, c] : tasks_) {
         states_[id] = {c->state(), c->task().desired_state() <= api::TASK_STATE_RUNNING};
+        services_[id] = c->task().service_id();
       }
     }
     Report();

@@ -11,6 +11,8 @@
 //   - Every status a controller passes through is reported with UpdateTaskStatus: all that one
 //     round of the agent's loop produced goes in one call (a batch), and what could not be
 //     sent (no session) is sent, latest state per task, once a session is open again.
+//   - Alongside each session it listens for the log broker's subscriptions and publishes the
+//     selected tasks' output (log_publisher.h), for `service logs`.
 //   - With a state directory, it keeps each task it holds, with its observed status, in a
 //     RocksDB database there, so that a restarted worker finds its tasks again: running ones
 //     are adopted (Executor::Adopt) or reported lost, and those the managers no longer assign
@@ -36,6 +38,7 @@
 #include "absl/time/time.h"
 #include "proto/dispatcher.grpc.pb.h"
 #include "worker/executor.h"
+#include "worker/log_publisher.h"
 #include "worker/task_controller.h"
 
 namespace rocksdb {
@@ -136,6 +139,9 @@ class Agent {
   bool report_all_ ABSL_GUARDED_BY(mu_) = false;
   // What the accessors show: each task's state and whether it is wanted running.
   std::map<std::string, std::pair<api::TaskState, bool>> states_ ABSL_GUARDED_BY(mu_);
+  // The service of each task it holds, for the log publisher.
+  std::map<std::string, std::string> services_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<LogPublisher> logs_;
 
   // The loop thread's own (before Start: Create's).
   std::map<std::string, std::unique_ptr<TaskController>> tasks_;

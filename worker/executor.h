@@ -1,15 +1,19 @@
 // How a worker runs tasks: an Executor makes a TaskRunner per task, which the task's
 // controller (task_controller.h) drives through the task's states. Executors: `sim`
 // (sim_executor.h, for scale tests), `process` and `oci` (with the node daemon and the
-// container issue).
+// container issue). An executor that keeps its tasks' output also reads it back for
+// `service logs` (OpenLogs).
 //
-// Thread-safety: a TaskRunner is driven by one controller at a time; Executor::Runner is
-// thread-safe.
+// Thread-safety: a TaskRunner is driven by one controller at a time, a LogReader by one
+// thread at a time; Executor::Runner and Executor::OpenLogs are thread-safe.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -41,6 +45,38 @@ class TaskRunner {
   virtual absl::Status Remove() = 0;
 };
 
+// Which of a task's output to read (proto/logs.proto's LogSubscriptionOptions).
+struct LogOptions {
+  bool include_stdout = true;
+  bool include_stderr = true;
+  // Only the last `tail` lines (of both streams together); negative = all.
+  int64_t tail = -1;
+  // Only lines written at or after this time.
+  absl::Time since = absl::InfinitePast();
+  // Keep reading what the task writes next.
+  bool follow = false;
+};
+
+// One line of a task's output (or a piece of a long one).
+struct LogLine {
+  bool is_stderr = false;
+  // When the task wrote it.
+  absl::Time time;
+  // The bytes, the newline included when the line had one.
+  std::string data;
+};
+
+// A task's output, oldest first.
+class LogReader {
+ public:
+  virtual ~LogReader() = default;
+  // Appends to `out` the lines there are now, at most `max`. Returns false once there will be
+  // no more: without follow, when the selected lines were all read; with follow never (what
+  // the task writes next comes in later calls: the caller decides when to stop). An error when
+  // the output cannot be read.
+  virtual absl::StatusOr<bool> Read(size_t max, std::vector<LogLine>* out) = 0;
+};
+
 class Executor {
  public:
   virtual ~Executor() = default;
@@ -53,6 +89,15 @@ class Executor {
   virtual absl::StatusOr<std::unique_ptr<TaskRunner>> Adopt(const api::Task& task) {
     (void)task;
     return absl::NotFoundError("this executor's tasks do not outlive the worker");
+  }
+  // The output of task `task_id` as it ran on this node, for `service logs`, whether the
+  // task still runs or not. NOT_FOUND when it never ran here; UNIMPLEMENTED when the executor
+  // keeps no output.
+  virtual absl::StatusOr<std::unique_ptr<LogReader>> OpenLogs(const std::string& task_id,
+                                                              const LogOptions& options) {
+    (void)task_id;
+    (void)options;
+    return absl::UnimplementedError("this executor keeps no logs");
   }
 };
 

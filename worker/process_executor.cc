@@ -29,6 +29,7 @@
 #include "common/log.h"
 #include "common/status.h"
 #include "common/status_macros.h"
+#include "worker/process_logs.h"
 #include "worker/process_supervisor.h"
 
 namespace shoal::worker {
@@ -442,14 +443,17 @@ absl::Status ProcessRunner::Start() {
   unlink(TaskFile("pid").c_str());
   unlink(TaskFile("exit").c_str());
 
-  const ProcessExecutor::LogFiles logs{TaskFile("stdout.log"), TaskFile("stderr.log")};
-  const int out = open(logs.stdout_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-  if (out < 0) return Fail(absl::ErrnoToStatus(errno, absl::StrCat("opening ", logs.stdout_path)));
-  const int err = open(logs.stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-  if (err < 0) {
-    const int e = errno;
-    close(out);
-    return Fail(absl::ErrnoToStatus(e, absl::StrCat("opening ", logs.stderr_path)));
+  // The output and, per line, when it was written (process_executor.h).
+  const std::string paths[4] = {TaskFile("stdout.log"), TaskFile("stderr.log"),
+                                TaskFile("stdout.idx"), TaskFile("stderr.idx")};
+  int fds[4] = {-1, -1, -1, -1};
+  for (int i = 0; i < 4; ++i) {
+    fds[i] = open(paths[i].c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fds[i] < 0) {
+      const int e = errno;
+      for (int j = 0; j < i; ++j) close(fds[j]);
+      return Fail(absl::ErrnoToStatus(e, absl::StrCat("opening ", paths[i])));
+    }
   }
 
   process_internal::LaunchSpec spec;
@@ -465,11 +469,12 @@ absl::Status ProcessRunner::Start() {
   spec.groups = groups_;
   spec.pid_path = TaskFile("pid");
   spec.exit_path = TaskFile("exit");
-  spec.stdout_fd = out;
-  spec.stderr_fd = err;
+  spec.stdout_fd = fds[0];
+  spec.stderr_fd = fds[1];
+  spec.stdout_index_fd = fds[2];
+  spec.stderr_index_fd = fds[3];
   absl::StatusOr<pid_t> supervisor = process_internal::SpawnSupervised(spec);
-  close(out);
-  close(err);
+  for (int fd : fds) close(fd);
   // The message alone (`exec "foo": No such file or directory`): the task's status says which.
   if (!supervisor.ok()) return supervisor.status();
 
@@ -786,6 +791,13 @@ absl::StatusOr<ProcessExecutor::LogFiles> ProcessExecutor::Logs(absl::string_vie
   RETURN_IF_ERROR(CheckTaskId(task_id));
   const std::string dir = absl::StrCat(options_.state_dir, "/tasks/", task_id);
   return LogFiles{dir + "/stdout.log", dir + "/stderr.log"};
+}
+
+absl::StatusOr<std::unique_ptr<LogReader>> ProcessExecutor::OpenLogs(const std::string& task_id,
+                                                                     const LogOptions& options) {
+  RETURN_IF_ERROR(CheckTaskId(task_id));
+  return process_internal::OpenTaskLogs(absl::StrCat(options_.state_dir, "/tasks/", task_id),
+                                        options);
 }
 
 absl::Status ProcessExecutor::DeleteTaskFiles(absl::string_view task_id) {

@@ -6,6 +6,9 @@
 // Each task owns `<state_dir>/tasks/<task id>/`:
 //
 //   stdout.log, stderr.log   the process's output, appended (kept by Remove: see LogFiles)
+//   stdout.idx, stderr.idx   per line of output, where it ends in its log and when it was
+//                            written (16-byte records, process_supervisor.h), for
+//                            `service logs --since/--timestamps/--tail` (OpenLogs)
 //   work/                    the default working directory
 //   pid                      "<task pid> <start time>\n<supervisor pid> <start time>\n"
 //                            (start times are field 22 of /proc/<pid>/stat)
@@ -14,7 +17,10 @@
 // Supervision survives a restart of the worker daemon: Start forks a supervisor (its own
 // session) that forks the task (its own process group, whose id is the task's pid), writes
 // `pid`, waits for the task, kills what is left of its process group, and writes `exit`
-// atomically (tmp + rename). Output goes straight to the log files (no reader in the daemon).
+// atomically (tmp + rename). The task's stdout and stderr are pipes to the supervisor, which
+// copies them to the log files and records the time of each line as it reads it (so lines
+// have times without a reader in the daemon, and output keeps flowing while the daemon
+// restarts); once the task ended, it copies what is left, for at most 2 s more.
 // A restarted daemon re-adopts a running task with Adopt: Poll reads `exit`, or reports the
 // task lost if both processes are gone without one. Pids are compared with their recorded
 // start times, so a reused pid is never mistaken for the task (nor signalled).
@@ -92,6 +98,13 @@ class ProcessExecutor : public Executor {
   // runner's Remove, as Docker keeps a container's logs until the container is removed;
   // DeleteTaskFiles deletes them. INVALID_ARGUMENT for an id that is not a plain file name.
   absl::StatusOr<LogFiles> Logs(absl::string_view task_id) const;
+
+  // The task's output for `service logs` (process_logs.h): both streams merged by time, each
+  // line with the time the supervisor read it; tail, since, streams and follow as `options`
+  // says. Works on tasks that ended and were removed too (their logs stay). NOT_FOUND when
+  // the task has no output here; INVALID_ARGUMENT as Logs.
+  absl::StatusOr<std::unique_ptr<LogReader>> OpenLogs(const std::string& task_id,
+                                                      const LogOptions& options) override;
 
   // Deletes the task's directory (logs included), for when the task itself is removed. Must
   // not be called while a runner for it exists. OK if there is none; INVALID_ARGUMENT as Logs.

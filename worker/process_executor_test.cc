@@ -25,6 +25,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/log.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "worker/process_supervisor.h"
 #include "worker/task_controller.h"
@@ -34,6 +35,9 @@ namespace {
 
 using process_internal::ProcState;
 using process_internal::StateOf;
+using ::testing::Each;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
 
 const absl::Time kNow = absl::FromUnixSeconds(1700000000);
 // Generous bounds for a real child process to do something quick.
@@ -602,6 +606,207 @@ TEST_F(ProcessExecutorTest, TasksRunInTheirOwnCgroupWithTheirLimits) {
   EXPECT_TRUE(limited_runner->Remove().ok());
   EXPECT_FALSE(Exists(root + "/t2"));
   EXPECT_EQ(rmdir(root.c_str()), 0) << strerror(errno);
+}
+
+// ---- Reading the output back (OpenLogs) ----
+
+// Everything a reader has now; "E:" marks stderr lines. Fails the test if it errs.
+std::vector<std::string> ReadLines(LogReader& reader, bool* more = nullptr,
+                                   std::vector<absl::Time>* times = nullptr) {
+  std::vector<LogLine> lines;
+  absl::StatusOr<bool> m = true;
+  while (true) {
+    const size_t before = lines.size();
+    m = reader.Read(2, &lines);  // small batches: the merge carries over between reads
+    EXPECT_TRUE(m.ok()) << m.status();
+    if (!m.ok() || !*m || lines.size() == before) break;
+  }
+  if (more != nullptr) *more = m.ok() && *m;
+  std::vector<std::string> out;
+  for (const LogLine& l : lines) {
+    out.push_back(absl::StrCat(l.is_stderr ? "E:" : "", l.data));
+    if (times != nullptr) times->push_back(l.time);
+  }
+  return out;
+}
+
+// A task directory written by hand: each stream's lines with their times (seconds after kNow).
+void WriteTaskOutput(const std::string& dir, const std::string& stream,
+                     const std::vector<std::pair<std::string, int>>& lines) {
+  mkdir(dir.c_str(), 0755);
+  std::ofstream log(dir + "/" + stream + ".log", std::ios::binary);
+  std::ofstream idx(dir + "/" + stream + ".idx", std::ios::binary);
+  uint64_t end = 0;
+  for (const auto& [text, second] : lines) {
+    log << text;
+    end += text.size();
+    char record[process_internal::kIndexRecordSize];
+    process_internal::EncodeIndexRecord(end, absl::ToUnixNanos(kNow + absl::Seconds(second)),
+                                        record);
+    idx.write(record, sizeof(record));
+  }
+}
+
+absl::StatusOr<std::vector<std::string>> LinesOf(ProcessExecutor& executor, const std::string& id,
+                                                 const LogOptions& o) {
+  auto reader = executor.OpenLogs(id, o);
+  if (!reader.ok()) return reader.status();
+  bool more = true;
+  std::vector<std::string> lines = ReadLines(**reader, &more);
+  EXPECT_FALSE(more) << "without follow, a reader ends";
+  return lines;
+}
+
+TEST_F(ProcessExecutorTest, OpenLogsMergesTheStreamsByTimeAndTakesTailAndSince) {
+  WriteTaskOutput(TaskDir("t1"), "stdout", {{"a\n", 1}, {"c\n", 3}, {"e\n", 5}});
+  WriteTaskOutput(TaskDir("t1"), "stderr", {{"b\n", 2}, {"d\n", 4}});
+  LogOptions o;
+  EXPECT_THAT(*LinesOf(*executor_, "t1", o), ElementsAre("a\n", "E:b\n", "c\n", "E:d\n", "e\n"));
+  o.tail = 2;
+  EXPECT_THAT(*LinesOf(*executor_, "t1", o), ElementsAre("E:d\n", "e\n"))
+      << "the last lines of both streams together";
+  o.tail = 0;
+  EXPECT_THAT(*LinesOf(*executor_, "t1", o), IsEmpty());
+  o.tail = 100;
+  EXPECT_EQ(LinesOf(*executor_, "t1", o)->size(), 5u);
+  o.tail = -1;
+  o.since = kNow + absl::Seconds(3);
+  EXPECT_THAT(*LinesOf(*executor_, "t1", o), ElementsAre("c\n", "E:d\n", "e\n"))
+      << "from the line written at `since` on";
+  o.tail = 2;
+  EXPECT_THAT(*LinesOf(*executor_, "t1", o), ElementsAre("E:d\n", "e\n"));
+  o = LogOptions();
+  o.include_stderr = false;
+  EXPECT_THAT(*LinesOf(*executor_, "t1", o), ElementsAre("a\n", "c\n", "e\n"));
+  o = LogOptions();
+  o.include_stdout = false;
+  o.tail = 1;
+  EXPECT_THAT(*LinesOf(*executor_, "t1", o), ElementsAre("E:d\n"));
+
+  EXPECT_EQ(executor_->OpenLogs("never-ran", LogOptions()).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(executor_->OpenLogs("../t1", LogOptions()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ProcessExecutorTest, OutputWithoutAnIndexHasTheLogFilesTime) {
+  // As an earlier version of the executor left it: the log alone.
+  ASSERT_EQ(mkdir(TaskDir("t1").c_str(), 0755), 0);
+  std::ofstream(TaskDir("t1") + "/stdout.log") << "one\ntwo\nthree";
+  struct stat st;
+  ASSERT_EQ(stat((TaskDir("t1") + "/stdout.log").c_str(), &st), 0);
+  const absl::Time mtime = absl::TimeFromTimespec(st.st_mtim);
+  auto reader = executor_->OpenLogs("t1", LogOptions());
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  std::vector<absl::Time> times;
+  EXPECT_THAT(ReadLines(**reader, nullptr, &times), ElementsAre("one\n", "two\n", "three"));
+  EXPECT_THAT(times, Each(mtime));
+  LogOptions o;
+  o.tail = 1;
+  EXPECT_THAT(*LinesOf(*executor_, "t1", o), ElementsAre("three"));
+  o.since = mtime + absl::Seconds(1);
+  EXPECT_THAT(*LinesOf(*executor_, "t1", o), IsEmpty());
+}
+
+// A task that writes "before", waits on a FIFO the test writes to, then writes "after" on
+// both streams: the test knows a time between the two.
+class TaskLogTimesTest : public ProcessExecutorTest {
+ protected:
+  void SetUp() override {
+    ProcessExecutorTest::SetUp();
+    fifo_ = root_ + "/go";
+    ASSERT_EQ(mkfifo(fifo_.c_str(), 0600), 0);
+  }
+  std::string Script() const {
+    return absl::StrCat("echo before; read x < ", fifo_, "; echo after; echo oops >&2; ",
+                        "exec sleep 1000");
+  }
+  void Release() {
+    const int fd = open(fifo_.c_str(), O_WRONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(write(fd, "\n", 1), 1);
+    close(fd);
+  }
+  std::string fifo_;
+};
+
+TEST_F(TaskLogTimesTest, EveryLineHasTheTimeItWasWrittenAndSinceSelectsByIt) {
+  auto runner = Started(Sh("t1", Script()));
+  ASSERT_NE(runner, nullptr);
+  ASSERT_TRUE(WaitForFileContaining(TaskDir("t1") + "/stdout.log", "before"));
+  const absl::Time between = absl::Now();
+  ASSERT_NO_FATAL_FAILURE(Release());
+  ASSERT_TRUE(WaitForFileContaining(TaskDir("t1") + "/stderr.log", "oops"));
+
+  // Everything, in order, with times on either side of `between`. Lines are indexed right
+  // after they are copied: wait for the last one's record.
+  std::vector<std::string> lines;
+  std::vector<absl::Time> times;
+  const absl::Time deadline = absl::Now() + kPatience;
+  while (lines.size() < 3 && absl::Now() < deadline) {
+    lines.clear();
+    times.clear();
+    auto reader = executor_->OpenLogs("t1", LogOptions());
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    lines = ReadLines(**reader, nullptr, &times);
+    if (lines.size() < 3) absl::SleepFor(absl::Milliseconds(5));  // another process's writes
+  }
+  ASSERT_THAT(lines, ElementsAre("before\n", "after\n", "E:oops\n"));
+  EXPECT_LT(times[0], between);
+  EXPECT_GT(times[1], between);
+  EXPECT_LE(times[1], times[2]);
+
+  LogOptions o;
+  o.since = between;
+  EXPECT_THAT(*LinesOf(*executor_, "t1", o), ElementsAre("after\n", "E:oops\n"));
+  o.include_stderr = false;
+  o.since = absl::InfinitePast();
+  o.tail = 1;
+  EXPECT_THAT(*LinesOf(*executor_, "t1", o), ElementsAre("after\n"));
+  EXPECT_TRUE(runner->Remove().ok());
+  // The logs stay after the task is removed, and so do their times.
+  EXPECT_THAT(*LinesOf(*executor_, "t1", o), ElementsAre("after\n"));
+}
+
+TEST_F(TaskLogTimesTest, FollowingSeesTheLinesWrittenLater) {
+  auto runner = Started(Sh("t1", Script()));
+  ASSERT_NE(runner, nullptr);
+  ASSERT_TRUE(WaitForFileContaining(TaskDir("t1") + "/stdout.log", "before"));
+  LogOptions o;
+  o.follow = true;
+  auto reader = executor_->OpenLogs("t1", o);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  std::vector<std::string> seen;
+  bool more = false;
+  const absl::Time deadline = absl::Now() + kPatience;
+  while (seen.empty() && absl::Now() < deadline) seen = ReadLines(**reader, &more);
+  EXPECT_TRUE(more) << "a follow never ends by itself";
+  ASSERT_THAT(seen, ElementsAre("before\n"));
+  ASSERT_NO_FATAL_FAILURE(Release());
+  // The reader has no notification: look again until the new lines are there (bounded).
+  while (seen.size() < 3 && absl::Now() < deadline) {
+    for (std::string& l : ReadLines(**reader)) seen.push_back(std::move(l));
+    if (seen.size() < 3) absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_THAT(seen, ElementsAre("before\n", "after\n", "E:oops\n"));
+  EXPECT_TRUE(runner->Remove().ok());
+}
+
+TEST_F(ProcessExecutorTest, ALongLineComesInPiecesAndAnUnfinishedOneAtTheEnd) {
+  TaskController c(Sh("t1", "head -c 40000 /dev/zero | tr '\\0' x; echo; printf tail"), *executor_);
+  StepUntilFinished(c);
+  ASSERT_EQ(c.state(), api::TASK_STATE_COMPLETE);
+  auto reader = executor_->OpenLogs("t1", LogOptions());
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  const std::vector<std::string> lines = ReadLines(**reader);
+  ASSERT_GE(lines.size(), 4u);
+  std::string joined;
+  for (size_t i = 0; i + 1 < lines.size(); ++i) {
+    EXPECT_LE(lines[i].size(), 16u * 1024) << i;
+    joined += lines[i];
+  }
+  EXPECT_EQ(joined, std::string(40000, 'x') + "\n");
+  EXPECT_EQ(lines.back(), "tail") << "the last line, without its newline, once the stream ended";
 }
 
 }  // namespace

@@ -2,9 +2,12 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -95,6 +98,10 @@ struct Prepared {
   int stdin_fd;
   int report_fd;
   int max_fd;
+  // The output pipes (read end, write end) when the supervisor copies the output; -1 otherwise.
+  int out_pipe[2] = {-1, -1};
+  int err_pipe[2] = {-1, -1};
+  bool capture() const { return out_pipe[0] >= 0; }
 };
 
 // Marks every descriptor from 3 up close-on-exec (the report pipe already is).
@@ -106,9 +113,155 @@ void CloseOnExecFrom3(int max_fd) {
   }
 }
 
-void CloseFrom3(int max_fd) {
-  if (close_range(3, ~0U, 0) == 0) return;
-  for (int fd = 3; fd < max_fd; ++fd) close(fd);
+// Closes every descriptor from 3 up but the `n` in `keep`.
+void CloseFrom3Except(int* keep, int n, int max_fd) {
+  // Insertion sort: n is tiny, and nothing here may allocate.
+  for (int i = 1; i < n; ++i) {
+    for (int j = i; j > 0 && keep[j - 1] > keep[j]; --j) {
+      const int t = keep[j];
+      keep[j] = keep[j - 1];
+      keep[j - 1] = t;
+    }
+  }
+  int from = 3;
+  for (int i = 0; i <= n; ++i) {
+    const int upto = i < n ? keep[i] - 1 : -1;  // -1: to the end
+    if (i < n && keep[i] < from) continue;
+    if (upto == -1 || upto >= from) {
+      if (close_range(static_cast<unsigned>(from), upto == -1 ? ~0U : static_cast<unsigned>(upto),
+                      0) != 0) {
+        const int last = upto == -1 ? max_fd - 1 : upto;
+        for (int fd = from; fd <= last; ++fd) close(fd);
+      }
+    }
+    if (i < n) from = keep[i] + 1;
+  }
+}
+
+// ---- Copying the task's output (the supervisor, after fork: no allocation) ----
+
+int64_t NowNanos(clockid_t clock) {
+  struct timespec ts;
+  clock_gettime(clock, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+// Lines longer than this are indexed in pieces of this size, so that a reader sees them before
+// their newline comes (as Docker splits log lines at 16 KiB).
+constexpr uint64_t kMaxLine = 16 * 1024;
+
+// One output stream: the pipe it is read from, the log and index files it is copied to.
+struct Copier {
+  int in = -1;
+  int log = -1;
+  int index = -1;
+  uint64_t offset = 0;      // the log file's size
+  uint64_t line_start = 0;  // where the line not indexed yet starts
+  char records[256 * kIndexRecordSize];
+  size_t records_len = 0;
+
+  void Record(uint64_t end, int64_t now) {
+    EncodeIndexRecord(end, now, records + records_len);
+    records_len += kIndexRecordSize;
+    line_start = end;
+    if (records_len == sizeof(records)) FlushRecords();
+  }
+  void FlushRecords() {
+    if (records_len > 0) WriteAll(index, records, records_len);
+    records_len = 0;
+  }
+  // Copies what the pipe holds now; false at its end (or on an error), when the rest is indexed.
+  bool CopyOnce(char* buf, size_t size) {
+    const ssize_t n = read(in, buf, size);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return true;
+    const int64_t now = NowNanos(CLOCK_REALTIME);
+    if (n <= 0) {
+      if (offset > line_start) Record(offset, now);
+      FlushRecords();
+      return false;
+    }
+    if (!WriteAll(log, buf, static_cast<size_t>(n))) {
+      // Disk full or the like: index from wherever the file ends now.
+      const off_t end = lseek(log, 0, SEEK_END);
+      if (end >= 0) offset = line_start = static_cast<uint64_t>(end);
+      return true;
+    }
+    for (ssize_t i = 0; i < n; ++i) {
+      const uint64_t at = offset + static_cast<uint64_t>(i);
+      if (buf[i] == '\n') {
+        Record(at + 1, now);
+      } else if (at + 1 - line_start >= kMaxLine) {
+        Record(at + 1, now);
+      }
+    }
+    offset += static_cast<uint64_t>(n);
+    FlushRecords();
+    return true;
+  }
+  void Close() {
+    if (in >= 0) close(in);
+    in = -1;
+  }
+};
+
+char g_copy_buf[64 * 1024];
+
+// Waits for the task while copying its output; kills what is left of its process group once it
+// ended; copies what remains (for at most 2 s: whatever left the group may hold the pipes).
+// Returns the task's wait status.
+int CopyUntilEnded(pid_t child, Copier* streams, int n) {
+  const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, child, 0));
+  int status = 0;
+  bool exited = false;
+  int64_t drain_deadline = 0;
+  for (;;) {
+    if (!exited) {
+      const pid_t r = waitpid(child, &status, WNOHANG);
+      if (r < 0 && errno != EINTR) _exit(1);
+      if (r == child) {
+        exited = true;
+        kill(-child, SIGKILL);
+        drain_deadline = NowNanos(CLOCK_MONOTONIC) + 2000000000;
+      }
+    }
+    bool open = false;
+    for (int i = 0; i < n; ++i) open = open || streams[i].in >= 0;
+    if (exited && !open) break;
+    struct pollfd fds[3];
+    int nfds = 0;
+    for (int i = 0; i < n; ++i) {
+      if (streams[i].in >= 0) fds[nfds++] = {streams[i].in, POLLIN, 0};
+    }
+    if (!exited && pidfd >= 0) fds[nfds++] = {pidfd, POLLIN, 0};
+    int timeout_ms = -1;
+    if (exited) {
+      const int64_t left = drain_deadline - NowNanos(CLOCK_MONOTONIC);
+      if (left <= 0) break;
+      timeout_ms = static_cast<int>(left / 1000000) + 1;
+    } else if (pidfd < 0) {
+      timeout_ms = 100;  // no pidfd (kernel < 5.3): look again for the task's end
+    }
+    const int r = poll(fds, static_cast<nfds_t>(nfds), timeout_ms);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) continue;
+    for (int i = 0; i < nfds; ++i) {
+      if (fds[i].revents == 0) continue;
+      for (int k = 0; k < n; ++k) {
+        if (streams[k].in != fds[i].fd) continue;
+        if (!streams[k].CopyOnce(g_copy_buf, sizeof(g_copy_buf))) streams[k].Close();
+      }
+    }
+  }
+  for (int k = 0; k < n; ++k) {
+    if (streams[k].in < 0) continue;
+    if (streams[k].offset > streams[k].line_start) {
+      streams[k].Record(streams[k].offset, NowNanos(CLOCK_REALTIME));
+    }
+    streams[k].FlushRecords();
+    streams[k].Close();
+  }
+  if (pidfd >= 0) close(pidfd);
+  return status;  // the loop ends only once the task was reaped
 }
 
 // The task process, in the supervisor's fork: its own process group, its cgroup, output to the
@@ -142,7 +295,9 @@ void CloseFrom3(int max_fd) {
     }
   }
 
-  if (dup2(p.stdin_fd, 0) < 0 || dup2(s.stdout_fd, 1) < 0 || dup2(s.stderr_fd, 2) < 0) {
+  const int out = p.capture() ? p.out_pipe[1] : s.stdout_fd;
+  const int err = p.capture() ? p.err_pipe[1] : s.stderr_fd;
+  if (dup2(p.stdin_fd, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) {
     SendReport(p.report_fd, kStageStdio, errno);
     _exit(127);
   }
@@ -207,6 +362,11 @@ void CloseFrom3(int max_fd) {
   }
   if (child == 0) RunTask(p);
   setpgid(child, child);  // the child does it too: whichever runs first
+  if (p.capture()) {
+    // Only the task writes into the pipes: their end is the end of its output.
+    close(p.out_pipe[1]);
+    close(p.err_pipe[1]);
+  }
 
   // The task is our unreaped child, so its /proc entry exists even if it already ended.
   errno = 0;
@@ -240,17 +400,36 @@ void CloseFrom3(int max_fd) {
 
   // Let go of the daemon's descriptors: closing the report pipe tells it the start is over
   // (the task's copy closes at exec), and a listening socket must not outlive the daemon here.
+  // The output's pipes and files stay when the supervisor copies them.
   dup2(p.stdin_fd, 0);
   dup2(p.stdin_fd, 1);
   dup2(p.stdin_fd, 2);
-  CloseFrom3(p.max_fd);
+  int keep[6] = {p.out_pipe[0], p.err_pipe[0],     s.stdout_fd,
+                 s.stderr_fd,   s.stdout_index_fd, s.stderr_index_fd};
+  CloseFrom3Except(keep, p.capture() ? 6 : 0, p.max_fd);
 
   int status = 0;
-  while (waitpid(child, &status, 0) < 0) {
-    if (errno != EINTR) _exit(1);
+  if (p.capture()) {
+    Copier streams[2];
+    const int in[2] = {p.out_pipe[0], p.err_pipe[0]};
+    const int log[2] = {s.stdout_fd, s.stderr_fd};
+    const int index[2] = {s.stdout_index_fd, s.stderr_index_fd};
+    for (int i = 0; i < 2; ++i) {
+      streams[i].in = in[i];
+      streams[i].log = log[i];
+      streams[i].index = index[i];
+      const off_t end = lseek(log[i], 0, SEEK_END);
+      streams[i].offset = streams[i].line_start = end > 0 ? static_cast<uint64_t>(end) : 0;
+    }
+    // Copies until the task ended, and kills the rest of its process group then.
+    status = CopyUntilEnded(child, streams, 2);
+  } else {
+    while (waitpid(child, &status, 0) < 0) {
+      if (errno != EINTR) _exit(1);
+    }
+    // As a container ends with its main process, so does the rest of the task's process group.
+    kill(-child, SIGKILL);
   }
-  // As a container ends with its main process, so does the rest of the task's process group.
-  kill(-child, SIGKILL);
 
   Buf text;
   if (WIFSIGNALED(status)) {
@@ -313,9 +492,26 @@ absl::StatusOr<pid_t> SpawnSupervised(const LaunchSpec& spec) {
 
   p.stdin_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (p.stdin_fd < 0) return absl::ErrnoToStatus(errno, "opening /dev/null");
+  auto close_output_pipes = [&p] {
+    for (int* fds : {p.out_pipe, p.err_pipe}) {
+      for (int i = 0; i < 2; ++i) {
+        if (fds[i] >= 0) close(fds[i]);
+        fds[i] = -1;
+      }
+    }
+  };
+  if (spec.stdout_index_fd >= 0 && spec.stderr_index_fd >= 0) {
+    if (pipe2(p.out_pipe, O_CLOEXEC) != 0 || pipe2(p.err_pipe, O_CLOEXEC) != 0) {
+      const int err = errno;
+      close_output_pipes();
+      close(p.stdin_fd);
+      return absl::ErrnoToStatus(err, "pipe for the task's output");
+    }
+  }
   int pipe_fds[2];
   if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
     const int err = errno;
+    close_output_pipes();
     close(p.stdin_fd);
     return absl::ErrnoToStatus(err, "pipe");
   }
@@ -326,6 +522,7 @@ absl::StatusOr<pid_t> SpawnSupervised(const LaunchSpec& spec) {
   const int fork_error = errno;
   close(pipe_fds[1]);
   close(p.stdin_fd);
+  close_output_pipes();  // the supervisor and the task hold theirs
   if (supervisor < 0) {
     close(pipe_fds[0]);
     return absl::ErrnoToStatus(fork_error, "fork");
@@ -352,6 +549,25 @@ absl::StatusOr<pid_t> SpawnSupervised(const LaunchSpec& spec) {
   while (waitpid(supervisor, nullptr, 0) < 0 && errno == EINTR) {
   }
   return absl::ErrnoToStatus(first.error, StageText(spec, first));
+}
+
+void EncodeIndexRecord(uint64_t end, int64_t unix_nanos, char out[kIndexRecordSize]) {
+  const uint64_t t = static_cast<uint64_t>(unix_nanos);
+  for (int i = 0; i < 8; ++i) {
+    out[i] = static_cast<char>((end >> (8 * i)) & 0xff);
+    out[8 + i] = static_cast<char>((t >> (8 * i)) & 0xff);
+  }
+}
+
+void DecodeIndexRecord(const char in[kIndexRecordSize], uint64_t* end, int64_t* unix_nanos) {
+  uint64_t e = 0;
+  uint64_t t = 0;
+  for (int i = 7; i >= 0; --i) {
+    e = (e << 8) | static_cast<unsigned char>(in[i]);
+    t = (t << 8) | static_cast<unsigned char>(in[8 + i]);
+  }
+  *end = e;
+  *unix_nanos = static_cast<int64_t>(t);
 }
 
 bool ReadStartTime(pid_t pid, uint64_t* start_time, char* state) {

@@ -39,16 +39,33 @@ struct LaunchSpec {
   // "<code>\n<error>\n" once the task ended; both through "<path>.tmp" and a rename.
   std::string pid_path;
   std::string exit_path;
-  // The task's stdout and stderr (opened with O_CLOEXEC; the task gets them through dup2).
+  // The files the task's stdout and stderr go to (opened with O_APPEND | O_CLOEXEC).
   int stdout_fd = -1;
   int stderr_fd = -1;
+  // With both set, the task writes into pipes that the supervisor copies to stdout_fd and
+  // stderr_fd as it reads them, and for each line appends a record to the stream's index file
+  // (opened with O_APPEND | O_CLOEXEC): where the line ends in the log file and when it was
+  // read (WriteIndexRecord). -1: the task gets stdout_fd and stderr_fd themselves (no times).
+  int stdout_index_fd = -1;
+  int stderr_index_fd = -1;
 };
 
+// One index record: 16 bytes, little-endian: the offset just past the line's last byte in
+// the log file (uint64), then the time the supervisor read it, in nanoseconds since the Unix
+// epoch (int64). A line is a run of bytes ending in '\n', or the rest of the output when the
+// task's stream closed without one.
+inline constexpr size_t kIndexRecordSize = 16;
+void EncodeIndexRecord(uint64_t end, int64_t unix_nanos, char out[kIndexRecordSize]);
+void DecodeIndexRecord(const char in[kIndexRecordSize], uint64_t* end, int64_t* unix_nanos);
+
 // Forks the supervisor (setsid), which forks the task (its own process group) and supervises it
-// as described in process_executor.h. Returns the supervisor's pid once the task has exec'd
-// and the pid file is written. On failure (fork, pid file, cgroup, user, chdir, exec) returns
-// the reason, e.g. `exec "foo": No such file or directory`, after the supervisor has ended and
-// been reaped. The caller reaps the supervisor otherwise.
+// as described in process_executor.h: it waits for the task while it copies its output (with
+// index files), then kills what is left of the task's process group, copies what remains
+// (for at most a second once nothing more comes), and writes the exit file. Returns the
+// supervisor's pid once the task has exec'd and the pid file is written. On failure (fork, pid
+// file, cgroup, user, chdir, exec) returns the reason, e.g. `exec "foo": No such file or
+// directory`, after the supervisor has ended and been reaped. The caller reaps the supervisor
+// otherwise.
 absl::StatusOr<pid_t> SpawnSupervised(const LaunchSpec& spec);
 
 // Reads field 22 of /proc/<pid>/stat (the start time in clock ticks since boot: with the pid, it

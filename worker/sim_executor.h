@@ -6,6 +6,8 @@
 //   sim:exit0    it starts and exits 0 at once: the task completes (jobs);
 //   anything else runs until stopped.
 //
+// It keeps no output: OpenLogs is UNIMPLEMENTED, so `service logs` shows nothing of its tasks.
+//
 // Thread-safety: thread-safe.
 #pragma once
 

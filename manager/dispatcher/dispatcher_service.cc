@@ -1,119 +1,13 @@
 #include "manager/dispatcher/dispatcher_service.h"
 
-#include <deque>
-#include <optional>
 #include <utility>
 
 #include "common/grpc_status.h"
+#include "common/grpc_stream.h"
 #include "pki/grpc_authorizer.h"
 
 namespace shoal::manager::dispatcher {
 namespace {
-
-// One server stream's writes, shared between its reactor (owned by gRPC) and the dispatcher
-// (which holds it as a sink). At most one write is in flight; Finish comes after the last.
-// Once Send has started a write, End defers Finish to that write's completion, so the reactor
-// outlives every call made on it.
-template <typename Msg>
-class Outbox {
- public:
-  explicit Outbox(grpc::ServerWriteReactor<Msg>* reactor) : reactor_(reactor) {}
-
-  void Send(const Msg& m) {
-    const Msg* start = nullptr;
-    {
-      absl::MutexLock lock(&mu_);
-      if (ending_) return;
-      queue_.push_back(m);
-      if (!writing_) {
-        writing_ = true;
-        current_ = std::move(queue_.front());
-        queue_.pop_front();
-        start = &current_;
-      }
-    }
-    if (start != nullptr) reactor_->StartWrite(start);
-  }
-
-  void End(const grpc::Status& s) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (ending_) return;
-      ending_ = true;
-      end_ = s;
-      if (writing_) return;  // OnWriteDone finishes
-      finished_ = true;
-    }
-    reactor_->Finish(s);
-  }
-
-  void OnWriteDone(bool ok) {
-    const Msg* start = nullptr;
-    std::optional<grpc::Status> finish;
-    {
-      absl::MutexLock lock(&mu_);
-      if (!ok) {
-        ending_ = true;
-        queue_.clear();
-        if (!end_) end_ = grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
-      }
-      if (!queue_.empty()) {
-        current_ = std::move(queue_.front());
-        queue_.pop_front();
-        start = &current_;
-      } else {
-        writing_ = false;
-        if (ending_ && !finished_) {
-          finished_ = true;
-          finish = end_;
-        }
-      }
-    }
-    if (start != nullptr) reactor_->StartWrite(start);
-    if (finish) reactor_->Finish(*finish);
-  }
-
- private:
-  grpc::ServerWriteReactor<Msg>* const reactor_;
-  absl::Mutex mu_;
-  std::deque<Msg> queue_ ABSL_GUARDED_BY(mu_);
-  Msg current_;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool ending_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  std::optional<grpc::Status> end_ ABSL_GUARDED_BY(mu_);
-};
-
-template <typename Msg, typename SinkBase>
-class StreamSink final : public SinkBase {
- public:
-  explicit StreamSink(std::shared_ptr<Outbox<Msg>> box) : box_(std::move(box)) {}
-  void Send(const Msg& m) override { box_->Send(m); }
-  void End(const absl::Status& why) override { box_->End(ToGrpcStatus(why)); }
-
- private:
-  std::shared_ptr<Outbox<Msg>> box_;
-};
-
-template <typename Msg>
-class StreamReactor : public grpc::ServerWriteReactor<Msg> {
- public:
-  StreamReactor() : box_(std::make_shared<Outbox<Msg>>(this)) {}
-  std::shared_ptr<Outbox<Msg>> box() { return box_; }
-  // Called when the client cancels: the dispatcher forgets the stream.
-  void SetOnCancel(std::function<void()> f) { on_cancel_ = std::move(f); }
-
-  void OnWriteDone(bool ok) override { box_->OnWriteDone(ok); }
-  void OnCancel() override {
-    if (on_cancel_) on_cancel_();
-    box_->End(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client"));
-  }
-  void OnDone() override { delete this; }
-
- private:
-  std::shared_ptr<Outbox<Msg>> box_;
-  std::function<void()> on_cancel_;
-};
 
 api::NodeRole NodeRoleOf(api::CertificateRole role) {
   return role == api::CERTIFICATE_ROLE_MANAGER ? api::NODE_ROLE_MANAGER : api::NODE_ROLE_WORKER;
@@ -156,7 +50,7 @@ grpc::Status DispatcherService::NotLeader(grpc::CallbackServerContext* context) 
 
 grpc::ServerWriteReactor<api::SessionMessage>* DispatcherService::Session(
     grpc::CallbackServerContext* context, const api::SessionRequest* request) {
-  auto* reactor = new StreamReactor<api::SessionMessage>();
+  auto* reactor = new WriteStreamReactor<api::SessionMessage>();
   auto peer = pki::AuthenticatedPeer(*context->auth_context());
   std::shared_ptr<Dispatcher> d = current();
   if (!peer.ok()) {
@@ -167,8 +61,8 @@ grpc::ServerWriteReactor<api::SessionMessage>* DispatcherService::Session(
     reactor->box()->End(NotLeader(context));
     return reactor;
   }
-  auto sink = std::make_shared<StreamSink<api::SessionMessage, Dispatcher::SessionSink>>(
-      reactor->box());
+  auto sink =
+      std::make_shared<OutboxSink<api::SessionMessage, Dispatcher::SessionSink>>(reactor->box());
   auto session = d->OpenSession(peer->subject, NodeRoleOf(peer->role), request->description(),
                                 PeerIp(*context), sink);
   if (!session.ok()) {
@@ -223,7 +117,7 @@ grpc::ServerUnaryReactor* DispatcherService::UpdateTaskStatus(
 
 grpc::ServerWriteReactor<api::AssignmentsMessage>* DispatcherService::Assignments(
     grpc::CallbackServerContext* context, const api::AssignmentsRequest* request) {
-  auto* reactor = new StreamReactor<api::AssignmentsMessage>();
+  auto* reactor = new WriteStreamReactor<api::AssignmentsMessage>();
   auto peer = pki::AuthenticatedPeer(*context->auth_context());
   std::shared_ptr<Dispatcher> d = current();
   if (!peer.ok()) {
@@ -234,7 +128,7 @@ grpc::ServerWriteReactor<api::AssignmentsMessage>* DispatcherService::Assignment
     reactor->box()->End(NotLeader(context));
     return reactor;
   }
-  auto sink = std::make_shared<StreamSink<api::AssignmentsMessage, Dispatcher::AssignmentSink>>(
+  auto sink = std::make_shared<OutboxSink<api::AssignmentsMessage, Dispatcher::AssignmentSink>>(
       reactor->box());
   const Dispatcher::AssignmentSink* raw = sink.get();
   std::weak_ptr<Dispatcher> weak = d;

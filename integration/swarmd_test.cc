@@ -730,11 +730,29 @@ TEST_F(ProcessExecutorTest, TasksRunAsProcessesSurviveARestartOfTheirDaemonAndSt
   EXPECT_EQ(Processes(Node("w1")), before);
   ASSERT_TRUE(Eventually([&] { return Total(RunningByNode(Node("m1"), "echo")) == 4; }));
 
-  // Scaled to zero: every process is stopped.
+  // Scaled to zero: every process is stopped; the task directories (logs) stay while the
+  // tasks are in the cluster's history.
   ASSERT_TRUE(Scale(Node("m1"), "echo", 0).ok());
   ASSERT_TRUE(Eventually([&] {
     return Processes(Node("w1")).empty() && Processes(Node("m1")).empty();
   }));
+  for (const auto& [task, pid] : before) {
+    EXPECT_TRUE(std::filesystem::exists(Node("w1").state_dir() + "/tasks/" + task + "/stdout.log"));
+  }
+  // Removed with the service: the tasks leave the store, and their files leave the nodes.
+  const CommandResult r = Local(Node("m1"), {"service", "rm", "echo"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto task_dirs = [](SwarmdProcess& node) {
+    std::error_code ec;
+    size_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(node.state_dir() + "/tasks", ec)) {
+      n += e.is_directory();
+    }
+    return n;
+  };
+  ASSERT_TRUE(Eventually([&] { return task_dirs(Node("w1")) + task_dirs(Node("m1")) == 0; }))
+      << task_dirs(Node("w1")) << " task directories left on w1, " << task_dirs(Node("m1"))
+      << " on m1";
 }
 
 // `swarmctl service logs` through a manager's socket, the leader's and a follower's (which

@@ -358,6 +358,12 @@ void Agent::Apply(const api::AssignmentsMessage& m) {
     unassigned_.erase(id);
     auto it = tasks_.find(id);
     if (it == tasks_.end()) {
+      // A finished task this worker does not know (its history, after the task database was
+      // lost): nothing to run or stop.
+      if (t.status().state() > api::TASK_STATE_RUNNING &&
+          t.desired_state() > api::TASK_STATE_RUNNING) {
+        continue;
+      }
       tasks_[id] = std::make_unique<TaskController>(t, *options_.executor);
     } else {
       it->second->Update(t);
@@ -399,6 +405,10 @@ void Agent::RunLoop() {
       tasks_.erase(id);  // releases what the runner holds
       unassigned_.erase(id);
       Forget(id);
+      // The cluster deleted it (it is no longer assigned, even as history): its logs go too.
+      if (absl::Status s = options_.executor->DeleteTask(id); !s.ok()) {
+        log::Warning(kLog, "cannot delete a removed task's files", {{"task", id}, {"error", s}});
+      }
     }
     {
       absl::MutexLock lock(&mu_);

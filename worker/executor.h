@@ -99,6 +99,12 @@ class Executor {
     (void)options;
     return absl::UnimplementedError("this executor keeps no logs");
   }
+  // Deletes what is kept of a task that ended and that the cluster deleted (its logs). Called
+  // once no runner for it exists. OK when nothing is kept.
+  virtual absl::Status DeleteTask(const std::string& task_id) {
+    (void)task_id;
+    return absl::OkStatus();
+  }
 };
 
 }  // namespace shoal::worker

@@ -109,6 +109,7 @@ class ProcessExecutor : public Executor {
   // Deletes the task's directory (logs included), for when the task itself is removed. Must
   // not be called while a runner for it exists. OK if there is none; INVALID_ARGUMENT as Logs.
   absl::Status DeleteTaskFiles(absl::string_view task_id);
+  absl::Status DeleteTask(const std::string& task_id) override { return DeleteTaskFiles(task_id); }
 
   // Whether tasks get cgroups (decided by Create).
   bool cgroups_enabled() const { return cgroups_enabled_; }

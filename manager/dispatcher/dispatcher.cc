@@ -63,8 +63,8 @@ AssignmentSet AssignmentsOf(const std::string& node_id, const ReadTx& tx) {
   for (const api::Task* t : tx.TasksOnNode(node_id)) {
     const auto state = t->status().state();
     if (state < api::TASK_STATE_ASSIGNED) continue;
-    // Finished and no longer wanted: the node may forget it.
-    if (state > api::TASK_STATE_RUNNING && t->desired_state() > api::TASK_STATE_RUNNING) continue;
+    // A finished task stays assigned until the store deletes it (the task history): the node
+    // keeps its logs until then, as Docker keeps a container until its task is removed.
     *out[{0, t->meta().id()}].mutable_task() = *t;
     if (t->desired_state() > api::TASK_STATE_RUNNING) continue;
     // Only what a task the node should run references.

@@ -93,22 +93,24 @@ class WorkerControl final : public api::Control::Service {
   }
 };
 
-class SwarmctlTest : public ::testing::Test {
+// swarmctl (shoal::cli::Run) against fake services on a unix socket, as swarmd serves them.
+class SocketTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void Serve(const std::string& name, std::initializer_list<grpc::Service*> services) {
     const char* tmp = std::getenv("TEST_TMPDIR");
-    socket_ = std::string(tmp ? tmp : "/tmp") + "/swarmd.sock";
-    if (socket_.size() > 100) socket_ = "/tmp/swarmctl-test-" + std::to_string(getpid()) + ".sock";
+    socket_ = std::string(tmp ? tmp : "/tmp") + "/" + name + ".sock";
+    if (socket_.size() > 100) {
+      socket_ = "/tmp/swarmctl-" + name + "-" + std::to_string(getpid()) + ".sock";
+    }
     std::filesystem::remove(socket_);
     grpc::ServerBuilder b;
     b.AddListeningPort("unix:" + socket_, grpc::InsecureServerCredentials());
-    b.RegisterService(&node_control_);
-    b.RegisterService(&control_);
+    for (grpc::Service* s : services) b.RegisterService(s);
     server_ = b.BuildAndStart();
     ASSERT_NE(server_, nullptr);
   }
   void TearDown() override {
-    server_->Shutdown();
+    if (server_ != nullptr) server_->Shutdown();
     std::filesystem::remove(socket_);
   }
 
@@ -116,7 +118,7 @@ class SwarmctlTest : public ::testing::Test {
     int code;
     std::string out, err;
   };
-  Result Cli(std::vector<std::string> args) {
+  Result Run(std::vector<std::string> args) {
     args.insert(args.begin(), {"--socket", socket_});
     std::ostringstream out, err;
     const int code = shoal::cli::Run(args, out, err);
@@ -124,9 +126,16 @@ class SwarmctlTest : public ::testing::Test {
   }
 
   std::string socket_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+class SwarmctlTest : public SocketTest {
+ protected:
+  void SetUp() override { Serve("swarmd", {&node_control_, &control_}); }
+  Result Cli(std::vector<std::string> args) { return Run(std::move(args)); }
+
   FakeNodeControl node_control_;
   WorkerControl control_;
-  std::unique_ptr<grpc::Server> server_;
 };
 
 TEST_F(SwarmctlTest, InitPrintsTheJoinCommandAsDockerDoes) {
@@ -348,45 +357,24 @@ class FakeLogs final : public api::Logs::Service {
   std::vector<api::SubscribeLogsMessage> replies;
 };
 
-class ServiceLogsTest : public ::testing::Test {
+class ServiceLogsTest : public SocketTest {
  protected:
   void SetUp() override {
-    const char* tmp = std::getenv("TEST_TMPDIR");
-    socket_ = std::string(tmp ? tmp : "/tmp") + "/manager.sock";
-    if (socket_.size() > 100) socket_ = "/tmp/swarmctl-logs-" + std::to_string(getpid()) + ".sock";
-    std::filesystem::remove(socket_);
     api::SubscribeLogsMessage first;
     *first.add_messages() = FakeLogs::Line(kTask1, "n1", "hello\n");
     *first.add_messages() = FakeLogs::Line(kTask2, "n2", "oops\n", /*is_stderr=*/true);
     api::SubscribeLogsMessage last;
     *last.add_messages() = FakeLogs::Line(kTask1, "n1", "no newline");
     logs_.replies = {first, last};
-    grpc::ServerBuilder b;
-    b.AddListeningPort("unix:" + socket_, grpc::InsecureServerCredentials());
-    b.RegisterService(&control_);
-    b.RegisterService(&logs_);
-    server_ = b.BuildAndStart();
-    ASSERT_NE(server_, nullptr);
+    Serve("manager", {&control_, &logs_});
   }
-  void TearDown() override {
-    server_->Shutdown();
-    std::filesystem::remove(socket_);
-  }
-  struct Result {
-    int code;
-    std::string out, err;
-  };
   Result Cli(std::vector<std::string> args) {
-    args.insert(args.begin(), {"--socket", socket_, "service", "logs"});
-    std::ostringstream out, err;
-    const int code = shoal::cli::Run(args, out, err);
-    return {code, out.str(), err.str()};
+    args.insert(args.begin(), {"service", "logs"});
+    return Run(std::move(args));
   }
 
-  std::string socket_;
   ManagerControl control_;
   FakeLogs logs_;
-  std::unique_ptr<grpc::Server> server_;
 };
 
 TEST_F(ServiceLogsTest, EachLineIsPrefixedWithItsTaskAndNodeAsDockerDoes) {

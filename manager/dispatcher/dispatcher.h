@@ -38,6 +38,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/id.h"
+#include "common/stream_sink.h"
 #include "manager/store/store.h"
 #include "proto/dispatcher.pb.h"
 
@@ -70,20 +71,10 @@ class Dispatcher {
     RandomBytesFn random;
   };
 
-  // Where a node's streams go (implemented by the gRPC reactors, and by tests).
-  class SessionSink {
-   public:
-    virtual ~SessionSink() = default;
-    virtual void Send(const api::SessionMessage& m) = 0;
-    // The stream is over (replaced by a newer session, or the dispatcher stopped).
-    virtual void End(const absl::Status& why) = 0;
-  };
-  class AssignmentSink {
-   public:
-    virtual ~AssignmentSink() = default;
-    virtual void Send(const api::AssignmentsMessage& m) = 0;
-    virtual void End(const absl::Status& why) = 0;
-  };
+  // Where a node's streams go (implemented by the gRPC reactors, and by tests). A stream
+  // ends when a newer session replaces it or the dispatcher stops.
+  using SessionSink = StreamSink<api::SessionMessage>;
+  using AssignmentSink = StreamSink<api::AssignmentsMessage>;
 
   explicit Dispatcher(Options options);
   ~Dispatcher();

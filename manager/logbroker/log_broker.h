@@ -46,6 +46,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/id.h"
+#include "common/stream_sink.h"
 #include "manager/store/store.h"
 #include "proto/logs.pb.h"
 
@@ -107,12 +108,7 @@ class LogBroker {
   };
 
   // Where a worker's ListenSubscriptions stream goes (the gRPC reactor, or a test).
-  class ListenerSink {
-   public:
-    virtual ~ListenerSink() = default;
-    virtual void Send(const api::SubscriptionMessage& m) = 0;
-    virtual void End(const absl::Status& why) = 0;
-  };
+  using ListenerSink = StreamSink<api::SubscriptionMessage>;
 
   explicit LogBroker(Options options);
   ~LogBroker();

@@ -72,8 +72,7 @@ absl::Status SwarmdProcess::Start() {
       "--hostname=" + options_.name,
       "--executor=" + options_.executor,
       "--control-socket=" + socket(),
-      // Fast elections on loopback: 10 ticks of 20 ms.
-      "--raft-tick-ms=20",
+      absl::StrCat("--raft-tick-ms=", options_.raft_tick_ms),
   };
   args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
   const int log = ::open(log_path().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -135,11 +134,24 @@ void SwarmdProcess::Kill() {
   pid_ = -1;
 }
 
-absl::Status SwarmdProcess::Stop() {
+absl::Status SwarmdProcess::Stop(absl::Duration grace) {
   if (pid_ <= 0) return absl::OkStatus();
   ::kill(pid_, SIGTERM);
   int status = 0;
-  ::waitpid(pid_, &status, 0);
+  if (grace == absl::InfiniteDuration()) {
+    ::waitpid(pid_, &status, 0);
+  } else {
+    const absl::Time deadline = absl::Now() + grace;
+    while (::waitpid(pid_, &status, WNOHANG) == 0) {
+      if (absl::Now() >= deadline) {
+        Kill();
+        return absl::DeadlineExceededError(absl::StrCat(options_.name, ": swarmd still ran ",
+                                                        absl::FormatDuration(grace),
+                                                        " after SIGTERM: killed"));
+      }
+      absl::SleepFor(absl::Milliseconds(20));  // polling another process's exit
+    }
+  }
   pid_ = -1;
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return absl::OkStatus();
   return absl::InternalError(absl::StrCat(options_.name, ": swarmd did not stop cleanly (status ",

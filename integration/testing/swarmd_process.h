@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "proto/control.grpc.pb.h"
 #include "proto/node_control.grpc.pb.h"
 
@@ -27,6 +28,9 @@ class SwarmdProcess {
     std::string dir;   // state dir, socket and log go under it
     int port = 0;      // 0: FreePort()
     std::string executor = "sim";
+    // Fast elections on loopback for tests (10 ticks of 20 ms); a benchmark of an idle
+    // manager wants swarmd's own default (100 ms), as a tick is work done at idle.
+    int raft_tick_ms = 20;
     std::vector<std::string> extra_args;
   };
   explicit SwarmdProcess(Options options);
@@ -38,7 +42,9 @@ class SwarmdProcess {
   // Kills what the process executor started for it, by the pids in its task directories
   // (the destructor does, after Kill).
   void KillTasks();
-  absl::Status Stop();  // SIGTERM, reaped; an error if it did not exit 0
+  // SIGTERM, reaped; an error if it did not exit 0. One still running after `grace` is
+  // SIGKILLed and reaped (DEADLINE_EXCEEDED).
+  absl::Status Stop(absl::Duration grace = absl::InfiniteDuration());
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
 

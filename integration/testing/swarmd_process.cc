@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -77,15 +78,21 @@ absl::Status SwarmdProcess::Start() {
   args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
   const int log = ::open(log_path().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log < 0) return absl::InternalError("cannot open " + log_path());
+  // Built before the fork: the child of a threaded process may not allocate.
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) return absl::InternalError("fork failed");
   if (pid == 0) {
     ::dup2(log, 1);
     ::dup2(log, 2);
     ::setpgid(0, 0);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
+    // A test or benchmark that crashes leaves no daemon behind (its own process group keeps
+    // it from a terminal's ^C, so nothing else would end it).
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) _exit(127);  // the parent died before prctl
     ::execv(argv[0], argv.data());
     _exit(127);
   }

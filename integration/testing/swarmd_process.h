@@ -1,6 +1,8 @@
 // A real swarmd binary run by a test: its own state directory, control socket and loopback
 // port, its output in a log file under the test's directory. Start, SIGKILL (a machine that
-// dies), SIGTERM (a clean stop), and clients of its control socket.
+// dies), SIGTERM (a clean stop), and clients of its control socket. The daemon gets SIGKILL
+// when the thread that started it ends (PR_SET_PDEATHSIG): start it from the thread that owns
+// it (a test's thread, a benchmark's main), so that a crash leaves no daemon behind.
 //
 // Thread-safety: from the test thread.
 #pragma once

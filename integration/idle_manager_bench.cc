@@ -24,11 +24,12 @@
 //     process.
 //
 // Measured: after every node is READY (ListNodes through the control socket) and --settle
-// seconds more, over --window seconds during which nothing calls the manager but the agents'
-// heartbeats: VmRSS and Threads from /proc/PID/status (sampled each second), and utime + stime
-// from /proc/PID/stat (the delta over the window, as % of one core). Also the RSS before any
-// worker joined. The swarmd process is stopped by its pid (SIGTERM, SIGKILL after 10 s) and the
-// temporary directory removed at the end, or on SIGINT/SIGTERM.
+// seconds more (default 120: the manager's RSS still grows for about 90 s after the last node
+// is READY, then stays within a MiB), over --window seconds during which nothing calls the
+// manager but the agents' heartbeats: VmRSS and Threads from /proc/PID/status (sampled each
+// second), and utime + stime from /proc/PID/stat (the delta over the window, as % of one core).
+// Also the RSS before any worker joined. The swarmd process is stopped by its pid (SIGTERM,
+// SIGKILL after 10 s) and the temporary directory removed at the end, or on SIGINT/SIGTERM.
 #include <signal.h>
 #include <unistd.h>
 
@@ -181,7 +182,7 @@ absl::StatusOr<SimWorker> JoinAndStart(const std::string& manager_addr, const st
 struct Flags {
   int workers = 1000;
   double window_s = 30;
-  double settle_s = 10;
+  double settle_s = 120;
   double heartbeat_s = 5;
   int join_threads = 4;
   int raft_tick_ms = 100;

@@ -36,12 +36,20 @@ grpc::Status GrpcAuthorizer::Process(const InputMetadata& auth_metadata, grpc::A
                {{"method", method}, {"reason", std::string(grant.status().message())}});
     return ToGrpcStatus(grant.status());
   }
+  // `context` is the connection's, shared by all its calls (grpc/grpc#28809): what one call adds,
+  // every later call on the connection sees. The identity comes from the connection's
+  // certificate and is the same for each call, so it is added once; added per call, it grew the
+  // context by three properties per heartbeat without bound, and every lookup (a scan) with it.
+  // Readers take the first value, so adding once changes no answer.
   if (grant->peer.has_value()) {
-    context->AddProperty(kNodeIdProperty, grant->peer->subject);
-    context->AddProperty(kRoleProperty, std::string(RoleName(grant->peer->role)));
-    context->AddProperty(kClusterIdProperty, grant->peer->cluster_id);
-    context->SetPeerIdentityPropertyName(kNodeIdProperty);
-  } else if (!grant->anonymous_reason.empty()) {
+    if (!FirstProperty(*context, kNodeIdProperty)) {
+      context->AddProperty(kNodeIdProperty, grant->peer->subject);
+      context->AddProperty(kRoleProperty, std::string(RoleName(grant->peer->role)));
+      context->AddProperty(kClusterIdProperty, grant->peer->cluster_id);
+      context->SetPeerIdentityPropertyName(kNodeIdProperty);
+    }
+  } else if (!grant->anonymous_reason.empty() &&
+             !FirstProperty(*context, kAnonymousReasonProperty)) {
     context->AddProperty(kAnonymousReasonProperty, grant->anonymous_reason);
   }
   return grpc::Status::OK;

@@ -269,5 +269,53 @@ TEST(AuthenticatedPeerTest, HandlersSeeTheVerifiedIdentity) {
   server->Shutdown(std::chrono::system_clock::now());
 }
 
+// Answers with the number of properties its call's AuthContext holds.
+class PropertyCountingControl final : public api::Control::Service {
+ public:
+  grpc::Status GetCluster(grpc::ServerContext* ctx, const api::GetClusterRequest*,
+                          api::GetClusterResponse*) override {
+    std::shared_ptr<const grpc::AuthContext> auth = ctx->auth_context();
+    int n = 0;
+    for (auto it = auth->begin(); it != auth->end(); ++it) ++n;
+    return grpc::Status(grpc::StatusCode::ALREADY_EXISTS, std::to_string(n));
+  }
+};
+
+// gRPC hands the processor the connection's AuthContext, shared by every call on it: what the
+// authorizer added per call stayed there, so a worker's heartbeats grew it (and every lookup,
+// which scans it) without bound.
+TEST(AuthenticatedPeerTest, CallsOnOneConnectionDoNotGrowItsAuthContext) {
+  ManualClock clock(absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now())));
+  auto pki = TestPki::Create(kCluster, clock);
+  ASSERT_TRUE(pki.ok());
+  auto mdir = (*pki)->IssueDir("m1", api::CERTIFICATE_ROLE_MANAGER);
+  auto odir = (*pki)->IssueDir("ci", api::CERTIFICATE_ROLE_OPERATOR);
+  ASSERT_TRUE(mdir.ok() && odir.ok());
+  auto check = AccessCheck::Create({kCluster, (*pki)->ca().cert_pem()}, clock, nullptr);
+  ASSERT_TRUE(check.ok());
+  PropertyCountingControl control;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", ServerCredentials(*mdir, std::move(*check)), &port);
+  builder.RegisterService(&control);
+  auto server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  auto stub = api::Control::NewStub(CreateManagerChannel("127.0.0.1:" + std::to_string(port),
+                                                         ClientCredentials(*odir, kCluster)));
+  auto count = [&] {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    api::GetClusterRequest req;
+    api::GetClusterResponse resp;
+    grpc::Status s = stub->GetCluster(&ctx, req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::ALREADY_EXISTS) << s.error_message();
+    return s.error_message();
+  };
+  const std::string first = count();
+  for (int i = 0; i < 20; ++i) count();
+  EXPECT_EQ(count(), first);
+  server->Shutdown(std::chrono::system_clock::now());
+}
+
 }  // namespace
 }  // namespace shoal::pki

@@ -21,6 +21,21 @@ void SetDeadline(grpc::ClientContext* ctx, absl::Time deadline) {
   ctx->set_deadline(absl::ToChronoTime(deadline));
 }
 
+// A join's channels, each with a subchannel of its own. gRPC 1.51 shares subchannels among
+// channels with equal credentials through a global map whose ordering compares TLS credentials
+// by content when equal and by address otherwise (TlsCredentials::cmp_impl), which is no
+// ordering once two equal credentials sit at addresses on either side of a third. Every join's
+// bootstrap credentials are equal; a process that joined many nodes at once (the idle-manager
+// benchmark's 1,000) lost track of a freed subchannel and crashed in it (SIGBUS, "Mutex corrupt"
+// in Subchannel::ThrottleKeepaliveTime or CancelConnectivityStateWatch), about one run in ten.
+// A join's channels live for three calls: sharing would gain nothing.
+std::shared_ptr<grpc::Channel> JoinChannel(
+    const std::string& address, const std::shared_ptr<grpc::ChannelCredentials>& credentials) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return CreateManagerChannel(address, credentials, args);
+}
+
 // Fetches the certificate issued to `node_id` and checks it against our key and the CA.
 absl::StatusOr<CertificateInfo> FetchIssued(api::NodeCA::Stub& stub, const std::string& node_id,
                                             const std::string& key_pem, const std::string& ca_pem,
@@ -61,7 +76,7 @@ absl::StatusOr<JoinResult> JoinCluster(const std::string& manager_address, absl:
   // Steps 2-3: the CA, from a server we do not trust yet, checked against the token.
   std::string ca_pem;
   {
-    auto channel = CreateManagerChannel(manager_address, BootstrapClientCredentials());
+    auto channel = JoinChannel(manager_address, BootstrapClientCredentials());
     auto stub = api::NodeCA::NewStub(channel);
     grpc::ClientContext ctx;
     SetDeadline(&ctx, deadline);
@@ -78,7 +93,7 @@ absl::StatusOr<JoinResult> JoinCluster(const std::string& manager_address, absl:
   result.bundle.ca_pem = ca_pem;
   ASSIGN_OR_RETURN(KeyAndCsr kc, GenerateKeyAndCsr("joining-node"));
   result.bundle.key_pem = kc.key_pem;
-  auto channel = CreateManagerChannel(manager_address, AnonymousClientCredentials(ca_pem));
+  auto channel = JoinChannel(manager_address, AnonymousClientCredentials(ca_pem));
   auto stub = api::NodeCA::NewStub(channel);
   api::IssueNodeCertificateResponse issued;
   {

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -73,8 +74,7 @@ absl::Status SwarmdProcess::Start() {
       "--hostname=" + options_.name,
       "--executor=" + options_.executor,
       "--control-socket=" + socket(),
-      // Fast elections on loopback: 10 ticks of 20 ms.
-      "--raft-tick-ms=20",
+      absl::StrCat("--raft-tick-ms=", options_.raft_tick_ms),
   };
   args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
   const int log = ::open(log_path().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -88,6 +88,11 @@ absl::Status SwarmdProcess::Start() {
                                               options_.netns));
     }
   }
+  // Built before the fork: the child of a threaded process may not allocate.
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {
     ::close(log);
@@ -99,9 +104,10 @@ absl::Status SwarmdProcess::Start() {
     ::dup2(log, 1);
     ::dup2(log, 2);
     ::setpgid(0, 0);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
+    // A test or benchmark that crashes leaves no daemon behind (its own process group keeps
+    // it from a terminal's ^C, so nothing else would end it).
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) _exit(127);  // the parent died before prctl
     ::execv(argv[0], argv.data());
     _exit(127);
   }
@@ -151,11 +157,24 @@ void SwarmdProcess::Kill() {
   pid_ = -1;
 }
 
-absl::Status SwarmdProcess::Stop() {
+absl::Status SwarmdProcess::Stop(absl::Duration grace) {
   if (pid_ <= 0) return absl::OkStatus();
   ::kill(pid_, SIGTERM);
   int status = 0;
-  ::waitpid(pid_, &status, 0);
+  if (grace == absl::InfiniteDuration()) {
+    ::waitpid(pid_, &status, 0);
+  } else {
+    const absl::Time deadline = absl::Now() + grace;
+    while (::waitpid(pid_, &status, WNOHANG) == 0) {
+      if (absl::Now() >= deadline) {
+        Kill();
+        return absl::DeadlineExceededError(absl::StrCat(options_.name, ": swarmd still ran ",
+                                                        absl::FormatDuration(grace),
+                                                        " after SIGTERM: killed"));
+      }
+      absl::SleepFor(absl::Milliseconds(20));  // polling another process's exit
+    }
+  }
   pid_ = -1;
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return absl::OkStatus();
   return absl::InternalError(absl::StrCat(options_.name, ": swarmd did not stop cleanly (status ",

@@ -1,6 +1,8 @@
 // A real swarmd binary run by a test: its own state directory, control socket and loopback
 // port, its output in a log file under the test's directory. Start, SIGKILL (a machine that
-// dies), SIGTERM (a clean stop), and clients of its control socket.
+// dies), SIGTERM (a clean stop), and clients of its control socket. The daemon gets SIGKILL
+// when the thread that started it ends (PR_SET_PDEATHSIG): start it from the thread that owns
+// it (a test's thread, a benchmark's main), so that a crash leaves no daemon behind.
 //
 // Thread-safety: from the test thread.
 #pragma once
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "proto/control.grpc.pb.h"
 #include "proto/node_control.grpc.pb.h"
 
@@ -31,6 +34,9 @@ class SwarmdProcess {
     std::string ip = "127.0.0.1";
     int port = 0;      // 0: 4242 in a namespace of its own, else FreePort()
     std::string executor = "sim";
+    // Fast elections on loopback for tests (10 ticks of 20 ms); a benchmark of an idle
+    // manager wants swarmd's own default (100 ms), as a tick is work done at idle.
+    int raft_tick_ms = 20;
     std::vector<std::string> extra_args;
   };
   explicit SwarmdProcess(Options options);
@@ -42,7 +48,9 @@ class SwarmdProcess {
   // Kills what the process executor started for it, by the pids in its task directories
   // (the destructor does, after Kill).
   void KillTasks();
-  absl::Status Stop();  // SIGTERM, reaped; an error if it did not exit 0
+  // SIGTERM, reaped; an error if it did not exit 0. One still running after `grace` is
+  // SIGKILLed and reaped (DEADLINE_EXCEEDED).
+  absl::Status Stop(absl::Duration grace = absl::InfiniteDuration());
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
 

@@ -257,7 +257,8 @@ std::string Agent::Serve(const std::string& addr) {
     wake_ = true;
   }
 
-  // Heartbeats well within the period the dispatcher gives.
+  // One heartbeat per period the dispatcher gives (it adds the jitter), as Docker's agent
+  // does: the node is Down after 3 missed periods, so 2 lost heartbeats are survived.
   absl::Mutex hb_mu;
   std::thread heartbeats([&] {
     while (!stop_ && !over) {
@@ -279,7 +280,7 @@ std::string Agent::Serve(const std::string& addr) {
       if (period <= absl::ZeroDuration()) period = absl::Seconds(5);
       absl::MutexLock lock(&hb_mu);
       auto done = [&] { return stop_.load() || over.load(); };
-      hb_mu.AwaitWithTimeout(absl::Condition(&done), period / 3);
+      hb_mu.AwaitWithTimeout(absl::Condition(&done), period);
     }
   });
   // Later session messages: the node object and the manager list as they change.

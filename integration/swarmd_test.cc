@@ -140,8 +140,7 @@ class SwarmdTest : public ::testing::Test {
     for (int i = 1; i <= workers; ++i) {
       ASSERT_NO_FATAL_FAILURE(Join(absl::StrCat("w", i), tokens_.worker()));
     }
-    ASSERT_TRUE(Eventually([&] { return ReadyNodes() == managers + workers; }))
-        << ReadyNodes() << " nodes ready";
+    ASSERT_TRUE(Eventually([&] { return ReadyNodes() == managers + workers; })) << NodeStates();
   }
 
   void Join(const std::string& name, const std::string& token) {
@@ -159,6 +158,21 @@ class SwarmdTest : public ::testing::Test {
       if (name[0] == 'm' && n->running()) return *n;
     }
     return Node("m1");
+  }
+
+  // Each node's hostname, state and status message, for failure messages.
+  std::string NodeStates() {
+    api::ListNodesResponse resp;
+    const grpc::Status s = Call(AnyManager().control(), &api::Control::Stub::ListNodes,
+                                api::ListNodesRequest(), &resp);
+    if (!s.ok()) return "cannot list the nodes: " + s.error_message();
+    std::string out;
+    for (const auto& n : resp.nodes()) {
+      absl::StrAppend(&out, n.description().hostname(), ": ",
+                      api::NodeStatus::State_Name(n.status().state()), " ", n.status().message(),
+                      "; ");
+    }
+    return out;
   }
 
   int ReadyNodes() {
@@ -516,7 +530,7 @@ TEST_F(SwarmdTest, AManagerDemotedWhileStoppedComesBackAsAWorker) {
            &services);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
   EXPECT_FALSE(std::filesystem::exists(Node("w1").state_dir() + "/raft"));
-  ASSERT_TRUE(Eventually([&] { return ReadyNodes() == 3; }));
+  ASSERT_TRUE(Eventually([&] { return ReadyNodes() == 3; })) << NodeStates();
 }
 
 // Two of three managers lost for good: no quorum, no write. `swarmctl init --force-new-cluster`

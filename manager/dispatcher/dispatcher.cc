@@ -206,6 +206,15 @@ absl::StatusOr<std::string> Dispatcher::OpenSession(const std::string& node_id,
                                                     const api::NodeDescription& description,
                                                     const std::string& addr,
                                                     std::shared_ptr<SessionSink> sink) {
+  // Alive in memory before READY is written: a heartbeat check running meanwhile does not
+  // take the old session's expired deadline for this one (its DOWN would land after READY).
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return absl::UnavailableError("the dispatcher stopped: reconnect to the leader");
+    Node& n = nodes_[node_id];
+    n.down = false;
+    n.deadline = clock_.Now() + kMissedHeartbeats * period_;
+  }
   api::Node written;
   auto r = options_.store->Update(
       [&](WriteTx& tx) {
@@ -413,6 +422,20 @@ size_t Dispatcher::CheckHeartbeats() {
   for (auto& a : assignments) a->End(why);
   for (const std::string& id : expired) {
     (void)WriteNodeState(id, api::NodeStatus::NODE_STATE_DOWN, "heartbeat failure");
+  }
+  // A node that came back (a new session, a heartbeat) between the check and the write above
+  // wrote READY, which DOWN may have overwritten: READY again. One that comes back later
+  // writes READY after this DOWN itself.
+  std::vector<std::string> revived;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const std::string& id : expired) {
+      auto it = nodes_.find(id);
+      if (it != nodes_.end() && !it->second.down) revived.push_back(id);
+    }
+  }
+  for (const std::string& id : revived) {
+    (void)WriteNodeState(id, api::NodeStatus::NODE_STATE_READY, "");
   }
   return expired.size();
 }

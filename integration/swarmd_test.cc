@@ -569,29 +569,59 @@ TEST_F(SwarmdTest, QuorumLossIsRecoveredWithForceNewCluster) {
   ASSERT_TRUE(Eventually([&] { return Total(RunningByNode(Node("m4"), "web")) == 2; }));
 }
 
-// `node rm --force` of a live worker revokes its certificate: its next call is refused, it is
-// refused again after a restart, and it never comes back into `node ls`.
-TEST_F(SwarmdTest, ARemovedNodesCertificateIsRefused) {
+// `node rm --force` of a live worker: every manager refuses its certificate from then on, and
+// the node, told so by its session's refusal, stops its tasks and leaves the swarm (inactive,
+// the cluster's state deleted), as Docker's does; its tasks run elsewhere. It can join again, as
+// a new node. A node removed while it was away leaves when it comes back.
+TEST_F(SwarmdTest, ARemovedNodeIsRefusedAndLeavesTheSwarm) {
   ASSERT_NO_FATAL_FAILURE(Bring(1, 2));
+  CreateService(Node("m1"), "web", 3);
+  ASSERT_TRUE(Eventually([&] { return RunningByNode(Node("m1"), "web").size() == 3; }));
+  const std::string w1_id = Info(Node("w1")).node_id();
+  ASSERT_FALSE(w1_id.empty());
   CommandResult r = Local(Node("m1"), {"node", "rm", "w1"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("use --force"));
   r = Local(Node("m1"), {"node", "rm", "--force", "w1"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const std::string refused = "has been removed from the cluster; its certificate is revoked";
   ASSERT_TRUE(Eventually([&] {
-    return Node("w1").LogTail(1 << 20).find(refused) != std::string::npos;
-  })) << "w1 was not refused";
+    return Info(Node("w1")).state() == api::LOCAL_NODE_STATE_INACTIVE;
+  })) << "w1 did not leave: " << Node("w1").LogTail();
+  EXPECT_THAT(Node("w1").LogTail(1 << 20),
+              HasSubstr("has been removed from the cluster; its certificate is revoked"));
+  r = Local(Node("w1"), {"info"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, StartsWith("Swarm: inactive\n"));
+  for (const char* gone : {"node.json", "tls", "worker"}) {
+    EXPECT_FALSE(std::filesystem::exists(std::filesystem::path(Node("w1").state_dir()) / gone))
+        << gone;
+  }
+  // Its task runs elsewhere: one on each of the two nodes left.
+  ASSERT_TRUE(Eventually([&] {
+    auto spread = RunningByNode(Node("m1"), "web");
+    return Total(spread) == 3 && spread.count(w1_id) == 0;
+  }));
+  // Restarted, it stays out; it joins again as a new node.
   ASSERT_TRUE(Node("w1").Stop().ok());
-  std::filesystem::remove(Node("w1").log_path());
   ASSERT_TRUE(Node("w1").Start().ok());
+  EXPECT_EQ(Info(Node("w1")).state(), api::LOCAL_NODE_STATE_INACTIVE);
+  ASSERT_NO_FATAL_FAILURE(Join("w1", tokens_.worker()));
+  EXPECT_NE(Info(Node("w1")).node_id(), w1_id);
+
+  // w2 removed while it is stopped (Down: no --force needed) leaves when it comes back.
+  const std::string w2_id = Info(Node("w2")).node_id();
+  ASSERT_TRUE(Node("w2").Stop().ok());
   ASSERT_TRUE(Eventually([&] {
-    return Node("w1").LogTail(1 << 20).find(refused) != std::string::npos;
-  })) << "w1 was not refused after a restart";
+    return Local(Node("m1"), {"node", "rm", w2_id}).exit_code == 0;
+  })) << NodeStates();
+  ASSERT_TRUE(Node("w2").Start().ok());
+  ASSERT_TRUE(Eventually([&] {
+    return Info(Node("w2")).state() == api::LOCAL_NODE_STATE_INACTIVE;
+  })) << "w2 did not leave: " << Node("w2").LogTail();
   r = Local(Node("m1"), {"node", "ls", "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::vector<std::string> ids = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
-  EXPECT_EQ(ids.size(), 2u) << r.out;
+  EXPECT_EQ(ids.size(), 2u) << r.out;  // m1 and the new w1
 }
 
 // Every refusal is one line, `Error: ...`, exit code 1, and changes nothing.

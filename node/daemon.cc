@@ -16,6 +16,7 @@
 #include "common/grpc_status.h"
 #include "common/id.h"
 #include "common/log.h"
+#include "pki/access_check.h"
 #include "pki/csr.h"
 #include "pki/root_ca.h"
 #include "pki/tls_credentials.h"
@@ -336,6 +337,7 @@ absl::Status Daemon::StartRoles(bool bootstrap, std::map<uint64_t, std::string> 
     absl::MutexLock lock(&role_mu_);
     session_node_.reset();
     raft_removed_ = false;
+    removed_from_cluster_ = false;
     stop_noticed_at_ = absl::InfiniteFuture();
   }
   lost_raft_id_ = 0;
@@ -362,6 +364,7 @@ absl::Status Daemon::StartRoles(bool bootstrap, std::map<uint64_t, std::string> 
   std::filesystem::create_directories(ao.state_dir, ec);
   ao.seed = std::hash<std::string>()(state_.node_id);
   ao.on_session = [this](const api::SessionMessage& m) { OnSession(m); };
+  ao.on_refused = [this, id = state_.node_id](const grpc::Status& s) { OnSessionRefused(id, s); };
   auto agent = worker::Agent::Create(std::move(ao));
   if (!agent.ok()) return agent.status();
   agent_ = std::move(*agent);
@@ -385,6 +388,7 @@ void Daemon::StopRoles() {
   session_node_.reset();
   running_raft_id_ = 0;
   raft_removed_ = false;
+  removed_from_cluster_ = false;
   stop_noticed_at_ = absl::InfiniteFuture();
 }
 
@@ -399,6 +403,20 @@ absl::Status Daemon::PersistRoleLocked() {
   saved_.role = state_.role;
   saved_.raft_id = state_.raft_id;
   return SaveNodeState(options_.state_dir, saved_);
+}
+
+void Daemon::OnSessionRefused(const std::string& node_id, const grpc::Status& refusal) {
+  // On the agent's session thread: role_mu_ only (as OnSession).
+  if (!pki::IsNodeRemovedError(static_cast<absl::StatusCode>(refusal.error_code()),
+                               refusal.error_message(), node_id)) {
+    return;
+  }
+  absl::MutexLock lock(&role_mu_);
+  if (removed_from_cluster_) return;
+  log::Warning(kLog, "the managers refuse this node: it was removed from the cluster",
+               {{"node", node_id}, {"error", refusal.error_message()}});
+  removed_from_cluster_ = true;
+  role_wake_ = true;
 }
 
 void Daemon::OnSession(const api::SessionMessage& m) {
@@ -696,20 +714,24 @@ grpc::Status Daemon::Leave(grpc::ServerContext*, const api::LeaveRequest* reques
             "), or leave with --force (the cluster loses a manager, and with the last one "
             "its state)");
   }
+  LeaveLocked();
+  return grpc::Status::OK;
+}
+
+void Daemon::LeaveLocked() {
   if (agent_ != nullptr) agent_->ShutdownTasks(absl::Seconds(30));
   StopRoles();
   std::error_code ec;
+  // node.json first: a crash part-way leaves a node in no cluster, never one whose
+  // certificates are gone.
+  std::filesystem::remove(std::filesystem::path(options_.state_dir) / "node.json", ec);
   for (const char* d : {"tls", "raft", "worker", "tasks"}) {
     std::filesystem::remove_all(std::filesystem::path(options_.state_dir) / d, ec);
   }
-  std::filesystem::remove(std::filesystem::path(options_.state_dir) / "node.json", ec);
   log::Info(kLog, "left the cluster", {{"node", state_.node_id}});
   state_ = NodeState();
-  {
-    absl::MutexLock file_lock(&file_mu_);
-    saved_ = NodeState();
-  }
-  return grpc::Status::OK;
+  absl::MutexLock file_lock(&file_mu_);
+  saved_ = NodeState();
 }
 
 grpc::Status Daemon::Info(grpc::ServerContext*, const api::InfoRequest*,

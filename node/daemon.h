@@ -11,6 +11,10 @@
 // manager role, deletes its Raft state (as Docker does) and renews to a worker's certificate.
 // node.json follows each switch. The worker role, and so every task, runs throughout.
 //
+// A node removed from the cluster while it ran or was away (`node rm --force`) is refused by
+// every manager from then on; its session says so, and it leaves the swarm as `swarmctl leave
+// --force` would: it stops its tasks and deletes the cluster's state, and is inactive.
+//
 // The state directory holds everything a restarted node needs to rejoin by itself:
 //
 //   node.json    node id, cluster id, role, Raft id, addresses, the managers last heard of
@@ -104,6 +108,11 @@ class Daemon final : public api::NodeControl::Service {
   absl::Status StartRoles(bool bootstrap, std::map<uint64_t, std::string> peers)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StopRoles() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Leaves the cluster: stops every task and the roles, deletes the cluster's state (node.json,
+  // certificates, Raft, tasks). `swarmctl leave`, and a node that learns it was removed.
+  void LeaveLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The agent's session was refused: notes whether it says this node was removed.
+  void OnSessionRefused(const std::string& node_id, const grpc::Status& refusal);
   // The manager role of state_ (its Raft id, addresses): a new cluster's only member
   // (`bootstrap`), or a member that reaches `peers` first.
   absl::Status StartManagerLocked(bool bootstrap, std::map<uint64_t, std::string> peers)
@@ -182,6 +191,8 @@ class Daemon final : public api::NodeControl::Service {
   // The running manager's Raft id, and whether (and when) its member was removed.
   uint64_t running_raft_id_ ABSL_GUARDED_BY(role_mu_) = 0;
   bool raft_removed_ ABSL_GUARDED_BY(role_mu_) = false;
+  // The managers refused the session: this node was removed from the cluster.
+  bool removed_from_cluster_ ABSL_GUARDED_BY(role_mu_) = false;
   absl::Time removed_at_ ABSL_GUARDED_BY(role_mu_);
   // When the running manager was first found removed (by Raft, or by the session saying
   // worker): its member runs on for a grace from then.

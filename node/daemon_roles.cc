@@ -77,6 +77,7 @@ absl::StatusOr<RoleSituation> Daemon::SituationLocked() {
   absl::MutexLock lock(&role_mu_);
   const absl::Time now = absl::Now();
   s.raft_removed = raft_removed_;
+  s.removed_from_cluster = removed_from_cluster_;
   s.removal_grace_over = raft_removed_ && now >= removed_at_ + kRemovalGrace;
   if (session_node_.has_value()) {
     s.known = true;
@@ -127,6 +128,9 @@ absl::Status Daemon::SwitchRoles(absl::Time* next) {
       case RoleStep::kStartManager:
         RETURN_IF_ERROR(PromoteLocked());
         break;
+      case RoleStep::kLeave:
+        LeaveLocked();
+        return absl::OkStatus();  // in no cluster now: nothing more to switch
       default:
         break;
     }

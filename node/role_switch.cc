@@ -3,6 +3,11 @@
 namespace shoal::node {
 
 RoleDecision NextRoleStep(const RoleSituation& s) {
+  // Whatever the role: a removed node's certificate is refused by every manager, for good.
+  if (s.removed_from_cluster) {
+    return {RoleStep::kLeave,
+            "this node was removed from the cluster (node rm): it leaves the swarm"};
+  }
   if (s.manager_running) {
     // The role manager writes worker only once the member is out of the Raft group; this
     // member may hear of its own removal later, or never (it was away).
@@ -59,6 +64,8 @@ const char* RoleStepName(RoleStep step) {
       return "renew certificate";
     case RoleStep::kStartManager:
       return "start manager";
+    case RoleStep::kLeave:
+      return "leave";
   }
   return "?";
 }

@@ -28,6 +28,9 @@
 namespace shoal::node {
 
 struct RoleSituation {
+  // The managers refused the node's session because it was removed from the cluster
+  // (`node rm --force` of a live node, or of one that was away): it leaves the swarm.
+  bool removed_from_cluster = false;
   // The daemon runs the manager role now (its node.json says manager).
   bool manager_running = false;
   // The role (OU) of the node's certificate now.
@@ -62,6 +65,8 @@ enum class RoleStep {
   kStopManager,
   kRenewCertificate,
   kStartManager,
+  // Stops every task and the roles, and forgets the cluster (as `swarmctl leave --force`).
+  kLeave,
 };
 
 struct RoleDecision {

@@ -49,6 +49,19 @@ TEST(RoleSwitchTest, APromotedWorkerRenewsThenStartsTheManagerRole) {
   EXPECT_EQ(Next(s), RoleStep::kNothing);
 }
 
+// `node rm --force`: every manager refuses the node from then on, whatever it was doing.
+TEST(RoleSwitchTest, ANodeRemovedFromTheClusterLeavesWhateverItsRole) {
+  for (RoleSituation s : {RoleSituation(), Worker(), Manager()}) {
+    s.removed_from_cluster = true;
+    EXPECT_EQ(Next(s), RoleStep::kLeave);
+  }
+  RoleSituation s = Manager();
+  s.raft_removed = true;  // a wait for the grace does not hold the leave back
+  s.removed_from_cluster = true;
+  EXPECT_EQ(Next(s), RoleStep::kLeave);
+  EXPECT_STREQ(RoleStepName(RoleStep::kLeave), "leave");
+}
+
 TEST(RoleSwitchTest, ADemotedManagerStopsOnceItsMemberIsRemovedThenRenews) {
   RoleSituation s = Manager();
   // `node demote`: it still votes until the role manager removed its member.

@@ -4,6 +4,7 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "pki/method_roles.h"
@@ -18,7 +19,20 @@ std::string Sha256(absl::string_view data) {
   return std::string(reinterpret_cast<char*>(md), sizeof(md));
 }
 
+constexpr absl::string_view kRemovedFromCluster = " has been removed from the cluster";
+
 }  // namespace
+
+absl::Status NodeRemovedError(absl::string_view node_id, absl::string_view detail) {
+  return absl::PermissionDeniedError(absl::StrCat("node ", node_id, kRemovedFromCluster, detail));
+}
+
+bool IsNodeRemovedError(absl::StatusCode code, absl::string_view message,
+                        absl::string_view node_id) {
+  if (code != absl::StatusCode::kPermissionDenied || node_id.empty()) return false;
+  // The message may come wrapped ("...: node x has been removed...").
+  return absl::StrContains(message, absl::StrCat("node ", node_id, kRemovedFromCluster));
+}
 
 absl::StatusOr<std::unique_ptr<AccessCheck>> AccessCheck::Create(Options options,
                                                                  const Clock& clock,
@@ -69,8 +83,7 @@ absl::StatusOr<CertificateInfo> AccessCheck::Authenticate(const std::string& pem
       return absl::PermissionDeniedError(absl::StrCat(
           "operator certificate ", peer.subject, " (serial ", peer.serial, ") has been revoked"));
     }
-    return absl::PermissionDeniedError(absl::StrCat(
-        "node ", peer.subject, " has been removed from the cluster; its certificate is revoked"));
+    return NodeRemovedError(peer.subject, "; its certificate is revoked");
   }
   return peer;
 }

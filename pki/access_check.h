@@ -39,6 +39,14 @@ namespace shoal::pki {
 // cluster. Called on every authenticated call: it must be fast and must not block on the network.
 using RevocationCheck = std::function<bool(const CertificateInfo& peer)>;
 
+// The refusal of a node removed from the cluster (`node rm`), as every manager words it (the
+// access check, and the CA's renewal): "node <id> has been removed from the cluster...". The
+// node itself reads it to learn that it was removed, and leaves the swarm (node/daemon.h).
+absl::Status NodeRemovedError(absl::string_view node_id, absl::string_view detail = "");
+// Whether a call's refusal (`code`, `message`) says that `node_id` was removed.
+bool IsNodeRemovedError(absl::StatusCode code, absl::string_view message,
+                        absl::string_view node_id);
+
 // The outcome of an allowed call.
 struct AccessGrant {
   // The verified peer; absent for an anonymous call to an open method.

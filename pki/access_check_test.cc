@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "common/testing/manual_clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -59,6 +60,25 @@ TEST_F(AccessCheckTest, OpenMethodTreatsARefusedCertificateAsAnonymousWithTheRea
   auto anon = check_->Check("/shoal.api.NodeCA/GetRootCACertificate", nullptr);
   ASSERT_TRUE(anon.ok());
   EXPECT_TRUE(anon->anonymous_reason.empty());
+}
+
+// The node reads its own refusal to learn it was removed (node/daemon.h): the words are one
+// function's, and they name the node exactly.
+TEST_F(AccessCheckTest, ARemovedNodesRefusalSaysSoAndNamesTheNode) {
+  std::string pem = Cert("w1", api::CERTIFICATE_ROLE_WORKER);
+  removed_.Remove("w1");
+  absl::Status s = check_->Check("/shoal.api.Dispatcher/Session", &pem).status();
+  ASSERT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(IsNodeRemovedError(s.code(), s.message(), "w1")) << s;
+  EXPECT_TRUE(IsNodeRemovedError(s.code(), absl::StrCat("session: ", s.message()), "w1"));
+  EXPECT_FALSE(IsNodeRemovedError(s.code(), s.message(), "w"));
+  EXPECT_FALSE(IsNodeRemovedError(s.code(), s.message(), ""));
+  EXPECT_FALSE(IsNodeRemovedError(absl::StatusCode::kUnavailable, s.message(), "w1"));
+  // Another refusal is not a removal.
+  std::string other = Cert("w2", api::CERTIFICATE_ROLE_WORKER);
+  s = check_->Check("/shoal.api.Control/ListNodes", &other).status();
+  ASSERT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_FALSE(IsNodeRemovedError(s.code(), s.message(), "w2")) << s;
 }
 
 TEST_F(AccessCheckTest, GarbageCertificateIsUnauthenticated) {

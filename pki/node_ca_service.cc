@@ -8,6 +8,7 @@
 #include "common/grpc_status.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "pki/access_check.h"
 #include "pki/certificate.h"
 #include "pki/csr.h"
 #include "pki/grpc_authorizer.h"
@@ -138,8 +139,7 @@ absl::StatusOr<api::IssueNodeCertificateResponse> NodeCaService::Issue(
                      "(Control.IssueOperatorCertificate)"));
   }
   if (registry_.IsRemoved(peer->subject)) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("node ", peer->subject, " has been removed from the cluster"));
+    return NodeRemovedError(peer->subject);
   }
   absl::StatusOr<NodeRecord> node = registry_.GetNode(peer->subject);
   if (!node.ok()) {

@@ -216,6 +216,9 @@ std::string Agent::Serve(const std::string& addr) {
         it->second.size() > 0) {
       return std::string(it->second.data(), it->second.size());
     }
+    if (s.error_code() == grpc::StatusCode::PERMISSION_DENIED && !stop_ && options_.on_refused) {
+      options_.on_refused(s);
+    }
     if (!stop_) {
       log::Info(kLog, "no session with this manager",
                 {{"manager", addr}, {"error", s.error_message()}});

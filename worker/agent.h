@@ -72,6 +72,10 @@ class Agent {
     // Each session message (the node object as the managers see it, the manager list), on
     // the session thread: a node daemon saves the manager list and follows its role.
     std::function<void(const api::SessionMessage&)> on_session;
+    // A session the managers refused outright (PERMISSION_DENIED), with their words, on the
+    // session thread: a node daemon reads whether its node was removed (`node rm`), and
+    // leaves the swarm. The agent itself goes on trying.
+    std::function<void(const grpc::Status&)> on_refused;
   };
 
   // Opens the task database (when there is a state dir) and loads the tasks it holds.

@@ -24,6 +24,7 @@
 #include "gtest/gtest.h"
 #include "integration/testing/swarmd_process.h"
 #include "integration/testing/test_network.h"
+#include "node/node_state.h"
 
 namespace shoal::integration {
 namespace {
@@ -531,6 +532,35 @@ TEST_F(SwarmdTest, AManagerDemotedWhileStoppedComesBackAsAWorker) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
   EXPECT_FALSE(std::filesystem::exists(Node("w1").state_dir() + "/raft"));
   ASSERT_TRUE(Eventually([&] { return ReadyNodes() == 3; })) << NodeStates();
+}
+
+// A promotion (or a manager's join) stopped between writing node.json as a manager and the
+// member's first start, which makes the Raft directory: the restarted node joins the Raft group
+// again (its member never voted) instead of failing to start, and serves as a manager.
+TEST_F(SwarmdTest, AnInterruptedPromotionIsTakenUpAfterARestart) {
+  ASSERT_NO_FATAL_FAILURE(Bring(1, 1));
+  const std::string w1 = Info(Node("w1")).node_id();
+  ASSERT_TRUE(Node("w1").Stop().ok());
+  grpc::Status s = SetDesiredRole(Node("m1"), w1, api::NODE_ROLE_MANAGER);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  auto state = node::LoadNodeState(Node("w1").state_dir());
+  ASSERT_TRUE(state.ok()) << state.status();
+  state->role = "manager";
+  state->raft_id = 77;
+  ASSERT_TRUE(node::SaveNodeState(Node("w1").state_dir(), *state).ok());
+  ASSERT_FALSE(std::filesystem::exists(Node("w1").state_dir() + "/raft"));
+
+  ASSERT_TRUE(Node("w1").Start().ok());
+  ASSERT_TRUE(Eventually([&] {
+    const api::InfoResponse info = Info(Node("w1"));
+    return info.role() == api::NODE_ROLE_MANAGER && info.raft_voter() && info.manager_count() == 2;
+  })) << Info(Node("w1")).DebugString() << Node("w1").LogTail();
+  EXPECT_THAT(Node("w1").LogTail(1 << 20), HasSubstr("an interrupted join or promotion"));
+  EXPECT_TRUE(ServesControl(Node("w1"), 0));
+  auto after = node::LoadNodeState(Node("w1").state_dir());
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->role, "manager");
+  EXPECT_NE(after->raft_id, 77u);  // a new seat: 77 was never the cluster's
 }
 
 // Two of three managers lost for good: no quorum, no write. `swarmctl init --force-new-cluster`

@@ -423,6 +423,14 @@ TEST_F(ControlPlaneTest, APromotedNodeJoinsTheRaftGroupAndBecomesAVoter) {
   ASSERT_TRUE(joined.ok()) << joined.status();
   EXPECT_EQ(joined->raft_id(), 4u);
   EXPECT_EQ(joined->members_size(), 4);
+  // Asked again while a learner (an interrupted join): the same seat.
+  auto again = join.Join("mgr4", cluster_->M(4).addr);
+  if (again.ok()) {
+    EXPECT_EQ(again->raft_id(), 4u);
+  } else {
+    // Made a voter meanwhile (it caught up at once): refused below.
+    EXPECT_EQ(again.status().code(), absl::StatusCode::kFailedPrecondition) << again.status();
+  }
 
   // The leader's role manager makes it a voter once it caught up; it holds the whole store.
   const absl::Time deadline = absl::Now() + kWait;
@@ -438,6 +446,11 @@ TEST_F(ControlPlaneTest, APromotedNodeJoinsTheRaftGroupAndBecomesAVoter) {
     }
   }
   ASSERT_TRUE(voter);
+  // A voter's node asking again lost its Raft state: refused, naming the way back.
+  auto lost = join.Join("mgr4", cluster_->M(4).addr);
+  EXPECT_EQ(lost.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(lost.status().message().find("swarmctl node demote mgr4"), std::string::npos)
+      << lost.status();
   SetReplicas(2);
   ASSERT_TRUE(cluster_->WaitApplied(4, cluster_->M(leader).store->applied_index()));
   cluster_->M(4).store->View([](const ReadTx& tx) {

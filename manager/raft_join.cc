@@ -57,6 +57,17 @@ absl::StatusOr<raftpb::JoinResponse> JoinService::Join(const std::string& node_i
       } while (raft_id == 0 || is_member(raft_id));
     }
   }
+  // A learner asks again after a join that failed half-way: it never voted. A voter's node asks
+  // again only when it lost its Raft state, and an empty log under an id that voted could vote
+  // twice in one term: refused.
+  for (const auto& m : *members) {
+    if (m.id == raft_id && !m.learner && m.id != options_.membership->self()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "node ", node_id, "'s Raft member ", raft_id,
+          " votes already: a member that lost its Raft state cannot join again under its id; "
+          "run `swarmctl node demote ", node_id, "` then `swarmctl node promote ", node_id, "`"));
+    }
+  }
   auto written = options_.store->Update([&](WriteTx& tx) -> absl::Status {
     const api::Node* n = tx.Get<api::Node>(node_id);
     if (n == nullptr) return absl::NotFoundError(absl::StrCat("node ", node_id, " not found"));

@@ -4,7 +4,9 @@
 // address, and the role manager makes it a voter once it has caught up.
 //
 // A node that was not promoted is refused (FAILED_PRECONDITION naming the command to run); a
-// manager that does not lead answers UNAVAILABLE; a node already a member gets its id again.
+// manager that does not lead answers UNAVAILABLE; a node already a learner gets its id again
+// (its join was interrupted); a node whose member votes already is refused (it lost its Raft
+// state: an empty log under an id that voted could vote twice in a term).
 //
 // Thread-safety: thread-safe.
 #pragma once

@@ -32,6 +32,8 @@ namespace shoal::node {
 namespace {
 
 constexpr char kLog[] = "swarmd";
+// How long `swarmctl join` with a manager token waits for the manager role to run.
+constexpr absl::Duration kManagerJoinWait = absl::Seconds(30);
 
 grpc::Status ToGrpc(const absl::Status& s) { return ToGrpcStatus(s); }
 
@@ -233,6 +235,19 @@ absl::Status Daemon::Start() {
       log::Warning(kLog, "deleting the Raft directory a demotion left behind", {{"dir", raft_dir}});
       std::filesystem::remove_all(raft_dir, ec);
     }
+    if (state_.role == "manager" && !std::filesystem::exists(raft_dir, ec)) {
+      // A join or promotion stopped between writing node.json and the member's first start
+      // (which makes the directory): the member never wrote a vote, so it may join again
+      // with an empty log (the leader gives it its id again). It runs as a worker until its
+      // role switch has done so, as after `node promote`.
+      log::Warning(kLog,
+                   "node.json says manager but there is no Raft directory (an interrupted join "
+                   "or promotion): joining the managers' Raft group again",
+                   {{"raft_id", state_.raft_id}, {"dir", raft_dir}});
+      state_.role = "worker";
+      state_.raft_id = 0;
+      if (absl::Status s = PersistRoleLocked(); !s.ok()) return s;
+    }
     return StartRoles(false, {});
   }
   if (!absl::IsNotFound(state.status())) return state.status();
@@ -241,7 +256,13 @@ absl::Status Daemon::Start() {
     req.add_remote_addrs(options_.join_addr);
     req.set_join_token(options_.join_token);
     api::JoinResponse resp;
-    return DoJoin(req, &resp);
+    absl::Status joined = DoJoin(req, &resp);
+    if (absl::IsDeadlineExceeded(joined) && state_.in_cluster()) {
+      // A manager's join that goes on in the background: the daemon serves meanwhile.
+      log::Warning(kLog, "the join goes on in the background", {{"error", joined}});
+      return absl::OkStatus();
+    }
+    return joined;
   }
   log::Info(kLog, "in no cluster: waiting for swarmctl init or join",
             {{"socket", socket.string()}});
@@ -645,34 +666,55 @@ absl::Status Daemon::DoJoin(const api::JoinRequest& request, api::JoinResponse* 
   }
   if (absl::Status s = pki::WriteTlsDir(TlsDir(), joined->bundle); !s.ok()) return s;
 
+  // Every node joins as a worker runs. A manager's join goes on as a promotion does (its node
+  // object already says manager): the role switch joins the Raft group through the leader and
+  // starts the manager role, retried until the cluster admits the member. So a join that the
+  // Raft group cannot take at once (no leader, a membership change under way) goes on in the
+  // background, as Docker's does, instead of leaving a manager node object nobody runs.
   NodeState st;
   st.node_id = joined->node_id;
   st.cluster_id = joined->cluster_id;
-  st.role = joined->role == api::NODE_ROLE_MANAGER ? "manager" : "worker";
+  st.role = "worker";
   st.listen_addr = listen;
   st.advertise_addr = *advertise;
   st.managers = {request.remote_addrs().begin(), request.remote_addrs().end()};
-
-  std::map<uint64_t, std::string> peers;
-  if (st.role == "manager") {
-    // A seat in the Raft group, from the leader.
-    auto seat =
-        JoinRaftGroup(via, st.cluster_id, st.advertise_addr, absl::Now() + absl::Seconds(30));
-    if (!seat.ok()) {
-      std::error_code ec;
-      std::filesystem::remove_all(TlsDir(), ec);
-      return seat.status();
-    }
-    st.raft_id = seat->raft_id();
-    for (const raftpb::RaftMember& m : seat->members()) peers[m.raft_id()] = m.addr();
-  }
   state_ = st;
-  if (absl::Status s = Persist(state_); !s.ok()) return s;
-  if (absl::Status s = StartRoles(false, std::move(peers)); !s.ok()) return s;
+  absl::Status started = Persist(state_);
+  if (started.ok()) started = StartRoles(false, {});
+  if (!started.ok()) {
+    // Back to no cluster (the node object stays, Down: `swarmctl node rm` removes it).
+    StopRoles();
+    state_ = NodeState();
+    std::error_code ec;
+    std::filesystem::remove(std::filesystem::path(options_.state_dir) / "node.json", ec);
+    for (const char* d : {"tls", "worker"}) {
+      std::filesystem::remove_all(std::filesystem::path(options_.state_dir) / d, ec);
+    }
+    absl::MutexLock file_lock(&file_mu_);
+    saved_ = NodeState();
+    return started;
+  }
   log::Info(kLog, "joined the cluster",
-            {{"cluster", st.cluster_id}, {"node", st.node_id}, {"role", st.role}});
+            {{"cluster", st.cluster_id},
+             {"node", st.node_id},
+             {"role", joined->role == api::NODE_ROLE_MANAGER ? "manager" : "worker"}});
   response->set_node_id(st.node_id);
   response->set_role(joined->role);
+  if (joined->role != api::NODE_ROLE_MANAGER) return absl::OkStatus();
+  // Until the manager role runs, as Docker's join waits for the node to be ready (the lock is
+  // released meanwhile: the role switch takes it).
+  const std::string node_id = st.node_id;
+  auto manager_runs = [this, &node_id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return manager_ != nullptr || state_.node_id != node_id;
+  };
+  if (!mu_.AwaitWithTimeout(absl::Condition(&manager_runs), kManagerJoinWait)) {
+    return absl::DeadlineExceededError(
+        "timeout was reached before the node joined the managers' Raft group; the attempt to "
+        "join continues in the background: `swarmctl info` shows the node's swarm status");
+  }
+  if (state_.node_id != node_id) {
+    return absl::AbortedError("the node left the swarm while it joined");
+  }
   return absl::OkStatus();
 }
 

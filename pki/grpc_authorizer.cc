@@ -48,9 +48,19 @@ grpc::Status GrpcAuthorizer::Process(const InputMetadata& auth_metadata, grpc::A
       context->AddProperty(kClusterIdProperty, grant->peer->cluster_id);
       context->SetPeerIdentityPropertyName(kNodeIdProperty);
     }
-  } else if (!grant->anonymous_reason.empty() &&
-             !FirstProperty(*context, kAnonymousReasonProperty)) {
-    context->AddProperty(kAnonymousReasonProperty, grant->anonymous_reason);
+  } else if (!grant->anonymous_reason.empty()) {
+    // The certificate of this connection was accepted by an earlier call, and is not now
+    // (it expired, or its node was removed): the identity that call recorded is still on the
+    // context, and an open method's handler would take the caller for the node. Refused: a
+    // new connection is anonymous (renewing then needs a join token).
+    if (FirstProperty(*context, kNodeIdProperty)) {
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                          absl::StrCat("this connection's certificate is no longer accepted: ",
+                                       grant->anonymous_reason));
+    }
+    if (!FirstProperty(*context, kAnonymousReasonProperty)) {
+      context->AddProperty(kAnonymousReasonProperty, grant->anonymous_reason);
+    }
   }
   return grpc::Status::OK;
 }

@@ -317,5 +317,55 @@ TEST(AuthenticatedPeerTest, CallsOnOneConnectionDoNotGrowItsAuthContext) {
   server->Shutdown(std::chrono::system_clock::now());
 }
 
+// Answers a renewal with the identity its handler sees, as NodeCA reads it.
+class IdentityNodeCa final : public api::NodeCA::Service {
+ public:
+  grpc::Status IssueNodeCertificate(grpc::ServerContext* ctx,
+                                    const api::IssueNodeCertificateRequest*,
+                                    api::IssueNodeCertificateResponse*) override {
+    auto peer = AuthenticatedPeer(*ctx);
+    if (!peer.ok()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "anonymous");
+    return grpc::Status(grpc::StatusCode::ALREADY_EXISTS, peer->subject);
+  }
+};
+
+// The identity the authorizer records stays on the connection (shared by its calls): once the
+// certificate it came from expires, an open method's call on that connection must not be taken
+// for the node's (a renewal of an expired certificate needs a join token).
+TEST(AuthenticatedPeerTest, AnIdentityThatExpiredOnAnOpenConnectionIsNotSeenAgain) {
+  ManualClock clock(absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now())));
+  auto pki = TestPki::Create(kCluster, clock);
+  ASSERT_TRUE(pki.ok());
+  auto mdir = (*pki)->IssueDir("m1", api::CERTIFICATE_ROLE_MANAGER);
+  auto wdir = (*pki)->IssueDir("w1", api::CERTIFICATE_ROLE_WORKER);
+  ASSERT_TRUE(mdir.ok() && wdir.ok());
+  auto check = AccessCheck::Create({kCluster, (*pki)->ca().cert_pem()}, clock, nullptr);
+  ASSERT_TRUE(check.ok());
+  IdentityNodeCa ca;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", ServerCredentials(*mdir, std::move(*check)), &port);
+  builder.RegisterService(&ca);
+  auto server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  auto stub = api::NodeCA::NewStub(CreateManagerChannel("127.0.0.1:" + std::to_string(port),
+                                                        ClientCredentials(*wdir, kCluster)));
+  auto renew = [&] {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    api::IssueNodeCertificateRequest req;
+    api::IssueNodeCertificateResponse resp;
+    return stub->IssueNodeCertificate(&ctx, req, &resp);
+  };
+  grpc::Status s = renew();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::ALREADY_EXISTS) << s.error_message();
+  EXPECT_EQ(s.error_message(), "w1");
+  clock.Advance(absl::Hours(24 * 90) + absl::Seconds(1));
+  s = renew();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("expired"));
+  server->Shutdown(std::chrono::system_clock::now());
+}
+
 }  // namespace
 }  // namespace shoal::pki

@@ -16,7 +16,8 @@ using Stub = api::Control::StubInterface;
 absl::StatusOr<std::string> ReadData(Context& ctx, const std::string& file) {
   std::ostringstream data;
   if (file == "-") {
-    data << (ctx.options.in != nullptr ? *ctx.options.in : std::cin).rdbuf();
+    std::istream& in = ctx.options.in != nullptr ? *ctx.options.in : std::cin;
+    data << in.rdbuf();
     return data.str();
   }
   std::ifstream in(file, std::ios::binary);

@@ -242,31 +242,53 @@ class IdentityControl final : public api::Control::Service {
   }
 };
 
+// A manager's server on loopback (m1's certificate, one service) behind the authorizer, and a
+// channel to it with the certificate of `client` (`role`); the clock decides validity.
+class ServerWithOneService {
+ public:
+  ServerWithOneService(ManualClock& clock, grpc::Service* service, const std::string& client,
+                       api::CertificateRole role) {
+    auto pki = TestPki::Create(kCluster, clock);
+    EXPECT_TRUE(pki.ok());
+    if (!pki.ok()) return;
+    auto mdir = (*pki)->IssueDir("m1", api::CERTIFICATE_ROLE_MANAGER);
+    auto cdir = (*pki)->IssueDir(client, role);
+    EXPECT_TRUE(mdir.ok() && cdir.ok());
+    if (!mdir.ok() || !cdir.ok()) return;
+    auto check = AccessCheck::Create({kCluster, (*pki)->ca().cert_pem()}, clock, nullptr);
+    EXPECT_TRUE(check.ok());
+    if (!check.ok()) return;
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", ServerCredentials(*mdir, std::move(*check)), &port);
+    builder.RegisterService(service);
+    server_ = builder.BuildAndStart();
+    EXPECT_NE(server_, nullptr);
+    channel_ = CreateManagerChannel("127.0.0.1:" + std::to_string(port),
+                                    ClientCredentials(*cdir, kCluster));
+  }
+  ~ServerWithOneService() {
+    if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now());
+  }
+  bool ok() const { return server_ != nullptr && channel_ != nullptr; }
+  std::shared_ptr<grpc::Channel> channel() const { return channel_; }
+
+ private:
+  std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
 TEST(AuthenticatedPeerTest, HandlersSeeTheVerifiedIdentity) {
   ManualClock clock(absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now())));
-  auto pki = TestPki::Create(kCluster, clock);
-  ASSERT_TRUE(pki.ok());
-  auto mdir = (*pki)->IssueDir("m1", api::CERTIFICATE_ROLE_MANAGER);
-  auto odir = (*pki)->IssueDir("ci", api::CERTIFICATE_ROLE_OPERATOR);
-  ASSERT_TRUE(mdir.ok() && odir.ok());
-  auto check = AccessCheck::Create({kCluster, (*pki)->ca().cert_pem()}, clock, nullptr);
-  ASSERT_TRUE(check.ok());
   IdentityControl control;
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", ServerCredentials(*mdir, std::move(*check)), &port);
-  builder.RegisterService(&control);
-  auto server = builder.BuildAndStart();
-  ASSERT_NE(server, nullptr);
-  auto ch =
-      CreateManagerChannel("127.0.0.1:" + std::to_string(port), ClientCredentials(*odir, kCluster));
+  ServerWithOneService server(clock, &control, "ci", api::CERTIFICATE_ROLE_OPERATOR);
+  ASSERT_TRUE(server.ok());
   grpc::ClientContext ctx;
   SetDeadline(&ctx);
   api::GetClusterRequest req;
   api::GetClusterResponse resp;
-  grpc::Status s = api::Control::NewStub(ch)->GetCluster(&ctx, req, &resp);
+  grpc::Status s = api::Control::NewStub(server.channel())->GetCluster(&ctx, req, &resp);
   EXPECT_EQ(s.error_message(), "ci/operator/cluster1");
-  server->Shutdown(std::chrono::system_clock::now());
 }
 
 // Answers with the number of properties its call's AuthContext holds.
@@ -286,22 +308,10 @@ class PropertyCountingControl final : public api::Control::Service {
 // which scans it) without bound.
 TEST(AuthenticatedPeerTest, CallsOnOneConnectionDoNotGrowItsAuthContext) {
   ManualClock clock(absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now())));
-  auto pki = TestPki::Create(kCluster, clock);
-  ASSERT_TRUE(pki.ok());
-  auto mdir = (*pki)->IssueDir("m1", api::CERTIFICATE_ROLE_MANAGER);
-  auto odir = (*pki)->IssueDir("ci", api::CERTIFICATE_ROLE_OPERATOR);
-  ASSERT_TRUE(mdir.ok() && odir.ok());
-  auto check = AccessCheck::Create({kCluster, (*pki)->ca().cert_pem()}, clock, nullptr);
-  ASSERT_TRUE(check.ok());
   PropertyCountingControl control;
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", ServerCredentials(*mdir, std::move(*check)), &port);
-  builder.RegisterService(&control);
-  auto server = builder.BuildAndStart();
-  ASSERT_NE(server, nullptr);
-  auto stub = api::Control::NewStub(CreateManagerChannel("127.0.0.1:" + std::to_string(port),
-                                                         ClientCredentials(*odir, kCluster)));
+  ServerWithOneService server(clock, &control, "ci", api::CERTIFICATE_ROLE_OPERATOR);
+  ASSERT_TRUE(server.ok());
+  auto stub = api::Control::NewStub(server.channel());
   auto count = [&] {
     grpc::ClientContext ctx;
     SetDeadline(&ctx);
@@ -314,7 +324,6 @@ TEST(AuthenticatedPeerTest, CallsOnOneConnectionDoNotGrowItsAuthContext) {
   const std::string first = count();
   for (int i = 0; i < 20; ++i) count();
   EXPECT_EQ(count(), first);
-  server->Shutdown(std::chrono::system_clock::now());
 }
 
 // Answers a renewal with the identity its handler sees, as NodeCA reads it.
@@ -334,22 +343,10 @@ class IdentityNodeCa final : public api::NodeCA::Service {
 // for the node's (a renewal of an expired certificate needs a join token).
 TEST(AuthenticatedPeerTest, AnIdentityThatExpiredOnAnOpenConnectionIsNotSeenAgain) {
   ManualClock clock(absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now())));
-  auto pki = TestPki::Create(kCluster, clock);
-  ASSERT_TRUE(pki.ok());
-  auto mdir = (*pki)->IssueDir("m1", api::CERTIFICATE_ROLE_MANAGER);
-  auto wdir = (*pki)->IssueDir("w1", api::CERTIFICATE_ROLE_WORKER);
-  ASSERT_TRUE(mdir.ok() && wdir.ok());
-  auto check = AccessCheck::Create({kCluster, (*pki)->ca().cert_pem()}, clock, nullptr);
-  ASSERT_TRUE(check.ok());
   IdentityNodeCa ca;
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", ServerCredentials(*mdir, std::move(*check)), &port);
-  builder.RegisterService(&ca);
-  auto server = builder.BuildAndStart();
-  ASSERT_NE(server, nullptr);
-  auto stub = api::NodeCA::NewStub(CreateManagerChannel("127.0.0.1:" + std::to_string(port),
-                                                        ClientCredentials(*wdir, kCluster)));
+  ServerWithOneService server(clock, &ca, "w1", api::CERTIFICATE_ROLE_WORKER);
+  ASSERT_TRUE(server.ok());
+  auto stub = api::NodeCA::NewStub(server.channel());
   auto renew = [&] {
     grpc::ClientContext ctx;
     SetDeadline(&ctx);
@@ -364,7 +361,6 @@ TEST(AuthenticatedPeerTest, AnIdentityThatExpiredOnAnOpenConnectionIsNotSeenAgai
   s = renew();
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
   EXPECT_THAT(s.error_message(), HasSubstr("expired"));
-  server->Shutdown(std::chrono::system_clock::now());
 }
 
 }  // namespace

@@ -102,6 +102,28 @@ std::string JsonArray(const std::vector<T>& messages) {
 // --format: "" (table), "table" or "json"; INVALID_ARGUMENT otherwise.
 absl::StatusOr<bool> WantJson(const std::string& format);
 
+// `<kind> inspect REF...`: each object fetched with `get` (the first error ends the command),
+// printed as one JSON array, or with a `pretty` printer as each one's summary.
+template <typename Obj>
+int InspectRefs(Context& ctx, const std::vector<std::string>& refs,
+                const std::function<absl::Status(ControlClient&, const std::string&, Obj*)>& get,
+                const std::function<std::string(const Obj&)>& pretty = nullptr) {
+  auto control = ctx.Control();
+  if (!control.ok()) return ctx.FailOrUsage(control.status(), false);
+  std::vector<Obj> objects;
+  for (const std::string& ref : refs) {
+    Obj o;
+    if (absl::Status s = get(**control, ref, &o); !s.ok()) return ctx.Fail(s);
+    objects.push_back(std::move(o));
+  }
+  if (pretty) {
+    for (size_t i = 0; i < objects.size(); ++i) ctx.out << (i ? "\n" : "") << pretty(objects[i]);
+  } else {
+    ctx.out << JsonArray(objects);
+  }
+  return 0;
+}
+
 // The service's tasks, by service id or name (NOT_FOUND as the manager says it).
 absl::Status ListTasksOf(ControlClient& control, const std::string& service_id,
                          std::vector<api::Task>* tasks);

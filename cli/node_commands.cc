@@ -105,22 +105,18 @@ struct InspectFlags {
 int Inspect(Context& ctx, const InspectFlags& f) {
   auto json = WantJson(f.format);
   if (!json.ok()) return ctx.Usage(json.status());
-  auto control = ctx.Control();
-  if (!control.ok()) return ctx.FailOrUsage(control.status(), false);
-  std::vector<api::Node> nodes;
-  for (const std::string& ref : f.nodes) {
-    api::GetNodeRequest req;
-    req.set_node_id(ref == "self" ? ctx.SelfNodeId() : ref);
-    api::GetNodeResponse resp;
-    if (auto s = (*control)->Call(&Stub::GetNode, req, &resp); !s.ok()) return ctx.Fail(s);
-    nodes.push_back(resp.node());
-  }
-  if (f.pretty) {
-    for (size_t i = 0; i < nodes.size(); ++i) ctx.out << (i ? "\n" : "") << Pretty(nodes[i]);
-  } else {
-    ctx.out << JsonArray(nodes);
-  }
-  return 0;
+  return InspectRefs<api::Node>(
+      ctx, f.nodes,
+      [&ctx](ControlClient& control, const std::string& ref, api::Node* out) {
+        api::GetNodeRequest req;
+        req.set_node_id(ref == "self" ? ctx.SelfNodeId() : ref);
+        api::GetNodeResponse resp;
+        absl::Status s = control.Call(&Stub::GetNode, req, &resp);
+        *out = resp.node();
+        return s;
+      },
+      f.pretty ? [](const api::Node& n) { return Pretty(n); }
+               : std::function<std::string(const api::Node&)>());
 }
 
 struct UpdateFlags {

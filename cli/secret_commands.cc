@@ -186,16 +186,7 @@ void AddKind(CLI::App& app, Context& ctx, Handlers& handlers, const std::string&
         "inspect", absl::StrCat("Display detailed information on ", Kind::kName, "s"));
     c->add_option(Kind::kName, *refs, "Names or ids")->required();
     handlers[c] = [&ctx, refs] {
-      auto control = ctx.Control();
-      if (!control.ok()) return ctx.FailOrUsage(control.status(), false);
-      std::vector<typename Kind::Object> objects;
-      for (const std::string& ref : *refs) {
-        typename Kind::Object o;
-        if (auto s = Kind::Get(**control, ref, &o); !s.ok()) return ctx.Fail(s);
-        objects.push_back(o);
-      }
-      ctx.out << JsonArray(objects);
-      return 0;
+      return InspectRefs<typename Kind::Object>(ctx, *refs, &Kind::Get);
     };
   }
   {

@@ -511,22 +511,18 @@ struct InspectFlags {
 int Inspect(Context& ctx, const InspectFlags& f) {
   auto json = WantJson(f.format);
   if (!json.ok()) return ctx.Usage(json.status());
-  auto control = ctx.Control();
-  if (!control.ok()) return ctx.FailOrUsage(control.status(), false);
-  std::vector<api::Service> services;
-  for (const std::string& ref : f.services) {
-    api::GetServiceRequest get;
-    get.set_service_id(ref);
-    api::GetServiceResponse svc;
-    if (auto s = (*control)->Call(&Stub::GetService, get, &svc); !s.ok()) return ctx.Fail(s);
-    services.push_back(svc.service());
-  }
-  if (f.pretty) {
-    for (size_t i = 0; i < services.size(); ++i) ctx.out << (i ? "\n" : "") << Pretty(services[i]);
-  } else {
-    ctx.out << JsonArray(services);
-  }
-  return 0;
+  return InspectRefs<api::Service>(
+      ctx, f.services,
+      [](ControlClient& control, const std::string& ref, api::Service* out) {
+        api::GetServiceRequest get;
+        get.set_service_id(ref);
+        api::GetServiceResponse svc;
+        absl::Status s = control.Call(&Stub::GetService, get, &svc);
+        *out = svc.service();
+        return s;
+      },
+      f.pretty ? [](const api::Service& s) { return Pretty(s); }
+               : std::function<std::string(const api::Service&)>());
 }
 
 int Rm(Context& ctx, const std::vector<std::string>& services) {

@@ -58,18 +58,15 @@ int Ls(Context& ctx, const LsFlags& f) {
 }
 
 int Inspect(Context& ctx, const std::vector<std::string>& refs) {
-  auto control = ctx.Control();
-  if (!control.ok()) return ctx.FailOrUsage(control.status(), false);
-  std::vector<api::Task> tasks;
-  for (const std::string& ref : refs) {
-    api::GetTaskRequest req;
-    req.set_task_id(ref);
-    api::GetTaskResponse resp;
-    if (auto s = (*control)->Call(&Stub::GetTask, req, &resp); !s.ok()) return ctx.Fail(s);
-    tasks.push_back(resp.task());
-  }
-  ctx.out << JsonArray(tasks);
-  return 0;
+  return InspectRefs<api::Task>(
+      ctx, refs, [](ControlClient& control, const std::string& ref, api::Task* out) {
+        api::GetTaskRequest req;
+        req.set_task_id(ref);
+        api::GetTaskResponse resp;
+        absl::Status s = control.Call(&Stub::GetTask, req, &resp);
+        *out = resp.task();
+        return s;
+      });
 }
 
 }  // namespace

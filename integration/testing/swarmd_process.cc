@@ -76,6 +76,7 @@ absl::Status SwarmdProcess::Start() {
       "--control-socket=" + socket(),
       absl::StrCat("--raft-tick-ms=", options_.raft_tick_ms),
   };
+  if (options_.lock_order_checks) args.push_back("--lock-order-checks");
   args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
   const int log = ::open(log_path().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log < 0) return absl::InternalError("cannot open " + log_path());

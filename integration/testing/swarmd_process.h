@@ -37,6 +37,9 @@ class SwarmdProcess {
     // Fast elections on loopback for tests (10 ticks of 20 ms); a benchmark of an idle
     // manager wants swarmd's own default (100 ms), as a tick is work done at idle.
     int raft_tick_ms = 20;
+    // swarmd --lock-order-checks (abort on a lock-order cycle): on in tests, off in a benchmark
+    // (it costs CPU, and production runs without).
+    bool lock_order_checks = true;
     std::vector<std::string> extra_args;
   };
   explicit SwarmdProcess(Options options);

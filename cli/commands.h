@@ -102,6 +102,36 @@ std::string JsonArray(const std::vector<T>& messages) {
 // --format: "" (table), "table" or "json"; INVALID_ARGUMENT otherwise.
 absl::StatusOr<bool> WantJson(const std::string& format);
 
+// `<kind> ls`: the objects `list` returns, as one JSON array (--format json), their ids (-q;
+// through `show_id` when given), or the table `table` makes (which may ask the manager more: its
+// error ends the command).
+template <typename Obj>
+int ListObjects(
+    Context& ctx, const std::string& format, bool quiet,
+    const std::function<absl::Status(ControlClient&, std::vector<Obj>*)>& list,
+    const std::function<absl::StatusOr<std::string>(ControlClient&, const std::vector<Obj>&)>&
+        table,
+    const std::function<std::string(const std::string&)>& show_id = nullptr) {
+  auto json = WantJson(format);
+  if (!json.ok()) return ctx.Usage(json.status());
+  auto control = ctx.Control();
+  if (!control.ok()) return ctx.FailOrUsage(control.status(), false);
+  std::vector<Obj> objects;
+  if (absl::Status s = list(**control, &objects); !s.ok()) return ctx.Fail(s);
+  if (*json) {
+    ctx.out << JsonArray(objects);
+  } else if (quiet) {
+    for (const Obj& o : objects) {
+      ctx.out << (show_id ? show_id(o.meta().id()) : o.meta().id()) << "\n";
+    }
+  } else {
+    absl::StatusOr<std::string> t = table(**control, objects);
+    if (!t.ok()) return ctx.Fail(t.status());
+    ctx.out << *t;
+  }
+  return 0;
+}
+
 // `<kind> inspect REF...`: each object fetched with `get` (the first error ends the command),
 // printed as one JSON array, or with a `pretty` printer as each one's summary.
 template <typename Obj>

@@ -41,23 +41,18 @@ struct LsFlags {
 };
 
 int Ls(Context& ctx, const LsFlags& f) {
-  auto json = WantJson(f.format);
-  if (!json.ok()) return ctx.Usage(json.status());
-  auto control = ctx.Control();
-  if (!control.ok()) return ctx.FailOrUsage(control.status(), false);
-  api::ListNodesResponse resp;
-  if (auto s = (*control)->Call(&Stub::ListNodes, api::ListNodesRequest(), &resp); !s.ok()) {
-    return ctx.Fail(s);
-  }
-  std::vector<api::Node> nodes(resp.nodes().begin(), resp.nodes().end());
-  if (*json) {
-    ctx.out << JsonArray(nodes);
-  } else if (f.quiet) {
-    for (const api::Node& n : nodes) ctx.out << n.meta().id() << "\n";
-  } else {
-    ctx.out << NodeTable(nodes, (*control)->local() ? ctx.SelfNodeId() : "");
-  }
-  return 0;
+  return ListObjects<api::Node>(
+      ctx, f.format, f.quiet,
+      [](ControlClient& control, std::vector<api::Node>* out) {
+        api::ListNodesResponse resp;
+        absl::Status s = control.Call(&Stub::ListNodes, api::ListNodesRequest(), &resp);
+        out->assign(resp.nodes().begin(), resp.nodes().end());
+        return s;
+      },
+      [&ctx](ControlClient& control,
+             const std::vector<api::Node>& nodes) -> absl::StatusOr<std::string> {
+        return NodeTable(nodes, control.local() ? ctx.SelfNodeId() : "");
+      });
 }
 
 std::string Pretty(const api::Node& n) {

@@ -164,20 +164,12 @@ void AddKind(CLI::App& app, Context& ctx, Handlers& handlers, const std::string&
     c->add_flag("-q,--quiet", f->quiet, "Only display IDs");
     c->add_option("--format", f->format, "Output format: table or json");
     handlers[c] = [&ctx, f] {
-      auto json = WantJson(f->format);
-      if (!json.ok()) return ctx.Usage(json.status());
-      auto control = ctx.Control();
-      if (!control.ok()) return ctx.FailOrUsage(control.status(), false);
-      std::vector<typename Kind::Object> objects;
-      if (auto s = Kind::List(**control, &objects); !s.ok()) return ctx.Fail(s);
-      if (*json) {
-        ctx.out << JsonArray(objects);
-      } else if (f->quiet) {
-        for (const auto& o : objects) ctx.out << o.meta().id() << "\n";
-      } else {
-        ctx.out << Kind::Table(objects, ctx.Now());
-      }
-      return 0;
+      using Object = typename Kind::Object;
+      return ListObjects<Object>(
+          ctx, f->format, f->quiet, &Kind::List,
+          [&ctx](ControlClient&, const std::vector<Object>& v) -> absl::StatusOr<std::string> {
+            return Kind::Table(v, ctx.Now());
+          });
     };
   }
   {

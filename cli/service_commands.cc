@@ -348,37 +348,30 @@ struct LsFlags {
 };
 
 int Ls(Context& ctx, const LsFlags& f) {
-  auto json = WantJson(f.format);
-  if (!json.ok()) return ctx.Usage(json.status());
-  auto control = ctx.Control();
-  if (!control.ok()) return ctx.FailOrUsage(control.status(), false);
-  api::ListServicesResponse resp;
-  if (auto s = (*control)->Call(&Stub::ListServices, api::ListServicesRequest(), &resp); !s.ok()) {
-    return ctx.Fail(s);
-  }
-  std::vector<api::Service> services(resp.services().begin(), resp.services().end());
-  if (*json) {
-    ctx.out << JsonArray(services);
-    return 0;
-  }
-  if (f.quiet) {
-    for (const api::Service& s : services) ctx.out << ShortId(s.meta().id(), f.no_trunc) << "\n";
-    return 0;
-  }
-  std::map<std::string, ReplicaCounts> statuses;
-  if (!services.empty()) {
-    api::ListServiceStatusesRequest req;
-    for (const api::Service& s : services) req.add_services(s.meta().id());
-    api::ListServiceStatusesResponse st;
-    if (auto s = (*control)->Call(&Stub::ListServiceStatuses, req, &st); !s.ok()) {
-      return ctx.Fail(s);
-    }
-    for (const auto& x : st.statuses()) {
-      statuses[x.service_id()] = {x.running_tasks(), x.desired_tasks(), x.completed_tasks()};
-    }
-  }
-  ctx.out << ServiceTable(services, statuses, f.no_trunc);
-  return 0;
+  return ListObjects<api::Service>(
+      ctx, f.format, f.quiet,
+      [](ControlClient& control, std::vector<api::Service>* out) {
+        api::ListServicesResponse resp;
+        absl::Status s = control.Call(&Stub::ListServices, api::ListServicesRequest(), &resp);
+        out->assign(resp.services().begin(), resp.services().end());
+        return s;
+      },
+      [&f](ControlClient& control,
+           const std::vector<api::Service>& services) -> absl::StatusOr<std::string> {
+        std::map<std::string, ReplicaCounts> statuses;
+        if (!services.empty()) {
+          api::ListServiceStatusesRequest req;
+          for (const api::Service& s : services) req.add_services(s.meta().id());
+          api::ListServiceStatusesResponse st;
+          if (auto s = control.Call(&Stub::ListServiceStatuses, req, &st); !s.ok()) return s;
+          for (const auto& x : st.statuses()) {
+            statuses[x.service_id()] = {x.running_tasks(), x.desired_tasks(),
+                                        x.completed_tasks()};
+          }
+        }
+        return ServiceTable(services, statuses, f.no_trunc);
+      },
+      [&f](const std::string& id) { return ShortId(id, f.no_trunc); });
 }
 
 struct PsFlags {

@@ -6,7 +6,15 @@
 // when input is wrong. Each node is its own process with its own state directory and control
 // socket; the test drives them with the swarmctl binary, as an operator does, and reads their
 // state through their sockets.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <iostream>
@@ -36,6 +44,61 @@ constexpr absl::Duration kWait = absl::Seconds(60);
 
 // Waits for `done`, looking again every 50 ms (the test watches other processes, which no
 // event of its own announces); false after `wait`.
+// Holds a TCP address taken (a listening socket in a child process of the test, in the network
+// namespace held by `netns`, or the test's own), until Release or destruction: the child is
+// killed and reaped by its pid.
+class PortBlocker {
+ public:
+  PortBlocker(pid_t netns, const std::string& addr) {
+    const std::vector<std::string> hp = absl::StrSplit(addr, ':');
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<uint16_t>(std::stoi(hp.at(1))));
+    if (::inet_pton(AF_INET, hp.at(0).c_str(), &sa.sin_addr) != 1) return;
+    // Made before the fork: the child of a threaded process may not allocate.
+    const std::string ns_path = absl::StrCat("/proc/", netns, "/ns/net");
+    int ready[2];
+    if (::pipe2(ready, O_CLOEXEC) != 0) return;
+    const pid_t parent = ::getpid();
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) _exit(1);
+      if (netns > 0) {
+        const int fd = ::open(ns_path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) _exit(1);
+      }
+      const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+      if (s < 0 || ::bind(s, reinterpret_cast<const sockaddr*>(&sa), sizeof sa) != 0 ||
+          ::listen(s, 1) != 0) {
+        _exit(2);
+      }
+      const char c = 1;
+      (void)!::write(ready[1], &c, 1);
+      ::pause();
+      _exit(0);
+    }
+    ::close(ready[1]);
+    char c = 0;
+    held_ = pid_ > 0 && ::read(ready[0], &c, 1) == 1;
+    ::close(ready[0]);
+  }
+  ~PortBlocker() { Release(); }
+  bool held() const { return held_; }
+  void Release() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    pid_ = -1;
+    held_ = false;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  bool held_ = false;
+};
+
 bool Eventually(const std::function<bool()>& done, absl::Duration wait = kWait) {
   const absl::Time deadline = absl::Now() + wait;
   while (absl::Now() < deadline) {
@@ -532,6 +595,32 @@ TEST_F(SwarmdTest, AManagerDemotedWhileStoppedComesBackAsAWorker) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
   EXPECT_FALSE(std::filesystem::exists(Node("w1").state_dir() + "/raft"));
   ASSERT_TRUE(Eventually([&] { return ReadyNodes() == 3; })) << NodeStates();
+}
+
+// A manager's join whose manager role cannot start (its listen port is taken): `join` waits, then
+// says why and that the join goes on in the background; the node runs as a worker meanwhile,
+// and becomes a manager once the port is free, with no other command (as a join the Raft group
+// cannot take at once goes on).
+TEST_F(SwarmdTest, AManagersJoinGoesOnInTheBackgroundUntilItCanListen) {
+  ASSERT_NO_FATAL_FAILURE(Bring(1, 0));
+  SwarmdProcess& m2 = Node("m2");
+  ASSERT_TRUE(m2.Start().ok());
+  PortBlocker taken(network_ != nullptr ? network_->holder("m2") : 0, m2.addr());
+  ASSERT_TRUE(taken.held());
+  CommandResult r = Local(m2, {"join", "--token", tokens_.manager(), Node("m1").addr()});
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_THAT(r.err, HasSubstr("the attempt to join continues in the background"));
+  EXPECT_THAT(r.err, HasSubstr("cannot listen on " + m2.addr()));
+  api::InfoResponse info = Info(m2);
+  EXPECT_EQ(info.state(), api::LOCAL_NODE_STATE_ACTIVE) << info.DebugString();
+  EXPECT_EQ(info.role(), api::NODE_ROLE_WORKER);
+  EXPECT_FALSE(ServesControl(m2, 0));
+  taken.Release();
+  ASSERT_TRUE(Eventually([&] {
+    const api::InfoResponse i = Info(m2);
+    return i.role() == api::NODE_ROLE_MANAGER && i.raft_voter() && i.manager_count() == 2;
+  })) << Info(m2).DebugString() << m2.LogTail();
+  EXPECT_TRUE(ServesControl(m2, 0));
 }
 
 // A promotion (or a manager's join) stopped between writing node.json as a manager and the

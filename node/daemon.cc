@@ -704,13 +704,16 @@ absl::Status Daemon::DoJoin(const api::JoinRequest& request, api::JoinResponse* 
   // Until the manager role runs, as Docker's join waits for the node to be ready (the lock is
   // released meanwhile: the role switch takes it).
   const std::string node_id = st.node_id;
+  role_error_ = absl::OkStatus();
   auto manager_runs = [this, &node_id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return manager_ != nullptr || state_.node_id != node_id;
   };
   if (!mu_.AwaitWithTimeout(absl::Condition(&manager_runs), kManagerJoinWait)) {
-    return absl::DeadlineExceededError(
-        "timeout was reached before the node joined the managers' Raft group; the attempt to "
-        "join continues in the background: `swarmctl info` shows the node's swarm status");
+    return absl::DeadlineExceededError(absl::StrCat(
+        "timeout was reached before the node joined the managers' Raft group",
+        role_error_.ok() ? "" : absl::StrCat(" (", role_error_.message(), ")"),
+        "; the attempt to join continues in the background: `swarmctl info` shows the node's "
+        "swarm status"));
   }
   if (state_.node_id != node_id) {
     return absl::AbortedError("the node left the swarm while it joined");

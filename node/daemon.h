@@ -178,6 +178,9 @@ class Daemon final : public api::NodeControl::Service {
   class SocketControl;
   std::unique_ptr<SocketControl> socket_control_;
 
+  // Why the last role switch failed (OK once one succeeds): what a manager's join that goes on
+  // in the background tells the operator.
+  absl::Status role_error_ ABSL_GUARDED_BY(mu_);
   // A Raft id this node was removed under while the cluster still listed it as a manager
   // (role_switch.h): it does not rejoin under it.
   uint64_t lost_raft_id_ ABSL_GUARDED_BY(mu_) = 0;

@@ -54,6 +54,10 @@ void Daemon::RunRoleSwitches() {
     }
     absl::Time next = absl::InfiniteFuture();
     const absl::Status s = SwitchRoles(&next);
+    {
+      absl::MutexLock lock(&mu_);
+      role_error_ = s;
+    }
     if (s.ok()) {
       backoff = kRoleRetryFirst;
       retry_at = next;

@@ -277,6 +277,7 @@ void Daemon::Stop() {
   if (role_thread_.joinable()) role_thread_.join();
   {
     absl::MutexLock lock(&mu_);
+    stopping_ = true;
     StopRoles();
   }
   if (socket_ != nullptr) {
@@ -511,14 +512,17 @@ absl::Status Daemon::DoInit(const api::InitRequest& request, api::InitResponse* 
   if (absl::Status s = pki::WriteTlsDir(TlsDir(), bundle); !s.ok()) return s;
 
   state_ = st;
-  if (absl::Status s = StartRoles(/*bootstrap=*/true, {}); !s.ok()) {
+  // A failed init leaves nothing: the node is in no cluster, and may init again.
+  auto abandon = [&](const absl::Status& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     StopRoles();
     state_ = NodeState();
     std::error_code ec;
-    std::filesystem::remove_all(TlsDir(), ec);
-    std::filesystem::remove_all(options_.state_dir + "/raft", ec);
-    return s;
-  }
+    for (const char* d : {"tls", "raft", "worker"}) {
+      std::filesystem::remove_all(std::filesystem::path(options_.state_dir) / d, ec);
+    }
+    return why;
+  };
+  if (absl::Status s = StartRoles(/*bootstrap=*/true, {}); !s.ok()) return abandon(s);
   // The cluster object and this node's, once the new member leads (an election timeout).
   api::Cluster cluster;
   cluster.mutable_meta()->set_id(st.cluster_id);
@@ -544,17 +548,24 @@ absl::Status Daemon::DoInit(const api::InitRequest& request, api::InitResponse* 
       if (tx.Get<api::Cluster>(st.cluster_id) == nullptr) {
         if (absl::Status s = tx.Create(cluster); !s.ok()) return s;
       }
-      if (tx.Get<api::Node>(st.node_id) == nullptr) return tx.Create(self);
-      return absl::OkStatus();
+      const api::Node* n = tx.Get<api::Node>(st.node_id);
+      if (n == nullptr) return tx.Create(self);
+      // The node's own session may have registered it first (the dispatcher makes the node
+      // object of a session it does not know): what init knows completes it.
+      api::Node u = *n;
+      u.set_role(self.role());
+      *u.mutable_spec() = self.spec();
+      *u.mutable_manager_status() = self.manager_status();
+      return tx.Update(u);
     });
     wrote = r.status();
-    if (wrote.ok() || !absl::IsUnavailable(wrote)) break;
+    // A write that met the session's (ALREADY_EXISTS, ABORTED) is decided again.
+    if (wrote.ok() ||
+        !(absl::IsUnavailable(wrote) || absl::IsAlreadyExists(wrote) || absl::IsAborted(wrote))) {
+      break;
+    }
   }
-  if (!wrote.ok()) {
-    StopRoles();
-    state_ = NodeState();
-    return wrote;
-  }
+  if (!wrote.ok()) return abandon(wrote);
   if (absl::Status s = Persist(state_); !s.ok()) return s;
   log::Info(kLog, "initialised a new cluster",
             {{"cluster", st.cluster_id}, {"node", st.node_id}, {"advertise", st.advertise_addr}});
@@ -706,7 +717,7 @@ absl::Status Daemon::DoJoin(const api::JoinRequest& request, api::JoinResponse* 
   const std::string node_id = st.node_id;
   role_error_ = absl::OkStatus();
   auto manager_runs = [this, &node_id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return manager_ != nullptr || state_.node_id != node_id;
+    return manager_ != nullptr || state_.node_id != node_id || stopping_;
   };
   if (!mu_.AwaitWithTimeout(absl::Condition(&manager_runs), kManagerJoinWait)) {
     return absl::DeadlineExceededError(absl::StrCat(
@@ -717,6 +728,11 @@ absl::Status Daemon::DoJoin(const api::JoinRequest& request, api::JoinResponse* 
   }
   if (state_.node_id != node_id) {
     return absl::AbortedError("the node left the swarm while it joined");
+  }
+  if (manager_ == nullptr) {
+    return absl::UnavailableError(
+        "swarmd is stopping: the join goes on when it starts again (node.json keeps the node "
+        "in the cluster)");
   }
   return absl::OkStatus();
 }

@@ -181,6 +181,8 @@ class Daemon final : public api::NodeControl::Service {
   // Why the last role switch failed (OK once one succeeds): what a manager's join that goes on
   // in the background tells the operator.
   absl::Status role_error_ ABSL_GUARDED_BY(mu_);
+  // Stop has begun: a join waiting for the manager role returns.
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // A Raft id this node was removed under while the cluster still listed it as a manager
   // (role_switch.h): it does not rejoin under it.
   uint64_t lost_raft_id_ ABSL_GUARDED_BY(mu_) = 0;

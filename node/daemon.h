@@ -11,6 +11,11 @@
 // manager role, deletes its Raft state (as Docker does) and renews to a worker's certificate.
 // node.json follows each switch. The worker role, and so every task, runs throughout.
 //
+// A join with a manager token is a promotion that starts at once: the node joins and runs as a
+// worker, its node object says manager, and the role switch does the rest (retried until the
+// Raft group admits the member); Join waits for the manager role for a while, then answers that
+// the join goes on in the background.
+//
 // A node removed from the cluster while it ran or was away (`node rm --force`) is refused by
 // every manager from then on; its session says so, and it leaves the swarm as `swarmctl leave
 // --force` would: it stops its tasks and deletes the cluster's state, and is inactive.

@@ -53,8 +53,8 @@ int main(int argc, char** argv) {
                "Abort on a lock-order cycle, with the stacks that made it (Abseil's deadlock "
                "detection: for tests; it costs CPU on every lock)");
   CLI11_PARSE(app, argc, argv);
-  // Abseil records every lock acquisition's order unless told not to (about 4.5% of a core on a
-  // manager with 1,000 workers); the tests run swarmd with the checks on.
+  // Abseil (as Debian builds it) records every lock acquisition's order unless told not to: a
+  // few % of a busy process's CPU in perf profiles. The tests run swarmd with the checks on.
   absl::SetMutexDeadlockDetectionMode(lock_order_checks ? absl::OnDeadlockCycle::kAbort
                                                         : absl::OnDeadlockCycle::kIgnore);
   auto level = shoal::log::ParseLevel(log_level);

@@ -323,6 +323,38 @@ class SwarmdTest : public ::testing::Test {
     return s;
   }
 
+  // `node promote` of each of `names` through m1, then until each runs its manager role as a
+  // voter of a group of `managers`.
+  void PromoteToVoters(const std::vector<std::string>& names, uint64_t managers) {
+    for (const std::string& w : names) {
+      const grpc::Status s =
+          SetDesiredRole(Node("m1"), Info(Node(w)).node_id(), api::NODE_ROLE_MANAGER);
+      ASSERT_TRUE(s.ok()) << w << ": " << s.error_message();
+    }
+    for (const std::string& w : names) {
+      ASSERT_TRUE(Eventually([&] {
+        const api::InfoResponse info = Info(Node(w));
+        return info.role() == api::NODE_ROLE_MANAGER && info.raft_voter() &&
+               info.manager_count() == managers;
+      })) << w << ": " << Info(Node(w)).DebugString();
+    }
+  }
+
+  // Until `name` runs as a worker again (demoted): its socket then refuses the Control API, and
+  // its Raft state is deleted.
+  void ExpectAWorkerAgain(const std::string& name) {
+    ASSERT_TRUE(Eventually([&] {
+      const api::InfoResponse info = Info(Node(name));
+      return info.role() == api::NODE_ROLE_WORKER && info.state() == api::LOCAL_NODE_STATE_ACTIVE;
+    })) << Info(Node(name)).DebugString();
+    api::ListServicesResponse services;
+    const grpc::Status s = Call(Node(name).control(), &api::Control::Stub::ListServices,
+                                api::ListServicesRequest(), &services);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+    EXPECT_NE(s.error_message().find("not a swarm manager"), std::string::npos);
+    EXPECT_FALSE(std::filesystem::exists(Node(name).state_dir() + "/raft"));
+  }
+
   // Ids of the tasks RUNNING on `node_id`, as `via` sees them.
   std::set<std::string> RunningTasksOn(SwarmdProcess& via, const std::string& node_id) {
     api::ListTasksRequest req;
@@ -470,17 +502,8 @@ TEST_F(SwarmdTest, PromoteAndDemoteSwitchARunningNodesRoleAndItsTasksRunOn) {
   // Demoted: a worker again, whose socket refuses the Control API.
   s = SetDesiredRole(Node("m1"), w1, api::NODE_ROLE_WORKER);
   ASSERT_TRUE(s.ok()) << s.error_message();
-  ASSERT_TRUE(Eventually([&] {
-    const api::InfoResponse info = Info(Node("w1"));
-    return info.role() == api::NODE_ROLE_WORKER && info.state() == api::LOCAL_NODE_STATE_ACTIVE;
-  })) << Info(Node("w1")).DebugString();
-  api::ListServicesResponse services;
-  s = Call(Node("w1").control(), &api::Control::Stub::ListServices, api::ListServicesRequest(),
-           &services);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
-  EXPECT_NE(s.error_message().find("not a swarm manager"), std::string::npos);
+  ASSERT_NO_FATAL_FAILURE(ExpectAWorkerAgain("w1"));
   ASSERT_TRUE(Eventually([&] { return Info(Node("m1")).manager_count() == 1; }));
-  EXPECT_FALSE(std::filesystem::exists(raft_dir));  // its Raft state is deleted
   EXPECT_EQ(RunningTasksOn(Node("m1"), w1), tasks);
   // The cluster still takes writes with its one manager.
   ASSERT_TRUE(Eventually([&] { return Scale(Node("m1"), "web", 6).ok(); }));
@@ -488,12 +511,7 @@ TEST_F(SwarmdTest, PromoteAndDemoteSwitchARunningNodesRoleAndItsTasksRunOn) {
   // A restart keeps it a worker.
   ASSERT_TRUE(Node("w1").Stop().ok());
   ASSERT_TRUE(Node("w1").Start().ok());
-  ASSERT_TRUE(Eventually([&] { return Info(Node("w1")).state() == api::LOCAL_NODE_STATE_ACTIVE; }));
-  EXPECT_EQ(Info(Node("w1")).role(), api::NODE_ROLE_WORKER);
-  s = Call(Node("w1").control(), &api::Control::Stub::ListServices, api::ListServicesRequest(),
-           &services);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
-  EXPECT_FALSE(std::filesystem::exists(raft_dir));
+  ASSERT_NO_FATAL_FAILURE(ExpectAWorkerAgain("w1"));
   EXPECT_EQ(Info(Node("m1")).manager_count(), 1u);
 }
 
@@ -503,18 +521,7 @@ TEST_F(SwarmdTest, PromotedManagersCarryOnWhenTheFirstManagerIsKilled) {
   ASSERT_NO_FATAL_FAILURE(Bring(1, 2));
   CreateService(Node("m1"), "web", 3);
   ASSERT_TRUE(Eventually([&] { return Total(RunningByNode(Node("m1"), "web")) == 3; }));
-  for (const char* w : {"w1", "w2"}) {
-    const grpc::Status s =
-        SetDesiredRole(Node("m1"), Info(Node(w)).node_id(), api::NODE_ROLE_MANAGER);
-    ASSERT_TRUE(s.ok()) << w << ": " << s.error_message();
-  }
-  for (const char* w : {"w1", "w2"}) {
-    ASSERT_TRUE(Eventually([&] {
-      const api::InfoResponse info = Info(Node(w));
-      return info.role() == api::NODE_ROLE_MANAGER && info.raft_voter() &&
-             info.manager_count() == 3;
-    })) << std::string(w) + ": " + Info(Node(w)).DebugString();
-  }
+  ASSERT_NO_FATAL_FAILURE(PromoteToVoters({"w1", "w2"}, 3));
 
   Node("m1").Kill();
   ASSERT_TRUE(Eventually([&] { return Scale(Node("w1"), "web", 5).ok(); }));
@@ -531,17 +538,7 @@ TEST_F(SwarmdTest, TheFirstManagerDemotedHandsOverAndGoesOnAsAWorker) {
   ASSERT_NO_FATAL_FAILURE(Bring(1, 2));
   CreateService(Node("m1"), "web", 3);
   ASSERT_TRUE(Eventually([&] { return RunningByNode(Node("m1"), "web").size() == 3; }));
-  for (const char* w : {"w1", "w2"}) {
-    const grpc::Status s =
-        SetDesiredRole(Node("m1"), Info(Node(w)).node_id(), api::NODE_ROLE_MANAGER);
-    ASSERT_TRUE(s.ok()) << w << ": " << s.error_message();
-  }
-  for (const char* w : {"w1", "w2"}) {
-    ASSERT_TRUE(Eventually([&] {
-      const api::InfoResponse info = Info(Node(w));
-      return info.raft_voter() && info.manager_count() == 3;
-    })) << std::string(w) + ": " + Info(Node(w)).DebugString();
-  }
+  ASSERT_NO_FATAL_FAILURE(PromoteToVoters({"w1", "w2"}, 3));
   const std::string m1 = Info(Node("m1")).node_id();
   const std::set<std::string> tasks = RunningTasksOn(Node("m1"), m1);
   ASSERT_EQ(tasks.size(), 1u);
@@ -585,15 +582,7 @@ TEST_F(SwarmdTest, AManagerDemotedWhileStoppedComesBackAsAWorker) {
   ASSERT_TRUE(Eventually([&] { return Info(Node("m1")).manager_count() == 2; }));
 
   ASSERT_TRUE(Node("w1").Start().ok());
-  ASSERT_TRUE(Eventually([&] {
-    const api::InfoResponse info = Info(Node("w1"));
-    return info.role() == api::NODE_ROLE_WORKER && info.state() == api::LOCAL_NODE_STATE_ACTIVE;
-  })) << Info(Node("w1")).DebugString();
-  api::ListServicesResponse services;
-  s = Call(Node("w1").control(), &api::Control::Stub::ListServices, api::ListServicesRequest(),
-           &services);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
-  EXPECT_FALSE(std::filesystem::exists(Node("w1").state_dir() + "/raft"));
+  ASSERT_NO_FATAL_FAILURE(ExpectAWorkerAgain("w1"));
   ASSERT_TRUE(Eventually([&] { return ReadyNodes() == 3; })) << NodeStates();
 }
 
